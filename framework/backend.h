@@ -1,0 +1,138 @@
+// The backend interface: the only way layers touch tensor memory.
+//
+// A Backend is a table of kernels plus a private context. kernels/cpu fills one in with C, OpenBLAS
+// and OpenMP; kernels/cuda fills another with cuDNN/cuBLAS and its own kernels. Layers call only
+// this table, so the same layer code runs on either.
+//
+// Conventions, the same for every slot:
+// - Pointers are backend memory obtained from `alloc`. Shapes are logical NCHW; a backend may lay
+//   memory out as it likes as long as the kernels below agree with each other.
+// - Every backward kernel ACCUMULATES into its gradient outputs (`dx += ...`, `dw += ...`), so
+//   gradients from several consumers add up and weight gradients add up over micro-batches. The
+//   caller zeroes a gradient buffer once, before the first contribution.
+// - Forward kernels overwrite their outputs.
+// - Nothing here allocates except `alloc` and `reserve_workspace`, which layers call at creation.
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Backend Backend;
+
+// A 2-D convolution (cross-correlation, as PyTorch's Conv2d). Input (N, C_in, H_in, W_in), weight
+// (C_out, C_in / groups, KH, KW), optional bias (C_out), output (N, C_out, H_out, W_out).
+typedef struct ConvDesc {
+    int64_t n, c_in, h_in, w_in;
+    int64_t c_out, h_out, w_out;
+    int64_t kh, kw, stride, pad, dilation, groups;
+} ConvDesc;
+
+// Fills in h_out and w_out from the other fields (PyTorch's formula).
+ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int64_t c_out, int64_t k,
+                        int64_t stride, int64_t pad, int64_t dilation, int64_t groups);
+
+// Multiply-accumulates of one forward pass of the convolution (bias adds not counted).
+int64_t conv_desc_macs(const ConvDesc *d);
+
+typedef struct BackendOps {
+    // ---- memory -------------------------------------------------------------------------------
+    void *(*alloc)(Backend *be, size_t n_bytes);  // aborts on failure; contents undefined
+    void (*free)(Backend *be, void *ptr);         // accepts NULL
+    void (*upload)(Backend *be, float *dst, const float *host_src, size_t n_elems);
+    void (*download)(Backend *be, float *host_dst, const float *src, size_t n_elems);
+    void (*copy)(Backend *be, float *dst, const float *src, size_t n_elems);
+    void (*fill)(Backend *be, float *dst, float value, size_t n_elems);
+    // dst[i] = lo + (hi - lo) * rng_uniform(seed, i) (framework/rng.h), identical on every backend.
+    void (*fill_uniform)(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
+    // Makes sure scratch memory of at least n_bytes exists for the kernels below; called at
+    // creation with conv_workspace_bytes' answer so that no kernel allocates.
+    void (*reserve_workspace)(Backend *be, size_t n_bytes);
+    size_t (*conv_workspace_bytes)(Backend *be, const ConvDesc *d);
+    void (*synchronize)(Backend *be);
+
+    // ---- convolution --------------------------------------------------------------------------
+    void (*conv2d_forward)(Backend *be, const ConvDesc *d, const float *x, const float *w,
+                           const float *bias /* NULL: none */, float *y);
+    void (*conv2d_backward_data)(Backend *be, const ConvDesc *d, const float *dy, const float *w,
+                                 float *dx /* += */);
+    void (*conv2d_backward_filter)(Backend *be, const ConvDesc *d, const float *x, const float *dy,
+                                   float *dw /* += */, float *dbias /* += ; NULL: no bias */);
+
+    // ---- batch norm over (N, H, W) for each of C channels --------------------------------------
+    // Training: normalises with the batch mean and biased variance, updates the running statistics
+    // with PyTorch's rule (running = (1 - momentum) * running + momentum * batch, the variance
+    // unbiased by n / (n - 1)), and keeps the batch mean and 1 / sqrt(var + eps) for backward.
+    void (*batchnorm_forward_train)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                                    const float *gamma, const float *beta, float *running_mean,
+                                    float *running_var, float momentum, float eps, float *y,
+                                    float *save_mean /* (C) */, float *save_invstd /* (C) */);
+    void (*batchnorm_forward_infer)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                                    const float *gamma, const float *beta, const float *running_mean,
+                                    const float *running_var, float eps, float *y);
+    void (*batchnorm_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                               const float *dy, const float *gamma, const float *save_mean,
+                               const float *save_invstd, float *dx /* += */,
+                               float *dgamma /* += */, float *dbeta /* += */);
+
+    // ---- element-wise -------------------------------------------------------------------------
+    void (*silu_forward)(Backend *be, const float *x, float *y, size_t n_elems);
+    void (*silu_backward)(Backend *be, const float *x, const float *dy, float *dx /* += */,
+                          size_t n_elems);
+    void (*add)(Backend *be, const float *a, const float *b, float *y, size_t n_elems);  // y = a + b
+    void (*accumulate)(Backend *be, const float *src, float *dst, size_t n_elems);       // dst += src
+
+    // ---- boxes of channels x positions (concat, split, Detect's level flattening) ---------------
+    // Views src as (N, src_c, src_s) and dst as (N, dst_c, dst_s), s being the flattened spatial
+    // positions, and copies the box of count_c channels x count_s positions starting at
+    // (src_c0, src_s0) to (dst_c0, dst_s0); adds instead of copying when `accumulate`.
+    void (*copy_box)(Backend *be, int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                     int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
+                     int64_t count_c, int64_t count_s, bool accumulate);
+
+    // ---- resampling and pooling ---------------------------------------------------------------
+    // Nearest-neighbour upsampling by an integer factor: (N, C, H, W) -> (N, C, H*f, W*f).
+    void (*upsample_nearest_forward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
+                                     int64_t factor, const float *x, float *y);
+    void (*upsample_nearest_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
+                                      int64_t factor, const float *dy, float *dx /* += */);
+    // Max-pool with kernel k (odd), stride 1 and padding k / 2 (SPPF's pool): the shape is kept and
+    // padding never wins. Backward routes each gradient to the first maximum of its window in
+    // row-major order, as PyTorch does; it recomputes the maxima from x instead of storing indices.
+    void (*maxpool_forward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                            const float *x, float *y);
+    void (*maxpool_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                             const float *x, const float *dy, float *dx /* += */);
+    // Adaptive average pool to 1x1: (N, C, H, W) -> (N, C).
+    void (*avgpool_forward)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x, float *y);
+    void (*avgpool_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *dy,
+                             float *dx /* += */);
+
+    // ---- dense --------------------------------------------------------------------------------
+    // y (N, out) = x (N, in) * w^T + b, w (out, in), b (out) or NULL.
+    void (*linear_forward)(Backend *be, int64_t n, int64_t in, int64_t out, const float *x,
+                           const float *w, const float *b, float *y);
+    void (*linear_backward)(Backend *be, int64_t n, int64_t in, int64_t out, const float *x,
+                            const float *w, const float *dy, float *dx /* += ; NULL: skip */,
+                            float *dw /* += */, float *db /* += ; NULL: no bias */);
+    // Row-major C (m, n) = alpha * op(A) op(B) + beta * C, op(A) (m, k), op(B) (k, n).
+    void (*gemm)(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                 int64_t ldc);
+
+    void (*destroy)(Backend *be);
+} BackendOps;
+
+struct Backend {
+    const BackendOps *ops;
+    const char *name;  // "cpu" or "cuda"
+    void *ctx;         // the implementation's private state
+};
+
+// Frees the backend (its ops->destroy); accepts NULL.
+void backend_destroy(Backend *be);
+
+// Copies channels [src_c0, src_c0 + count) of src (N, src_c, HW) to channels [dst_c0, ...) of dst
+// (N, dst_c, HW): copy_box over all positions.
+void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const float *src, int64_t src_c, int64_t src_c0,
+                           float *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate);

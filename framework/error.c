@@ -1,0 +1,56 @@
+#include "framework/error.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool error_at(Error *err, const char *file, int line, int col, const char *fmt, ...) {
+    int used = snprintf(err->message, sizeof err->message, "%s:%d:%d: ", file, line, col);
+    if (used < 0 || (size_t)used >= sizeof err->message) return false;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message + used, sizeof err->message - (size_t)used, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+bool error_set(Error *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+_Noreturn void yp_fatal_at(const char *file, int line, const char *fmt, ...) {
+    fprintf(stderr, "yolopipe: internal error at %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+void *yp_malloc(size_t n_bytes) {
+    void *p = malloc(n_bytes ? n_bytes : 1);
+    if (!p) yp_fatal("out of memory allocating %zu bytes", n_bytes);
+    return p;
+}
+
+void *yp_calloc(size_t count, size_t n_bytes) {
+    void *p = calloc(count ? count : 1, n_bytes ? n_bytes : 1);
+    if (!p) yp_fatal("out of memory allocating %zu x %zu bytes", count, n_bytes);
+    return p;
+}
+
+void *yp_realloc(void *ptr, size_t n_bytes) {
+    void *p = realloc(ptr, n_bytes ? n_bytes : 1);
+    if (!p) yp_fatal("out of memory reallocating %zu bytes", n_bytes);
+    return p;
+}
+
+char *yp_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(yp_malloc(n), s, n);
+}

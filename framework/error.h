@@ -1,0 +1,45 @@
+// Error reporting, in two kinds.
+//
+// User errors (bad YAML, wrong arguments, missing files) are recoverable: the function that finds
+// one fills an Error with a single line "file:line:col: message" and returns false; callers pass it
+// up unchanged, and the command-line front end prints it and exits with YP_EXIT_USAGE (2).
+//
+// Internal errors (a library call failing, an impossible state) are not recoverable: YP_CHECK and
+// yp_fatal print where it happened and abort the process (and, once MPI is up, the whole job).
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum { YP_EXIT_USAGE = 2 };
+
+typedef struct Error {
+    char message[1024];  // one line, no trailing newline; empty while no error is set
+} Error;
+
+// Formats "file:line:col: <fmt...>" into err (line and col are 1-based). Returns false so that a
+// failing function can end with `return error_at(err, ...);`.
+bool error_at(Error *err, const char *file, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+// Formats "<fmt...>" into err, for errors that have no source position (command-line arguments).
+bool error_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Prints an internal error with its origin and aborts. Never returns.
+_Noreturn void yp_fatal_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define yp_fatal(...) yp_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
+
+// Aborts with the failed expression's text when `cond` is false. For invariants and for library
+// calls whose failure the program cannot recover from (allocation, BLAS argument errors).
+#define YP_CHECK(cond)                                                   \
+    do {                                                                 \
+        if (!(cond)) yp_fatal_at(__FILE__, __LINE__, "check failed: %s", #cond); \
+    } while (0)
+
+// malloc/calloc that abort on failure, so callers never test for NULL.
+void *yp_malloc(size_t n_bytes);
+void *yp_calloc(size_t count, size_t n_bytes);
+void *yp_realloc(void *ptr, size_t n_bytes);
+char *yp_strdup(const char *s);

@@ -1,0 +1,39 @@
+// yolopipe: the command-line entry point. Dispatches to one function per subcommand.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "framework/cli.h"
+#include "framework/error.h"
+
+typedef struct Command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} Command;
+
+static const Command commands[] = {
+    {"info", cmd_info, "info MODEL.yaml [--scale S] [--imgsz N] [--nc K] [--json]   layer table, parameters, GFLOPs"},
+};
+
+static void print_usage(FILE *f) {
+    fprintf(f, "yolopipe %s: pipeline- and data-parallel training for YOLO networks\n\nusage:\n", YP_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) fprintf(f, "  yolopipe %s\n", commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? YP_EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("yolopipe %s (CUDA backend: %s)\n", YP_VERSION, YP_HAVE_CUDA ? "built" : "not built");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "yolopipe: unknown command '%s'\n", argv[1]);
+    print_usage(stderr);
+    return YP_EXIT_USAGE;
+}

@@ -1,0 +1,272 @@
+#include "framework/yaml_doc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Reads the whole file; NULL with err set when it cannot be read.
+static char *read_file(const char *path, size_t *n_bytes, Error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        error_at(err, path, 1, 1, "cannot open file: %s", strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = yp_malloc(cap);
+    for (;;) {
+        if (len == cap) buf = yp_realloc(buf, cap *= 2);
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(buf);
+        error_at(err, path, 1, 1, "cannot read file");
+        return NULL;
+    }
+    *n_bytes = len;
+    return buf;
+}
+
+// 1-based line and column of byte `offset` in buf.
+static void offset_position(const char *buf, size_t offset, int *line, int *col) {
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < offset; i++) {
+        if (buf[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else if (((unsigned char)buf[i] & 0xC0) != 0x80) {  // count characters, not UTF-8 bytes
+            (*col)++;
+        }
+    }
+}
+
+static bool parser_error(const yaml_parser_t *p, const char *path, const char *buf, Error *err) {
+    if (p->error == YAML_READER_ERROR) {
+        int line, col;
+        offset_position(buf, p->problem_offset, &line, &col);
+        return error_at(err, path, line, col, "not a text file: %s", p->problem ? p->problem : "unreadable bytes");
+    }
+    const yaml_mark_t *mark = &p->problem_mark;
+    const char *problem = p->problem ? p->problem : "malformed YAML";
+    if (p->context)
+        return error_at(err, path, (int)mark->line + 1, (int)mark->column + 1, "YAML syntax error: %s %s",
+                        problem, p->context);
+    return error_at(err, path, (int)mark->line + 1, (int)mark->column + 1, "YAML syntax error: %s", problem);
+}
+
+// Rejects a mapping that repeats a key, anywhere in the document: PyYAML silently keeps the last
+// value, which hides typos in hand-edited files.
+static bool check_duplicate_keys(YamlDoc *yd, Error *err) {
+    for (yaml_node_t *node = yd->doc.nodes.start; node < yd->doc.nodes.top; node++) {
+        if (node->type != YAML_MAPPING_NODE) continue;
+        for (yaml_node_pair_t *a = node->data.mapping.pairs.start; a < node->data.mapping.pairs.top; a++) {
+            const char *ka = yaml_node_text(yaml_doc_node(yd, a->key));
+            if (!ka) continue;
+            for (yaml_node_pair_t *b = a + 1; b < node->data.mapping.pairs.top; b++) {
+                yaml_node_t *kb_node = yaml_doc_node(yd, b->key);
+                const char *kb = yaml_node_text(kb_node);
+                if (kb && strcmp(ka, kb) == 0)
+                    return yaml_doc_error_at(yd, kb_node, err, "duplicate key '%s' (first given on line %d)", kb,
+                                             yaml_node_line(yaml_doc_node(yd, a->key)));
+            }
+        }
+    }
+    return true;
+}
+
+bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
+    *out = NULL;
+    size_t n_bytes = 0;
+    char *buf = read_file(path, &n_bytes, err);
+    if (!buf) return false;
+    const char *nul = memchr(buf, '\0', n_bytes);
+    if (nul) {
+        int line, col;
+        offset_position(buf, (size_t)(nul - buf), &line, &col);
+        free(buf);
+        return error_at(err, path, line, col, "not a text file: contains a NUL byte");
+    }
+
+    YamlDoc *yd = yp_calloc(1, sizeof *yd);
+    yd->path = yp_strdup(path);
+    yaml_parser_t parser;
+    YP_CHECK(yaml_parser_initialize(&parser));
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, n_bytes);
+    bool ok = yaml_parser_load(&parser, &yd->doc);
+    if (!ok) {
+        parser_error(&parser, path, buf, err);
+        free(yd->path);
+        free(yd);
+        yd = NULL;
+    } else if (!yaml_document_get_root_node(&yd->doc)) {
+        ok = error_at(err, path, 1, 1, "empty file: expected a YAML mapping");
+    } else {
+        yaml_document_t second;
+        if (!yaml_parser_load(&parser, &second)) {
+            ok = parser_error(&parser, path, buf, err);
+        } else {
+            yaml_node_t *root2 = yaml_document_get_root_node(&second);
+            if (root2)
+                ok = error_at(err, path, (int)root2->start_mark.line + 1, (int)root2->start_mark.column + 1,
+                              "a second YAML document is not allowed here; remove everything after '---'");
+            yaml_document_delete(&second);
+        }
+        if (ok) ok = check_duplicate_keys(yd, err);
+    }
+    yaml_parser_delete(&parser);
+    free(buf);
+    if (!ok) {
+        yaml_doc_destroy(yd);
+        return false;
+    }
+    *out = yd;
+    return true;
+}
+
+void yaml_doc_destroy(YamlDoc *yd) {
+    if (!yd) return;
+    yaml_document_delete(&yd->doc);
+    free(yd->path);
+    free(yd);
+}
+
+yaml_node_t *yaml_doc_root(YamlDoc *yd) { return yaml_document_get_root_node(&yd->doc); }
+yaml_node_t *yaml_doc_node(YamlDoc *yd, int id) { return yaml_document_get_node(&yd->doc, id); }
+int yaml_node_line(const yaml_node_t *node) { return (int)node->start_mark.line + 1; }
+int yaml_node_col(const yaml_node_t *node) { return (int)node->start_mark.column + 1; }
+
+bool yaml_doc_error_at(YamlDoc *yd, const yaml_node_t *node, Error *err, const char *fmt, ...) {
+    char text[sizeof err->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return error_at(err, yd->path, node ? yaml_node_line(node) : 1, node ? yaml_node_col(node) : 1, "%s", text);
+}
+
+const char *yaml_node_text(const yaml_node_t *node) {
+    return node && node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value : NULL;
+}
+
+bool yaml_node_is_plain(const yaml_node_t *node) {
+    return node && node->type == YAML_SCALAR_NODE && node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+const char *yaml_node_describe(const yaml_node_t *node) {
+    if (!node) return "nothing";
+    if (node->type == YAML_MAPPING_NODE) return "a mapping";
+    if (node->type == YAML_SEQUENCE_NODE) return "a list";
+    const char *text = yaml_node_text(node);
+    bool b;
+    double d;
+    if (!yaml_node_is_plain(node)) return "a quoted string";
+    if (yaml_text_is_null(text)) return "null";
+    if (yaml_text_bool(text, &b)) return "a boolean";
+    if (yaml_text_number(text, &d)) return "a number";
+    return "a string";
+}
+
+yaml_node_t *yaml_map_get(YamlDoc *yd, const yaml_node_t *map, const char *key) {
+    if (!map || map->type != YAML_MAPPING_NODE) return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        const char *k = yaml_node_text(yaml_doc_node(yd, p->key));
+        if (k && strcmp(k, key) == 0) return yaml_doc_node(yd, p->value);
+    }
+    return NULL;
+}
+
+int yaml_seq_len(const yaml_node_t *seq) {
+    if (!seq || seq->type != YAML_SEQUENCE_NODE) return 0;
+    return (int)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+}
+
+yaml_node_t *yaml_seq_at(YamlDoc *yd, const yaml_node_t *seq, int index) {
+    return yaml_doc_node(yd, seq->data.sequence.items.start[index]);
+}
+
+bool yaml_text_is_null(const char *text) {
+    return !*text || !strcmp(text, "~") || !strcmp(text, "null") || !strcmp(text, "Null") || !strcmp(text, "NULL");
+}
+
+bool yaml_text_bool(const char *text, bool *out) {
+    static const char *const truths[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const char *const lies[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    for (size_t i = 0; i < sizeof truths / sizeof *truths; i++) {
+        if (!strcmp(text, truths[i])) return *out = true, true;
+        if (!strcmp(text, lies[i])) return *out = false, true;
+    }
+    return false;
+}
+
+// Copies text without '_' digit separators into buf; false when it does not fit.
+static bool strip_underscores(const char *text, char *buf, size_t cap) {
+    size_t n = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p == '_') continue;
+        if (n + 1 >= cap) return false;
+        buf[n++] = *p;
+    }
+    buf[n] = '\0';
+    return n > 0;
+}
+
+bool yaml_text_int(const char *text, int64_t *out) {
+    char buf[64];
+    if (!strip_underscores(text, buf, sizeof buf)) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || *end || end == buf) return false;
+    *out = v;
+    return true;
+}
+
+bool yaml_text_number(const char *text, double *out) {
+    int64_t i;
+    if (yaml_text_int(text, &i)) return *out = (double)i, true;
+    const char *t = (*text == '+' || *text == '-') ? text + 1 : text;
+    double sign = *text == '-' ? -1.0 : 1.0;
+    if (!strcmp(t, ".inf") || !strcmp(t, ".Inf") || !strcmp(t, ".INF")) return *out = sign * INFINITY, true;
+    if (!strcmp(text, ".nan") || !strcmp(text, ".NaN") || !strcmp(text, ".NAN")) return *out = NAN, true;
+    char buf[64];
+    if (!strip_underscores(text, buf, sizeof buf)) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(buf, &end);
+    // strtod also reads "inf", "nan" and hex floats, which YAML does not: require a digit first.
+    const char *first = buf + (*buf == '+' || *buf == '-');
+    if (errno || *end || end == buf || !(*first == '.' || (*first >= '0' && *first <= '9'))) return false;
+    if (first[0] == '0' && (first[1] == 'x' || first[1] == 'X')) return false;
+    *out = v;
+    return true;
+}
+
+bool yaml_node_int(YamlDoc *yd, const yaml_node_t *node, int64_t *out, Error *err) {
+    const char *text = yaml_node_text(node);
+    if (!yaml_node_is_plain(node) || !yaml_text_int(text, out))
+        return yaml_doc_error_at(yd, node, err, "expected an integer, found %s%s%s%s", yaml_node_describe(node),
+                                 text ? " '" : "", text ? text : "", text ? "'" : "");
+    return true;
+}
+
+bool yaml_node_number(YamlDoc *yd, const yaml_node_t *node, double *out, Error *err) {
+    const char *text = yaml_node_text(node);
+    if (!yaml_node_is_plain(node) || !yaml_text_number(text, out))
+        return yaml_doc_error_at(yd, node, err, "expected a number, found %s%s%s%s", yaml_node_describe(node),
+                                 text ? " '" : "", text ? text : "", text ? "'" : "");
+    return true;
+}
+
+bool yaml_node_string(YamlDoc *yd, const yaml_node_t *node, const char **out, Error *err) {
+    const char *text = yaml_node_text(node);
+    if (!text || (yaml_node_is_plain(node) && yaml_text_is_null(text)))
+        return yaml_doc_error_at(yd, node, err, "expected a string, found %s", yaml_node_describe(node));
+    *out = text;
+    return true;
+}

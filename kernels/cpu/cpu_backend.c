@@ -1,0 +1,108 @@
+// The CPU backend's ops table, context and memory operations. Backend memory is plain host memory,
+// so upload, download and copy are memcpy.
+#include "kernels/cpu/cpu_backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+// Cache-line alignment keeps vector loads aligned and stops two buffers sharing a line.
+enum { CPU_ALIGNMENT = 64 };
+
+static void *cpu_alloc(Backend *be, size_t n_bytes) {
+    (void)be;
+    // aligned_alloc wants a size that is a non-zero multiple of the alignment.
+    size_t rounded = n_bytes ? (n_bytes + CPU_ALIGNMENT - 1) / CPU_ALIGNMENT * CPU_ALIGNMENT : CPU_ALIGNMENT;
+    YP_CHECK(rounded >= n_bytes);
+    void *p = aligned_alloc(CPU_ALIGNMENT, rounded);
+    if (!p) yp_fatal("out of memory allocating %zu bytes", n_bytes);
+    return p;
+}
+
+static void cpu_free(Backend *be, void *ptr) {
+    (void)be;
+    free(ptr);
+}
+
+// memcpy's arguments must be valid pointers even for zero bytes, and empty tensors may be NULL.
+static void cpu_copy(Backend *be, float *dst, const float *src, size_t n_elems) {
+    (void)be;
+    if (n_elems) memcpy(dst, src, n_elems * sizeof(float));
+}
+
+static void cpu_upload(Backend *be, float *dst, const float *host_src, size_t n_elems) {
+    cpu_copy(be, dst, host_src, n_elems);
+}
+
+static void cpu_download(Backend *be, float *host_dst, const float *src, size_t n_elems) {
+    cpu_copy(be, host_dst, src, n_elems);
+}
+
+static void cpu_reserve_workspace(Backend *be, size_t n_bytes) {
+    CpuContext *ctx = be->ctx;
+    if (n_bytes <= ctx->workspace_bytes) return;
+    // The old contents are scratch, so free and allocate instead of copying with realloc.
+    free(ctx->workspace);
+    ctx->workspace = cpu_alloc(be, n_bytes);
+    ctx->workspace_bytes = n_bytes;
+}
+
+float *cpu_workspace_get(Backend *be, size_t n_bytes) {
+    CpuContext *ctx = be->ctx;
+    YP_CHECK(n_bytes <= ctx->workspace_bytes);
+    return ctx->workspace;
+}
+
+// Every kernel has finished when it returns.
+static void cpu_synchronize(Backend *be) { (void)be; }
+
+static void cpu_destroy(Backend *be) {
+    CpuContext *ctx = be->ctx;
+    free(ctx->workspace);
+    free(ctx);
+    free(be);
+}
+
+static const BackendOps cpu_ops = {
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .copy = cpu_copy,
+    .fill = cpu_fill,
+    .fill_uniform = cpu_fill_uniform,
+    .reserve_workspace = cpu_reserve_workspace,
+    .conv_workspace_bytes = cpu_conv_workspace_bytes,
+    .synchronize = cpu_synchronize,
+    .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward_data = cpu_conv2d_backward_data,
+    .conv2d_backward_filter = cpu_conv2d_backward_filter,
+    .batchnorm_forward_train = cpu_batchnorm_forward_train,
+    .batchnorm_forward_infer = cpu_batchnorm_forward_infer,
+    .batchnorm_backward = cpu_batchnorm_backward,
+    .silu_forward = cpu_silu_forward,
+    .silu_backward = cpu_silu_backward,
+    .add = cpu_add,
+    .accumulate = cpu_accumulate,
+    .copy_box = cpu_copy_box,
+    .upsample_nearest_forward = cpu_upsample_nearest_forward,
+    .upsample_nearest_backward = cpu_upsample_nearest_backward,
+    .maxpool_forward = cpu_maxpool_forward,
+    .maxpool_backward = cpu_maxpool_backward,
+    .avgpool_forward = cpu_avgpool_forward,
+    .avgpool_backward = cpu_avgpool_backward,
+    .linear_forward = cpu_linear_forward,
+    .linear_backward = cpu_linear_backward,
+    .gemm = cpu_gemm,
+    .destroy = cpu_destroy,
+};
+
+Backend *cpu_backend_create(void) {
+    Backend *be = yp_malloc(sizeof *be);
+    be->ops = &cpu_ops;
+    be->name = "cpu";
+    be->ctx = yp_calloc(1, sizeof(CpuContext));
+    return be;
+}

@@ -1,0 +1,70 @@
+// Element-wise kernels and channel-slice copies (concat and split).
+#include <math.h>
+#include <string.h>
+
+#include "framework/error.h"
+#include "framework/rng.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+void cpu_fill(Backend *be, float *dst, float value, size_t n_elems) {
+    (void)be;
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) dst[i] = value;
+}
+
+void cpu_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed) {
+    (void)be;
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) dst[i] = lo + (hi - lo) * rng_uniform(seed, i);
+}
+
+static inline float cpu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void cpu_silu_forward(Backend *be, const float *x, float *y, size_t n_elems) {
+    (void)be;
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) y[i] = x[i] * cpu_sigmoid(x[i]);
+}
+
+// d/dx x s(x) = s + x s (1 - s) = s (1 + x (1 - s)).
+void cpu_silu_backward(Backend *be, const float *x, const float *dy, float *dx, size_t n_elems) {
+    (void)be;
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) {
+        const float s = cpu_sigmoid(x[i]);
+        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+void cpu_add(Backend *be, const float *a, const float *b, float *y, size_t n_elems) {
+    (void)be;
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) y[i] = a[i] + b[i];
+}
+
+void cpu_accumulate(Backend *be, const float *src, float *dst, size_t n_elems) {
+    (void)be;
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) dst[i] += src[i];
+}
+
+void cpu_copy_box(Backend *be, int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                  int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
+                  int64_t count_c, int64_t count_s, bool accumulate) {
+    (void)be;
+    YP_CHECK(n >= 0 && count_c >= 0 && count_s >= 0);
+    YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);
+    YP_CHECK(src_s0 >= 0 && src_s0 + count_s <= src_s && dst_s0 >= 0 && dst_s0 + count_s <= dst_s);
+#pragma omp parallel for collapse(2) if (n * count_c * count_s >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t img = 0; img < n; img++) {
+        for (int64_t ch = 0; ch < count_c; ch++) {
+            const float *s = src + (img * src_c + src_c0 + ch) * src_s + src_s0;
+            float *t = dst + (img * dst_c + dst_c0 + ch) * dst_s + dst_s0;
+            if (accumulate) {
+                for (int64_t i = 0; i < count_s; i++) t[i] += s[i];
+            } else {
+                memcpy(t, s, (size_t)count_s * sizeof(float));
+            }
+        }
+    }
+}

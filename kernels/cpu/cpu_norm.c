@@ -1,0 +1,98 @@
+// Batch norm over (N, H, W) for each channel, as PyTorch's BatchNorm2d. Per-channel sums are taken
+// in double: a channel can hold millions of values, too many for a float accumulator.
+#include <math.h>
+
+#include "framework/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                                 const float *gamma, const float *beta, float *running_mean,
+                                 float *running_var, float momentum, float eps, float *y,
+                                 float *save_mean, float *save_invstd) {
+    (void)be;
+    const int64_t m = n * hw;
+    YP_CHECK(m > 0);
+#pragma omp parallel for if (m * c >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t ch = 0; ch < c; ch++) {
+        double sum = 0.0;
+        for (int64_t img = 0; img < n; img++) {
+            const float *xp = x + (img * c + ch) * hw;
+            for (int64_t i = 0; i < hw; i++) sum += xp[i];
+        }
+        const double mean = sum / (double)m;
+        // Two passes: E[x^2] - mean^2 cancels badly when |mean| >> std.
+        double sq = 0.0;
+        for (int64_t img = 0; img < n; img++) {
+            const float *xp = x + (img * c + ch) * hw;
+            for (int64_t i = 0; i < hw; i++) {
+                const double dev = xp[i] - mean;
+                sq += dev * dev;
+            }
+        }
+        const double var = sq / (double)m;
+        const double invstd = 1.0 / sqrt(var + (double)eps);
+        const float mean_f = (float)mean, scale = (float)(invstd * gamma[ch]), shift = beta[ch];
+        for (int64_t img = 0; img < n; img++) {
+            const float *xp = x + (img * c + ch) * hw;
+            float *yp = y + (img * c + ch) * hw;
+            for (int64_t i = 0; i < hw; i++) yp[i] = (xp[i] - mean_f) * scale + shift;
+        }
+        // PyTorch keeps the biased variance for normalising but the unbiased one as running stat.
+        const double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
+        running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
+        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
+        save_mean[ch] = mean_f;
+        save_invstd[ch] = (float)invstd;
+    }
+}
+
+void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                                 const float *gamma, const float *beta, const float *running_mean,
+                                 const float *running_var, float eps, float *y) {
+    (void)be;
+#pragma omp parallel for collapse(2) if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t img = 0; img < n; img++) {
+        for (int64_t ch = 0; ch < c; ch++) {
+            const float scale = (float)(gamma[ch] / sqrt((double)running_var[ch] + (double)eps));
+            const float mean = running_mean[ch], shift = beta[ch];
+            const float *xp = x + (img * c + ch) * hw;
+            float *yp = y + (img * c + ch) * hw;
+            for (int64_t i = 0; i < hw; i++) yp[i] = (xp[i] - mean) * scale + shift;
+        }
+    }
+}
+
+// With xhat = (x - mean) * invstd and m = N * H * W:
+//   dbeta = sum(dy), dgamma = sum(dy * xhat),
+//   dx = gamma * invstd * (dy - sum(dy) / m - xhat * sum(dy * xhat) / m).
+void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                            const float *dy, const float *gamma, const float *save_mean,
+                            const float *save_invstd, float *dx, float *dgamma, float *dbeta) {
+    (void)be;
+    const int64_t m = n * hw;
+    YP_CHECK(m > 0);
+#pragma omp parallel for if (m * c >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t ch = 0; ch < c; ch++) {
+        const float mean = save_mean[ch], invstd = save_invstd[ch];
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (int64_t img = 0; img < n; img++) {
+            const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
+            for (int64_t i = 0; i < hw; i++) {
+                sum_dy += dyp[i];
+                sum_dy_xhat += (double)dyp[i] * ((xp[i] - mean) * invstd);
+            }
+        }
+        dbeta[ch] += (float)sum_dy;
+        dgamma[ch] += (float)sum_dy_xhat;
+        const float scale = gamma[ch] * invstd;
+        const float mean_dy = (float)(sum_dy / (double)m), mean_dy_xhat = (float)(sum_dy_xhat / (double)m);
+        for (int64_t img = 0; img < n; img++) {
+            const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
+            float *dxp = dx + (img * c + ch) * hw;
+            for (int64_t i = 0; i < hw; i++) {
+                const float xhat = (xp[i] - mean) * invstd;
+                dxp[i] += scale * (dyp[i] - mean_dy - xhat * mean_dy_xhat);
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+#include "layers/blocks.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/error.h"
+#include "layers/layer.h"
+
+// Ultralytics' BatchNorm2d settings (utils/torch_utils.initialize_weights).
+static const float bn_eps = 1e-3f, bn_momentum = 0.03f;
+
+int64_t conv_autopad(int64_t k, int64_t dilation) {
+    int64_t effective = dilation > 1 ? dilation * (k - 1) + 1 : k;
+    return effective / 2;
+}
+
+static Param declare_vector(Builder *b, const char *name, int64_t n, unsigned flags, ParamInit init) {
+    return builder_param(b, name, 1, (int64_t[]){n}, flags, init);
+}
+
+// Declares the convolution itself and its output; shared by both flavours.
+static void declare_conv(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, int64_t stride, int64_t pad,
+                         int64_t groups, int64_t dilation, const char *weight_name, unsigned flags, ParamInit init) {
+    cb->desc = conv_desc_make(in.n, in.c, in.h, in.w, c_out, k, stride, pad, dilation, groups);
+    int64_t fan_in = in.c / groups * k * k;
+    if (init.kind == PARAM_INIT_FAN_IN_UNIFORM) init.fan_in = fan_in;
+    cb->weight = builder_param(b, weight_name, 4, (int64_t[]){c_out, in.c / groups, k, k}, flags, init);
+    Shape out = shape_make(in.n, c_out, cb->desc.h_out, cb->desc.w_out);
+    cb->conv_out = builder_tensor(b, out);
+    cb->out = cb->conv_out;
+    builder_conv_workspace(b, &cb->desc);
+    // A fixed convolution (DFL) runs only when decoding: Ultralytics counts the training forward.
+    if (!(flags & PARAM_NO_GRAD)) builder_count_ops(b, (double)(c_out * cb->desc.h_out * cb->desc.w_out * fan_in));
+    builder_count_leaves(b, 1);
+}
+
+void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, int64_t stride, int64_t pad,
+                      int64_t groups, int64_t dilation, bool act) {
+    memset(cb, 0, sizeof *cb);
+    if (pad < 0) pad = conv_autopad(k, dilation);
+    declare_conv(cb, b, in, c_out, k, stride, pad, groups, dilation, "conv.weight", 0,
+                 (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
+    cb->batchnorm = true;
+    cb->act = act;
+    cb->bn_weight = declare_vector(b, "bn.weight", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
+    cb->bn_bias = declare_vector(b, "bn.bias", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 0});
+    cb->running_mean = declare_vector(b, "bn.running_mean", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST});
+    cb->running_var =
+        declare_vector(b, "bn.running_var", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
+    cb->save_mean = builder_tensor(b, shape_make(1, c_out, 1, 1));
+    cb->save_invstd = builder_tensor(b, shape_make(1, c_out, 1, 1));
+    Shape out = cb->conv_out.shape;
+    cb->out = builder_tensor(b, out);
+    if (act) {
+        cb->bn_out = builder_tensor(b, out);
+        builder_count_shared_activation(b);
+    }
+    // thop counts batch norm as 2 ops per element, doubled for the affine part.
+    builder_count_ops(b, 4.0 * (double)(out.c * out.h * out.w));
+    builder_count_leaves(b, 1);
+    cb->scratch = builder_scratch(b, 2 * shape_elems(out));
+}
+
+void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, bool fixed) {
+    memset(cb, 0, sizeof *cb);
+    if (fixed) {
+        declare_conv(cb, b, in, c_out, k, 1, conv_autopad(k, 1), 1, 1, "weight", PARAM_NO_GRAD,
+                     (ParamInit){.kind = PARAM_INIT_ARANGE});
+        return;
+    }
+    declare_conv(cb, b, in, c_out, k, 1, conv_autopad(k, 1), 1, 1, "weight", 0,
+                 (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
+    cb->bias = declare_vector(b, "bias", c_out, PARAM_NO_DECAY,
+                              (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM, .fan_in = in.c * k * k});
+}
+
+void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value) {
+    Backend *be = builder_backend(b);
+    if (be) be->ops->fill(be, cb->bias.value, value, (size_t)cb->bias.n_elems);
+}
+
+// Shapes the block's tensors for input x (at most the built size).
+static ConvDesc conv_block_resize(ConvBlock *cb, const Tensor *x) {
+    const ConvDesc *d = &cb->desc;
+    ConvDesc now = conv_desc_make(x->shape.n, x->shape.c, x->shape.h, x->shape.w, d->c_out, d->kh, d->stride, d->pad,
+                                  d->dilation, d->groups);
+    Shape out = shape_make(now.n, now.c_out, now.h_out, now.w_out);
+    YP_CHECK(x->shape.c == d->c_in && shape_elems(out) <= cb->conv_out.capacity);
+    cb->conv_out.shape = cb->out.shape = out;
+    if (cb->act) cb->bn_out.shape = out;
+    return now;
+}
+
+void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train) {
+    ConvDesc d = conv_block_resize(cb, x);
+    be->ops->conv2d_forward(be, &d, x->data, cb->weight.value, cb->bias.value, cb->conv_out.data);
+    if (!cb->batchnorm) return;
+    float *bn_dst = cb->act ? cb->bn_out.data : cb->out.data;
+    int64_t hw = d.h_out * d.w_out;
+    if (train)
+        be->ops->batchnorm_forward_train(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
+                                         cb->bn_bias.value, cb->running_mean.value, cb->running_var.value,
+                                         bn_momentum, bn_eps, bn_dst, cb->save_mean.data, cb->save_invstd.data);
+    else
+        be->ops->batchnorm_forward_infer(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
+                                         cb->bn_bias.value, cb->running_mean.value, cb->running_var.value, bn_eps,
+                                         bn_dst);
+    if (cb->act) be->ops->silu_forward(be, cb->bn_out.data, cb->out.data, (size_t)tensor_elems(&cb->out));
+}
+
+void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const float *dout, float *dx) {
+    ConvDesc d = conv_block_resize(cb, x);
+    size_t n_out = (size_t)tensor_elems(&cb->out);
+    const float *grad = dout;
+    if (cb->act) {
+        float *d_bn_out = cb->scratch;
+        be->ops->fill(be, d_bn_out, 0.0f, n_out);
+        be->ops->silu_backward(be, cb->bn_out.data, grad, d_bn_out, n_out);
+        grad = d_bn_out;
+    }
+    if (cb->batchnorm) {
+        float *d_conv_out = cb->scratch + n_out;
+        be->ops->fill(be, d_conv_out, 0.0f, n_out);
+        be->ops->batchnorm_backward(be, d.n, d.c_out, d.h_out * d.w_out, cb->conv_out.data, grad, cb->bn_weight.value,
+                                    cb->save_mean.data, cb->save_invstd.data, d_conv_out, cb->bn_weight.grad,
+                                    cb->bn_bias.grad);
+        grad = d_conv_out;
+    }
+    if (cb->weight.grad) be->ops->conv2d_backward_filter(be, &d, x->data, grad, cb->weight.grad, cb->bias.grad);
+    if (dx) be->ops->conv2d_backward_data(be, &d, grad, cb->weight.value, dx);
+}
+
+void bottleneck_block_build(BottleneckBlock *bb, Builder *b, Shape in, int64_t c_out, bool shortcut, int64_t groups,
+                            int64_t k1, int64_t k2, double expansion) {
+    int64_t hidden = (int64_t)((double)c_out * expansion);  // Python's int(c2 * e)
+    builder_push(b, "cv1");
+    conv_block_build(&bb->cv1, b, in, hidden, k1, 1, -1, 1, 1, true);
+    builder_pop(b);
+    builder_push(b, "cv2");
+    conv_block_build(&bb->cv2, b, bb->cv1.out.shape, c_out, k2, 1, -1, groups, 1, true);
+    builder_pop(b);
+    bb->add = shortcut && in.c == c_out;
+    bb->out = bb->add ? builder_tensor(b, bb->cv2.out.shape) : bb->cv2.out;
+    bb->d_hidden = builder_tensor(b, bb->cv1.out.shape);
+}
+
+void bottleneck_block_forward(BottleneckBlock *bb, Backend *be, const Tensor *x, bool train) {
+    conv_block_forward(&bb->cv1, be, x, train);
+    conv_block_forward(&bb->cv2, be, &bb->cv1.out, train);
+    bb->out.shape = bb->cv2.out.shape;
+    if (bb->add) be->ops->add(be, x->data, bb->cv2.out.data, bb->out.data, (size_t)tensor_elems(&bb->out));
+}
+
+void bottleneck_block_backward(BottleneckBlock *bb, Backend *be, const Tensor *x, const float *dout, float *dx) {
+    bb->d_hidden.shape = bb->cv1.out.shape;
+    be->ops->fill(be, bb->d_hidden.data, 0.0f, (size_t)tensor_elems(&bb->d_hidden));
+    conv_block_backward(&bb->cv2, be, &bb->cv1.out, dout, bb->d_hidden.data);
+    conv_block_backward(&bb->cv1, be, x, bb->d_hidden.data, dx);
+    if (bb->add && dx) be->ops->accumulate(be, dout, dx, (size_t)tensor_elems(&bb->out));
+}
+
+void block_chain_init(BlockChain *chain, BlockKind kind, int64_t n) {
+    *chain = (BlockChain){.kind = kind, .n = n};
+    if (kind == BLOCK_KIND_CONV) chain->convs = yp_calloc((size_t)n, sizeof *chain->convs);
+    else chain->bottlenecks = yp_calloc((size_t)n, sizeof *chain->bottlenecks);
+    chain->d_between = yp_calloc((size_t)n, sizeof *chain->d_between);
+}
+
+void block_chain_finish(BlockChain *chain, Builder *b) {
+    for (int64_t j = 0; j + 1 < chain->n; j++) chain->d_between[j] = builder_tensor(b, block_chain_out(chain, j)->shape);
+}
+
+void block_chain_destroy(BlockChain *chain) {
+    free(chain->convs);
+    free(chain->bottlenecks);
+    free(chain->d_between);
+}
+
+Tensor *block_chain_out(BlockChain *chain, int64_t j) {
+    return chain->kind == BLOCK_KIND_CONV ? &chain->convs[j].out : &chain->bottlenecks[j].out;
+}
+
+static void chain_block_forward(BlockChain *chain, int64_t j, Backend *be, const Tensor *x, bool train) {
+    if (chain->kind == BLOCK_KIND_CONV) conv_block_forward(&chain->convs[j], be, x, train);
+    else bottleneck_block_forward(&chain->bottlenecks[j], be, x, train);
+}
+
+static void chain_block_backward(BlockChain *chain, int64_t j, Backend *be, const Tensor *x, const float *dout,
+                                 float *dx) {
+    if (chain->kind == BLOCK_KIND_CONV) conv_block_backward(&chain->convs[j], be, x, dout, dx);
+    else bottleneck_block_backward(&chain->bottlenecks[j], be, x, dout, dx);
+}
+
+void block_chain_forward(BlockChain *chain, Backend *be, const Tensor *x, bool train) {
+    for (int64_t j = 0; j < chain->n; j++) {
+        chain_block_forward(chain, j, be, x, train);
+        x = block_chain_out(chain, j);
+    }
+}
+
+void block_chain_backward(BlockChain *chain, Backend *be, const Tensor *x, const float *dout, float *dx) {
+    for (int64_t j = chain->n - 1; j >= 0; j--) {
+        const Tensor *block_in = j ? block_chain_out(chain, j - 1) : x;
+        float *block_dx = dx;
+        if (j) {
+            block_dx = chain->d_between[j - 1].data;
+            be->ops->fill(be, block_dx, 0.0f, (size_t)tensor_elems(block_in));
+        }
+        chain_block_backward(chain, j, be, block_in, dout, block_dx);
+        dout = block_dx;
+    }
+}
+
+void chain_layer_forward(Layer *layer, Backend *be, bool train) {
+    BlockChain *chain = layer->state;
+    block_chain_forward(chain, be, layer->in[0], train);
+    layer->out = *block_chain_out(chain, chain->n - 1);
+}
+
+void chain_layer_backward(Layer *layer, Backend *be) {
+    block_chain_backward(layer->state, be, layer->in[0], layer->dout.data, layer->din[0] ? layer->din[0]->data : NULL);
+}
+
+void chain_layer_destroy_state(Layer *layer) {
+    if (!layer->state) return;
+    block_chain_destroy(layer->state);
+    free(layer->state);
+}

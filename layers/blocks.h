@@ -1,0 +1,81 @@
+// Building blocks shared by several modules: Ultralytics' Conv (conv + batch norm + SiLU), a plain
+// nn.Conv2d with bias, and the Bottleneck. Each block owns its activations (from the Builder) and
+// is driven by the module that contains it.
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "framework/backend.h"
+#include "framework/tensor.h"
+#include "layers/builder.h"
+
+typedef struct ConvBlock {
+    ConvDesc desc;       // at the built (largest) size; forward re-derives it from the input
+    bool batchnorm;      // Conv: bias-free convolution followed by BatchNorm2d
+    bool act;            // SiLU after the batch norm
+    Param weight;        // (C_out, C_in / g, k, k)
+    Param bias;          // (C_out) for a plain Conv2d, else empty
+    Param bn_weight, bn_bias, running_mean, running_var;  // (C_out) each
+    Tensor conv_out;     // (N, C_out, H, W) convolution output (batch-norm input)
+    Tensor bn_out;       // batch-norm output (SiLU input); only when act
+    Tensor out;          // the block's output; aliases bn_out or conv_out when nothing follows
+    Tensor save_mean, save_invstd;  // (1, C_out, 1, 1) batch statistics kept for backward
+    float *scratch;      // 2 x conv_out elements, shared: used only inside conv_block_backward
+} ConvBlock;
+
+// Declares Ultralytics' Conv(c1, c2, k, s, p, g, d, act) at the current prefix ("conv.weight",
+// "bn.weight", ...). pad < 0 means Ultralytics' autopad.
+void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, int64_t stride, int64_t pad,
+                      int64_t groups, int64_t dilation, bool act);
+// Declares nn.Conv2d(c1, c2, k) with bias at the current prefix ("weight", "bias"). A `fixed`
+// convolution has no bias and no gradient (DFL's projection) and is initialised to 0..C_in-1.
+void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, bool fixed);
+// Sets the bias of a plain Conv2d to `value` (Detect's prior), at creation.
+void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value);
+
+void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train);
+// dout: gradient of cb->out; dx (may be NULL) and the parameter gradients are accumulated.
+void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const float *dout, float *dx);
+
+typedef struct BottleneckBlock {
+    ConvBlock cv1, cv2;
+    bool add;            // residual: shortcut and c1 == c2
+    Tensor out;          // x + cv2 output, or cv2's output itself
+    Tensor d_hidden;     // gradient of cv1's output
+} BottleneckBlock;
+
+// Ultralytics' Bottleneck(c1, c2, shortcut, g, k=(k1, k2), e) at the current prefix.
+void bottleneck_block_build(BottleneckBlock *bb, Builder *b, Shape in, int64_t c_out, bool shortcut, int64_t groups,
+                            int64_t k1, int64_t k2, double expansion);
+void bottleneck_block_forward(BottleneckBlock *bb, Backend *be, const Tensor *x, bool train);
+void bottleneck_block_backward(BottleneckBlock *bb, Backend *be, const Tensor *x, const float *dout, float *dx);
+
+// Ultralytics' autopad: 'same' padding for odd kernels, taking dilation into account.
+int64_t conv_autopad(int64_t k, int64_t dilation);
+
+// A chain of blocks of one kind, each feeding the next (an nn.Sequential): a repeated Conv or
+// Bottleneck row, and C3's bottlenecks.
+typedef enum BlockKind { BLOCK_KIND_CONV, BLOCK_KIND_BOTTLENECK, BLOCK_KIND_COUNT } BlockKind;
+
+typedef struct BlockChain {
+    BlockKind kind;
+    int64_t n;
+    ConvBlock *convs;              // n of them when kind is BLOCK_KIND_CONV
+    BottleneckBlock *bottlenecks;  // n of them when kind is BLOCK_KIND_BOTTLENECK
+    Tensor *d_between;             // gradient of block j's output, j < n - 1
+} BlockChain;
+
+// Allocates n blocks; the caller builds each one, then calls block_chain_finish.
+void block_chain_init(BlockChain *chain, BlockKind kind, int64_t n);
+void block_chain_finish(BlockChain *chain, Builder *b);
+void block_chain_destroy(BlockChain *chain);
+Tensor *block_chain_out(BlockChain *chain, int64_t j);  // output of block j; j = n - 1: the chain's
+void block_chain_forward(BlockChain *chain, Backend *be, const Tensor *x, bool train);
+void block_chain_backward(BlockChain *chain, Backend *be, const Tensor *x, const float *dout, float *dx);
+
+// Layer ops for the modules whose layer->state is a BlockChain (Conv and Bottleneck rows).
+typedef struct Layer Layer;
+void chain_layer_forward(Layer *layer, Backend *be, bool train);
+void chain_layer_backward(Layer *layer, Backend *be);
+void chain_layer_destroy_state(Layer *layer);

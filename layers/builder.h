@@ -1,0 +1,88 @@
+// Builder: how a module declares what it needs, once, for two uses.
+//
+// graph_create runs every layer's build twice with the same code: first without memory, to learn
+// shapes, parameter names and counts, FLOPs and the scratch size (this is all `info` and the
+// planner need); then, when a backend is given, again with memory: parameters become views into
+// one contiguous buffer per graph (gradients in the same layout), buffers such as batch-norm
+// running statistics into a second one, and activations are allocated. Nothing allocates later.
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "framework/backend.h"
+#include "framework/tensor.h"
+
+typedef struct Graph Graph;
+typedef struct Layer Layer;
+
+enum {
+    PARAM_NO_GRAD = 1 << 0,   // a fixed tensor (DFL's projection): counted, never trained
+    PARAM_NO_DECAY = 1 << 1,  // biases and batch-norm weights: no weight decay (Ultralytics' groups)
+    PARAM_BUFFER = 1 << 2,    // not a parameter: running statistics, saved in the state dict only
+};
+
+typedef enum ParamInitKind {
+    PARAM_INIT_FAN_IN_UNIFORM,  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's Conv2d/Linear default
+    PARAM_INIT_CONST,           // every element = value
+    PARAM_INIT_ARANGE,          // element i = i (DFL's projection weights 0..reg_max-1)
+    PARAM_INIT_KIND_COUNT
+} ParamInitKind;
+
+typedef struct ParamInit {
+    ParamInitKind kind;
+    double value;    // PARAM_INIT_CONST
+    int64_t fan_in;  // PARAM_INIT_FAN_IN_UNIFORM
+} ParamInit;
+
+enum { PARAM_NAME_MAX = 96, PARAM_MAX_DIMS = 4 };
+
+// One entry of the graph's parameter table, named as in an Ultralytics state dict.
+typedef struct ParamInfo {
+    char name[PARAM_NAME_MAX];
+    int ndim;
+    int64_t dims[PARAM_MAX_DIMS];
+    int64_t n_elems;
+    unsigned flags;
+    int layer;       // owning layer index
+    int64_t offset;  // element offset in the graph's parameter (or buffer) storage
+    ParamInit init;
+} ParamInfo;
+
+// A parameter as a module sees it: value and gradient (same element count), NULL without memory.
+typedef struct Param {
+    float *value;
+    float *grad;  // NULL for buffers
+    int64_t n_elems;
+} Param;
+
+typedef struct Builder Builder;
+
+Backend *builder_backend(const Builder *b);  // NULL while describing
+Layer *builder_layer(const Builder *b);
+const struct ModelSpec *builder_spec(const Builder *b);
+// Records the stride of one Detect level (image size / feature map size), for the graph.
+void builder_set_stride(Builder *b, int level, int64_t stride);
+// Image size the graph is built for.
+int64_t builder_imgsz_h(const Builder *b);
+
+// Appends "<name>." to the naming prefix (which starts as "model.<i>."); pop removes it.
+void builder_push(Builder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void builder_pop(Builder *b);
+
+// Declares a parameter or buffer named prefix + name with the given dims.
+Param builder_param(Builder *b, const char *name, int ndim, const int64_t *dims, unsigned flags, ParamInit init);
+
+// An activation-sized tensor that lives as long as the graph.
+Tensor builder_tensor(Builder *b, Shape shape);
+// Temporary memory shared by all layers: valid only inside one kernel-level step (a ConvBlock's
+// backward), never across calls into other blocks.
+float *builder_scratch(Builder *b, int64_t n_elems);
+// Reserves the backend's convolution workspace for d.
+void builder_conv_workspace(Builder *b, const ConvDesc *d);
+
+// Counts FLOPs the way Ultralytics' profiler (thop) does, and PyTorch leaf modules.
+void builder_count_ops(Builder *b, double ops);
+void builder_count_leaves(Builder *b, int64_t n);
+// The activation module is one shared instance in Ultralytics (Conv.default_act): counted once.
+void builder_count_shared_activation(Builder *b);

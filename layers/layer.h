@@ -1,0 +1,83 @@
+// Layers: one per row of the model YAML, each an instance of a module kind (Conv, C2f, Detect, ...).
+//
+// A module kind is a small ops table registered in layer_kinds[] (layers/registry.c):
+//   parse    checks the row's arguments against the module's constructor and resolves them with
+//            Ultralytics' channel rules into the layer's private config (layer->config);
+//   build    declares the layer's parameters, buffers and activations through a Builder and sets
+//            its output shape and FLOPs; the same code runs with and without a backend;
+//   forward  reads layer->in[], writes layer->out;
+//   backward reads layer->dout and ACCUMULATES into layer->din[] (entries may be NULL: no gradient
+//            is wanted for that input) and into the parameter gradients.
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "framework/backend.h"
+#include "framework/error.h"
+#include "framework/tensor.h"
+#include "layers/model_spec.h"
+
+typedef struct Builder Builder;
+typedef struct Layer Layer;
+
+typedef enum LayerKind {
+    LAYER_KIND_CONV,
+    LAYER_KIND_BOTTLENECK,
+    LAYER_KIND_C2F,
+    LAYER_KIND_C3,
+    LAYER_KIND_SPPF,
+    LAYER_KIND_UPSAMPLE,
+    LAYER_KIND_CONCAT,
+    LAYER_KIND_DETECT,
+    LAYER_KIND_CLASSIFY,
+    LAYER_KIND_COUNT
+} LayerKind;
+
+// What parse may look at besides the row.
+typedef struct ParseContext {
+    const ModelSpec *spec;
+    const int64_t *c_in;  // output channels of each input named in `from`, in order
+} ParseContext;
+
+typedef struct LayerKindOps {
+    const char *name;  // as written in the YAML
+    // Fills layer->config (allocated here, freed by free) and layer->c_out.
+    bool (*parse)(Layer *layer, const ParseContext *ctx, Error *err);
+    // Called with layer->in[] shapes set. Fails only on shapes the module cannot take.
+    bool (*build)(Layer *layer, Builder *b, Error *err);
+    void (*forward)(Layer *layer, Backend *be, bool train);
+    void (*backward)(Layer *layer, Backend *be);
+    // Frees what build allocated in layer->state (not the tensors: the Builder owns those).
+    void (*destroy_state)(Layer *layer);
+} LayerKindOps;
+
+extern const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT];
+
+// The kind whose name is `module`, or LAYER_KIND_COUNT.
+LayerKind layer_kind_find(const char *module);
+
+struct Layer {
+    int index;
+    LayerKind kind;
+    const ModelRow *row;  // the row it came from (owned by the ModelSpec)
+    int n_in;
+    int in_index[MODEL_MAX_FROM];   // producer layer of each input; -1 = the network input
+    int64_t c_out;                  // output channels, known after parse
+    void *config;                   // kind-specific resolved constructor arguments (owned)
+    char args_text[128];            // resolved arguments for display, e.g. "[3, 16, 3, 2]"
+
+    // Set by build.
+    Shape out_shape;                // per the batch size the graph was built for
+    int64_t n_params, n_grads;      // parameter elements, and those that receive gradients
+    double ops;                     // multiply-adds and other ops as Ultralytics' counter counts them
+    int64_t leaf_modules;           // PyTorch leaf modules, as Ultralytics' summary counts layers
+    int64_t activation_elems;       // activations and buffers allocated for forward/backward
+    void *state;                    // kind-specific runtime state (owned)
+
+    // Wired by the graph: inputs are producers' outputs (or the network input); din[k] is the
+    // producer's output gradient, or NULL.
+    const Tensor *in[MODEL_MAX_FROM];
+    Tensor *din[MODEL_MAX_FROM];
+    Tensor out, dout;
+};

@@ -1,0 +1,299 @@
+#include "layers/model_spec.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layer.h"
+
+static const char *const known_keys[] = {"nc", "scales", "scale", "depth_multiple", "width_multiple",
+                                         "activation", "ch", "reg_max", "backbone", "head"};
+
+bool model_spec_error_at(const ModelSpec *spec, const yaml_node_t *node, Error *err, const char *fmt, ...) {
+    char text[sizeof err->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return yaml_doc_error_at(spec->yaml, node, err, "%s", text);
+}
+
+static bool check_keys(ModelSpec *spec, yaml_node_t *root, Error *err) {
+    YamlDoc *yd = spec->yaml;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *key = yaml_doc_node(yd, p->key);
+        const char *k = yaml_node_text(key);
+        if (!k) return yaml_doc_error_at(yd, key, err, "expected a key name, found %s", yaml_node_describe(key));
+        bool known = false;
+        for (size_t i = 0; i < sizeof known_keys / sizeof *known_keys; i++) known |= !strcmp(k, known_keys[i]);
+        if (!known)
+            return yaml_doc_error_at(yd, key, err,
+                                     "unknown key '%s' in a model file (known: nc, scales, scale, depth_multiple, "
+                                     "width_multiple, activation, ch, reg_max, backbone, head)", k);
+    }
+    return true;
+}
+
+static bool read_positive_int(ModelSpec *spec, const yaml_node_t *node, const char *what, int64_t *out, Error *err) {
+    if (!yaml_node_int(spec->yaml, node, out, err)) return false;
+    if (*out < 1) return model_spec_error_at(spec, node, err, "%s must be at least 1, found %lld", what, (long long)*out);
+    return true;
+}
+
+static bool read_positive_number(ModelSpec *spec, const yaml_node_t *node, const char *what, double *out, Error *err) {
+    if (!yaml_node_number(spec->yaml, node, out, err)) return false;
+    if (!(*out > 0) || (isinf(*out) && strcmp(what, "max_channels") != 0))
+        return model_spec_error_at(spec, node, err, "%s must be a positive number, found '%s'", what,
+                                   yaml_node_text(node));
+    return true;
+}
+
+// Picks the scale and sets depth, width and max_channels, following Ultralytics: an explicit
+// scale must exist; without one the first is used.
+static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions *opt, Error *err) {
+    YamlDoc *yd = spec->yaml;
+    spec->depth = spec->width = 1.0;
+    spec->max_channels = INFINITY;
+    yaml_node_t *depth = yaml_map_get(yd, root, "depth_multiple");
+    yaml_node_t *width = yaml_map_get(yd, root, "width_multiple");
+    if (depth && !read_positive_number(spec, depth, "depth_multiple", &spec->depth, err)) return false;
+    if (width && !read_positive_number(spec, width, "width_multiple", &spec->width, err)) return false;
+
+    yaml_node_t *scales = yaml_map_get(yd, root, "scales");
+    yaml_node_t *scale_key = yaml_map_get(yd, root, "scale");
+    const char *wanted = opt && opt->scale && *opt->scale ? opt->scale : NULL;
+    if (!wanted && scale_key && !yaml_node_string(yd, scale_key, &wanted, err)) return false;
+    if (!scales) {
+        if (wanted)
+            return error_at(err, yd->path, 1, 1, "scale '%s' requested but the model has no 'scales'", wanted);
+        return true;
+    }
+    if (scales->type != YAML_MAPPING_NODE || scales->data.mapping.pairs.top == scales->data.mapping.pairs.start)
+        return yaml_doc_error_at(yd, scales, err,
+                                 "'scales' must be a mapping like {n: [depth, width, max_channels]}, found %s",
+                                 yaml_node_describe(scales));
+    char names[128] = "";
+    yaml_node_t *chosen = NULL;
+    for (yaml_node_pair_t *p = scales->data.mapping.pairs.start; p < scales->data.mapping.pairs.top; p++) {
+        const char *name = yaml_node_text(yaml_doc_node(yd, p->key));
+        yaml_node_t *value = yaml_doc_node(yd, p->value);
+        if (!name || strlen(name) >= sizeof spec->scale)
+            return yaml_doc_error_at(yd, yaml_doc_node(yd, p->key), err, "a scale name must be a short string");
+        if (value->type != YAML_SEQUENCE_NODE || yaml_seq_len(value) != 3)
+            return yaml_doc_error_at(yd, value, err, "scale '%s' must be [depth, width, max_channels], found %s",
+                                     name, yaml_node_describe(value));
+        if (strlen(names) + strlen(name) + 3 < sizeof names) {
+            if (*names) strcat(names, ", ");
+            strcat(names, name);
+        }
+        if ((!wanted && !chosen) || (wanted && !strcmp(wanted, name))) {
+            chosen = value;
+            snprintf(spec->scale, sizeof spec->scale, "%s", name);
+        }
+    }
+    if (!chosen) {
+        const yaml_node_t *where = scale_key && !(opt && opt->scale && *opt->scale) ? scale_key : scales;
+        return yaml_doc_error_at(yd, where, err, "unknown scale '%s' (this model has %s)", wanted, names);
+    }
+    if (!wanted) fprintf(stderr, "yolopipe: %s: no scale given, using the first one, '%s'\n", yd->path, spec->scale);
+    return read_positive_number(spec, yaml_seq_at(yd, chosen, 0), "depth", &spec->depth, err) &&
+           read_positive_number(spec, yaml_seq_at(yd, chosen, 1), "width", &spec->width, err) &&
+           read_positive_number(spec, yaml_seq_at(yd, chosen, 2), "max_channels", &spec->max_channels, err);
+}
+
+// Ultralytics evaluates string arguments: YAML-level names are substituted, Python literals
+// (None, True, numbers) are evaluated, anything else stays a string.
+static bool read_arg(ModelSpec *spec, yaml_node_t *node, Arg *arg, Error *err) {
+    *arg = (Arg){.node = node};
+    const char *text = yaml_node_text(node);
+    if (!text)
+        return model_spec_error_at(spec, node, err, "module arguments must be plain values, found %s",
+                                   yaml_node_describe(node));
+    bool plain = yaml_node_is_plain(node);
+    if (!strcmp(text, "nc")) return arg->kind = ARG_KIND_INT, arg->i = spec->nc, arg->f = (double)spec->nc, true;
+    if (!strcmp(text, "reg_max"))
+        return arg->kind = ARG_KIND_INT, arg->i = spec->reg_max, arg->f = (double)spec->reg_max, true;
+    if ((plain && yaml_text_is_null(text)) || !strcmp(text, "None")) return arg->kind = ARG_KIND_NONE, true;
+    if ((plain && yaml_text_bool(text, &arg->b)) || (!plain && !strcmp(text, "True")))
+        return arg->kind = ARG_KIND_BOOL, arg->b = plain ? arg->b : true, true;
+    if (!plain && !strcmp(text, "False")) return arg->kind = ARG_KIND_BOOL, arg->b = false, true;
+    if (yaml_text_int(text, &arg->i)) return arg->kind = ARG_KIND_INT, arg->f = (double)arg->i, true;
+    if (yaml_text_number(text, &arg->f)) return arg->kind = ARG_KIND_FLOAT, true;
+    arg->kind = ARG_KIND_STRING;
+    arg->s = text;
+    return true;
+}
+
+static bool read_from(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *err) {
+    YamlDoc *yd = spec->yaml;
+    row->from_node = node;
+    int n = 1;
+    if (node->type == YAML_SEQUENCE_NODE) {
+        row->from_is_list = true;
+        n = yaml_seq_len(node);
+        if (n < 1 || n > MODEL_MAX_FROM)
+            return model_spec_error_at(spec, node, err, "'from' must list 1 to %d layers, found %d", MODEL_MAX_FROM, n);
+    }
+    for (int k = 0; k < n; k++) {
+        yaml_node_t *item = row->from_is_list ? yaml_seq_at(yd, node, k) : node;
+        int64_t f;
+        if (!yaml_node_is_plain(item) || !yaml_text_int(yaml_node_text(item), &f))
+            return model_spec_error_at(spec, item, err,
+                                       "'from' must be a layer number or a list of them (-1 = previous layer), "
+                                       "found %s",
+                                       yaml_node_describe(item));
+        int64_t target = f < 0 ? row->index + f : f;
+        if (row->index == 0 && f != -1)
+            return model_spec_error_at(spec, item, err, "layer 0 can only take the network input, from -1; found %lld",
+                                       (long long)f);
+        if (row->index > 0 && target < 0)
+            return model_spec_error_at(spec, item, err, "from %lld reaches before layer 0: layer %d can use -1 to -%d",
+                                       (long long)f, row->index, row->index);
+        if (target >= row->index)
+            return model_spec_error_at(spec, item, err,
+                                       "from %lld refers to layer %lld, which is not before layer %d; "
+                                       "a layer can only take earlier layers",
+                                       (long long)f, (long long)target, row->index);
+        row->from_written[k] = f;
+        row->from[k] = (int)target;
+    }
+    row->n_from = n;
+    return true;
+}
+
+static bool read_row(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *err) {
+    YamlDoc *yd = spec->yaml;
+    row->node = node;
+    if (node->type != YAML_SEQUENCE_NODE || yaml_seq_len(node) != 4)
+        return model_spec_error_at(spec, node, err,
+                                   "layer %d must be [from, repeats, module, args], found %s%s", row->index,
+                                   yaml_node_describe(node),
+                                   node->type == YAML_SEQUENCE_NODE ? " of the wrong length" : "");
+    if (!read_from(spec, yaml_seq_at(yd, node, 0), row, err)) return false;
+
+    row->repeats_node = yaml_seq_at(yd, node, 1);
+    if (!read_positive_int(spec, row->repeats_node, "repeats", &row->repeats_written, err)) return false;
+    // Python's round() rounds halves to even; rint does the same in the default rounding mode.
+    row->repeats = row->repeats_written > 1
+                       ? (int64_t)fmax(rint((double)row->repeats_written * spec->depth), 1.0)
+                       : row->repeats_written;
+
+    row->module_node = yaml_seq_at(yd, node, 2);
+    if (!yaml_node_string(yd, row->module_node, &row->module, err)) return false;
+    if (layer_kind_find(row->module) == LAYER_KIND_COUNT) {
+        char known[256] = "";
+        for (int k = 0; k < LAYER_KIND_COUNT; k++) {
+            strcat(known, k ? ", " : "");
+            strcat(known, layer_kinds[k]->name);
+        }
+        return model_spec_error_at(spec, row->module_node, err, "unknown module '%s' (supported: %s)", row->module,
+                                   known);
+    }
+
+    row->args_node = yaml_seq_at(yd, node, 3);
+    if (row->args_node->type != YAML_SEQUENCE_NODE)
+        return model_spec_error_at(spec, row->args_node, err, "module arguments must be a list like [64, 3, 2], found %s",
+                                   yaml_node_describe(row->args_node));
+    row->n_args = yaml_seq_len(row->args_node);
+    if (row->n_args > MODEL_MAX_ARGS)
+        return model_spec_error_at(spec, row->args_node, err, "too many arguments (%d) for %s", row->n_args,
+                                   row->module);
+    for (int k = 0; k < row->n_args; k++)
+        if (!read_arg(spec, yaml_seq_at(yd, row->args_node, k), &row->args[k], err)) return false;
+    return true;
+}
+
+static bool read_rows(ModelSpec *spec, yaml_node_t *root, Error *err) {
+    YamlDoc *yd = spec->yaml;
+    yaml_node_t *sections[2] = {yaml_map_get(yd, root, "backbone"), yaml_map_get(yd, root, "head")};
+    static const char *const names[2] = {"backbone", "head"};
+    int total = 0;
+    for (int s = 0; s < 2; s++) {
+        if (!sections[s])
+            return error_at(err, yd->path, yaml_node_line(root), yaml_node_col(root),
+                            "missing '%s': a model needs a 'backbone' and a 'head' list of layers", names[s]);
+        if (sections[s]->type != YAML_SEQUENCE_NODE)
+            return yaml_doc_error_at(yd, sections[s], err, "'%s' must be a list of layers, found %s", names[s],
+                                     yaml_node_describe(sections[s]));
+        total += yaml_seq_len(sections[s]);
+    }
+    if (yaml_seq_len(sections[0]) == 0)
+        return yaml_doc_error_at(yd, sections[0], err, "'backbone' has no layers");
+    spec->rows = yp_calloc((size_t)total, sizeof *spec->rows);
+    for (int s = 0; s < 2; s++) {
+        for (int k = 0; k < yaml_seq_len(sections[s]); k++) {
+            ModelRow *row = &spec->rows[spec->n_rows];
+            row->index = spec->n_rows++;
+            if (!read_row(spec, yaml_seq_at(yd, sections[s], k), row, err)) return false;
+        }
+    }
+    return true;
+}
+
+static bool read_header(ModelSpec *spec, yaml_node_t *root, const ModelOptions *opt, Error *err) {
+    YamlDoc *yd = spec->yaml;
+    yaml_node_t *nc = yaml_map_get(yd, root, "nc");
+    if (nc && !read_positive_int(spec, nc, "nc", &spec->nc, err)) return false;
+    if (opt && opt->nc > 0) spec->nc = opt->nc;
+    if (spec->nc < 1) return error_at(err, yd->path, 1, 1, "missing 'nc' (the number of classes)");
+    spec->reg_max = 16;
+    yaml_node_t *reg_max = yaml_map_get(yd, root, "reg_max");
+    if (reg_max && !read_positive_int(spec, reg_max, "reg_max", &spec->reg_max, err)) return false;
+    spec->ch = 3;
+    yaml_node_t *ch = yaml_map_get(yd, root, "ch");
+    if (ch && !read_positive_int(spec, ch, "ch", &spec->ch, err)) return false;
+    yaml_node_t *act = yaml_map_get(yd, root, "activation");
+    const char *act_text = NULL;
+    if (act && !yaml_node_string(yd, act, &act_text, err)) return false;
+    if (act_text && strcmp(act_text, "nn.SiLU()") != 0 && strcmp(act_text, "torch.nn.SiLU()") != 0)
+        return yaml_doc_error_at(yd, act, err, "activation '%s' is not supported; yolopipe implements nn.SiLU()",
+                                 act_text);
+    return read_scaling(spec, root, opt, err);
+}
+
+// "experiments/models/yolov8.yaml" + "n" -> "yolov8n"
+static char *model_name(const char *path, const char *scale) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strcspn(base, ".");
+    char *name = yp_malloc(len + strlen(scale) + 1);
+    // Ultralytics names classify models "yolov8n-cls": the scale goes before a '-' suffix.
+    const char *dash = memchr(base, '-', len);
+    size_t stem = dash ? (size_t)(dash - base) : len;
+    memcpy(name, base, stem);
+    strcpy(name + stem, scale);
+    memcpy(name + stem + strlen(scale), base + stem, len - stem);
+    name[len + strlen(scale)] = '\0';
+    return name;
+}
+
+bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out, Error *err) {
+    *out = NULL;
+    ModelSpec *spec = yp_calloc(1, sizeof *spec);
+    if (!yaml_doc_load(path, &spec->yaml, err)) {
+        free(spec);
+        return false;
+    }
+    yaml_node_t *root = yaml_doc_root(spec->yaml);
+    bool ok = true;
+    if (root->type != YAML_MAPPING_NODE)
+        ok = yaml_doc_error_at(spec->yaml, root, err, "a model file must be a mapping with 'nc', 'backbone' and 'head', found %s",
+                               yaml_node_describe(root));
+    ok = ok && check_keys(spec, root, err) && read_header(spec, root, opt, err) && read_rows(spec, root, err);
+    if (!ok) {
+        model_spec_destroy(spec);
+        return false;
+    }
+    spec->name = model_name(path, spec->scale);
+    *out = spec;
+    return true;
+}
+
+void model_spec_destroy(ModelSpec *spec) {
+    if (!spec) return;
+    yaml_doc_destroy(spec->yaml);
+    free(spec->rows);
+    free(spec->name);
+    free(spec);
+}

@@ -1,0 +1,105 @@
+#include "layers/module_args.h"
+
+#include <math.h>
+
+static const char *arg_kind_name(ArgKind kind) {
+    static const char *const names[ARG_KIND_COUNT] = {"None", "a boolean", "an integer", "a number", "a string"};
+    _Static_assert(sizeof names / sizeof *names == ARG_KIND_COUNT, "one name per ArgKind");
+    return names[kind];
+}
+
+bool module_args_count(const Layer *layer, const ParseContext *ctx, int min, int max, const char *signature,
+                       Error *err) {
+    const ModelRow *row = layer->row;
+    if (row->n_args >= min && row->n_args <= max) return true;
+    if (min == max)
+        return model_spec_error_at(ctx->spec, row->args_node, err, "%s takes %d argument%s %s, found %d", row->module,
+                                   min, min == 1 ? "" : "s", signature, row->n_args);
+    return model_spec_error_at(ctx->spec, row->args_node, err, "%s takes %d to %d arguments %s, found %d", row->module,
+                               min, max, signature, row->n_args);
+}
+
+static bool wrong_type(const Layer *layer, const ParseContext *ctx, const Arg *a, const char *name, const char *want,
+                       Error *err) {
+    return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be %s, found %s '%s'",
+                               layer->row->module, name, want, arg_kind_name(a->kind), yaml_node_text(a->node));
+}
+
+bool module_arg_int(const Layer *layer, const ParseContext *ctx, int k, const char *name, int64_t fallback,
+                    int64_t min, int64_t *out, Error *err) {
+    if (k >= layer->row->n_args) return *out = fallback, true;
+    const Arg *a = &layer->row->args[k];
+    if (a->kind != ARG_KIND_INT) return wrong_type(layer, ctx, a, name, "an integer", err);
+    if (a->i < min)
+        return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be at least %lld, found %lld",
+                                   layer->row->module, name, (long long)min, (long long)a->i);
+    *out = a->i;
+    return true;
+}
+
+bool module_arg_int_or_none(const Layer *layer, const ParseContext *ctx, int k, const char *name, int64_t min,
+                            int64_t *out, Error *err) {
+    if (k >= layer->row->n_args || layer->row->args[k].kind == ARG_KIND_NONE) return *out = -1, true;
+    const Arg *a = &layer->row->args[k];
+    if (a->kind != ARG_KIND_INT) return wrong_type(layer, ctx, a, name, "an integer or None", err);
+    return module_arg_int(layer, ctx, k, name, -1, min, out, err);
+}
+
+bool module_arg_bool(const Layer *layer, const ParseContext *ctx, int k, const char *name, bool fallback, bool *out,
+                     Error *err) {
+    if (k >= layer->row->n_args) return *out = fallback, true;
+    const Arg *a = &layer->row->args[k];
+    if (a->kind != ARG_KIND_BOOL) return wrong_type(layer, ctx, a, name, "True or False", err);
+    *out = a->b;
+    return true;
+}
+
+bool module_arg_number(const Layer *layer, const ParseContext *ctx, int k, const char *name, double fallback,
+                       double *out, Error *err) {
+    if (k >= layer->row->n_args) return *out = fallback, true;
+    const Arg *a = &layer->row->args[k];
+    if (a->kind != ARG_KIND_INT && a->kind != ARG_KIND_FLOAT) return wrong_type(layer, ctx, a, name, "a number", err);
+    if (!(a->f > 0) || isinf(a->f))
+        return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be a positive number, found %g",
+                                   layer->row->module, name, a->f);
+    *out = a->f;
+    return true;
+}
+
+int64_t module_scale_channels(const ModelSpec *spec, int64_t c2) {
+    double scaled = fmin((double)c2, spec->max_channels) * spec->width;
+    return (int64_t)ceil(scaled / 8.0) * 8;
+}
+
+bool module_require_single(const Layer *layer, const ParseContext *ctx, Error *err) {
+    if (layer->row->repeats_written == 1) return true;
+    return model_spec_error_at(ctx->spec, layer->row->repeats_node, err, "%s cannot be repeated: repeats must be 1, found %lld",
+                               layer->row->module, (long long)layer->row->repeats_written);
+}
+
+bool module_require_inputs(const Layer *layer, const ParseContext *ctx, int n, Error *err) {
+    if (layer->n_in == n) return true;
+    return model_spec_error_at(ctx->spec, layer->row->from_node, err, "%s takes %d input%s, found %d in 'from'",
+                               layer->row->module, n, n == 1 ? "" : "s", layer->n_in);
+}
+
+void module_set_args_text(Layer *layer, int n_values, const int64_t *values, int first_written) {
+    char *text = layer->args_text;
+    size_t cap = sizeof layer->args_text, used = 0;
+    used += (size_t)snprintf(text, cap, "[");
+    for (int k = 0; k < n_values && used < cap; k++)
+        used += (size_t)snprintf(text + used, cap - used, "%s%lld", k ? ", " : "", (long long)values[k]);
+    for (int k = first_written; k < layer->row->n_args && used < cap; k++) {
+        const Arg *a = &layer->row->args[k];
+        const char *sep = (k > first_written || n_values) ? ", " : "";
+        switch (a->kind) {
+        case ARG_KIND_NONE: used += (size_t)snprintf(text + used, cap - used, "%sNone", sep); break;
+        case ARG_KIND_BOOL: used += (size_t)snprintf(text + used, cap - used, "%s%s", sep, a->b ? "True" : "False"); break;
+        case ARG_KIND_INT: used += (size_t)snprintf(text + used, cap - used, "%s%lld", sep, (long long)a->i); break;
+        case ARG_KIND_FLOAT: used += (size_t)snprintf(text + used, cap - used, "%s%g", sep, a->f); break;
+        case ARG_KIND_STRING: used += (size_t)snprintf(text + used, cap - used, "%s'%s'", sep, a->s); break;
+        case ARG_KIND_COUNT: break;
+        }
+    }
+    if (used < cap) snprintf(text + used, cap - used, "]");
+}

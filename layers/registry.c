@@ -1,0 +1,26 @@
+// The table of module kinds, indexed by LayerKind.
+#include <string.h>
+
+#include "layers/layer.h"
+
+extern const LayerKindOps layer_kind_conv, layer_kind_bottleneck, layer_kind_c2f, layer_kind_c3, layer_kind_sppf,
+    layer_kind_upsample, layer_kind_concat, layer_kind_detect, layer_kind_classify;
+
+const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
+    [LAYER_KIND_CONV] = &layer_kind_conv,
+    [LAYER_KIND_BOTTLENECK] = &layer_kind_bottleneck,
+    [LAYER_KIND_C2F] = &layer_kind_c2f,
+    [LAYER_KIND_C3] = &layer_kind_c3,
+    [LAYER_KIND_SPPF] = &layer_kind_sppf,
+    [LAYER_KIND_UPSAMPLE] = &layer_kind_upsample,
+    [LAYER_KIND_CONCAT] = &layer_kind_concat,
+    [LAYER_KIND_DETECT] = &layer_kind_detect,
+    [LAYER_KIND_CLASSIFY] = &layer_kind_classify,
+};
+_Static_assert(sizeof layer_kinds / sizeof *layer_kinds == LAYER_KIND_COUNT, "one entry per LayerKind");
+
+LayerKind layer_kind_find(const char *module) {
+    for (int k = 0; k < LAYER_KIND_COUNT; k++)
+        if (!strcmp(layer_kinds[k]->name, module)) return (LayerKind)k;
+    return LAYER_KIND_COUNT;
+}

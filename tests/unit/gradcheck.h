@@ -1,0 +1,24 @@
+// Shared helpers for the unit tests: seeded random host data, a projection loss, and a central
+// finite-difference gradient check.
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+// Fills x[0..n) with uniform values in [lo, hi) from stream `seed` (framework/rng.h).
+void test_fill_uniform(float *x, int64_t n, float lo, float hi, uint64_t seed);
+
+// sum_i y[i] * r[i] in double: projecting an output on fixed random weights r turns any tensor
+// function into a scalar loss whose gradient with respect to y is exactly r.
+double test_dot(const float *y, const float *r, int64_t n);
+
+// Evaluates the scalar loss at the current contents of the inputs.
+typedef double (*GradcheckLoss)(void *ctx);
+
+// Compares analytic[i] with the central difference (L(x + h e_i) - L(x - h e_i)) / 2h for up to
+// `max_checks` indices i spread evenly over [0, n) (all of them when n <= max_checks). x is host
+// memory that `loss` reads; it is restored after each probe. Passes when every probe satisfies
+// |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|); prints each failing probe
+// (with `what`) and returns false otherwise.
+bool gradcheck(const char *what, float *x, const float *analytic, int64_t n, GradcheckLoss loss,
+               void *ctx, float h, double atol, double rtol, int64_t max_checks);
