@@ -29,8 +29,7 @@ static void declare_conv(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int
     cb->conv_out = builder_tensor(b, out);
     cb->out = cb->conv_out;
     builder_conv_workspace(b, &cb->desc);
-    // A fixed convolution (DFL) runs only when decoding: Ultralytics counts the training forward.
-    if (!(flags & PARAM_NO_GRAD)) builder_count_ops(b, (double)(c_out * cb->desc.h_out * cb->desc.w_out * fan_in));
+    builder_count_ops(b, (double)(c_out * cb->desc.h_out * cb->desc.w_out * fan_in));
     builder_count_leaves(b, 1);
 }
 
