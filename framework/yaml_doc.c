@@ -46,18 +46,39 @@ static void offset_position(const char *buf, size_t offset, int *line, int *col)
     }
 }
 
-static bool parser_error(const yaml_parser_t *p, const char *path, const char *buf, Error *err) {
+// The byte at 0-based `line` and character `column` of buf, or '\0' past the end.
+static char char_at(const char *buf, size_t n_bytes, size_t line, size_t column) {
+    size_t i = 0;
+    for (; i < n_bytes && line; i++) line -= buf[i] == '\n';
+    for (; i < n_bytes && buf[i] != '\n'; i++) {
+        if (((unsigned char)buf[i] & 0xC0) == 0x80) continue;  // a UTF-8 continuation byte
+        if (!column--) return buf[i];
+    }
+    return '\0';
+}
+
+static bool parser_error(const yaml_parser_t *p, const char *path, const char *buf, size_t n_bytes, Error *err) {
     if (p->error == YAML_READER_ERROR) {
+        // libyaml reports a bad continuation byte at its own offset: point at the character it belongs to.
+        size_t at = p->problem_offset;
+        if (p->problem && !strcmp(p->problem, "invalid trailing UTF-8 octet") && at > 0)
+            do at--; while (at > 0 && ((unsigned char)buf[at] & 0xC0) == 0x80);
         int line, col;
-        offset_position(buf, p->problem_offset, &line, &col);
-        return error_at(err, path, line, col, "not a text file: %s", p->problem ? p->problem : "unreadable bytes");
+        offset_position(buf, at, &line, &col);
+        return error_at(err, path, line, col, "not a UTF-8 text file: %s (byte 0x%02X); save it as UTF-8",
+                        p->problem ? p->problem : "unreadable bytes", at < n_bytes ? (unsigned char)buf[at] : 0);
     }
     const yaml_mark_t *mark = &p->problem_mark;
+    int line = (int)mark->line + 1, col = (int)mark->column + 1;
+    if (char_at(buf, n_bytes, mark->line, mark->column) == '\t')
+        return error_at(err, path, line, col, "YAML syntax error: a tab character; YAML indents with spaces only");
     const char *problem = p->problem ? p->problem : "malformed YAML";
-    if (p->context)
-        return error_at(err, path, (int)mark->line + 1, (int)mark->column + 1, "YAML syntax error: %s %s",
-                        problem, p->context);
-    return error_at(err, path, (int)mark->line + 1, (int)mark->column + 1, "YAML syntax error: %s", problem);
+    // An unclosed '[' or '{' is found only where the next line starts: say where the list began.
+    if (p->context && strstr(p->context, "flow") && p->context_mark.line != mark->line)
+        return error_at(err, path, line, col, "YAML syntax error: %s %s that starts at line %d, column %d", problem,
+                        p->context, (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+    if (p->context) return error_at(err, path, line, col, "YAML syntax error: %s %s", problem, p->context);
+    return error_at(err, path, line, col, "YAML syntax error: %s", problem);
 }
 
 // Rejects a mapping that repeats a key, anywhere in the document: PyYAML silently keeps the last
@@ -100,7 +121,7 @@ bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, n_bytes);
     bool ok = yaml_parser_load(&parser, &yd->doc);
     if (!ok) {
-        parser_error(&parser, path, buf, err);
+        parser_error(&parser, path, buf, n_bytes, err);
         free(yd->path);
         free(yd);
         yd = NULL;
@@ -109,7 +130,7 @@ bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
     } else {
         yaml_document_t second;
         if (!yaml_parser_load(&parser, &second)) {
-            ok = parser_error(&parser, path, buf, err);
+            ok = parser_error(&parser, path, buf, n_bytes, err);
         } else {
             yaml_node_t *root2 = yaml_document_get_root_node(&second);
             if (root2)

@@ -21,12 +21,13 @@ static bool concat_build(Layer *layer, Builder *b, Error *err) {
     Shape first = layer->in[0]->shape;
     for (int k = 1; k < layer->n_in; k++) {
         Shape s = layer->in[k]->shape;
+        const ModelSpec *spec = builder_spec(b);
         if (s.h != first.h || s.w != first.w)
             return model_spec_error_at(
-                builder_spec(b), layer->row->from_node, err,
-                "Concat inputs differ in size: layer %d gives %lldx%lld but layer %d gives %lldx%lld at this image size",
+                spec, layer->row->from_is_list ? yaml_seq_at(spec->yaml, layer->row->from_node, k) : layer->row->from_node,
+                err, "Concat inputs differ in size: layer %d gives %lldx%lld but layer %d gives %lldx%lld at image size %lld",
                 layer->in_index[0], (long long)first.h, (long long)first.w, layer->in_index[k], (long long)s.h,
-                (long long)s.w);
+                (long long)s.w, (long long)builder_imgsz_h(b));
     }
     layer->out = builder_tensor(b, shape_make(first.n, layer->c_out, first.h, first.w));
     builder_count_leaves(b, 1);

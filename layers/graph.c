@@ -257,9 +257,12 @@ void graph_destroy(Graph *g) {
     free(g);
 }
 
-void graph_forward(Graph *g, bool train) {
-    for (int i = 0; i < g->n_layers; i++) layer_kinds[g->layers[i].kind]->forward(&g->layers[i], g->be, train);
+void graph_forward_layers(Graph *g, int begin, int end, bool train) {
+    YP_CHECK(0 <= begin && begin <= end && end <= g->n_layers);
+    for (int i = begin; i < end; i++) layer_kinds[g->layers[i].kind]->forward(&g->layers[i], g->be, train);
 }
+
+void graph_forward(Graph *g, bool train) { graph_forward_layers(g, 0, g->n_layers, train); }
 
 void graph_backward(Graph *g) {
     Backend *be = g->be;

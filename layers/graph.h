@@ -48,6 +48,8 @@ void graph_destroy(Graph *g);  // accepts NULL
 
 // Runs all layers (train: batch statistics; otherwise running statistics).
 void graph_forward(Graph *g, bool train);
+// Runs layers [begin, end) only; their inputs must already hold values.
+void graph_forward_layers(Graph *g, int begin, int end, bool train);
 // Runs backward from graph_output(g)->dout, which the caller has filled (the loss gradient):
 // zeroes every other layer's output gradient, then runs the layers in reverse. Parameter gradients
 // accumulate (call graph_zero_grads to start a new step).

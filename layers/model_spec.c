@@ -7,6 +7,9 @@
 
 #include "layers/layer.h"
 
+// Far above any published model (YOLOv5x stacks 12), low enough that the layer tables stay small.
+enum { MODEL_MAX_REPEATS = 1000 };
+
 static const char *const known_keys[] = {"nc", "scales", "scale", "depth_multiple", "width_multiple",
                                          "activation", "ch", "reg_max", "backbone", "head"};
 
@@ -35,14 +38,30 @@ static bool check_keys(ModelSpec *spec, yaml_node_t *root, Error *err) {
     return true;
 }
 
+// "a string 'three'", "a list of 3 items", ...: what was found, for messages.
+static const char *describe_found(const yaml_node_t *node, char *buf, size_t cap) {
+    const char *text = yaml_node_text(node);
+    int n = yaml_seq_len(node);
+    if (text) snprintf(buf, cap, "%s '%s'", yaml_node_describe(node), text);
+    else if (node->type == YAML_SEQUENCE_NODE) snprintf(buf, cap, "a list of %d item%s", n, n == 1 ? "" : "s");
+    else snprintf(buf, cap, "%s", yaml_node_describe(node));
+    return buf;
+}
+
 static bool read_positive_int(ModelSpec *spec, const yaml_node_t *node, const char *what, int64_t *out, Error *err) {
-    if (!yaml_node_int(spec->yaml, node, out, err)) return false;
+    char found[128];
+    if (!yaml_node_is_plain(node) || !yaml_text_int(yaml_node_text(node), out))
+        return model_spec_error_at(spec, node, err, "%s must be an integer, found %s", what,
+                                   describe_found(node, found, sizeof found));
     if (*out < 1) return model_spec_error_at(spec, node, err, "%s must be at least 1, found %lld", what, (long long)*out);
     return true;
 }
 
 static bool read_positive_number(ModelSpec *spec, const yaml_node_t *node, const char *what, double *out, Error *err) {
-    if (!yaml_node_number(spec->yaml, node, out, err)) return false;
+    char found[128];
+    if (!yaml_node_is_plain(node) || !yaml_text_number(yaml_node_text(node), out))
+        return model_spec_error_at(spec, node, err, "%s must be a number, found %s", what,
+                                   describe_found(node, found, sizeof found));
     if (!(*out > 0) || (isinf(*out) && strcmp(what, "max_channels") != 0))
         return model_spec_error_at(spec, node, err, "%s must be a positive number, found '%s'", what,
                                    yaml_node_text(node));
@@ -65,6 +84,9 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
     const char *wanted = opt && opt->scale && *opt->scale ? opt->scale : NULL;
     if (!wanted && scale_key && !yaml_node_string(yd, scale_key, &wanted, err)) return false;
     if (!scales) {
+        if (wanted && scale_key && !(opt && opt->scale && *opt->scale))
+            return yaml_doc_error_at(yd, scale_key, err, "scale '%s' given but the model has no 'scales'; remove 'scale'",
+                                     wanted);
         if (wanted)
             return error_at(err, yd->path, 1, 1, "scale '%s' requested but the model has no 'scales'", wanted);
         return true;
@@ -73,7 +95,7 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
         return yaml_doc_error_at(yd, scales, err,
                                  "'scales' must be a mapping like {n: [depth, width, max_channels]}, found %s",
                                  yaml_node_describe(scales));
-    char names[128] = "";
+    char names[128] = "", found[128];
     yaml_node_t *chosen = NULL;
     for (yaml_node_pair_t *p = scales->data.mapping.pairs.start; p < scales->data.mapping.pairs.top; p++) {
         const char *name = yaml_node_text(yaml_doc_node(yd, p->key));
@@ -82,7 +104,7 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
             return yaml_doc_error_at(yd, yaml_doc_node(yd, p->key), err, "a scale name must be a short string");
         if (value->type != YAML_SEQUENCE_NODE || yaml_seq_len(value) != 3)
             return yaml_doc_error_at(yd, value, err, "scale '%s' must be [depth, width, max_channels], found %s",
-                                     name, yaml_node_describe(value));
+                                     name, describe_found(value, found, sizeof found));
         if (strlen(names) + strlen(name) + 3 < sizeof names) {
             if (*names) strcat(names, ", ");
             strcat(names, name);
@@ -96,7 +118,6 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
         const yaml_node_t *where = scale_key && !(opt && opt->scale && *opt->scale) ? scale_key : scales;
         return yaml_doc_error_at(yd, where, err, "unknown scale '%s' (this model has %s)", wanted, names);
     }
-    if (!wanted) fprintf(stderr, "yolopipe: %s: no scale given, using the first one, '%s'\n", yd->path, spec->scale);
     return read_positive_number(spec, yaml_seq_at(yd, chosen, 0), "depth", &spec->depth, err) &&
            read_positive_number(spec, yaml_seq_at(yd, chosen, 1), "width", &spec->width, err) &&
            read_positive_number(spec, yaml_seq_at(yd, chosen, 2), "max_channels", &spec->max_channels, err);
@@ -138,11 +159,12 @@ static bool read_from(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *
     for (int k = 0; k < n; k++) {
         yaml_node_t *item = row->from_is_list ? yaml_seq_at(yd, node, k) : node;
         int64_t f;
+        char found[128];
         if (!yaml_node_is_plain(item) || !yaml_text_int(yaml_node_text(item), &f))
             return model_spec_error_at(spec, item, err,
                                        "'from' must be a layer number or a list of them (-1 = previous layer), "
                                        "found %s",
-                                       yaml_node_describe(item));
+                                       describe_found(item, found, sizeof found));
         int64_t target = f < 0 ? row->index + f : f;
         if (row->index == 0 && f != -1)
             return model_spec_error_at(spec, item, err, "layer 0 can only take the network input, from -1; found %lld",
@@ -165,22 +187,27 @@ static bool read_from(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *
 static bool read_row(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *err) {
     YamlDoc *yd = spec->yaml;
     row->node = node;
+    char found[128];
     if (node->type != YAML_SEQUENCE_NODE || yaml_seq_len(node) != 4)
-        return model_spec_error_at(spec, node, err,
-                                   "layer %d must be [from, repeats, module, args], found %s%s", row->index,
-                                   yaml_node_describe(node),
-                                   node->type == YAML_SEQUENCE_NODE ? " of the wrong length" : "");
+        return model_spec_error_at(spec, node, err, "layer %d must be [from, repeats, module, args], found %s",
+                                   row->index, describe_found(node, found, sizeof found));
     if (!read_from(spec, yaml_seq_at(yd, node, 0), row, err)) return false;
 
     row->repeats_node = yaml_seq_at(yd, node, 1);
     if (!read_positive_int(spec, row->repeats_node, "repeats", &row->repeats_written, err)) return false;
+    if (row->repeats_written > MODEL_MAX_REPEATS)
+        return model_spec_error_at(spec, row->repeats_node, err, "repeats must be at most %d, found %lld",
+                                   MODEL_MAX_REPEATS, (long long)row->repeats_written);
     // Python's round() rounds halves to even; rint does the same in the default rounding mode.
     row->repeats = row->repeats_written > 1
                        ? (int64_t)fmax(rint((double)row->repeats_written * spec->depth), 1.0)
                        : row->repeats_written;
 
     row->module_node = yaml_seq_at(yd, node, 2);
-    if (!yaml_node_string(yd, row->module_node, &row->module, err)) return false;
+    row->module = yaml_node_text(row->module_node);
+    if (!row->module || (yaml_node_is_plain(row->module_node) && yaml_text_is_null(row->module)))
+        return model_spec_error_at(spec, row->module_node, err, "the module must be a name such as Conv or C2f, found %s",
+                                   describe_found(row->module_node, found, sizeof found));
     if (layer_kind_find(row->module) == LAYER_KIND_COUNT) {
         char known[256] = "";
         for (int k = 0; k < LAYER_KIND_COUNT; k++) {
@@ -194,7 +221,7 @@ static bool read_row(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *e
     row->args_node = yaml_seq_at(yd, node, 3);
     if (row->args_node->type != YAML_SEQUENCE_NODE)
         return model_spec_error_at(spec, row->args_node, err, "module arguments must be a list like [64, 3, 2], found %s",
-                                   yaml_node_describe(row->args_node));
+                                   describe_found(row->args_node, found, sizeof found));
     row->n_args = yaml_seq_len(row->args_node);
     if (row->n_args > MODEL_MAX_ARGS)
         return model_spec_error_at(spec, row->args_node, err, "too many arguments (%d) for %s", row->n_args,
@@ -236,7 +263,7 @@ static bool read_header(ModelSpec *spec, yaml_node_t *root, const ModelOptions *
     yaml_node_t *nc = yaml_map_get(yd, root, "nc");
     if (nc && !read_positive_int(spec, nc, "nc", &spec->nc, err)) return false;
     if (opt && opt->nc > 0) spec->nc = opt->nc;
-    if (spec->nc < 1) return error_at(err, yd->path, 1, 1, "missing 'nc' (the number of classes)");
+    if (spec->nc < 1) return yaml_doc_error_at(yd, root, err, "missing 'nc': add 'nc: N' with the number of classes");
     spec->reg_max = 16;
     yaml_node_t *reg_max = yaml_map_get(yd, root, "reg_max");
     if (reg_max && !read_positive_int(spec, reg_max, "reg_max", &spec->reg_max, err)) return false;
@@ -286,6 +313,9 @@ bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out,
         return false;
     }
     spec->name = model_name(path, spec->scale);
+    // Printed only once the file has loaded, so that an error stays the only line on stderr.
+    if (*spec->scale && !(opt && opt->scale && *opt->scale) && !yaml_map_get(spec->yaml, root, "scale"))
+        fprintf(stderr, "yolopipe: %s: no scale given, using the first one, '%s'\n", path, spec->scale);
     *out = spec;
     return true;
 }

@@ -1,8 +1,11 @@
 // nn.Upsample(size=None, scale_factor=2, mode="nearest"): integer nearest-neighbour upsampling.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers/module_args.h"
+
+enum { UPSAMPLE_MAX_FACTOR = 1024 };  // keeps every shape product far inside int64_t
 
 typedef struct UpsampleConfig {
     int64_t factor;
@@ -16,13 +19,15 @@ static bool upsample_parse(Layer *layer, const ParseContext *ctx, Error *err) {
         return false;
     if (row->args[0].kind != ARG_KIND_NONE)
         return model_spec_error_at(ctx->spec, row->args[0].node, err,
-                                   "nn.Upsample: only size=None with an integer scale_factor is supported");
+                                   "nn.Upsample size must be None (give the scale_factor instead), found '%s'",
+                                   yaml_node_text(row->args[0].node));
     const Arg *factor = &row->args[1];
-    bool integral = factor->kind == ARG_KIND_INT || (factor->kind == ARG_KIND_FLOAT && factor->f == (double)(int64_t)factor->f);
-    if (!integral || factor->f < 1)
+    // Range first: converting NaN or a value beyond int64_t to an integer is undefined.
+    bool integral = (factor->kind == ARG_KIND_INT || factor->kind == ARG_KIND_FLOAT) && factor->f == floor(factor->f);
+    if (!integral || !(factor->f >= 1 && factor->f <= UPSAMPLE_MAX_FACTOR))
         return model_spec_error_at(ctx->spec, factor->node, err,
-                                   "nn.Upsample scale_factor must be a positive integer, found '%s'",
-                                   yaml_node_text(factor->node));
+                                   "nn.Upsample scale_factor must be a whole number from 1 to %d, found '%s'",
+                                   UPSAMPLE_MAX_FACTOR, yaml_node_text(factor->node));
     cfg->factor = (int64_t)factor->f;
     if (row->n_args > 2 && (row->args[2].kind != ARG_KIND_STRING || strcmp(row->args[2].s, "nearest") != 0))
         return model_spec_error_at(ctx->spec, row->args[2].node, err,

@@ -1,0 +1,160 @@
+// Every module's backward against central finite differences, through the real graph code: each
+// case is a tiny model whose layer 0 is a Conv (so the module under test has an input with a
+// gradient) followed by the module under test. We check the gradient of a projection loss
+// L = sum(out * R) with respect to the module's input (layer 0's output) and to every parameter
+// of the layers after layer 0, in training mode (batch statistics), batch 2, odd sizes, stride 2.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "layers/graph.h"
+#include "tests/unit/gradcheck.h"
+
+typedef struct GradCase {
+    const char *name;
+    const char *rows;  // YAML rows after layer 0, a Conv(3 -> 8, k3, s1)
+    int64_t h, w;
+} GradCase;
+
+// See run_case for why these values.
+static const float step = 3e-3f;
+static const double atol = 2e-3, rtol = 1e-2, max_skipped = 0.10;
+
+typedef struct GradContext {
+    Graph *g;
+    const float *r;  // projection weights, one per output element
+} GradContext;
+
+static Backend *be;
+
+// The loss with everything up to layer 0 fixed: parameters and layer 0's output are perturbed in
+// place, so only layers 1.. need to run again.
+static double projected_loss(void *p) {
+    GradContext *ctx = p;
+    graph_forward_layers(ctx->g, 1, ctx->g->n_layers, true);
+    Layer *out = graph_output(ctx->g);
+    return test_dot(out->out.data, ctx->r, tensor_elems(&out->out));
+}
+
+static Graph *build_case(const GradCase *c, ModelSpec **spec) {
+    char path[] = "/tmp/yolopipe-grad-XXXXXX.yaml";
+    int fd = mkstemps(path, 5);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "nc: 3\nbackbone:\n  - [-1, 1, Conv, [8, 3, 1]]\nhead:\n%s", c->rows);
+    fclose(f);
+    Error err = {0};
+    Graph *g = NULL;
+    GraphOptions opt = {.batch = 2, .imgsz_h = c->h, .imgsz_w = c->w, .be = be, .seed = 7};
+    bool ok = model_spec_load(path, NULL, spec, &err) && graph_create(*spec, &opt, &g, &err);
+    unlink(path);
+    if (!ok) fail_msg("%s: %s", c->name, err.message);
+    return g;
+}
+
+static void run_case(const GradCase *c) {
+    ModelSpec *spec;
+    Graph *g = build_case(c, &spec);
+    test_fill_uniform(g->input.data, tensor_elems(&g->input), -1.0f, 1.0f, 11);
+    graph_forward(g, true);
+    Layer *out = graph_output(g);
+    int64_t n_out = tensor_elems(&out->out);
+    float *r = malloc((size_t)n_out * sizeof *r);
+    test_fill_uniform(r, n_out, -1.0f, 1.0f, 12);
+    be->ops->copy(be, out->dout.data, r, (size_t)n_out);
+    graph_zero_grads(g);
+    graph_backward(g);
+
+    // Parameters of layers 1.. start where layer 0's end: they are declared in layer order.
+    int64_t first = g->param_elems;
+    for (int i = 0; i < g->n_params; i++)
+        if (g->params[i].layer >= 1 && !(g->params[i].flags & PARAM_BUFFER) && g->params[i].offset < first)
+            first = g->params[i].offset;
+    int64_t n_params = g->param_elems - first;
+    float *grad = malloc((size_t)(n_params > 0 ? n_params : 1) * sizeof *grad);
+    memcpy(grad, g->grad_data + first, (size_t)n_params * sizeof *grad);
+    Tensor *x = &g->layers[0].out;
+    float *dx = malloc((size_t)tensor_elems(x) * sizeof *dx);
+    memcpy(dx, g->layers[0].dout.data, (size_t)tensor_elems(x) * sizeof *dx);
+
+    GradContext ctx = {.g = g, .r = r};
+    // float32 forward passes through up to ~10 conv/BN/SiLU steps. h = 3e-3 balances the central
+    // difference's truncation error (~h^2 f''': at h = 1e-2 a few % on weights under batch norm)
+    // against float32 rounding (~1e-7 |L| / h: dominant at h = 1e-3); errors then stay under 1% of
+    // typical gradients, and the absolute floor covers near-zero ones. Up to 10% of probes may be
+    // skipped by gradcheck as not smooth at this step: max-pool kinks in SPPF, and the strongly
+    // curved loss of batch-norm weights over a 2-image batch.
+    char what[128];
+    snprintf(what, sizeof what, "%s input", c->name);
+    bool ok = gradcheck(what, x->data, dx, tensor_elems(x), projected_loss, &ctx, step, atol, rtol, 300,
+                        max_skipped);
+    snprintf(what, sizeof what, "%s parameters", c->name);
+    if (n_params > 0)
+        ok &= gradcheck(what, g->param_data + first, grad, n_params, projected_loss, &ctx, step, atol, rtol,
+                        300, max_skipped);
+    free(dx);
+    free(grad);
+    free(r);
+    graph_destroy(g);
+    model_spec_destroy(spec);
+    assert_true(ok);
+}
+
+static const GradCase cases[] = {
+    {"Conv k3 s2", "  - [-1, 1, Conv, [6, 3, 2]]\n", 13, 11},
+    {"Conv k1", "  - [-1, 1, Conv, [5, 1, 1]]\n", 9, 7},
+    {"Conv k6 s2 p2", "  - [-1, 1, Conv, [4, 6, 2, 2]]\n", 14, 12},
+    {"Conv groups act=False", "  - [-1, 1, Conv, [8, 3, 1, None, 2, 1, False]]\n", 9, 9},
+    {"Conv dilation 2", "  - [-1, 1, Conv, [6, 3, 1, None, 1, 2]]\n", 11, 9},
+    {"Conv repeated", "  - [-1, 2, Conv, [8, 3, 1]]\n", 7, 9},
+    {"Bottleneck residual", "  - [-1, 1, Bottleneck, [8]]\n", 9, 7},
+    {"Bottleneck no shortcut", "  - [-1, 1, Bottleneck, [8, False]]\n", 9, 7},
+    {"Bottleneck channel change", "  - [-1, 1, Bottleneck, [16]]\n", 7, 7},
+    {"Bottleneck repeated", "  - [-1, 2, Bottleneck, [8]]\n", 7, 5},
+    {"C2f shortcut n2", "  - [-1, 2, C2f, [8, True]]\n", 9, 7},
+    {"C2f n1", "  - [-1, 1, C2f, [16]]\n", 7, 9},
+    {"C3 n2", "  - [-1, 2, C3, [8]]\n", 9, 7},
+    {"C3 no shortcut", "  - [-1, 1, C3, [16, False]]\n", 7, 7},
+    // SPPF's wiring (concat of the chained pools, their backward chain, the shortcut) with k = 1
+    // pools, which have no kinks: with k > 1, moving one cv1 weight shifts a whole map and switches
+    // maxima in many windows within +/- h, so central differences measure an average slope. The
+    // k > 1 max-pool backward itself is checked on tie-free data in test_cpu_kernels.
+    {"SPPF k1", "  - [-1, 1, SPPF, [8, 1]]\n", 9, 11},
+    {"SPPF k1 shortcut n2", "  - [-1, 1, SPPF, [8, 1, 2, True]]\n", 7, 7},
+    {"Upsample and Concat",
+     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, nn.Upsample, [None, 2, 'nearest']]\n  - [[-1, 0], 1, Concat, [1]]\n"
+     "  - [-1, 1, Conv, [4, 1, 1]]\n",
+     10, 14},
+    {"Detect two levels",
+     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, Detect, [nc]]\n", 8, 8},
+    {"Classify", "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Classify, [5]]\n", 9, 11},
+};
+
+static void test_case(void **state) { run_case(*state); }
+
+static int setup(void **state) {
+    (void)state;
+    be = cpu_backend_create();
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    backend_destroy(be);
+    return 0;
+}
+
+int main(void) {
+    enum { N_CASES = sizeof cases / sizeof *cases };
+    struct CMUnitTest tests[N_CASES];
+    for (int i = 0; i < N_CASES; i++)
+        tests[i] = (struct CMUnitTest){.name = cases[i].name, .test_func = test_case, .initial_state = (void *)&cases[i]};
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
