@@ -21,9 +21,9 @@ typedef double (*GradcheckLoss)(void *ctx);
 // |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|); prints each failing probe
 // (with `what`) and returns false otherwise.
 //
-// A probe where the loss is not smooth at scale h (the one-sided slopes (L(x+h) - L(x)) / h and
-// (L(x) - L(x-h)) / h differ by more than eight tolerances: a max-pool or ReLU kink inside [x-h, x+h])
-// says nothing about the gradient and is skipped; more than max_skipped_fraction of skipped probes
-// fails the check, so a systematic error cannot hide behind skips.
+// A probe that disagrees is counted as a failure only if its difference quotient has converged:
+// halving the step changes it by less than the tolerance. Otherwise (a max-pool kink within the
+// step, or rounding noise) it is skipped; more than max_skipped_fraction skipped probes fail the
+// check, so a systematic error cannot hide behind skips.
 bool gradcheck(const char *what, float *x, const float *analytic, int64_t n, GradcheckLoss loss,
                void *ctx, float h, double atol, double rtol, int64_t max_checks, double max_skipped_fraction);
