@@ -21,9 +21,5 @@ typedef double (*GradcheckLoss)(void *ctx);
 // |numeric - analytic| <= atol + rtol * max(|numeric|, |analytic|); prints each failing probe
 // (with `what`) and returns false otherwise.
 //
-// A probe that disagrees is counted as a failure only if its difference quotient has converged:
-// halving the step changes it by less than the tolerance. Otherwise (a max-pool kink within the
-// step, or rounding noise) it is skipped; more than max_skipped_fraction skipped probes fail the
-// check, so a systematic error cannot hide behind skips.
 bool gradcheck(const char *what, float *x, const float *analytic, int64_t n, GradcheckLoss loss,
-               void *ctx, float h, double atol, double rtol, int64_t max_checks, double max_skipped_fraction);
+               void *ctx, float h, double atol, double rtol, int64_t max_checks);

@@ -293,12 +293,12 @@ static void test_conv_backward(void **state) {
         // in all), divided by 2h = 2e-2.
         char what[128];
         snprintf(what, sizeof what, "conv dx [%s]", cc->name);
-        assert_true(gradcheck(what, p.x.host, dx.host, p.x.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200, 0.0));
+        assert_true(gradcheck(what, p.x.host, dx.host, p.x.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
         snprintf(what, sizeof what, "conv dw [%s]", cc->name);
-        assert_true(gradcheck(what, p.w.host, dw.host, p.w.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200, 0.0));
+        assert_true(gradcheck(what, p.w.host, dw.host, p.w.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
         if (cc->bias) {
             snprintf(what, sizeof what, "conv dbias [%s]", cc->name);
-            assert_true(gradcheck(what, p.b.host, db.host, p.b.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200, 0.0));
+            assert_true(gradcheck(what, p.b.host, db.host, p.b.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
         }
 
         conv_loss(&p);  // gradcheck restores only the host copies
@@ -455,10 +455,10 @@ static void test_batchnorm_backward(void **state) {
     test_buf_pull(&db);
     // x enters through the batch statistics, so L is curved in x: h = 5e-3 keeps the O(h^2)
     // truncation and the float32 rounding of a whole channel's outputs (/ 2h) both below 1e-3.
-    assert_true(gradcheck("bn dx", p.x.host, dx.host, p.x.n, bn_loss, &p, 5e-3f, 1e-3, 1e-2, 200, 0.0));
+    assert_true(gradcheck("bn dx", p.x.host, dx.host, p.x.n, bn_loss, &p, 5e-3f, 1e-3, 1e-2, 200));
     // L is linear in gamma and beta: only rounding of the channel's 40 outputs, / 2h.
-    assert_true(gradcheck("bn dgamma", p.gamma.host, dg.host, p.c, bn_loss, &p, 1e-2f, 1e-4, 1e-4, 200, 0.0));
-    assert_true(gradcheck("bn dbeta", p.beta.host, db.host, p.c, bn_loss, &p, 1e-2f, 1e-4, 1e-4, 200, 0.0));
+    assert_true(gradcheck("bn dgamma", p.gamma.host, dg.host, p.c, bn_loss, &p, 1e-2f, 1e-4, 1e-4, 200));
+    assert_true(gradcheck("bn dbeta", p.beta.host, db.host, p.c, bn_loss, &p, 1e-2f, 1e-4, 1e-4, 200));
 
     float *dx1 = test_copy_of(dx.host, dx.n), *dg1 = test_copy_of(dg.host, dg.n), *db1 = test_copy_of(db.host, db.n);
     bn_loss(&p);  // gradcheck restores only the host copies; this re-uploads them and the statistics
@@ -511,7 +511,7 @@ static void test_silu(void **state) {
     test_buf_pull(&dx);
     assert_true(test_close("silu backward", dx.host, dwant, N, 1e-6, 1e-5));
     // One output per probe; h = 1e-2 balances O(h^2) truncation against rounding / 2h.
-    assert_true(gradcheck("silu dx", p.x.host, dx.host, N, silu_loss, &p, 1e-2f, 1e-4, 1e-3, 300, 0.0));
+    assert_true(gradcheck("silu dx", p.x.host, dx.host, N, silu_loss, &p, 1e-2f, 1e-4, 1e-3, 300));
     silu_loss(&p);  // gradcheck restores only the host copy
     float *dx1 = test_copy_of(dx.host, N);
     be->ops->silu_backward(be, p.x.dev, p.r.dev, dx.dev, N);
@@ -601,7 +601,7 @@ static void test_upsample(void **state) {
                 want_dx[src] += dy.host[dst];
             }
     // Sums of small integers: exact.
-    assert_true(test_close("upsample backward", dx.host, want_dx, n_in, 0.0, 0.0));
+    assert_true(test_close("upsample backward", dx.host, want_dx, n_in, 0.0));
     float *dx1 = test_copy_of(dx.host, n_in);
     be->ops->upsample_nearest_backward(be, N, C, H, W, F, dy.dev, dx.dev);
     test_expect_doubled("upsample dx", &dx, dx1);
@@ -665,7 +665,7 @@ static void test_maxpool(void **state) {
     be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
     test_buf_pull(&dx);
     // L is piecewise linear and h = 1e-3 < half the spacing never crosses a kink: only rounding.
-    assert_true(gradcheck("maxpool dx", p.x.host, dx.host, n, maxpool_loss, &p, 1e-3f, 1e-4, 1e-4, 400, 0.0));
+    assert_true(gradcheck("maxpool dx", p.x.host, dx.host, n, maxpool_loss, &p, 1e-3f, 1e-4, 1e-4, 400));
     maxpool_loss(&p);  // gradcheck restores only the host copy
     float *dx1 = test_copy_of(dx.host, n);
     be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
@@ -687,7 +687,7 @@ static void test_maxpool(void **state) {
     maxpool_reference(p.x.host, p.r.host, want, want_dx);
     assert_memory_equal(p.y.host, want, (size_t)n * sizeof(float));
     // Sums of small integers: exact.
-    assert_true(test_close("maxpool backward ties", dx.host, want_dx, n, 0.0, 0.0));
+    assert_true(test_close("maxpool backward ties", dx.host, want_dx, n, 0.0));
     free(want_dx);
     free(want);
     test_buf_destroy(&dx);
@@ -776,9 +776,9 @@ static void test_linear(void **state) {
     test_buf_pull(&dw);
     test_buf_pull(&db);
     // L is linear in x, w and b: no truncation error, only rounding / 2h.
-    assert_true(gradcheck("linear dx", p.x.host, dx.host, p.x.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100, 0.0));
-    assert_true(gradcheck("linear dw", p.w.host, dw.host, p.w.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100, 0.0));
-    assert_true(gradcheck("linear db", p.b.host, db.host, p.b.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100, 0.0));
+    assert_true(gradcheck("linear dx", p.x.host, dx.host, p.x.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
+    assert_true(gradcheck("linear dw", p.w.host, dw.host, p.w.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
+    assert_true(gradcheck("linear db", p.b.host, db.host, p.b.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
 
     linear_loss(&p);  // gradcheck restores only the host copies
     float *dx1 = test_copy_of(dx.host, dx.n), *dw1 = test_copy_of(dw.host, dw.n), *db1 = test_copy_of(db.host, db.n);
