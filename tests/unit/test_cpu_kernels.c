@@ -601,7 +601,7 @@ static void test_upsample(void **state) {
                 want_dx[src] += dy.host[dst];
             }
     // Sums of small integers: exact.
-    assert_true(test_close("upsample backward", dx.host, want_dx, n_in, 0.0));
+    assert_true(test_close("upsample backward", dx.host, want_dx, n_in, 0.0, 0.0));
     float *dx1 = test_copy_of(dx.host, n_in);
     be->ops->upsample_nearest_backward(be, N, C, H, W, F, dy.dev, dx.dev);
     test_expect_doubled("upsample dx", &dx, dx1);
@@ -687,7 +687,7 @@ static void test_maxpool(void **state) {
     maxpool_reference(p.x.host, p.r.host, want, want_dx);
     assert_memory_equal(p.y.host, want, (size_t)n * sizeof(float));
     // Sums of small integers: exact.
-    assert_true(test_close("maxpool backward ties", dx.host, want_dx, n, 0.0));
+    assert_true(test_close("maxpool backward ties", dx.host, want_dx, n, 0.0, 0.0));
     free(want_dx);
     free(want);
     test_buf_destroy(&dx);
