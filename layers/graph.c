@@ -104,6 +104,7 @@ static float *graph_alloc(Graph *g, int64_t n_elems) {
     g->allocs = yp_realloc(g->allocs, (size_t)(g->n_allocs + 1) * sizeof *g->allocs);
     float *p = g->be->ops->alloc(g->be, (size_t)n_elems * sizeof(float));
     g->allocs[g->n_allocs++] = p;
+    g->allocated_bytes += n_elems * (int64_t)sizeof(float);
     return p;
 }
 

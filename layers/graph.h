@@ -39,6 +39,7 @@ struct Graph {
     float *param_data, *grad_data, *buffer_data, *scratch;
     int n_allocs;
     void **allocs;           // activation tensors, freed at destroy
+    int64_t allocated_bytes; // everything the graph holds on its backend
     Tensor input;            // (N, ch, H, W), filled by the caller before graph_forward
 };
 
