@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bool error_at(Error *err, const char *file, int line, int col, const char *fmt, ...) {
     int used = snprintf(err->message, sizeof err->message, "%s:%d:%d: ", file, line, col);
@@ -29,6 +30,15 @@ _Noreturn void yp_fatal_at(const char *file, int line, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    abort();
+}
+
+_Noreturn void yp_library_failure(const char *library, const char *call, const char *message, const char *file,
+                                  int line) {
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    fprintf(stderr, "yolopipe: %s error on %s (pid %d) at %s:%d: %s: %s\n", library, host, (int)getpid(), file, line,
+            call, message);
     abort();
 }
 

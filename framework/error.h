@@ -9,7 +9,16 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
+
+// Also included from CUDA (.cu, compiled as C++).
+#ifdef __cplusplus
+#define YP_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define YP_NORETURN _Noreturn
+#endif
 
 enum { YP_EXIT_USAGE = 2 };
 
@@ -26,7 +35,7 @@ bool error_at(Error *err, const char *file, int line, int col, const char *fmt, 
 bool error_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // Prints an internal error with its origin and aborts. Never returns.
-_Noreturn void yp_fatal_at(const char *file, int line, const char *fmt, ...)
+YP_NORETURN void yp_fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define yp_fatal(...) yp_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
@@ -38,8 +47,26 @@ _Noreturn void yp_fatal_at(const char *file, int line, const char *fmt, ...)
         if (!(cond)) yp_fatal_at(__FILE__, __LINE__, "check failed: %s", #cond); \
     } while (0)
 
+// A failed call into a library (CUDA, cuDNN, cuBLAS, NCCL, MPI): prints the host, process, library,
+// call text, the library's own message and where, then aborts (and so ends an MPI job).
+YP_NORETURN void yp_library_failure(const char *library, const char *call, const char *message, const char *file,
+                                  int line);
+
+// The one generic check every library's macro is built on: evaluates `call` once and compares its
+// status with `ok`; `describe(status)` gives the library's message. Example:
+//   #define CUDA_CHECK(call) YP_LIBRARY_CHECK("CUDA", call, cudaError_t, cudaSuccess, cudaGetErrorString)
+#define YP_LIBRARY_CHECK(library, call, status_type, ok, describe)                              \
+    do {                                                                                       \
+        status_type yp_status_ = (call);                                                       \
+        if (yp_status_ != (ok)) yp_library_failure(library, #call, describe(yp_status_), __FILE__, __LINE__); \
+    } while (0)
+
 // malloc/calloc that abort on failure, so callers never test for NULL.
 void *yp_malloc(size_t n_bytes);
 void *yp_calloc(size_t count, size_t n_bytes);
 void *yp_realloc(void *ptr, size_t n_bytes);
 char *yp_strdup(const char *s);
+
+#ifdef __cplusplus
+}
+#endif

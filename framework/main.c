@@ -6,6 +6,9 @@
 #include "config.h"
 #include "framework/cli.h"
 #include "framework/error.h"
+#if YP_HAVE_CUDA
+#include "kernels/cuda/cuda_device.h"
+#endif
 
 typedef struct Command {
     const char *name;
@@ -28,7 +31,13 @@ int main(int argc, char **argv) {
         return argc < 2 ? YP_EXIT_USAGE : 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("yolopipe %s (CUDA backend: %s)\n", YP_VERSION, YP_HAVE_CUDA ? "built" : "not built");
+        printf("yolopipe %s\n", YP_VERSION);
+#if YP_HAVE_CUDA
+        printf("CUDA support: built\n");
+        cuda_device_describe(stdout);
+#else
+        printf("CUDA support: not built (CPU only)\n");
+#endif
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)

@@ -73,10 +73,15 @@ static bool parser_error(const yaml_parser_t *p, const char *path, const char *b
     if (char_at(buf, n_bytes, mark->line, mark->column) == '\t')
         return error_at(err, path, line, col, "YAML syntax error: a tab character; YAML indents with spaces only");
     const char *problem = p->problem ? p->problem : "malformed YAML";
-    // An unclosed '[' or '{' is found only where the next line starts: say where the list began.
-    if (p->context && strstr(p->context, "flow") && p->context_mark.line != mark->line)
-        return error_at(err, path, line, col, "YAML syntax error: %s %s that starts at line %d, column %d", problem,
-                        p->context, (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+    // An unclosed bracket or quote, or a key without ':', is noticed only on a later line: point at
+    // where it began. (A block collection's start is no such culprit: indentation errors are where noticed.)
+    int begin_line = (int)p->context_mark.line + 1, begin_col = (int)p->context_mark.column + 1;
+    if (p->context && strstr(p->context, "flow") && begin_line != line)
+        return error_at(err, path, begin_line, begin_col, "YAML syntax error: this %s is not closed: %s before line %d, column %d",
+                        strstr(p->context, "mapping") ? "'{'" : "'['", problem, line, col);
+    if (p->context && !strstr(p->context, "block") && begin_line != line)
+        return error_at(err, path, begin_line, begin_col, "YAML syntax error: %s %s that starts here (noticed at line %d, column %d)",
+                        problem, p->context, line, col);
     if (p->context) return error_at(err, path, line, col, "YAML syntax error: %s %s", problem, p->context);
     return error_at(err, path, line, col, "YAML syntax error: %s", problem);
 }
@@ -126,7 +131,7 @@ bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
         free(yd);
         yd = NULL;
     } else if (!yaml_document_get_root_node(&yd->doc)) {
-        ok = error_at(err, path, 1, 1, "empty file: expected a YAML mapping");
+        ok = error_at(err, path, 1, 1, "no content (the file is empty or only comments): expected a YAML mapping");
     } else {
         yaml_document_t second;
         if (!yaml_parser_load(&parser, &second)) {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages yolopipe builds and tests with, skipping those already present.
+# Safe to run repeatedly; uses sudo when not root. CUDA is optional and never installed here: the
+# build uses /usr/local/cuda when it is there.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config meson ninja-build python3
+  libyaml-dev libopenblas-dev libcmocka-dev
+  libopenmpi-dev openmpi-bin
+  libpng-dev libjpeg62-turbo-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "yolopipe: installing ${missing[*]}" >&2
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
