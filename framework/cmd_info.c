@@ -108,6 +108,9 @@ int cmd_info(int argc, char **argv) {
         model_spec_destroy(spec);
         return YP_EXIT_USAGE;
     }
+    // Said only once the model is known to be valid, so that an error is always the one line on stderr.
+    if (spec->scale_defaulted)
+        fprintf(stderr, "yolopipe: %s: no scale given, using the first one, '%s'\n", args.model_path, spec->scale);
     if (args.json) print_json(g, args.imgsz);
     else print_table(g);
     graph_destroy(g);

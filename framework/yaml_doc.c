@@ -46,15 +46,33 @@ static void offset_position(const char *buf, size_t offset, int *line, int *col)
     }
 }
 
-// The byte at 0-based `line` and character `column` of buf, or '\0' past the end.
-static char char_at(const char *buf, size_t n_bytes, size_t line, size_t column) {
+// Byte offset where 0-based `line` of buf starts (n_bytes past the end).
+static size_t line_start(const char *buf, size_t n_bytes, size_t line) {
     size_t i = 0;
     for (; i < n_bytes && line; i++) line -= buf[i] == '\n';
-    for (; i < n_bytes && buf[i] != '\n'; i++) {
+    return i;
+}
+
+// The byte at 0-based `line` and character `column` of buf, or '\0' past the end.
+static char char_at(const char *buf, size_t n_bytes, size_t line, size_t column) {
+    for (size_t i = line_start(buf, n_bytes, line); i < n_bytes && buf[i] != '\n'; i++) {
         if (((unsigned char)buf[i] & 0xC0) == 0x80) continue;  // a UTF-8 continuation byte
         if (!column--) return buf[i];
     }
     return '\0';
+}
+
+// 0-based character column of a '"' that 0-based `line` opens and does not close, or -1.
+static int unclosed_quote_column(const char *buf, size_t n_bytes, size_t line) {
+    int column = -1, open = -1;
+    for (size_t i = line_start(buf, n_bytes, line); i < n_bytes && buf[i] != '\n'; i++) {
+        if (((unsigned char)buf[i] & 0xC0) == 0x80) continue;  // a UTF-8 continuation byte
+        column++;
+        if (open >= 0 && buf[i] == '\\' && i + 1 < n_bytes && buf[i + 1] != '\n') i++, column++;  // an escape
+        else if (buf[i] == '"') open = open < 0 ? column : -1;
+        else if (open < 0 && buf[i] == '#' && (column == 0 || buf[i - 1] == ' ')) break;  // a comment
+    }
+    return open;
 }
 
 static bool parser_error(const yaml_parser_t *p, const char *path, const char *buf, size_t n_bytes, Error *err) {
@@ -76,6 +94,11 @@ static bool parser_error(const yaml_parser_t *p, const char *path, const char *b
     // An unclosed bracket or quote, or a key without ':', is noticed only on a later line: point at
     // where it began. (A block collection's start is no such culprit: indentation errors are where noticed.)
     int begin_line = (int)p->context_mark.line + 1, begin_col = (int)p->context_mark.column + 1;
+    int quote = unclosed_quote_column(buf, n_bytes, p->context_mark.line);
+    if (p->context && strstr(p->context, "flow") && begin_line != line && quote >= 0)
+        return error_at(err, path, begin_line, quote + 1,
+                        "YAML syntax error: this '\"' has no closing quote on its line (the text runs on to line %d, "
+                        "column %d)", line, col);
     if (p->context && strstr(p->context, "flow") && begin_line != line)
         return error_at(err, path, begin_line, begin_col, "YAML syntax error: this %s is not closed: %s before line %d, column %d",
                         strstr(p->context, "mapping") ? "'{'" : "'['", problem, line, col);

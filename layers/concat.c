@@ -25,7 +25,7 @@ static bool concat_build(Layer *layer, Builder *b, Error *err) {
         if (s.h != first.h || s.w != first.w)
             return model_spec_error_at(
                 spec, layer->row->from_is_list ? yaml_seq_at(spec->yaml, layer->row->from_node, k) : layer->row->from_node,
-                err, "Concat inputs differ in size: layer %d gives %lldx%lld but layer %d gives %lldx%lld at image size %lld",
+                err, "Concat inputs must have the same size: layer %d gives %lldx%lld but layer %d gives %lldx%lld at image size %lld",
                 layer->in_index[0], (long long)first.h, (long long)first.w, layer->in_index[k], (long long)s.h,
                 (long long)s.w, (long long)builder_imgsz_h(b));
     }

@@ -7,8 +7,12 @@
 
 #include "layers/layer.h"
 
-// Far above any published model (YOLOv5x stacks 12), low enough that the layer tables stay small.
+// Far above any published model (YOLOv5x stacks 12); a typo beyond it would exhaust memory, not train.
 enum { MODEL_MAX_REPEATS = 1000 };
+
+// Depth and width multipliers beyond this are typos (real models use 0.33 to 1.5), and would
+// overflow the channel arithmetic.
+static const double max_multiple = 100.0;
 
 static const char *const known_keys[] = {"nc", "scales", "scale", "depth_multiple", "width_multiple",
                                          "activation", "ch", "reg_max", "backbone", "head"};
@@ -57,14 +61,19 @@ static bool read_positive_int(ModelSpec *spec, const yaml_node_t *node, const ch
     return true;
 }
 
-static bool read_positive_number(ModelSpec *spec, const yaml_node_t *node, const char *what, double *out, Error *err) {
+// A number in (0, max]; max may be INFINITY (max_channels: .inf is "no cap").
+static bool read_positive_number(ModelSpec *spec, const yaml_node_t *node, const char *what, double max, double *out,
+                                 Error *err) {
     char found[128];
     if (!yaml_node_is_plain(node) || !yaml_text_number(yaml_node_text(node), out))
         return model_spec_error_at(spec, node, err, "%s must be a number, found %s", what,
                                    describe_found(node, found, sizeof found));
-    if (!(*out > 0) || (isinf(*out) && strcmp(what, "max_channels") != 0))
-        return model_spec_error_at(spec, node, err, "%s must be a positive number, found '%s'", what,
+    if (!(*out > 0) || *out > max) {
+        char range[32] = "";
+        if (!isinf(max)) snprintf(range, sizeof range, " up to %g", max);
+        return model_spec_error_at(spec, node, err, "%s must be a positive number%s, found '%s'", what, range,
                                    yaml_node_text(node));
+    }
     return true;
 }
 
@@ -76,8 +85,8 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
     spec->max_channels = INFINITY;
     yaml_node_t *depth = yaml_map_get(yd, root, "depth_multiple");
     yaml_node_t *width = yaml_map_get(yd, root, "width_multiple");
-    if (depth && !read_positive_number(spec, depth, "depth_multiple", &spec->depth, err)) return false;
-    if (width && !read_positive_number(spec, width, "width_multiple", &spec->width, err)) return false;
+    if (depth && !read_positive_number(spec, depth, "depth_multiple", max_multiple, &spec->depth, err)) return false;
+    if (width && !read_positive_number(spec, width, "width_multiple", max_multiple, &spec->width, err)) return false;
 
     yaml_node_t *scales = yaml_map_get(yd, root, "scales");
     yaml_node_t *scale_key = yaml_map_get(yd, root, "scale");
@@ -94,7 +103,7 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
     if (scales->type != YAML_MAPPING_NODE || scales->data.mapping.pairs.top == scales->data.mapping.pairs.start)
         return yaml_doc_error_at(yd, scales, err,
                                  "'scales' must be a mapping like {n: [depth, width, max_channels]}, found %s",
-                                 yaml_node_describe(scales));
+                                 scales->type == YAML_MAPPING_NODE ? "an empty mapping" : yaml_node_describe(scales));
     char names[128] = "", found[128];
     yaml_node_t *chosen = NULL;
     for (yaml_node_pair_t *p = scales->data.mapping.pairs.start; p < scales->data.mapping.pairs.top; p++) {
@@ -118,9 +127,9 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
         const yaml_node_t *where = scale_key && !(opt && opt->scale && *opt->scale) ? scale_key : scales;
         return yaml_doc_error_at(yd, where, err, "unknown scale '%s' (this model has %s)", wanted, names);
     }
-    return read_positive_number(spec, yaml_seq_at(yd, chosen, 0), "depth", &spec->depth, err) &&
-           read_positive_number(spec, yaml_seq_at(yd, chosen, 1), "width", &spec->width, err) &&
-           read_positive_number(spec, yaml_seq_at(yd, chosen, 2), "max_channels", &spec->max_channels, err);
+    return read_positive_number(spec, yaml_seq_at(yd, chosen, 0), "depth", max_multiple, &spec->depth, err) &&
+           read_positive_number(spec, yaml_seq_at(yd, chosen, 1), "width", max_multiple, &spec->width, err) &&
+           read_positive_number(spec, yaml_seq_at(yd, chosen, 2), "max_channels", INFINITY, &spec->max_channels, err);
 }
 
 // Ultralytics evaluates string arguments: YAML-level names are substituted, Python literals
@@ -313,9 +322,7 @@ bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out,
         return false;
     }
     spec->name = model_name(path, spec->scale);
-    // Printed only once the file has loaded, so that an error stays the only line on stderr.
-    if (*spec->scale && !(opt && opt->scale && *opt->scale) && !yaml_map_get(spec->yaml, root, "scale"))
-        fprintf(stderr, "yolopipe: %s: no scale given, using the first one, '%s'\n", path, spec->scale);
+    spec->scale_defaulted = *spec->scale && !(opt && opt->scale && *opt->scale) && !yaml_map_get(spec->yaml, root, "scale");
     *out = spec;
     return true;
 }

@@ -43,6 +43,7 @@ typedef struct ModelSpec {
     YamlDoc *yaml;       // owned; rows and args point into it
     char *name;          // file stem with the scale, e.g. "yolov8n"
     char scale[16];      // chosen scale, "" when the file has none
+    bool scale_defaulted;  // the file has scales but none was chosen: the first one is used
     int64_t nc;          // number of classes (after an override)
     int64_t reg_max;     // DFL bins per box side (Ultralytics' `reg_max`, default 16)
     int64_t ch;          // input channels (default 3)

@@ -33,6 +33,10 @@ bool module_arg_int(const Layer *layer, const ParseContext *ctx, int k, const ch
     if (a->i < min)
         return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be at least %lld, found %lld",
                                    layer->row->module, name, (long long)min, (long long)a->i);
+    // Channels, kernels, strides and groups beyond this are typos, and would overflow shape arithmetic.
+    if (a->i > MODULE_ARG_INT_MAX)
+        return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be at most %d, found %lld",
+                                   layer->row->module, name, MODULE_ARG_INT_MAX, (long long)a->i);
     *out = a->i;
     return true;
 }

@@ -14,7 +14,9 @@
 bool module_args_count(const Layer *layer, const ParseContext *ctx, int min, int max, const char *signature,
                        Error *err);
 
-// Argument k as an integer >= min, or `fallback` when the row has fewer arguments.
+enum { MODULE_ARG_INT_MAX = 1 << 20 };
+
+// Argument k as an integer in [min, MODULE_ARG_INT_MAX], or `fallback` when the row has fewer arguments.
 bool module_arg_int(const Layer *layer, const ParseContext *ctx, int k, const char *name, int64_t fallback,
                     int64_t min, int64_t *out, Error *err);
 // Like module_arg_int, but None (or absence) gives -1.
