@@ -12,6 +12,8 @@
 //   caller zeroes a gradient buffer once, before the first contribution.
 // - Forward kernels overwrite their outputs.
 // - Nothing here allocates except `alloc` and `reserve_workspace`, which layers call at creation.
+// - A Backend is used by one thread at a time (its kernels share one workspace); a process that
+//   drives several streams of work creates one Backend for each.
 #pragma once
 
 #include <stdbool.h>
@@ -43,7 +45,8 @@ typedef struct BackendOps {
     void (*download)(Backend *be, float *host_dst, const float *src, size_t n_elems);
     void (*copy)(Backend *be, float *dst, const float *src, size_t n_elems);
     void (*fill)(Backend *be, float *dst, float value, size_t n_elems);
-    // dst[i] = lo + (hi - lo) * rng_uniform(seed, i) (framework/rng.h), identical on every backend.
+    // dst[i] = lo + (hi - lo) * rng_uniform(seed, i) (framework/rng.h), identical on every backend:
+    // two separately rounded float operations, never a fused multiply-add.
     void (*fill_uniform)(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
     // Makes sure scratch memory of at least n_bytes exists for the kernels below; called at
     // creation with conv_workspace_bytes' answer so that no kernel allocates.
@@ -62,7 +65,8 @@ typedef struct BackendOps {
     // ---- batch norm over (N, H, W) for each of C channels --------------------------------------
     // Training: normalises with the batch mean and biased variance, updates the running statistics
     // with PyTorch's rule (running = (1 - momentum) * running + momentum * batch, the variance
-    // unbiased by n / (n - 1)), and keeps the batch mean and 1 / sqrt(var + eps) for backward.
+    // unbiased by n / (n - 1); with a single value per channel the biased one, where PyTorch
+    // refuses), and keeps the batch mean and 1 / sqrt(var + eps) for backward.
     void (*batchnorm_forward_train)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
                                     const float *gamma, const float *beta, float *running_mean,
                                     float *running_var, float momentum, float eps, float *y,
@@ -98,7 +102,8 @@ typedef struct BackendOps {
                                       int64_t factor, const float *dy, float *dx /* += */);
     // Max-pool with kernel k (odd), stride 1 and padding k / 2 (SPPF's pool): the shape is kept and
     // padding never wins. Backward routes each gradient to the first maximum of its window in
-    // row-major order, as PyTorch does; it recomputes the maxima from x instead of storing indices.
+    // row-major order, as PyTorch does (a NaN wins, as there); it recomputes the maxima from x
+    // instead of storing indices.
     void (*maxpool_forward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
                             const float *x, float *y);
     void (*maxpool_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
