@@ -6,9 +6,6 @@
 #include "framework/error.h"
 #include "layers/layer.h"
 
-// Ultralytics' BatchNorm2d settings (utils/torch_utils.initialize_weights).
-static const float bn_eps = 1e-3f, bn_momentum = 0.03f;
-
 int64_t conv_autopad(int64_t k, int64_t dilation) {
     int64_t effective = dilation > 1 ? dilation * (k - 1) + 1 : k;
     return effective / 2;
@@ -41,6 +38,7 @@ void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_
                  (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
     cb->batchnorm = true;
     cb->act = act;
+    cb->bn = builder_batchnorm_settings(b);
     cb->bn_weight = declare_vector(b, "bn.weight", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
     cb->bn_bias = declare_vector(b, "bn.bias", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 0});
     cb->running_mean = declare_vector(b, "bn.running_mean", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST});
@@ -99,10 +97,11 @@ void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train)
     if (train)
         be->ops->batchnorm_forward_train(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
                                          cb->bn_bias.value, cb->running_mean.value, cb->running_var.value,
-                                         bn_momentum, bn_eps, bn_dst, cb->save_mean.data, cb->save_invstd.data);
+                                         cb->bn.momentum, cb->bn.eps, bn_dst, cb->save_mean.data,
+                                         cb->save_invstd.data);
     else
         be->ops->batchnorm_forward_infer(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
-                                         cb->bn_bias.value, cb->running_mean.value, cb->running_var.value, bn_eps,
+                                         cb->bn_bias.value, cb->running_mean.value, cb->running_var.value, cb->bn.eps,
                                          bn_dst);
     if (cb->act) be->ops->silu_forward(be, cb->bn_out.data, cb->out.data, (size_t)tensor_elems(&cb->out));
 }

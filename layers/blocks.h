@@ -14,6 +14,7 @@ typedef struct ConvBlock {
     ConvDesc desc;       // at the built (largest) size; forward re-derives it from the input
     bool batchnorm;      // Conv: bias-free convolution followed by BatchNorm2d
     bool act;            // SiLU after the batch norm
+    BatchNormSettings bn;
     Param weight;        // (C_out, C_in / g, k, k)
     Param bias;          // (C_out) for a plain Conv2d, else empty
     Param bn_weight, bn_bias, running_mean, running_var;  // (C_out) each

@@ -58,6 +58,14 @@ typedef struct Param {
 
 typedef struct Builder Builder;
 
+typedef struct BatchNormSettings {
+    float eps, momentum;
+} BatchNormSettings;
+
+// The model's batch-norm settings. Ultralytics sets eps 1e-3 and momentum 0.03 in detection models
+// (initialize_weights); classification models keep PyTorch's defaults, 1e-5 and 0.1.
+BatchNormSettings builder_batchnorm_settings(const Builder *b);
+
 Backend *builder_backend(const Builder *b);  // NULL while describing
 Layer *builder_layer(const Builder *b);
 const struct ModelSpec *builder_spec(const Builder *b);

@@ -25,6 +25,7 @@ struct Builder {
 Backend *builder_backend(const Builder *b) { return b->be; }
 Layer *builder_layer(const Builder *b) { return b->layer; }
 const ModelSpec *builder_spec(const Builder *b) { return b->g->spec; }
+BatchNormSettings builder_batchnorm_settings(const Builder *b) { return b->g->batchnorm; }
 int64_t builder_imgsz_h(const Builder *b) { return b->g->input.shape.h; }
 
 void builder_push(Builder *b, const char *fmt, ...) {
@@ -230,7 +231,11 @@ bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, E
     g->input = (Tensor){.shape = input, .capacity = shape_elems(input)};
 
     Builder b = {.g = g, .seed = opt->seed};
-    bool ok = graph_parse(g, err) && graph_build(g, &b, err);
+    bool ok = graph_parse(g, err);
+    bool classifier = ok && g->layers[g->n_layers - 1].kind == LAYER_KIND_CLASSIFY;
+    g->batchnorm = classifier ? (BatchNormSettings){.eps = 1e-5f, .momentum = 0.1f}
+                              : (BatchNormSettings){.eps = 1e-3f, .momentum = 0.03f};
+    ok = ok && graph_build(g, &b, err);
     if (ok) graph_sum_layers(g);
     if (ok && opt->be) {
         graph_destroy_states(g);

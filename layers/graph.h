@@ -32,6 +32,7 @@ struct Graph {
     int64_t scratch_elems;
     int64_t leaf_modules;
     double ops;              // ops of one image's forward pass, counted as Ultralytics does
+    BatchNormSettings batchnorm;
     int64_t strides[8];      // Detect's strides per level, when the model has a Detect
     int n_strides;
 

@@ -1,6 +1,7 @@
-// SPPF: Ultralytics' SPPF(c1, c2, k=5, n=3, shortcut=False): a 1x1 Conv (no activation) to c1 / 2,
-// n chained k x k max-pools (stride 1, same size), concat of the n + 1 maps, a 1x1 Conv to c2, and
-// the input added back when shortcut and c1 == c2.
+// SPPF: Ultralytics' SPPF(c1, c2, k=5, n=3, shortcut=False): a 1x1 Conv to c1 / 2, n chained
+// k x k max-pools (stride 1, same size), concat of the n + 1 maps, a 1x1 Conv to c2, and the input
+// added back when shortcut and c1 == c2. The first Conv has no activation (YOLO26), except in legacy
+// rows that give at most [c2, k] (YOLOv5/v8), where Ultralytics restores its SiLU.
 #include <stdlib.h>
 
 #include "layers/blocks.h"
@@ -9,6 +10,7 @@
 typedef struct SppfConfig {
     int64_t c1, c2, k, n;
     bool shortcut;
+    bool cv1_act;  // legacy rows: cv1 keeps SiLU
 } SppfConfig;
 
 typedef struct SppfState {
@@ -36,6 +38,7 @@ static bool sppf_parse(Layer *layer, const ParseContext *ctx, Error *err) {
     if (cfg->c1 < 2)
         return model_spec_error_at(ctx->spec, layer->row->from_node, err, "SPPF needs at least 2 input channels");
     cfg->c2 = module_scale_channels(ctx->spec, cfg->c2);
+    cfg->cv1_act = layer->row->n_args <= 2;
     layer->c_out = cfg->c2;
     module_set_args_text(layer, 2, (int64_t[]){cfg->c1, cfg->c2}, 1);
     return true;
@@ -48,7 +51,7 @@ static bool sppf_build(Layer *layer, Builder *b, Error *err) {
     Shape in = layer->in[0]->shape;
     int64_t c = st->c = cfg->c1 / 2;
     builder_push(b, "cv1");
-    conv_block_build(&st->cv1, b, in, c, 1, 1, -1, 1, 1, false);
+    conv_block_build(&st->cv1, b, in, c, 1, 1, -1, 1, 1, cfg->cv1_act);
     builder_pop(b);
     Shape cat = shape_make(in.n, c * (cfg->n + 1), in.h, in.w);
     builder_push(b, "cv2");
