@@ -296,26 +296,37 @@ bool yaml_text_number(const char *text, double *out) {
     return true;
 }
 
-bool yaml_node_int(YamlDoc *yd, const yaml_node_t *node, int64_t *out, Error *err) {
+const char *yaml_node_describe_found(const yaml_node_t *node, char *buf, size_t cap) {
     const char *text = yaml_node_text(node);
-    if (!yaml_node_is_plain(node) || !yaml_text_int(text, out))
-        return yaml_doc_error_at(yd, node, err, "expected an integer, found %s%s%s%s", yaml_node_describe(node),
-                                 text ? " '" : "", text ? text : "", text ? "'" : "");
+    int n = yaml_seq_len(node);
+    if (text) snprintf(buf, cap, "%s '%s'", yaml_node_describe(node), text);
+    else if (node && node->type == YAML_SEQUENCE_NODE) snprintf(buf, cap, "a list of %d item%s", n, n == 1 ? "" : "s");
+    else snprintf(buf, cap, "%s", yaml_node_describe(node));
+    return buf;
+}
+
+bool yaml_node_int(YamlDoc *yd, const yaml_node_t *node, const char *what, int64_t *out, Error *err) {
+    char found[160];
+    if (!yaml_node_is_plain(node) || !yaml_text_int(yaml_node_text(node), out))
+        return yaml_doc_error_at(yd, node, err, "%s must be an integer, found %s", what,
+                                 yaml_node_describe_found(node, found, sizeof found));
     return true;
 }
 
-bool yaml_node_number(YamlDoc *yd, const yaml_node_t *node, double *out, Error *err) {
-    const char *text = yaml_node_text(node);
-    if (!yaml_node_is_plain(node) || !yaml_text_number(text, out))
-        return yaml_doc_error_at(yd, node, err, "expected a number, found %s%s%s%s", yaml_node_describe(node),
-                                 text ? " '" : "", text ? text : "", text ? "'" : "");
+bool yaml_node_number(YamlDoc *yd, const yaml_node_t *node, const char *what, double *out, Error *err) {
+    char found[160];
+    if (!yaml_node_is_plain(node) || !yaml_text_number(yaml_node_text(node), out))
+        return yaml_doc_error_at(yd, node, err, "%s must be a number, found %s", what,
+                                 yaml_node_describe_found(node, found, sizeof found));
     return true;
 }
 
-bool yaml_node_string(YamlDoc *yd, const yaml_node_t *node, const char **out, Error *err) {
+bool yaml_node_string(YamlDoc *yd, const yaml_node_t *node, const char *what, const char **out, Error *err) {
     const char *text = yaml_node_text(node);
+    char found[160];
     if (!text || (yaml_node_is_plain(node) && yaml_text_is_null(text)))
-        return yaml_doc_error_at(yd, node, err, "expected a string, found %s", yaml_node_describe(node));
+        return yaml_doc_error_at(yd, node, err, "%s must be a string, found %s", what,
+                                 yaml_node_describe_found(node, found, sizeof found));
     *out = text;
     return true;
 }

@@ -45,10 +45,14 @@ yaml_node_t *yaml_map_get(YamlDoc *yd, const yaml_node_t *map, const char *key);
 int yaml_seq_len(const yaml_node_t *seq);
 yaml_node_t *yaml_seq_at(YamlDoc *yd, const yaml_node_t *seq, int index);
 
-// Typed scalars. Each fails with a positioned message naming what was expected and what was found.
-bool yaml_node_int(YamlDoc *yd, const yaml_node_t *node, int64_t *out, Error *err);
-bool yaml_node_number(YamlDoc *yd, const yaml_node_t *node, double *out, Error *err);
-bool yaml_node_string(YamlDoc *yd, const yaml_node_t *node, const char **out, Error *err);
+// What a node holds, for messages: "a string 'three'", "a list of 3 items", "a mapping". Writes buf.
+const char *yaml_node_describe_found(const yaml_node_t *node, char *buf, size_t cap);
+
+// Typed scalars. Each fails with a positioned message "<what> must be an integer, found a string
+// 'three'".
+bool yaml_node_int(YamlDoc *yd, const yaml_node_t *node, const char *what, int64_t *out, Error *err);
+bool yaml_node_number(YamlDoc *yd, const yaml_node_t *node, const char *what, double *out, Error *err);
+bool yaml_node_string(YamlDoc *yd, const yaml_node_t *node, const char *what, const char **out, Error *err);
 
 // Plain-scalar recognisers following YAML 1.1 as PyYAML resolves it (what Ultralytics reads with).
 bool yaml_text_is_null(const char *text);               // null, Null, NULL, ~, empty

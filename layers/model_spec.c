@@ -42,21 +42,8 @@ static bool check_keys(ModelSpec *spec, yaml_node_t *root, Error *err) {
     return true;
 }
 
-// "a string 'three'", "a list of 3 items", ...: what was found, for messages.
-static const char *describe_found(const yaml_node_t *node, char *buf, size_t cap) {
-    const char *text = yaml_node_text(node);
-    int n = yaml_seq_len(node);
-    if (text) snprintf(buf, cap, "%s '%s'", yaml_node_describe(node), text);
-    else if (node->type == YAML_SEQUENCE_NODE) snprintf(buf, cap, "a list of %d item%s", n, n == 1 ? "" : "s");
-    else snprintf(buf, cap, "%s", yaml_node_describe(node));
-    return buf;
-}
-
 static bool read_positive_int(ModelSpec *spec, const yaml_node_t *node, const char *what, int64_t *out, Error *err) {
-    char found[128];
-    if (!yaml_node_is_plain(node) || !yaml_text_int(yaml_node_text(node), out))
-        return model_spec_error_at(spec, node, err, "%s must be an integer, found %s", what,
-                                   describe_found(node, found, sizeof found));
+    if (!yaml_node_int(spec->yaml, node, what, out, err)) return false;
     if (*out < 1) return model_spec_error_at(spec, node, err, "%s must be at least 1, found %lld", what, (long long)*out);
     return true;
 }
@@ -64,10 +51,7 @@ static bool read_positive_int(ModelSpec *spec, const yaml_node_t *node, const ch
 // A number in (0, max]; max may be INFINITY (max_channels: .inf is "no cap").
 static bool read_positive_number(ModelSpec *spec, const yaml_node_t *node, const char *what, double max, double *out,
                                  Error *err) {
-    char found[128];
-    if (!yaml_node_is_plain(node) || !yaml_text_number(yaml_node_text(node), out))
-        return model_spec_error_at(spec, node, err, "%s must be a number, found %s", what,
-                                   describe_found(node, found, sizeof found));
+    if (!yaml_node_number(spec->yaml, node, what, out, err)) return false;
     if (!(*out > 0) || *out > max) {
         char range[32] = "";
         if (!isinf(max)) snprintf(range, sizeof range, " up to %g", max);
@@ -79,6 +63,9 @@ static bool read_positive_number(ModelSpec *spec, const yaml_node_t *node, const
 
 // Picks the scale and sets depth, width and max_channels, following Ultralytics: an explicit
 // scale must exist; without one the first is used.
+// The scale the caller asked for (--scale), or NULL.
+static const char *requested_scale(const ModelOptions *opt) { return opt && opt->scale && *opt->scale ? opt->scale : NULL; }
+
 static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions *opt, Error *err) {
     YamlDoc *yd = spec->yaml;
     spec->depth = spec->width = 1.0;
@@ -90,10 +77,10 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
 
     yaml_node_t *scales = yaml_map_get(yd, root, "scales");
     yaml_node_t *scale_key = yaml_map_get(yd, root, "scale");
-    const char *wanted = opt && opt->scale && *opt->scale ? opt->scale : NULL;
-    if (!wanted && scale_key && !yaml_node_string(yd, scale_key, &wanted, err)) return false;
+    const char *requested = requested_scale(opt), *wanted = requested;
+    if (!wanted && scale_key && !yaml_node_string(yd, scale_key, "scale", &wanted, err)) return false;
     if (!scales) {
-        if (wanted && scale_key && !(opt && opt->scale && *opt->scale))
+        if (wanted && scale_key && !requested)
             return yaml_doc_error_at(yd, scale_key, err, "scale '%s' given but the model has no 'scales'; remove 'scale'",
                                      wanted);
         if (wanted)
@@ -113,7 +100,7 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
             return yaml_doc_error_at(yd, yaml_doc_node(yd, p->key), err, "a scale name must be a short string");
         if (value->type != YAML_SEQUENCE_NODE || yaml_seq_len(value) != 3)
             return yaml_doc_error_at(yd, value, err, "scale '%s' must be [depth, width, max_channels], found %s",
-                                     name, describe_found(value, found, sizeof found));
+                                     name, yaml_node_describe_found(value, found, sizeof found));
         if (strlen(names) + strlen(name) + 3 < sizeof names) {
             if (*names) strcat(names, ", ");
             strcat(names, name);
@@ -124,7 +111,7 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
         }
     }
     if (!chosen) {
-        const yaml_node_t *where = scale_key && !(opt && opt->scale && *opt->scale) ? scale_key : scales;
+        const yaml_node_t *where = scale_key && !requested ? scale_key : scales;
         return yaml_doc_error_at(yd, where, err, "unknown scale '%s' (this model has %s)", wanted, names);
     }
     return read_positive_number(spec, yaml_seq_at(yd, chosen, 0), "depth", max_multiple, &spec->depth, err) &&
@@ -173,7 +160,7 @@ static bool read_from(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *
             return model_spec_error_at(spec, item, err,
                                        "'from' must be a layer number or a list of them (-1 = previous layer), "
                                        "found %s",
-                                       describe_found(item, found, sizeof found));
+                                       yaml_node_describe_found(item, found, sizeof found));
         int64_t target = f < 0 ? row->index + f : f;
         if (row->index == 0 && f != -1)
             return model_spec_error_at(spec, item, err, "layer 0 can only take the network input, from -1; found %lld",
@@ -199,7 +186,7 @@ static bool read_row(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *e
     char found[128];
     if (node->type != YAML_SEQUENCE_NODE || yaml_seq_len(node) != 4)
         return model_spec_error_at(spec, node, err, "layer %d must be [from, repeats, module, args], found %s",
-                                   row->index, describe_found(node, found, sizeof found));
+                                   row->index, yaml_node_describe_found(node, found, sizeof found));
     if (!read_from(spec, yaml_seq_at(yd, node, 0), row, err)) return false;
 
     row->repeats_node = yaml_seq_at(yd, node, 1);
@@ -216,7 +203,7 @@ static bool read_row(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *e
     row->module = yaml_node_text(row->module_node);
     if (!row->module || (yaml_node_is_plain(row->module_node) && yaml_text_is_null(row->module)))
         return model_spec_error_at(spec, row->module_node, err, "the module must be a name such as Conv or C2f, found %s",
-                                   describe_found(row->module_node, found, sizeof found));
+                                   yaml_node_describe_found(row->module_node, found, sizeof found));
     if (layer_kind_find(row->module) == LAYER_KIND_COUNT) {
         char known[256] = "";
         for (int k = 0; k < LAYER_KIND_COUNT; k++) {
@@ -230,7 +217,7 @@ static bool read_row(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *e
     row->args_node = yaml_seq_at(yd, node, 3);
     if (row->args_node->type != YAML_SEQUENCE_NODE)
         return model_spec_error_at(spec, row->args_node, err, "module arguments must be a list like [64, 3, 2], found %s",
-                                   describe_found(row->args_node, found, sizeof found));
+                                   yaml_node_describe_found(row->args_node, found, sizeof found));
     row->n_args = yaml_seq_len(row->args_node);
     if (row->n_args > MODEL_MAX_ARGS)
         return model_spec_error_at(spec, row->args_node, err, "too many arguments (%d) for %s", row->n_args,
@@ -281,7 +268,7 @@ static bool read_header(ModelSpec *spec, yaml_node_t *root, const ModelOptions *
     if (ch && !read_positive_int(spec, ch, "ch", &spec->ch, err)) return false;
     yaml_node_t *act = yaml_map_get(yd, root, "activation");
     const char *act_text = NULL;
-    if (act && !yaml_node_string(yd, act, &act_text, err)) return false;
+    if (act && !yaml_node_string(yd, act, "activation", &act_text, err)) return false;
     if (act_text && strcmp(act_text, "nn.SiLU()") != 0 && strcmp(act_text, "torch.nn.SiLU()") != 0)
         return yaml_doc_error_at(yd, act, err, "activation '%s' is not supported; yolopipe implements nn.SiLU()",
                                  act_text);
@@ -322,7 +309,7 @@ bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out,
         return false;
     }
     spec->name = model_name(path, spec->scale);
-    spec->scale_defaulted = *spec->scale && !(opt && opt->scale && *opt->scale) && !yaml_map_get(spec->yaml, root, "scale");
+    spec->scale_defaulted = *spec->scale && !requested_scale(opt) && !yaml_map_get(spec->yaml, root, "scale");
     *out = spec;
     return true;
 }
