@@ -42,12 +42,7 @@ static bool classify_build(Layer *layer, Builder *b, Error *err) {
     const ClassifyConfig *cfg = layer->config;
     Shape in = layer->in[0]->shape;
     int64_t pad = cfg->p < 0 ? conv_autopad(cfg->k, 1) : cfg->p;
-    if (in.h + 2 * pad < cfg->k || in.w + 2 * pad < cfg->k)  // k > 1 here, so args[1] was written
-        return model_spec_error_at(builder_spec(b), layer->row->args[1].node, err,
-                                   "Classify kernel %lld does not fit its %lldx%lld input with padding %lld at image "
-                                   "size %lld; use a smaller kernel or more padding",
-                                   (long long)cfg->k, (long long)in.h, (long long)in.w, (long long)pad,
-                                   (long long)builder_imgsz_h(b));
+    if (!module_check_kernel_fits(layer, b, in, cfg->k, pad, 1, err)) return false;
     ClassifyState *st = layer->state = yp_calloc(1, sizeof *st);
     builder_push(b, "conv");
     conv_block_build(&st->conv, b, in, CLASSIFY_HIDDEN, cfg->k, cfg->s, cfg->p, cfg->g, 1, true);

@@ -18,10 +18,10 @@ static bool concat_parse(Layer *layer, const ParseContext *ctx, Error *err) {
 }
 
 static bool concat_build(Layer *layer, Builder *b, Error *err) {
+    const ModelSpec *spec = builder_spec(b);
     Shape first = layer->in[0]->shape;
     for (int k = 1; k < layer->n_in; k++) {
         Shape s = layer->in[k]->shape;
-        const ModelSpec *spec = builder_spec(b);
         if (s.h != first.h || s.w != first.w)
             return model_spec_error_at(
                 spec, layer->row->from_is_list ? yaml_seq_at(spec->yaml, layer->row->from_node, k) : layer->row->from_node,

@@ -42,14 +42,9 @@ static bool conv_build(Layer *layer, Builder *b, Error *err) {
     BlockChain *chain = layer->state = yp_calloc(1, sizeof *chain);
     block_chain_init(chain, BLOCK_KIND_CONV, layer->row->repeats);
     Shape in = layer->in[0]->shape;
-    int64_t pad = cfg->p < 0 ? conv_autopad(cfg->k, cfg->d) : cfg->p, extent = cfg->d * (cfg->k - 1) + 1;
+    int64_t pad = cfg->p < 0 ? conv_autopad(cfg->k, cfg->d) : cfg->p;
     for (int64_t j = 0; j < chain->n; j++) {
-        if (in.h + 2 * pad < extent || in.w + 2 * pad < extent)  // k > 1 here, so args[1] was written
-            return model_spec_error_at(builder_spec(b), layer->row->args[1].node, err,
-                                       "Conv kernel %lld does not fit its %lldx%lld input with padding %lld at image "
-                                       "size %lld; use a smaller kernel or more padding",
-                                       (long long)cfg->k, (long long)in.h, (long long)in.w, (long long)pad,
-                                       (long long)builder_imgsz_h(b));
+        if (!module_check_kernel_fits(layer, b, in, cfg->k, pad, cfg->d, err)) return false;
         if (chain->n > 1) builder_push(b, "%lld", (long long)j);
         conv_block_build(&chain->convs[j], b, in, cfg->c2, cfg->k, cfg->s, cfg->p, cfg->g, cfg->d, cfg->act);
         if (chain->n > 1) builder_pop(b);

@@ -75,6 +75,18 @@ int64_t module_scale_channels(const ModelSpec *spec, int64_t c2) {
     return (int64_t)ceil(scaled / 8.0) * 8;
 }
 
+bool module_check_kernel_fits(const Layer *layer, Builder *b, Shape in, int64_t k, int64_t pad, int64_t dilation,
+                              Error *err) {
+    int64_t extent = dilation * (k - 1) + 1;
+    if (in.h + 2 * pad >= extent && in.w + 2 * pad >= extent) return true;
+    // A 1x1 kernel always fits, so here k > 1 and the row wrote its kernel argument.
+    return model_spec_error_at(builder_spec(b), layer->row->args[1].node, err,
+                               "%s kernel %lld does not fit its %lldx%lld input with padding %lld at image size %lld; "
+                               "use a smaller kernel or more padding",
+                               layer->row->module, (long long)k, (long long)in.h, (long long)in.w, (long long)pad,
+                               (long long)builder_imgsz_h(b));
+}
+
 bool module_require_single(const Layer *layer, const ParseContext *ctx, Error *err) {
     if (layer->row->repeats_written == 1) return true;
     return model_spec_error_at(ctx->spec, layer->row->repeats_node, err, "%s cannot be repeated: repeats must be 1, found %lld",

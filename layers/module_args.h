@@ -30,6 +30,11 @@ bool module_arg_number(const Layer *layer, const ParseContext *ctx, int k, const
 // Ultralytics' output channels for a module that scales by width: ceil(min(c2, max_channels) * width / 8) * 8.
 int64_t module_scale_channels(const ModelSpec *spec, int64_t c2);
 
+// Fails, at the row's kernel argument, when a k x k kernel with `dilation` does not fit an input of
+// `in`'s size padded by `pad` on each side (the convolution would have no output).
+bool module_check_kernel_fits(const Layer *layer, Builder *b, Shape in, int64_t k, int64_t pad, int64_t dilation,
+                              Error *err);
+
 // Fails when the row's repeats is not 1 (for modules Ultralytics does not stack).
 bool module_require_single(const Layer *layer, const ParseContext *ctx, Error *err);
 // Fails unless the layer has exactly `n` inputs.
