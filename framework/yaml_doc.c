@@ -129,16 +129,13 @@ static bool check_duplicate_keys(YamlDoc *yd, Error *err) {
     return true;
 }
 
-bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
+// Parses n_bytes of buf, reporting positions against `path`.
+static bool doc_parse(const char *path, const char *buf, size_t n_bytes, YamlDoc **out, Error *err) {
     *out = NULL;
-    size_t n_bytes = 0;
-    char *buf = read_file(path, &n_bytes, err);
-    if (!buf) return false;
     const char *nul = memchr(buf, '\0', n_bytes);
     if (nul) {
         int line, col;
         offset_position(buf, (size_t)(nul - buf), &line, &col);
-        free(buf);
         return error_at(err, path, line, col, "not a text file: contains a NUL byte");
     }
 
@@ -169,13 +166,26 @@ bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
         if (ok) ok = check_duplicate_keys(yd, err);
     }
     yaml_parser_delete(&parser);
-    free(buf);
     if (!ok) {
         yaml_doc_destroy(yd);
         return false;
     }
     *out = yd;
     return true;
+}
+
+bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
+    *out = NULL;
+    size_t n_bytes = 0;
+    char *buf = read_file(path, &n_bytes, err);
+    if (!buf) return false;
+    bool ok = doc_parse(path, buf, n_bytes, out, err);
+    free(buf);
+    return ok;
+}
+
+bool yaml_doc_parse_text(const char *label, const char *text, YamlDoc **out, Error *err) {
+    return doc_parse(label, text, strlen(text), out, err);
 }
 
 void yaml_doc_destroy(YamlDoc *yd) {

@@ -18,6 +18,8 @@ typedef struct YamlDoc {
 // Loads and parses `path`. Fails (with a positioned error) on unreadable, empty or binary files,
 // syntax errors, several documents, and duplicate keys in a mapping. The caller destroys *out.
 bool yaml_doc_load(const char *path, YamlDoc **out, Error *err);
+// Parses `text` (e.g. a command-line value); errors are reported as "label:line:col: ...".
+bool yaml_doc_parse_text(const char *label, const char *text, YamlDoc **out, Error *err);
 void yaml_doc_destroy(YamlDoc *yd);  // accepts NULL
 
 yaml_node_t *yaml_doc_root(YamlDoc *yd);

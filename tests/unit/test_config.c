@@ -1,0 +1,227 @@
+// The experiment file: defaults, every value kind, --set overrides, positioned errors, the resolved
+// YAML reading back to the same configuration, and experiments/SCHEMA.md documenting every key.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "framework/config.h"
+
+static char tmp_dir[] = "/tmp/yp-config-XXXXXX";
+
+// Writes `text` to <tmp>/<name> and returns the path (static buffer per call site is enough here).
+static const char *write_file(const char *name, const char *text) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static ExperimentConfig *load_ok(const char *text, int n_set, char *const *set) {
+    const char *path = write_file("exp.yaml", text);
+    ExperimentConfig *cfg = NULL;
+    Error err = {0};
+    if (!config_load(path, n_set, set, &cfg, &err)) fail_msg("unexpected error: %s", err.message);
+    return cfg;
+}
+
+// Loads `text` expecting failure; the message must equal `expected` after the "<tmp>/" prefix.
+static void load_fails(const char *text, int n_set, char *const *set, const char *expected) {
+    const char *path = write_file("exp.yaml", text);
+    ExperimentConfig *cfg = NULL;
+    Error err = {0};
+    assert_false(config_load(path, n_set, set, &cfg, &err));
+    assert_null(cfg);
+    const char *msg = err.message;
+    size_t n = strlen(tmp_dir);
+    if (!strncmp(msg, tmp_dir, n)) msg += n + 1;
+    if (strcmp(msg, expected)) fail_msg("message\n  got:      %s\n  expected: %s", msg, expected);
+}
+
+static const char minimal[] = "model: models/yolov8.yaml\ndata: data/shapes.yaml\n";
+
+static void test_defaults_and_paths(void **state) {
+    (void)state;
+    ExperimentConfig *cfg = load_ok(minimal, 0, NULL);
+    assert_string_equal(cfg->name, "exp");
+    assert_int_equal(cfg->task, CONFIG_TASK_DETECT);
+    assert_null(cfg->scale);
+    char expected[600];
+    snprintf(expected, sizeof expected, "%s/models/yolov8.yaml", tmp_dir);
+    assert_string_equal(cfg->model, expected);
+    assert_int_equal(cfg->train.epochs, 100);
+    assert_int_equal(cfg->train.batch, 16);
+    assert_int_equal(cfg->train.imgsz, 640);
+    assert_true(cfg->train.lr0 == 0.01 && cfg->train.momentum == 0.937 && cfg->train.weight_decay == 5e-4);
+    assert_true(cfg->augment.mosaic == 1.0 && cfg->augment.hsv_s == 0.7);
+    assert_int_equal(cfg->parallel.stages, 1);
+    assert_int_equal(cfg->parallel.schedule, CONFIG_SCHEDULE_1F1B);
+    assert_int_equal(cfg->parallel.partition.kind, CONFIG_PARTITION_AUTO);
+    assert_string_equal(cfg->output.dir, "runs");
+    assert_false(cfg->synth.present);
+    config_destroy(cfg);
+}
+
+static void test_every_kind_and_overrides(void **state) {
+    (void)state;
+    char *set[] = {"train.lr0=0.02", "parallel.partition=[[0, 9], [10, 22]]", "scale=s", "model=/abs/m.yaml",
+                   "data=rel/d.yaml"};
+    ExperimentConfig *cfg = load_ok("name: run1\ntask: classify\nmodel: m.yaml\nscale: n\ndata: d\n"
+                                    "synth: {train: 50, classes: 3}\n"
+                                    "train:\n  epochs: 3\n  batch: 32\n  imgsz: 224\n  optimizer: AdamW\n  cos_lr: yes\n"
+                                    "parallel:\n  stages: 2\n  replicas: 2\n  micro_batches: 4\n  schedule: zb-h1\n"
+                                    "output: {dir: out, trace: true}\n",
+                                    5, set);
+    assert_string_equal(cfg->name, "run1");
+    assert_int_equal(cfg->task, CONFIG_TASK_CLASSIFY);
+    assert_true(cfg->synth.present);
+    assert_int_equal(cfg->synth.train_images, 50);
+    assert_int_equal(cfg->synth.classes, 3);
+    assert_int_equal(cfg->synth.val_images, 200);  // default kept
+    assert_int_equal(cfg->train.epochs, 3);
+    assert_int_equal(cfg->train.optimizer, CONFIG_OPTIMIZER_ADAMW);
+    assert_true(cfg->train.cos_lr);
+    assert_true(cfg->train.lr0 == 0.02);
+    assert_string_equal(cfg->scale, "s");
+    assert_string_equal(cfg->model, "/abs/m.yaml");
+    char cwd[512], expected[700];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    snprintf(expected, sizeof expected, "%s/rel/d.yaml", cwd);  // --set paths: the working directory
+    assert_string_equal(cfg->data, expected);
+    assert_int_equal(cfg->parallel.schedule, CONFIG_SCHEDULE_ZB_H1);
+    assert_int_equal(cfg->parallel.partition.kind, CONFIG_PARTITION_RANGES);
+    assert_int_equal(cfg->parallel.partition.n, 2);
+    assert_int_equal(cfg->parallel.partition.ranges[1][0], 10);
+    assert_int_equal(cfg->parallel.partition.ranges[1][1], 22);
+    assert_true(cfg->output.trace);
+    assert_string_equal(cfg->output.dir, "out");
+    config_destroy(cfg);
+
+    char *balance[] = {"parallel.partition={balance: [10, 13]}"};
+    cfg = load_ok("model: m.yaml\ndata: d\nparallel: {stages: 2}\n", 1, balance);
+    assert_int_equal(cfg->parallel.partition.kind, CONFIG_PARTITION_BALANCE);
+    assert_int_equal(cfg->parallel.partition.balance[1], 13);
+    config_destroy(cfg);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    load_fails("model: m.yaml\ndata: d\ntrain:\n  lr: 0.1\n", 0, NULL,
+               "exp.yaml:4:3: unknown key 'train.lr' (did you mean 'train.lr0'?)");
+    load_fails("model: m.yaml\ndata: d\nmodle: x\n", 0, NULL, "exp.yaml:3:1: unknown key 'modle' (did you mean 'model'?)");
+    load_fails("model: m.yaml\ndata: d\ntrain:\n  lr0: fast\n", 0, NULL,
+               "exp.yaml:4:8: train.lr0 must be a number, found a string 'fast'");
+    load_fails("model: m.yaml\ndata: d\ntrain: {epochs: 2.5}\n", 0, NULL,
+               "exp.yaml:3:17: train.epochs must be an integer, found a number '2.5'");
+    load_fails("model: m.yaml\ndata: d\ntrain: {batch: 0}\n", 0, NULL,
+               "exp.yaml:3:16: train.batch must be between 1 and 1048576, found 0");
+    load_fails("model: m.yaml\ndata: d\nparallel: {schedule: 2f2b}\n", 0, NULL,
+               "exp.yaml:3:22: parallel.schedule must be one of gpipe | 1f1b | interleaved | zb-h1, found a string '2f2b'");
+    load_fails("model: m.yaml\ndata: d\ntrain: 5\n", 0, NULL, "exp.yaml:3:8: train must be a mapping of keys, found a number '5'");
+    load_fails("model: m.yaml\ndata: d\noutput: {trace: maybe}\n", 0, NULL,
+               "exp.yaml:3:17: output.trace must be true or false, found a string 'maybe'");
+    load_fails("data: d\n", 0, NULL, "exp.yaml:1:1: missing key 'model': the Ultralytics model YAML to train");
+    load_fails("model: m.yaml\ndata: d\ntrain: {imgsz: 300}\n", 0, NULL,
+               "exp.yaml:3:16: train.imgsz must be a multiple of 32 (the largest stride), found 300; use 320");
+    load_fails("model: m.yaml\ndata: d\nparallel: {replicas: 2, micro_batches: 3}\n", 0, NULL,
+               "exp.yaml:3:40: train.batch (16) must be a multiple of parallel.replicas x parallel.micro_batches (2 x 3)");
+    load_fails("model: m.yaml\ndata: d\nparallel: {partition: [[0, 4], [6, 9]]}\n", 0, NULL,
+               "exp.yaml:3:32: parallel.partition: ranges must be contiguous; this one should start at layer 5");
+    load_fails("model: m.yaml\ndata: d\nparallel: {partition: [[0, 4], [5, 9]]}\n", 0, NULL,
+               "exp.yaml:3:23: parallel.partition gives 2 stages but parallel.stages x parallel.chunks is 1");
+    load_fails("model: m.yaml\ndata: d\nsynth: {classes: 9}\n", 0, NULL,
+               "exp.yaml:3:18: synth.classes must be between 1 and 6, found 9");
+    load_fails("model: m.yaml\ndata: d\nsynth: {images: 9}\n", 0, NULL,
+               "exp.yaml:3:9: unknown key 'synth.images'; synth takes train, val, imgsz, classes, seed");
+
+    char *bad_value[] = {"train.batch=many"};
+    load_fails(minimal, 1, bad_value, "--set train.batch:1:1: train.batch must be an integer, found a string 'many'");
+    char *bad_key[] = {"train.bach=8"};
+    load_fails(minimal, 1, bad_key, "--set train.bach=8: unknown key 'train.bach' (did you mean 'train.batch'?)");
+    char *no_eq[] = {"train.batch"};
+    load_fails(minimal, 1, no_eq, "--set train.batch: expected section.key=value, e.g. --set train.lr0=0.02");
+    char *bad_batch[] = {"parallel.micro_batches=5"};
+    load_fails(minimal, 1, bad_batch,
+               "--set parallel.micro_batches:1:1: train.batch (16) must be a multiple of parallel.replicas x "
+               "parallel.micro_batches (1 x 5)"
+);
+}
+
+// The resolved YAML is itself an experiment file giving the same configuration (compared by
+// writing it again: the text must be identical).
+static void test_resolved_round_trip(void **state) {
+    (void)state;
+    ExperimentConfig *cfg = load_ok("model: m.yaml\ndata: \"d \\\"q\\\".yaml\"\nscale: n\nsynth: {seed: 4}\n"
+                                    "train: {lr0: 0.1, multiscale: 0.25}\nparallel: {stages: 2, partition: {balance: [3, 4]}}\n",
+                                    0, NULL);
+    char first[512], second[512];
+    snprintf(first, sizeof first, "%s/resolved1.yaml", tmp_dir);
+    snprintf(second, sizeof second, "%s/resolved2.yaml", tmp_dir);
+    FILE *f = fopen(first, "w");
+    config_write_yaml(cfg, f);
+    fclose(f);
+    ExperimentConfig *again = NULL;
+    Error err = {0};
+    if (!config_load(first, 0, NULL, &again, &err)) fail_msg("%s", err.message);
+    assert_string_equal(again->data, cfg->data);
+    assert_true(again->train.multiscale == 0.25);
+    assert_int_equal(again->synth.seed, 4);
+    f = fopen(second, "w");
+    config_write_yaml(again, f);
+    fclose(f);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", first, second);
+    assert_int_equal(system(cmd), 0);
+    config_destroy(again);
+    config_destroy(cfg);
+}
+
+static void test_schema_documents_every_key(void **state) {
+    (void)state;
+    const char *root = getenv("YP_SOURCE_ROOT");
+    assert_non_null(root);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/experiments/SCHEMA.md", root);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    for (int i = 0; i < config_key_count(); i++) {
+        char cell[128];
+        snprintf(cell, sizeof cell, "| `%s` |", config_key_name(i));
+        if (!strstr(text, cell)) fail_msg("experiments/SCHEMA.md has no row for key %s", config_key_name(i));
+    }
+}
+
+static int make_tmp(void **state) {
+    (void)state;
+    return mkdtemp(tmp_dir) ? 0 : -1;
+}
+
+static int remove_tmp(void **state) {
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
+    return system(cmd);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_paths),
+        cmocka_unit_test(test_every_kind_and_overrides),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_resolved_round_trip),
+        cmocka_unit_test(test_schema_documents_every_key),
+    };
+    return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
+}
