@@ -229,6 +229,7 @@ bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, E
     g->layers = yp_calloc((size_t)g->n_layers, sizeof *g->layers);
     Shape input = shape_make(opt->batch, spec->ch, opt->imgsz_h, opt->imgsz_w);
     g->input = (Tensor){.shape = input, .capacity = shape_elems(input)};
+    g->built_input = input;
 
     Builder b = {.g = g, .seed = opt->seed};
     bool ok = graph_parse(g, err);
@@ -261,6 +262,18 @@ void graph_destroy(Graph *g) {
     free(g->layers);
     free(g->params);
     free(g);
+}
+
+bool graph_set_input_size(Graph *g, int64_t n, int64_t h, int64_t w, Error *err) {
+    Shape max = g->built_input;
+    int64_t stride = g->n_strides ? g->strides[g->n_strides - 1] : 32;
+    if (n < 1 || n > max.n || h < stride || h > max.h || w < stride || w > max.w || h % stride || w % stride)
+        return error_set(err, "input %lldx%lldx%lld does not fit the graph built for %lld images of %lldx%lld "
+                              "(sides must be multiples of %lld, at most the built size)",
+                         (long long)n, (long long)h, (long long)w, (long long)max.n, (long long)max.h, (long long)max.w,
+                         (long long)stride);
+    g->input.shape = shape_make(n, max.c, h, w);
+    return true;
 }
 
 void graph_forward_layers(Graph *g, int begin, int end, bool train) {

@@ -42,11 +42,18 @@ struct Graph {
     void **allocs;           // activation tensors, freed at destroy
     int64_t allocated_bytes; // everything the graph holds on its backend
     Tensor input;            // (N, ch, H, W), filled by the caller before graph_forward
+    Shape built_input;       // the largest input the graph's memory holds
 };
 
 // Parses every row with its module's rules and builds all layers. The spec must outlive the graph.
 bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, Error *err);
 void graph_destroy(Graph *g);  // accepts NULL
+
+// Sets the input shape for the next passes: n images of h x w, each at most what the graph was
+// built for (every tensor then fits in its allocation), h and w multiples of the largest stride.
+// Multi-scale training builds the graph at its largest size and shrinks it per step; validation
+// runs a last, smaller batch the same way. Fails (a user error naming the limits) otherwise.
+bool graph_set_input_size(Graph *g, int64_t n, int64_t h, int64_t w, Error *err);
 
 // Runs all layers (train: batch statistics; otherwise running statistics).
 void graph_forward(Graph *g, bool train);
