@@ -80,7 +80,6 @@ static const ConfigKey config_keys[] = {
     FLOAT("augment.scale", augment.scale, 0, 0.9),
     FLOAT("augment.fliplr", augment.fliplr, 0, 1),
     FLOAT("augment.mosaic", augment.mosaic, 0, 1),
-    INT("val.batch", val.batch, 0, 1 << 20),
     INT("val.period", val.period, 0, 100000),
     FLOAT("val.conf", val.conf, 0, 1),
     FLOAT("val.iou", val.iou, 0, 1),
@@ -128,7 +127,7 @@ static void config_set_defaults(ExperimentConfig *cfg) {
                                .box = 7.5, .cls = 0.5, .dfl = 1.5, .close_mosaic = 10, .seed = 0, .workers = 2};
     cfg->augment = (AugmentConfig){.hsv_h = 0.015, .hsv_s = 0.7, .hsv_v = 0.4, .translate = 0.1, .scale = 0.5,
                                    .fliplr = 0.5, .mosaic = 1.0};
-    cfg->val = (ValConfig){.batch = 0, .period = 1, .max_det = 300, .conf = 0.001, .iou = 0.7};
+    cfg->val = (ValConfig){.period = 1, .max_det = 300, .conf = 0.001, .iou = 0.7};
     cfg->parallel = (ParallelConfig){.stages = 1, .replicas = 1, .micro_batches = 1, .chunks = 1,
                                      .schedule = CONFIG_SCHEDULE_1F1B, .rank_order = CONFIG_RANK_ORDER_PIPELINE_FIRST};
     cfg->device = (DeviceConfig){.backend = CONFIG_BACKEND_AUTO, .precision = CONFIG_PRECISION_FP32};

@@ -84,7 +84,7 @@ typedef struct AugmentConfig {
 } AugmentConfig;
 
 typedef struct ValConfig {
-    int64_t batch, period, max_det;
+    int64_t period, max_det;
     double conf, iou;
 } ValConfig;
 
