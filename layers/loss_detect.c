@@ -34,6 +34,7 @@ typedef struct ThreadScratch {
     uint8_t *decoded;   // (A)
     int32_t *claims;    // (A) ground truths whose top-k list holds the anchor
     double *prob, *log_prob;  // (4, reg_max) one anchor's bin probabilities and their logarithms
+    TopkEntry *topk;    // (topk) one ground truth's best anchors
 } ThreadScratch;
 
 struct DetectLoss {
@@ -55,7 +56,6 @@ struct DetectLoss {
 
     int64_t gt_capacity;   // grown when a batch has more ground truths
     GtBox *gts;            // (gt_capacity) grouped by image
-    TopkEntry *topk;       // (gt_capacity, topk)
     double *pos_overlap, *pos_align;  // (gt_capacity) maxima over each ground truth's anchors
 
     int n_slots;
@@ -129,6 +129,7 @@ bool detect_loss_create(const DetectLossConfig *cfg, int64_t max_batch, DetectLo
         t->claims = yp_malloc((size_t)A * sizeof *t->claims);
         t->prob = yp_malloc((size_t)(4 * cfg->reg_max) * sizeof *t->prob);
         t->log_prob = yp_malloc((size_t)(4 * cfg->reg_max) * sizeof *t->log_prob);
+        t->topk = yp_malloc((size_t)cfg->topk * sizeof *t->topk);
     }
     *out = L;
     return true;
@@ -142,6 +143,7 @@ void detect_loss_destroy(DetectLoss *loss) {
         free(loss->slots[s].claims);
         free(loss->slots[s].prob);
         free(loss->slots[s].log_prob);
+        free(loss->slots[s].topk);
     }
     free(loss->slots);
     free(loss->anchor_x);
@@ -155,7 +157,6 @@ void detect_loss_destroy(DetectLoss *loss) {
     free(loss->n_fg);
     free(loss->image_sums);
     free(loss->gts);
-    free(loss->topk);
     free(loss->pos_overlap);
     free(loss->pos_align);
     free(loss);
@@ -287,8 +288,9 @@ static GtBox gt_box_make(const DetectLoss *L, const TargetBox *t) {
 
 // select_topk_candidates for one ground truth: the topk largest align metrics over all anchors
 // (non-candidates count as 0). torch.topk leaves the order of equal values unspecified; we take
-// the lower anchor index first, which only matters where fewer than topk candidates have a
-// positive metric (the zero-metric anchors then chosen carry a target score of 0).
+// the lower anchor index first. That matters only where fewer than topk candidates have a positive
+// metric: the zero-metric anchors then chosen carry a target score of 0, but they count as
+// foreground, and one shared with another ground truth goes through the highest-overlap rule.
 static void gt_select_topk(const DetectLoss *L, ThreadScratch *t, const float *pred_i, const GtBox *g,
                            TopkEntry *list) {
     int64_t k = L->cfg.topk, n = 0;
@@ -318,10 +320,9 @@ static void image_assign(DetectLoss *L, ThreadScratch *t, int64_t i, const float
 
     for (int64_t g = 0; g < n_gt; g++) {
         if (!gts[g].valid) continue;  // mask_gt removes the whole top-k row
-        TopkEntry *list = L->topk + (g0 + g) * L->cfg.topk;
-        gt_select_topk(L, t, pred_i, &gts[g], list);
+        gt_select_topk(L, t, pred_i, &gts[g], t->topk);
         for (int64_t j = 0; j < L->cfg.topk; j++)
-            if (list[j].candidate) t->claims[list[j].anchor]++, assigned[list[j].anchor] = (int32_t)g;
+            if (t->topk[j].candidate) t->claims[t->topk[j].anchor]++, assigned[t->topk[j].anchor] = (int32_t)g;
     }
     for (int64_t a = 0; a < A; a++) {
         if (t->claims[a] < 2) continue;
@@ -362,7 +363,6 @@ static void targets_group(DetectLoss *L, int64_t batch_n, const TargetBox *targe
         L->gt_capacity = n_targets;
         size_t n = (size_t)n_targets;
         L->gts = yp_realloc(L->gts, n * sizeof *L->gts);
-        L->topk = yp_realloc(L->topk, n * (size_t)L->cfg.topk * sizeof *L->topk);
         L->pos_overlap = yp_realloc(L->pos_overlap, n * sizeof *L->pos_overlap);
         L->pos_align = yp_realloc(L->pos_align, n * sizeof *L->pos_align);
     }
@@ -456,6 +456,7 @@ static void image_evaluate(DetectLoss *L, ThreadScratch *t, int64_t i, const flo
 }
 
 double detect_loss_evaluate(DetectLoss *loss, const float *pred, float *dpred, DetectLossParts *parts) {
+    YP_CHECK(loss->batch_n >= 1);  // detect_loss_assign ran
     int64_t B = loss->batch_n, per_image = loss->n_channels * loss->n_anchors;
     double score_sum = 0, sums[3] = {0, 0, 0};
     int64_t n_fg = 0;

@@ -17,16 +17,17 @@
 #include "tests/unit/gradcheck.h"
 #include "tests/unit/reference_file.h"
 
-// Reference tolerances. Loss values: relative 1e-5; we compute the assigner, boxes and DFL in
-// double and only the class BCE (every anchor x class) in float, so float32 against float64 leaves
-// a few 1e-7. Gradients: 1e-4 of the largest reference gradient; each is one float32 rounding of a
-// double product, plus the float BCE's sigmoid (float32 vs float64, ~1e-7 of the largest).
+// Reference tolerances, float32 against float64. Loss values: relative 1e-5; the assigner, boxes
+// and DFL run in double, only the class BCE (every anchor x class) in float (measured: 1e-9).
+// Gradients: 1e-4 of the largest reference gradient; each is a float32 rounding, the class ones
+// from a float sigmoid (measured: 6e-8).
 static const double loss_tol = 1e-5, grad_tol = 1e-4;
 
-// Finite differences: step 1e-2 on logits of order 1, central, in float32 inputs with double sums;
-// truncation error h^2 f''' stays under 1e-4 here, rounding of the float BCE term under 1e-4.
-static const float fd_step = 1e-2f;
-static const double fd_atol = 2e-3, fd_rtol = 1e-2;
+// Finite differences: central, step 3e-3 on logits of order 1 (1e-2 straddled CIoU's min/max
+// kinks on two probes). Measured agreement is about 3e-5 relative: the float BCE term and the
+// float gradient round at 6e-8, and the difference divides that by the step.
+static const float fd_step = 3e-3f;
+static const double fd_atol = 1e-5, fd_rtol = 2e-4;
 
 typedef struct DetectCase {
     DetectLossConfig cfg;
@@ -83,6 +84,16 @@ static DetectLoss *loss_make(const DetectLossConfig *cfg, int64_t max_batch) {
 
 static double relative(double got, double want) { return fabs(got - want) / fmax(fabs(want), 1e-30); }
 
+// Largest difference relative to the largest reference value.
+static double max_relative_error(const float *got, const Record *want) {
+    double worst = 0, scale = 1e-30;
+    for (int64_t i = 0; i < want->count; i++) {
+        worst = fmax(worst, fabs((double)got[i] - want->values[i]));
+        scale = fmax(scale, fabs(want->values[i]));
+    }
+    return worst / scale;
+}
+
 static void check_reference_case(const Reference *ref, const char *name) {
     DetectCase c = case_load(ref, name);
     DetectLoss *loss = loss_make(&c.cfg, c.batch);
@@ -93,7 +104,7 @@ static void check_reference_case(const Reference *ref, const char *name) {
 
     const double *want = find(ref, name, "loss")->values;  // total, box, cls, dfl, foreground
     const Record *want_grad = find(ref, name, "grad");
-    double got[4] = {total, parts.box, parts.cls, parts.dfl}, worst = 0, scale = 1e-30;
+    double got[4] = {total, parts.box, parts.cls, parts.dfl};
     for (int j = 0; j < 4; j++) {
         if (want[j] == 0) assert_true(got[j] == 0);  // no foreground: box and DFL exactly 0
         else if (relative(got[j], want[j]) > loss_tol)
@@ -101,13 +112,10 @@ static void check_reference_case(const Reference *ref, const char *name) {
     }
     assert_int_equal(parts.n_foreground, (int64_t)want[4]);
     assert_int_equal(parts.n_instances, c.n_targets);
-    for (int64_t i = 0; i < c.n_pred; i++) {
-        worst = fmax(worst, fabs((double)dpred[i] - want_grad->values[i]));
-        scale = fmax(scale, fabs(want_grad->values[i]));
-    }
+    double grad_err = max_relative_error(dpred, want_grad);
     printf("%s: total %.9g (Ultralytics %.9g), gradient error %.2e of its largest value\n", name, total, want[0],
-           worst / scale);
-    assert_true(worst <= grad_tol * scale);
+           grad_err);
+    assert_true(grad_err <= grad_tol);
     free(dpred);
     detect_loss_destroy(loss);
     case_free(&c);
@@ -134,7 +142,7 @@ static void test_classify_reference(void **state) {
     for (int64_t i = 0; i < batch; i++) labels[i] = (int32_t)y->values[i];
     double loss = classify_loss_compute(batch, nc, logits, labels, grad);
     assert_true(relative(loss, find(&ref, "cls", "loss")->values[0]) <= loss_tol);
-    for (int64_t i = 0; i < batch * nc; i++) assert_true(fabs(grad[i] - g->values[i]) <= grad_tol * 1.0 / batch);
+    assert_true(max_relative_error(grad, g) <= grad_tol);
     free(logits);
     free(grad);
     free(labels);
@@ -153,33 +161,67 @@ static double evaluated_loss(void *p) {
     return detect_loss_evaluate(ctx->loss, ctx->pred, NULL, NULL);
 }
 
-// The gradient holds the assignment fixed: Ultralytics runs the assigner under no_grad, so its
-// target scores (which move with the predictions) are constants for backward. A finite difference
-// of detect_loss_compute would include their change, so we assign once at the unperturbed
-// predictions and difference detect_loss_evaluate against that assignment. A small case (one
-// 4x4 level, reg_max 4) so that every element, most of them on foreground anchors, is probed.
-static void test_detect_gradcheck(void **state) {
-    (void)state;
-    DetectLossConfig cfg = detect_loss_config_default(3, 4);
+// A small case for finite differences: two images, levels 4x4 and 2x2 (stride 16, 32: a 64x64
+// input), reg_max 4, 3 classes; small enough to probe every element.
+enum { FD_BATCH = 2, FD_ANCHORS = 20, FD_REG_MAX = 4, FD_NC = 3 };
+enum { FD_CHANNELS = 4 * FD_REG_MAX + FD_NC, FD_ELEMS = FD_BATCH * FD_CHANNELS * FD_ANCHORS };
+
+// Checks d total / d pred with the assignment held fixed: Ultralytics runs the assigner under
+// no_grad, so its target scores (which move with the predictions) are constants for backward. A
+// finite difference of detect_loss_compute would include their change, so we assign once at the
+// unperturbed predictions and difference detect_loss_evaluate against that assignment.
+static void detect_gradcheck(const char *what, DetectLossConfig cfg, float *pred, const TargetBox *targets,
+                             int64_t n_targets) {
     cfg.n_levels = 2;
     cfg.levels[0] = (DetectLossLevel){4, 4, 16};
     cfg.levels[1] = (DetectLossLevel){2, 2, 32};
-    int64_t batch = 2, A = 20, n = batch * (4 * cfg.reg_max + cfg.nc) * A;
-    float *pred = malloc((size_t)n * sizeof *pred), *dpred = malloc((size_t)n * sizeof *dpred);
-    test_fill_uniform(pred, n, -2.0f, 2.0f, 11);
-    TargetBox targets[] = {
-        {0, 1, 0.40f, 0.45f, 0.55f, 0.60f}, {0, 2, 0.55f, 0.50f, 0.50f, 0.45f},  // overlapping
-        {0, 0, 0.80f, 0.20f, 0.10f, 0.15f}, {1, 1, 0.50f, 0.50f, 1.00f, 1.00f},  // whole image
-    };
-    DetectLoss *loss = loss_make(&cfg, batch);
+    float dpred[FD_ELEMS];
+    DetectLoss *loss = loss_make(&cfg, FD_BATCH);
+    assert_int_equal(detect_loss_anchors(loss), FD_ANCHORS);
     DetectLossParts parts;
-    detect_loss_compute(loss, batch, pred, targets, 4, dpred, &parts);
-    assert_true(parts.n_foreground > 10);
+    detect_loss_compute(loss, FD_BATCH, pred, targets, n_targets, dpred, &parts);
+    assert_true(parts.n_foreground > 10);  // most box logits take part
     FdContext ctx = {loss, pred};
-    assert_true(gradcheck("detect loss", pred, dpred, n, evaluated_loss, &ctx, fd_step, fd_atol, fd_rtol, n));
-    free(pred);
-    free(dpred);
+    assert_true(gradcheck(what, pred, dpred, FD_ELEMS, evaluated_loss, &ctx, fd_step, fd_atol, fd_rtol, FD_ELEMS));
     detect_loss_destroy(loss);
+}
+
+// Class BCE and DFL (box gain 0) on random predictions and boxes: overlapping (anchors claimed
+// twice), small, and the whole image.
+static void test_detect_gradcheck_cls_dfl(void **state) {
+    (void)state;
+    DetectLossConfig cfg = detect_loss_config_default(FD_NC, FD_REG_MAX);
+    cfg.box_gain = 0;
+    float pred[FD_ELEMS];
+    test_fill_uniform(pred, FD_ELEMS, -2.0f, 2.0f, 11);
+    TargetBox targets[] = {
+        {0, 1, 0.40f, 0.45f, 0.55f, 0.60f}, {0, 2, 0.55f, 0.50f, 0.50f, 0.45f},
+        {0, 0, 0.80f, 0.20f, 0.10f, 0.15f}, {1, 1, 0.50f, 0.50f, 1.00f, 1.00f},
+    };
+    detect_gradcheck("detect loss, class and DFL terms", cfg, pred, targets, 4);
+}
+
+// The CIoU term alone. PyTorch treats CIoU's alpha as a constant (no_grad), so its gradient is
+// not the exact derivative of the loss wherever the aspect term v is non-zero (about 1% here on
+// random boxes); the comparison with Ultralytics checks that path. Here square ground truths and
+// side-symmetric distributions (square predicted boxes) make v vanish, with its derivative, so the
+// finite difference checks the IoU, centre-distance and enclosing-box gradients exactly.
+static void test_detect_gradcheck_box(void **state) {
+    (void)state;
+    DetectLossConfig cfg = detect_loss_config_default(FD_NC, FD_REG_MAX);
+    cfg.cls_gain = cfg.dfl_gain = 0;
+    float pred[FD_ELEMS];
+    test_fill_uniform(pred, FD_ELEMS, -2.0f, 2.0f, 12);
+    int64_t side_elems = FD_REG_MAX * FD_ANCHORS;
+    for (int64_t i = 0; i < FD_BATCH; i++)
+        for (int side = 1; side < 4; side++)
+            memcpy(pred + (i * FD_CHANNELS * FD_ANCHORS + side * side_elems), pred + i * FD_CHANNELS * FD_ANCHORS,
+                   (size_t)side_elems * sizeof *pred);
+    TargetBox targets[] = {
+        {0, 1, 0.40f, 0.45f, 0.55f, 0.55f}, {0, 2, 0.55f, 0.50f, 0.45f, 0.45f},
+        {0, 0, 0.80f, 0.20f, 0.15f, 0.15f}, {1, 1, 0.50f, 0.50f, 1.00f, 1.00f},
+    };
+    detect_gradcheck("detect loss, CIoU term", cfg, pred, targets, 4);
 }
 
 typedef struct ClassifyFd {
@@ -201,7 +243,8 @@ static void test_classify_gradcheck(void **state) {
     test_fill_uniform(logits, BATCH * NC, -3.0f, 3.0f, 5);
     classify_loss_compute(BATCH, NC, logits, labels, grad);
     ClassifyFd ctx = {BATCH, NC, logits, labels};
-    assert_true(gradcheck("classify loss", logits, grad, BATCH * NC, classify_value, &ctx, fd_step, 1e-4, 1e-3,
+    // All in double from float logits: only truncation (h^2 f''', below 1e-5 here) remains.
+    assert_true(gradcheck("classify loss", logits, grad, BATCH * NC, classify_value, &ctx, fd_step, 1e-6, 1e-4,
                           BATCH * NC));
 }
 
@@ -333,7 +376,6 @@ static void test_detect_config_errors(void **state) {
     DetectLoss *loss = NULL;
     Error err = {0};
     DetectLossConfig cfg = small_config();
-    cfg.levels[2] = (DetectLossLevel){1, 1, 32};
     cfg.n_levels = 1;
     cfg.levels[0] = (DetectLossLevel){3, 3, 32};  // 9 anchors < topk 10
     assert_false(detect_loss_create(&cfg, 2, &loss, &err));
@@ -351,10 +393,15 @@ static void test_detect_config_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detect_reference),     cmocka_unit_test(test_classify_reference),
-        cmocka_unit_test(test_detect_gradcheck),     cmocka_unit_test(test_classify_gradcheck),
-        cmocka_unit_test(test_detect_no_targets),    cmocka_unit_test(test_detect_extreme_boxes),
-        cmocka_unit_test(test_detect_deterministic), cmocka_unit_test(test_detect_config_errors),
+        cmocka_unit_test(test_detect_reference),
+        cmocka_unit_test(test_classify_reference),
+        cmocka_unit_test(test_detect_gradcheck_cls_dfl),
+        cmocka_unit_test(test_detect_gradcheck_box),
+        cmocka_unit_test(test_classify_gradcheck),
+        cmocka_unit_test(test_detect_no_targets),
+        cmocka_unit_test(test_detect_extreme_boxes),
+        cmocka_unit_test(test_detect_deterministic),
+        cmocka_unit_test(test_detect_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
