@@ -1,0 +1,73 @@
+// The training losses, on host float arrays: Ultralytics 8.4's v8DetectionLoss (task-aligned
+// assignment, BCE class loss, CIoU box loss, distribution focal loss) and v8ClassificationLoss
+// (cross-entropy). Each returns the loss exactly as Ultralytics hands it to backward and writes the
+// gradient of that value with respect to the head's training output.
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "framework/error.h"
+#include "layers/targets.h"
+
+enum { DETECT_LOSS_MAX_LEVELS = 8 };
+
+typedef struct DetectLossLevel {
+    int64_t h, w;    // grid size of this level's Detect input
+    int64_t stride;  // input pixels per grid cell
+} DetectLossLevel;
+
+typedef struct DetectLossConfig {
+    int64_t nc, reg_max;  // classes; distribution bins per box side (reg_max > 1: DFL)
+    int n_levels;
+    DetectLossLevel levels[DETECT_LOSS_MAX_LEVELS];
+    double box_gain, cls_gain, dfl_gain;  // Ultralytics' hyperparameters box, cls, dfl
+    int64_t topk;                         // TaskAlignedAssigner: candidates kept per ground truth
+    double alpha, beta;                   // alignment = score^alpha * CIoU^beta
+    double eps;                           // assigner's epsilon (normalisation and inside-box margin)
+} DetectLossConfig;
+
+// Ultralytics' defaults (box 7.5, cls 0.5, dfl 1.5, topk 10, alpha 0.5, beta 6.0, eps 1e-9) for nc
+// classes and reg_max bins; n_levels is 0: the caller fills levels from the Detect layer's inputs.
+DetectLossConfig detect_loss_config_default(int64_t nc, int64_t reg_max);
+
+// Ultralytics' loss items (`loss.detect()`): gained, averaged over target scores, not multiplied
+// by the batch size; plus counts for progress display.
+typedef struct DetectLossParts {
+    double box, cls, dfl;
+    int64_t n_foreground;  // anchors assigned to a ground truth
+    int64_t n_instances;   // ground-truth boxes in the batch
+} DetectLossParts;
+
+typedef struct DetectLoss DetectLoss;
+
+// Checks the configuration (a user error names the field) and allocates all work memory for
+// batches of up to max_batch images. The caller owns *out and frees it with detect_loss_destroy.
+bool detect_loss_create(const DetectLossConfig *cfg, int64_t max_batch, DetectLoss **out, Error *err);
+void detect_loss_destroy(DetectLoss *loss);
+
+// Anchors per image (A): sum of h * w over levels.
+int64_t detect_loss_anchors(const DetectLoss *loss);
+
+// The whole loss: detect_loss_assign then detect_loss_evaluate. pred is Detect's training output
+// (batch_n, 4 * reg_max + nc, A, 1): per image, channel-major, the box-distribution logits (side
+// s in l, t, r, b, bin k at channel s * reg_max + k) then the class logits; anchors level by level,
+// row-major within a level. targets (not retained) are grouped by image. Returns the total
+// (box + cls + dfl) * batch_n, the value Ultralytics back-propagates; writes d(total)/d(pred) into
+// dpred (same layout, overwritten; NULL for a loss without gradient, as in validation) and the
+// parts into *parts (may be NULL). Bit-identical for any number of OpenMP threads.
+double detect_loss_compute(DetectLoss *loss, int64_t batch_n, const float *pred, const TargetBox *targets,
+                           int64_t n_targets, float *dpred, DetectLossParts *parts);
+
+// The two halves of detect_loss_compute, which Ultralytics separates with no_grad: the
+// task-aligned assignment from the detached predictions, kept in `loss`; then the loss and its
+// gradient against that assignment, whose target scores are constants for the gradient.
+void detect_loss_assign(DetectLoss *loss, int64_t batch_n, const float *pred, const TargetBox *targets,
+                        int64_t n_targets);
+double detect_loss_evaluate(DetectLoss *loss, const float *pred, float *dpred, DetectLossParts *parts);
+
+// v8ClassificationLoss: F.cross_entropy(logits, labels, reduction="mean"), not multiplied by the
+// batch size (Ultralytics 8.4). logits is Classify's training output (batch_n, nc, 1, 1), labels
+// in [0, nc). Writes d(loss)/d(logits) into dlogits (overwritten; NULL for no gradient).
+double classify_loss_compute(int64_t batch_n, int64_t nc, const float *logits, const int32_t *labels,
+                             float *dlogits);
