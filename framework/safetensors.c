@@ -127,7 +127,8 @@ bool safetensors_write(const char *path, const SafetensorsTensor *tensors, int n
         fwrite(length, 1, sizeof length, f);
         fwrite(header, 1, header_bytes, f);
         for (size_t i = 0; i < padding; i++) fputc(' ', f);
-        for (int i = 0; i < n_tensors; i++) fwrite(tensors[i].data, 1, tensors[i].n_bytes, f);
+        for (int i = 0; i < n_tensors; i++)
+            if (tensors[i].n_bytes) fwrite(tensors[i].data, 1, tensors[i].n_bytes, f);
         ok = fs_atomic_file_commit(af, err);  // reports a failed write (ferror)
     }
     free(header);
@@ -439,7 +440,7 @@ static bool utf8_valid(const unsigned char *s, size_t n, size_t *bad) {
 static bool validate_extents(SafetensorsFile *file, Extent *extents, const unsigned char *data, uint64_t data_bytes,
                              Error *err) {
     int n = file->n_tensors;
-    qsort(extents, (size_t)n, sizeof *extents, compare_extents);
+    if (n > 1) qsort(extents, (size_t)n, sizeof *extents, compare_extents);
     SafetensorsTensor *ordered = yp_malloc((size_t)(n ? n : 1) * sizeof *ordered);
     for (int i = 0; i < n; i++) ordered[i] = file->tensors[extents[i].index];
     free(file->tensors);

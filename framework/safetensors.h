@@ -7,10 +7,11 @@
 // the whole section.
 //
 // The writer packs tensors in the order given and writes the header as the reference
-// implementation does (compact JSON, "__metadata__" first, space padding). The reader accepts any
-// file the reference implementation accepts and rejects with a user error ("path: what is wrong")
-// everything else: a bad header length, invalid UTF-8 or JSON, duplicate or unknown keys, unknown
-// dtypes, offsets that overlap, leave gaps or run past the file, sizes that disagree with
+// implementation does (compact JSON, "__metadata__" first, space padding). The reader accepts
+// every file the reference implementation writes and rejects with a user error ("path: what is
+// wrong") a bad header length, invalid UTF-8 or JSON, a header not starting with '{', duplicate or
+// unknown keys, unknown dtypes, more than SAFETENSORS_MAX_DIMS dimensions, NUL characters in
+// strings, offsets that overlap, leave gaps or run past the file, sizes that disagree with
 // dtype x shape. It is a strict parser for exactly this format, not a general JSON parser.
 #pragma once
 
