@@ -1,0 +1,109 @@
+#include "framework/ema.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/pack_layout.h"
+
+struct ModelEma {
+    int n_entries;
+    EmaEntry *entries;  // names owned
+    PackLayout layout;
+    float *data;        // (layout.n_elems) the averaged copy, packed in entry order
+    double decay, tau;
+    int64_t updates;
+};
+
+int ema_entries_from_graph(const Graph *g, int layer_begin, int layer_end, EmaEntry *entries) {
+    YP_CHECK(g->param_data && (g->buffer_data || g->buffer_elems == 0));
+    int n = 0;
+    // Parameters first, then buffers, so that a whole graph's copy is laid out as
+    // [param_data | buffer_data].
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < g->n_params; i++) {
+            const ParamInfo *p = &g->params[i];
+            bool is_buffer = (p->flags & PARAM_BUFFER) != 0;
+            if (is_buffer != (pass == 1) || p->layer < layer_begin || p->layer >= layer_end) continue;
+            entries[n++] = (EmaEntry){.name = p->name,
+                                      .value = (is_buffer ? g->buffer_data : g->param_data) + p->offset,
+                                      .n_elems = p->n_elems};
+        }
+    }
+    return n;
+}
+
+ModelEma *ema_create(const EmaEntry *entries, int n_entries, double decay, double tau) {
+    YP_CHECK(n_entries >= 0 && tau > 0);
+    ModelEma *ema = yp_calloc(1, sizeof *ema);
+    ema->n_entries = n_entries;
+    ema->decay = decay;
+    ema->tau = tau;
+    ema->entries = yp_malloc((size_t)(n_entries ? n_entries : 1) * sizeof *ema->entries);
+    int64_t *sizes = yp_malloc((size_t)(n_entries ? n_entries : 1) * sizeof *sizes);
+    for (int i = 0; i < n_entries; i++) {
+        YP_CHECK(entries[i].n_elems == 0 || entries[i].value);
+        ema->entries[i] = entries[i];
+        ema->entries[i].name = yp_strdup(entries[i].name);
+        sizes[i] = entries[i].n_elems;
+    }
+    ema->layout = pack_layout_make(sizes, n_entries);
+    free(sizes);
+    ema->data = yp_malloc((size_t)(ema->layout.n_elems ? ema->layout.n_elems : 1) * sizeof *ema->data);
+    for (int i = 0; i < n_entries; i++)
+        if (entries[i].n_elems)
+            memcpy(ema->data + ema->layout.offset[i], entries[i].value, (size_t)entries[i].n_elems * sizeof(float));
+    return ema;
+}
+
+void ema_destroy(ModelEma *ema) {
+    if (!ema) return;
+    for (int i = 0; i < ema->n_entries; i++) free((char *)ema->entries[i].name);
+    free(ema->entries);
+    pack_layout_free(&ema->layout);
+    free(ema->data);
+    free(ema);
+}
+
+void ema_update(ModelEma *ema) {
+    ema->updates++;
+    double d = ema->decay * (1 - exp(-(double)ema->updates / ema->tau));
+    // torch._foreach_lerp_(ema, model, 1 − d): the weight rounded to float, PyTorch's two formulas.
+    const float w = (float)(1 - d);
+    const bool small_w = fabsf(w) < 0.5f;
+    const PackLayout *l = &ema->layout;
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int c = 0; c < l->n_chunks; c++) {
+        const PackChunk *ch = &l->chunks[c];
+        const float *m = ema->entries[ch->entry].value;
+        float *e = ema->data + l->offset[ch->entry];
+        for (int64_t i = ch->begin; i < ch->end; i++)
+            e[i] = small_w ? e[i] + w * (m[i] - e[i]) : m[i] - (m[i] - e[i]) * (1.0f - w);
+    }
+}
+
+int64_t ema_updates(const ModelEma *ema) { return ema->updates; }
+
+void ema_set_updates(ModelEma *ema, int64_t updates) {
+    YP_CHECK(updates >= 0);
+    ema->updates = updates;
+}
+
+int ema_count(const ModelEma *ema) { return ema->n_entries; }
+
+const char *ema_name(const ModelEma *ema, int index) {
+    YP_CHECK(index >= 0 && index < ema->n_entries);
+    return ema->entries[index].name;
+}
+
+float *ema_get(const ModelEma *ema, int index, int64_t *n_elems) {
+    YP_CHECK(index >= 0 && index < ema->n_entries);
+    *n_elems = ema->entries[index].n_elems;
+    return ema->data + ema->layout.offset[index];
+}
+
+float *ema_find(const ModelEma *ema, const char *name, int64_t *n_elems) {
+    for (int i = 0; i < ema->n_entries; i++)
+        if (!strcmp(ema->entries[i].name, name)) return ema_get(ema, i, n_elems);
+    return NULL;
+}

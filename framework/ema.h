@@ -1,0 +1,50 @@
+// Exponential moving average of the model's weights, as Ultralytics' ModelEMA
+// (ultralytics/utils/torch_utils.py), used for validation and saved in checkpoints.
+//
+// After every optimizer step: updates += 1, d = decay · (1 − exp(−updates / tau)), and every
+// floating state-dict entry (parameters, fixed tensors and batch-norm running statistics) becomes
+// lerp(ema, model, 1 − d) (PyTorch's lerp: ema + w·(model − ema) for w < 0.5, else
+// model − (model − ema)·(1 − w)).
+//
+// The copy is one contiguous host buffer packed in the order of the entries given; for a whole
+// graph (ema_entries_from_graph) that is the parameter buffer followed by the buffer buffer.
+// Updates are element-wise over fixed chunks, so they do not depend on the number of threads.
+#pragma once
+
+#include <stdint.h>
+
+#include "layers/graph.h"
+
+#define EMA_DECAY 0.9999
+#define EMA_TAU 2000.0
+
+// One state-dict entry the EMA follows.
+typedef struct EmaEntry {
+    const char *name;    // copied by ema_create
+    const float *value;  // (n_elems), the model's live tensor; not owned
+    int64_t n_elems;
+} EmaEntry;
+
+// Fills entries[] (room for g->n_params) with the state-dict entries of layers [layer_begin,
+// layer_end): parameters in table order, then buffers in table order; names point into g.
+// Returns how many. The graph needs memory.
+int ema_entries_from_graph(const Graph *g, int layer_begin, int layer_end, EmaEntry *entries);
+
+typedef struct ModelEma ModelEma;
+
+// Copies the entries' current values (the EMA starts equal to the model, updates = 0). The
+// caller keeps the model's memory alive. Destroy with ema_destroy.
+ModelEma *ema_create(const EmaEntry *entries, int n_entries, double decay, double tau);
+void ema_destroy(ModelEma *ema);  // accepts NULL
+
+// One update from the model's current values.
+void ema_update(ModelEma *ema);
+
+int64_t ema_updates(const ModelEma *ema);
+void ema_set_updates(ModelEma *ema, int64_t updates);  // when resuming
+
+// The averaged copy of entry `index` / of the entry with that name (NULL when there is none).
+float *ema_get(const ModelEma *ema, int index, int64_t *n_elems);
+float *ema_find(const ModelEma *ema, const char *name, int64_t *n_elems);
+int ema_count(const ModelEma *ema);
+const char *ema_name(const ModelEma *ema, int index);
