@@ -29,6 +29,14 @@ struct DetectMetrics {
     DetectSummary summary;        // filled by finalize; summary.classes (nc) owned
 };
 
+static void detect_metrics_reserve(DetectMetrics *m, int64_t more) {
+    if (m->n_det + more <= m->capacity) return;
+    m->capacity = (m->n_det + more) * 2;
+    m->conf = yp_realloc(m->conf, (size_t)m->capacity * sizeof *m->conf);
+    m->cls = yp_realloc(m->cls, (size_t)m->capacity * sizeof *m->cls);
+    m->correct = yp_realloc(m->correct, (size_t)m->capacity * sizeof *m->correct);
+}
+
 DetectMetrics *detect_metrics_create(int64_t nc) {
     YP_CHECK(nc >= 1);
     DetectMetrics *m = yp_calloc(1, sizeof *m);
@@ -36,6 +44,7 @@ DetectMetrics *detect_metrics_create(int64_t nc) {
     m->instances = yp_calloc((size_t)nc, sizeof *m->instances);
     m->images = yp_calloc((size_t)nc, sizeof *m->images);
     m->summary.classes = yp_calloc((size_t)nc, sizeof *m->summary.classes);
+    detect_metrics_reserve(m, 1024);  // never NULL, even before the first detection
     return m;
 }
 
@@ -55,14 +64,6 @@ void detect_metrics_reset(DetectMetrics *m) {
     m->n_det = 0;
     memset(m->instances, 0, (size_t)m->nc * sizeof *m->instances);
     memset(m->images, 0, (size_t)m->nc * sizeof *m->images);
-}
-
-static void detect_metrics_reserve(DetectMetrics *m, int64_t more) {
-    if (m->n_det + more <= m->capacity) return;
-    m->capacity = (m->n_det + more) * 2;
-    m->conf = yp_realloc(m->conf, (size_t)m->capacity * sizeof *m->conf);
-    m->cls = yp_realloc(m->cls, (size_t)m->capacity * sizeof *m->cls);
-    m->correct = yp_realloc(m->correct, (size_t)m->capacity * sizeof *m->correct);
 }
 
 // Ultralytics' box_iou in float32: inter / (area1 + area2 - inter + 1e-7).
@@ -113,9 +114,9 @@ void detect_metrics_add_batch(DetectMetrics *m, const Detections *dets, const Ta
         start[targets[i].image + 1]++;
     }
     for (int64_t i = 0; i < n_images; i++) start[i + 1] += start[i];
-    float *gt_boxes = yp_malloc((size_t)(n_targets ? n_targets : 1) * 4 * sizeof *gt_boxes);
-    int32_t *gt_cls = yp_malloc((size_t)(n_targets ? n_targets : 1) * sizeof *gt_cls);
-    int64_t *next = yp_malloc((size_t)(n_images ? n_images : 1) * sizeof *next);
+    float *gt_boxes = yp_malloc((size_t)n_targets * 4 * sizeof *gt_boxes);
+    int32_t *gt_cls = yp_malloc((size_t)n_targets * sizeof *gt_cls);
+    int64_t *next = yp_malloc((size_t)n_images * sizeof *next);
     memcpy(next, start, (size_t)n_images * sizeof *next);
     float w = (float)img_w, h = (float)img_h;
     for (int i = 0; i < n_targets; i++) {
@@ -239,20 +240,20 @@ const DetectSummary *detect_metrics_finalize(DetectMetrics *m) {
     memset(classes, 0, (size_t)nc * sizeof *classes);
     *s = (DetectSummary){.nc = nc, .n_images = m->n_images, .classes = classes};
     // Detections by class, each class in descending confidence.
-    int64_t *order = yp_malloc((size_t)(n ? n : 1) * sizeof *order);
+    int64_t *order = yp_malloc((size_t)n * sizeof *order);
     sort_order_descending(m->conf, n, order);
     int64_t *start = yp_calloc((size_t)nc + 1, sizeof *start);
     for (int64_t i = 0; i < n; i++) start[m->cls[i] + 1]++;
     for (int64_t c = 0; c < nc; c++) start[c + 1] += start[c];
-    int64_t *by_class = yp_malloc((size_t)(n ? n : 1) * sizeof *by_class);
+    int64_t *by_class = yp_malloc((size_t)n * sizeof *by_class);
     int64_t *next = yp_malloc((size_t)nc * sizeof *next);
     memcpy(next, start, (size_t)nc * sizeof *next);
     for (int64_t i = 0; i < n; i++) by_class[next[m->cls[order[i]]]++] = order[i];
 
     int64_t n_classes = 0;
     for (int64_t c = 0; c < nc; c++) n_classes += m->instances[c] > 0;
-    double *p_curve = yp_calloc((size_t)(n_classes ? n_classes : 1) * CURVE_POINTS, sizeof *p_curve);
-    double *r_curve = yp_calloc((size_t)(n_classes ? n_classes : 1) * CURVE_POINTS, sizeof *r_curve);
+    double *p_curve = yp_calloc((size_t)n_classes * CURVE_POINTS, sizeof *p_curve);
+    double *r_curve = yp_calloc((size_t)n_classes * CURVE_POINTS, sizeof *r_curve);
     double *scratch = yp_malloc((size_t)(5 * n + 6) * sizeof *scratch);
     for (int64_t c = 0, ci = 0; c < nc; c++) {
         classes[c].images = m->images[c];
@@ -272,7 +273,7 @@ const DetectSummary *detect_metrics_finalize(DetectMetrics *m) {
             double p = p_curve[ci * CURVE_POINTS + x], r = r_curve[ci * CURVE_POINTS + x];
             mean_f1[x] += 2 * p * r / (p + r + AP_EPS);
         }
-    for (int x = 0; x < CURVE_POINTS; x++) mean_f1[x] /= (double)(n_classes ? n_classes : 1);
+    for (int x = 0; x < CURVE_POINTS && n_classes; x++) mean_f1[x] /= (double)n_classes;
     int at = n_classes ? best_f1_index(mean_f1) : 0;
     double ap_sum = 0.0;
     for (int64_t c = 0, ci = 0; c < nc; c++) {

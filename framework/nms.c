@@ -81,8 +81,8 @@ static float score_of(const ScoreRows *s, float value) { return s->logits ? sigm
 // returns the number of anchors. *anchors and *passing (n_anchors entries) are owned by the caller.
 static int64_t candidate_anchors(const ScoreRows *s, int64_t nc, int64_t n_anchors, int64_t **anchors,
                                  int32_t **passing) {
-    float *best = yp_malloc((size_t)(n_anchors ? n_anchors : 1) * sizeof *best);
-    int32_t *count = yp_calloc((size_t)(n_anchors ? n_anchors : 1), sizeof *count);
+    float *best = yp_malloc((size_t)n_anchors * sizeof *best);
+    int32_t *count = yp_calloc((size_t)n_anchors, sizeof *count);
     memcpy(best, s->rows, (size_t)n_anchors * sizeof *best);
     float pass = s->pass;
     for (int64_t k = 0; k < nc; k++) {
@@ -93,7 +93,7 @@ static int64_t candidate_anchors(const ScoreRows *s, int64_t nc, int64_t n_ancho
         }
     }
     int64_t n = 0;
-    *anchors = yp_malloc((size_t)(n_anchors ? n_anchors : 1) * sizeof **anchors);
+    *anchors = yp_malloc((size_t)n_anchors * sizeof **anchors);
     *passing = count;
     for (int64_t a = 0; a < n_anchors; a++)
         if (best[a] > s->pass) (*anchors)[n] = a, count[n++] = count[a];
@@ -139,7 +139,7 @@ static void candidates_select(Candidates *c, const ScoreRows *s, int64_t nc, con
     if (cfg->multi_label && nc > 1) {
         // Reading the rows class by class keeps memory access sequential; each anchor's candidates
         // go to its own run, classes ascending, so they come out anchor by anchor.
-        int64_t *next = yp_malloc((size_t)(n ? n : 1) * sizeof *next), total = 0;
+        int64_t *next = yp_malloc((size_t)n * sizeof *next), total = 0;
         for (int64_t i = 0; i < n; i++) next[i] = total, total += passing[i];
         candidates_alloc(c, total);
         c->n = total;
@@ -211,7 +211,7 @@ static void suppress_overlapping(const float *restrict x1, const float *restrict
 // so a box can only suppress boxes of its own class and each kept box is compared with those alone.
 // Otherwise every later box is compared, as torchvision does.
 static void candidates_suppress(const Candidates *c, const NmsConfig *cfg, Detections *out, int64_t image) {
-    int64_t *order = yp_malloc((size_t)(c->n ? c->n : 1) * sizeof *order);
+    int64_t *order = yp_malloc((size_t)c->n * sizeof *order);
     sort_order_descending(c->scores, c->n, order);
     int64_t m = c->n < cfg->max_nms ? c->n : cfg->max_nms;
     float lo = INFINITY, hi = -INFINITY;
@@ -227,12 +227,13 @@ static void candidates_suppress(const Candidates *c, const NmsConfig *cfg, Detec
     // Groups laid out one after another, each in descending score order; slot[i]: where the i-th best
     // candidate sits.
     int64_t *start = yp_calloc((size_t)n_groups + 1, sizeof *start);
-    int64_t *slot = yp_malloc((size_t)(m ? m : 1) * sizeof *slot);
+    int64_t *slot = yp_malloc((size_t)m * sizeof *slot);
     for (int64_t i = 0; i < m; i++) start[(by_class ? c->cls[order[i]] : 0) + 1]++;
     for (int64_t g = 0; g < n_groups; g++) start[g + 1] += start[g];
     int64_t *next = yp_malloc((size_t)n_groups * sizeof *next);
     memcpy(next, start, (size_t)n_groups * sizeof *next);
-    float *x1 = yp_malloc((size_t)(m ? m : 1) * 5 * sizeof *x1), *y1 = x1 + m, *x2 = y1 + m, *y2 = x2 + m, *area = y2 + m;
+    float *x1 = yp_malloc((size_t)m * 5 * sizeof *x1);  // offset boxes and areas, group by group
+    float *y1 = x1 + m, *x2 = y1 + m, *y2 = x2 + m, *area = y2 + m;
     int32_t *suppressed = yp_calloc((size_t)m + 1, sizeof *suppressed);
     for (int64_t i = 0; i < m; i++) {
         const float *b = c->boxes + 4 * order[i];
@@ -286,7 +287,7 @@ void nms_predictions(const float *pred, int64_t n_anchors, int64_t nc, const Nms
     int64_t *anchors;
     int32_t *passing;
     int64_t n = candidate_anchors(&s, nc, n_anchors, &anchors, &passing);
-    float *xywh = yp_malloc((size_t)(n ? n : 1) * 4 * sizeof *xywh);  // (4, n)
+    float *xywh = yp_malloc((size_t)n * 4 * sizeof *xywh);  // (4, n)
     for (int r = 0; r < 4; r++)
         for (int64_t i = 0; i < n; i++) xywh[r * n + i] = pred[r * n_anchors + anchors[i]];
     anchors_nms(&s, nc, anchors, passing, n, xywh, cfg, out, image);
@@ -364,7 +365,7 @@ static void decoder_boxes(const DetectDecoder *dec, const float *raw, const int6
                           float *xywh) {
     int64_t A = dec->n_anchors, R = dec->reg_max;
     // One side's logits of the n anchors, contiguous (R, n), then the softmax sums.
-    float *logits = yp_malloc((size_t)(n ? n : 1) * (size_t)(R + 2) * sizeof *logits);
+    float *logits = yp_malloc((size_t)n * (size_t)(R + 2) * sizeof *logits);
     float *sum = logits + R * n, *weighted = sum + n;
     for (int side = 0; side < 4; side++) {
         for (int64_t k = 0; k < R; k++) {
@@ -421,7 +422,7 @@ void detect_decoder_nms(const DetectDecoder *dec, const float *raw, int64_t n_im
         int64_t *anchors;
         int32_t *passing;
         int64_t n = candidate_anchors(&s, dec->nc, A, &anchors, &passing);
-        float *xywh = yp_malloc((size_t)(n ? n : 1) * 4 * sizeof *xywh);
+        float *xywh = yp_malloc((size_t)n * 4 * sizeof *xywh);
         decoder_boxes(dec, x, anchors, n, xywh);
         anchors_nms(&s, dec->nc, anchors, passing, n, xywh, cfg, out, image);
         free(xywh);

@@ -209,7 +209,8 @@ static void test_nms_fast_path(void **state) {
             for (int64_t j = 0; j < want->count[i]; j++) {
                 int64_t s = i * cfg.max_det + j;
                 assert_int_equal(fast->cls[s], want->cls[s]);
-                for (int q = 0; q < 4; q++) assert_true(fabs(fast->boxes[4 * s + q] - want->boxes[4 * s + q]) <= decode_box_tol);
+                for (int q = 0; q < 4; q++)
+                    assert_true(fabs(fast->boxes[4 * s + q] - want->boxes[4 * s + q]) <= decode_box_tol);
             }
         }
         detections_destroy(fast);
@@ -358,7 +359,8 @@ static void test_hand_cases(void **state) {
     // Every box found, right class: P = R = 1, AP 0.995, not 1: compute_ap's recall padding ends with
     // a point (1, 0), so the last trapezoid (recall 0.99 .. 1) counts half. Class 2 has no labels and
     // is not averaged.
-    for (int k = 0; k < 3; k++) put_detection(d, hand_targets[k].image, &hand_targets[k], 0.9f - 0.1f * (float)k, hand_targets[k].cls);
+    for (int k = 0; k < 3; k++)
+        put_detection(d, hand_targets[k].image, &hand_targets[k], 0.9f - 0.1f * (float)k, hand_targets[k].cls);
     const DetectSummary *s = hand_run(m, d);
     assert_int_equal(s->n_classes, 2);
     assert_int_equal(s->n_instances, 3);
