@@ -1,4 +1,4 @@
-#include "tests/unit/reference_file.h"
+#include "reference_file.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +25,7 @@ Reference reference_load(const char *path) {
         assert_int_equal(fread(&elem, sizeof elem, 1, f), 1);
         assert_int_equal(fread(&count, sizeof count, 1, f), 1);
         r->count = (int64_t)count;
-        r->values = malloc((size_t)count * sizeof *r->values);
+        r->values = malloc((size_t)(count ? count : 1) * sizeof *r->values);
         for (uint64_t i = 0; i < count; i++) {
             if (elem == 4) {
                 float v;
@@ -52,4 +52,10 @@ const Record *reference_find(const Reference *ref, const char *prefix, const cha
     for (int i = 0; i < ref->n; i++)
         if (!strcmp(ref->records[i].name, key)) return &ref->records[i];
     return NULL;
+}
+
+const Record *reference_require(const Reference *ref, const char *name) {
+    const Record *r = reference_find(ref, "", name);
+    if (!r) fail_msg("no record %s in the reference file", name);
+    return r;
 }
