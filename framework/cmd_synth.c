@@ -89,7 +89,8 @@ int cmd_synth(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.message);
         return YP_EXIT_USAGE;
     }
-    printf("synth: %lld images, %lld boxes in %.1f s: %s/data.yaml\n", (long long)summary.n_images,
-           (long long)summary.n_boxes, seconds_now() - start, cfg.out_dir);
+    printf("synth: %lld images", (long long)summary.n_images);
+    if (cfg.task == SYNTH_TASK_DETECT) printf(", %lld boxes", (long long)summary.n_boxes);
+    printf(" in %.1f s: %s/data.yaml\n", seconds_now() - start, cfg.out_dir);
     return 0;
 }
