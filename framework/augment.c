@@ -187,7 +187,7 @@ static void rgb_to_hsv(const uint8_t *rgb, const int *sdiv, const int *hdiv, uin
 
 // OpenCV's cvtColor(COLOR_HSV2RGB) for 8-bit pixels as its vectorised path computes it (which converts
 // all but the last width mod 32 pixels of a row on AVX2; that scalar tail rounds instead of
-// truncating): single precision, 1 - s·h fused, results truncated. Matches cv2 on every HSV triple.
+// truncating): single precision, 1 - s·h fused, results truncated.
 static void hsv_to_rgb(const uint8_t hsv[3], uint8_t *rgb) {
     static const int sector_data[6][3] = {{1, 3, 0}, {1, 0, 2}, {3, 0, 1}, {0, 2, 1}, {0, 1, 3}, {2, 1, 0}};
     float s = hsv[1] * (1.0f / 255.0f), v = hsv[2] * (1.0f / 255.0f);
@@ -195,7 +195,9 @@ static void hsv_to_rgb(const uint8_t hsv[3], uint8_t *rgb) {
     float pre = truncf(h);
     h -= pre;
     int sector = (int)(pre - 6.0f * truncf(pre * (1.0f / 6.0f)));
-    float tab[4] = {v, v * (1.0f - s), v * fmaf(-s, h, 1.0f), v * fmaf(-s, 1.0f - h, 1.0f)};
+    // 1 - s·h rounded once, as a fused multiply-add gives it: the product of two floats is exact in
+    // double, and for these inputs the difference rounds the same (checked on every HSV triple).
+    float tab[4] = {v, v * (1.0f - s), v * (float)(1.0 - (double)s * h), v * (float)(1.0 - (double)s * (1.0f - h))};
     const int *order = sector_data[sector];  // b, g, r
     for (int c = 0; c < 3; c++) {
         float x = truncf(tab[order[2 - c]] * 255.0f);
