@@ -6,5 +6,8 @@
 
 // Parses a positive integer option value; on failure prints "yolopipe: <option> ..." and returns false.
 bool cli_parse_positive(const char *option, const char *text, int64_t *out);
+// Parses any integer option value; on failure prints "yolopipe: <option> ..." and returns false.
+bool cli_parse_int(const char *option, const char *text, int64_t *out);
 
 int cmd_info(int argc, char **argv);
+int cmd_synth(int argc, char **argv);

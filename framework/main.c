@@ -18,6 +18,7 @@ typedef struct Command {
 
 static const Command commands[] = {
     {"info", cmd_info, "info MODEL.yaml [--scale S] [--imgsz N] [--nc K] [--json]   layer table, parameters, GFLOPs"},
+    {"synth", cmd_synth, "synth [--task detect|classify] [--out DIR] [--train N] ...   write a synthetic shapes dataset"},
 };
 
 static void print_usage(FILE *f) {
