@@ -98,29 +98,13 @@ static const ConfigKey config_keys[] = {
 };
 enum { CONFIG_N_KEYS = sizeof config_keys / sizeof *config_keys };
 
-// The synth: block's own keys, with their ranges.
-typedef struct SynthKey {
-    const char *name;
-    size_t offset;  // into ConfigSynth
-    int64_t min, max;
-} SynthKey;
-
-static const SynthKey synth_keys[] = {
-    {"train", offsetof(ConfigSynth, train_images), 1, 10000000},
-    {"val", offsetof(ConfigSynth, val_images), 1, 10000000},
-    {"imgsz", offsetof(ConfigSynth, imgsz), 32, 4096},
-    {"classes", offsetof(ConfigSynth, classes), 1, 6},
-    {"seed", offsetof(ConfigSynth, seed), 0, INT32_MAX},
-};
-
 int config_key_count(void) { return CONFIG_N_KEYS; }
 const char *config_key_name(int i) { return config_keys[i].name; }
 
 // Defaults: Ultralytics' (cfg/default.yaml) for the training keys, one process for the parallel ones.
 static void config_set_defaults(ExperimentConfig *cfg) {
     cfg->task = CONFIG_TASK_DETECT;
-    cfg->synth = (ConfigSynth){.present = false, .train_images = 2000, .val_images = 200, .imgsz = 256,
-                               .classes = 4, .seed = 0};
+    cfg->synth = (ConfigSynth){.synth = synth_config_default()};
     cfg->train = (TrainConfig){.epochs = 100, .batch = 16, .imgsz = 640, .optimizer = CONFIG_OPTIMIZER_AUTO,
                                .lr0 = 0.01, .lrf = 0.01, .momentum = 0.937, .weight_decay = 5e-4,
                                .warmup_epochs = 3.0, .warmup_momentum = 0.8, .warmup_bias_lr = 0.1, .nbs = 64,
@@ -212,28 +196,9 @@ static bool parse_partition(const ValueSource *src, yaml_node_t *node, ConfigPar
 }
 
 static bool parse_synth(const ValueSource *src, yaml_node_t *node, ConfigSynth *out, Error *err) {
-    YamlDoc *yd = src->yd;
-    char found[160];
-    if (node->type != YAML_MAPPING_NODE)
-        return yaml_doc_error_at(yd, node, err, "synth must be a mapping of {train, val, imgsz, classes, seed}, found %s",
-                                 yaml_node_describe_found(node, found, sizeof found));
-    ConfigSynth s = *out;
-    s.present = true;
-    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
-        yaml_node_t *key = yaml_doc_node(yd, p->key);
-        const char *name = yaml_node_text(key);
-        const SynthKey *sk = NULL;
-        for (size_t i = 0; name && i < sizeof synth_keys / sizeof *synth_keys; i++)
-            if (!strcmp(synth_keys[i].name, name)) sk = &synth_keys[i];
-        if (!sk)
-            return yaml_doc_error_at(yd, key, err, "unknown key 'synth.%s'; synth takes train, val, imgsz, classes, seed",
-                                     name ? name : "?");
-        char what[64];
-        snprintf(what, sizeof what, "synth.%s", sk->name);
-        ValueSource sub = {yd, src->file, src->base_dir, what};
-        if (!parse_int_in(&sub, yaml_doc_node(yd, p->value), sk->min, sk->max, (int64_t *)((char *)&s + sk->offset), err))
-            return false;
-    }
+    ConfigSynth s = {.present = true};
+    if (!synth_config_from_yaml(src->yd, node, &s.synth, err)) return false;
+    s.task_given = yaml_map_get(src->yd, node, "task") != NULL;
     *out = s;
     return true;
 }
@@ -423,6 +388,10 @@ static bool config_check(const ExperimentConfig *cfg, Error *err) {
         return config_error_at(cfg, "parallel.partition", err,
                                "parallel.partition gives %d stage%s but parallel.stages x parallel.chunks is %lld", p->n,
                                p->n == 1 ? "" : "s", (long long)(cfg->parallel.stages * cfg->parallel.chunks));
+    SynthTask synth_task = cfg->task == CONFIG_TASK_CLASSIFY ? SYNTH_TASK_CLASSIFY : SYNTH_TASK_DETECT;
+    if (cfg->synth.present && cfg->synth.task_given && cfg->synth.synth.task != synth_task)
+        return config_error_at(cfg, "synth", err, "synth.task is %s but the experiment's task is %s",
+                               synth_task_names[cfg->synth.synth.task], config_task_names[cfg->task]);
     if (cfg->parallel.chunks > 1 && cfg->parallel.schedule != CONFIG_SCHEDULE_INTERLEAVED)
         return config_error_at(cfg, "parallel.chunks", err, "parallel.chunks > 1 needs parallel.schedule: interleaved");
     return true;
@@ -461,6 +430,8 @@ bool config_load(const char *path, int n_overrides, char *const *overrides, Expe
     bool ok = apply_mapping(yd, yaml_doc_root(yd), "", base_dir, cfg, err);
     for (int i = 0; ok && i < n_overrides; i++) ok = apply_override(overrides[i], cwd, cfg, err);
     if (ok && !cfg->name) cfg->name = default_name(path);
+    if (ok && cfg->synth.present && !cfg->synth.task_given)
+        cfg->synth.synth.task = cfg->task == CONFIG_TASK_CLASSIFY ? SYNTH_TASK_CLASSIFY : SYNTH_TASK_DETECT;
     if (ok) ok = config_check(cfg, err);
     free(base_dir);
     yaml_doc_destroy(yd);
@@ -519,9 +490,10 @@ static void write_value(const ConfigKey *key, const ExperimentConfig *cfg, FILE 
         return;
     }
     case KEY_SYNTH: {
-        const ConfigSynth *s = field;
-        fprintf(f, "{train: %lld, val: %lld, imgsz: %lld, classes: %lld, seed: %lld}", (long long)s->train_images,
-                (long long)s->val_images, (long long)s->imgsz, (long long)s->classes, (long long)s->seed);
+        const SynthConfig *s = &((const ConfigSynth *)field)->synth;
+        fprintf(f, "{task: %s, train: %lld, val: %lld, imgsz: %lld, classes: %lld, seed: %lld}",
+                synth_task_names[s->task], (long long)s->n_train, (long long)s->n_val, (long long)s->imgsz,
+                (long long)s->n_classes, (long long)s->seed);
         return;
     }
     case KEY_TYPE_COUNT:

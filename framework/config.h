@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "framework/error.h"
+#include "framework/synth.h"
 
 typedef enum ConfigTask { CONFIG_TASK_DETECT, CONFIG_TASK_CLASSIFY, CONFIG_TASK_COUNT } ConfigTask;
 typedef enum ConfigOptimizer {
@@ -59,10 +60,11 @@ typedef struct ConfigPartition {
     int64_t balance[CONFIG_MAX_STAGES];     // CONFIG_PARTITION_BALANCE: layers per stage
 } ConfigPartition;
 
-// The synth: block: how to generate the dataset when the data file does not exist yet.
+// The synth: block: how to generate the dataset when `data` does not exist yet (framework/synth.h).
 typedef struct ConfigSynth {
     bool present;
-    int64_t train_images, val_images, imgsz, classes, seed;
+    bool task_given;    // the block names its task; otherwise it follows the experiment's
+    SynthConfig synth;  // out_dir and progress are set by whoever generates
 } ConfigSynth;
 
 typedef struct TrainConfig {

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "build_config.h"
 #include "framework/cli.h"
 #include "framework/error.h"
 #if YP_HAVE_CUDA
@@ -19,6 +19,9 @@ typedef struct Command {
 static const Command commands[] = {
     {"info", cmd_info, "info MODEL.yaml [--scale S] [--imgsz N] [--nc K] [--json]   layer table, parameters, GFLOPs"},
     {"synth", cmd_synth, "synth [--task detect|classify] [--out DIR] [--train N] ...   write a synthetic shapes dataset"},
+    {"train", cmd_train, "train EXP.yaml [--set section.key=value]... [--resume]      train (experiments/SCHEMA.md)"},
+    {"val", cmd_val, "val EXP.yaml --weights DIR [--set section.key=value]...     validate a checkpoint"},
+    {"export", cmd_export, "export RUN [--weights last|best] --out FILE.safetensors  EMA weights, Ultralytics names"},
 };
 
 static void print_usage(FILE *f) {

@@ -257,6 +257,8 @@ void optim_step(Optimizer *opt, const OptimHyper *hyper) {
     opt->step_count = step;
 }
 
+OptimKind optim_kind(const Optimizer *opt) { return opt->kind; }
+
 int64_t optim_step_count(const Optimizer *opt) { return opt->step_count; }
 
 void optim_set_step_count(Optimizer *opt, int64_t steps) {

@@ -109,6 +109,7 @@ double optim_clip_grad_norm(Optimizer *opt, double max_norm);
 // Each float operation in PyTorch's order (its CPU single-tensor path), scalars rounded to float.
 void optim_step(Optimizer *opt, const OptimHyper *hyper);
 
+OptimKind optim_kind(const Optimizer *opt);
 int64_t optim_step_count(const Optimizer *opt);
 void optim_set_step_count(Optimizer *opt, int64_t steps);  // when resuming
 

@@ -83,10 +83,10 @@ static bool detect_build(Layer *layer, Builder *b, Error *err) {
         st->n_anchors += s.h * s.w;
         lv->d_box = builder_tensor(b, block_chain_out(&lv->box, DETECT_BRANCH_DEPTH - 1)->shape);
         lv->d_cls = builder_tensor(b, block_chain_out(&lv->cls, DETECT_BRANCH_DEPTH - 1)->shape);
-        // Ultralytics' bias_init: box logits 1.0, class logits a prior of 5 objects per 640x640 image.
+        // Ultralytics' bias_init (8.4): box logits 2.0, class logits a prior of 5 objects per 640x640 image.
         int64_t stride = imgsz / s.h;
         builder_set_stride(b, i, stride);
-        conv2d_block_set_bias(&lv->box.convs[DETECT_BRANCH_DEPTH - 1], b, 1.0f);
+        conv2d_block_set_bias(&lv->box.convs[DETECT_BRANCH_DEPTH - 1], b, 2.0f);
         double prior = log(5.0 / (double)cfg->nc / pow(640.0 / (double)stride, 2));
         conv2d_block_set_bias(&lv->cls.convs[DETECT_BRANCH_DEPTH - 1], b, (float)prior);
     }

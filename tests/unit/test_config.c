@@ -83,9 +83,10 @@ static void test_every_kind_and_overrides(void **state) {
     assert_string_equal(cfg->name, "run1");
     assert_int_equal(cfg->task, CONFIG_TASK_CLASSIFY);
     assert_true(cfg->synth.present);
-    assert_int_equal(cfg->synth.train_images, 50);
-    assert_int_equal(cfg->synth.classes, 3);
-    assert_int_equal(cfg->synth.val_images, 200);  // default kept
+    assert_int_equal(cfg->synth.synth.n_train, 50);
+    assert_int_equal(cfg->synth.synth.n_classes, 3);
+    assert_int_equal(cfg->synth.synth.n_val, 200);  // default kept
+    assert_int_equal(cfg->synth.synth.task, SYNTH_TASK_CLASSIFY);  // follows the experiment's task
     assert_int_equal(cfg->train.epochs, 3);
     assert_int_equal(cfg->train.optimizer, CONFIG_OPTIMIZER_ADAMW);
     assert_true(cfg->train.cos_lr);
@@ -138,9 +139,9 @@ static void test_errors(void **state) {
     load_fails("model: m.yaml\ndata: d\nparallel: {partition: [[0, 4], [5, 9]]}\n", 0, NULL,
                "exp.yaml:3:23: parallel.partition gives 2 stages but parallel.stages x parallel.chunks is 1");
     load_fails("model: m.yaml\ndata: d\nsynth: {classes: 9}\n", 0, NULL,
-               "exp.yaml:3:18: synth.classes must be between 1 and 6, found 9");
+               "exp.yaml:3:18: synth.classes must be from 1 to 6, found 9");
     load_fails("model: m.yaml\ndata: d\nsynth: {images: 9}\n", 0, NULL,
-               "exp.yaml:3:9: unknown key 'synth.images'; synth takes train, val, imgsz, classes, seed");
+               "exp.yaml:3:9: unknown key 'images' in a synth block (known: task, train, val, imgsz, classes, seed)");
 
     char *bad_value[] = {"train.batch=many"};
     load_fails(minimal, 1, bad_value, "--set train.batch:1:1: train.batch must be an integer, found a string 'many'");
@@ -173,7 +174,7 @@ static void test_resolved_round_trip(void **state) {
     if (!config_load(first, 0, NULL, &again, &err)) fail_msg("%s", err.message);
     assert_string_equal(again->data, cfg->data);
     assert_true(again->train.multiscale == 0.25);
-    assert_int_equal(again->synth.seed, 4);
+    assert_int_equal(again->synth.synth.seed, 4);
     f = fopen(second, "w");
     config_write_yaml(again, f);
     fclose(f);

@@ -1,0 +1,293 @@
+#include "framework/checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/fsutil.h"
+#include "framework/safetensors.h"
+#include "framework/yaml_doc.h"
+
+static const char stage_file[] = "stage-0.safetensors";  // one stage per process until the runtime splits it
+static const char nbt_suffix[] = "num_batches_tracked";
+
+// The tensor list of one stage file, with the names and host copies it owns.
+typedef struct TensorList {
+    int n, cap;
+    SafetensorsTensor *tensors;
+    char **names;     // owned
+    void *owned[8];   // host copies to free
+    int n_owned;
+} TensorList;
+
+static void list_add(TensorList *l, const char *prefix, const char *name, SafetensorsDtype dtype, int ndim,
+                     const int64_t *dims, const void *data, size_t n_bytes) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->tensors = yp_realloc(l->tensors, (size_t)l->cap * sizeof *l->tensors);
+        l->names = yp_realloc(l->names, (size_t)l->cap * sizeof *l->names);
+    }
+    size_t len = strlen(prefix) + strlen(name) + 1;
+    char *full = l->names[l->n] = yp_malloc(len);
+    snprintf(full, len, "%s%s", prefix, name);
+    SafetensorsTensor *t = &l->tensors[l->n++];
+    *t = (SafetensorsTensor){.name = full, .dtype = dtype, .ndim = ndim, .data = data, .n_bytes = n_bytes};
+    for (int d = 0; d < ndim; d++) t->shape[d] = dims[d];
+}
+
+static void *list_keep(TensorList *l, void *host) {
+    YP_CHECK(l->n_owned < (int)(sizeof l->owned / sizeof *l->owned));
+    return l->owned[l->n_owned++] = host;
+}
+
+static void list_free(TensorList *l) {
+    for (int i = 0; i < l->n; i++) free(l->names[i]);
+    for (int i = 0; i < l->n_owned; i++) free(l->owned[i]);
+    free(l->tensors);
+    free(l->names);
+}
+
+// "model.0.bn.running_var" -> "model.0.bn.num_batches_tracked"; false for other names.
+static bool nbt_name_for(const char *running_var, char *out, size_t cap) {
+    const char *tail = ".running_var";
+    size_t n = strlen(running_var), t = strlen(tail);
+    if (n < t || strcmp(running_var + n - t, tail)) return false;
+    snprintf(out, cap, "%.*s.%s", (int)(n - t), running_var, nbt_suffix);
+    return true;
+}
+
+// The model's state dict in Ultralytics' order: parameters and buffers of each module as declared,
+// with num_batches_tracked after each batch norm's running_var (an int64 scalar, as PyTorch has it).
+// Values come from `params`/`buffers` (host copies laid out as the graph's storage).
+static void list_add_state_dict(TensorList *l, const Graph *g, const char *prefix, const float *params,
+                                const float *buffers, int64_t *nbt_value) {
+    for (int i = 0; i < g->n_params; i++) {
+        const ParamInfo *p = &g->params[i];
+        const float *src = (p->flags & PARAM_BUFFER ? buffers : params) + p->offset;
+        list_add(l, prefix, p->name, SAFETENSORS_F32, p->ndim, p->dims, src, (size_t)p->n_elems * sizeof(float));
+        char nbt[PARAM_NAME_MAX + 32];
+        if ((p->flags & PARAM_BUFFER) && nbt_name_for(p->name, nbt, sizeof nbt))
+            list_add(l, prefix, nbt, SAFETENSORS_I64, 0, NULL, nbt_value, sizeof *nbt_value);
+    }
+}
+
+static float *download(const Graph *g, const float *src, int64_t n) {
+    float *host = yp_malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (n) g->be->ops->download(g->be, host, src, (size_t)n);
+    return host;
+}
+
+// The EMA's packed copy as host arrays laid out like the graph's parameter and buffer storage.
+static void ema_unpack(const Graph *g, const ModelEma *ema, float *params, float *buffers) {
+    for (int i = 0; i < g->n_params; i++) {
+        const ParamInfo *p = &g->params[i];
+        int64_t n = 0;
+        const float *src = ema_find(ema, p->name, &n);
+        YP_CHECK(src && n == p->n_elems);
+        memcpy((p->flags & PARAM_BUFFER ? buffers : params) + p->offset, src, (size_t)n * sizeof(float));
+    }
+}
+
+static bool write_manifest(const char *path, const TrainProgress *p, const Graph *g, Error *err) {
+    FsAtomicFile *af = NULL;
+    if (!fs_atomic_file_open(path, &af, err)) return false;
+    FILE *f = fs_atomic_file_stream(af);
+    fprintf(f,
+            "# yolopipe checkpoint manifest\n"
+            "format: %d\n"
+            "epoch: %lld\nbatch: %lld\niteration: %lld\nlast_step_iteration: %lld\noptimizer_steps: %lld\n"
+            "bn_batches: %lld\nbest_fitness: %.17g\nseed: %lld\n"
+            "stages:\n  - {file: %s, layers: [0, %d]}\n",
+            CHECKPOINT_FORMAT_VERSION, (long long)p->epoch, (long long)p->batch, (long long)p->iteration,
+            (long long)p->last_step_iteration, (long long)p->optimizer_steps, (long long)p->bn_batches,
+            p->best_fitness, (long long)p->seed, stage_file, g ? g->n_layers - 1 : 0);
+    return fs_atomic_file_commit(af, err);
+}
+
+bool checkpoint_save(const char *dir, const TrainProgress *progress, const ExperimentConfig *cfg,
+                     const CheckpointModel *model, Error *err) {
+    const Graph *g = model->graph;
+    TensorList l = {0};
+    // Host copies: the model's storage lives on the backend.
+    float *params = list_keep(&l, download(g, g->param_data, g->param_elems));
+    float *buffers = list_keep(&l, download(g, g->buffer_data, g->buffer_elems));
+    int64_t nbt_model = progress->bn_batches, nbt_ema = 0;  // ModelEMA copies floating entries only
+    list_add_state_dict(&l, g, "", params, buffers, &nbt_model);
+    // Gradients accumulated since the last optimizer step (an epoch can end between two steps).
+    float *grads = list_keep(&l, download(g, g->grad_data, g->param_elems));
+    for (int i = 0; i < g->n_params; i++) {
+        const ParamInfo *p = &g->params[i];
+        if (!(p->flags & (PARAM_BUFFER | PARAM_NO_GRAD)))
+            list_add(&l, "grad.", p->name, SAFETENSORS_F32, p->ndim, p->dims, grads + p->offset,
+                     (size_t)p->n_elems * sizeof(float));
+    }
+    if (model->ema) {
+        float *ema_params = list_keep(&l, yp_malloc((size_t)g->param_elems * sizeof(float) + 1));
+        float *ema_buffers = list_keep(&l, yp_malloc((size_t)g->buffer_elems * sizeof(float) + 1));
+        ema_unpack(g, model->ema, ema_params, ema_buffers);
+        list_add_state_dict(&l, g, "ema.", ema_params, ema_buffers, &nbt_ema);
+    }
+    for (int i = 0; model->optimizer && i < optim_state_count(model->optimizer); i++) {
+        const OptimState *s = optim_state_get(model->optimizer, i);
+        list_add(&l, "optimizer.", s->name, SAFETENSORS_F32, 1, &s->n_elems, s->data, (size_t)s->n_elems * sizeof(float));
+    }
+    char counts[2][32];
+    snprintf(counts[0], sizeof counts[0], "%lld", (long long)(model->optimizer ? optim_step_count(model->optimizer) : 0));
+    snprintf(counts[1], sizeof counts[1], "%lld", (long long)(model->ema ? ema_updates(model->ema) : 0));
+    SafetensorsMetadata meta[] = {
+        {"format", "yolopipe"},
+        {"optimizer", model->optimizer ? optim_kind_name(optim_kind(model->optimizer)) : "none"},
+        {"optimizer_steps", counts[0]},
+        {"ema_updates", counts[1]},
+    };
+
+    FsAtomicDir *ad = NULL;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash) *slash = '\0';
+    bool ok = (!slash || fs_mkdir_p(parent, err)) && fs_atomic_dir_begin(dir, &ad, err);
+    if (ok) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", fs_atomic_dir_path(ad), stage_file);
+        ok = safetensors_write(path, l.tensors, l.n, meta, (int)(sizeof meta / sizeof *meta), err);
+        snprintf(path, sizeof path, "%s/manifest.yaml", fs_atomic_dir_path(ad));
+        ok = ok && write_manifest(path, progress, g, err);
+        snprintf(path, sizeof path, "%s/config.yaml", fs_atomic_dir_path(ad));
+        FsAtomicFile *af = NULL;
+        if (ok && (ok = fs_atomic_file_open(path, &af, err))) {
+            config_write_yaml(cfg, fs_atomic_file_stream(af));
+            ok = fs_atomic_file_commit(af, err);
+        }
+        if (ok) ok = fs_atomic_dir_commit(ad, err);
+        else fs_atomic_dir_abort(ad);
+    }
+    list_free(&l);
+    return ok;
+}
+
+// ---- reading ---------------------------------------------------------------------------------------
+
+static bool manifest_int(YamlDoc *yd, yaml_node_t *root, const char *key, int64_t *out, Error *err) {
+    yaml_node_t *node = yaml_map_get(yd, root, key);
+    if (!node) return yaml_doc_error_at(yd, root, err, "checkpoint manifest has no '%s'", key);
+    return yaml_node_int(yd, node, key, out, err);
+}
+
+bool checkpoint_read_progress(const char *dir, TrainProgress *progress, Error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest.yaml", dir);
+    YamlDoc *yd = NULL;
+    if (!yaml_doc_load(path, &yd, err)) return false;
+    yaml_node_t *root = yaml_doc_root(yd);
+    TrainProgress p = {0};
+    int64_t format = 0;
+    bool ok = manifest_int(yd, root, "format", &format, err);
+    if (ok && format != CHECKPOINT_FORMAT_VERSION)
+        ok = yaml_doc_error_at(yd, root, err, "checkpoint format %lld; this yolopipe reads format %d", (long long)format,
+                               CHECKPOINT_FORMAT_VERSION);
+    ok = ok && manifest_int(yd, root, "epoch", &p.epoch, err) && manifest_int(yd, root, "batch", &p.batch, err) &&
+         manifest_int(yd, root, "iteration", &p.iteration, err) &&
+         manifest_int(yd, root, "last_step_iteration", &p.last_step_iteration, err) &&
+         manifest_int(yd, root, "optimizer_steps", &p.optimizer_steps, err) &&
+         manifest_int(yd, root, "bn_batches", &p.bn_batches, err) && manifest_int(yd, root, "seed", &p.seed, err);
+    yaml_node_t *best = yaml_map_get(yd, root, "best_fitness");
+    if (ok) ok = best ? yaml_node_number(yd, best, "best_fitness", &p.best_fitness, err)
+                      : yaml_doc_error_at(yd, root, err, "checkpoint manifest has no 'best_fitness'");
+    yaml_doc_destroy(yd);
+    if (ok) *progress = p;
+    return ok;
+}
+
+static bool open_stage_file(const char *dir, SafetensorsFile **out, Error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, stage_file);
+    return safetensors_read(path, out, err);
+}
+
+// Copies tensor `name` of f into dst (n_elems floats, host memory) after checking its shape.
+static bool take_f32(const SafetensorsFile *f, const char *name, float *dst, int64_t n_elems, Error *err) {
+    const SafetensorsTensor *t = safetensors_file_find(f, name);
+    if (!t) return error_set(err, "%s: no tensor '%s' (a checkpoint of another model?)", f->path, name);
+    if (t->dtype != SAFETENSORS_F32 || safetensors_tensor_elems(t) != n_elems)
+        return error_set(err, "%s: tensor '%s' has %lld %s elements, the model needs %lld F32", f->path, name,
+                         (long long)safetensors_tensor_elems(t), safetensors_dtype_name(t->dtype), (long long)n_elems);
+    memcpy(dst, t->data, (size_t)n_elems * sizeof(float));
+    return true;
+}
+
+bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointModel *model, Error *err) {
+    Graph *g = model->graph;
+    SafetensorsFile *f = NULL;
+    if (!checkpoint_read_progress(dir, progress, err) || !open_stage_file(dir, &f, err)) return false;
+    float *params = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
+    float *buffers = yp_malloc((size_t)g->buffer_elems * sizeof(float) + 1);
+    float *ema_params = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
+    float *ema_buffers = yp_malloc((size_t)g->buffer_elems * sizeof(float) + 1);
+    float *grads = yp_calloc((size_t)g->param_elems + 1, sizeof(float));
+    bool ok = true;
+    for (int i = 0; ok && i < g->n_params; i++) {
+        const ParamInfo *p = &g->params[i];
+        bool buffer = p->flags & PARAM_BUFFER;
+        char name[PARAM_NAME_MAX + 8];
+        ok = take_f32(f, p->name, (buffer ? buffers : params) + p->offset, p->n_elems, err);
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        if (ok && !(p->flags & (PARAM_BUFFER | PARAM_NO_GRAD)))
+            ok = take_f32(f, name, grads + p->offset, p->n_elems, err);
+        snprintf(name, sizeof name, "ema.%s", p->name);
+        if (ok && model->ema) ok = take_f32(f, name, (buffer ? ema_buffers : ema_params) + p->offset, p->n_elems, err);
+    }
+    if (ok) {
+        g->be->ops->upload(g->be, g->param_data, params, (size_t)g->param_elems);
+        g->be->ops->upload(g->be, g->buffer_data, buffers, (size_t)g->buffer_elems);
+        g->be->ops->upload(g->be, g->grad_data, grads, (size_t)g->param_elems);
+    }
+    for (int i = 0; ok && model->ema && i < g->n_params; i++) {
+        const ParamInfo *p = &g->params[i];
+        int64_t n = 0;
+        float *dst = ema_find(model->ema, p->name, &n);
+        YP_CHECK(dst && n == p->n_elems);
+        memcpy(dst, (p->flags & PARAM_BUFFER ? ema_buffers : ema_params) + p->offset, (size_t)n * sizeof(float));
+    }
+    for (int i = 0; ok && model->optimizer && i < optim_state_count(model->optimizer); i++) {
+        const OptimState *s = optim_state_get(model->optimizer, i);
+        char name[PARAM_NAME_MAX + 64];
+        snprintf(name, sizeof name, "optimizer.%s", s->name);
+        ok = take_f32(f, name, s->data, s->n_elems, err);
+    }
+    if (ok && model->optimizer) {
+        const char *kind = safetensors_file_metadata(f, "optimizer");
+        if (!kind || strcmp(kind, optim_kind_name(optim_kind(model->optimizer))))
+            ok = error_set(err, "%s: saved with optimizer %s, resumed with %s", f->path, kind ? kind : "none",
+                           optim_kind_name(optim_kind(model->optimizer)));
+        else optim_set_step_count(model->optimizer, progress->optimizer_steps);
+    }
+    if (ok && model->ema) {
+        const char *updates = safetensors_file_metadata(f, "ema_updates");
+        ema_set_updates(model->ema, updates ? strtoll(updates, NULL, 10) : 0);
+    }
+    free(params);
+    free(buffers);
+    free(ema_params);
+    free(ema_buffers);
+    free(grads);
+    safetensors_file_destroy(f);
+    return ok;
+}
+
+bool checkpoint_export(const char *dir, const char *out_path, Error *err) {
+    SafetensorsFile *f = NULL;
+    if (!open_stage_file(dir, &f, err)) return false;
+    TensorList l = {0};
+    for (int i = 0; i < f->n_tensors; i++) {
+        const SafetensorsTensor *t = &f->tensors[i];
+        if (strncmp(t->name, "ema.", 4)) continue;
+        list_add(&l, "", t->name + 4, t->dtype, t->ndim, t->shape, t->data, t->n_bytes);
+    }
+    SafetensorsMetadata meta[] = {{"format", "pt"}, {"source", "yolopipe EMA weights"}};
+    bool ok = l.n ? safetensors_write(out_path, l.tensors, l.n, meta, 2, err)
+                  : error_set(err, "%s: the checkpoint holds no EMA weights to export", f->path);
+    list_free(&l);
+    safetensors_file_destroy(f);
+    return ok;
+}
