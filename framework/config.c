@@ -502,6 +502,37 @@ static void write_value(const ConfigKey *key, const ExperimentConfig *cfg, FILE 
     yp_fatal("unhandled config key type %d", (int)key->type);
 }
 
+static bool key_free_on_resume(const char *name) {
+    static const char *const free_keys[] = {"name", "train.max_steps", "train.workers"};
+    for (size_t i = 0; i < sizeof free_keys / sizeof *free_keys; i++)
+        if (!strcmp(name, free_keys[i])) return true;
+    return !strncmp(name, "val.", 4) || !strncmp(name, "output.", 7);
+}
+
+// The value of `key` in cfg as config_write_yaml writes it; the caller frees it.
+static char *value_text(const ConfigKey *key, const ExperimentConfig *cfg) {
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&text, &n);
+    YP_CHECK(f);
+    write_value(key, cfg, f);
+    fclose(f);
+    return text;
+}
+
+const char *config_resume_mismatch(const ExperimentConfig *saved, const ExperimentConfig *now) {
+    for (int i = 0; i < CONFIG_N_KEYS; i++) {
+        const ConfigKey *key = &config_keys[i];
+        if (key_free_on_resume(key->name)) continue;
+        char *a = value_text(key, saved), *b = value_text(key, now);
+        bool same = !strcmp(a, b);
+        free(a);
+        free(b);
+        if (!same) return key->name;
+    }
+    return NULL;
+}
+
 void config_write_yaml(const ExperimentConfig *cfg, FILE *f) {
     fprintf(f, "# resolved experiment configuration (every key, defaults included)\n");
     const char *section = "";

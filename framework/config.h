@@ -149,6 +149,11 @@ void config_write_yaml(const ExperimentConfig *cfg, FILE *f);
 bool config_error_at(const ExperimentConfig *cfg, const char *key, Error *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+// For --resume: the first key whose value differs between the run's saved configuration and this
+// one, among the keys that change what training computes (everything but train.max_steps,
+// train.workers, val.*, output.* and name), or NULL when they agree.
+const char *config_resume_mismatch(const ExperimentConfig *saved, const ExperimentConfig *now);
+
 // The number of keys and the dotted name of key i ("train.lr0"), for documentation checks.
 int config_key_count(void);
 const char *config_key_name(int i);

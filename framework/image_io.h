@@ -33,5 +33,6 @@ bool image_read(const char *path, Image *out, Error *err);
 // The same from bytes in memory; `name` only labels error messages.
 bool image_decode(const uint8_t *bytes, size_t n_bytes, const char *name, Image *out, Error *err);
 
-// Writes an 8-bit RGB PNG (used to look at augmented samples and to build test datasets).
+// Writes an 8-bit RGB PNG with fast, light compression (synthetic datasets, test data, debugging views).
+// libpng adds no time stamp, so equal pixels give equal files.
 bool image_write_png(const char *path, const Image *im, Error *err);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "build_config.h"
 #include "framework/cli.h"
@@ -29,7 +30,17 @@ static void print_usage(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) fprintf(f, "  yolopipe %s\n", commands[i].help);
 }
 
+// OpenMP threads that spin while idle steal the cores that OpenBLAS and the data loader need (a
+// training step ran 4x slower). libgomp reads OMP_WAIT_POLICY once, when it loads, so when the user
+// has not chosen a policy the process sets "passive" and executes itself again.
+static void ensure_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: then carry on with spinning threads
+}
+
 int main(int argc, char **argv) {
+    ensure_passive_openmp(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? YP_EXIT_USAGE : 0;

@@ -2,10 +2,8 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <math.h>
-#include <png.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -13,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "framework/fsutil.h"
+#include "framework/image_io.h"
 #include "framework/rng.h"
 
 const char *const synth_task_names[SYNTH_TASK_COUNT] = {"detect", "classify"};
@@ -449,47 +449,6 @@ static bool dir_is_empty(const char *path, bool *empty, Error *err) {
     return true;
 }
 
-static int tree_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-// rm -rf, without following symbolic links.
-static bool tree_remove(const char *path) {
-    return nftw(path, tree_remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0;
-}
-
-static void png_on_error(png_structp png, png_const_charp message) {
-    snprintf((char *)png_get_error_ptr(png), 256, "%s", message);
-    png_longjmp(png, 1);
-}
-
-// Writes an 8-bit RGB image (size, size, 3) as a PNG with fast, light compression. libpng adds no
-// time stamp, so equal pixels give equal files.
-static bool png_write_rgb(const char *path, const uint8_t *rgb, int64_t size, Error *err) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return error_set(err, "%s: cannot create file: %s", path, strerror(errno));
-    char failure[256] = "";
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, failure, png_on_error, NULL);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    YP_CHECK(png && info);
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        fclose(f);
-        return error_set(err, "%s: cannot write PNG: %s", path, failure);
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)size, (png_uint_32)size, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_set_compression_level(png, 1);
-    png_write_info(png, info);
-    for (int64_t y = 0; y < size; y++) png_write_row(png, rgb + 3 * y * size);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    if (fclose(f)) return error_set(err, "%s: cannot write file: %s", path, strerror(errno));
-    return true;
-}
-
 static bool labels_write(const char *path, const Shape *shapes, int n, float size, Error *err) {
     FILE *f = fopen(path, "w");
     if (!f) return error_set(err, "%s: cannot create file: %s", path, strerror(errno));
@@ -554,7 +513,7 @@ static bool image_generate(const SynthConfig *cfg, const char *root, SynthSplit 
     bool ok = detect ? path_format(path, sizeof path, err, "%s/images/%s/%06lld.png", root, split_names[split], (long long)index)
                      : path_format(path, sizeof path, err, "%s/%s/%s/%06lld.png", root, split_names[split],
                                    synth_shape_names[shapes[0].kind], (long long)index);
-    ok = ok && png_write_rgb(path, px, size, err);
+    ok = ok && image_write_png(path, &(Image){.width = (int)size, .height = (int)size, .data = px}, err);
     free(px);
     if (ok && detect)
         ok = path_format(path, sizeof path, err, "%s/labels/%s/%06lld.txt", root, split_names[split], (long long)index) &&
@@ -676,13 +635,12 @@ bool synth_generate(const SynthConfig *cfg, SynthSummary *summary, Error *err) {
         ok = error_set(err, "%s: cannot rename %s to it: %s", out, partial, strerror(errno));
         if (replace) rename(old, out);  // put the old dataset back
     }
+    Error ignored = {0};
     if (!ok) {
-        tree_remove(partial);
+        fs_remove_tree(partial, &ignored);
         return false;
     }
-    if (replace && !tree_remove(old))
-        return error_set(err, "%s: written, but the old dataset could not be removed from %s: %s", out, old,
-                         strerror(errno));
+    if (replace && !fs_remove_tree(old, err)) return false;
     if (summary) *summary = (SynthSummary){.n_images = cfg->n_train + cfg->n_val, .n_boxes = n_boxes};
     return true;
 }

@@ -501,11 +501,19 @@ static bool trainer_resume(Trainer *t, Error *err) {
     if (!path_exists(dir))
         return config_error_at(t->cfg, "name", err, "--resume: %s does not exist (nothing to resume for run '%s')", dir,
                                t->cfg->name);
+    // Resuming continues the same computation: only keys that do not change it may differ.
+    char saved_path[4300];
+    snprintf(saved_path, sizeof saved_path, "%s/config.yaml", dir);
+    ExperimentConfig *saved = NULL;
+    if (!config_load(saved_path, 0, NULL, &saved, err)) return false;
+    const char *key = config_resume_mismatch(saved, t->cfg);
+    config_destroy(saved);
+    if (key)
+        return config_error_at(t->cfg, key, err, "--resume: %s differs from the run being resumed (%s); resume with "
+                               "the same settings (only train.max_steps, train.workers, val.* and output.* may change)",
+                               key, saved_path);
     CheckpointModel model = {.graph = t->graph, .ema = t->ema, .optimizer = t->optimizer};
     if (!checkpoint_load(dir, &t->at, &model, err)) return false;
-    if (t->at.seed != t->cfg->train.seed)
-        return config_error_at(t->cfg, "train.seed", err, "--resume: the run was trained with train.seed %lld, not %lld",
-                               (long long)t->at.seed, (long long)t->cfg->train.seed);
     if (t->at.epoch >= t->cfg->train.epochs)
         return config_error_at(t->cfg, "train.epochs", err, "--resume: %s already finished its %lld epochs", t->run_dir,
                                (long long)t->cfg->train.epochs);
