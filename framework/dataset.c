@@ -12,8 +12,10 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "framework/fsutil.h"
 #include "framework/image_io.h"
 #include "framework/yaml_doc.h"
+#include "framework/fsutil.h"
 
 const char *const dataset_split_names[DATASET_SPLIT_COUNT] = {"train", "val", "test"};
 
@@ -150,24 +152,9 @@ static bool walk_images(const char *dir, int depth, StrList *out, Error *err) {
 
 // Reads a whole text file, without a UTF-8 byte-order mark. NULL (errno set) when it cannot be read.
 static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = yp_malloc(cap);
-    for (;;) {
-        if (len + 1 >= cap) buf = yp_realloc(buf, cap *= 2);
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        errno = EIO;
-        return NULL;
-    }
-    buf[len] = '\0';
+    char *buf;
+    size_t len;
+    if (!fs_read_file(path, &buf, &len)) return NULL;
     if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) memmove(buf, buf + 3, len - 2);
     return buf;
 }

@@ -69,6 +69,30 @@ static bool fsync_parent(const char *path, Error *err) {
     return ok;
 }
 
+bool fs_read_file(const char *path, char **bytes, size_t *n_bytes) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = yp_malloc(cap);
+    for (;;) {
+        if (len + 1 >= cap) buf = yp_realloc(buf, cap *= 2);
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(buf);
+        errno = EIO;
+        return false;
+    }
+    buf[len] = '\0';
+    *bytes = buf;
+    *n_bytes = len;
+    return true;
+}
+
 bool fs_mkdir_p(const char *path, Error *err) {
     if (!*path) return error_set(err, "cannot create a directory with an empty name");
     char *s = yp_strdup(path);

@@ -22,6 +22,11 @@ bool fs_mkdir_p(const char *path, Error *err);
 // never followed). A missing path is not an error.
 bool fs_remove_tree(const char *path, Error *err);
 
+// Reads the whole file at `path` into *bytes (NUL-terminated: text can be used as a string; the
+// caller frees it) and its length into *n_bytes. On failure returns false with errno set and
+// nothing allocated, so that each caller words the error for its own context.
+bool fs_read_file(const char *path, char **bytes, size_t *n_bytes);
+
 // ---- one file ----------------------------------------------------------------------------------
 
 typedef struct FsAtomicFile FsAtomicFile;

@@ -10,6 +10,8 @@
 #include <jerror.h>
 #include <png.h>
 
+#include "framework/fsutil.h"
+
 // Larger images are refused before their pixels are allocated, so that a corrupt header cannot ask for
 // gigabytes. 2^28 pixels (16384²) is far beyond any training image.
 enum { IMAGE_MAX_SIDE = 65535 };
@@ -204,19 +206,10 @@ bool image_decode(const uint8_t *bytes, size_t n_bytes, const char *name, Image 
 
 bool image_read(const char *path, Image *out, Error *err) {
     *out = (Image){0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    uint8_t *bytes = yp_malloc(cap);
-    for (;;) {
-        if (len == cap) bytes = yp_realloc(bytes, cap *= 2);
-        size_t got = fread(bytes + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    bool ok = failed ? error_set(err, "%s: cannot read the file", path) : image_decode(bytes, len, path, out, err);
+    char *bytes;
+    size_t len;
+    if (!fs_read_file(path, &bytes, &len)) return error_set(err, "%s: cannot open: %s", path, strerror(errno));
+    bool ok = image_decode((const uint8_t *)bytes, len, path, out, err);
     free(bytes);
     return ok;
 }

@@ -481,22 +481,6 @@ static bool validate_extents(SafetensorsFile *file, Extent *extents, const unsig
     return true;
 }
 
-// The whole file into memory.
-static bool read_all(const char *path, unsigned char **bytes, size_t *n_bytes, Error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return error_set(err, "%s: not a regular file", path);
-    }
-    *n_bytes = (size_t)st.st_size;
-    *bytes = yp_malloc(*n_bytes);
-    bool ok = fread(*bytes, 1, *n_bytes, f) == *n_bytes || error_set(err, "%s: read failed: %s", path, strerror(errno));
-    fclose(f);
-    return ok;
-}
-
 static bool file_parse(SafetensorsFile *file, Error *err) {
     if (file->n_bytes < 8)
         return error_set(err, "%s: %zu bytes is too short for a safetensors file (8-byte header length first)", file->path,
@@ -535,7 +519,11 @@ bool safetensors_read(const char *path, SafetensorsFile **out, Error *err) {
     *out = NULL;
     SafetensorsFile *file = yp_calloc(1, sizeof *file);
     file->path = yp_strdup(path);
-    if (!read_all(path, &file->bytes, &file->n_bytes, err) || !file_parse(file, err)) {
+    char *bytes = NULL;
+    bool read = fs_read_file(path, &bytes, &file->n_bytes);
+    file->bytes = (unsigned char *)bytes;
+    if (!read) error_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (!read || !file_parse(file, err)) {
         safetensors_file_destroy(file);
         return false;
     }

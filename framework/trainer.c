@@ -187,6 +187,13 @@ static bool trainer_build_loaders(Trainer *t, Error *err) {
     return true;
 }
 
+static void trainer_build_ema(Trainer *t) {
+    Graph *g = t->graph;
+    EmaEntry *entries = yp_malloc((size_t)g->n_params * sizeof *entries);
+    t->ema = ema_create(entries, ema_entries_from_graph(g, 0, g->n_layers, entries), EMA_DECAY, EMA_TAU);
+    free(entries);
+}
+
 static void trainer_build_optimizer(Trainer *t) {
     const ExperimentConfig *cfg = t->cfg;
     const TrainConfig *tc = &cfg->train;
@@ -207,9 +214,6 @@ static void trainer_build_optimizer(Trainer *t) {
     int n = optim_params_from_graph(g, 0, g->n_layers, params);
     t->optimizer = optim_create(kind, decay, params, n);
     free(params);
-    EmaEntry *entries = yp_malloc((size_t)g->n_params * sizeof *entries);
-    t->ema = ema_create(entries, ema_entries_from_graph(g, 0, g->n_layers, entries), EMA_DECAY, EMA_TAU);
-    free(entries);
     int64_t total_batches = t->batches_per_epoch * tc->epochs;
     t->schedule = (OptimSchedule){
         .kind = kind, .lr0 = lr0, .lrf = tc->lrf, .cos_lr = tc->cos_lr, .epochs = tc->epochs,
@@ -548,7 +552,9 @@ static bool trainer_setup(Trainer *t, const ExperimentConfig *cfg, FILE *out, Er
     *t = (Trainer){.cfg = cfg, .out = out, .classify = cfg->task == CONFIG_TASK_CLASSIFY,
                    .at = {.last_step_iteration = -1, .best_fitness = -1, .seed = cfg->train.seed}};
     progress_init(&t->progress_line, out);
-    return trainer_open_data(t, err) && trainer_build_model(t, err) && trainer_build_loaders(t, err);
+    if (!trainer_open_data(t, err) || !trainer_build_model(t, err) || !trainer_build_loaders(t, err)) return false;
+    trainer_build_ema(t);
+    return true;
 }
 
 bool trainer_run(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *err) {
@@ -576,7 +582,6 @@ bool trainer_validate_checkpoint(const ExperimentConfig *cfg, const char *weight
     Trainer t;
     bool ok = trainer_setup(&t, cfg, out, err);
     if (ok) {
-        trainer_build_optimizer(&t);
         CheckpointModel model = {.graph = t.graph, .ema = t.ema};
         ok = checkpoint_load(weights_dir, &t.at, &model, err);
     }

@@ -6,31 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Reads the whole file; NULL with err set when it cannot be read.
-static char *read_file(const char *path, size_t *n_bytes, Error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        error_at(err, path, 1, 1, "cannot open file: %s", strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, len = 0;
-    char *buf = yp_malloc(cap);
-    for (;;) {
-        if (len == cap) buf = yp_realloc(buf, cap *= 2);
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        error_at(err, path, 1, 1, "cannot read file");
-        return NULL;
-    }
-    *n_bytes = len;
-    return buf;
-}
+#include "framework/fsutil.h"
 
 // 1-based line and column of byte `offset` in buf.
 static void offset_position(const char *buf, size_t offset, int *line, int *col) {
@@ -177,8 +153,8 @@ static bool doc_parse(const char *path, const char *buf, size_t n_bytes, YamlDoc
 bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
     *out = NULL;
     size_t n_bytes = 0;
-    char *buf = read_file(path, &n_bytes, err);
-    if (!buf) return false;
+    char *buf;
+    if (!fs_read_file(path, &buf, &n_bytes)) return error_at(err, path, 1, 1, "cannot open file: %s", strerror(errno));
     bool ok = doc_parse(path, buf, n_bytes, out, err);
     free(buf);
     return ok;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Quick start: installs what is missing, builds, and runs the main job. For now that is the layer
-# table of the bundled YOLOv8n model; the training issues turn it into the default experiment.
+# Quick start: installs what is missing, builds, and trains the default experiment
+# (experiments/default.yaml: YOLOv8n on the synthetic shapes dataset, generated on first use).
+# Extra arguments go to `yolopipe train`, e.g. --set train.epochs=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh build
-./build/yolopipe info experiments/models/yolov8.yaml --scale n "$@"
+./build/yolopipe train experiments/default.yaml "$@"
