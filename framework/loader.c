@@ -36,16 +36,26 @@ void loader_epoch_order(uint64_t seed, int64_t epoch, int64_t n, bool shuffle, i
     }
 }
 
-int loader_step_imgsz(uint64_t seed, int64_t step, int imgsz, double fraction) {
-    if (fraction <= 0) return imgsz;
-    int lo = (int)ceil(imgsz * (1.0 - fraction) / 32.0), hi = (int)floor(imgsz * (1.0 + fraction) / 32.0);
-    if (lo < 1) lo = 1;
-    if (hi < lo) {
+void loader_imgsz_range(int imgsz, double fraction, int *lo, int *hi) {
+    *lo = *hi = imgsz;
+    if (fraction <= 0) return;
+    int a = (int)ceil(imgsz * (1.0 - fraction) / 32.0), b = (int)floor(imgsz * (1.0 + fraction) / 32.0);
+    if (a < 1) a = 1;
+    if (b < a) {
         int nearest = (int)lround(imgsz / 32.0);
-        return 32 * (nearest < 1 ? 1 : nearest);
+        *lo = *hi = 32 * (nearest < 1 ? 1 : nearest);
+        return;
     }
+    *lo = 32 * a;
+    *hi = 32 * b;
+}
+
+int loader_step_imgsz(uint64_t seed, int64_t step, int imgsz, double fraction) {
+    int lo, hi;
+    loader_imgsz_range(imgsz, fraction, &lo, &hi);
+    if (lo == hi) return lo;
     float u = rng_uniform(rng_seed_for_name(seed, "multiscale"), (uint64_t)step);
-    return 32 * (lo + (int)(u * (float)(hi - lo + 1)));
+    return lo + 32 * (int)(u * (float)((hi - lo) / 32 + 1));
 }
 
 // ---- one sample ----------------------------------------------------------------------------------

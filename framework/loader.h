@@ -54,6 +54,8 @@ void loader_epoch_order(uint64_t seed, int64_t epoch, int64_t n, bool shuffle, i
 // imgsz · (1 ± fraction), and at least 32 (the nearest multiple of 32 when that range holds none);
 // imgsz itself when fraction is 0.
 int loader_step_imgsz(uint64_t seed, int64_t step, int imgsz, double fraction);
+// The smallest and largest size loader_step_imgsz can return (both imgsz when fraction is 0).
+void loader_imgsz_range(int imgsz, double fraction, int *lo, int *hi);
 
 typedef enum BatchParts { BATCH_PART_IMAGES = 1, BATCH_PART_TARGETS = 2, BATCH_PARTS_ALL = 3 } BatchParts;
 

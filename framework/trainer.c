@@ -1,7 +1,6 @@
 #include "framework/trainer.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,9 +119,10 @@ static bool trainer_build_model(Trainer *t, Error *err) {
                                head);
     t->micro = cfg->train.batch / cfg->parallel.micro_batches;
     t->n_micro = cfg->parallel.micro_batches;
-    // The largest multiple of 32 within imgsz * (1 + multiscale) (loader_step_imgsz's range).
-    int64_t upper = (int64_t)floor((double)cfg->train.imgsz * (1.0 + cfg->train.multiscale) / 32.0) * 32;
-    t->max_side = upper > cfg->train.imgsz ? upper : cfg->train.imgsz;
+    // The graph holds the largest multi-scale input; smaller steps shrink it (graph_set_input_size).
+    int smallest, largest;
+    loader_imgsz_range((int)cfg->train.imgsz, cfg->train.multiscale, &smallest, &largest);
+    t->max_side = largest > cfg->train.imgsz ? largest : cfg->train.imgsz;
     t->be = cpu_backend_create();
     GraphOptions go = {.batch = t->micro, .imgsz_h = t->max_side, .imgsz_w = t->max_side, .be = t->be,
                        .seed = (uint64_t)cfg->train.seed};
