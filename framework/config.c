@@ -127,11 +127,35 @@ typedef struct ValueSource {
     const char *what;      // the dotted key name, for messages
 } ValueSource;
 
+// Removes "." and "dir/.." components of an absolute path in place (lexically: symbolic links are
+// not resolved, and the file need not exist yet), so that messages show short paths.
+static void path_normalize(char *path) {
+    char *out = path;  // writes behind the reading position
+    for (const char *in = path; *in;) {
+        while (*in == '/') in++;
+        const char *end = strchr(in, '/');
+        size_t len = end ? (size_t)(end - in) : strlen(in);
+        if (len == 1 && in[0] == '.') {
+            // skip
+        } else if (len == 2 && in[0] == '.' && in[1] == '.') {
+            while (out > path && *--out != '/') {}
+        } else if (len) {
+            *out++ = '/';
+            memmove(out, in, len);
+            out += len;
+        }
+        in += len;
+    }
+    if (out == path) *out++ = '/';
+    *out = '\0';
+}
+
 static char *path_join(const char *dir, const char *path) {
-    if (path[0] == '/') return yp_strdup(path);
     size_t n = strlen(dir) + strlen(path) + 2;
     char *out = yp_malloc(n);
-    snprintf(out, n, "%s/%s", dir, path);
+    if (path[0] == '/') snprintf(out, n, "%s", path);
+    else snprintf(out, n, "%s/%s", dir, path);
+    path_normalize(out);
     return out;
 }
 
