@@ -57,6 +57,16 @@ static void test_defaults_and_paths(void **state) {
     char expected[600];
     snprintf(expected, sizeof expected, "%s/models/yolov8.yaml", tmp_dir);
     assert_string_equal(cfg->model, expected);
+    config_destroy(cfg);
+    // Paths are normalised: "." and "dir/.." components go.
+    cfg = load_ok("model: ./sub/../../x/./m.yaml\ndata: d\n", 0, NULL);
+    char parent[600];
+    snprintf(parent, sizeof parent, "%s", tmp_dir);
+    *strrchr(parent, '/') = '\0';
+    snprintf(expected, sizeof expected, "%s/x/m.yaml", parent);
+    assert_string_equal(cfg->model, expected);
+    config_destroy(cfg);
+    cfg = load_ok(minimal, 0, NULL);
     assert_int_equal(cfg->train.epochs, 100);
     assert_int_equal(cfg->train.batch, 16);
     assert_int_equal(cfg->train.imgsz, 640);
