@@ -54,7 +54,7 @@ static void test_defaults_and_paths(void **state) {
     assert_string_equal(cfg->name, "exp");
     assert_int_equal(cfg->task, CONFIG_TASK_DETECT);
     assert_null(cfg->scale);
-    char expected[600];
+    char expected[1300];
     snprintf(expected, sizeof expected, "%s/models/yolov8.yaml", tmp_dir);
     assert_string_equal(cfg->model, expected);
     config_destroy(cfg);
