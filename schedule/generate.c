@@ -115,21 +115,20 @@ static void passes_1f1b(int p, int rank, int m, PassList *l) {
 // Megatron-LM's forward_backward_pipelining_with_interleaving: virtual micro-batch k (of m x v) runs
 // chunk (k mod p v) / p (reversed for backward) on micro-batch (k / p v) p + k mod p; rank r warms up
 // with 2 (p - r - 1) + (v - 1) p forwards, or all of them when m == p.
-static Pass interleaved_pass(int p, int v, int k, bool forward) {
+static void pass_push_virtual(PassList *l, int p, int v, int k, bool forward) {
     int chunk = (k % (p * v)) / p;
-    if (!forward) chunk = v - 1 - chunk;
-    return (Pass){forward ? SCHED_OP_FWD : SCHED_OP_BWD, chunk, (k / (p * v)) * p + k % p};
+    pass_push(l, forward ? SCHED_OP_FWD : SCHED_OP_BWD, forward ? chunk : v - 1 - chunk, (k / (p * v)) * p + k % p);
 }
 
 static void passes_interleaved(int p, int v, int rank, int m, PassList *l) {
     int total = m * v;
     int warmup = m == p ? total : min_int(2 * (p - rank - 1) + (v - 1) * p, total);
-    for (int k = 0; k < warmup; k++) l->items[l->n++] = interleaved_pass(p, v, k, true);
+    for (int k = 0; k < warmup; k++) pass_push_virtual(l, p, v, k, true);
     for (int k = 0; k < total - warmup; k++) {
-        l->items[l->n++] = interleaved_pass(p, v, warmup + k, true);
-        l->items[l->n++] = interleaved_pass(p, v, k, false);
+        pass_push_virtual(l, p, v, warmup + k, true);
+        pass_push_virtual(l, p, v, k, false);
     }
-    for (int k = total - warmup; k < total; k++) l->items[l->n++] = interleaved_pass(p, v, k, false);
+    for (int k = total - warmup; k < total; k++) pass_push_virtual(l, p, v, k, false);
 }
 
 // ZB-H1 as in the authors' DeepSpeed version (sail-sg/zero-bubble-pipeline-parallelism): 1f1b's

@@ -30,7 +30,8 @@ typedef struct SchedSim {
     double step_s;                   // from the first instruction to the last rank's STEP
     double images_per_s;             // replicas x micro_batches x micro_batch_images / step_s
     double *busy_s;                  // (n_ranks): compute time (FWD, BWD, BWD_INPUT, BWD_WEIGHT)
-    double *bubble;                  // (n_ranks): 1 - busy_s / step_s
+    double *bubble;                  // (n_ranks): 1 - busy_s / step_s, the idle fraction of the step; the
+                                     // bubble over ideal time of Narayanan et al. is (step_s - busy_s) / busy_s
     int64_t *peak_activation_bytes;  // (n_ranks): most activation bytes held at once, see sched_simulate
     int64_t *link_bytes;             // (n_ranks x n_ranks): [src * n_ranks + dst], bytes sent per step
                                      // and pipeline (local hand-overs on the diagonal excluded)

@@ -64,6 +64,13 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
                "\"micro_batches\":%d,\"replicas\":%d,\"step_s\":%.9g,\"images_per_s\":%.9g},\n\"traceEvents\":[",
             sched_kind_name(s->kind), p, plan->chunks, plan->micro_batches, plan->replicas, sim->step_s,
             sim->images_per_s);
+    bool *linked = yp_calloc((size_t)p * (size_t)p, sizeof *linked);  // links that carry a message
+    for (int r = 0; r < p; r++)
+        for (int i = 0; i < s->programs[r].n_instrs; i++) {
+            const SchedInstr *in = &s->programs[r].instrs[i];
+            bool send = in->op == SCHED_OP_SEND_ACT || in->op == SCHED_OP_SEND_GRAD;
+            if (send && in->peer != r) linked[r * p + in->peer] = true;
+        }
     for (int r = 0; r < p; r++) {
         snprintf(name, sizeof name, "rank %d", r);
         trace_track(f, &first, r, name);
@@ -72,11 +79,12 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
             trace_track(f, &first, reduce_tid(p, r), name);
         }
         for (int dst = 0; dst < p; dst++) {
-            if (dst == r || sim->link_bytes[r * p + dst] == 0) continue;
+            if (!linked[r * p + dst]) continue;
             snprintf(name, sizeof name, "link %d \\u2192 %d", r, dst);
             trace_track(f, &first, link_tid(p, r, dst), name);
         }
     }
+    free(linked);
     for (int r = 0; r < p; r++) {
         const SchedProgram *prog = &s->programs[r];
         for (int i = 0; i < prog->n_instrs; i++) {
@@ -91,7 +99,9 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
             case SCHED_OP_BWD_WEIGHT:
                 snprintf(name, sizeof name, "%c%d", pass_letter(in->op), in->micro);
                 trace_event(f, &first, name,
-                            in->op == SCHED_OP_FWD ? TRACE_FWD : in->op == SCHED_OP_BWD_WEIGHT ? TRACE_WGRAD : TRACE_BWD,
+                            in->op == SCHED_OP_FWD          ? TRACE_FWD
+                            : in->op == SCHED_OP_BWD_WEIGHT ? TRACE_WGRAD
+                                                            : TRACE_BWD,
                             r, span);
                 fprintf(f, ",\"args\":{\"micro\":%d,\"stage\":%d,\"chunk\":%d}}", in->micro, in->stage, in->chunk);
                 break;
@@ -150,7 +160,8 @@ void sched_timeline_print(FILE *f, const PipelinePlan *plan, const Schedule *s, 
                 const SchedInstr *in = &prog->instrs[i];
                 const SchedSpan *span = &sim->spans[r][i];
                 if (!pass_letter(in->op) || span->end_s <= t) continue;
-                if (span->start_s <= t) row[c] = (char)(in->chunk % 2 ? pass_letter(in->op) - 'A' + 'a' : pass_letter(in->op));
+                char letter = pass_letter(in->op);
+                if (span->start_s <= t) row[c] = (char)(in->chunk % 2 ? letter - 'A' + 'a' : letter);
                 break;
             }
         }

@@ -267,7 +267,8 @@ static void report_write(const Validator *v, FILE *f, int failed_rank) {
         for (int t = first; t < v->n_rounds; t++) {
             int idx = v->history[(t % HISTORY_ROUNDS) * p + r];
             char *cell = cells[(t - first + 1) * p + r];
-            if (idx >= 0) snprintf(cell, CELL, "#%d %s", idx, sched_instr_format(text, sizeof text, &prog->instrs[idx]));
+            if (idx >= 0)
+                snprintf(cell, CELL, "#%d %s", idx, sched_instr_format(text, sizeof text, &prog->instrs[idx]));
             else snprintf(cell, CELL, "%s", idx == -1 ? "." : idx == -2 ? "-" : "");
         }
         char *cell = cells[(n_rows - 1) * p + r];
@@ -327,7 +328,8 @@ static bool check_complete(Validator *v) {
                                                              : NULL;
             if (missing) return error_set(v->err, "rank %d never runs %s of m%d s%d", rank, missing, i, stage);
         }
-        if (!v->reduced[stage]) return error_set(v->err, "rank %d never reduces the gradients of stage %d", rank, stage);
+        if (!v->reduced[stage])
+            return error_set(v->err, "rank %d never reduces the gradients of stage %d", rank, stage);
     }
     for (int r = 0; r < v->p; r++)
         if (!v->stepped[r]) return error_set(v->err, "rank %d never runs STEP", r);

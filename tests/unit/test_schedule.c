@@ -25,7 +25,8 @@ static const double ratio_tol = 1e-12;
 // |got - want| <= tol, with both values in the message.
 #define assert_near(got, want, tol) assert_near_at((got), (want), (tol), #got, __LINE__)
 static void assert_near_at(double got, double want, double tol, const char *what, int line) {
-    if (!(fabs(got - want) <= tol)) fail_msg("line %d: %s = %.17g, expected %.17g (tolerance %g)", line, what, got, want, tol);
+    if (!(fabs(got - want) <= tol))
+        fail_msg("line %d: %s = %.17g, expected %.17g (tolerance %g)", line, what, got, want, tol);
 }
 
 // ---- plans -----------------------------------------------------------------------------------------
@@ -52,7 +53,8 @@ static PipelinePlan plan_make(int ranks, int chunks, int micro_batches, int repl
                                      .bwd_weight_s = 1, .param_bytes = PARAM_BYTES, .activation_bytes = ACT_BYTES,
                                      .input_bytes = s == 0 ? 1000 : 0};
     plan.cuts = calloc((size_t)(3 * S + 4), sizeof *plan.cuts);
-    for (int s = 0; s + 1 < S; s++) plan.cuts[plan.n_cuts++] = (PlanCut){.layer = 10 * s + 9, .from_stage = s, .to_stage = s + 1};
+    for (int s = 0; s + 1 < S; s++)
+        plan.cuts[plan.n_cuts++] = (PlanCut){.layer = 10 * s + 9, .from_stage = s, .to_stage = s + 1};
     if (S > 1) plan.cuts[plan.n_cuts++] = (PlanCut){.layer = 5, .from_stage = 0, .to_stage = 1};
     if (skips) {
         for (int s = 0; s + 2 < S; s++)
@@ -112,7 +114,8 @@ static void test_validate_all_combinations(void **state) {
                         const char *refusal = NULL;
                         if (kind != SCHED_KIND_INTERLEAVED && chunks > 1) refusal = "use parallel.chunks: 1";
                         else if (kind == SCHED_KIND_INTERLEAVED && chunks == 1) refusal = "needs parallel.chunks >= 2";
-                        else if (kind == SCHED_KIND_INTERLEAVED && m % p) refusal = "to be a multiple of parallel.stages";
+                        else if (kind == SCHED_KIND_INTERLEAVED && m % p)
+                            refusal = "to be a multiple of parallel.stages";
                         Schedule *s = NULL;
                         Error err = {0};
                         bool built = sched_build(&plan, (SchedKind)kind, &s, &err);
@@ -122,7 +125,8 @@ static void test_validate_all_combinations(void **state) {
                                          sched_kind_name(kind), p, chunks, m, refusal, err.message);
                             n_refused++;
                         } else {
-                            if (!built) fail_msg("%s p=%d v=%d m=%d: %s", sched_kind_name(kind), p, chunks, m, err.message);
+                            if (!built)
+                                fail_msg("%s p=%d v=%d m=%d: %s", sched_kind_name(kind), p, chunks, m, err.message);
                             if (!sched_validate(&plan, s, stderr, &err))
                                 fail_msg("%s p=%d v=%d m=%d skips=%d: %s", sched_kind_name(kind), p, chunks, m, skips,
                                          err.message);
@@ -290,8 +294,8 @@ static void test_deadlock_and_step(void **state) {
     s = build_ok(&plan, SCHED_KIND_1F1B);
     SchedProgram *r1 = &s->programs[1];
     r1->n_instrs = find_instr(r1, SCHED_OP_RECV_ACT, 1, 0);
-    expect_invalid(&plan, s, (const char *[]){"deadlock", "rank 0 #11 RECV_GRAD m1 s0 c0<r1 for rank 1, which has finished",
-                                              NULL});
+    expect_invalid(&plan, s,
+                   (const char *[]){"deadlock", "rank 0 #11 RECV_GRAD m1 s0 c0<r1 for rank 1, which has finished", NULL});
     // Both end early: rank 0's last activations are never received.
     s->programs[0].n_instrs = find_instr(&s->programs[0], SCHED_OP_SEND_ACT, 1, 0) + 1;
     expect_invalid(&plan, s, (const char *[]){"rank 0 #6 SEND_ACT m1 s0 c0>r1: never received by rank 1", NULL});
