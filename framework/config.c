@@ -13,7 +13,6 @@
 
 const char *const config_task_names[CONFIG_TASK_COUNT] = {"detect", "classify"};
 const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT] = {"auto", "SGD", "AdamW"};
-const char *const config_schedule_names[CONFIG_SCHEDULE_COUNT] = {"gpipe", "1f1b", "interleaved", "zb-h1"};
 static const char *const rank_order_names[CONFIG_RANK_ORDER_COUNT] = {"pipeline-first", "replica-first"};
 static const char *const backend_names[CONFIG_BACKEND_COUNT] = {"auto", "cpu", "cuda"};
 static const char *const precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "bf16", "fp16"};
@@ -87,7 +86,7 @@ static const ConfigKey config_keys[] = {
     INT("parallel.stages", parallel.stages, 1, CONFIG_MAX_STAGES),
     INT("parallel.replicas", parallel.replicas, 1, 1 << 16),
     INT("parallel.micro_batches", parallel.micro_batches, 1, 1 << 16),
-    ENUM("parallel.schedule", parallel.schedule, config_schedule_names),
+    ENUM("parallel.schedule", parallel.schedule, sched_kind_names),
     INT("parallel.chunks", parallel.chunks, 1, 64),
     {"parallel.partition", KEY_PARTITION, OFF(parallel.partition), 0, 0, NULL, 0},
     ENUM("parallel.rank_order", parallel.rank_order, rank_order_names),
@@ -113,7 +112,7 @@ static void config_set_defaults(ExperimentConfig *cfg) {
                                    .fliplr = 0.5, .mosaic = 1.0};
     cfg->val = (ValConfig){.period = 1, .max_det = 300, .conf = 0.001, .iou = 0.7};
     cfg->parallel = (ParallelConfig){.stages = 1, .replicas = 1, .micro_batches = 1, .chunks = 1,
-                                     .schedule = CONFIG_SCHEDULE_1F1B, .rank_order = CONFIG_RANK_ORDER_PIPELINE_FIRST};
+                                     .schedule = SCHED_KIND_1F1B, .rank_order = CONFIG_RANK_ORDER_PIPELINE_FIRST};
     cfg->device = (DeviceConfig){.backend = CONFIG_BACKEND_AUTO, .precision = CONFIG_PRECISION_FP32};
     cfg->output.dir = yp_strdup("runs");
 }
@@ -416,7 +415,7 @@ static bool config_check(const ExperimentConfig *cfg, Error *err) {
     if (cfg->synth.present && cfg->synth.task_given && cfg->synth.synth.task != synth_task)
         return config_error_at(cfg, "synth", err, "synth.task is %s but the experiment's task is %s",
                                synth_task_names[cfg->synth.synth.task], config_task_names[cfg->task]);
-    if (cfg->parallel.chunks > 1 && cfg->parallel.schedule != CONFIG_SCHEDULE_INTERLEAVED)
+    if (cfg->parallel.chunks > 1 && cfg->parallel.schedule != SCHED_KIND_INTERLEAVED)
         return config_error_at(cfg, "parallel.chunks", err, "parallel.chunks > 1 needs parallel.schedule: interleaved");
     return true;
 }

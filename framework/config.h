@@ -10,6 +10,7 @@
 
 #include "framework/error.h"
 #include "framework/synth.h"
+#include "schedule/program.h"
 
 typedef enum ConfigTask { CONFIG_TASK_DETECT, CONFIG_TASK_CLASSIFY, CONFIG_TASK_COUNT } ConfigTask;
 typedef enum ConfigOptimizer {
@@ -18,13 +19,6 @@ typedef enum ConfigOptimizer {
     CONFIG_OPTIMIZER_ADAMW,
     CONFIG_OPTIMIZER_COUNT
 } ConfigOptimizer;
-typedef enum ConfigSchedule {
-    CONFIG_SCHEDULE_GPIPE,
-    CONFIG_SCHEDULE_1F1B,
-    CONFIG_SCHEDULE_INTERLEAVED,
-    CONFIG_SCHEDULE_ZB_H1,
-    CONFIG_SCHEDULE_COUNT
-} ConfigSchedule;
 typedef enum ConfigRankOrder {
     CONFIG_RANK_ORDER_PIPELINE_FIRST,
     CONFIG_RANK_ORDER_REPLICA_FIRST,
@@ -41,7 +35,6 @@ typedef enum ConfigPrecision {
 // The spelling of each enum value in the experiment file, indexed by the enum.
 extern const char *const config_task_names[CONFIG_TASK_COUNT];
 extern const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT];
-extern const char *const config_schedule_names[CONFIG_SCHEDULE_COUNT];
 
 enum { CONFIG_MAX_STAGES = 64 };
 
@@ -92,7 +85,7 @@ typedef struct ValConfig {
 
 typedef struct ParallelConfig {
     int64_t stages, replicas, micro_batches, chunks;
-    ConfigSchedule schedule;
+    SchedKind schedule;
     ConfigPartition partition;
     ConfigRankOrder rank_order;
 } ParallelConfig;

@@ -77,6 +77,7 @@ typedef struct Schedule {
 } Schedule;
 
 // "gpipe", "1f1b", "interleaved", "zb-h1".
+extern const char *const sched_kind_names[SCHED_KIND_COUNT];
 const char *sched_kind_name(SchedKind kind);
 // Looks a name up; false when it names no schedule.
 bool sched_kind_parse(const char *name, SchedKind *out);

@@ -73,7 +73,7 @@ static void test_defaults_and_paths(void **state) {
     assert_true(cfg->train.lr0 == 0.01 && cfg->train.momentum == 0.937 && cfg->train.weight_decay == 5e-4);
     assert_true(cfg->augment.mosaic == 1.0 && cfg->augment.hsv_s == 0.7);
     assert_int_equal(cfg->parallel.stages, 1);
-    assert_int_equal(cfg->parallel.schedule, CONFIG_SCHEDULE_1F1B);
+    assert_int_equal(cfg->parallel.schedule, SCHED_KIND_1F1B);
     assert_int_equal(cfg->parallel.partition.kind, CONFIG_PARTITION_AUTO);
     assert_string_equal(cfg->output.dir, "runs");
     assert_false(cfg->synth.present);
@@ -107,7 +107,7 @@ static void test_every_kind_and_overrides(void **state) {
     assert_non_null(getcwd(cwd, sizeof cwd));
     snprintf(expected, sizeof expected, "%s/rel/d.yaml", cwd);  // --set paths: the working directory
     assert_string_equal(cfg->data, expected);
-    assert_int_equal(cfg->parallel.schedule, CONFIG_SCHEDULE_ZB_H1);
+    assert_int_equal(cfg->parallel.schedule, SCHED_KIND_ZB_H1);
     assert_int_equal(cfg->parallel.partition.kind, CONFIG_PARTITION_RANGES);
     assert_int_equal(cfg->parallel.partition.n, 2);
     assert_int_equal(cfg->parallel.partition.ranges[1][0], 10);
