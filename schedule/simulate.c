@@ -1,4 +1,5 @@
 // sched_simulate: discrete-event timing of validated programs (simulate.h has the cost model).
+#include <math.h>
 #include <stdlib.h>
 
 #include "schedule/simulate.h"
@@ -130,4 +131,25 @@ SchedSim *sched_simulate(const PipelinePlan *plan, const Schedule *s) {
     free(held);
     free(pc);
     return sim;
+}
+
+bool sched_in_flight(SchedKind kind, int n_ranks, int chunks, int micro_batches, int *in_flight, Error *err) {
+    // A plan whose every stage holds one byte per micro-batch: the simulator's peak is then the count.
+    int n_stages = n_ranks * chunks;
+    PipelinePlan unit = {.n_stages = n_stages, .n_ranks = n_ranks, .chunks = chunks, .replicas = 1,
+                         .micro_batches = micro_batches, .micro_batch_images = 1,
+                         .link = {.latency_s = 0, .bandwidth_bytes_per_s = INFINITY},
+                         .reduce_link = {.latency_s = 0, .bandwidth_bytes_per_s = INFINITY}};
+    for (int k = 0; k < n_stages; k++)
+        unit.stages[k] = (PlanStage){.first_layer = k, .last_layer = k, .fwd_s = 1, .bwd_input_s = 1,
+                                     .bwd_weight_s = 1, .activation_bytes = 1};
+    Schedule *s = NULL;
+    if (!sched_build(&unit, kind, &s, err)) return false;
+    SchedSim *sim = sched_simulate(&unit, s);
+    // A rank's chunks share its peak; each stage is charged the rank's whole count (an upper bound
+    // for interleaved, exact with one chunk).
+    for (int k = 0; k < n_stages; k++) in_flight[k] = (int)sim->peak_activation_bytes[k % n_ranks];
+    sched_sim_destroy(sim);
+    sched_destroy(s);
+    return true;
 }

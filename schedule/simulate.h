@@ -14,6 +14,7 @@
 // programs at the same times, so one pipeline is simulated.
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -44,6 +45,11 @@ typedef struct SchedSim {
 // The caller owns the result (sched_sim_destroy).
 SchedSim *sched_simulate(const PipelinePlan *plan, const Schedule *s);
 void sched_sim_destroy(SchedSim *sim);
+
+// How many micro-batches' activations each of the n_ranks x chunks stages holds at once under a
+// schedule (what the partitioner's memory cap needs before there is a plan): simulated on a plan of
+// unit costs. Fails as sched_build does for combinations the schedule refuses.
+bool sched_in_flight(SchedKind kind, int n_ranks, int chunks, int micro_batches, int *in_flight, Error *err);
 
 // Writes a Chrome-trace JSON object (load it in Perfetto or chrome://tracing): complete ("X") events
 // in microseconds, pid 0; tid r is rank r's compute ("F3", "B3", "W3"; chunk and stage in args) and

@@ -563,6 +563,27 @@ static void test_trace_and_timeline(void **state) {
     free(plan.cuts);
 }
 
+// What the partitioner is told about memory: gpipe keeps all m micro-batches on every stage, 1f1b
+// min(p - rank, m), zb-h1 min(p, m) (its W passes hold activations longer), interleaved charges a
+// rank's whole peak to each of its chunks.
+static void test_in_flight(void **state) {
+    (void)state;
+    int n[16];
+    Error err = {0};
+    assert_true(sched_in_flight(SCHED_KIND_GPIPE, 4, 1, 8, n, &err));
+    for (int k = 0; k < 4; k++) assert_int_equal(n[k], 8);
+    assert_true(sched_in_flight(SCHED_KIND_1F1B, 4, 1, 8, n, &err));
+    for (int k = 0; k < 4; k++) assert_int_equal(n[k], 4 - k);
+    assert_true(sched_in_flight(SCHED_KIND_1F1B, 4, 1, 2, n, &err));
+    assert_int_equal(n[0], 2);
+    assert_int_equal(n[3], 1);
+    assert_true(sched_in_flight(SCHED_KIND_ZB_H1, 4, 1, 8, n, &err));
+    for (int k = 0; k < 4; k++) assert_int_equal(n[k], 4);
+    assert_true(sched_in_flight(SCHED_KIND_INTERLEAVED, 2, 2, 4, n, &err));
+    assert_int_equal(n[0], n[2]);  // stages 0 and 2 share rank 0
+    assert_false(sched_in_flight(SCHED_KIND_INTERLEAVED, 4, 2, 6, n, &err));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
@@ -577,6 +598,7 @@ int main(void) {
         cmocka_unit_test(test_bubble_zb_h1),
         cmocka_unit_test(test_communication_costs),
         cmocka_unit_test(test_trace_and_timeline),
+        cmocka_unit_test(test_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
