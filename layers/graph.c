@@ -283,14 +283,19 @@ void graph_forward_layers(Graph *g, int begin, int end, bool train) {
 
 void graph_forward(Graph *g, bool train) { graph_forward_layers(g, 0, g->n_layers, train); }
 
+void graph_backward_layers(Graph *g, int begin, int end) {
+    YP_CHECK(0 <= begin && begin <= end && end <= g->n_layers);
+    for (int i = end - 1; i >= begin; i--) {
+        g->layers[i].dout.shape = g->layers[i].out.shape;
+        layer_kinds[g->layers[i].kind]->backward(&g->layers[i], g->be);
+    }
+}
+
 void graph_backward(Graph *g) {
     Backend *be = g->be;
     for (int i = 0; i + 1 < g->n_layers; i++)
         be->ops->fill(be, g->layers[i].dout.data, 0.0f, (size_t)tensor_elems(&g->layers[i].out));
-    for (int i = g->n_layers - 1; i >= 0; i--) {
-        g->layers[i].dout.shape = g->layers[i].out.shape;
-        layer_kinds[g->layers[i].kind]->backward(&g->layers[i], be);
-    }
+    graph_backward_layers(g, 0, g->n_layers);
 }
 
 void graph_zero_grads(Graph *g) { g->be->ops->fill(g->be, g->grad_data, 0.0f, (size_t)g->param_elems); }

@@ -63,6 +63,10 @@ void graph_forward_layers(Graph *g, int begin, int end, bool train);
 // zeroes every other layer's output gradient, then runs the layers in reverse. Parameter gradients
 // accumulate (call graph_zero_grads to start a new step).
 void graph_backward(Graph *g);
+// Runs the backward of layers [begin, end) only, last first, without zeroing anything: their output
+// gradients must already hold values (graph_backward's first step), and they accumulate into their
+// producers' output gradients and the parameter gradients.
+void graph_backward_layers(Graph *g, int begin, int end);
 void graph_zero_grads(Graph *g);  // parameter gradients
 
 // The last layer (Detect or Classify): its out is the network output, its dout the loss gradient.

@@ -1,0 +1,246 @@
+#include "partition/cost.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/fsutil.h"
+
+// Effective rates for whole training passes, not peak figures:
+//   cpu   measured with `yolopipe profile` (YOLOv8n, 160 px, 8 images per micro-batch, the 2 cores
+//         of this project's build machine): 48 GFLOP/s over forward and backward;
+//   h100  a tenth of the H100 SXM's dense bf16 tensor-core peak (989 TFLOP/s): YOLO's convolutions
+//         are small and memory-bound, far from the peak that large GEMMs reach.
+static const CostDevice cost_devices[] = {
+    {"cpu", 50e9},
+    {"h100", 1e14},
+};
+
+const CostDevice *cost_device_find(const char *name) {
+    for (size_t i = 0; i < sizeof cost_devices / sizeof *cost_devices; i++)
+        if (!strcmp(cost_devices[i].name, name)) return &cost_devices[i];
+    return NULL;
+}
+
+static bool layer_reads_only_input(const Layer *l) {
+    for (int k = 0; k < l->n_in; k++)
+        if (l->in_index[k] >= 0) return false;
+    return true;
+}
+
+// Splits a layer's backward time into B and W (the rules in cost.h).
+static void layer_cost_split_backward(LayerCost *c, const Layer *l, double bwd_s) {
+    if (layer_reads_only_input(l)) {
+        c->bwd_weight_s = bwd_s;
+    } else if (l->n_grads == 0) {
+        c->bwd_input_s = bwd_s;
+    } else {
+        c->bwd_input_s = 0.5 * bwd_s;
+        c->bwd_weight_s = 0.5 * bwd_s;
+    }
+}
+
+// Everything but the times: FLOPs and bytes, scaled from the graph's batch to the micro-batch.
+static CostModel *cost_model_describe(const Graph *g, int64_t micro_batch) {
+    YP_CHECK(micro_batch > 0);
+    int64_t graph_batch = g->input.shape.n;
+    CostModel *m = yp_calloc(1, sizeof *m);
+    m->n_layers = g->n_layers;
+    m->micro_batch = micro_batch;
+    m->input_bytes = shape_elems(g->input.shape) / graph_batch * micro_batch * (int64_t)sizeof(float);
+    m->layers = yp_calloc((size_t)g->n_layers, sizeof *m->layers);
+    for (int i = 0; i < g->n_layers; i++) {
+        const Layer *l = &g->layers[i];
+        LayerCost *c = &m->layers[i];
+        c->flops = 2.0 * l->ops * (double)micro_batch;
+        c->param_bytes = l->n_params * (int64_t)sizeof(float);
+        c->activation_bytes = l->activation_elems * (int64_t)sizeof(float) * micro_batch / graph_batch;
+        c->output_bytes = shape_elems(l->out_shape) / graph_batch * micro_batch * (int64_t)sizeof(float);
+    }
+    return m;
+}
+
+CostModel *cost_model_estimate(const Graph *g, int64_t micro_batch, double flops_per_s) {
+    YP_CHECK(flops_per_s > 0);
+    CostModel *m = cost_model_describe(g, micro_batch);
+    for (int i = 0; i < g->n_layers; i++) {
+        LayerCost *c = &m->layers[i];
+        c->fwd_s = c->flops / flops_per_s;
+        // Backward: the input gradient and the weight gradient each cost about one forward.
+        const Layer *l = &g->layers[i];
+        double bwd_s = (layer_reads_only_input(l) || l->n_grads == 0 ? 1.0 : 2.0) * c->fwd_s;
+        layer_cost_split_backward(c, l, bwd_s);
+    }
+    return m;
+}
+
+bool cost_model_measured(const Graph *g, int64_t micro_batch, const CostProfile *profile, CostModel **out, Error *err) {
+    *out = NULL;
+    const char *path = profile->path ? profile->path : "profile";
+    if (profile->n_layers != g->n_layers)
+        return error_set(err, "%s: the profile has %d layers but the model %s has %d", path, profile->n_layers,
+                         g->spec->name, g->n_layers);
+    if (profile->imgsz != g->input.shape.h || profile->imgsz != g->input.shape.w)
+        return error_set(err, "%s: profiled at imgsz %lld but the plan is for %lldx%lld images; run yolopipe profile at that size",
+                         path, (long long)profile->imgsz, (long long)g->input.shape.h, (long long)g->input.shape.w);
+    for (int i = 0; i < g->n_layers; i++)
+        if (strcmp(profile->rows[i].module, g->layers[i].row->module))
+            return error_at(err, path, i + 2, 1, "layer %d is %s in the profile but %s in the model %s", i,
+                            profile->rows[i].module, g->layers[i].row->module, g->spec->name);
+    CostModel *m = cost_model_describe(g, micro_batch);
+    double scale = (double)micro_batch / (double)profile->batch;
+    if (profile->batch != micro_batch) m->profile_batch = profile->batch;
+    for (int i = 0; i < g->n_layers; i++) {
+        LayerCost *c = &m->layers[i];
+        c->fwd_s = profile->rows[i].fwd_s * scale;
+        layer_cost_split_backward(c, &g->layers[i], profile->rows[i].bwd_s * scale);
+    }
+    *out = m;
+    return true;
+}
+
+void cost_model_destroy(CostModel *m) {
+    if (!m) return;
+    free(m->layers);
+    free(m);
+}
+
+// ---- the profile CSV -----------------------------------------------------------------------------
+
+static const char profile_header[] = "layer,module,fwd_s,bwd_s,batch,imgsz";
+enum { PROFILE_FIELDS = 6 };
+
+CostProfile *cost_profile_create(int n_layers, int64_t batch, int64_t imgsz) {
+    YP_CHECK(n_layers > 0 && batch > 0 && imgsz > 0);
+    CostProfile *p = yp_calloc(1, sizeof *p);
+    p->batch = batch;
+    p->imgsz = imgsz;
+    p->n_layers = n_layers;
+    p->rows = yp_calloc((size_t)n_layers, sizeof *p->rows);
+    return p;
+}
+
+void cost_profile_destroy(CostProfile *p) {
+    if (!p) return;
+    free(p->path);
+    free(p->rows);
+    free(p);
+}
+
+void cost_profile_write(const CostProfile *p, FILE *f) {
+    fprintf(f, "%s\n", profile_header);
+    // %.9g keeps nanoseconds of a one-second layer; the reader takes any strtod number.
+    for (int i = 0; i < p->n_layers; i++)
+        fprintf(f, "%d,%s,%.9g,%.9g,%lld,%lld\n", i, p->rows[i].module, p->rows[i].fwd_s, p->rows[i].bwd_s,
+                (long long)p->batch, (long long)p->imgsz);
+}
+
+// One line's fields, split at commas in place. Returns the field count (at most `cap`, more counts
+// as cap + 1).
+static int csv_split(char *line, char **fields, int *cols, int cap) {
+    int n = 0;
+    char *start = line;
+    for (char *c = line;; c++) {
+        if (*c != ',' && *c != '\0') continue;
+        if (n == cap) return cap + 1;
+        cols[n] = (int)(start - line) + 1;
+        fields[n++] = start;
+        if (*c == '\0') return n;
+        *c = '\0';
+        start = c + 1;
+    }
+}
+
+static bool csv_number(const char *path, int line, int col, const char *name, const char *text, double *out, Error *err) {
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v) || v < 0)
+        return error_at(err, path, line, col, "%s must be a non-negative number of seconds, found '%s'", name, text);
+    *out = v;
+    return true;
+}
+
+static bool csv_integer(const char *path, int line, int col, const char *name, const char *text, int64_t *out,
+                        Error *err) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < 1)
+        return error_at(err, path, line, col, "%s must be a positive integer, found '%s'", name, text);
+    *out = v;
+    return true;
+}
+
+// Parses one data line (1-based `line`) into p->rows[n_rows]; the first one sets batch and imgsz.
+static bool profile_parse_line(CostProfile *p, const char *path, int line, char *text, Error *err) {
+    char *f[PROFILE_FIELDS];
+    int col[PROFILE_FIELDS];
+    int n = csv_split(text, f, col, PROFILE_FIELDS);
+    if (n != PROFILE_FIELDS)
+        return error_at(err, path, line, 1, "expected %d comma-separated fields (%s), found %s", PROFILE_FIELDS,
+                        profile_header, n > PROFILE_FIELDS ? "more" : "fewer");
+    int64_t layer, batch = 0, imgsz = 0;
+    char *end;
+    errno = 0;
+    layer = strtoll(f[0], &end, 10);
+    if (errno || end == f[0] || *end || layer != p->n_layers)
+        return error_at(err, path, line, col[0], "expected layer %d, found '%s'", p->n_layers, f[0]);
+    CostProfileRow row = {0};
+    if (!f[1][0] || strlen(f[1]) >= sizeof row.module)
+        return error_at(err, path, line, col[1], "module must be a name of 1 to %zu characters, found '%s'",
+                        sizeof row.module - 1, f[1]);
+    memcpy(row.module, f[1], strlen(f[1]) + 1);
+    if (!csv_number(path, line, col[2], "fwd_s", f[2], &row.fwd_s, err) ||
+        !csv_number(path, line, col[3], "bwd_s", f[3], &row.bwd_s, err) ||
+        !csv_integer(path, line, col[4], "batch", f[4], &batch, err) ||
+        !csv_integer(path, line, col[5], "imgsz", f[5], &imgsz, err))
+        return false;
+    if (p->n_layers == 0) {
+        p->batch = batch;
+        p->imgsz = imgsz;
+    } else if (batch != p->batch || imgsz != p->imgsz) {
+        return error_at(err, path, line, col[batch != p->batch ? 4 : 5],
+                        "every line must have the same batch and imgsz: found %lld and %lld, line 2 has %lld and %lld",
+                        (long long)batch, (long long)imgsz, (long long)p->batch, (long long)p->imgsz);
+    }
+    p->rows = yp_realloc(p->rows, (size_t)(p->n_layers + 1) * sizeof *p->rows);
+    p->rows[p->n_layers++] = row;
+    return true;
+}
+
+bool cost_profile_load(const char *path, CostProfile **out, Error *err) {
+    *out = NULL;
+    char *text;
+    size_t n_bytes;
+    if (!fs_read_file(path, &text, &n_bytes)) return error_set(err, "%s: cannot read: %s", path, strerror(errno));
+    CostProfile *p = yp_calloc(1, sizeof *p);
+    p->path = yp_strdup(path);
+    bool ok = true;
+    int line = 0;
+    for (char *s = text; ok && *s;) {
+        char *nl = strchr(s, '\n');
+        char *next = nl ? nl + 1 : s + strlen(s);
+        if (nl) {
+            *nl = '\0';
+            if (nl > s && nl[-1] == '\r') nl[-1] = '\0';
+        }
+        line++;
+        if (line == 1) {
+            if (strcmp(s, profile_header))
+                ok = error_at(err, path, 1, 1, "expected the header '%s', found '%s'", profile_header, s);
+        } else if (*s) {
+            ok = profile_parse_line(p, path, line, s, err);
+        }
+        s = next;
+    }
+    free(text);
+    if (ok && p->n_layers == 0) ok = error_at(err, path, line > 0 ? line : 1, 1, "no layer lines after the header");
+    if (!ok) {
+        cost_profile_destroy(p);
+        return false;
+    }
+    *out = p;
+    return true;
+}

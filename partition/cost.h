@@ -1,0 +1,82 @@
+// The cost model: what one micro-batch costs in each layer (forward and backward time, parameter,
+// activation and output bytes), estimated from FLOPs and a device throughput or taken from a
+// profile that `yolopipe profile` measured. Built from a graph's description only: a Graph created
+// without a backend (GraphOptions.be = NULL) has every number it needs.
+//
+// Backward is split the way zb-h1 schedules it: B, the input gradient, and W, the weight gradient.
+//   - FLOP estimate: backward costs twice the forward FLOPs, B = W = forward time. A layer whose
+//     inputs are all the network input (layer 0 in every YOLO) has no input gradient to compute
+//     (the executor skips it), so B = 0 and its backward is W alone; a layer without trained
+//     parameters (Upsample, Concat) has W = 0 and its backward is B alone.
+//   - Profile: the measured backward time is split by the same rules: all of it to W for a layer
+//     reading only the network input, all to B for a layer without trained parameters, otherwise
+//     half and half.
+#pragma once
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "framework/error.h"
+#include "layers/graph.h"
+
+typedef struct LayerCost {
+    double flops;              // forward FLOPs of one micro-batch (Ultralytics' GFLOPs x 1e9 x images)
+    double fwd_s;              // forward of one micro-batch
+    double bwd_input_s;        // backward, input-gradient part (B)
+    double bwd_weight_s;       // backward, weight-gradient part (W)
+    int64_t param_bytes;       // float32 parameters, fixed ones included
+    int64_t activation_bytes;  // kept from forward to backward: the graph's activation_elems x 4, scaled to the micro-batch
+    int64_t output_bytes;      // the layer's output for one micro-batch: what a cut tensor carries
+} LayerCost;
+
+typedef struct CostModel {
+    int n_layers;
+    int64_t micro_batch;    // images per micro-batch
+    int64_t input_bytes;    // the network input of one micro-batch
+    int64_t profile_batch;  // 0: FLOP estimate; otherwise the profile's batch, times scaled by micro_batch / profile_batch
+    LayerCost *layers;      // owned; n_layers entries, entry i = layer i
+} CostModel;
+
+// Effective training throughput of a named device, for the FLOP estimate.
+typedef struct CostDevice {
+    const char *name;
+    double flops_per_s;
+} CostDevice;
+
+// "cpu" or "h100" (see cost.c for the figures and where they come from); NULL for any other name.
+const CostDevice *cost_device_find(const char *name);
+
+// The FLOP estimate for micro-batches of `micro_batch` images at the graph's input size. The caller
+// destroys the result.
+CostModel *cost_model_estimate(const Graph *g, int64_t micro_batch, double flops_per_s);
+
+// A measured profile: row i holds layer i's times for one pass of `batch` images of imgsz x imgsz.
+typedef struct CostProfileRow {
+    char module[32];  // as written in the model YAML ("Conv", "nn.Upsample")
+    double fwd_s, bwd_s;
+} CostProfileRow;
+
+typedef struct CostProfile {
+    char *path;            // the file it was read from (owned), NULL when made in memory
+    int64_t batch, imgsz;
+    int n_layers;
+    CostProfileRow *rows;  // owned
+} CostProfile;
+
+// An empty profile of n_layers rows (times 0) for a writer to fill. The caller destroys it.
+CostProfile *cost_profile_create(int n_layers, int64_t batch, int64_t imgsz);
+void cost_profile_destroy(CostProfile *p);  // accepts NULL
+
+// The CSV format: the header `layer,module,fwd_s,bwd_s,batch,imgsz`, then one line per layer in
+// order, times in seconds.
+void cost_profile_write(const CostProfile *p, FILE *f);
+// Reads a CSV written by cost_profile_write. Malformed files are user errors "path:line:col: ...".
+bool cost_profile_load(const char *path, CostProfile **out, Error *err);
+
+// The cost model from a profile of the same model at the graph's input size (else a user error at
+// the profile's path). When the profile's batch differs from micro_batch, times are scaled linearly
+// by micro_batch / batch and profile_batch records it so that the caller can say so. Bytes come from
+// the graph as in cost_model_estimate. The caller destroys *out.
+bool cost_model_measured(const Graph *g, int64_t micro_batch, const CostProfile *profile, CostModel **out, Error *err);
+
+void cost_model_destroy(CostModel *m);  // accepts NULL
