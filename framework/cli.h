@@ -10,6 +10,7 @@ bool cli_parse_positive(const char *option, const char *text, int64_t *out);
 bool cli_parse_int(const char *option, const char *text, int64_t *out);
 
 int cmd_info(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);

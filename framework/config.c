@@ -175,11 +175,11 @@ static bool parse_partition(const ValueSource *src, yaml_node_t *node, ConfigPar
                            "[10, 13]}";
     char found[160];
     if (text && !strcmp(text, "auto")) {
-        *out = (ConfigPartition){.kind = CONFIG_PARTITION_AUTO};
+        *out = (ConfigPartition){.kind = PARTITION_KIND_AUTO};
         return true;
     }
     if (node->type == YAML_SEQUENCE_NODE) {
-        ConfigPartition p = {.kind = CONFIG_PARTITION_RANGES, .n = yaml_seq_len(node)};
+        ConfigPartition p = {.kind = PARTITION_KIND_RANGES, .n = yaml_seq_len(node)};
         if (p.n < 1 || p.n > CONFIG_MAX_STAGES)
             return yaml_doc_error_at(yd, node, err, "%s needs 1 to %d ranges, found %d", src->what, CONFIG_MAX_STAGES,
                                      p.n);
@@ -205,7 +205,7 @@ static bool parse_partition(const ValueSource *src, yaml_node_t *node, ConfigPar
     }
     yaml_node_t *balance = yaml_map_get(yd, node, "balance");
     if (node->type == YAML_MAPPING_NODE && balance && node->data.mapping.pairs.top - node->data.mapping.pairs.start == 1) {
-        ConfigPartition p = {.kind = CONFIG_PARTITION_BALANCE, .n = yaml_seq_len(balance)};
+        ConfigPartition p = {.kind = PARTITION_KIND_BALANCE, .n = yaml_seq_len(balance)};
         if (balance->type != YAML_SEQUENCE_NODE || p.n < 1 || p.n > CONFIG_MAX_STAGES)
             return yaml_doc_error_at(yd, balance, err, "%s.balance must be a list of 1 to %d layer counts, found %s",
                                      src->what, CONFIG_MAX_STAGES, yaml_node_describe_found(balance, found, sizeof found));
@@ -407,7 +407,7 @@ static bool config_check(const ExperimentConfig *cfg, Error *err) {
                                (long long)cfg->train.batch, (long long)cfg->parallel.replicas,
                                (long long)cfg->parallel.micro_batches);
     const ConfigPartition *p = &cfg->parallel.partition;
-    if (p->kind != CONFIG_PARTITION_AUTO && p->n != cfg->parallel.stages * cfg->parallel.chunks)
+    if (p->kind != PARTITION_KIND_AUTO && p->n != cfg->parallel.stages * cfg->parallel.chunks)
         return config_error_at(cfg, "parallel.partition", err,
                                "parallel.partition gives %d stage%s but parallel.stages x parallel.chunks is %lld", p->n,
                                p->n == 1 ? "" : "s", (long long)(cfg->parallel.stages * cfg->parallel.chunks));
@@ -504,11 +504,11 @@ static void write_value(const ConfigKey *key, const ExperimentConfig *cfg, FILE 
         return;
     case KEY_PARTITION: {
         const ConfigPartition *p = field;
-        if (p->kind == CONFIG_PARTITION_AUTO) fprintf(f, "auto");
-        for (int i = 0; p->kind == CONFIG_PARTITION_RANGES && i < p->n; i++)
+        if (p->kind == PARTITION_KIND_AUTO) fprintf(f, "auto");
+        for (int i = 0; p->kind == PARTITION_KIND_RANGES && i < p->n; i++)
             fprintf(f, "%s[%lld, %lld]%s", i ? ", " : "[", (long long)p->ranges[i][0], (long long)p->ranges[i][1],
                     i == p->n - 1 ? "]" : "");
-        for (int i = 0; p->kind == CONFIG_PARTITION_BALANCE && i < p->n; i++)
+        for (int i = 0; p->kind == PARTITION_KIND_BALANCE && i < p->n; i++)
             fprintf(f, "%s%lld%s", i ? ", " : "{balance: [", (long long)p->balance[i], i == p->n - 1 ? "]}" : "");
         return;
     }

@@ -10,6 +10,7 @@
 
 #include "framework/error.h"
 #include "framework/synth.h"
+#include "partition/partition.h"
 #include "schedule/program.h"
 
 typedef enum ConfigTask { CONFIG_TASK_DETECT, CONFIG_TASK_CLASSIFY, CONFIG_TASK_COUNT } ConfigTask;
@@ -39,18 +40,11 @@ extern const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT];
 enum { CONFIG_MAX_STAGES = 64 };
 
 // parallel.partition: `auto`, explicit inclusive layer ranges [[0, 9], [10, 22]], or {balance: [10, 13]}.
-typedef enum ConfigPartitionKind {
-    CONFIG_PARTITION_AUTO,
-    CONFIG_PARTITION_RANGES,
-    CONFIG_PARTITION_BALANCE,
-    CONFIG_PARTITION_KIND_COUNT
-} ConfigPartitionKind;
-
 typedef struct ConfigPartition {
-    ConfigPartitionKind kind;
+    PartitionKind kind;
     int n;                                  // ranges or balance entries
-    int64_t ranges[CONFIG_MAX_STAGES][2];   // CONFIG_PARTITION_RANGES: first and last layer
-    int64_t balance[CONFIG_MAX_STAGES];     // CONFIG_PARTITION_BALANCE: layers per stage
+    int64_t ranges[CONFIG_MAX_STAGES][2];   // PARTITION_KIND_RANGES: first and last layer
+    int64_t balance[CONFIG_MAX_STAGES];     // PARTITION_KIND_BALANCE: layers per stage
 } ConfigPartition;
 
 // The synth: block: how to generate the dataset when `data` does not exist yet (framework/synth.h).

@@ -19,6 +19,7 @@ typedef struct Command {
 
 static const Command commands[] = {
     {"info", cmd_info, "info MODEL.yaml [--scale S] [--imgsz N] [--nc K] [--json]   layer table, parameters, GFLOPs"},
+    {"plan", cmd_plan, "plan EXP.yaml [--set k=v]... [--json] [--trace F] [--profile CSV]  partition, schedule, timeline"},
     {"profile", cmd_profile, "profile EXP.yaml [--set k=v]... [--out FILE.csv]           per-layer times for the planner"},
     {"synth", cmd_synth, "synth [--task detect|classify] [--out DIR] [--train N] ...   write a synthetic shapes dataset"},
     {"train", cmd_train, "train EXP.yaml [--set section.key=value]... [--resume]      train (experiments/SCHEMA.md)"},

@@ -74,7 +74,7 @@ static void test_defaults_and_paths(void **state) {
     assert_true(cfg->augment.mosaic == 1.0 && cfg->augment.hsv_s == 0.7);
     assert_int_equal(cfg->parallel.stages, 1);
     assert_int_equal(cfg->parallel.schedule, SCHED_KIND_1F1B);
-    assert_int_equal(cfg->parallel.partition.kind, CONFIG_PARTITION_AUTO);
+    assert_int_equal(cfg->parallel.partition.kind, PARTITION_KIND_AUTO);
     assert_string_equal(cfg->output.dir, "runs");
     assert_false(cfg->synth.present);
     config_destroy(cfg);
@@ -108,7 +108,7 @@ static void test_every_kind_and_overrides(void **state) {
     snprintf(expected, sizeof expected, "%s/rel/d.yaml", cwd);  // --set paths: the working directory
     assert_string_equal(cfg->data, expected);
     assert_int_equal(cfg->parallel.schedule, SCHED_KIND_ZB_H1);
-    assert_int_equal(cfg->parallel.partition.kind, CONFIG_PARTITION_RANGES);
+    assert_int_equal(cfg->parallel.partition.kind, PARTITION_KIND_RANGES);
     assert_int_equal(cfg->parallel.partition.n, 2);
     assert_int_equal(cfg->parallel.partition.ranges[1][0], 10);
     assert_int_equal(cfg->parallel.partition.ranges[1][1], 22);
@@ -118,7 +118,7 @@ static void test_every_kind_and_overrides(void **state) {
 
     char *balance[] = {"parallel.partition={balance: [10, 13]}"};
     cfg = load_ok("model: m.yaml\ndata: d\nparallel: {stages: 2}\n", 1, balance);
-    assert_int_equal(cfg->parallel.partition.kind, CONFIG_PARTITION_BALANCE);
+    assert_int_equal(cfg->parallel.partition.kind, PARTITION_KIND_BALANCE);
     assert_int_equal(cfg->parallel.partition.balance[1], 13);
     config_destroy(cfg);
 }
