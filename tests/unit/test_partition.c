@@ -78,37 +78,44 @@ typedef struct Evaluation {
 
 // Prices the split whose stage k starts at first[k], following partition.h's definitions.
 static Evaluation evaluate(const Model *m, const Setting *s, const int *first) {
+    enum { MAX_LAYERS = 64 };
     const Graph *g = m->g;
     const CostModel *c = m->cost;
     int n = g->n_layers, S = s->n_stages;
-    int stage_of[256];
-    assert_true(n <= 256);
+    assert_true(n <= MAX_LAYERS && S <= 8);
+    int stage_of[MAX_LAYERS];
     for (int k = 0; k < S; k++)
         for (int l = first[k]; l < (k + 1 < S ? first[k + 1] : n); l++) stage_of[l] = k;
+    // Each (producer, consuming stage) pair is one transfer: the consumer receives it, the
+    // producer's stage sends it; the consumer keeps it for its backward.
+    int transfers[8][MAX_LAYERS] = {{0}};
+    bool pair_seen[8][MAX_LAYERS] = {{false}};
+    int64_t received[8] = {0};
+    for (int l = 0; l < n; l++) {
+        for (int i = 0; i < g->layers[l].n_in; i++) {
+            int p = g->layers[l].in_index[i], to = stage_of[l];
+            if (p < 0 || stage_of[p] == to || pair_seen[to][p]) continue;
+            pair_seen[to][p] = true;
+            transfers[to][p]++;
+            transfers[stage_of[p]][p]++;
+            received[to] += c->layers[p].output_bytes;
+        }
+    }
     Evaluation e = {.slowest_s = -1, .peak_bytes = -1};
     for (int k = 0; k < S; k++) {
         int lo = first[k], hi = k + 1 < S ? first[k + 1] - 1 : n - 1;
         double t = 0;
-        int64_t params = 0, kept = lo == 0 ? c->input_bytes : 0;
+        int64_t params = 0, kept = received[k] + (lo == 0 ? c->input_bytes : 0);
         for (int l = lo; l <= hi; l++) {
             t += c->layers[l].fwd_s + c->layers[l].bwd_input_s + c->layers[l].bwd_weight_s;
             params += c->layers[l].param_bytes;
             kept += c->layers[l].activation_bytes;
         }
+        // Two messages per transfer (activation forward, gradient backward), in layer order.
         for (int p = 0; p <= hi; p++) {
-            int transfers = 0;
-            if (p < lo) {  // received once if this stage reads it
-                for (int l = lo; l <= hi && !transfers; l++) transfers = reads(g, l, p);
-                kept += transfers ? c->layers[p].output_bytes : 0;
-            } else {       // sent once to every later stage that reads it
-                for (int to = k + 1; to < S; to++) {
-                    bool used = false;
-                    for (int l = first[to]; l < n && stage_of[l] == to && !used; l++) used = reads(g, l, p);
-                    transfers += used;
-                }
-            }
+            if (!transfers[k][p]) continue;
             double msg = s->link.latency_s + (double)c->layers[p].output_bytes / s->link.bandwidth_bytes_per_s;
-            if (transfers) t += (double)transfers * 2.0 * msg;
+            t += (double)transfers[k][p] * 2.0 * msg;
         }
         e.memory[k] = PARTITION_PARAM_COPIES * params + s->in_flight[k] * kept;
         if (e.memory[k] > e.peak_bytes) e.peak_bytes = e.memory[k], e.peak_stage = k;
@@ -117,20 +124,27 @@ static Evaluation evaluate(const Model *m, const Setting *s, const int *first) {
     return e;
 }
 
+// Every split's slowest stage and peak memory under one link and in-flight setting (its cap aside).
 typedef struct BruteForce {
-    double best_s;         // least slowest stage among splits within the cap; INFINITY when none
-    int64_t least_peak;    // least peak memory among all splits
+    long n_splits, cap;
+    double *slowest_s;     // per split
+    int64_t *peak_bytes;   // per split
+    int64_t least_peak;    // the least peak memory of any split, reached first by least_peak_first
     int least_peak_first[PLAN_MAX_STAGES];
     Evaluation least_peak_eval;
-    long n_splits;
 } BruteForce;
 
 static void brute_force_rec(const Model *m, const Setting *s, int *first, int k, BruteForce *bf) {
     int n = m->g->n_layers, S = s->n_stages;
     if (k == S) {
         Evaluation e = evaluate(m, s, first);
-        bf->n_splits++;
-        if ((!s->cap || e.peak_bytes <= s->cap) && e.slowest_s < bf->best_s) bf->best_s = e.slowest_s;
+        if (bf->n_splits == bf->cap) {
+            bf->cap = 2 * bf->cap + 1024;
+            bf->slowest_s = realloc(bf->slowest_s, (size_t)bf->cap * sizeof *bf->slowest_s);
+            bf->peak_bytes = realloc(bf->peak_bytes, (size_t)bf->cap * sizeof *bf->peak_bytes);
+        }
+        bf->slowest_s[bf->n_splits] = e.slowest_s;
+        bf->peak_bytes[bf->n_splits++] = e.peak_bytes;
         if (e.peak_bytes < bf->least_peak) {
             bf->least_peak = e.peak_bytes;
             bf->least_peak_eval = e;
@@ -142,10 +156,23 @@ static void brute_force_rec(const Model *m, const Setting *s, int *first, int k,
 }
 
 static BruteForce brute_force(const Model *m, const Setting *s) {
-    BruteForce bf = {.best_s = INFINITY, .least_peak = INT64_MAX};
+    BruteForce bf = {.least_peak = INT64_MAX};
     int first[PLAN_MAX_STAGES] = {0};
     brute_force_rec(m, s, first, 1, &bf);
     return bf;
+}
+
+static void brute_force_free(BruteForce *bf) {
+    free(bf->slowest_s);
+    free(bf->peak_bytes);
+}
+
+// The least slowest stage among splits whose peak fits `cap` (0: all); INFINITY when none fits.
+static double brute_force_best(const BruteForce *bf, int64_t cap) {
+    double best = INFINITY;
+    for (long i = 0; i < bf->n_splits; i++)
+        if ((!cap || bf->peak_bytes[i] <= cap) && bf->slowest_s[i] < best) best = bf->slowest_s[i];
+    return best;
 }
 
 static PartitionOptions options(const Setting *s) {
@@ -162,10 +189,9 @@ static void firsts_of(const PipelinePlan *plan, int *first) {
     for (int k = 0; k < plan->n_stages; k++) first[k] = plan->stages[k].first_layer;
 }
 
-// The DP's slowest stage equals the brute force's optimum, exactly, and the report prices its split
-// as the reference does.
-static double check_optimal(const Model *m, const Setting *s) {
-    BruteForce bf = brute_force(m, s);
+// The DP's slowest stage equals the brute force's optimum under s's cap, exactly, and the report
+// prices its split as the reference does.
+static double check_optimal(const Model *m, const Setting *s, const BruteForce *bf) {
     PipelinePlan plan;
     PartitionReport report;
     Error err = {0};
@@ -173,14 +199,20 @@ static double check_optimal(const Model *m, const Setting *s) {
     int first[PLAN_MAX_STAGES];
     firsts_of(&plan, first);
     Evaluation e = evaluate(m, s, first);
-    double dp_s = report.stages[report.slowest_stage].time_s;
-    if (dp_s != bf.best_s || e.slowest_s != dp_s)
+    double dp_s = report.stages[report.slowest_stage].time_s, best = brute_force_best(bf, s->cap);
+    if (dp_s != best || e.slowest_s != dp_s)
         fail_msg("%s, %d stages: DP %.17g, its split priced here %.17g, brute force %.17g over %ld splits",
-                 m->spec->name, s->n_stages, dp_s, e.slowest_s, bf.best_s, bf.n_splits);
+                 m->spec->name, s->n_stages, dp_s, e.slowest_s, best, bf->n_splits);
     for (int k = 0; k < s->n_stages; k++) assert_int_equal(report.stages[k].memory_bytes, e.memory[k]);
     if (s->cap) assert_true(e.peak_bytes <= s->cap);
     partition_plan_clear(&plan);
     return dp_s;
+}
+
+static void check_optimal_uncapped(const Model *m, const Setting *s) {
+    BruteForce bf = brute_force(m, s);
+    check_optimal(m, s, &bf);
+    brute_force_free(&bf);
 }
 
 static void test_dp_matches_brute_force(void **state) {
@@ -195,17 +227,18 @@ static void test_dp_matches_brute_force(void **state) {
         Model m = yolov8(scales[si]);
         for (int ci = 0; ci < 3; ci++) {
             int S = stage_counts[ci];
-            Setting free = setting_1f1b(S, free_link, 0), uncapped = setting_1f1b(S, slow_link, 0),
-                    chatty = setting_1f1b(S, chatty_link, 0);
-            check_optimal(&m, &free);
-            check_optimal(&m, &chatty);
-            double best = check_optimal(&m, &uncapped);
+            Setting free = setting_1f1b(S, free_link, 0), chatty = setting_1f1b(S, chatty_link, 0);
+            check_optimal_uncapped(&m, &free);
+            check_optimal_uncapped(&m, &chatty);
 
-            // GPipe keeps all 8 micro-batches on every stage. A cap halfway between the least peak
-            // any split reaches and the peak of the unconstrained optimum excludes that optimum:
-            // the cap binds, and the program must still find the best split that fits.
-            Setting gpipe = uncapped;
+            // GPipe keeps all 8 micro-batches on every stage. Uncapped first; then a cap halfway
+            // between the least peak any split reaches and the peak of the unconstrained optimum
+            // excludes that optimum: the cap binds, and the program must still find the best split
+            // that fits.
+            Setting gpipe = {.n_stages = S, .link = slow_link};
             for (int k = 0; k < S; k++) gpipe.in_flight[k] = 8;
+            BruteForce bf = brute_force(&m, &gpipe);
+            double best = check_optimal(&m, &gpipe, &bf);
             PipelinePlan plan;
             PartitionReport report;
             Error err = {0};
@@ -214,14 +247,13 @@ static void test_dp_matches_brute_force(void **state) {
             firsts_of(&plan, first);
             partition_plan_clear(&plan);
             int64_t optimum_peak = evaluate(&m, &gpipe, first).peak_bytes;
-            int64_t least_peak = brute_force(&m, &gpipe).least_peak;
             // YOLOv8m in 8 stages: the peak is one layer's own memory whichever the split (its
             // optimum already reaches the least peak), so the tightest cap that fits is used.
             bool degenerate = si == 1 && S == 8;
-            assert_true(degenerate ? least_peak == optimum_peak : least_peak < optimum_peak);
-            gpipe.cap = degenerate ? least_peak : (least_peak + optimum_peak) / 2;
-            double capped_best = check_optimal(&m, &gpipe);
-            assert_true(capped_best >= best);
+            assert_true(degenerate ? bf.least_peak == optimum_peak : bf.least_peak < optimum_peak);
+            gpipe.cap = degenerate ? bf.least_peak : (bf.least_peak + optimum_peak) / 2;
+            assert_true(check_optimal(&m, &gpipe, &bf) >= best);
+            brute_force_free(&bf);
         }
         model_free(&m);
     }
@@ -401,6 +433,7 @@ static void test_errors(void **state) {
              "no partition into 2 stages fits the memory cap of %.1f MiB per device: at best stage %d (layers %d-%d) "
              "needs %.1f MiB",
              (double)tight.cap / 1048576.0, k, lo, hi, (double)bf.least_peak / 1048576.0);
+    brute_force_free(&bf);
     expect_error(&m, options(&tight), expected);
     // A manual split names its first stage over the cap.
     PartitionOptions capped = options(&tight);
