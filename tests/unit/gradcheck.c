@@ -2,8 +2,20 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "framework/fsutil.h"
 #include "framework/rng.h"
+
+void test_write_text(const char *path, const char *text) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    Error err = {0};
+    if (slash) *slash = '\0';
+    if (slash && !fs_mkdir_p(dir, &err)) yp_fatal("%s", err.message);
+    if (!fs_write_file_atomic(path, text, strlen(text), &err)) yp_fatal("%s", err.message);
+}
 
 void test_fill_uniform(float *x, int64_t n, float lo, float hi, uint64_t seed) {
     for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * rng_uniform(seed, (uint64_t)i);

@@ -11,17 +11,15 @@
 #include <cmocka.h>
 
 #include "framework/config.h"
+#include "tests/unit/gradcheck.h"
 
 static char tmp_dir[] = "/tmp/yp-config-XXXXXX";
 
 // Writes `text` to <tmp>/<name> and returns the path (static buffer per call site is enough here).
 static const char *write_file(const char *name, const char *text) {
-    static char path[512];
+    static char path[600];
     snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    test_write_text(path, text);
     return path;
 }
 

@@ -7,39 +7,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "framework/dataset.h"
+#include "framework/fsutil.h"
 #include "framework/image_io.h"
+#include "tests/unit/gradcheck.h"
 
 static char temp_dir[256];
 
 static void make_dirs(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    mkdir(buf, 0755);
+    Error err = {0};
+    if (!fs_mkdir_p(path, &err)) fail_msg("%s", err.message);
 }
 
 // Writes `text` to temp_dir/rel, creating folders.
 static void write_text(const char *rel, const char *text) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", temp_dir, rel);
-    *strrchr(path, '/') = '\0';
-    make_dirs(path);
-    path[strlen(path)] = '/';
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    test_write_text(path, text);
 }
 
 static void write_png(const char *rel, int width, int height) {

@@ -8,12 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "framework/fsutil.h"
 #include "framework/image_io.h"
 #include "framework/loader.h"
 #include "framework/rng.h"
@@ -25,15 +25,8 @@ static Dataset *detect_ds, *classify_ds;
 static DatasetSplit *detect_train, *classify_train;
 
 static void make_dirs(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        mkdir(buf, 0755);
-        *p = '/';
-    }
-    mkdir(buf, 0755);
+    Error err = {0};
+    if (!fs_mkdir_p(path, &err)) fail_msg("%s", err.message);
 }
 
 // An image of varying size with a coloured square; returns the square as a label line.

@@ -19,6 +19,7 @@
 #include "framework/cli.h"
 #include "framework/fsutil.h"
 #include "partition/partition.h"
+#include "tests/unit/gradcheck.h"
 
 static char tmp_dir[] = "/tmp/yp-partition-XXXXXX";
 
@@ -489,10 +490,7 @@ static void test_cost_model(void **state) {
 static const char *write_file(const char *name, const char *text) {
     static char path[600];
     snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    test_write_text(path, text);
     return path;
 }
 
