@@ -40,18 +40,22 @@ static bool image_size_ok(uint64_t width, uint64_t height, const char *name, Err
 
 // ---- PNG ---------------------------------------------------------------------------------------------
 
+// Where libpng's errors go, for reading and writing alike: the message, and a jump back to the caller.
+typedef struct PngFailure {
+    jmp_buf jump;
+    char message[256];
+} PngFailure;
+
+static void png_on_error(png_structp png, png_const_charp message) {
+    PngFailure *failure = png_get_error_ptr(png);
+    snprintf(failure->message, sizeof failure->message, "%s", message);
+    longjmp(failure->jump, 1);
+}
+
 typedef struct PngSource {
     const uint8_t *bytes;
     size_t n_bytes, offset;
-    jmp_buf jump;  // libpng errors return here
-    char message[256];
 } PngSource;
-
-static void png_on_error(png_structp png, png_const_charp message) {
-    PngSource *src = png_get_error_ptr(png);
-    snprintf(src->message, sizeof src->message, "%s", message);
-    longjmp(src->jump, 1);
-}
 
 // Ancillary-chunk problems are warnings; OpenCV ignores them too.
 static void png_on_warning(png_structp png, png_const_charp message) {
@@ -68,18 +72,19 @@ static void png_on_read(png_structp png, png_bytep out, size_t n_bytes) {
 
 static bool png_decode(const uint8_t *bytes, size_t n_bytes, const char *name, Image *out, Error *err) {
     PngSource src = {.bytes = bytes, .n_bytes = n_bytes};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
+    PngFailure failure;
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &failure, png_on_error, png_on_warning);
     YP_CHECK(png);
     png_infop info = png_create_info_struct(png);
     YP_CHECK(info);
     // Written after setjmp and read after a longjmp back to it, hence volatile.
     uint8_t *volatile pixels = NULL;
     png_bytep *volatile rows = NULL;
-    if (setjmp(src.jump)) {
+    if (setjmp(failure.jump)) {
         png_destroy_read_struct(&png, &info, NULL);
         free(pixels);
         free(rows);
-        return error_set(err, "%s: corrupt PNG: %s", name, src.message);
+        return error_set(err, "%s: corrupt PNG: %s", name, failure.message);
     }
     png_set_read_fn(png, &src, png_on_read);
     png_set_user_limits(png, IMAGE_MAX_SIDE, IMAGE_MAX_SIDE);
@@ -214,31 +219,20 @@ bool image_read(const char *path, Image *out, Error *err) {
     return ok;
 }
 
-typedef struct PngSink {
-    jmp_buf jump;
-    char message[256];
-} PngSink;
-
-static void png_on_write_error(png_structp png, png_const_charp message) {
-    PngSink *sink = png_get_error_ptr(png);
-    snprintf(sink->message, sizeof sink->message, "%s", message);
-    longjmp(sink->jump, 1);
-}
-
 bool image_write_png(const char *path, const Image *im, Error *err) {
     FILE *f = fopen(path, "wb");
     if (!f) return error_set(err, "%s: cannot create: %s", path, strerror(errno));
-    PngSink sink;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &sink, png_on_write_error, png_on_warning);
+    PngFailure failure;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &failure, png_on_error, png_on_warning);
     YP_CHECK(png);
     png_infop info = png_create_info_struct(png);
     YP_CHECK(info);
     png_bytep *volatile rows = NULL;
-    if (setjmp(sink.jump)) {
+    if (setjmp(failure.jump)) {
         png_destroy_write_struct(&png, &info);
         free(rows);
         fclose(f);
-        return error_set(err, "%s: cannot write the PNG: %s", path, sink.message);
+        return error_set(err, "%s: cannot write the PNG: %s", path, failure.message);
     }
     png_init_io(png, f);
     png_set_IHDR(png, info, (png_uint_32)im->width, (png_uint_32)im->height, 8, PNG_COLOR_TYPE_RGB,
