@@ -77,17 +77,6 @@ static float *download(const Graph *g, const float *src, int64_t n) {
     return host;
 }
 
-// The EMA's packed copy as host arrays laid out like the graph's parameter and buffer storage.
-static void ema_unpack(const Graph *g, const ModelEma *ema, float *params, float *buffers) {
-    for (int i = 0; i < g->n_params; i++) {
-        const ParamInfo *p = &g->params[i];
-        int64_t n = 0;
-        const float *src = ema_find(ema, p->name, &n);
-        YP_CHECK(src && n == p->n_elems);
-        memcpy((p->flags & PARAM_BUFFER ? buffers : params) + p->offset, src, (size_t)n * sizeof(float));
-    }
-}
-
 static bool write_manifest(const char *path, const TrainProgress *p, const Graph *g, Error *err) {
     FsAtomicFile *af = NULL;
     if (!fs_atomic_file_open(path, &af, err)) return false;
@@ -124,7 +113,7 @@ bool checkpoint_save(const char *dir, const TrainProgress *progress, const Exper
     if (model->ema) {
         float *ema_params = list_keep(&l, yp_malloc((size_t)g->param_elems * sizeof(float) + 1));
         float *ema_buffers = list_keep(&l, yp_malloc((size_t)g->buffer_elems * sizeof(float) + 1));
-        ema_unpack(g, model->ema, ema_params, ema_buffers);
+        ema_copy_to_graph_layout(model->ema, g, ema_params, ema_buffers);
         list_add_state_dict(&l, g, "ema.", ema_params, ema_buffers, &nbt_ema);
     }
     for (int i = 0; model->optimizer && i < optim_state_count(model->optimizer); i++) {
@@ -242,13 +231,7 @@ bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointM
         g->be->ops->upload(g->be, g->buffer_data, buffers, (size_t)g->buffer_elems);
         g->be->ops->upload(g->be, g->grad_data, grads, (size_t)g->param_elems);
     }
-    for (int i = 0; ok && model->ema && i < g->n_params; i++) {
-        const ParamInfo *p = &g->params[i];
-        int64_t n = 0;
-        float *dst = ema_find(model->ema, p->name, &n);
-        YP_CHECK(dst && n == p->n_elems);
-        memcpy(dst, (p->flags & PARAM_BUFFER ? ema_buffers : ema_params) + p->offset, (size_t)n * sizeof(float));
-    }
+    if (ok && model->ema) ema_copy_from_graph_layout(model->ema, g, ema_params, ema_buffers);
     for (int i = 0; ok && model->optimizer && i < optim_state_count(model->optimizer); i++) {
         const OptimState *s = optim_state_get(model->optimizer, i);
         char name[PARAM_NAME_MAX + 64];

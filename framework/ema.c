@@ -107,3 +107,24 @@ float *ema_find(const ModelEma *ema, const char *name, int64_t *n_elems) {
         if (!strcmp(ema->entries[i].name, name)) return ema_get(ema, i, n_elems);
     return NULL;
 }
+
+// One walk for both directions: EMA entry <-> the tensor's place in the graph layout.
+static void ema_copy_graph_layout(const ModelEma *ema, const Graph *g, float *params, float *buffers, bool to_layout) {
+    for (int i = 0; i < g->n_params; i++) {
+        const ParamInfo *p = &g->params[i];
+        int64_t n = 0;
+        float *entry = ema_find(ema, p->name, &n);
+        YP_CHECK(entry && n == p->n_elems);
+        float *place = (p->flags & PARAM_BUFFER ? buffers : params) + p->offset;
+        if (to_layout) memcpy(place, entry, (size_t)n * sizeof(float));
+        else memcpy(entry, place, (size_t)n * sizeof(float));
+    }
+}
+
+void ema_copy_to_graph_layout(const ModelEma *ema, const Graph *g, float *params, float *buffers) {
+    ema_copy_graph_layout(ema, g, params, buffers, true);
+}
+
+void ema_copy_from_graph_layout(ModelEma *ema, const Graph *g, const float *params, const float *buffers) {
+    ema_copy_graph_layout(ema, g, (float *)params, (float *)buffers, false);
+}

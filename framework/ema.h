@@ -47,4 +47,10 @@ void ema_set_updates(ModelEma *ema, int64_t updates);  // when resuming
 float *ema_get(const ModelEma *ema, int index, int64_t *n_elems);
 float *ema_find(const ModelEma *ema, const char *name, int64_t *n_elems);
 int ema_count(const ModelEma *ema);
+
+// Copies between the EMA and host arrays laid out like g's parameter and buffer storage
+// (g->param_elems and g->buffer_elems floats), entry by state-dict name; every tensor of g must have
+// its entry. For checkpoints and for swapping the EMA weights into the model.
+void ema_copy_to_graph_layout(const ModelEma *ema, const Graph *g, float *params, float *buffers);
+void ema_copy_from_graph_layout(ModelEma *ema, const Graph *g, const float *params, const float *buffers);
 const char *ema_name(const ModelEma *ema, int index);

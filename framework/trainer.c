@@ -60,6 +60,7 @@ typedef struct Trainer {
     OptimSchedule schedule;
     ModelEma *ema;
     float *live_params, *live_buffers;  // the model's own weights while validation uses the EMA's
+    float *ema_params, *ema_buffers;    // the EMA's weights in the graph's layout, to upload
 
     TrainProgress at;
     char run_dir[4096];
@@ -133,6 +134,8 @@ static bool trainer_build_model(Trainer *t, Error *err) {
     t->host_dout = yp_malloc((size_t)t->out_capacity * sizeof(float));
     t->live_params = yp_malloc((size_t)t->graph->param_elems * sizeof(float));
     t->live_buffers = yp_malloc((size_t)(t->graph->buffer_elems + 1) * sizeof(float));
+    t->ema_params = yp_malloc((size_t)t->graph->param_elems * sizeof(float));
+    t->ema_buffers = yp_malloc((size_t)(t->graph->buffer_elems + 1) * sizeof(float));
     fprintf(t->out, "%s: %lld parameters, %.1f GFLOPs at %lld; %lld images per forward pass, %lld per step\n",
             t->spec->name, (long long)t->graph->param_elems, graph_gflops(t->graph) *
             (double)(cfg->train.imgsz * cfg->train.imgsz) / (double)(t->max_side * t->max_side),
@@ -305,13 +308,9 @@ static void trainer_use_ema(Trainer *t, bool use) {
     if (use) {
         be->ops->download(be, t->live_params, g->param_data, (size_t)g->param_elems);
         be->ops->download(be, t->live_buffers, g->buffer_data, (size_t)g->buffer_elems);
-        for (int i = 0; i < g->n_params; i++) {
-            const ParamInfo *p = &g->params[i];
-            int64_t n = 0;
-            const float *src = ema_find(t->ema, p->name, &n);
-            YP_CHECK(src && n == p->n_elems);
-            be->ops->upload(be, (p->flags & PARAM_BUFFER ? g->buffer_data : g->param_data) + p->offset, src, (size_t)n);
-        }
+        ema_copy_to_graph_layout(t->ema, g, t->ema_params, t->ema_buffers);
+        be->ops->upload(be, g->param_data, t->ema_params, (size_t)g->param_elems);
+        be->ops->upload(be, g->buffer_data, t->ema_buffers, (size_t)g->buffer_elems);
     } else {
         be->ops->upload(be, g->param_data, t->live_params, (size_t)g->param_elems);
         be->ops->upload(be, g->buffer_data, t->live_buffers, (size_t)g->buffer_elems);
@@ -545,6 +544,8 @@ static void trainer_destroy(Trainer *t) {
     free(t->mb_targets);
     free(t->live_params);
     free(t->live_buffers);
+    free(t->ema_params);
+    free(t->ema_buffers);
     free(t->step_sides);
 }
 
