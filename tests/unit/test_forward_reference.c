@@ -24,18 +24,7 @@ static void load(float *dst, const Record *r, int64_t count) {
     for (int64_t i = 0; i < count; i++) dst[i] = (float)r->values[i];
 }
 
-// Largest difference relative to the tensor's largest reference value: float32 sums in a different
-// order than float64 give differences of a few 1e-7 of the largest terms per step, growing with depth.
-static double max_relative_error(const float *got, const Record *want) {
-    double worst = 0.0, scale = 1e-30;
-    for (int64_t i = 0; i < want->count; i++) {
-        worst = fmax(worst, fabs((double)got[i] - want->values[i]));
-        scale = fmax(scale, fabs(want->values[i]));
-    }
-    return worst / scale;
-}
-
-// Tolerances, relative to each tensor's largest value (see max_relative_error), about ten times what
+// Tolerances, relative to each tensor's largest value (see reference_max_relative_error), about ten times what
 // float32 against float64 gives here (2.5e-6, 1.1e-4, 1.4e-5 on tiny-detect): outputs pass ~25
 // conv/BN layers; gradients twice as many, through batch norms over as few as 12 values (2 images
 // of 2x3 at stride 32) whose small standard deviations amplify rounding; running variances are
@@ -68,7 +57,7 @@ static void run_reference(const char *model, int64_t h, int64_t w) {
     Layer *out = graph_output(g);
     const Record *want_out = reference_find(&ref, "", "output");
     assert_int_equal(tensor_elems(&out->out), want_out->count);
-    double err_out = max_relative_error(out->out.data, want_out);
+    double err_out = reference_max_relative_error(out->out.data, want_out);
     load(out->dout.data, reference_find(&ref, "", "r"), tensor_elems(&out->out));
     graph_zero_grads(g);
     graph_backward(g);
@@ -82,7 +71,7 @@ static void run_reference(const char *model, int64_t h, int64_t w) {
         const Record *r = reference_find(&ref, buffer ? "buffer:" : "grad:", p->name);
         if (!r) fail_msg("%s: no reference for %s", model, p->name);
         assert_int_equal(r->count, p->n_elems);
-        double e = max_relative_error((buffer ? g->buffer_data : g->grad_data) + p->offset, r);
+        double e = reference_max_relative_error((buffer ? g->buffer_data : g->grad_data) + p->offset, r);
         if (buffer) err_buffer = fmax(err_buffer, e);
         else if (e > err_grad) err_grad = e, worst_grad = p->name;
     }

@@ -84,15 +84,6 @@ static DetectLoss *loss_make(const DetectLossConfig *cfg, int64_t max_batch) {
 
 static double relative(double got, double want) { return fabs(got - want) / fmax(fabs(want), 1e-30); }
 
-// Largest difference relative to the largest reference value.
-static double max_relative_error(const float *got, const Record *want) {
-    double worst = 0, scale = 1e-30;
-    for (int64_t i = 0; i < want->count; i++) {
-        worst = fmax(worst, fabs((double)got[i] - want->values[i]));
-        scale = fmax(scale, fabs(want->values[i]));
-    }
-    return worst / scale;
-}
 
 static void check_reference_case(const Reference *ref, const char *name) {
     DetectCase c = case_load(ref, name);
@@ -112,7 +103,7 @@ static void check_reference_case(const Reference *ref, const char *name) {
     }
     assert_int_equal(parts.n_foreground, (int64_t)want[4]);
     assert_int_equal(parts.n_instances, c.n_targets);
-    double grad_err = max_relative_error(dpred, want_grad);
+    double grad_err = reference_max_relative_error(dpred, want_grad);
     printf("%s: total %.9g (Ultralytics %.9g), gradient error %.2e of its largest value\n", name, total, want[0],
            grad_err);
     assert_true(grad_err <= grad_tol);
@@ -142,7 +133,7 @@ static void test_classify_reference(void **state) {
     for (int64_t i = 0; i < batch; i++) labels[i] = (int32_t)y->values[i];
     double loss = classify_loss_compute(batch, nc, logits, labels, grad);
     assert_true(relative(loss, find(&ref, "cls", "loss")->values[0]) <= loss_tol);
-    assert_true(max_relative_error(grad, g) <= grad_tol);
+    assert_true(reference_max_relative_error(grad, g) <= grad_tol);
     free(logits);
     free(grad);
     free(labels);
