@@ -1,5 +1,6 @@
 #include "framework/checkpoint.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 #include "framework/safetensors.h"
 #include "framework/yaml_doc.h"
 
-static const char stage_file[] = "stage-0.safetensors";  // one stage per process until the runtime splits it
+enum { CHECKPOINT_MAX_STAGES = 256 };
 static const char nbt_suffix[] = "num_batches_tracked";
 
 // The tensor list of one stage file, with the names and host copies it owns.
@@ -77,7 +78,10 @@ static float *download(const Graph *g, const float *src, int64_t n) {
     return host;
 }
 
-static bool write_manifest(const char *path, const TrainProgress *p, const Graph *g, Error *err) {
+bool checkpoint_write_manifest(const char *dir, const TrainProgress *p, const ExperimentConfig *cfg, int n_stages,
+                               const int (*layers)[2], Error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/manifest.yaml", dir);
     FsAtomicFile *af = NULL;
     if (!fs_atomic_file_open(path, &af, err)) return false;
     FILE *f = fs_atomic_file_stream(af);
@@ -85,16 +89,21 @@ static bool write_manifest(const char *path, const TrainProgress *p, const Graph
             "# yolopipe checkpoint manifest\n"
             "format: %d\n"
             "epoch: %lld\nbatch: %lld\niteration: %lld\nlast_step_iteration: %lld\noptimizer_steps: %lld\n"
-            "bn_batches: %lld\nbest_fitness: %.17g\nseed: %lld\n"
-            "stages:\n  - {file: %s, layers: [0, %d]}\n",
+            "bn_batches: %lld\nbest_fitness: %.17g\nseed: %lld\nstages:\n",
             CHECKPOINT_FORMAT_VERSION, (long long)p->epoch, (long long)p->batch, (long long)p->iteration,
             (long long)p->last_step_iteration, (long long)p->optimizer_steps, (long long)p->bn_batches,
-            p->best_fitness, (long long)p->seed, stage_file, g ? g->n_layers - 1 : 0);
+            p->best_fitness, (long long)p->seed);
+    for (int k = 0; k < n_stages; k++)
+        fprintf(f, "  - {file: stage-%d.safetensors, layers: [%d, %d]}\n", k, layers[k][0], layers[k][1]);
+    if (!fs_atomic_file_commit(af, err)) return false;
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    if (!fs_atomic_file_open(path, &af, err)) return false;
+    config_write_yaml(cfg, fs_atomic_file_stream(af));
     return fs_atomic_file_commit(af, err);
 }
 
-bool checkpoint_save(const char *dir, const TrainProgress *progress, const ExperimentConfig *cfg,
-                     const CheckpointModel *model, Error *err) {
+bool checkpoint_save_stage(const char *dir, int stage, const TrainProgress *progress, const CheckpointModel *model,
+                           Error *err) {
     const Graph *g = model->graph;
     TensorList l = {0};
     // Host copies: the model's storage lives on the backend.
@@ -103,7 +112,7 @@ bool checkpoint_save(const char *dir, const TrainProgress *progress, const Exper
     int64_t nbt_model = progress->bn_batches, nbt_ema = 0;  // ModelEMA copies floating entries only
     list_add_state_dict(&l, g, "", params, buffers, &nbt_model);
     // Gradients accumulated since the last optimizer step (an epoch can end between two steps).
-    float *grads = list_keep(&l, download(g, g->grad_data, g->param_elems));
+    float *grads = list_keep(&l, download(g, model->grads ? model->grads : g->grad_data, g->param_elems));
     for (int i = 0; i < g->n_params; i++) {
         const ParamInfo *p = &g->params[i];
         if (!(p->flags & (PARAM_BUFFER | PARAM_NO_GRAD)))
@@ -129,30 +138,31 @@ bool checkpoint_save(const char *dir, const TrainProgress *progress, const Exper
         {"optimizer_steps", counts[0]},
         {"ema_updates", counts[1]},
     };
+    char path[4200];
+    snprintf(path, sizeof path, "%s/stage-%d.safetensors", dir, stage);
+    bool ok = safetensors_write(path, l.tensors, l.n, meta, (int)(sizeof meta / sizeof *meta), err);
+    list_free(&l);
+    return ok;
+}
 
-    FsAtomicDir *ad = NULL;
+bool checkpoint_dir_begin(const char *dir, FsAtomicDir **out, Error *err) {
     char parent[4096];
     snprintf(parent, sizeof parent, "%s", dir);
     char *slash = strrchr(parent, '/');
     if (slash) *slash = '\0';
-    bool ok = (!slash || fs_mkdir_p(parent, err)) && fs_atomic_dir_begin(dir, &ad, err);
-    if (ok) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", fs_atomic_dir_path(ad), stage_file);
-        ok = safetensors_write(path, l.tensors, l.n, meta, (int)(sizeof meta / sizeof *meta), err);
-        snprintf(path, sizeof path, "%s/manifest.yaml", fs_atomic_dir_path(ad));
-        ok = ok && write_manifest(path, progress, g, err);
-        snprintf(path, sizeof path, "%s/config.yaml", fs_atomic_dir_path(ad));
-        FsAtomicFile *af = NULL;
-        if (ok && (ok = fs_atomic_file_open(path, &af, err))) {
-            config_write_yaml(cfg, fs_atomic_file_stream(af));
-            ok = fs_atomic_file_commit(af, err);
-        }
-        if (ok) ok = fs_atomic_dir_commit(ad, err);
-        else fs_atomic_dir_abort(ad);
-    }
-    list_free(&l);
-    return ok;
+    return (!slash || fs_mkdir_p(parent, err)) && fs_atomic_dir_begin(dir, out, err);
+}
+
+bool checkpoint_save(const char *dir, const TrainProgress *progress, const ExperimentConfig *cfg,
+                     const CheckpointModel *model, Error *err) {
+    FsAtomicDir *ad = NULL;
+    if (!checkpoint_dir_begin(dir, &ad, err)) return false;
+    int layers[1][2] = {{0, model->graph->n_layers - 1}};
+    bool ok = checkpoint_save_stage(fs_atomic_dir_path(ad), 0, progress, model, err) &&
+              checkpoint_write_manifest(fs_atomic_dir_path(ad), progress, cfg, 1, (const int(*)[2])layers, err);
+    if (ok) return fs_atomic_dir_commit(ad, err);
+    fs_atomic_dir_abort(ad);
+    return false;
 }
 
 // ---- reading ---------------------------------------------------------------------------------------
@@ -188,16 +198,52 @@ bool checkpoint_read_progress(const char *dir, TrainProgress *progress, Error *e
     return ok;
 }
 
-static bool open_stage_file(const char *dir, SafetensorsFile **out, Error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, stage_file);
-    return safetensors_read(path, out, err);
+// Every stage file of a checkpoint, in stage order (whatever partitioning wrote it).
+typedef struct StageFiles {
+    int n;
+    SafetensorsFile *files[CHECKPOINT_MAX_STAGES];
+} StageFiles;
+
+static void stage_files_close(StageFiles *sf) {
+    for (int k = 0; k < sf->n; k++) safetensors_file_destroy(sf->files[k]);
+    sf->n = 0;
+}
+
+static bool stage_files_open(const char *dir, StageFiles *sf, Error *err) {
+    *sf = (StageFiles){0};
+    DIR *d = opendir(dir);
+    if (!d) return error_set(err, "%s: cannot open the checkpoint directory", dir);
+    int n_stages = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int k, len = 0;
+        if (sscanf(e->d_name, "stage-%d.safetensors%n", &k, &len) == 1 && e->d_name[len] == '\0' && k >= 0 &&
+            k < CHECKPOINT_MAX_STAGES && k + 1 > n_stages)
+            n_stages = k + 1;
+    }
+    closedir(d);
+    if (!n_stages) return error_set(err, "%s: no stage-<k>.safetensors file (not a yolopipe checkpoint?)", dir);
+    for (int k = 0; k < n_stages; k++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/stage-%d.safetensors", dir, k);
+        if (!safetensors_read(path, &sf->files[k], err)) return stage_files_close(sf), false;
+        sf->n = k + 1;
+    }
+    return true;
+}
+
+static const SafetensorsFile *stage_files_find(const StageFiles *sf, const char *name, const SafetensorsTensor **t) {
+    for (int k = 0; k < sf->n; k++)
+        if ((*t = safetensors_file_find(sf->files[k], name))) return sf->files[k];
+    return NULL;
 }
 
 // Copies tensor `name` of f into dst (n_elems floats, host memory) after checking its shape.
-static bool take_f32(const SafetensorsFile *f, const char *name, float *dst, int64_t n_elems, Error *err) {
-    const SafetensorsTensor *t = safetensors_file_find(f, name);
-    if (!t) return error_set(err, "%s: no tensor '%s' (a checkpoint of another model?)", f->path, name);
+static bool take_f32(const StageFiles *sf, const char *name, float *dst, int64_t n_elems, Error *err) {
+    const SafetensorsTensor *t = NULL;
+    const SafetensorsFile *f = stage_files_find(sf, name, &t);
+    if (!f) return error_set(err, "%s: no tensor '%s' in any stage file (a checkpoint of another model?)",
+                             sf->files[0]->path, name);
     if (t->dtype != SAFETENSORS_F32 || safetensors_tensor_elems(t) != n_elems)
         return error_set(err, "%s: tensor '%s' has %lld %s elements, the model needs %lld F32", f->path, name,
                          (long long)safetensors_tensor_elems(t), safetensors_dtype_name(t->dtype), (long long)n_elems);
@@ -207,8 +253,9 @@ static bool take_f32(const SafetensorsFile *f, const char *name, float *dst, int
 
 bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointModel *model, Error *err) {
     Graph *g = model->graph;
-    SafetensorsFile *f = NULL;
-    if (!checkpoint_read_progress(dir, progress, err) || !open_stage_file(dir, &f, err)) return false;
+    StageFiles sf;
+    if (!checkpoint_read_progress(dir, progress, err) || !stage_files_open(dir, &sf, err)) return false;
+    const SafetensorsFile *f = sf.files[0];
     float *params = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
     float *buffers = yp_malloc((size_t)g->buffer_elems * sizeof(float) + 1);
     float *ema_params = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
@@ -219,12 +266,12 @@ bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointM
         const ParamInfo *p = &g->params[i];
         bool buffer = p->flags & PARAM_BUFFER;
         char name[PARAM_NAME_MAX + 8];
-        ok = take_f32(f, p->name, (buffer ? buffers : params) + p->offset, p->n_elems, err);
+        ok = take_f32(&sf, p->name, (buffer ? buffers : params) + p->offset, p->n_elems, err);
         snprintf(name, sizeof name, "grad.%s", p->name);
         if (ok && !(p->flags & (PARAM_BUFFER | PARAM_NO_GRAD)))
-            ok = take_f32(f, name, grads + p->offset, p->n_elems, err);
+            ok = take_f32(&sf, name, grads + p->offset, p->n_elems, err);
         snprintf(name, sizeof name, "ema.%s", p->name);
-        if (ok && model->ema) ok = take_f32(f, name, (buffer ? ema_buffers : ema_params) + p->offset, p->n_elems, err);
+        if (ok && model->ema) ok = take_f32(&sf, name, (buffer ? ema_buffers : ema_params) + p->offset, p->n_elems, err);
     }
     if (ok) {
         g->be->ops->upload(g->be, g->param_data, params, (size_t)g->param_elems);
@@ -236,7 +283,7 @@ bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointM
         const OptimState *s = optim_state_get(model->optimizer, i);
         char name[PARAM_NAME_MAX + 64];
         snprintf(name, sizeof name, "optimizer.%s", s->name);
-        ok = take_f32(f, name, s->data, s->n_elems, err);
+        ok = take_f32(&sf, name, s->data, s->n_elems, err);
     }
     if (ok && model->optimizer) {
         const char *kind = safetensors_file_metadata(f, "optimizer");
@@ -254,23 +301,25 @@ bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointM
     free(ema_params);
     free(ema_buffers);
     free(grads);
-    safetensors_file_destroy(f);
+    stage_files_close(&sf);
     return ok;
 }
 
 bool checkpoint_export(const char *dir, const char *out_path, Error *err) {
-    SafetensorsFile *f = NULL;
-    if (!open_stage_file(dir, &f, err)) return false;
+    StageFiles sf;
+    if (!stage_files_open(dir, &sf, err)) return false;
     TensorList l = {0};
-    for (int i = 0; i < f->n_tensors; i++) {
-        const SafetensorsTensor *t = &f->tensors[i];
-        if (strncmp(t->name, "ema.", 4)) continue;
-        list_add(&l, "", t->name + 4, t->dtype, t->ndim, t->shape, t->data, t->n_bytes);
-    }
+    // Stage files in stage order, each in declaration order: the state dict's order.
+    for (int k = 0; k < sf.n; k++)
+        for (int i = 0; i < sf.files[k]->n_tensors; i++) {
+            const SafetensorsTensor *t = &sf.files[k]->tensors[i];
+            if (strncmp(t->name, "ema.", 4)) continue;
+            list_add(&l, "", t->name + 4, t->dtype, t->ndim, t->shape, t->data, t->n_bytes);
+        }
     SafetensorsMetadata meta[] = {{"format", "pt"}, {"source", "yolopipe EMA weights"}};
     bool ok = l.n ? safetensors_write(out_path, l.tensors, l.n, meta, 2, err)
-                  : error_set(err, "%s: the checkpoint holds no EMA weights to export", f->path);
+                  : error_set(err, "%s: the checkpoint holds no EMA weights to export", dir);
     list_free(&l);
-    safetensors_file_destroy(f);
+    stage_files_close(&sf);
     return ok;
 }

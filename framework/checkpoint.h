@@ -18,6 +18,7 @@
 #include "framework/config.h"
 #include "framework/ema.h"
 #include "framework/error.h"
+#include "framework/fsutil.h"
 #include "framework/optim.h"
 #include "layers/graph.h"
 
@@ -42,14 +43,26 @@ typedef struct CheckpointModel {
     Graph *graph;
     ModelEma *ema;
     Optimizer *optimizer;
+    const float *grads;  // saving: the gradients to save instead of the graph's (summed over replicas), or NULL
 } CheckpointModel;
 
-// Writes the checkpoint directory `dir` (replacing an existing one atomically).
+// Writes the checkpoint directory `dir` of a single-stage model (replacing an existing one atomically).
 bool checkpoint_save(const char *dir, const TrainProgress *progress, const ExperimentConfig *cfg,
                      const CheckpointModel *model, Error *err);
 
-// Reads `dir` into progress and the model's tensors. Every tensor the model has must be present with
-// its shape; the optimizer step count and EMA update count are restored. Errors name the file.
+// The steps of checkpoint_save for a pipeline, whose stages live on different ranks: one rank begins
+// the atomic directory (checkpoint_dir_begin) and shares fs_atomic_dir_path() with the others (a
+// file system every rank sees); each stage writes its file there; after all have, the first rank
+// writes the manifest (stage k's inclusive layer range in layers[k]) and commits.
+bool checkpoint_dir_begin(const char *dir, FsAtomicDir **out, Error *err);
+bool checkpoint_save_stage(const char *dir, int stage, const TrainProgress *progress, const CheckpointModel *model,
+                           Error *err);
+bool checkpoint_write_manifest(const char *dir, const TrainProgress *progress, const ExperimentConfig *cfg,
+                               int n_stages, const int (*layers)[2], Error *err);
+
+// Reads `dir` into progress and the model's tensors, looking each up by name in every stage file (so
+// the model may be a stage of another partitioning than the one that wrote it). Every tensor the
+// model has must be present with its shape; the optimizer step count and EMA update count are restored. Errors name the file.
 bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointModel *model, Error *err);
 
 // Reads only the manifest (for `export` and for checks before building a model).

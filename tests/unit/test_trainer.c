@@ -204,9 +204,9 @@ static void test_checkpoint_restores_everything(void **state) {
     assert_non_null(cfg);
     char dir[700];
     snprintf(dir, sizeof dir, "%s/ckpt", tmp);
-    assert_true(checkpoint_save(dir, &saved, cfg, &(CheckpointModel){g[0], ema[0], opt[0]}, &err));
+    assert_true(checkpoint_save(dir, &saved, cfg, &(CheckpointModel){.graph = g[0], .ema = ema[0], .optimizer = opt[0]}, &err));
     TrainProgress loaded;
-    if (!checkpoint_load(dir, &loaded, &(CheckpointModel){g[1], ema[1], opt[1]}, &err)) fail_msg("%s", err.message);
+    if (!checkpoint_load(dir, &loaded, &(CheckpointModel){.graph = g[1], .ema = ema[1], .optimizer = opt[1]}, &err)) fail_msg("%s", err.message);
     assert_memory_equal(&loaded, &saved, sizeof saved);
     assert_memory_equal(g[0]->param_data, g[1]->param_data, (size_t)g[0]->param_elems * sizeof(float));
     assert_memory_equal(g[0]->grad_data, g[1]->grad_data, (size_t)g[0]->param_elems * sizeof(float));
@@ -223,7 +223,7 @@ static void test_checkpoint_restores_everything(void **state) {
     }
     assert_int_equal(ema_updates(ema[1]), 1);
     // A second save replaces the first atomically: no temporary directory is left beside it.
-    assert_true(checkpoint_save(dir, &saved, cfg, &(CheckpointModel){g[0], ema[0], opt[0]}, &err));
+    assert_true(checkpoint_save(dir, &saved, cfg, &(CheckpointModel){.graph = g[0], .ema = ema[0], .optimizer = opt[0]}, &err));
     char cmd[900];
     snprintf(cmd, sizeof cmd, "test -z \"$(ls -a %s | grep -E 'tmp|old')\"", tmp);
     assert_int_equal(system(cmd), 0);
