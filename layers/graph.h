@@ -82,8 +82,8 @@ void graph_destroy(Graph *g);  // accepts NULL
 // Also shapes the external producers' out and dout for that size.
 bool graph_set_input_size(Graph *g, int64_t n, int64_t h, int64_t w, Error *err);
 
-// Layer `layer`'s output shape at the current input size, computed without running anything (any
-// layer of the model, e.g. the size of a cut tensor before its producer has run).
+// Layer `layer`'s output shape at the current input size, computed without running anything: any
+// layer of the model (-1: the network input), e.g. a cut tensor's size before its producer has run.
 Shape graph_layer_shape(const Graph *g, int layer);
 // True when `layer` is in the range or is an external producer (has out and dout with a backend).
 bool graph_layer_has_memory(const Graph *g, int layer);
