@@ -11,6 +11,38 @@ int64_t conv_autopad(int64_t k, int64_t dilation) {
     return effective / 2;
 }
 
+ConvWeightQueue *conv_weight_queue_create(void) { return yp_calloc(1, sizeof(ConvWeightQueue)); }
+
+void conv_weight_queue_destroy(ConvWeightQueue *q) {
+    if (!q) return;
+    free(q->pending);
+    free(q);
+}
+
+// Makes room for one more block at creation, so that queueing never allocates.
+static void conv_weight_queue_reserve(ConvWeightQueue *q) {
+    q->pending = yp_realloc(q->pending, (size_t)(q->capacity + 1) * sizeof *q->pending);
+    q->capacity++;
+}
+
+static void conv_weight_queue_push(ConvWeightQueue *q, ConvBlock *cb, const ConvDesc *d, const float *x) {
+    // A second input pass over the same block before W would overwrite what W needs.
+    YP_CHECK(!cb->deferred_x && q->n_pending < q->capacity);
+    cb->deferred_x = x;
+    cb->deferred_desc = *d;
+    q->pending[q->n_pending++] = cb;
+}
+
+void conv_weight_queue_run(ConvWeightQueue *q, Backend *be) {
+    for (int i = 0; i < q->n_pending; i++) {
+        ConvBlock *cb = q->pending[i];
+        be->ops->conv2d_backward_filter(be, &cb->deferred_desc, cb->deferred_x, cb->d_conv.data, cb->weight.grad,
+                                        cb->bias.grad);
+        cb->deferred_x = NULL;
+    }
+    q->n_pending = 0;
+}
+
 static Param declare_vector(Builder *b, const char *name, int64_t n, unsigned flags, ParamInit init) {
     return builder_param(b, name, 1, (int64_t[]){n}, flags, init);
 }
@@ -25,6 +57,11 @@ static void declare_conv(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int
     Shape out = shape_make(in.n, c_out, cb->desc.h_out, cb->desc.w_out);
     cb->conv_out = builder_tensor(b, out);
     cb->out = cb->conv_out;
+    if (!(flags & PARAM_NO_GRAD)) cb->queue = builder_conv_weight_queue(b);
+    if (cb->queue) {
+        cb->d_conv = builder_tensor(b, out);
+        if (builder_backend(b)) conv_weight_queue_reserve(cb->queue);
+    }
     builder_conv_workspace(b, &cb->desc);
     builder_count_ops(b, (double)(c_out * cb->desc.h_out * cb->desc.w_out * fan_in));
     builder_count_leaves(b, 1);
@@ -71,10 +108,7 @@ void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int6
                               (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM, .fan_in = in.c * k * k});
 }
 
-void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value) {
-    Backend *be = builder_backend(b);
-    if (be) be->ops->fill(be, cb->bias.value, value, (size_t)cb->bias.n_elems);
-}
+void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value) { builder_param_fill(b, cb->bias, value); }
 
 // Shapes the block's tensors for input x (at most the built size).
 static ConvDesc conv_block_resize(ConvBlock *cb, const Tensor *x) {
@@ -109,6 +143,7 @@ void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train)
 void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const float *dout, float *dx) {
     ConvDesc d = conv_block_resize(cb, x);
     size_t n_out = (size_t)tensor_elems(&cb->out);
+    bool defer = cb->queue && cb->queue->deferring;
     const float *grad = dout;
     if (cb->act) {
         float *d_bn_out = cb->scratch;
@@ -117,14 +152,19 @@ void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const floa
         grad = d_bn_out;
     }
     if (cb->batchnorm) {
-        float *d_conv_out = cb->scratch + n_out;
+        // Deferred: W reads the gradient later, so it goes to the block's own buffer, not scratch.
+        float *d_conv_out = defer ? cb->d_conv.data : cb->scratch + n_out;
         be->ops->fill(be, d_conv_out, 0.0f, n_out);
         be->ops->batchnorm_backward(be, d.n, d.c_out, d.h_out * d.w_out, cb->conv_out.data, grad, cb->bn_weight.value,
                                     cb->save_mean.data, cb->save_invstd.data, d_conv_out, cb->bn_weight.grad,
                                     cb->bn_bias.grad);
         grad = d_conv_out;
+    } else if (defer) {
+        be->ops->copy(be, cb->d_conv.data, dout, n_out);  // dout belongs to the caller, who may reuse it
+        grad = cb->d_conv.data;
     }
-    if (cb->weight.grad) be->ops->conv2d_backward_filter(be, &d, x->data, grad, cb->weight.grad, cb->bias.grad);
+    if (defer) conv_weight_queue_push(cb->queue, cb, &d, x->data);
+    else if (cb->weight.grad) be->ops->conv2d_backward_filter(be, &d, x->data, grad, cb->weight.grad, cb->bias.grad);
     if (dx) be->ops->conv2d_backward_data(be, &d, grad, cb->weight.value, dx);
 }
 

@@ -10,7 +10,24 @@
 #include "framework/tensor.h"
 #include "layers/builder.h"
 
-typedef struct ConvBlock {
+typedef struct ConvBlock ConvBlock;
+
+// Split backward (Zero Bubble's B and W) for one graph: while `deferring`, convolutions with weight
+// gradients keep the gradient at their output, remember their input and queue themselves instead of
+// computing their weight gradient; conv_weight_queue_run computes the queued ones.
+struct ConvWeightQueue {
+    bool deferring;        // inside an input pass (graph_backward_input_layers)
+    bool waiting;          // an input pass ran and its weight pass has not
+    int n_pending, capacity;
+    ConvBlock **pending;   // owned array of borrowed blocks, in the order the input pass reached them
+};
+
+ConvWeightQueue *conv_weight_queue_create(void);
+void conv_weight_queue_destroy(ConvWeightQueue *q);  // accepts NULL
+// Computes every queued weight (and conv bias) gradient and empties the queue.
+void conv_weight_queue_run(ConvWeightQueue *q, Backend *be);
+
+struct ConvBlock {
     ConvDesc desc;       // at the built (largest) size; forward re-derives it from the input
     bool batchnorm;      // Conv: bias-free convolution followed by BatchNorm2d
     bool act;            // SiLU after the batch norm
@@ -23,7 +40,12 @@ typedef struct ConvBlock {
     Tensor out;          // the block's output; aliases bn_out or conv_out when nothing follows
     Tensor save_mean, save_invstd;  // (1, C_out, 1, 1) batch statistics kept for backward
     float *scratch;      // 2 x conv_out elements, shared: used only inside conv_block_backward
-} ConvBlock;
+    // Split backward only (the convolution has weight gradients and the graph a queue):
+    ConvWeightQueue *queue;    // the graph's (not owned), else NULL
+    Tensor d_conv;             // gradient at the convolution output, kept from B to W
+    const float *deferred_x;   // input of the queued weight gradient; NULL when none is queued
+    ConvDesc deferred_desc;    // its shapes
+};
 
 // Declares Ultralytics' Conv(c1, c2, k, s, p, g, d, act) at the current prefix ("conv.weight",
 // "bn.weight", ...). pad < 0 means Ultralytics' autopad.
@@ -36,7 +58,8 @@ void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int6
 void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value);
 
 void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train);
-// dout: gradient of cb->out; dx (may be NULL) and the parameter gradients are accumulated.
+// dout: gradient of cb->out; dx (may be NULL) and the parameter gradients are accumulated (the
+// weight gradient is queued instead while cb->queue is deferring).
 void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const float *dout, float *dx);
 
 typedef struct BottleneckBlock {

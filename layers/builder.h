@@ -15,6 +15,7 @@
 
 typedef struct Graph Graph;
 typedef struct Layer Layer;
+typedef struct ConvWeightQueue ConvWeightQueue;  // layers/blocks.h
 
 enum {
     PARAM_NO_GRAD = 1 << 0,   // a fixed tensor (DFL's projection): counted, never trained
@@ -78,8 +79,15 @@ int64_t builder_imgsz_h(const Builder *b);
 void builder_push(Builder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void builder_pop(Builder *b);
 
-// Declares a parameter or buffer named prefix + name with the given dims.
+// Declares a parameter or buffer named prefix + name with the given dims. With memory it is
+// initialised, unless the graph shares another graph's weights.
 Param builder_param(Builder *b, const char *name, int ndim, const int64_t *dims, unsigned flags, ParamInit init);
+// Sets every element of a declared parameter to `value` (an initialisation that depends on more than
+// the parameter, e.g. Detect's bias priors); does nothing while describing or when the graph shares
+// another graph's weights.
+void builder_param_fill(Builder *b, Param p, float value);
+// The graph's split-backward queue (GraphOptions.split_backward), or NULL; owned by the graph.
+ConvWeightQueue *builder_conv_weight_queue(const Builder *b);
 
 // An activation-sized tensor that lives as long as the graph.
 Tensor builder_tensor(Builder *b, Shape shape);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "framework/rng.h"
+#include "layers/blocks.h"
 
 enum { BUILDER_MAX_DEPTH = 16 };
 
@@ -14,6 +15,7 @@ struct Builder {
     Graph *g;
     Layer *layer;
     Backend *be;             // NULL while describing
+    bool init_params;        // with memory: initialise parameters (false when sharing another's)
     uint64_t seed;
     char prefix[PARAM_NAME_MAX];
     size_t prefix_len[BUILDER_MAX_DEPTH];
@@ -27,6 +29,9 @@ Layer *builder_layer(const Builder *b) { return b->layer; }
 const ModelSpec *builder_spec(const Builder *b) { return b->g->spec; }
 BatchNormSettings builder_batchnorm_settings(const Builder *b) { return b->g->batchnorm; }
 int64_t builder_imgsz_h(const Builder *b) { return b->g->input.shape.h; }
+ConvWeightQueue *builder_conv_weight_queue(const Builder *b) { return b->g->weight_queue; }
+
+static bool graph_in_range(const Graph *g, int layer) { return g->layer_begin <= layer && layer < g->layer_end; }
 
 void builder_push(Builder *b, const char *fmt, ...) {
     YP_CHECK(b->depth < BUILDER_MAX_DEPTH);
@@ -69,7 +74,14 @@ Param builder_param(Builder *b, const char *name, int ndim, const int64_t *dims,
     char full[PARAM_NAME_MAX];
     int n = snprintf(full, sizeof full, "%s%s", b->prefix, name);
     YP_CHECK(n > 0 && (size_t)n < sizeof full && ndim <= PARAM_MAX_DIMS);
-    if (!b->be) {  // describing: append to the table
+    if (!b->be) {  // describing: count, and append to the table when the layer is in the range
+        int64_t n_elems = 1;
+        for (int d = 0; d < ndim; d++) n_elems *= dims[d];
+        if (!(flags & PARAM_BUFFER)) {
+            b->layer->n_params += n_elems;
+            if (!(flags & PARAM_NO_GRAD)) b->layer->n_grads += n_elems;
+        }
+        if (!graph_in_range(g, b->layer->index)) return (Param){.n_elems = n_elems};
         g->params = yp_realloc(g->params, (size_t)(g->n_params + 1) * sizeof *g->params);
         ParamInfo *p = &g->params[g->n_params++];
         *p = (ParamInfo){.ndim = ndim, .n_elems = 1, .flags = flags, .layer = b->layer->index, .init = init};
@@ -81,8 +93,7 @@ Param builder_param(Builder *b, const char *name, int ndim, const int64_t *dims,
         } else {
             p->offset = g->param_elems;
             g->param_elems += p->n_elems;
-            b->layer->n_params += p->n_elems;
-            if (!(flags & PARAM_NO_GRAD)) b->layer->n_grads += p->n_elems, g->grad_elems += p->n_elems;
+            if (!(flags & PARAM_NO_GRAD)) g->grad_elems += p->n_elems;
         }
         return (Param){.n_elems = p->n_elems};
     }
@@ -97,8 +108,12 @@ Param builder_param(Builder *b, const char *name, int ndim, const int64_t *dims,
         param.value = g->param_data + p->offset;
         if (!(p->flags & PARAM_NO_GRAD)) param.grad = g->grad_data + p->offset;
     }
-    param_initialise(b->be, p, param.value, b->seed);
+    if (b->init_params) param_initialise(b->be, p, param.value, b->seed);
     return param;
+}
+
+void builder_param_fill(Builder *b, Param p, float value) {
+    if (b->be && b->init_params) b->be->ops->fill(b->be, p.value, value, (size_t)p.n_elems);
 }
 
 static float *graph_alloc(Graph *g, int64_t n_elems) {
@@ -118,7 +133,7 @@ Tensor builder_tensor(Builder *b, Shape shape) {
 
 float *builder_scratch(Builder *b, int64_t n_elems) {
     if (!b->be) {
-        if (n_elems > b->g->scratch_elems) b->g->scratch_elems = n_elems;
+        if (graph_in_range(b->g, b->layer->index) && n_elems > b->g->scratch_elems) b->g->scratch_elems = n_elems;
         return NULL;
     }
     YP_CHECK(n_elems <= b->g->scratch_elems);
@@ -171,9 +186,9 @@ static bool graph_parse(Graph *g, Error *err) {
     return true;
 }
 
-// Runs every layer's build; with b->be set, memory is bound and allocated.
-static bool graph_build(Graph *g, Builder *b, Error *err) {
-    for (int i = 0; i < g->n_layers; i++) {
+// Runs the build of layers [begin, end); with b->be set, memory is bound and allocated.
+static bool graph_build(Graph *g, Builder *b, int begin, int end, Error *err) {
+    for (int i = begin; i < end; i++) {
         Layer *layer = &g->layers[i];
         for (int k = 0; k < layer->n_in; k++) {
             int from = layer->in_index[k];
@@ -196,7 +211,7 @@ static bool graph_build(Graph *g, Builder *b, Error *err) {
 }
 
 static void graph_sum_layers(Graph *g) {
-    for (int i = 0; i < g->n_layers; i++) {
+    for (int i = g->layer_begin; i < g->layer_end; i++) {
         g->ops += g->layers[i].ops;
         g->leaf_modules += g->layers[i].leaf_modules;
         g->activation_elems += g->layers[i].activation_elems;
@@ -211,14 +226,53 @@ static void graph_destroy_states(Graph *g) {
     }
 }
 
-static void graph_allocate(Graph *g, Backend *be) {
+// True when a layer of the range reads `layer`'s output (layer -1: the network input).
+static bool graph_range_reads(const Graph *g, int layer) {
+    for (int i = g->layer_begin; i < g->layer_end; i++)
+        for (int k = 0; k < g->layers[i].n_in; k++)
+            if (g->layers[i].in_index[k] == layer) return true;
+    return false;
+}
+
+static bool graph_is_external_producer(const Graph *g, int layer) {
+    return layer < g->layer_begin && graph_range_reads(g, layer);
+}
+
+bool graph_layer_has_memory(const Graph *g, int layer) {
+    YP_CHECK(0 <= layer && layer < g->n_layers);
+    return graph_in_range(g, layer) || graph_is_external_producer(g, layer);
+}
+
+// Everything but the range's layers: weights (owned or shared), the input and the external
+// producers' out and dout at their built shapes.
+static void graph_allocate(Graph *g, Backend *be, const Graph *owner) {
     g->be = be;
-    g->param_data = graph_alloc(g, g->param_elems);
-    g->grad_data = graph_alloc(g, g->param_elems);  // same layout as the parameters
-    g->buffer_data = graph_alloc(g, g->buffer_elems);
-    g->scratch = graph_alloc(g, g->scratch_elems);
-    g->input.data = graph_alloc(g, g->input.capacity);
-    be->ops->fill(be, g->grad_data, 0.0f, (size_t)g->param_elems);
+    if (owner) {
+        YP_CHECK(owner->be == be && owner->spec == g->spec && owner->layer_begin == g->layer_begin &&
+                 owner->layer_end == g->layer_end && owner->param_elems == g->param_elems &&
+                 owner->buffer_elems == g->buffer_elems && owner->scratch_elems >= g->scratch_elems &&
+                 !owner->weights_owner);
+        g->weights_owner = owner;
+        g->param_data = owner->param_data;
+        g->grad_data = owner->grad_data;
+        g->buffer_data = owner->buffer_data;
+        g->scratch = owner->scratch;
+    } else {
+        g->param_data = graph_alloc(g, g->param_elems);
+        g->grad_data = graph_alloc(g, g->param_elems);  // same layout as the parameters
+        g->buffer_data = graph_alloc(g, g->buffer_elems);
+        g->scratch = graph_alloc(g, g->scratch_elems);
+        be->ops->fill(be, g->grad_data, 0.0f, (size_t)g->param_elems);
+    }
+    if (graph_range_reads(g, -1)) g->input.data = graph_alloc(g, g->input.capacity);
+    for (int i = 0; i < g->layer_begin; i++) {
+        if (!graph_is_external_producer(g, i)) continue;
+        Layer *layer = &g->layers[i];
+        Shape s = layer->out_shape;
+        layer->out = (Tensor){.data = graph_alloc(g, shape_elems(s)), .shape = s, .capacity = shape_elems(s)};
+        layer->dout = layer->out;
+        layer->dout.data = graph_alloc(g, shape_elems(s));
+    }
 }
 
 bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, Error *err) {
@@ -231,18 +285,25 @@ bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, E
     g->input = (Tensor){.shape = input, .capacity = shape_elems(input)};
     g->built_input = input;
 
+    g->layer_begin = opt->layer_begin;
+    g->layer_end = opt->layer_end ? opt->layer_end : g->n_layers;
+    YP_CHECK(0 <= g->layer_begin && g->layer_begin < g->layer_end && g->layer_end <= g->n_layers);
+    YP_CHECK(!opt->share_weights || opt->be);
+    if (opt->split_backward) g->weight_queue = conv_weight_queue_create();
+
+    // Every layer is described: the range's shapes depend on all earlier layers.
     Builder b = {.g = g, .seed = opt->seed};
     bool ok = graph_parse(g, err);
     bool classifier = ok && g->layers[g->n_layers - 1].kind == LAYER_KIND_CLASSIFY;
     g->batchnorm = classifier ? (BatchNormSettings){.eps = 1e-5f, .momentum = 0.1f}
                               : (BatchNormSettings){.eps = 1e-3f, .momentum = 0.03f};
-    ok = ok && graph_build(g, &b, err);
+    ok = ok && graph_build(g, &b, 0, g->n_layers, err);
     if (ok) graph_sum_layers(g);
     if (ok && opt->be) {
         graph_destroy_states(g);
-        graph_allocate(g, opt->be);
-        b = (Builder){.g = g, .be = opt->be, .seed = opt->seed};
-        ok = graph_build(g, &b, err);
+        graph_allocate(g, opt->be, opt->share_weights);
+        b = (Builder){.g = g, .be = opt->be, .init_params = !opt->share_weights, .seed = opt->seed};
+        ok = graph_build(g, &b, g->layer_begin, g->layer_end, err);
         YP_CHECK(!ok || b.param_cursor == g->n_params);
     }
     if (!ok) {
@@ -261,6 +322,7 @@ void graph_destroy(Graph *g) {
     free(g->allocs);
     free(g->layers);
     free(g->params);
+    conv_weight_queue_destroy(g->weight_queue);
     free(g);
 }
 
@@ -273,33 +335,103 @@ bool graph_set_input_size(Graph *g, int64_t n, int64_t h, int64_t w, Error *err)
                          (long long)n, (long long)h, (long long)w, (long long)max.n, (long long)max.h, (long long)max.w,
                          (long long)stride);
     g->input.shape = shape_make(n, max.c, h, w);
+    for (int i = 0; i < g->layer_begin; i++) {
+        if (!graph_is_external_producer(g, i)) continue;
+        g->layers[i].out.shape = g->layers[i].dout.shape = graph_layer_shape(g, i);
+    }
     return true;
 }
 
+// Every YOLO layer's output is (N, C, H / s, W / s) for a fixed stride s, so the built shape scales
+// with the input; Detect's anchors are the sum of its levels' positions, Classify's (N, nc, 1, 1)
+// depends on N only.
+Shape graph_layer_shape(const Graph *g, int layer) {
+    YP_CHECK(-1 <= layer && layer < g->n_layers);
+    Shape in = g->input.shape, max = g->built_input;
+    if (layer < 0) return in;
+    const Layer *l = &g->layers[layer];
+    Shape built = l->out_shape;
+    switch (l->kind) {
+    case LAYER_KIND_CLASSIFY: return shape_make(in.n, built.c, 1, 1);
+    case LAYER_KIND_DETECT: {
+        int64_t anchors = 0;
+        for (int k = 0; k < l->n_in; k++) anchors += shape_hw(graph_layer_shape(g, l->in_index[k]));
+        return shape_make(in.n, built.c, anchors, 1);
+    }
+    default:
+        YP_CHECK(built.h * in.h % max.h == 0 && built.w * in.w % max.w == 0);
+        return shape_make(in.n, built.c, built.h * in.h / max.h, built.w * in.w / max.w);
+    }
+}
+
+static void graph_check_range(const Graph *g, int begin, int end) {
+    YP_CHECK(g->layer_begin <= begin && begin <= end && end <= g->layer_end);
+}
+
+// Forward or another backward before W would overwrite what the deferred weight gradients read.
+static void graph_check_no_weight_pass_waiting(const Graph *g) {
+    YP_CHECK(!g->weight_queue || !g->weight_queue->waiting);
+}
+
 void graph_forward_layers(Graph *g, int begin, int end, bool train) {
-    YP_CHECK(0 <= begin && begin <= end && end <= g->n_layers);
+    graph_check_range(g, begin, end);
+    graph_check_no_weight_pass_waiting(g);
     for (int i = begin; i < end; i++) layer_kinds[g->layers[i].kind]->forward(&g->layers[i], g->be, train);
 }
 
-void graph_forward(Graph *g, bool train) { graph_forward_layers(g, 0, g->n_layers, train); }
+void graph_forward(Graph *g, bool train) { graph_forward_layers(g, g->layer_begin, g->layer_end, train); }
 
-void graph_backward_layers(Graph *g, int begin, int end) {
-    YP_CHECK(0 <= begin && begin <= end && end <= g->n_layers);
+static void graph_run_backward(Graph *g, int begin, int end) {
+    graph_check_range(g, begin, end);
     for (int i = end - 1; i >= begin; i--) {
         g->layers[i].dout.shape = g->layers[i].out.shape;
         layer_kinds[g->layers[i].kind]->backward(&g->layers[i], g->be);
     }
 }
 
-void graph_backward(Graph *g) {
+void graph_backward_layers(Graph *g, int begin, int end) {
+    graph_check_no_weight_pass_waiting(g);
+    graph_run_backward(g, begin, end);
+}
+
+void graph_backward_input_layers(Graph *g, int begin, int end) {
+    ConvWeightQueue *q = g->weight_queue;
+    YP_CHECK(q);  // the graph was created with split_backward
+    q->deferring = true;
+    graph_run_backward(g, begin, end);
+    q->deferring = false;
+    q->waiting = true;
+}
+
+void graph_backward_weight(Graph *g) {
+    ConvWeightQueue *q = g->weight_queue;
+    YP_CHECK(q && q->waiting);  // an input pass came first
+    conv_weight_queue_run(q, g->be);
+    q->waiting = false;
+}
+
+// Zeroes the output gradients of every layer with memory except `keep` (-1: none), at the shapes of
+// their outputs (set by forward, or by graph_set_input_size for external producers).
+static void graph_zero_douts(Graph *g, int keep) {
     Backend *be = g->be;
-    for (int i = 0; i + 1 < g->n_layers; i++)
+    for (int i = 0; i < g->layer_end; i++) {
+        if (i == keep || !graph_layer_has_memory(g, i)) continue;
         be->ops->fill(be, g->layers[i].dout.data, 0.0f, (size_t)tensor_elems(&g->layers[i].out));
-    graph_backward_layers(g, 0, g->n_layers);
+    }
+}
+
+void graph_zero_activation_grads(Graph *g) { graph_zero_douts(g, -1); }
+
+void graph_backward(Graph *g) {
+    graph_zero_douts(g, g->layer_end - 1);
+    graph_backward_layers(g, g->layer_begin, g->layer_end);
 }
 
 void graph_zero_grads(Graph *g) { g->be->ops->fill(g->be, g->grad_data, 0.0f, (size_t)g->param_elems); }
 
-Layer *graph_output(Graph *g) { return &g->layers[g->n_layers - 1]; }
+Layer *graph_output(Graph *g) {
+    YP_CHECK(g->layer_end == g->n_layers);
+    return &g->layers[g->n_layers - 1];
+}
 
 double graph_gflops(const Graph *g) { return 2.0 * g->ops / 1e9; }
