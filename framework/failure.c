@@ -39,6 +39,7 @@ static void failure_on_signal(int sig) {
     while (n_digits > 0 && n < sizeof line) line[n++] = digits[--n_digits];
     n = append(line, n, sizeof line, signal_reason, sizeof signal_reason);
     n = append(line, n, sizeof line - 1, failure.activity[atomic_load(&failure.current)], FAILURE_ACTIVITY_BYTES);
+    if (n > sizeof line - 1) n = sizeof line - 1;  // room for the newline whatever came before
     line[n++] = '\n';
     for (size_t done = 0; done < n;) {
         ssize_t w = write(STDERR_FILENO, line + done, n - done);

@@ -73,7 +73,9 @@ struct Transport {
 // error: err gets "parallel.stages x parallel.replicas = ... ranks, but mpirun started N processes:
 // ..." (the caller prefixes the file position), MPI is finalized again if this call started it, and
 // false is returned. Works without mpirun too (singleton: world size 1). On success *out is owned by
-// the caller (transport_destroy); timeout_s starts at 0.
+// the caller (transport_destroy); timeout_s starts at 0. When this call starts MPI, its transport
+// finalizes MPI at destroy, so it must be the last one alive; a program that wants several transports
+// in turn (tests) starts MPI itself first.
 bool transport_mpi_create(int pipeline_size, int replicas, ConfigRankOrder order, Transport **out, Error *err);
 
 // Waits for r (which is then freed), polling with a growing sleep, for at most t->timeout_s

@@ -151,7 +151,7 @@ static void mpi_gather_bytes(Transport *t, const void *buf, size_t n_bytes, void
             displs[i] = count_of(total);
             total += sizes[i];
         }
-        count_of(total);
+        YP_CHECK(total <= (size_t)INT_MAX);  // MPI_Igatherv's displacements are int
         *all = yp_malloc(total);
     }
     r = request_take(mpi_of(t));
