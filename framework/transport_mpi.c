@@ -213,7 +213,8 @@ bool transport_mpi_create(int pipeline_size, int replicas, ConfigRankOrder order
     if (!initialized) {
         int provided = 0;
         MPI_CHECK(MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided));
-        if (provided < MPI_THREAD_FUNNELED) yp_fatal("MPI provides thread level %d, yolopipe needs MPI_THREAD_FUNNELED", provided);
+        if (provided < MPI_THREAD_FUNNELED)
+            yp_fatal("MPI provides thread level %d, yolopipe needs MPI_THREAD_FUNNELED", provided);
     }
     MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     int world_rank = 0, world_size = 0;

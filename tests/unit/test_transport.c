@@ -159,9 +159,11 @@ static void test_p2p_ring_by_tag(void **state) {
 // to the next rank and to itself at once.
 static void check_large_and_self(Transport *t) {
     const Topology *p = &t->topo;
-    int me = p->pipeline_rank, next = (me + 1) % p->pipeline_size, prev = (me + p->pipeline_size - 1) % p->pipeline_size;
+    int me = p->pipeline_rank, next = (me + 1) % p->pipeline_size;
+    int prev = (me + p->pipeline_size - 1) % p->pipeline_size;
     enum { N = 3 << 18 };  // 3 MiB of floats; values below 2^24, exact in float
-    float *out = malloc(N * sizeof *out), *in_prev = malloc(N * sizeof *in_prev), *in_self = malloc(N * sizeof *in_self);
+    float *out = malloc(N * sizeof *out), *in_prev = malloc(N * sizeof *in_prev);
+    float *in_self = malloc(N * sizeof *in_self);
     for (int i = 0; i < N; i++) out[i] = (float)(i + p->world_rank);
     TransportRequest *r[4] = {
         t->ops->irecv(t, in_self, N * sizeof *in_self, me, 1),
