@@ -23,23 +23,41 @@ bool error_set(Error *err, const char *fmt, ...) {
     return false;
 }
 
+// See error_set_fatal_hook: set once at start-up, read only when the process is about to end.
+static struct {
+    ErrorFatalHook hook;
+    void *context;
+} fatal_hook;
+
+void error_set_fatal_hook(ErrorFatalHook hook, void *context) {
+    fatal_hook.hook = hook;
+    fatal_hook.context = context;
+}
+
+static _Noreturn void fatal_end(const char *message) {
+    if (fatal_hook.hook) fatal_hook.hook(message, fatal_hook.context);
+    fprintf(stderr, "yolopipe: %s\n", message);
+    abort();
+}
+
 _Noreturn void yp_fatal_at(const char *file, int line, const char *fmt, ...) {
-    fprintf(stderr, "yolopipe: internal error at %s:%d: ", file, line);
+    char message[1024];
+    int used = snprintf(message, sizeof message, "internal error at %s:%d: ", file, line);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    if (used >= 0 && (size_t)used < sizeof message) vsnprintf(message + used, sizeof message - (size_t)used, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    abort();
+    fatal_end(message);
 }
 
 _Noreturn void yp_library_failure(const char *library, const char *call, const char *message, const char *file,
                                   int line) {
     char host[256] = "?";
     gethostname(host, sizeof host - 1);
-    fprintf(stderr, "yolopipe: %s error on %s (pid %d) at %s:%d: %s: %s\n", library, host, (int)getpid(), file, line,
-            call, message);
-    abort();
+    char text[1024];
+    snprintf(text, sizeof text, "%s error on %s (pid %d) at %s:%d: %s: %s", library, host, (int)getpid(), file, line,
+             call, message);
+    fatal_end(text);
 }
 
 void *yp_malloc(size_t n_bytes) {

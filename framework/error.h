@@ -61,6 +61,13 @@ YP_NORETURN void yp_library_failure(const char *library, const char *call, const
         if (yp_status_ != (ok)) yp_library_failure(library, #call, describe(yp_status_), __FILE__, __LINE__); \
     } while (0)
 
+// Where internal errors go once a job is running. `hook` gets the whole message (one line, no
+// "yolopipe: " prefix, no newline) and must end the job without returning; until a hook is set,
+// internal errors print "yolopipe: <message>" and abort(). framework/failure.c sets it once at
+// start-up, before any other thread starts: it is the one piece of process-wide state in error.c.
+typedef void (*ErrorFatalHook)(const char *message, void *context);
+void error_set_fatal_hook(ErrorFatalHook hook, void *context);
+
 // malloc/calloc that abort on failure, so callers never test for NULL.
 void *yp_malloc(size_t n_bytes);
 void *yp_calloc(size_t count, size_t n_bytes);

@@ -1,0 +1,276 @@
+// The MPI transport on 1, 2 and 4 ranks (tests/meson.build runs this program through
+// tests/mpi/mpirun.sh with each). Every layout the world size allows (stages x replicas, both rank
+// orders) is checked against the rank map written out here independently of framework/topology.c.
+// Collectives run on integer-valued data, so every sum is exact: zero tolerance.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <mpi.h>
+
+#include "framework/transport.h"
+
+// Long enough for 4 oversubscribed ranks on a loaded machine; a wrong test ends in seconds anyway.
+static const double test_timeout_s = 30;
+
+// The rank map from DESIGN.md / topology.h, written out again.
+static int rank_of(ConfigRankOrder order, int pipeline_size, int replicas, int pipeline_rank, int replica) {
+    return order == CONFIG_RANK_ORDER_PIPELINE_FIRST ? replica * pipeline_size + pipeline_rank
+                                                     : pipeline_rank * replicas + replica;
+}
+
+static int world_size(void) {
+    int n = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    return n;
+}
+
+// Runs check on a transport for every stages x replicas = world size and both rank orders.
+static void for_each_layout(void (*check)(Transport *t)) {
+    int n = world_size();
+    for (int order = 0; order < CONFIG_RANK_ORDER_COUNT; order++) {
+        for (int stages = 1; stages <= n; stages++) {
+            if (n % stages) continue;
+            Transport *t = NULL;
+            Error err = {{0}};
+            assert_true(transport_mpi_create(stages, n / stages, (ConfigRankOrder)order, &t, &err));
+            t->timeout_s = test_timeout_s;
+            check(t);
+            transport_destroy(t);
+        }
+    }
+}
+
+static int group_world_rank(const Transport *t, TransportGroup group, int index) {
+    const Topology *p = &t->topo;
+    if (group == TRANSPORT_WORLD) return index;
+    if (group == TRANSPORT_PIPELINE) return rank_of(p->order, p->pipeline_size, p->replicas, index, p->replica);
+    return rank_of(p->order, p->pipeline_size, p->replicas, p->pipeline_rank, index);
+}
+
+static int group_size(const Transport *t, TransportGroup group) {
+    const Topology *p = &t->topo;
+    return group == TRANSPORT_WORLD ? p->world_size : group == TRANSPORT_PIPELINE ? p->pipeline_size : p->replicas;
+}
+
+static void test_topology_map(void **state) {
+    (void)state;
+    // 2 stages x 2 replicas by hand: world rank -> (pipeline rank, replica).
+    static const int pipeline_first[4][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
+    static const int replica_first[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+    for (int w = 0; w < 4; w++) {
+        Topology a = topology_make(w, 2, 2, CONFIG_RANK_ORDER_PIPELINE_FIRST);
+        Topology b = topology_make(w, 2, 2, CONFIG_RANK_ORDER_REPLICA_FIRST);
+        assert_int_equal(a.pipeline_rank, pipeline_first[w][0]);
+        assert_int_equal(a.replica, pipeline_first[w][1]);
+        assert_int_equal(b.pipeline_rank, replica_first[w][0]);
+        assert_int_equal(b.replica, replica_first[w][1]);
+    }
+    // Other shapes: topology_make and topology_world_rank agree with the formula and invert each other.
+    static const int shapes[][2] = {{1, 1}, {4, 1}, {1, 4}, {3, 2}, {2, 3}, {4, 4}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int stages = shapes[s][0], replicas = shapes[s][1];
+        for (int order = 0; order < CONFIG_RANK_ORDER_COUNT; order++) {
+            for (int w = 0; w < stages * replicas; w++) {
+                Topology t = topology_make(w, stages, replicas, (ConfigRankOrder)order);
+                assert_int_equal(t.world_size, stages * replicas);
+                assert_in_range(t.pipeline_rank, 0, stages - 1);
+                assert_in_range(t.replica, 0, replicas - 1);
+                assert_int_equal(rank_of((ConfigRankOrder)order, stages, replicas, t.pipeline_rank, t.replica), w);
+                assert_int_equal(topology_world_rank(&t, t.pipeline_rank, t.replica), w);
+            }
+        }
+    }
+}
+
+static void test_wrong_world_size(void **state) {
+    (void)state;
+    int n = world_size();
+    Transport *t = NULL;
+    Error err = {{0}};
+    assert_false(transport_mpi_create(n + 1, 1, CONFIG_RANK_ORDER_PIPELINE_FIRST, &t, &err));
+    assert_null(t);
+    char expected[256];
+    snprintf(expected, sizeof expected,
+             "parallel.stages x parallel.replicas = %d x 1 = %d ranks, but mpirun started %d process%s: "
+             "run mpirun -np %d ... or change parallel.stages/replicas",
+             n + 1, n + 1, n, n == 1 ? "" : "es", n + 1);
+    assert_string_equal(err.message, expected);
+}
+
+static void check_topology(Transport *t) {
+    const Topology *p = &t->topo;
+    int w = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &w);
+    assert_int_equal(p->world_rank, w);
+    assert_int_equal(p->world_size, p->pipeline_size * p->replicas);
+    assert_int_equal(rank_of(p->order, p->pipeline_size, p->replicas, p->pipeline_rank, p->replica), w);
+    assert_int_equal(topology_world_rank(p, p->pipeline_rank, p->replica), w);
+    // One node: the node-local ranks are the world ranks.
+    assert_int_equal(p->local_size, p->world_size);
+    assert_int_equal(p->local_rank, w);
+    assert_true(transport_max_tag(t) >= 32767);
+    assert_string_equal(t->ops->name, "mpi");
+}
+
+static void test_topology_from_mpi(void **state) {
+    (void)state;
+    for_each_layout(check_topology);
+}
+
+enum { N_TAGS = 5 };
+
+// Receives from the previous pipeline rank posted before the sends (a barrier makes sure) and
+// sends to the next one issued in the opposite tag order; with one rank per pipeline both are this
+// rank. The payload names its sender, so a message matched to the wrong peer or tag shows.
+static void check_p2p_ring(Transport *t) {
+    const Topology *p = &t->topo;
+    int next = (p->pipeline_rank + 1) % p->pipeline_size;
+    int prev = (p->pipeline_rank + p->pipeline_size - 1) % p->pipeline_size;
+    int sent[N_TAGS][2], received[N_TAGS][2];
+    TransportRequest *recvs[N_TAGS], *sends[N_TAGS];
+    for (int k = 0; k < N_TAGS; k++) recvs[k] = t->ops->irecv(t, received[k], sizeof received[k], prev, 10 + k);
+    t->ops->barrier(t, TRANSPORT_PIPELINE);
+    for (int k = N_TAGS - 1; k >= 0; k--) {
+        sent[k][0] = p->world_rank;
+        sent[k][1] = k;
+        sends[k] = t->ops->isend(t, sent[k], sizeof sent[k], next, 10 + k);
+    }
+    static const int wait_order[N_TAGS] = {2, 0, 4, 1, 3};
+    for (int i = 0; i < N_TAGS; i++) transport_wait(t, recvs[wait_order[i]], "a ring message");
+    for (int k = 0; k < N_TAGS; k++) transport_wait(t, sends[k], "a ring send");
+    for (int k = 0; k < N_TAGS; k++) {
+        assert_int_equal(received[k][0], rank_of(p->order, p->pipeline_size, p->replicas, prev, p->replica));
+        assert_int_equal(received[k][1], k);
+    }
+}
+
+static void test_p2p_ring_by_tag(void **state) {
+    (void)state;
+    for_each_layout(check_p2p_ring);
+}
+
+// A message to this rank itself, and messages larger than MPI's eager limit (rendezvous protocol),
+// to the next rank and to itself at once.
+static void check_large_and_self(Transport *t) {
+    const Topology *p = &t->topo;
+    int me = p->pipeline_rank, next = (me + 1) % p->pipeline_size;
+    int prev = (me + p->pipeline_size - 1) % p->pipeline_size;
+    enum { N = 3 << 18 };  // 3 MiB of floats; values below 2^24, exact in float
+    float *out = malloc(N * sizeof *out), *in_prev = malloc(N * sizeof *in_prev);
+    float *in_self = malloc(N * sizeof *in_self);
+    for (int i = 0; i < N; i++) out[i] = (float)(i + p->world_rank);
+    TransportRequest *r[4] = {
+        t->ops->irecv(t, in_self, N * sizeof *in_self, me, 1),
+        t->ops->isend(t, out, N * sizeof *out, next, 2),
+        t->ops->isend(t, out, N * sizeof *out, me, 1),
+        t->ops->irecv(t, in_prev, N * sizeof *in_prev, prev, 2),
+    };
+    for (int i = 0; i < 4; i++) transport_wait(t, r[i], "a large message");
+    int prev_world = rank_of(p->order, p->pipeline_size, p->replicas, prev, p->replica);
+    for (int i = 0; i < N; i++) {
+        if (in_self[i] != (float)(i + p->world_rank)) fail_msg("self message: element %d is %g", i, in_self[i]);
+        if (in_prev[i] != (float)(i + prev_world)) fail_msg("message from %d: element %d is %g", prev, i, in_prev[i]);
+    }
+    free(out);
+    free(in_prev);
+    free(in_self);
+}
+
+static void test_large_and_self(void **state) {
+    (void)state;
+    for_each_layout(check_large_and_self);
+}
+
+enum { N_SUM = 1000 };
+
+// Rank w contributes w * 1000 + i at index i, so the sum at i is 1000 * (sum of the group's world
+// ranks) + size * i: it names the members, and every partial sum is an integer below 2^24.
+static void check_sums(Transport *t) {
+    for (int group = 0; group < TRANSPORT_GROUP_COUNT; group++) {
+        int members = 0, size = group_size(t, (TransportGroup)group);
+        for (int d = 0; d < size; d++) members += group_world_rank(t, (TransportGroup)group, d);
+        float f[N_SUM];
+        double g[N_SUM];
+        for (int i = 0; i < N_SUM; i++) f[i] = (float)(g[i] = t->topo.world_rank * 1000.0 + i);
+        TransportRequest *r = t->ops->iallreduce_sum_f32(t, f, N_SUM, (TransportGroup)group);
+        transport_wait(t, r, "a float sum");
+        t->ops->allreduce_sum_f64(t, g, N_SUM, (TransportGroup)group);
+        for (int i = 0; i < N_SUM; i++) {
+            double expected = 1000.0 * members + (double)size * i;
+            if (f[i] != expected || g[i] != expected)
+                fail_msg("group %d element %d: %g (f32), %g (f64), expected %g", group, i, f[i], g[i], expected);
+        }
+    }
+}
+
+static void test_allreduce(void **state) {
+    (void)state;
+    for_each_layout(check_sums);
+}
+
+static void check_broadcast_barrier(Transport *t) {
+    for (int group = 0; group < TRANSPORT_GROUP_COUNT; group++) {
+        int root = group_size(t, (TransportGroup)group) - 1;
+        int value[3] = {t->topo.world_rank, -1, 7};
+        t->ops->broadcast(t, value, sizeof value, root, (TransportGroup)group);
+        assert_int_equal(value[0], group_world_rank(t, (TransportGroup)group, root));
+        assert_int_equal(value[1], -1);
+        assert_int_equal(value[2], 7);
+        t->ops->barrier(t, (TransportGroup)group);
+    }
+}
+
+static void test_broadcast_barrier(void **state) {
+    (void)state;
+    for_each_layout(check_broadcast_barrier);
+}
+
+// World rank w sends 3 w bytes (none from rank 0), byte k being (7 w + k) mod 256.
+static void check_gather(Transport *t) {
+    const Topology *p = &t->topo;
+    size_t n = 3 * (size_t)p->world_rank;
+    unsigned char *mine = malloc(n + 1);
+    for (size_t k = 0; k < n; k++) mine[k] = (unsigned char)(7 * p->world_rank + (int)k);
+    void *all = (void *)1;
+    size_t sizes[8];
+    assert_true(p->world_size <= 8);
+    t->ops->gather_bytes(t, mine, n, &all, p->world_rank == 0 ? sizes : NULL);
+    if (p->world_rank != 0) {
+        assert_null(all);
+    } else {
+        const unsigned char *at = all;
+        for (int w = 0; w < p->world_size; w++) {
+            assert_int_equal(sizes[w], 3 * (size_t)w);
+            for (size_t k = 0; k < sizes[w]; k++) assert_int_equal(*at++, (unsigned char)(7 * w + (int)k));
+        }
+        free(all);
+    }
+    free(mine);
+}
+
+static void test_gather_bytes(void **state) {
+    (void)state;
+    for_each_layout(check_gather);
+}
+
+int main(int argc, char **argv) {
+    // MPI is started here rather than by the transport, so that one process can create and destroy
+    // a transport per layout.
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_topology_map),      cmocka_unit_test(test_wrong_world_size),
+        cmocka_unit_test(test_topology_from_mpi), cmocka_unit_test(test_p2p_ring_by_tag),
+        cmocka_unit_test(test_large_and_self),    cmocka_unit_test(test_allreduce),
+        cmocka_unit_test(test_broadcast_barrier), cmocka_unit_test(test_gather_bytes),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    MPI_Finalize();
+    return failed;
+}
