@@ -1,12 +1,15 @@
 // `yolopipe train EXP.yaml [--set k=v]... [--resume]`, `yolopipe val EXP.yaml --weights DIR [--set k=v]...`
 // and `yolopipe export RUN [--weights last|best] --out FILE`.
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "framework/checkpoint.h"
 #include "framework/cli.h"
 #include "framework/config.h"
+#include "framework/failure.h"
 #include "framework/trainer.h"
 
 typedef struct ExperimentArgs {
@@ -14,6 +17,7 @@ typedef struct ExperimentArgs {
     int n_set;
     char **set;         // the values after each --set (argv entries)
     bool resume;
+    bool trace;
     const char *weights;
 } ExperimentArgs;
 
@@ -29,6 +33,8 @@ static bool parse_experiment_args(const char *command, const char *usage, int ar
             args->set[args->n_set++] = argv[i] + 6;
         } else if (allow_resume && !strcmp(a, "--resume")) {
             args->resume = true;
+        } else if (allow_resume && !strcmp(a, "--trace")) {
+            args->trace = true;
         } else if (allow_weights && !strcmp(a, "--weights") && i + 1 < argc) {
             args->weights = argv[++i];
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -55,13 +61,66 @@ static bool parse_experiment_args(const char *command, const char *usage, int ar
     return true;
 }
 
+// The rank a launcher gave this process (mpirun, srun and other PMI launchers set these), or -1
+// when started without one.
+static int launcher_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v) return atoi(v);
+    }
+    return -1;
+}
+
+// The job's transport: MPI under a launcher, else one local rank (a pipeline needs a launcher).
+static bool open_transport(const ExperimentConfig *cfg, Transport **out, Error *err) {
+    const ParallelConfig *pc = &cfg->parallel;
+    if (launcher_rank() >= 0) {
+        if (!transport_mpi_create((int)pc->stages, (int)pc->replicas, pc->rank_order, out, err))
+            return config_error_at(cfg, "parallel.stages", err, "%s", err->message);
+    } else if (pc->stages * pc->replicas > 1) {
+        return config_error_at(cfg, "parallel.stages", err,
+                               "parallel.stages x parallel.replicas = %lld x %lld needs %lld processes: start it with "
+                               "mpirun -np %lld yolopipe train ...",
+                               (long long)pc->stages, (long long)pc->replicas, (long long)(pc->stages * pc->replicas),
+                               (long long)(pc->stages * pc->replicas));
+    } else {
+        *out = transport_local_create();
+    }
+    (*out)->timeout_s = (double)pc->recv_timeout;
+    return true;
+}
+
+// Ranks sharing a node share its cores: unless the user chose (OMP_NUM_THREADS), each rank gets its
+// share, so that ranks do not oversubscribe the cores with threads.
+static void share_cores(const Topology *topo) {
+    if (getenv("OMP_NUM_THREADS") || topo->local_size <= 1) return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cores > topo->local_size ? (int)(cores / topo->local_size) : 1;
+    omp_set_num_threads(threads);
+}
+
 static int run_with_config(const ExperimentArgs *args, bool validate_only) {
     Error err = {0};
     ExperimentConfig *cfg = NULL;
-    bool ok = config_load(args->path, args->n_set, args->set, &cfg, &err);
-    if (ok && validate_only) ok = trainer_validate_checkpoint(cfg, args->weights, stdout, &err);
-    else if (ok) ok = trainer_run(cfg, &(TrainerOptions){.resume = args->resume, .out = stdout}, &err);
-    if (!ok) fprintf(stderr, "%s\n", err.message);
+    Transport *tr = NULL;
+    int n_set = args->n_set;
+    if (args->trace) args->set[n_set++] = "output.trace=true";
+    bool ok = config_load(args->path, n_set, args->set, &cfg, &err) && open_transport(cfg, &tr, &err);
+    if (ok) {
+        failure_install(&tr->topo, tr);
+        share_cores(&tr->topo);
+        TrainerOptions opt = {.resume = args->resume, .out = stdout, .transport = tr};
+        ok = validate_only ? trainer_validate_checkpoint(cfg, args->weights, &opt, &err) : trainer_run(cfg, &opt, &err);
+    } else if (launcher_rank() > 0) {
+        err.message[0] = '\0';  // every rank found the same: rank 0 says it
+    }
+    if (!ok && err.message[0]) {
+        if (tr && tr->topo.world_rank > 0) fprintf(stderr, "rank %d: %s\n", tr->topo.world_rank, err.message);
+        else fprintf(stderr, "%s\n", err.message);
+    }
+    fflush(stdout);
+    transport_destroy(tr);
     config_destroy(cfg);
     free(args->set);
     return ok ? 0 : YP_EXIT_USAGE;
@@ -69,9 +128,11 @@ static int run_with_config(const ExperimentArgs *args, bool validate_only) {
 
 int cmd_train(int argc, char **argv) {
     static const char usage[] =
-        "usage: yolopipe train EXP.yaml [--set section.key=value]... [--resume]\n"
+        "usage: [mpirun -np N] yolopipe train EXP.yaml [--set section.key=value]... [--resume] [--trace]\n"
         "  trains as the experiment file says (experiments/SCHEMA.md); results in <output.dir>/<name>/\n"
-        "  --resume continues <output.dir>/<name>/weights/last\n";
+        "  N = parallel.stages x parallel.replicas processes (one without mpirun)\n"
+        "  --resume continues <output.dir>/<name>/weights/last (under any stages, replicas or schedule)\n"
+        "  --trace  writes the measured timeline of the third batch to <run>/trace.json (output.trace)\n";
     ExperimentArgs args;
     if (!parse_experiment_args("train", usage, argc, argv, true, false, &args)) return YP_EXIT_USAGE;
     return run_with_config(&args, false);

@@ -90,6 +90,7 @@ static const ConfigKey config_keys[] = {
     INT("parallel.chunks", parallel.chunks, 1, 64),
     {"parallel.partition", KEY_PARTITION, OFF(parallel.partition), 0, 0, NULL, 0},
     ENUM("parallel.rank_order", parallel.rank_order, rank_order_names),
+    INT("parallel.recv_timeout", parallel.recv_timeout, 0, 1 << 20),
     ENUM("device.backend", device.backend, backend_names),
     ENUM("device.precision", device.precision, precision_names),
     {"output.dir", KEY_STRING, OFF(output.dir), 0, 0, NULL, 0},
@@ -112,7 +113,8 @@ static void config_set_defaults(ExperimentConfig *cfg) {
                                    .fliplr = 0.5, .mosaic = 1.0};
     cfg->val = (ValConfig){.period = 1, .max_det = 300, .conf = 0.001, .iou = 0.7};
     cfg->parallel = (ParallelConfig){.stages = 1, .replicas = 1, .micro_batches = 1, .chunks = 1,
-                                     .schedule = SCHED_KIND_1F1B, .rank_order = CONFIG_RANK_ORDER_PIPELINE_FIRST};
+                                     .schedule = SCHED_KIND_1F1B, .rank_order = CONFIG_RANK_ORDER_PIPELINE_FIRST,
+                                     .recv_timeout = 300};
     cfg->device = (DeviceConfig){.backend = CONFIG_BACKEND_AUTO, .precision = CONFIG_PRECISION_FP32};
     cfg->output.dir = yp_strdup("runs");
 }
@@ -526,10 +528,12 @@ static void write_value(const ConfigKey *key, const ExperimentConfig *cfg, FILE 
 }
 
 static bool key_free_on_resume(const char *name) {
-    static const char *const free_keys[] = {"name", "train.max_steps", "train.workers"};
+    static const char *const free_keys[] = {"name", "train.max_steps", "train.workers", "device.backend"};
     for (size_t i = 0; i < sizeof free_keys / sizeof *free_keys; i++)
         if (!strcmp(name, free_keys[i])) return true;
-    return !strncmp(name, "val.", 4) || !strncmp(name, "output.", 7);
+    // A checkpoint loads under any partitioning: the parallel layout may change (the trainer checks
+    // that the micro-batch size, which batch-norm statistics depend on, does not).
+    return !strncmp(name, "val.", 4) || !strncmp(name, "output.", 7) || !strncmp(name, "parallel.", 9);
 }
 
 // The value of `key` in cfg as config_write_yaml writes it; the caller frees it.

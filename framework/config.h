@@ -82,6 +82,7 @@ typedef struct ParallelConfig {
     SchedKind schedule;
     ConfigPartition partition;
     ConfigRankOrder rank_order;
+    int64_t recv_timeout;  // seconds a rank waits for a message before ending the job (0: forever)
 } ParallelConfig;
 
 typedef struct DeviceConfig {

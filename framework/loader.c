@@ -298,13 +298,20 @@ struct Loader {
 };
 
 static BatchRequest request_for(const Loader *ld, int64_t b) {
+    const LoaderShare *share = &ld->opt.share;
     int64_t first = b * ld->opt.batch_size, left = ld->split->n_samples - first;
+    int64_t n = left < ld->opt.batch_size ? left : ld->opt.batch_size;
+    if (share->n) {
+        YP_CHECK(share->first >= 0 && share->first + share->n <= n);
+        first += share->first;
+        n = share->n;
+    }
     return (BatchRequest){.epoch = ld->epoch,
                           .first = first,
-                          .n = left < ld->opt.batch_size ? left : ld->opt.batch_size,
+                          .n = n,
                           .imgsz = ld->imgsz[b],
                           .mosaic = ld->mosaic,
-                          .parts = BATCH_PARTS_ALL};
+                          .parts = share->parts ? share->parts : BATCH_PARTS_ALL};
 }
 
 static void *loader_worker(void *arg) {

@@ -26,6 +26,13 @@
 #include "framework/dataset.h"
 #include "framework/error.h"
 
+// A rank's part of every batch: a pipeline replica takes images [first, first + n) of each global
+// batch, stage 0 only their pixels, the last stage only their targets. All zero: everything.
+typedef struct LoaderShare {
+    int64_t first, n;
+    unsigned parts;  // BatchParts
+} LoaderShare;
+
 typedef struct LoaderOptions {
     int64_t batch_size;   // images per batch
     bool shuffle;         // epoch order a seeded permutation, else dataset order
@@ -35,6 +42,7 @@ typedef struct LoaderOptions {
     int n_workers;        // background threads; 0 builds each batch inside loader_next
     int prefetch;         // batches built ahead at most, >= 1
     AugmentSettings aug;  // used when augment is set
+    LoaderShare share;    // the threaded loader's batches are this share of each batch
 } LoaderOptions;
 
 // Training: shuffled, augmented with Ultralytics' defaults, last partial batch dropped, 2 workers,

@@ -85,6 +85,9 @@ bool transport_mpi_create(int pipeline_size, int replicas, ConfigRankOrder order
 void transport_wait(Transport *t, TransportRequest *r, const char *what);
 
 int transport_max_tag(const Transport *t);
+// The transport of a run started without a launcher: one rank, every group of size one
+// (transport_local.c). Owned by the caller (transport_destroy).
+Transport *transport_local_create(void);
 
 // Accepts NULL. Every request must be complete; finalizes MPI if transport_mpi_create started it.
 void transport_destroy(Transport *t);

@@ -16,6 +16,7 @@
 #include "framework/safetensors.h"
 #include "framework/synth.h"
 #include "framework/trainer.h"
+#include "framework/transport.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/unit/gradcheck.h"
 
@@ -53,7 +54,9 @@ static ExperimentConfig *experiment(const char *name, const char *body, int n_se
 static bool train(const char *name, const char *body, int n_set, char **set, bool resume, Error *err) {
     ExperimentConfig *cfg = experiment(name, body, n_set, set, err);
     if (!cfg) return false;
-    bool ok = trainer_run(cfg, &(TrainerOptions){.resume = resume, .out = quiet}, err);
+    Transport *tr = transport_local_create();
+    bool ok = trainer_run(cfg, &(TrainerOptions){.resume = resume, .out = quiet, .transport = tr}, err);
+    transport_destroy(tr);
     config_destroy(cfg);
     return ok;
 }

@@ -1,0 +1,95 @@
+#!/bin/bash
+# Pipeline equivalence (DESIGN.md "Semantics"): three optimizer steps under every schedule and
+# (stages, replicas) in {(1,1), (2,1), (3,1), (4,1), (2,2), (1,4)}, run with mpirun, must give the
+# parameters of one process accumulating the same micro-batches of the same size (2 images).
+# Then a checkpoint written at 2 stages and resumed at 4 stages (and at 2 stages x 2 replicas) must
+# continue as the uninterrupted 2-stage run.
+#
+# Tolerance 1e-5 relative (max |a - b| / max |b| per parameter tensor). Layouts that add in the same
+# order as one process (one replica, each cut consumed by at most two stages) agree bit for bit; the
+# others differ in the order of floating-point sums (the replicas' all-reduce, a cut's gradient from
+# several stages), about 1e-7 relative. The three steps start from a model trained for 40 steps by
+# one process (resumed under each layout): from a fresh initialisation the task-aligned assigner's
+# top-k choices are near ties, so a 1e-7 difference can flip an assignment and grow to 1e-3 within
+# three steps, which would test the loss's sensitivity rather than the runtime.
+#
+# Every process computes with one thread (tests/mpi/mpirun.sh sets the same for the ranks): the
+# OpenMP reductions' order depends on the thread count.
+#
+# usage: check-equivalence.sh SOURCE_ROOT YOLOPIPE COMPARE_WEIGHTS
+set -u
+export OMP_NUM_THREADS=1
+src=$1 yolopipe=$2 compare=$3
+tol=1e-5
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0
+common=(--set "model=$src/experiments/models/yolov8.yaml" --set "data=$work/data/tiny/data.yaml"
+        --set "output.dir=$work/runs" --set train.epochs=30)
+
+train() {  # train NAME NP [--set k=v]...
+    local name=$1 np=$2
+    shift 2
+    local cmd=("$yolopipe" train "$src/tests/mpi/tiny.yaml" "${common[@]}" --set "name=$name" "$@")
+    if [ "$np" = 0 ]; then "${cmd[@]}" >"$name.log" 2>&1
+    else "$src/tests/mpi/mpirun.sh" "$np" "${cmd[@]}" >"$name.log" 2>&1; fi
+    local rc=$?
+    if [ $rc != 0 ]; then
+        echo "FAIL $name: exit $rc"; tail -n 15 "$name.log"; failures=$((failures + 1)); return 1
+    fi
+}
+
+check() {  # check NAME REFERENCE [buffers]
+    local out
+    if out=$("$compare" "runs/$1/weights/last" "runs/$2/weights/last" $tol ${3:-}); then
+        echo "ok   $1 vs $2: $out"
+    else
+        echo "FAIL $1 vs $2: $out"; failures=$((failures + 1))
+    fi
+}
+
+# From the base models (one process, micro-batches of 2 images, 40 steps): run NAME resumes a copy
+# of base-BATCH for three more steps under the given layout.
+resume_from() {  # resume_from BASE NAME NP STEPS [--set k=v]...
+    local base=$1 name=$2 np=$3 steps=$4
+    shift 4
+    rm -rf "runs/$name" && cp -r "runs/$base" "runs/$name"
+    train "$name" "$np" --resume --set train.max_steps=$steps --set "train.batch=${base#base-}" "$@"
+}
+for base in "8 4" "6 3" "16 8"; do
+    read -r batch micro <<<"$base"
+    train "base-$batch" 0 --set train.batch=$batch --set parallel.micro_batches=$micro --set train.max_steps=40 || exit 1
+    resume_from "base-$batch" "ref-$batch" 0 43 --set parallel.micro_batches=$micro || exit 1
+done
+
+for layout in "1 1 4 8" "2 1 4 8" "3 1 3 6" "4 1 4 8" "2 2 2 8" "1 4 2 16"; do
+    read -r stages replicas micro batch <<<"$layout"
+    for schedule in gpipe 1f1b interleaved zb-h1; do
+        chunks=1
+        [ $schedule = interleaved ] && chunks=2
+        name=s$stages-d$replicas-$schedule
+        resume_from "base-$batch" "$name" $((stages * replicas)) 43 --set parallel.stages=$stages \
+            --set parallel.replicas=$replicas --set parallel.micro_batches=$micro --set parallel.schedule=$schedule \
+            --set parallel.chunks=$chunks || continue
+        if [ "$replicas" = 1 ]; then check "$name" "ref-$batch" buffers; else check "$name" "ref-$batch"; fi
+    done
+done
+
+# Checkpoints across partitionings: 2 stages from the base for 6 steps (across an epoch's end, with
+# validation through the pipeline), against 3 steps at 2 stages resumed for 3 more at 4 stages, and at
+# 2 stages x 2 replicas.
+resume_from base-8 whole 2 46 --set parallel.stages=2 --set parallel.micro_batches=4
+for target in "4 1 4" "2 2 2"; do
+    read -r stages replicas micro <<<"$target"
+    name=resume-s$stages-d$replicas
+    resume_from base-8 "$name" 2 43 --set parallel.stages=2 --set parallel.micro_batches=4 || continue
+    train "$name" $((stages * replicas)) --resume --set train.max_steps=46 --set train.batch=8 --set parallel.stages=$stages \
+        --set parallel.replicas=$replicas --set parallel.micro_batches=$micro || continue
+    grep -q "resuming .* at epoch 11, batch 3 (43 optimizer steps done)" "$name.log" ||
+        { echo "FAIL $name: did not resume where the 2-stage run stopped"; failures=$((failures + 1)); }
+    check "$name" whole
+done
+
+echo "$failures failure(s)"
+[ $failures = 0 ]

@@ -1,0 +1,72 @@
+// compare_weights A B TOL [buffers]: compares the model's parameters ("model.*" tensors; not the
+// "ema.", "grad." or "optimizer." ones) of checkpoint directories A and B, which may come from
+// different partitionings; with `buffers`, the batch norms' running statistics too (equal only
+// without replicas: replicas average theirs). Prints the largest relative difference
+// max|a - b| / max|b| over the tensors and exits 1 when it exceeds TOL or a tensor is missing.
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/safetensors.h"
+
+enum { MAX_STAGES = 64 };
+
+static int open_stages(const char *dir, SafetensorsFile **files) {
+    int n = 0;
+    for (; n < MAX_STAGES; n++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/stage-%d.safetensors", dir, n);
+        Error err = {0};
+        FILE *probe = fopen(path, "rb");
+        if (!probe) break;
+        fclose(probe);
+        if (!safetensors_read(path, &files[n], &err)) {
+            fprintf(stderr, "%s\n", err.message);
+            exit(2);
+        }
+    }
+    return n;
+}
+
+static const SafetensorsTensor *find(SafetensorsFile **files, int n, const char *name) {
+    for (int k = 0; k < n; k++) {
+        const SafetensorsTensor *t = safetensors_file_find(files[k], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: compare_weights A B TOL [buffers]\n");
+        return 2;
+    }
+    SafetensorsFile *a[MAX_STAGES], *b[MAX_STAGES];
+    int na = open_stages(argv[1], a), nb = open_stages(argv[2], b);
+    double tol = atof(argv[3]), worst = 0;
+    const char *worst_name = "";
+    int compared = 0;
+    for (int k = 0; k < nb; k++)
+        for (int i = 0; i < b[k]->n_tensors; i++) {
+            const SafetensorsTensor *tb = &b[k]->tensors[i];
+            bool running = strstr(tb->name, ".running_") != NULL;
+            if (strncmp(tb->name, "model.", 6) || tb->dtype != SAFETENSORS_F32 || (running && argc == 4)) continue;
+            const SafetensorsTensor *ta = find(a, na, tb->name);
+            if (!ta || ta->n_bytes != tb->n_bytes) {
+                fprintf(stderr, "%s: tensor %s missing or of another size in %s\n", argv[0], tb->name, argv[1]);
+                return 1;
+            }
+            const float *x = ta->data, *y = tb->data;
+            double diff = 0, scale = 1e-30;
+            for (size_t e = 0; e < tb->n_bytes / sizeof(float); e++) {
+                double d = x[e] > y[e] ? x[e] - y[e] : y[e] - x[e], m = y[e] > 0 ? y[e] : -y[e];
+                if (d > diff) diff = d;
+                if (m > scale) scale = m;
+            }
+            if (diff / scale > worst) worst = diff / scale, worst_name = tb->name;
+            compared++;
+        }
+    printf("%d tensors, largest relative difference %.3g (%s)\n", compared, worst, worst_name);
+    return compared > 0 && worst <= tol ? 0 : 1;
+}
