@@ -19,7 +19,7 @@
 # usage: check-equivalence.sh SOURCE_ROOT YOLOPIPE COMPARE_WEIGHTS
 set -u
 export OMP_NUM_THREADS=1
-src=$1 yolopipe=$2 compare=$3
+src=$(realpath "$1") yolopipe=$(realpath "$2") compare=$(realpath "$3")
 tol=1e-5
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

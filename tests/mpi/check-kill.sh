@@ -5,7 +5,7 @@
 #
 # usage: check-kill.sh SOURCE_ROOT YOLOPIPE
 set -u
-src=$1 yolopipe=$2
+src=$(realpath "$1") yolopipe=$(realpath "$2")
 work=$(mktemp -d)
 trap 'kill -9 $job 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
@@ -16,6 +16,7 @@ cd "$work"
 job=$!
 for _ in $(seq 1 240); do
     grep -q "run directory" job.log && break
+    kill -0 $job 2>/dev/null || { echo "FAIL: the job ended before training"; cat job.log; exit 1; }
     sleep 0.5
 done
 sleep 3  # well inside training steps
