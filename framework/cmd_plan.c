@@ -118,6 +118,7 @@ static void plan_print_json(const PlanRun *r) {
     const SchedSim *sim = r->sim;
     printf("{\"experiment\": ");
     json_write_string(stdout, r->cfg->name);
+    printf(", \"world_size\": %lld", (long long)(r->cfg->parallel.stages * r->cfg->parallel.replicas));
     printf(", \"model\": ");
     json_write_string(stdout, r->spec->name);
     printf(", \"stages\": [");

@@ -10,7 +10,7 @@ exp=$root/experiments/default.yaml
 
 # JSON: stages with layers/params/gflops; schedule with name, bubble_fraction, step_time_s and
 # peak_activation_bytes per rank; parameters add up to the model's (info --json with the same nc).
-"$yolopipe" plan "$exp" --set parallel.stages=4 --set parallel.micro_batches=8 --json > "$tmp/plan.json"
+"$yolopipe" plan "$exp" --set parallel.replicas=1 --set parallel.stages=4 --set parallel.micro_batches=8 --json > "$tmp/plan.json"
 "$yolopipe" info "$root/experiments/models/yolov8.yaml" --scale n --nc 4 --imgsz 160 --json > "$tmp/info.json"
 python3 - "$tmp/plan.json" "$tmp/info.json" <<'PY'
 import json, sys
@@ -27,7 +27,7 @@ assert len(sched["peak_activation_bytes"]) == 4 and len(sched["bubble_fraction_p
 PY
 
 # The trace: a JSON object whose traceEvents are complete events on rank tracks.
-"$yolopipe" plan "$exp" --set parallel.stages=2 --set parallel.micro_batches=4 --set parallel.schedule=zb-h1 \
+"$yolopipe" plan "$exp" --set parallel.replicas=1 --set parallel.stages=2 --set parallel.micro_batches=4 --set parallel.schedule=zb-h1 \
   --trace "$tmp/trace.json" > "$tmp/plan.txt"
 grep -q "schedule zb-h1" "$tmp/plan.txt"
 python3 - "$tmp/trace.json" <<'PY'
@@ -44,7 +44,7 @@ for args in "yolov8.yaml --set scale=m --set parallel.stages=8 --set parallel.mi
             "yolov8-cls.yaml --set task=classify --set parallel.stages=2 --set parallel.micro_batches=2"; do
   set -- $args
   model=$1; shift
-  "$yolopipe" plan "$exp" --set "model=$root/experiments/models/$model" "$@" > "$tmp/out.txt" \
+  "$yolopipe" plan "$exp" --set parallel.replicas=1 --set "model=$root/experiments/models/$model" "$@" > "$tmp/out.txt" \
     || { echo "plan failed for $model $*"; exit 1; }
   grep -q "^schedule " "$tmp/out.txt"
 done
@@ -53,7 +53,7 @@ done
 expect_error() {
   local expected=$1; shift
   set +e
-  "$yolopipe" plan "$exp" "$@" > /dev/null 2> "$tmp/err.txt"
+  "$yolopipe" plan "$exp" --set parallel.replicas=1 "$@" > /dev/null 2> "$tmp/err.txt"
   local rc=$?
   set -e
   [[ $rc == 2 ]] || { echo "exit $rc, expected 2 for: $*"; exit 1; }
