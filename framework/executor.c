@@ -38,6 +38,7 @@ struct Executor {
     int *last_use;                  // index of the last instruction touching (chunk, micro) of this one, or -1
     int *final_weight_pass;         // 1 for a chunk's last BWD/BWD_WEIGHT of the batch
     SchedSpan *spans;               // measured, relative to the batch start
+    int next_recv;                  // receives before this instruction index are complete
 
     int n_sends;
     MessageBuffer *sends;
@@ -295,6 +296,16 @@ static void executor_send(Executor *ex, const float *src, int64_t elems, int pee
     sb->pending = ex->tr->ops->isend(ex->tr, sb->data, bytes, peer, tag);
 }
 
+// Lets the transport move messages while this rank computes: without a progress thread, a large
+// message advances only inside transport calls, so the executor tests what is in flight between
+// layers. Receives found complete are marked done (their RECV instruction then waits for nothing).
+static void executor_progress(Executor *ex) {
+    for (int s = 0; s < ex->n_sends; s++)
+        if (ex->sends[s].pending && ex->tr->ops->test(ex->tr, ex->sends[s].pending)) ex->sends[s].pending = NULL;
+    for (int i = ex->next_recv; i < ex->program->n_instrs; i++)
+        if (ex->recv_pending[i] && ex->tr->ops->test(ex->tr, ex->recv_pending[i])) ex->recv_pending[i] = NULL;
+}
+
 // ---- slots -------------------------------------------------------------------------------------------
 
 static Graph *chunk_slot(ExecutorChunk *c, int micro) {
@@ -410,6 +421,7 @@ static void executor_backward_bucketed(Executor *ex, BatchState *st, int c_index
                 memmove(st->reductions + r, st->reductions + r + 1, (size_t)(--st->n_reductions - r) * sizeof *st->reductions);
             else r++;
         }
+        executor_progress(ex);
     }
 }
 
@@ -433,9 +445,15 @@ static void executor_backward(Executor *ex, BatchState *st, int i) {
     if (in->stage == ex->plan->n_stages - 1)
         executor_loss(ex, g, st->b->data, in->micro * ex->micro, ex->micro, true, st->loss);
     bool bucketed = in->op == SCHED_OP_BWD && ex->final_weight_pass[i] && st->b->reduce && ex->topo.replicas > 1;
-    if (in->op == SCHED_OP_BWD_INPUT) graph_backward_input_layers(g, c->layer_begin, c->layer_end);
-    else if (bucketed) executor_backward_bucketed(ex, st, ci, g);
-    else graph_backward_layers(g, c->layer_begin, c->layer_end);
+    if (bucketed) {
+        executor_backward_bucketed(ex, st, ci, g);
+        return;
+    }
+    for (int l = c->layer_end - 1; l >= c->layer_begin; l--) {
+        if (in->op == SCHED_OP_BWD_INPUT) graph_backward_input_layers(g, l, l + 1);
+        else graph_backward_layers(g, l, l + 1);
+        executor_progress(ex);
+    }
 }
 
 static void executor_instr(Executor *ex, BatchState *st, int i) {
@@ -454,15 +472,24 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
     case SCHED_OP_RECV_ACT:
     case SCHED_OP_RECV_GRAD:
         describe_message(ex, in, what, sizeof what);
-        transport_wait(ex->tr, ex->recv_pending[i], what);
+        if (ex->recv_pending[i]) transport_wait(ex->tr, ex->recv_pending[i], what);
         ex->recv_pending[i] = NULL;
+        ex->next_recv = i + 1;
         if (in->op == SCHED_OP_RECV_ACT) {
             Graph *g = chunk_slot(&ex->chunks[chunk_of_stage(ex, in->stage)], in->micro);
             Tensor *t = &g->layers[ex->plan->cuts[in->cut].layer].out;
             be->ops->copy(be, t->data, ex->recv_data[i], (size_t)tensor_elems(t));
         }
         break;
-    case SCHED_OP_FWD: graph_forward(chunk_slot(&ex->chunks[chunk_of_stage(ex, in->stage)], in->micro), true); break;
+    case SCHED_OP_FWD: {
+        ExecutorChunk *c = &ex->chunks[chunk_of_stage(ex, in->stage)];
+        Graph *g = chunk_slot(c, in->micro);
+        for (int l = c->layer_begin; l < c->layer_end; l++) {
+            graph_forward_layers(g, l, l + 1, true);
+            executor_progress(ex);
+        }
+        break;
+    }
     case SCHED_OP_SEND_ACT:
     case SCHED_OP_SEND_GRAD: {
         bool act = in->op == SCHED_OP_SEND_ACT;
@@ -509,6 +536,7 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
     BatchState st = {.b = b, .loss = loss, .reduced_from = reduced_from};
     double start = seconds_now();
     executor_post_receives(ex);
+    ex->next_recv = 0;
     char text[96];
     for (int i = 0; i < ex->program->n_instrs; i++) {
         const SchedInstr *in = &ex->program->instrs[i];
