@@ -39,6 +39,11 @@ struct Executor {
     int *final_weight_pass;         // 1 for a chunk's last BWD/BWD_WEIGHT of the batch
     SchedSpan *spans;               // measured, relative to the batch start
     int next_recv;                  // receives before this instruction index are complete
+    // Each layer's measured compute over the run (micro-batch passes at train.imgsz after the first
+    // batch), for executor_profile_write.
+    double *layer_fwd_s, *layer_bwd_s, *layer_passes;
+    bool measuring;                 // the batch in progress is measured
+    int64_t batches_run;
 
     int n_sends;
     MessageBuffer *sends;
@@ -166,6 +171,10 @@ bool executor_create(const ExecutorOptions *opt, Executor **out, Error *err) {
     }
     ex->recv_pending = yp_calloc((size_t)n, sizeof *ex->recv_pending);
     ex->spans = yp_calloc((size_t)n, sizeof *ex->spans);
+    int n_layers = opt->spec->n_rows;
+    ex->layer_fwd_s = yp_calloc((size_t)n_layers, sizeof *ex->layer_fwd_s);
+    ex->layer_bwd_s = yp_calloc((size_t)n_layers, sizeof *ex->layer_bwd_s);
+    ex->layer_passes = yp_calloc((size_t)n_layers, sizeof *ex->layer_passes);
     int64_t tags = (int64_t)ex->plan->micro_batches * (ex->plan->n_cuts + 1) * MESSAGE_KIND_COUNT;
     if (tags > transport_max_tag(ex->tr))
         return error_set(err, "%d micro-batches x %d cut tensors need message tags up to %lld, but the transport "
@@ -204,6 +213,9 @@ void executor_destroy(Executor *ex) {
     free(ex->spans);
     free(ex->last_use);
     free(ex->final_weight_pass);
+    free(ex->layer_fwd_s);
+    free(ex->layer_bwd_s);
+    free(ex->layer_passes);
     free(ex->host_out);
     free(ex->host_dout);
     free(ex->mb_targets);
@@ -409,7 +421,9 @@ static void executor_backward_bucketed(Executor *ex, BatchState *st, int c_index
     ExecutorChunk *c = &ex->chunks[c_index];
     int64_t *from = &st->reduced_from[c_index];
     for (int l = c->layer_end - 1; l >= c->layer_begin; l--) {
+        double t0 = seconds_now();
         graph_backward_layers(g, l, l + 1);
+        if (ex->measuring) ex->layer_bwd_s[l] += seconds_now() - t0;
         int64_t start = c->layer_param_offset[l - c->layer_begin];
         if (*from - start >= EXECUTOR_BUCKET_ELEMS) {
             ex->be->ops->synchronize(ex->be);
@@ -431,7 +445,15 @@ static void executor_backward(Executor *ex, BatchState *st, int i) {
     ExecutorChunk *c = &ex->chunks[ci];
     Graph *g = chunk_slot(c, in->micro);
     if (in->op == SCHED_OP_BWD_WEIGHT) {
+        // The weight pass runs every deferred convolution at once: its time goes to the layers in
+        // proportion to their input-gradient time.
+        double t0 = seconds_now(), input_s = 0;
         graph_backward_weight(g);
+        if (!ex->measuring) return;
+        double w = seconds_now() - t0;
+        for (int l = c->layer_begin; l < c->layer_end; l++) input_s += ex->layer_bwd_s[l];
+        for (int l = c->layer_begin; l < c->layer_end; l++)
+            ex->layer_bwd_s[l] += input_s > 0 ? w * ex->layer_bwd_s[l] / input_s : w / (c->layer_end - c->layer_begin);
         return;
     }
     graph_zero_activation_grads(g);
@@ -450,8 +472,10 @@ static void executor_backward(Executor *ex, BatchState *st, int i) {
         return;
     }
     for (int l = c->layer_end - 1; l >= c->layer_begin; l--) {
+        double t0 = seconds_now();
         if (in->op == SCHED_OP_BWD_INPUT) graph_backward_input_layers(g, l, l + 1);
         else graph_backward_layers(g, l, l + 1);
+        if (ex->measuring) ex->layer_bwd_s[l] += seconds_now() - t0;
         executor_progress(ex);
     }
 }
@@ -485,7 +509,9 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         ExecutorChunk *c = &ex->chunks[chunk_of_stage(ex, in->stage)];
         Graph *g = chunk_slot(c, in->micro);
         for (int l = c->layer_begin; l < c->layer_end; l++) {
+            double t0 = seconds_now();
             graph_forward_layers(g, l, l + 1, true);
+            if (ex->measuring) ex->layer_fwd_s[l] += seconds_now() - t0, ex->layer_passes[l]++;
             executor_progress(ex);
         }
         break;
@@ -534,6 +560,7 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
     int64_t reduced_from[PLAN_MAX_STAGES];
     for (int c = 0; c < ex->n_chunks; c++) reduced_from[c] = ex->chunks[c].graph->param_elems;
     BatchState st = {.b = b, .loss = loss, .reduced_from = reduced_from};
+    ex->measuring = ex->batches_run++ > 0 && b->side == ex->opt.cfg->train.imgsz;
     double start = seconds_now();
     executor_post_receives(ex);
     ex->next_recv = 0;
@@ -597,6 +624,36 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
             memcpy(host_out, ex->host_out, (size_t)tensor_elems(&graph_output(g)->out) * sizeof *host_out);
         }
     }
+}
+
+// ---- measured profile ------------------------------------------------------------------------------
+
+bool executor_profile_write(Executor *ex, const char *path, Error *err) {
+    int n = ex->opt.spec->n_rows;
+    double *mine = yp_malloc((size_t)(3 * n) * sizeof *mine);
+    memcpy(mine, ex->layer_fwd_s, (size_t)n * sizeof *mine);
+    memcpy(mine + n, ex->layer_bwd_s, (size_t)n * sizeof *mine);
+    memcpy(mine + 2 * n, ex->layer_passes, (size_t)n * sizeof *mine);
+    ex->tr->ops->allreduce_sum_f64(ex->tr, mine, (size_t)(3 * n), TRANSPORT_WORLD);  // every replica measured
+    bool ok = true;
+    if (ex->topo.world_rank == 0) {
+        CostProfile *p = cost_profile_create(n, ex->micro, ex->opt.cfg->train.imgsz);
+        for (int l = 0; l < n; l++) {
+            double passes = mine[2 * n + l] > 0 ? mine[2 * n + l] : 1;
+            snprintf(p->rows[l].module, sizeof p->rows[l].module, "%s", ex->opt.spec->rows[l].module);
+            p->rows[l].fwd_s = mine[l] / passes;
+            p->rows[l].bwd_s = mine[n + l] / passes;
+        }
+        FILE *f = fopen(path, "w");
+        if (!f) ok = error_set(err, "%s: cannot write the measured profile", path);
+        else {
+            cost_profile_write(p, f);
+            fclose(f);
+        }
+        cost_profile_destroy(p);
+    }
+    free(mine);
+    return ok;
 }
 
 // ---- trace -------------------------------------------------------------------------------------------

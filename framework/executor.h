@@ -94,6 +94,12 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
 // Output elements per image of the network at side x side (last stage).
 int64_t executor_output_elems(Executor *ex, int64_t side);
 
+// Writes the layers' compute times measured during this run's training batches (the mean over every
+// replica's micro-batch passes at train.imgsz, the first batch left out) as a profile CSV
+// (partition/cost.h) at world rank 0: `yolopipe plan --profile` then predicts the step from the
+// run's own layer times. Collective.
+bool executor_profile_write(Executor *ex, const char *path, Error *err);
+
 // Gathers the spans recorded by the last executor_train_batch(record = true) of every rank at world
 // rank 0, which writes replica 0's pipeline as a Chrome trace in the simulator's format
 // (schedule/simulate.h) to path. Collective: every rank calls it.

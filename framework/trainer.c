@@ -637,10 +637,19 @@ static void trainer_print_step_times(Trainer *t) {
     double *sorted = yp_malloc((size_t)n * sizeof *sorted);
     memcpy(sorted, t->step_times + 1, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, compare_doubles);
-    fprintf(t->out, "measured batch time: median %.1f ms over %d batches (%.1f images/s); `yolopipe plan` predicts the "
-                    "step from its cost model (see README, Pipelines)\n",
-            1e3 * sorted[n / 2], n, (double)t->cfg->train.batch / sorted[n / 2]);
+    fprintf(t->out, "measured batch time: median %.1f ms over %d batches (%.1f images/s); layer times in %s/profile.csv: "
+                    "`yolopipe plan EXP --profile %s/profile.csv --set 'parallel.partition=[",
+            1e3 * sorted[n / 2], n, (double)t->cfg->train.batch / sorted[n / 2], t->run_dir, t->run_dir);
+    for (int k = 0; k < t->ep.plan.n_stages; k++)
+        fprintf(t->out, "%s[%d,%d]", k ? "," : "", t->ep.plan.stages[k].first_layer, t->ep.plan.stages[k].last_layer);
+    fprintf(t->out, "]'` predicts the step from them\n");
     free(sorted);
+}
+
+static bool trainer_write_profile(Trainer *t, Error *err) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/profile.csv", t->run_dir);
+    return executor_profile_write(t->ex, path, err);
 }
 
 static bool trainer_loop(Trainer *t, Error *err) {
@@ -689,7 +698,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
         if (stop && t->at.batch < t->batches_per_epoch) {
             fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
             trainer_print_step_times(t);
-            return trainer_save(t, "last", err);
+            return trainer_write_profile(t, err) && trainer_save(t, "last", err);
         }
         t->at.epoch++;
         t->at.batch = 0;
@@ -709,8 +718,8 @@ static bool trainer_loop(Trainer *t, Error *err) {
         if (stop) fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
     }
     trainer_print_step_times(t);
-    fprintf(t->out, "results in %s (results.csv, weights/last, weights/best)\n", t->run_dir);
-    return true;
+    fprintf(t->out, "results in %s (results.csv, weights/last, weights/best, profile.csv)\n", t->run_dir);
+    return trainer_write_profile(t, err);
 }
 
 // ---- resume ------------------------------------------------------------------------------------------
