@@ -619,9 +619,13 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
         }
         executor_limit_pending_sends(ex, 4 * (ex->plan->n_cuts + 1));
         if (c->stage == ex->plan->n_stages - 1) {
-            if (targets) executor_loss(ex, g, targets, 0, n, false, loss);
-            else be->ops->download(be, ex->host_out, graph_output(g)->out.data, (size_t)tensor_elems(&graph_output(g)->out));
-            memcpy(host_out, ex->host_out, (size_t)tensor_elems(&graph_output(g)->out) * sizeof *host_out);
+            const Tensor *out = &graph_output(g)->out;
+            if (!targets) {
+                be->ops->download(be, host_out, out->data, (size_t)tensor_elems(out));
+            } else {
+                executor_loss(ex, g, targets, 0, n, false, loss);  // downloads the output into ex->host_out
+                memcpy(host_out, ex->host_out, (size_t)tensor_elems(out) * sizeof *host_out);
+            }
         }
     }
 }
