@@ -20,6 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct Backend Backend;
 
 // A 2-D convolution (cross-correlation, as PyTorch's Conv2d). Input (N, C_in, H_in, W_in), weight
@@ -141,3 +145,7 @@ void backend_destroy(Backend *be);
 // (N, dst_c, HW): copy_box over all positions.
 void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const float *src, int64_t src_c, int64_t src_c0,
                            float *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate);
+
+#ifdef __cplusplus
+}
+#endif

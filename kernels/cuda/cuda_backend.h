@@ -1,0 +1,18 @@
+// The CUDA backend: the same BackendOps table as kernels/cpu, on one GPU, with cuDNN for
+// convolutions, cuBLAS for matrix products and this folder's kernels for the rest.
+#pragma once
+
+#include "framework/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Creates a backend on CUDA device `device` (0-based; the caller checked cuda_device_count()).
+// Every kernel runs in order on the backend's own stream; download and synchronize wait for it.
+// Convolutions compute in full float32 (TF32 off) unless `allow_tf32`.
+Backend *cuda_backend_create(int device, bool allow_tf32);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,98 @@
+// Private to kernels/cuda: the backend's context and the kernels that the other files of this
+// folder define for the ops table in cuda_backend.cu. Signatures follow BackendOps
+// (framework/backend.h); pointers are device memory from cuda_alloc. Every function only enqueues
+// work on ctx->stream and returns (no synchronisation, no allocation).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "framework/backend.h"
+#include "kernels/cuda/cuda_check.h"
+
+typedef struct CudaConvAlgos CudaConvAlgos;  // cuda_conv.cu's per-shape algorithm cache
+
+typedef struct CudaContext {
+    int device;
+    bool allow_tf32;          // convolutions and GEMMs may use TF32 tensor cores
+    cudaStream_t stream;      // every kernel, copy and library call of this backend
+    cudnnHandle_t cudnn;      // bound to `stream`
+    cublasHandle_t cublas;    // bound to `stream`, workspace set to `workspace`
+    void *workspace;          // cuDNN scratch, owned; only reserve_workspace grows it
+    size_t workspace_bytes;
+    CudaConvAlgos *conv_algos;  // owned by cuda_conv.cu
+    double *reduce_scratch;     // CUDA_REDUCE_SCRATCH doubles for reductions that return to the host
+    double *reduce_host;        // pinned host mirror of reduce_scratch
+} CudaContext;
+
+enum {
+    CUDA_THREADS = 256,              // threads per block of the element-wise kernels
+    CUDA_REDUCE_SCRATCH = 1 << 16,   // doubles in reduce_scratch
+};
+
+static inline CudaContext *cuda_ctx(Backend *be) { return (CudaContext *)be->ctx; }
+
+// Blocks for `n` independent elements at CUDA_THREADS per block, capped so that grid-stride loops
+// cover the rest (the cap keeps the grid within limits for any n).
+static inline unsigned cuda_blocks(size_t n) {
+    size_t blocks = (n + CUDA_THREADS - 1) / CUDA_THREADS;
+    const size_t cap = 65535u * 8u;
+    return (unsigned)(blocks == 0 ? 1 : (blocks < cap ? blocks : cap));
+}
+
+// ---- cuda_backend.cu -----------------------------------------------------------------------------
+// The context's workspace, after checking that reserve_workspace made it at least n_bytes long.
+void *cuda_workspace_get(Backend *be, size_t n_bytes);
+
+// ---- cuda_conv.cu --------------------------------------------------------------------------------
+CudaConvAlgos *cuda_conv_algos_create(void);
+void cuda_conv_algos_destroy(CudaConvAlgos *algos);
+size_t cuda_conv_workspace_bytes(Backend *be, const ConvDesc *d);
+void cuda_conv2d_forward(Backend *be, const ConvDesc *d, const float *x, const float *w, const float *bias,
+                         float *y);
+void cuda_conv2d_backward_data(Backend *be, const ConvDesc *d, const float *dy, const float *w, float *dx);
+void cuda_conv2d_backward_filter(Backend *be, const ConvDesc *d, const float *x, const float *dy, float *dw,
+                                 float *dbias);
+
+// ---- cuda_dense.cu -------------------------------------------------------------------------------
+void cuda_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+void cuda_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const float *x, const float *w,
+                         const float *b, float *y);
+void cuda_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const float *x, const float *w,
+                          const float *dy, float *dx, float *dw, float *db);
+
+// ---- cuda_norm.cu --------------------------------------------------------------------------------
+void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                                  const float *gamma, const float *beta, float *running_mean, float *running_var,
+                                  float momentum, float eps, float *y, float *save_mean, float *save_invstd);
+void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                                  const float *gamma, const float *beta, const float *running_mean,
+                                  const float *running_var, float eps, float *y);
+void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                             float *dgamma, float *dbeta);
+
+// ---- cuda_elementwise.cu -------------------------------------------------------------------------
+void cuda_fill(Backend *be, float *dst, float value, size_t n_elems);
+void cuda_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
+void cuda_silu_forward(Backend *be, const float *x, float *y, size_t n_elems);
+void cuda_silu_backward(Backend *be, const float *x, const float *dy, float *dx, size_t n_elems);
+void cuda_add(Backend *be, const float *a, const float *b, float *y, size_t n_elems);
+void cuda_accumulate(Backend *be, const float *src, float *dst, size_t n_elems);
+void cuda_copy_box(Backend *be, int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                   int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
+                   int64_t count_c, int64_t count_s, bool accumulate);
+
+// ---- cuda_pool.cu --------------------------------------------------------------------------------
+void cuda_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t factor,
+                                   const float *x, float *y);
+void cuda_upsample_nearest_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t factor,
+                                    const float *dy, float *dx);
+void cuda_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const float *x,
+                          float *y);
+void cuda_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const float *x,
+                           const float *dy, float *dx);
+void cuda_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x, float *y);
+void cuda_avgpool_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *dy, float *dx);
