@@ -1,0 +1,135 @@
+// The CUDA backend's ops table, context and memory operations. Backend memory is device memory;
+// every operation is enqueued on the context's stream, in order, so kernels need no events between
+// them. download waits for the stream (the caller reads the result at once); upload copies
+// synchronously too, because callers reuse their host buffers straight after.
+#include "kernels/cuda/cuda_backend.h"
+
+#include <stdlib.h>
+
+#include "kernels/cuda/cuda_kernels.h"
+
+static void *cuda_alloc(Backend *be, size_t n_bytes) {
+    (void)be;
+    void *p = NULL;
+    // cudaMalloc returns 256-byte aligned memory; zero bytes still get a distinct pointer.
+    cudaError_t status = cudaMalloc(&p, n_bytes ? n_bytes : 1);
+    if (status != cudaSuccess) {
+        size_t free_bytes = 0, total_bytes = 0;
+        cudaGetLastError();
+        cudaMemGetInfo(&free_bytes, &total_bytes);
+        yp_fatal("out of GPU memory allocating %zu bytes (%zu MiB free of %zu MiB): %s", n_bytes, free_bytes >> 20,
+                 total_bytes >> 20, cudaGetErrorString(status));
+    }
+    return p;
+}
+
+static void cuda_free(Backend *be, void *ptr) {
+    (void)be;
+    if (ptr) CUDA_CHECK(cudaFree(ptr));
+}
+
+static void cuda_upload(Backend *be, float *dst, const float *host_src, size_t n_elems) {
+    if (!n_elems) return;
+    CudaContext *ctx = cuda_ctx(be);
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n_elems * sizeof(float), cudaMemcpyHostToDevice, ctx->stream));
+    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+}
+
+static void cuda_download(Backend *be, float *host_dst, const float *src, size_t n_elems) {
+    if (!n_elems) return;
+    CudaContext *ctx = cuda_ctx(be);
+    CUDA_CHECK(cudaMemcpyAsync(host_dst, src, n_elems * sizeof(float), cudaMemcpyDeviceToHost, ctx->stream));
+    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+}
+
+static void cuda_copy(Backend *be, float *dst, const float *src, size_t n_elems) {
+    if (!n_elems) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n_elems * sizeof(float), cudaMemcpyDeviceToDevice, cuda_ctx(be)->stream));
+}
+
+static void cuda_reserve_workspace(Backend *be, size_t n_bytes) {
+    CudaContext *ctx = cuda_ctx(be);
+    if (n_bytes <= ctx->workspace_bytes) return;
+    // Work queued on the stream may still use the old workspace.
+    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    cuda_free(be, ctx->workspace);
+    ctx->workspace = cuda_alloc(be, n_bytes);
+    ctx->workspace_bytes = n_bytes;
+}
+
+void *cuda_workspace_get(Backend *be, size_t n_bytes) {
+    CudaContext *ctx = cuda_ctx(be);
+    YP_CHECK(n_bytes <= ctx->workspace_bytes);
+    return ctx->workspace;
+}
+
+static void cuda_synchronize(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_ctx(be)->stream)); }
+
+static void cuda_destroy(Backend *be) {
+    CudaContext *ctx = cuda_ctx(be);
+    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    cuda_conv_algos_destroy(ctx->conv_algos);
+    cuda_free(be, ctx->workspace);
+    cuda_free(be, ctx->reduce_scratch);
+    CUDA_CHECK(cudaFreeHost(ctx->reduce_host));
+    CUBLAS_CHECK(cublasDestroy(ctx->cublas));
+    CUDNN_CHECK(cudnnDestroy(ctx->cudnn));
+    CUDA_CHECK(cudaStreamDestroy(ctx->stream));
+    free(ctx);
+    free(be);
+}
+
+static const BackendOps cuda_ops = {
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .copy = cuda_copy,
+    .fill = cuda_fill,
+    .fill_uniform = cuda_fill_uniform,
+    .reserve_workspace = cuda_reserve_workspace,
+    .conv_workspace_bytes = cuda_conv_workspace_bytes,
+    .synchronize = cuda_synchronize,
+    .conv2d_forward = cuda_conv2d_forward,
+    .conv2d_backward_data = cuda_conv2d_backward_data,
+    .conv2d_backward_filter = cuda_conv2d_backward_filter,
+    .batchnorm_forward_train = cuda_batchnorm_forward_train,
+    .batchnorm_forward_infer = cuda_batchnorm_forward_infer,
+    .batchnorm_backward = cuda_batchnorm_backward,
+    .silu_forward = cuda_silu_forward,
+    .silu_backward = cuda_silu_backward,
+    .add = cuda_add,
+    .accumulate = cuda_accumulate,
+    .copy_box = cuda_copy_box,
+    .upsample_nearest_forward = cuda_upsample_nearest_forward,
+    .upsample_nearest_backward = cuda_upsample_nearest_backward,
+    .maxpool_forward = cuda_maxpool_forward,
+    .maxpool_backward = cuda_maxpool_backward,
+    .avgpool_forward = cuda_avgpool_forward,
+    .avgpool_backward = cuda_avgpool_backward,
+    .linear_forward = cuda_linear_forward,
+    .linear_backward = cuda_linear_backward,
+    .gemm = cuda_gemm,
+    .destroy = cuda_destroy,
+};
+
+Backend *cuda_backend_create(int device, bool allow_tf32) {
+    CUDA_CHECK(cudaSetDevice(device));
+    CudaContext *ctx = (CudaContext *)yp_calloc(1, sizeof *ctx);
+    ctx->device = device;
+    ctx->allow_tf32 = allow_tf32;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
+    CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
+    CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream));
+    CUBLAS_CHECK(cublasCreate(&ctx->cublas));
+    CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
+    CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    ctx->conv_algos = cuda_conv_algos_create();
+    Backend *be = (Backend *)yp_malloc(sizeof *be);
+    be->ops = &cuda_ops;
+    be->name = "cuda";
+    be->ctx = ctx;
+    ctx->reduce_scratch = (double *)cuda_alloc(be, CUDA_REDUCE_SCRATCH * sizeof(double));
+    CUDA_CHECK(cudaMallocHost((void **)&ctx->reduce_host, CUDA_REDUCE_SCRATCH * sizeof(double)));
+    return be;
+}
