@@ -135,6 +135,7 @@ typedef struct BackendOps {
 struct Backend {
     const BackendOps *ops;
     const char *name;  // "cpu" or "cuda"
+    bool host_memory;  // backend memory is plain host memory, which the host may read and write directly
     void *ctx;         // the implementation's private state
 };
 

@@ -15,7 +15,7 @@ const char *const config_task_names[CONFIG_TASK_COUNT] = {"detect", "classify"};
 const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT] = {"auto", "SGD", "AdamW"};
 static const char *const rank_order_names[CONFIG_RANK_ORDER_COUNT] = {"pipeline-first", "replica-first"};
 static const char *const backend_names[CONFIG_BACKEND_COUNT] = {"auto", "cpu", "cuda"};
-static const char *const precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "bf16", "fp16"};
+const char *const config_precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "bf16", "fp16"};
 
 typedef enum KeyType {
     KEY_INT,
@@ -92,7 +92,7 @@ static const ConfigKey config_keys[] = {
     ENUM("parallel.rank_order", parallel.rank_order, rank_order_names),
     INT("parallel.recv_timeout", parallel.recv_timeout, 0, 1 << 20),
     ENUM("device.backend", device.backend, backend_names),
-    ENUM("device.precision", device.precision, precision_names),
+    ENUM("device.precision", device.precision, config_precision_names),
     {"output.dir", KEY_STRING, OFF(output.dir), 0, 0, NULL, 0},
     BOOL("output.trace", output.trace),
 };

@@ -36,6 +36,7 @@ typedef enum ConfigPrecision {
 // The spelling of each enum value in the experiment file, indexed by the enum.
 extern const char *const config_task_names[CONFIG_TASK_COUNT];
 extern const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT];
+extern const char *const config_precision_names[CONFIG_PRECISION_COUNT];
 
 enum { CONFIG_MAX_STAGES = 64 };
 

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "build_config.h"
+
 #include "framework/checkpoint.h"
 #include "framework/dataset.h"
 #include "framework/ema.h"
@@ -22,6 +24,10 @@
 #include "framework/progress.h"
 #include "framework/synth.h"
 #include "kernels/cpu/cpu_backend.h"
+#if YP_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_device.h"
+#endif
 #include "layers/graph.h"
 #include "layers/loss.h"
 
@@ -51,6 +57,7 @@ typedef struct Trainer {
     ModelSpec *spec;
     ExperimentPlan ep;
     Backend *be;
+    Transport *be_tr;  // the executor's transport: over backend memory (tr itself, or host staging over it)
     Executor *ex;
     int n_chunks;
     TrainerChunk *chunks;
@@ -128,13 +135,46 @@ static bool trainer_open_data(Trainer *t, Error *err) {
     return true;
 }
 
+// The GPUs this process can use (none in a build without CUDA).
+static int trainer_gpu_count(void) {
+#if YP_HAVE_CUDA
+    return cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
+// device.backend: auto takes a GPU when there is one. Ranks on one node take GPUs round-robin by
+// local rank; several ranks on one GPU work, each with its own stream, but share its time.
+static bool trainer_open_backend(Trainer *t, Error *err) {
+    const ExperimentConfig *cfg = t->cfg;
+    int gpus = trainer_gpu_count();
+    bool cuda = cfg->device.backend == CONFIG_BACKEND_CUDA || (cfg->device.backend == CONFIG_BACKEND_AUTO && gpus > 0);
+    if (cuda && gpus == 0)
+        return config_error_at(cfg, "device.backend", err, "device.backend: cuda, but %s",
+                               YP_HAVE_CUDA ? "this machine has no usable CUDA device"
+                                            : "this yolopipe was built without CUDA (no CUDA toolkit was found)");
+    if (cfg->device.precision != CONFIG_PRECISION_FP32)
+        return config_error_at(cfg, "device.precision", err, "device.precision: %s is not supported yet; the %s backend computes in fp32",
+                               config_precision_names[cfg->device.precision], cuda ? "CUDA" : "CPU");
+    if (!cuda) {
+        t->be = cpu_backend_create();
+        return true;
+    }
+#if YP_HAVE_CUDA
+    const Topology *topo = t->topo;
+    int device = topo->local_rank % gpus;
+    t->be = cuda_backend_create(device, false);
+    if (topo->local_size > gpus)
+        fprintf(t->out, "note: %d ranks per node share %d GPU%s (they take turns on it)\n", topo->local_size, gpus,
+                gpus > 1 ? "s" : "");
+#endif
+    return true;
+}
+
 static bool trainer_build_model(Trainer *t, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
-    if (cfg->device.backend == CONFIG_BACKEND_CUDA)
-        return config_error_at(cfg, "device.backend", err,
-                               "device.backend: cuda is not available yet in this yolopipe; use cpu or auto");
-    if (cfg->device.precision != CONFIG_PRECISION_FP32)
-        return config_error_at(cfg, "device.precision", err, "device.precision: the CPU backend computes in fp32 only");
+    if (!trainer_open_backend(t, err)) return false;
     ModelOptions mo = {.scale = cfg->scale, .nc = t->dataset->nc};
     if (!model_spec_load(cfg->model, &mo, &t->spec, err)) return false;
     if (t->spec->scale_defaulted)
@@ -144,14 +184,15 @@ static bool trainer_build_model(Trainer *t, Error *err) {
     if (head_classifies != t->classify)
         return config_error_at(cfg, "task", err, "task is %s but the model's last layer is %s", config_task_names[cfg->task],
                                head);
-    if (!experiment_plan_build(cfg, t->spec, "cpu", NULL, &t->ep, err)) return false;
+    if (!experiment_plan_build(cfg, t->spec, t->be->host_memory ? "cpu" : "h100", NULL, &t->ep, err)) return false;
     t->micro = t->ep.micro_batch_images;
     // The graphs hold the largest multi-scale input; smaller steps shrink them (graph_set_input_size).
     int smallest, largest;
     loader_imgsz_range((int)cfg->train.imgsz, cfg->train.multiscale, &smallest, &largest);
     t->max_side = largest > cfg->train.imgsz ? largest : cfg->train.imgsz;
-    t->be = cpu_backend_create();
-    ExecutorOptions eo = {.cfg = cfg, .spec = t->spec, .ep = &t->ep, .transport = t->tr, .be = t->be,
+    // A host transport carries backend memory only when the host can address it.
+    t->be_tr = t->be->host_memory ? t->tr : transport_staged_create(t->tr, t->be);
+    ExecutorOptions eo = {.cfg = cfg, .spec = t->spec, .ep = &t->ep, .transport = t->be_tr, .be = t->be,
                           .max_side = t->max_side};
     if (!executor_create(&eo, &t->ex, err)) return false;
     t->n_chunks = executor_n_chunks(t->ex);
@@ -775,6 +816,7 @@ static void trainer_destroy(Trainer *t) {
     }
     free(t->chunks);
     executor_destroy(t->ex);
+    if (t->be_tr != t->tr) transport_destroy(t->be_tr);
     experiment_plan_clear(&t->ep);
     backend_destroy(t->be);
     model_spec_destroy(t->spec);

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "framework/backend.h"
 #include "framework/error.h"
 #include "framework/topology.h"
 
@@ -88,6 +89,13 @@ int transport_max_tag(const Transport *t);
 // The transport of a run started without a launcher: one rank, every group of size one
 // (transport_local.c). Owned by the caller (transport_destroy).
 Transport *transport_local_create(void);
+
+// A transport whose isend, irecv and iallreduce_sum_f32 take memory of backend `be` and go through
+// `host`, a transport over host memory, by way of pooled host buffers (transport_staged.c): what a
+// backend whose memory the host cannot address (CUDA) uses when there is no transport for its memory.
+// The blocking collectives pass host memory straight to `host`. Borrows both (destroy it first);
+// copies host's topology, timeout and tag limit.
+Transport *transport_staged_create(Transport *host, Backend *be);
 
 // Accepts NULL. Every request must be complete; finalizes MPI if transport_mpi_create started it.
 void transport_destroy(Transport *t);

@@ -103,6 +103,7 @@ Backend *cpu_backend_create(void) {
     Backend *be = yp_malloc(sizeof *be);
     be->ops = &cpu_ops;
     be->name = "cpu";
+    be->host_memory = true;
     be->ctx = yp_calloc(1, sizeof(CpuContext));
     return be;
 }

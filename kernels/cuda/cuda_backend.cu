@@ -128,6 +128,7 @@ Backend *cuda_backend_create(int device, bool allow_tf32) {
     Backend *be = (Backend *)yp_malloc(sizeof *be);
     be->ops = &cuda_ops;
     be->name = "cuda";
+    be->host_memory = false;
     be->ctx = ctx;
     ctx->reduce_scratch = (double *)cuda_alloc(be, CUDA_REDUCE_SCRATCH * sizeof(double));
     CUDA_CHECK(cudaMallocHost((void **)&ctx->reduce_host, CUDA_REDUCE_SCRATCH * sizeof(double)));
