@@ -15,7 +15,7 @@ const char *const config_task_names[CONFIG_TASK_COUNT] = {"detect", "classify"};
 const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT] = {"auto", "SGD", "AdamW"};
 static const char *const rank_order_names[CONFIG_RANK_ORDER_COUNT] = {"pipeline-first", "replica-first"};
 static const char *const backend_names[CONFIG_BACKEND_COUNT] = {"auto", "cpu", "cuda"};
-const char *const config_precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "bf16", "fp16"};
+const char *const config_precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "tf32", "bf16", "fp16"};
 
 typedef enum KeyType {
     KEY_INT,

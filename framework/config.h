@@ -28,6 +28,7 @@ typedef enum ConfigRankOrder {
 typedef enum ConfigBackend { CONFIG_BACKEND_AUTO, CONFIG_BACKEND_CPU, CONFIG_BACKEND_CUDA, CONFIG_BACKEND_COUNT } ConfigBackend;
 typedef enum ConfigPrecision {
     CONFIG_PRECISION_FP32,
+    CONFIG_PRECISION_TF32,  // float32 storage, convolutions and GEMMs on TF32 tensor cores (CUDA)
     CONFIG_PRECISION_BF16,
     CONFIG_PRECISION_FP16,
     CONFIG_PRECISION_COUNT

@@ -154,9 +154,13 @@ static bool trainer_open_backend(Trainer *t, Error *err) {
         return config_error_at(cfg, "device.backend", err, "device.backend: cuda, but %s",
                                YP_HAVE_CUDA ? "this machine has no usable CUDA device"
                                             : "this yolopipe was built without CUDA (no CUDA toolkit was found)");
-    if (cfg->device.precision != CONFIG_PRECISION_FP32)
-        return config_error_at(cfg, "device.precision", err, "device.precision: %s is not supported yet; the %s backend computes in fp32",
-                               config_precision_names[cfg->device.precision], cuda ? "CUDA" : "CPU");
+    ConfigPrecision precision = cfg->device.precision;
+    if (precision == CONFIG_PRECISION_TF32 && !cuda)
+        return config_error_at(cfg, "device.precision", err, "device.precision: tf32 needs the CUDA backend");
+    if (precision == CONFIG_PRECISION_BF16 || precision == CONFIG_PRECISION_FP16)
+        return config_error_at(cfg, "device.precision", err,
+                               "device.precision: %s is not supported yet; the %s backend computes in fp32%s",
+                               config_precision_names[precision], cuda ? "CUDA" : "CPU", cuda ? " or tf32" : "");
     if (!cuda) {
         t->be = cpu_backend_create();
         return true;
@@ -164,7 +168,7 @@ static bool trainer_open_backend(Trainer *t, Error *err) {
 #if YP_HAVE_CUDA
     const Topology *topo = t->topo;
     int device = topo->local_rank % gpus;
-    t->be = cuda_backend_create(device, false);
+    t->be = cuda_backend_create(device, precision == CONFIG_PRECISION_TF32);
     if (topo->local_size > gpus)
         fprintf(t->out, "note: %d ranks per node share %d GPU%s (they take turns on it)\n", topo->local_size, gpus,
                 gpus > 1 ? "s" : "");

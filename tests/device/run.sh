@@ -1,0 +1,68 @@
+#!/bin/bash
+# Everything that needs a GPU, in one call on the device machine (see README "GPU"):
+#   1. the CUDA-vs-CPU comparison of every backend slot, module and the loss (test_backend_compare),
+#      the optimizer's (test_cuda_optim) and the NCCL transport's unit tests on one rank;
+#   2. GPU training: one rank, then the multi-rank equivalence test with every rank on the one GPU;
+#   3. the training-step benchmark against PyTorch/Ultralytics (experiments/bench/train_step.sh).
+# It expects a build made on the development machine with CUDA for sm_90 (scripts/build.sh
+# build-cuda -Dcuda=enabled -Dgpu_arch=90), the runtime .deb files in .devdeps
+# (shared/device/fetch-debs.sh) and the Ultralytics wheel in .whl, all carried with the call.
+# Logs go to $OUT (default ./device-out); the last lines printed are the summary table.
+#
+# usage: tests/device/run.sh [all|tests|train|bench]...
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+src=$(pwd)
+out=${OUT:-$src/device-out}
+build=${BUILD:-build-cuda}
+mkdir -p "$out"
+parts=${*:-all}
+want() { [[ " $parts " == *" all "* || " $parts " == *" $1 "* ]]; }
+
+eval "$(bash .devdeps/unpack.sh .devdeps)"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export YP_SOURCE_ROOT=$src OMP_WAIT_POLICY=passive
+
+summary=()
+step() {  # step NAME LOG COMMAND...: runs and records PASS/FAIL with the time taken
+  local name=$1 log=$2
+  shift 2
+  local t0=$SECONDS
+  "$@" >"$out/$log" 2>&1
+  local rc=$?
+  local verdict=PASS
+  [ $rc = 77 ] && verdict=SKIP
+  [ $rc != 0 ] && [ $rc != 77 ] && verdict="FAIL($rc)"
+  summary+=("$(printf '%-28s %-9s %4ds  %s' "$name" "$verdict" $((SECONDS - t0)) "$log")")
+  tail -n 4 "$out/$log"
+}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  "$build/yolopipe" --version
+  ldd "$build/yolopipe" | grep -E "cud|nccl|blas|mpi" || true
+} 2>&1 | tee "$out/device.txt"
+
+if want tests; then
+  step "backend compare (fp32)" compare.log "$build/tests/device/test_backend_compare"
+  [ -x "$build/tests/device/test_cuda_optim" ] && step "optimizer compare" optim.log "$build/tests/device/test_cuda_optim"
+  [ -x "$build/tests/device/test_transport_nccl" ] &&
+    step "nccl transport (1 rank)" nccl.log tests/mpi/mpirun.sh 1 "$build/tests/device/test_transport_nccl"
+fi
+
+if want train; then
+  step "train tiny on GPU (1 rank)" train1.log tests/device/train-smoke.sh "$src" "$build/yolopipe"
+  step "multi-rank equivalence" equivalence.log tests/mpi/check-equivalence.sh "$src" "$build/yolopipe" \
+    "$build/tests/compare_weights"
+fi
+
+if want bench; then
+  step "train step vs PyTorch" bench.log experiments/bench/train_step.sh --yolopipe "$build/yolopipe" \
+    --csv "$out/train_step.csv"
+  grep -A20 "^model" "$out/bench.log" | head -20
+fi
+
+printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
