@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Training-step throughput of yolopipe against PyTorch + Ultralytics, in one invocation on one GPU:
+# for each model, `yolopipe train experiments/bench/step-yolov8<m>.yaml` (one process, synthetic
+# shapes, stops at train.max_steps and prints its median batch time) and, for each precision,
+# step_pytorch.py (Ultralytics' DetectionModel, v8DetectionLoss, AdamW, EMA). Prints a table and
+# appends it to a CSV file. README.md beside this script says what the numbers mean.
+#
+# Usage: experiments/bench/train_step.sh [options]        (from anywhere; runs in the repository root)
+#   --models "n s"             YOLOv8 scales
+#   --batch 16 --imgsz 640     images per step, input side
+#   --steps 50 --warmup 10     timed steps after untimed ones (yolopipe: max_steps = warmup + steps,
+#                              and its median covers every batch but the first)
+#   --precisions "fp32 tf32 bf16"   PyTorch's modes (step_pytorch.py --precision)
+#   --yolopipe-precisions "fp32"    yolopipe's device.precision values
+#   --frameworks "yolopipe pytorch" which sides to run
+#   --device cuda|cpu          cpu: yolopipe's CPU backend and PyTorch on the CPU (smoke test), e.g.
+#                              --device cpu --imgsz 64 --batch 2 --steps 2 --warmup 1 --precisions fp32
+#   --gpu 0                    the GPU both sides use (CUDA_VISIBLE_DEVICES) and nvidia-smi samples
+#   --python python3           the Python with torch and ultralytics (default $PYTHON, else python3)
+#   --yolopipe build/yolopipe  the binary
+#   --csv experiments/bench/results/train_step.csv
+# Exit status 1 when a run failed (its row says why; the other rows are still measured and written).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+models="n s" batch=16 imgsz=640 steps=50 warmup=10
+precisions="fp32 tf32 bf16" yp_precisions="fp32" frameworks="yolopipe pytorch"
+device=cuda gpu=0 python=${PYTHON:-python3} yolopipe=build/yolopipe
+csv=experiments/bench/results/train_step.csv
+usage() { sed -n '/^# Usage/,/^# Exit/s/^# \{0,1\}//p' "$0"; }
+while (($#)); do
+    [[ $1 == -h || $1 == --help ]] && { usage; exit 0; }
+    (($# >= 2)) || { echo "train_step.sh: $1 needs a value" >&2; usage >&2; exit 2; }
+    case $1 in
+    --models) models=$2 ;;
+    --batch) batch=$2 ;;
+    --imgsz) imgsz=$2 ;;
+    --steps) steps=$2 ;;
+    --warmup) warmup=$2 ;;
+    --precisions) precisions=$2 ;;
+    --yolopipe-precisions) yp_precisions=$2 ;;
+    --frameworks) frameworks=$2 ;;
+    --device) device=$2 ;;
+    --gpu) gpu=$2 ;;
+    --python) python=$2 ;;
+    --yolopipe) yolopipe=$2 ;;
+    --csv) csv=$2 ;;
+    *) echo "train_step.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift 2
+done
+for v in batch imgsz steps warmup gpu; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "train_step.sh: --$v must be a whole number, found '${!v}'" >&2; exit 2; }
+done
+((batch >= 1 && steps >= 1 && imgsz >= 32 && imgsz % 32 == 0)) ||
+    { echo "train_step.sh: need --batch >= 1, --steps >= 1 and --imgsz a multiple of 32" >&2; exit 2; }
+[[ $device == cuda || $device == cpu ]] || { echo "train_step.sh: --device must be cuda or cpu, found '$device'" >&2; exit 2; }
+[[ " $frameworks " == *" yolopipe "* ]] && run_yp=1 || run_yp=0
+[[ " $frameworks " == *" pytorch "* ]] && run_pt=1 || run_pt=0
+if ((run_yp)) && [[ ! -x $yolopipe ]]; then
+    echo "train_step.sh: $yolopipe not found: build it first (scripts/build.sh build)" >&2
+    exit 2
+fi
+if ((run_pt)) && ! "$python" -c 'import torch, ultralytics' 2>/dev/null; then
+    echo "train_step.sh: $python cannot import torch and ultralytics (give --python)" >&2
+    exit 2
+fi
+
+export CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=$gpu  # the same GPU for both sides and nvidia-smi
+smi=0
+[[ $device == cuda ]] && command -v nvidia-smi >/dev/null && smi=1
+if ((smi)); then
+    device_name=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "$gpu")
+elif [[ $device == cuda ]]; then
+    device_name="GPU $gpu (nvidia-smi not found: no memory figures)"
+else
+    device_name="cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) threads"
+fi
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+tmp=$(mktemp -d)
+sampler=
+# shellcheck disable=SC2317  # the EXIT trap calls it
+cleanup() {
+    [[ -n $sampler ]] && kill "$sampler" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# The synthetic images (data/bench, read through experiments/bench/data-nc80.yaml): generated at the
+# input size, with more images than the longest run needs so that no run reaches an epoch's end
+# (which would validate). synth writes its own command as the first line of data.yaml: reuse the
+# folder when it was made with at least as many images at this size.
+need=$(((warmup + steps + 2) * batch))
+ensure_data() {
+    local made train size
+    made=$(head -1 data/bench/data.yaml 2>/dev/null || true)
+    train=$(grep -o -- '--train [0-9]*' <<<"$made" | grep -o '[0-9]*$' || echo 0)
+    size=$(grep -o -- '--imgsz [0-9]*' <<<"$made" | grep -o '[0-9]*$' || echo 0)
+    if ((train < need || size != imgsz)); then
+        "$yolopipe" synth --out data/bench --imgsz "$imgsz" --train "$need" --val 16 --force >"$tmp/synth.log" 2>&1 ||
+            { cat "$tmp/synth.log" >&2; exit 1; }
+    fi
+}
+
+# Peak GPU memory of one run: the device's used memory, sampled every 100 ms by nvidia-smi, minus
+# what was used before the run. Whole-device numbers, because containers often hide the per-process
+# list (--query-compute-apps); the GPU must be otherwise idle. They include the CUDA context, cuDNN
+# and cuBLAS workspaces: the same measure for both sides.
+mem_start() {
+    ((smi)) || return 0
+    mem_base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "$gpu")
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "$gpu" -lms 100 >"$tmp/mem.log" &
+    sampler=$!
+}
+mem_stop() {  # sets peak (MiB; empty without nvidia-smi)
+    peak=
+    ((smi)) || return 0
+    kill "$sampler" 2>/dev/null || true  # nvidia-smi may have ended on its own
+    wait "$sampler" || true
+    sampler=
+    peak=$(awk -v base="$mem_base" '$1 + 0 > max { max = $1 + 0 } END { if (max) print max - base }' "$tmp/mem.log")
+}
+
+# One row per run, fields separated by '|' (not a tab: read would merge empty fields): model framework
+# precision steps median_ms images_per_s peak_gpu_mib torch_allocated_mib torch_reserved_mib layers_ms
+# note. layers_ms (yolopipe): its layers' forward + backward per batch, from the run's profile.csv; the
+# rest of the batch time is the loss, the optimizer, the EMA and any wait for the data loader.
+rows=$tmp/rows
+: >"$rows"
+failed=0
+# A failed run's message: the last line it wrote to stderr (yolopipe's "file:line:col: ...", Python's
+# exception), else to stdout. $1: the log without its .err suffix.
+failure() {
+    local f=$1.err
+    grep -q '[^[:space:]]' "$f" || f=$1
+    echo "failed: $(grep -v '^[[:space:]]*$' "$f" | tail -1 | tr '|\r' '/ ' | cut -c1-300)"
+    echo "$2 failed; its output:" >&2
+    tail -n 5 "$1" "$1.err" >&2
+}
+
+run_yolopipe() {  # model precision
+    local m=$1 p=$2 log=$tmp/yolopipe-$1-$2.log line='' median='' n='' ips='' layers='' note='' run_dir
+    local re='median ([0-9.]+) ms over ([0-9]+) batches \(([0-9.]+) images/s\)'
+    mem_start
+    if "$yolopipe" train "experiments/bench/step-yolov8$m.yaml" \
+        --set "train.max_steps=$((warmup + steps))" --set "train.batch=$batch" --set "train.nbs=$batch" \
+        --set "train.imgsz=$imgsz" --set "device.backend=$device" --set "device.precision=$p" \
+        --set "output.dir=$tmp/runs" >"$log" 2>"$log.err"; then
+        line=$(grep 'measured batch time:' "$log" || true)
+    fi
+    mem_stop
+    if [[ $line =~ $re ]]; then
+        median=${BASH_REMATCH[1]} n=${BASH_REMATCH[2]} ips=${BASH_REMATCH[3]}
+        run_dir=$(sed -n 's/^run directory //p' "$log")
+        layers=$(awk -F, 'NR > 1 { s += $3 + $4 } END { if (NR > 1) printf "%.1f", 1e3 * s }' "$run_dir/profile.csv")
+    else
+        failed=1
+        note=$(failure "$log" "yolopipe yolov8$m $p")
+    fi
+    printf '%s|yolopipe|%s|%s|%s|%s|%s|||%s|%s\n' "$m" "$p" "$n" "$median" "$ips" "$peak" "$layers" "$note" >>"$rows"
+}
+
+run_pytorch() {  # model precision
+    local m=$1 p=$2 log=$tmp/pytorch-$1-$2.log out=$tmp/pytorch-$1-$2.csv note='' f=()
+    mem_start
+    if PYTHONUNBUFFERED=1 "$python" experiments/bench/step_pytorch.py --model "$m" --batch "$batch" --imgsz "$imgsz" \
+        --precision "$p" --steps "$steps" --warmup "$warmup" --device "$device" --csv "$out" >"$log" 2>"$log.err"; then
+        # step_pytorch.py's columns: device model imgsz batch framework precision steps median_ms
+        # images_per_s peak_allocated_mib peak_reserved_mib
+        IFS=, read -r -a f < <(tail -1 "$out")
+    else
+        failed=1
+        note=$(failure "$log" "pytorch yolov8$m $p")
+    fi
+    mem_stop
+    printf '%s|pytorch|%s|%s|%s|%s|%s|%s|%s||%s\n' "$m" "$p" "${f[6]:-}" "${f[7]:-}" "${f[8]:-}" "$peak" \
+        "${f[9]:-}" "${f[10]:-}" "$note" >>"$rows"
+}
+
+((run_yp)) && ensure_data
+for m in $models; do
+    if ((run_yp)); then for p in $yp_precisions; do run_yolopipe "$m" "$p"; done; fi
+    if ((run_pt)); then for p in $precisions; do run_pytorch "$m" "$p"; done; fi
+done
+
+# The ratio, on each PyTorch row: yolopipe's images/s for the same model and precision (its fp32 when it
+# did not run that precision: tf32 is an fp32 mode) over PyTorch's. Above 1: yolopipe is faster.
+awk -F'|' -v OFS='|' '
+    { row[NR] = $0; m[NR] = $1; fw[NR] = $2; p[NR] = $3; ips[NR] = $6
+      if ($2 == "yolopipe" && $6 != "") yp[$1, $3] = $6 }
+    END {
+        for (i = 1; i <= NR; i++) {
+            ratio = ""
+            if (fw[i] == "pytorch" && ips[i] > 0) {
+                ref = ((m[i], p[i]) in yp) ? yp[m[i], p[i]] : (((m[i], "fp32") in yp) ? yp[m[i], "fp32"] : "")
+                if (ref != "") ratio = sprintf("%.2f", ref / ips[i])
+            }
+            print row[i], ratio
+        }
+    }' "$rows" >"$tmp/table"
+
+echo
+echo "training step (forward + backward + optimizer step) on $device_name, commit $commit"
+table_row() { printf '%-8s %5s %5s  %-9s %-9s %10s %10s %9s %11s %10s %6s\n' "$@"; }
+table_row model imgsz batch framework precision "median ms" "images/s" "peak MiB" "torch alloc" "torch rsvd" "yp/pt"
+while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
+    table_row "yolov8$m" "$imgsz" "$batch" "$fw" "$p" "${median:--}" "${ips:--}" "${peak:--}" "${alloc:--}" \
+        "${rsvd:--}" "${ratio:--}"
+    if [[ -n $note ]]; then
+        echo "    $fw yolov8$m $p $note"
+    elif [[ -n $layers ]]; then
+        echo "    $fw yolov8$m $p: its layers' forward + backward take $layers of the $median ms"
+    fi
+done <"$tmp/table"
+echo "peak MiB: the GPU's used memory sampled by nvidia-smi (context and workspaces included) minus what was"
+echo "used before the run; torch alloc/rsvd: torch.cuda.max_memory_allocated/reserved; yp/pt: yolopipe's"
+echo "images/s over PyTorch's (same precision, else yolopipe's fp32). Beside each yolopipe row: its layers'"
+echo "time (profile.csv); the rest of its batch is loss, optimizer, EMA and any wait for the data loader"
+
+mkdir -p "$(dirname "$csv")"
+if [[ ! -s $csv ]]; then
+    echo "date,commit,device,model,imgsz,batch,framework,precision,steps,median_ms,images_per_s,peak_gpu_mib,torch_allocated_mib,torch_reserved_mib,yolopipe_layers_ms,yolopipe_over_pytorch,note" >"$csv"
+fi
+date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
+    printf '%s,%s,"%s",yolov8%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$date" "$commit" "${device_name//\"/\"\"}" \
+        "$m" "$imgsz" "$batch" "$fw" "$p" "$n" "$median" "$ips" "$peak" "$alloc" "$rsvd" "$layers" "$ratio" \
+        "${note//\"/\"\"}"
+done <"$tmp/table" >>"$csv"
+echo "appended to $csv"
+exit "$failed"
