@@ -76,7 +76,8 @@ typedef struct Trainer {
     int64_t batches_per_epoch;
     int *step_sides;  // (batches_per_epoch) input side of each batch of the current epoch
     int n_step_times;
-    double *step_times;  // seconds of each training batch of the run (rank 0), for the summary
+    double *step_times;     // seconds of each training batch of the run (rank 0), for the summary
+    double *compute_times;  // the same without the wait for the batch's data
 } Trainer;
 
 static double seconds_now(void) {
@@ -635,10 +636,13 @@ static bool trainer_load(Trainer *t, const char *dir, bool with_optimizer, Error
 // ---- the loop ----------------------------------------------------------------------------------------
 
 // One training batch on this rank, and the optimizer step when it ends an accumulation.
+// *data_wait_s gets the time spent waiting for the loader.
 static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHyper *hyper, int64_t *instances,
-                          Error *err) {
+                          double *data_wait_s, Error *err) {
     Batch batch = {0};
+    double wait_start = seconds_now();
     if (t->train_loader && !loader_next(t->train_loader, &batch, err)) return false;
+    *data_wait_s = seconds_now() - wait_start;
     OptimIteration it = optim_schedule_at(&t->schedule, t->at.iteration, epoch);
     *hyper = it.hyper;
     bool step = t->at.iteration - t->at.last_step_iteration >= it.accumulate;
@@ -675,20 +679,31 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-// The measured step time next to the plan's prediction (what README records).
+// The median of values[1..n) (the first batch warms caches, threads and algorithm choices up).
+static double trainer_median_after_first(const double *values, int n) {
+    double *sorted = yp_malloc((size_t)(n - 1) * sizeof *sorted);
+    memcpy(sorted, values + 1, (size_t)(n - 1) * sizeof *sorted);
+    qsort(sorted, (size_t)(n - 1), sizeof *sorted, compare_doubles);
+    double median = sorted[(n - 1) / 2];
+    free(sorted);
+    return median;
+}
+
+// The measured step time next to the plan's prediction (what README records), and the same without
+// the waits for data (what the benchmarks compare: forward, backward, loss and optimizer).
 static void trainer_print_step_times(Trainer *t) {
     if (!t->lead || t->n_step_times < 2) return;
-    int n = t->n_step_times - 1;  // the first batch warms caches and threads up
-    double *sorted = yp_malloc((size_t)n * sizeof *sorted);
-    memcpy(sorted, t->step_times + 1, (size_t)n * sizeof *sorted);
-    qsort(sorted, (size_t)n, sizeof *sorted, compare_doubles);
+    int n = t->n_step_times - 1;
+    double batch = trainer_median_after_first(t->step_times, t->n_step_times);
+    double compute = trainer_median_after_first(t->compute_times, t->n_step_times);
     fprintf(t->out, "measured batch time: median %.1f ms over %d batches (%.1f images/s); layer times in %s/profile.csv: "
                     "`yolopipe plan EXP --profile %s/profile.csv --set 'parallel.partition=[",
-            1e3 * sorted[n / 2], n, (double)t->cfg->train.batch / sorted[n / 2], t->run_dir, t->run_dir);
+            1e3 * batch, n, (double)t->cfg->train.batch / batch, t->run_dir, t->run_dir);
     for (int k = 0; k < t->ep.plan.n_stages; k++)
         fprintf(t->out, "%s[%d,%d]", k ? "," : "", t->ep.plan.stages[k].first_layer, t->ep.plan.stages[k].last_layer);
     fprintf(t->out, "]'` predicts the step from them\n");
-    free(sorted);
+    fprintf(t->out, "measured compute time: median %.1f ms per batch without waiting for data (%.1f images/s)\n", 1e3 * compute,
+            (double)t->cfg->train.batch / compute);
 }
 
 static bool trainer_write_profile(Trainer *t, Error *err) {
@@ -704,6 +719,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
     OptimHyper hyper = optim_schedule_at(&t->schedule, t->at.iteration, t->at.epoch).hyper;
     bool stop = false;
     t->step_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->step_times);
+    t->compute_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->compute_times);
     while (t->at.epoch < tc->epochs && !stop) {
         int64_t epoch = t->at.epoch;
         bool mosaic = epoch < tc->epochs - tc->close_mosaic;
@@ -723,8 +739,11 @@ static bool trainer_loop(Trainer *t, Error *err) {
         while (!stop && t->at.batch < t->batches_per_epoch) {
             double batch_start = seconds_now();
             int64_t instances = 0;
-            if (!trainer_batch(t, epoch, &sums, &hyper, &instances, err)) return false;
-            t->step_times[t->n_step_times++] = seconds_now() - batch_start;
+            double data_wait_s = 0;
+            if (!trainer_batch(t, epoch, &sums, &hyper, &instances, &data_wait_s, err)) return false;
+            double batch_s = seconds_now() - batch_start;
+            t->step_times[t->n_step_times] = batch_s;
+            t->compute_times[t->n_step_times++] = batch_s - data_wait_s;
             stop = tc->max_steps > 0 && t->at.optimizer_steps >= tc->max_steps;
             int side = t->step_sides[t->at.batch];
             t->at.iteration++;
@@ -829,6 +848,7 @@ static void trainer_destroy(Trainer *t) {
     free(t->val_out);
     free(t->step_sides);
     free(t->step_times);
+    free(t->compute_times);
     if (t->sink) fclose(t->sink);
 }
 

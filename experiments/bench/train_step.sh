@@ -11,7 +11,7 @@
 #   --steps 50 --warmup 10     timed steps after untimed ones (yolopipe: max_steps = warmup + steps,
 #                              and its median covers every batch but the first)
 #   --precisions "fp32 tf32 bf16"   PyTorch's modes (step_pytorch.py --precision)
-#   --yolopipe-precisions "fp32"    yolopipe's device.precision values
+#   --yolopipe-precisions "fp32 tf32"  yolopipe's device.precision values
 #   --frameworks "yolopipe pytorch" which sides to run
 #   --device cuda|cpu          cpu: yolopipe's CPU backend and PyTorch on the CPU (smoke test), e.g.
 #                              --device cpu --imgsz 64 --batch 2 --steps 2 --warmup 1 --precisions fp32
@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 models="n s" batch=16 imgsz=640 steps=50 warmup=10
-precisions="fp32 tf32 bf16" yp_precisions="fp32" frameworks="yolopipe pytorch"
+precisions="fp32 tf32 bf16" yp_precisions="fp32 tf32" frameworks="yolopipe pytorch"
 device=cuda gpu=0 python=${PYTHON:-python3} yolopipe=build/yolopipe
 csv=experiments/bench/results/train_step.csv
 usage() { sed -n '/^# Usage/,/^# Exit/s/^# \{0,1\}//p' "$0"; }
@@ -141,6 +141,8 @@ failure() {
 run_yolopipe() {  # model precision
     local m=$1 p=$2 log=$tmp/yolopipe-$1-$2.log line='' median='' n='' ips='' layers='' note='' run_dir
     local re='median ([0-9.]+) ms over ([0-9]+) batches \(([0-9.]+) images/s\)'
+    # The step itself (forward, backward, loss, optimizer), without the wait for the data loader.
+    local compute_re='measured compute time: median ([0-9.]+) ms per batch without waiting for data \(([0-9.]+) images/s\)'
     mem_start
     if "$yolopipe" train "experiments/bench/step-yolov8$m.yaml" \
         --set "train.max_steps=$((warmup + steps))" --set "train.batch=$batch" --set "train.nbs=$batch" \
@@ -150,12 +152,15 @@ run_yolopipe() {  # model precision
     fi
     mem_stop
     if [[ $line =~ $re ]]; then
-        median=${BASH_REMATCH[1]} n=${BASH_REMATCH[2]} ips=${BASH_REMATCH[3]}
+        n=${BASH_REMATCH[2]}
+        local batch_ms=${BASH_REMATCH[1]}
+        [[ $(grep 'measured compute time:' "$log") =~ $compute_re ]] && median=${BASH_REMATCH[1]} ips=${BASH_REMATCH[2]}
         run_dir=$(sed -n 's/^run directory //p' "$log")
         layers=$(awk -F, 'NR > 1 { s += $3 + $4 } END { if (NR > 1) printf "%.1f", 1e3 * s }' "$run_dir/profile.csv")
+        note=": its layers' forward + backward take $layers of the $median ms step; $batch_ms ms per batch with the waits for data"
     else
         failed=1
-        note=$(failure "$log" "yolopipe yolov8$m $p")
+        note=" $(failure "$log" "yolopipe yolov8$m $p")"
     fi
     printf '%s|yolopipe|%s|%s|%s|%s|%s|||%s|%s\n' "$m" "$p" "$n" "$median" "$ips" "$peak" "$layers" "$note" >>"$rows"
 }
@@ -170,7 +175,7 @@ run_pytorch() {  # model precision
         IFS=, read -r -a f < <(tail -1 "$out")
     else
         failed=1
-        note=$(failure "$log" "pytorch yolov8$m $p")
+        note=" $(failure "$log" "pytorch yolov8$m $p")"
     fi
     mem_stop
     printf '%s|pytorch|%s|%s|%s|%s|%s|%s|%s||%s\n' "$m" "$p" "${f[6]:-}" "${f[7]:-}" "${f[8]:-}" "$peak" \
@@ -207,7 +212,7 @@ while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
     table_row "yolov8$m" "$imgsz" "$batch" "$fw" "$p" "${median:--}" "${ips:--}" "${peak:--}" "${alloc:--}" \
         "${rsvd:--}" "${ratio:--}"
     if [[ -n $note ]]; then
-        echo "    $fw yolov8$m $p $note"
+        echo "    $fw yolov8$m $p$note"
     elif [[ -n $layers ]]; then
         echo "    $fw yolov8$m $p: its layers' forward + backward take $layers of the $median ms"
     fi
