@@ -186,9 +186,9 @@ typedef struct BackendOps {
     // with PyTorch's lerp(a, b, w): a + w·(b − a) when |w| < 0.5, else b − (b − a)·(1 − w).
     void (*optim_adamw_step)(Backend *be, const MultiTensorTable *table, float *exp_avg, float *exp_avg_sq,
                              AdamwStepScalars s);
-    // Σ g² over the table: each chunk's sum of (double)g·(double)g in double, then the chunk sums
-    // added in chunk order on the host. Waits for the result. Uses the table's scratch (hence not
-    // const); the order within a chunk is the backend's.
+    // Σ g² over the table: each chunk's sum of (double)g·(double)g in double (in an order of the
+    // backend's own within the chunk), then the chunk sums added in chunk order on the host. Waits
+    // for the result. The table is not const because a backend may keep its partial sums there.
     double (*grad_sumsq)(Backend *be, MultiTensorTable *table);
     // g = g·factor over the table.
     void (*grads_scale)(Backend *be, const MultiTensorTable *table, float factor);
