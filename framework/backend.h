@@ -11,7 +11,8 @@
 //   gradients from several consumers add up and weight gradients add up over micro-batches. The
 //   caller zeroes a gradient buffer once, before the first contribution.
 // - Forward kernels overwrite their outputs.
-// - Nothing here allocates except `alloc` and `reserve_workspace`, which layers call at creation.
+// - Nothing here allocates except `alloc`, `reserve_workspace` and `multi_tensor_prepare`, which
+//   their callers use at creation.
 // - A Backend is used by one thread at a time (its kernels share one workspace); a process that
 //   drives several streams of work creates one Backend for each.
 #pragma once
@@ -40,6 +41,43 @@ ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int
 
 // Multiply-accumulates of one forward pass of the convolution (bias adds not counted).
 int64_t conv_desc_macs(const ConvDesc *d);
+
+// ---- fused optimizer and EMA updates ("multi-tensor apply") -------------------------------------
+// An optimizer (or EMA) packs its tensors' state one after another in one buffer per state kind and
+// cuts the tensors into chunks (framework/pack_layout.h). The table of those chunks, resolved to
+// pointers, goes to the backend once, at creation (multi_tensor_prepare), so that each step is one
+// call with the table and a few scalars passed by value: one kernel launch on a GPU.
+
+// Elements [begin, end) of one tensor; state element i of the tensor is state[state_offset + i].
+typedef struct MultiTensorChunk {
+    float *tensor;         // backend memory: a parameter, or in an EMA table the model's tensor (read only)
+    float *grad;           // backend memory: the parameter's gradient; NULL in an EMA table
+    int64_t state_offset;  // where the tensor starts in the packed state buffers
+    int64_t begin, end;
+    int32_t group;         // parameter group, index into the step scalars' per-group arrays
+} MultiTensorChunk;
+
+// A backend's own copy of a chunk table (device memory on a GPU); opaque, each backend defines it.
+typedef struct MultiTensorTable MultiTensorTable;
+
+enum { BACKEND_PARAM_GROUPS = 3 };  // Ultralytics' weight, batch-norm and bias groups (framework/optim.h)
+
+// One SGD step's scalars, already rounded to float.
+typedef struct SgdStepScalars {
+    float lr[BACKEND_PARAM_GROUPS];
+    float weight_decay[BACKEND_PARAM_GROUPS];  // 0: the gradient is used as it is
+    float momentum;
+} SgdStepScalars;
+
+// One AdamW step's scalars, already rounded to float.
+typedef struct AdamwStepScalars {
+    float decay[BACKEND_PARAM_GROUPS];          // 1 − lr·wd (1 without decay: p·1 is p)
+    float neg_step_size[BACKEND_PARAM_GROUPS];  // −lr / (1 − β1^t)
+    float lerp_w;                               // 1 − β1
+    float beta2, one_minus_beta2;
+    float bias_correction2_sqrt;                // sqrt(1 − β2^t)
+    float eps;
+} AdamwStepScalars;
 
 typedef struct BackendOps {
     // ---- memory -------------------------------------------------------------------------------
@@ -128,6 +166,34 @@ typedef struct BackendOps {
     void (*gemm)(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                  int64_t ldc);
+
+    // ---- optimizer and EMA over a chunk table (see MultiTensorChunk) ---------------------------
+    // Every update below is element-wise and follows the float operations written beside it, in
+    // that order and each rounded (never fused into a multiply-add), so that backends agree to a
+    // few ulps and the CPU result does not depend on the number of threads. p is chunk.tensor, g
+    // chunk.grad, and each state buffer is indexed with chunk.state_offset + i.
+    //
+    // Copies `chunks` into the backend (the caller keeps its array) and returns the table that the
+    // calls below take; free it with multi_tensor_release before the tensors it points to.
+    MultiTensorTable *(*multi_tensor_prepare)(Backend *be, const MultiTensorChunk *chunks, int n_chunks);
+    void (*multi_tensor_release)(Backend *be, MultiTensorTable *table);  // accepts NULL
+    // torch.optim.SGD (dampening 0, Nesterov), lr, wd of the chunk's group, b = momentum_buffer:
+    //   if wd ≠ 0: g = g + wd·p;  b = b·momentum + g;  g = g + momentum·b;  p = p + (−lr)·g
+    void (*optim_sgd_step)(Backend *be, const MultiTensorTable *table, float *momentum_buffer, SgdStepScalars s);
+    // torch.optim.AdamW, m = exp_avg, v = exp_avg_sq, decay and neg_step_size of the chunk's group:
+    //   p = p·decay;  m = lerp(m, g, lerp_w);  v = v·beta2;  v = v + (one_minus_beta2·g)·g;
+    //   p = p + (neg_step_size·m) / (sqrt(v) / bias_correction2_sqrt + eps)
+    // with PyTorch's lerp(a, b, w): a + w·(b − a) when |w| < 0.5, else b − (b − a)·(1 − w).
+    void (*optim_adamw_step)(Backend *be, const MultiTensorTable *table, float *exp_avg, float *exp_avg_sq,
+                             AdamwStepScalars s);
+    // Σ g² over the table: each chunk's sum of (double)g·(double)g in double (in an order of the
+    // backend's own within the chunk), then the chunk sums added in chunk order on the host. Waits
+    // for the result. The table is not const because a backend may keep its partial sums there.
+    double (*grad_sumsq)(Backend *be, MultiTensorTable *table);
+    // g = g·factor over the table.
+    void (*grads_scale)(Backend *be, const MultiTensorTable *table, float factor);
+    // EMA table (chunk.tensor the model's tensor m, e = ema): e = lerp(e, m, weight), the lerp above.
+    void (*ema_update)(Backend *be, const MultiTensorTable *table, float *ema, float weight);
 
     void (*destroy)(Backend *be);
 } BackendOps;

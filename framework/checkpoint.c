@@ -125,9 +125,14 @@ bool checkpoint_save_stage(const char *dir, int stage, const TrainProgress *prog
         ema_copy_to_graph_layout(model->ema, g, ema_params, ema_buffers);
         list_add_state_dict(&l, g, "ema.", ema_params, ema_buffers, &nbt_ema);
     }
-    for (int i = 0; model->optimizer && i < optim_state_count(model->optimizer); i++) {
-        const OptimState *s = optim_state_get(model->optimizer, i);
-        list_add(&l, "optimizer.", s->name, SAFETENSORS_F32, 1, &s->n_elems, s->data, (size_t)s->n_elems * sizeof(float));
+    if (model->optimizer) {
+        float *state = list_keep(&l, yp_malloc((size_t)optim_state_elems(model->optimizer) * sizeof(float) + 1));
+        for (int i = 0; i < optim_state_count(model->optimizer); i++) {
+            const OptimState *s = optim_state_get(model->optimizer, i);
+            optim_state_download(model->optimizer, i, state);
+            list_add(&l, "optimizer.", s->name, SAFETENSORS_F32, 1, &s->n_elems, state, (size_t)s->n_elems * sizeof(float));
+            state += s->n_elems;
+        }
     }
     char counts[2][32];
     snprintf(counts[0], sizeof counts[0], "%lld", (long long)(model->optimizer ? optim_step_count(model->optimizer) : 0));
@@ -279,12 +284,15 @@ bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointM
         g->be->ops->upload(g->be, g->grad_data, grads, (size_t)g->param_elems);
     }
     if (ok && model->ema) ema_copy_from_graph_layout(model->ema, g, ema_params, ema_buffers);
+    float *state = model->optimizer ? yp_malloc((size_t)optim_state_elems(model->optimizer) * sizeof(float) + 1) : NULL;
     for (int i = 0; ok && model->optimizer && i < optim_state_count(model->optimizer); i++) {
         const OptimState *s = optim_state_get(model->optimizer, i);
         char name[PARAM_NAME_MAX + 64];
         snprintf(name, sizeof name, "optimizer.%s", s->name);
-        ok = take_f32(&sf, name, s->data, s->n_elems, err);
+        ok = take_f32(&sf, name, state, s->n_elems, err);
+        if (ok) optim_state_upload(model->optimizer, i, state);
     }
+    free(state);
     if (ok && model->optimizer) {
         const char *kind = safetensors_file_metadata(f, "optimizer");
         if (!kind || strcmp(kind, optim_kind_name(optim_kind(model->optimizer))))

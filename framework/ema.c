@@ -7,10 +7,12 @@
 #include "framework/pack_layout.h"
 
 struct ModelEma {
+    Backend *be;  // not owned
     int n_entries;
-    EmaEntry *entries;  // names owned
+    EmaEntry *entries;        // names owned
     PackLayout layout;
-    float *data;        // (layout.n_elems) the averaged copy, packed in entry order
+    MultiTensorTable *table;  // the layout's chunks on the backend, owned
+    float *data;              // (layout.n_elems) the averaged copy, packed in entry order; backend memory, owned
     double decay, tau;
     int64_t updates;
 };
@@ -33,9 +35,10 @@ int ema_entries_from_graph(const Graph *g, int layer_begin, int layer_end, EmaEn
     return n;
 }
 
-ModelEma *ema_create(const EmaEntry *entries, int n_entries, double decay, double tau) {
+ModelEma *ema_create(Backend *be, const EmaEntry *entries, int n_entries, double decay, double tau) {
     YP_CHECK(n_entries >= 0 && tau > 0);
     ModelEma *ema = yp_calloc(1, sizeof *ema);
+    ema->be = be;
     ema->n_entries = n_entries;
     ema->decay = decay;
     ema->tau = tau;
@@ -49,10 +52,19 @@ ModelEma *ema_create(const EmaEntry *entries, int n_entries, double decay, doubl
     }
     ema->layout = pack_layout_make(sizes, n_entries);
     free(sizes);
-    ema->data = yp_malloc((size_t)(ema->layout.n_elems ? ema->layout.n_elems : 1) * sizeof *ema->data);
+    const PackLayout *l = &ema->layout;
+    MultiTensorChunk *chunks = yp_malloc((size_t)(l->n_chunks ? l->n_chunks : 1) * sizeof *chunks);
+    for (int c = 0; c < l->n_chunks; c++) {
+        int entry = l->chunks[c].entry;
+        // The model's tensor is only read by ema_update; the chunk type is shared with the optimizer.
+        chunks[c] = (MultiTensorChunk){.tensor = (float *)entries[entry].value, .state_offset = l->offset[entry],
+                                       .begin = l->chunks[c].begin, .end = l->chunks[c].end};
+    }
+    ema->table = be->ops->multi_tensor_prepare(be, chunks, l->n_chunks);
+    free(chunks);
+    ema->data = be->ops->alloc(be, (size_t)l->n_elems * sizeof *ema->data);
     for (int i = 0; i < n_entries; i++)
-        if (entries[i].n_elems)
-            memcpy(ema->data + ema->layout.offset[i], entries[i].value, (size_t)entries[i].n_elems * sizeof(float));
+        be->ops->copy(be, ema->data + l->offset[i], entries[i].value, (size_t)entries[i].n_elems);
     return ema;
 }
 
@@ -61,25 +73,17 @@ void ema_destroy(ModelEma *ema) {
     for (int i = 0; i < ema->n_entries; i++) free((char *)ema->entries[i].name);
     free(ema->entries);
     pack_layout_free(&ema->layout);
-    free(ema->data);
+    ema->be->ops->multi_tensor_release(ema->be, ema->table);
+    ema->be->ops->free(ema->be, ema->data);
     free(ema);
 }
 
 void ema_update(ModelEma *ema) {
     ema->updates++;
     double d = ema->decay * (1 - exp(-(double)ema->updates / ema->tau));
-    // torch._foreach_lerp_(ema, model, 1 − d): the weight rounded to float, PyTorch's two formulas.
-    const float w = (float)(1 - d);
-    const bool small_w = fabsf(w) < 0.5f;
-    const PackLayout *l = &ema->layout;
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int c = 0; c < l->n_chunks; c++) {
-        const PackChunk *ch = &l->chunks[c];
-        const float *m = ema->entries[ch->entry].value;
-        float *e = ema->data + l->offset[ch->entry];
-        for (int64_t i = ch->begin; i < ch->end; i++)
-            e[i] = small_w ? e[i] + w * (m[i] - e[i]) : m[i] - (m[i] - e[i]) * (1.0f - w);
-    }
+    // torch._foreach_lerp_(ema, model, 1 − d): the weight rounded to float, PyTorch's two formulas
+    // (BackendOps.ema_update).
+    ema->be->ops->ema_update(ema->be, ema->table, ema->data, (float)(1 - d));
 }
 
 int64_t ema_updates(const ModelEma *ema) { return ema->updates; }
@@ -108,16 +112,17 @@ float *ema_find(const ModelEma *ema, const char *name, int64_t *n_elems) {
     return NULL;
 }
 
-// One walk for both directions: EMA entry <-> the tensor's place in the graph layout.
+// One walk for both directions: EMA entry (backend) <-> the tensor's place in the host layout.
 static void ema_copy_graph_layout(const ModelEma *ema, const Graph *g, float *params, float *buffers, bool to_layout) {
+    Backend *be = ema->be;
     for (int i = 0; i < g->n_params; i++) {
         const ParamInfo *p = &g->params[i];
         int64_t n = 0;
         float *entry = ema_find(ema, p->name, &n);
         YP_CHECK(entry && n == p->n_elems);
         float *place = (p->flags & PARAM_BUFFER ? buffers : params) + p->offset;
-        if (to_layout) memcpy(place, entry, (size_t)n * sizeof(float));
-        else memcpy(entry, place, (size_t)n * sizeof(float));
+        if (to_layout) be->ops->download(be, place, entry, (size_t)n);
+        else be->ops->upload(be, entry, place, (size_t)n);
     }
 }
 

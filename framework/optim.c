@@ -13,6 +13,7 @@ _Static_assert(sizeof kind_names / sizeof kind_names[0] == OPTIM_KIND_COUNT, "on
 static const char *const group_names[] = {[OPTIM_GROUP_WEIGHT] = "weight", [OPTIM_GROUP_BN] = "bn",
                                           [OPTIM_GROUP_BIAS] = "bias"};
 _Static_assert(sizeof group_names / sizeof group_names[0] == OPTIM_GROUP_COUNT, "one name per group");
+_Static_assert((int)OPTIM_GROUP_COUNT == (int)BACKEND_PARAM_GROUPS, "the backend's step scalars have one entry per group");
 
 // PyTorch's state names per optimizer, one contiguous buffer each.
 enum { OPTIM_MAX_STATE_KINDS = 2 };
@@ -22,15 +23,16 @@ static const char *const state_suffixes[OPTIM_KIND_COUNT][OPTIM_MAX_STATE_KINDS]
 };
 
 struct Optimizer {
+    Backend *be;  // not owned
     OptimKind kind;
     double weight_decay;
     int n_params;
-    OptimParam *params;  // names owned
-    PackLayout layout;   // the state buffers' layout: params packed in order
+    OptimParam *params;       // names owned
+    PackLayout layout;        // the state buffers' layout: params packed in order
+    MultiTensorTable *table;  // the layout's chunks on the backend, owned
     int n_state_kinds;
-    float *state[OPTIM_MAX_STATE_KINDS];  // (layout.n_elems) each
+    float *state[OPTIM_MAX_STATE_KINDS];  // (layout.n_elems) each, backend memory, owned
     OptimState *states;                   // n_state_kinds x n_params views; names owned
-    double *chunk_sumsq;                  // (layout.n_chunks) partial sums for the norm
     int64_t step_count;
 };
 
@@ -95,9 +97,10 @@ int optim_params_from_graph(const Graph *g, int layer_begin, int layer_end, Opti
     return n;
 }
 
-Optimizer *optim_create(OptimKind kind, double weight_decay, const OptimParam *params, int n_params) {
+Optimizer *optim_create(Backend *be, OptimKind kind, double weight_decay, const OptimParam *params, int n_params) {
     YP_CHECK(kind >= 0 && kind < OPTIM_KIND_COUNT && n_params >= 0);
     Optimizer *opt = yp_calloc(1, sizeof *opt);
+    opt->be = be;
     opt->kind = kind;
     opt->weight_decay = weight_decay;
     opt->n_params = n_params;
@@ -112,12 +115,21 @@ Optimizer *optim_create(OptimKind kind, double weight_decay, const OptimParam *p
     }
     opt->layout = pack_layout_make(sizes, n_params);
     free(sizes);
-    opt->chunk_sumsq = yp_malloc((size_t)(opt->layout.n_chunks ? opt->layout.n_chunks : 1) * sizeof *opt->chunk_sumsq);
+    const PackLayout *l = &opt->layout;
+    MultiTensorChunk *chunks = yp_malloc((size_t)(l->n_chunks ? l->n_chunks : 1) * sizeof *chunks);
+    for (int c = 0; c < l->n_chunks; c++) {
+        const OptimParam *p = &opt->params[l->chunks[c].entry];
+        chunks[c] = (MultiTensorChunk){.tensor = p->value, .grad = p->grad, .state_offset = l->offset[l->chunks[c].entry],
+                                       .begin = l->chunks[c].begin, .end = l->chunks[c].end, .group = p->group};
+    }
+    opt->table = be->ops->multi_tensor_prepare(be, chunks, l->n_chunks);
+    free(chunks);
 
     opt->n_state_kinds = state_suffixes[kind][1] ? 2 : 1;
     opt->states = yp_malloc((size_t)(opt->n_state_kinds * (n_params ? n_params : 1)) * sizeof *opt->states);
     for (int k = 0; k < opt->n_state_kinds; k++) {
-        opt->state[k] = yp_calloc((size_t)(opt->layout.n_elems ? opt->layout.n_elems : 1), sizeof(float));
+        opt->state[k] = be->ops->alloc(be, (size_t)l->n_elems * sizeof(float));
+        be->ops->fill(be, opt->state[k], 0.0f, (size_t)l->n_elems);
         for (int i = 0; i < n_params; i++) {
             size_t len = strlen(opt->params[i].name) + strlen(state_suffixes[kind][k]) + 2;
             char *name = yp_malloc(len);
@@ -133,9 +145,9 @@ void optim_destroy(Optimizer *opt) {
     if (!opt) return;
     for (int i = 0; i < opt->n_params; i++) free((char *)opt->params[i].name);
     for (int i = 0; i < opt->n_state_kinds * opt->n_params; i++) free((char *)opt->states[i].name);
-    for (int k = 0; k < opt->n_state_kinds; k++) free(opt->state[k]);
+    for (int k = 0; k < opt->n_state_kinds; k++) opt->be->ops->free(opt->be, opt->state[k]);
+    opt->be->ops->multi_tensor_release(opt->be, opt->table);
     free(opt->states);
-    free(opt->chunk_sumsq);
     pack_layout_free(&opt->layout);
     free(opt->params);
     free(opt);
@@ -143,20 +155,7 @@ void optim_destroy(Optimizer *opt) {
 
 // ---- clipping ----------------------------------------------------------------------------------
 
-double optim_grad_sumsq(Optimizer *opt) {
-    const PackLayout *l = &opt->layout;
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int c = 0; c < l->n_chunks; c++) {
-        const PackChunk *ch = &l->chunks[c];
-        const float *g = opt->params[ch->entry].grad;
-        double s = 0.0;
-        for (int64_t i = ch->begin; i < ch->end; i++) s += (double)g[i] * (double)g[i];
-        opt->chunk_sumsq[c] = s;
-    }
-    double total = 0.0;
-    for (int c = 0; c < l->n_chunks; c++) total += opt->chunk_sumsq[c];
-    return total;
-}
+double optim_grad_sumsq(Optimizer *opt) { return opt->be->ops->grad_sumsq(opt->be, opt->table); }
 
 double optim_clip_factor(double total_sumsq, double max_norm) {
     double coef = max_norm / (sqrt(total_sumsq) + 1e-6);
@@ -165,14 +164,7 @@ double optim_clip_factor(double total_sumsq, double max_norm) {
 
 void optim_grads_scale(Optimizer *opt, double factor) {
     if (factor == 1.0) return;
-    const float f = (float)factor;
-    const PackLayout *l = &opt->layout;
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int c = 0; c < l->n_chunks; c++) {
-        const PackChunk *ch = &l->chunks[c];
-        float *g = opt->params[ch->entry].grad;
-        for (int64_t i = ch->begin; i < ch->end; i++) g[i] *= f;
-    }
+    opt->be->ops->grads_scale(opt->be, opt->table, (float)factor);
 }
 
 double optim_clip_grad_norm(Optimizer *opt, double max_norm) {
@@ -183,76 +175,40 @@ double optim_clip_grad_norm(Optimizer *opt, double max_norm) {
 
 // ---- the update --------------------------------------------------------------------------------
 
-// torch.optim.SGD's single-tensor step on elements [begin, end) of one parameter.
-static void sgd_update(float *p, const float *g_in, float *buf, int64_t begin, int64_t end, float lr, float momentum,
-                       float wd) {
-    for (int64_t i = begin; i < end; i++) {
-        float g = g_in[i];
-        if (wd != 0.0f) g = g + wd * p[i];
-        buf[i] = buf[i] * momentum + g;
-        g = g + momentum * buf[i];  // Nesterov
-        p[i] = p[i] + -lr * g;
-    }
-}
-
-// Scalars of one AdamW step, rounded to float where PyTorch passes them to float kernels.
-typedef struct AdamScalars {
-    float decay;       // 1 − lr·wd (1 when wd is 0)
-    float lerp_w;      // 1 − β1
-    float beta2, one_minus_beta2;
-    float bias_correction2_sqrt;
-    float eps;
-    float neg_step_size;  // −lr / (1 − β1^t)
-} AdamScalars;
-
-static AdamScalars adam_scalars(double lr, double beta1, double wd, int64_t step) {
-    double t = (double)step;
+// Scalars of one AdamW step, rounded to float where PyTorch passes them to float kernels; the
+// element-wise update is the backend's (BackendOps.optim_adamw_step).
+static AdamwStepScalars adamw_scalars(const OptimHyper *hyper, const double *wd, int64_t step) {
+    double t = (double)step, beta1 = hyper->momentum;
     double bias_correction1 = 1 - pow(beta1, t);
     double bias_correction2 = 1 - pow(OPTIM_ADAMW_BETA2, t);
-    return (AdamScalars){
-        .decay = (float)(1 - lr * wd),
+    AdamwStepScalars s = {
         .lerp_w = (float)(1 - beta1),
         .beta2 = (float)OPTIM_ADAMW_BETA2,
         .one_minus_beta2 = (float)(1 - OPTIM_ADAMW_BETA2),
         .bias_correction2_sqrt = (float)pow(bias_correction2, 0.5),  // Python's bias_correction2**0.5
         .eps = (float)OPTIM_ADAMW_EPS,
-        .neg_step_size = (float)-(lr / bias_correction1),
     };
-}
-
-// torch.optim.AdamW's single-tensor step on elements [begin, end) of one parameter.
-static void adamw_update(float *p, const float *g, float *m, float *v, int64_t begin, int64_t end, const AdamScalars *s,
-                         bool decay) {
-    const bool small_w = fabsf(s->lerp_w) < 0.5f;  // PyTorch's lerp picks its formula by the weight
-    for (int64_t i = begin; i < end; i++) {
-        if (decay) p[i] = p[i] * s->decay;
-        m[i] = small_w ? m[i] + s->lerp_w * (g[i] - m[i]) : g[i] - (g[i] - m[i]) * (1.0f - s->lerp_w);
-        v[i] = v[i] * s->beta2;
-        v[i] = v[i] + s->one_minus_beta2 * g[i] * g[i];
-        float denom = sqrtf(v[i]) / s->bias_correction2_sqrt + s->eps;
-        p[i] = p[i] + s->neg_step_size * m[i] / denom;
+    for (int g = 0; g < OPTIM_GROUP_COUNT; g++) {
+        s.decay[g] = (float)(1 - hyper->lr[g] * wd[g]);
+        s.neg_step_size[g] = (float)-(hyper->lr[g] / bias_correction1);
     }
+    return s;
 }
 
 void optim_step(Optimizer *opt, const OptimHyper *hyper) {
-    const PackLayout *l = &opt->layout;
+    Backend *be = opt->be;
     const int64_t step = opt->step_count + 1;
     // Per group: weight decay applies to the weight group only (build_optimizer's groups).
-    double wd[OPTIM_GROUP_COUNT] = {[OPTIM_GROUP_WEIGHT] = opt->weight_decay};
-    AdamScalars adam[OPTIM_GROUP_COUNT];
-    if (opt->kind == OPTIM_ADAMW)
-        for (int gi = 0; gi < OPTIM_GROUP_COUNT; gi++) adam[gi] = adam_scalars(hyper->lr[gi], hyper->momentum, wd[gi], step);
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int c = 0; c < l->n_chunks; c++) {
-        const PackChunk *ch = &l->chunks[c];
-        const OptimParam *p = &opt->params[ch->entry];
-        int64_t off = l->offset[ch->entry];
-        if (opt->kind == OPTIM_SGD)
-            sgd_update(p->value, p->grad, opt->state[0] + off, ch->begin, ch->end, (float)hyper->lr[p->group],
-                       (float)hyper->momentum, (float)wd[p->group]);
-        else
-            adamw_update(p->value, p->grad, opt->state[0] + off, opt->state[1] + off, ch->begin, ch->end, &adam[p->group],
-                         wd[p->group] != 0.0);
+    const double wd[OPTIM_GROUP_COUNT] = {[OPTIM_GROUP_WEIGHT] = opt->weight_decay};
+    if (opt->kind == OPTIM_SGD) {
+        SgdStepScalars s = {.momentum = (float)hyper->momentum};
+        for (int g = 0; g < OPTIM_GROUP_COUNT; g++) {
+            s.lr[g] = (float)hyper->lr[g];
+            s.weight_decay[g] = (float)wd[g];
+        }
+        be->ops->optim_sgd_step(be, opt->table, opt->state[0], s);
+    } else {
+        be->ops->optim_adamw_step(be, opt->table, opt->state[0], opt->state[1], adamw_scalars(hyper, wd, step));
     }
     opt->step_count = step;
 }
@@ -268,6 +224,8 @@ void optim_set_step_count(Optimizer *opt, int64_t steps) {
 
 int optim_state_count(const Optimizer *opt) { return opt->n_state_kinds * opt->n_params; }
 
+int64_t optim_state_elems(const Optimizer *opt) { return opt->n_state_kinds * opt->layout.n_elems; }
+
 const OptimState *optim_state_get(const Optimizer *opt, int index) {
     YP_CHECK(index >= 0 && index < optim_state_count(opt));
     return &opt->states[index];
@@ -277,4 +235,14 @@ const OptimState *optim_state_find(const Optimizer *opt, const char *name) {
     for (int i = 0; i < optim_state_count(opt); i++)
         if (!strcmp(opt->states[i].name, name)) return &opt->states[i];
     return NULL;
+}
+
+void optim_state_download(const Optimizer *opt, int index, float *host) {
+    const OptimState *s = optim_state_get(opt, index);
+    opt->be->ops->download(opt->be, host, s->data, (size_t)s->n_elems);
+}
+
+void optim_state_upload(Optimizer *opt, int index, const float *host) {
+    const OptimState *s = optim_state_get(opt, index);
+    opt->be->ops->upload(opt->be, s->data, host, (size_t)s->n_elems);
 }

@@ -7,9 +7,10 @@
 // of that list (for a whole graph: the parameter buffer's layout minus the fixed tensors), and is
 // name-addressable for checkpoints with PyTorch's state names.
 //
-// Memory is host memory (the CPU backend's). Every update is element-wise and parallel over fixed
-// chunks; the one reduction (the gradient norm) sums fixed chunks in double in a fixed order, so
-// results do not depend on the number of threads.
+// Parameters, gradients and state are memory of the optimizer's backend. The updates run there, each
+// as one call over the whole chunk table (BackendOps' multi-tensor slots, uploaded once at
+// creation): element-wise over fixed chunks, and the one reduction (the gradient norm) sums fixed
+// chunks in double in a fixed order, so results do not depend on the number of threads.
 #pragma once
 
 #include <stdbool.h>
@@ -60,8 +61,8 @@ OptimAutoChoice optim_auto_choose(int64_t n_images, int64_t batch, int64_t nbs, 
 // One tensor the optimizer updates.
 typedef struct OptimParam {
     const char *name;  // state-dict name; copied by optim_create
-    float *value;      // (n_elems), not owned
-    float *grad;       // (n_elems), not owned
+    float *value;      // (n_elems) backend memory, not owned
+    float *grad;       // (n_elems) backend memory, not owned
     int64_t n_elems;
     OptimGroup group;
 } OptimParam;
@@ -79,10 +80,11 @@ typedef struct OptimHyper {
 
 typedef struct Optimizer Optimizer;
 
-// weight_decay (already scaled) applies to OPTIM_GROUP_WEIGHT only. The caller keeps the
-// parameters' memory alive; state starts at zero and the step count at 0. Destroy with
-// optim_destroy.
-Optimizer *optim_create(OptimKind kind, double weight_decay, const OptimParam *params, int n_params);
+// An optimizer on backend `be` (not owned; it must outlive the optimizer), whose memory the
+// parameters and gradients are. weight_decay (already scaled) applies to OPTIM_GROUP_WEIGHT only.
+// The caller keeps the parameters' memory alive; state starts at zero and the step count at 0.
+// Destroy with optim_destroy.
+Optimizer *optim_create(Backend *be, OptimKind kind, double weight_decay, const OptimParam *params, int n_params);
 void optim_destroy(Optimizer *opt);  // accepts NULL
 
 // ---- clipping (torch.nn.utils.clip_grad_norm_(max_norm=10)) ---------------------------------------
@@ -119,11 +121,15 @@ void optim_set_step_count(Optimizer *opt, int64_t steps);  // when resuming
 // "<param name>.exp_avg_sq" (AdamW), PyTorch's names in optimizer.state_dict().
 typedef struct OptimState {
     const char *name;  // owned by the optimizer
-    float *data;       // (n_elems), inside the optimizer's contiguous state buffer
+    float *data;       // (n_elems) backend memory, inside the optimizer's contiguous state buffer
     int64_t n_elems;
 } OptimState;
 
 int optim_state_count(const Optimizer *opt);
+int64_t optim_state_elems(const Optimizer *opt);  // of all state tensors together
 const OptimState *optim_state_get(const Optimizer *opt, int index);
 // The state tensor with that name, or NULL.
 const OptimState *optim_state_find(const Optimizer *opt, const char *name);
+// Copies state tensor `index` to / from host memory of its n_elems floats.
+void optim_state_download(const Optimizer *opt, int index, float *host);
+void optim_state_upload(Optimizer *opt, int index, const float *host);

@@ -261,7 +261,7 @@ static void trainer_build_ema(Trainer *t) {
         const Graph *g = ch->graph;
         EmaEntry *entries = yp_malloc((size_t)(g->n_params + 1) * sizeof *entries);
         int n = ema_entries_from_graph(g, ch->layer_begin, ch->layer_end, entries);
-        t->chunks[c].ema = ema_create(entries, n, EMA_DECAY, EMA_TAU);
+        t->chunks[c].ema = ema_create(t->be, entries, n, EMA_DECAY, EMA_TAU);
         free(entries);
     }
 }
@@ -286,7 +286,7 @@ static void trainer_build_optimizer(Trainer *t) {
         const Graph *g = ch->graph;
         OptimParam *params = yp_malloc((size_t)(g->n_params + 1) * sizeof *params);
         int n = optim_params_from_graph(g, ch->layer_begin, ch->layer_end, params);
-        t->chunks[c].optimizer = optim_create(kind, decay, params, n);
+        t->chunks[c].optimizer = optim_create(t->be, kind, decay, params, n);
         free(params);
     }
     int64_t total_batches = t->batches_per_epoch * tc->epochs;

@@ -96,6 +96,13 @@ static const BackendOps cpu_ops = {
     .linear_forward = cpu_linear_forward,
     .linear_backward = cpu_linear_backward,
     .gemm = cpu_gemm,
+    .multi_tensor_prepare = cpu_multi_tensor_prepare,
+    .multi_tensor_release = cpu_multi_tensor_release,
+    .optim_sgd_step = cpu_optim_sgd_step,
+    .optim_adamw_step = cpu_optim_adamw_step,
+    .grad_sumsq = cpu_grad_sumsq,
+    .grads_scale = cpu_grads_scale,
+    .ema_update = cpu_ema_update,
     .destroy = cpu_destroy,
 };
 

@@ -77,3 +77,13 @@ void cpu_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const f
                         const float *w, const float *b, float *y);
 void cpu_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const float *x,
                          const float *w, const float *dy, float *dx, float *dw, float *db);
+
+// ---- cpu_optim.c -----------------------------------------------------------------------------------
+MultiTensorTable *cpu_multi_tensor_prepare(Backend *be, const MultiTensorChunk *chunks, int n_chunks);
+void cpu_multi_tensor_release(Backend *be, MultiTensorTable *table);
+void cpu_optim_sgd_step(Backend *be, const MultiTensorTable *table, float *momentum_buffer, SgdStepScalars s);
+void cpu_optim_adamw_step(Backend *be, const MultiTensorTable *table, float *exp_avg, float *exp_avg_sq,
+                          AdamwStepScalars s);
+double cpu_grad_sumsq(Backend *be, MultiTensorTable *table);
+void cpu_grads_scale(Backend *be, const MultiTensorTable *table, float factor);
+void cpu_ema_update(Backend *be, const MultiTensorTable *table, float *ema, float weight);

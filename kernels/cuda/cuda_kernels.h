@@ -85,6 +85,17 @@ void cuda_copy_box(Backend *be, int64_t n, const float *src, int64_t src_c, int6
                    int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
                    int64_t count_c, int64_t count_s, bool accumulate);
 
+// ---- cuda_optim.cu -------------------------------------------------------------------------------
+MultiTensorTable *cuda_multi_tensor_prepare(Backend *be, const MultiTensorChunk *chunks, int n_chunks);
+void cuda_multi_tensor_release(Backend *be, MultiTensorTable *table);
+void cuda_optim_sgd_step(Backend *be, const MultiTensorTable *table, float *momentum_buffer, SgdStepScalars s);
+void cuda_optim_adamw_step(Backend *be, const MultiTensorTable *table, float *exp_avg, float *exp_avg_sq,
+                           AdamwStepScalars s);
+// Per-chunk partial sums in ctx->reduce_scratch (at most CUDA_REDUCE_SCRATCH chunks), added on the host.
+double cuda_grad_sumsq(Backend *be, MultiTensorTable *table);
+void cuda_grads_scale(Backend *be, const MultiTensorTable *table, float factor);
+void cuda_ema_update(Backend *be, const MultiTensorTable *table, float *ema, float weight);
+
 // ---- cuda_pool.cu --------------------------------------------------------------------------------
 void cuda_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t factor,
                                    const float *x, float *y);

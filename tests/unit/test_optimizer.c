@@ -298,8 +298,10 @@ static void run_training(OptimKind kind, const char *prefix) {
                        .accumulate = accumulate};
     assert_int_equal(s.warmup_iters, i64(KEY("nw"), 0));
 
-    Optimizer *opt = optim_create(kind, wd, op, n_p);
-    ModelEma *ema = ema_create(entries, n_p + n_b, EMA_DECAY, EMA_TAU);
+    // CPU backend memory is host memory: the arrays above serve as the model's storage.
+    Backend *be = cpu_backend_create();
+    Optimizer *opt = optim_create(be, kind, wd, op, n_p);
+    ModelEma *ema = ema_create(be, entries, n_p + n_b, EMA_DECAY, EMA_TAU);
     ema_set_updates(ema, 1000);
 
     int64_t last_step = -1;
@@ -356,6 +358,7 @@ static void run_training(OptimKind kind, const char *prefix) {
 
     optim_destroy(opt);
     ema_destroy(ema);
+    backend_destroy(be);
     free(names);
     free(params), free(buffers), free(grads), free(iter_grads), free(iter_buffers);
 #undef KEY
@@ -389,8 +392,9 @@ static float *run_with_threads(OptimKind kind, int threads, double *norm_out) {
         off += sizes[i];
     }
     omp_set_num_threads(threads);
-    Optimizer *opt = optim_create(kind, 0.01, op, 3);
-    ModelEma *ema = ema_create(entries, 3, EMA_DECAY, EMA_TAU);
+    Backend *be = cpu_backend_create();
+    Optimizer *opt = optim_create(be, kind, 0.01, op, 3);
+    ModelEma *ema = ema_create(be, entries, 3, EMA_DECAY, EMA_TAU);
     OptimHyper h = {.lr = {0.01, 0.01, 0.05}, .momentum = 0.9};
     for (int step = 0; step < 3; step++) {
         test_fill_uniform(g, n, -3, 3, 100 + (uint64_t)step);
@@ -406,6 +410,7 @@ static float *run_with_threads(OptimKind kind, int threads, double *norm_out) {
     for (int k = 0; k < n_state; k++) memcpy(out + (2 + k) * n, optim_state_get(opt, 3 * k)->data, (size_t)n * sizeof *out);
     optim_destroy(opt);
     ema_destroy(ema);
+    backend_destroy(be);
     free(p), free(g);
     return out;
 }
@@ -452,7 +457,7 @@ static void test_graph_helpers(void **state) {
     EmaEntry *entries = malloc((size_t)g->n_params * sizeof *entries);
     int n_entries = ema_entries_from_graph(g, 0, g->n_layers, entries);
     assert_int_equal(n_entries, g->n_params);
-    ModelEma *ema = ema_create(entries, n_entries, EMA_DECAY, EMA_TAU);
+    ModelEma *ema = ema_create(be, entries, n_entries, EMA_DECAY, EMA_TAU);
     int64_t n0;
     float *copy = ema_get(ema, 0, &n0);
     assert_memory_equal(copy, g->param_data, (size_t)g->param_elems * sizeof(float));

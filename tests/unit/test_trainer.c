@@ -186,10 +186,10 @@ static void test_checkpoint_restores_everything(void **state) {
         GraphOptions go = {.batch = 1, .imgsz_h = 64, .imgsz_w = 64, .be = be, .seed = (uint64_t)k};
         assert_true(graph_create(spec, &go, &g[k], &err));
         OptimParam *params = malloc((size_t)g[k]->n_params * sizeof *params);
-        opt[k] = optim_create(OPTIM_ADAMW, 1e-3, params, optim_params_from_graph(g[k], 0, g[k]->n_layers, params));
+        opt[k] = optim_create(be, OPTIM_ADAMW, 1e-3, params, optim_params_from_graph(g[k], 0, g[k]->n_layers, params));
         free(params);
         EmaEntry *entries = malloc((size_t)g[k]->n_params * sizeof *entries);
-        ema[k] = ema_create(entries, ema_entries_from_graph(g[k], 0, g[k]->n_layers, entries), EMA_DECAY, EMA_TAU);
+        ema[k] = ema_create(be, entries, ema_entries_from_graph(g[k], 0, g[k]->n_layers, entries), EMA_DECAY, EMA_TAU);
         free(entries);
     }
     // Make every piece of state distinct: a step, different gradients, EMA updates.
