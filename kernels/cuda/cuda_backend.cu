@@ -110,6 +110,13 @@ static const BackendOps cuda_ops = {
     .linear_forward = cuda_linear_forward,
     .linear_backward = cuda_linear_backward,
     .gemm = cuda_gemm,
+    .multi_tensor_prepare = cuda_multi_tensor_prepare,
+    .multi_tensor_release = cuda_multi_tensor_release,
+    .optim_sgd_step = cuda_optim_sgd_step,
+    .optim_adamw_step = cuda_optim_adamw_step,
+    .grad_sumsq = cuda_grad_sumsq,
+    .grads_scale = cuda_grads_scale,
+    .ema_update = cuda_ema_update,
     .destroy = cuda_destroy,
 };
 
