@@ -4,8 +4,16 @@
 
 #include <stdint.h>
 
+// The functions marked YP_HOST_DEVICE are also compiled into CUDA kernels (kernels/cuda), so that
+// every backend computes the same values from this one definition.
+#ifdef __CUDACC__
+#define YP_HOST_DEVICE __host__ __device__
+#else
+#define YP_HOST_DEVICE
+#endif
+
 // SplitMix64's finaliser: a bijective mixer with good avalanche.
-static inline uint64_t rng_mix64(uint64_t z) {
+YP_HOST_DEVICE static inline uint64_t rng_mix64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -13,7 +21,7 @@ static inline uint64_t rng_mix64(uint64_t z) {
 }
 
 // Uniform in [0, 1) with 24 random bits, element `index` of stream `seed`.
-static inline float rng_uniform(uint64_t seed, uint64_t index) {
+YP_HOST_DEVICE static inline float rng_uniform(uint64_t seed, uint64_t index) {
     uint64_t bits = rng_mix64(rng_mix64(seed) ^ index);
     return (float)(bits >> 40) * (1.0f / 16777216.0f);
 }
