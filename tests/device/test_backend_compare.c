@@ -1,0 +1,1565 @@
+// The CUDA backend against the CPU backend: every BackendOps slot on realistic YOLO shapes, every
+// layer module with its backward, whole models and the training losses. Both backends get the same
+// random inputs (the CPU is the reference, "ref"; the device under test is "dut", created with TF32
+// off); every output is compared. Buffers are POISONED first: plain outputs hold a NaN with a
+// recognisable payload on both sides (an element the dut never wrote shows as "never written"),
+// accumulating outputs hold the same random prior on both sides (the result must be prior +
+// contribution), and every buffer has poisoned guard elements before and after it (a write out of
+// bounds shows as "wrote outside the buffer"). Inputs are checked unchanged after each kernel.
+//
+// Metrics, computed in double over the elements that are finite on both sides:
+//   rel    = ||dut - ref||_2 / ||ref - prior||_2   (prior = 0 for plain outputs: the contribution)
+//   maxabs = max |dut - ref|,  peak = max |ref - prior|
+// A tensor passes when rel <= tol, maxabs <= 10 tol * peak, and the two sides agree on which
+// elements are NaN or infinite. tol is printed on each line; tol 0 means bit-identical values,
+// used for data movement and for reductions of small multiples of 1/8, whose sums are exact in any
+// order. Everything else uses 1e-4: float32 against float32 with a different summation order
+// stays near 1e-6 (see the graph tolerances below for deeper computations).
+//
+// Running it (a CUDA build: meson setup with -Dcuda=enabled):
+//   meson test -C build --suite device --print-errorlogs       or     build/tests/device/test_backend_compare
+// Environment:
+//   YP_SEED=N               replay: the seed is printed first, and a new one is drawn from the clock otherwise
+//   YP_COMPARE_ONLY=GLOB    run only the cases whose name matches (cmocka's filter: * and ?)
+//   YP_COMPARE_SKIP=GLOB    skip the cases whose name matches (e.g. one that aborts)
+//   YP_COMPARE_CPU_ONLY=1   self-check of this program without a GPU: dut is a second CPU backend and
+//                           every tolerance is 0 (both sides run the same code on the same data)
+//   YP_COMPARE_FAULT=1      with YP_COMPARE_CPU_ONLY: reads each kernel output back as if the dut had
+//                           left its last element unwritten, overwritten instead of accumulated and
+//                           written one element past the end: every kernel case must then FAIL
+//   YP_SOURCE_ROOT=DIR      repository root, for the model YAMLs (meson test sets it; default ".")
+// Exit status: 0 when everything passed, 77 (skipped) without a CUDA device, else failed cases.
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "framework/backend.h"
+#include "framework/rng.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_device.h"
+#include "layers/graph.h"
+#include "layers/loss.h"
+#include "tests/unit/gradcheck.h"
+
+// Default tolerance of a kernel: float32 on both sides, different summation orders (cuDNN, cuBLAS
+// and tree reductions against OpenBLAS and sequential double sums).
+static const double tol_kernel = 1e-4;
+// Bit-identical: data movement, and sums of small multiples of 1/8 (exact in any order).
+static const double tol_exact = 0.0;
+// Graphs: each layer adds its own rounding on top of its inputs' differences, and batch norm divides
+// by the batch standard deviation. Forward outputs and the losses: 1e-4 (measured with 1-ulp
+// perturbations of every parameter in CPU runs: at most 3e-6 through yolov8n). Gradients: 1e-3
+// (measured the same way: at most 2e-5 on the worst tensor); the maximum test (10 tol * peak)
+// still catches a single wrong element.
+static const double tol_graph_forward = 1e-4, tol_graph_grad = 1e-3;
+
+enum {
+    SIDE_REF = 0,        // the CPU backend
+    SIDE_DUT = 1,        // the backend under test
+    GUARD_ELEMS = 16,    // poisoned elements before and after every kernel buffer
+    CASE_MAX_BUFS = 12,
+    MAX_FAIL_LINES = 64, // failing lines repeated in the summary
+    LINE_MAX = 256,
+    MAX_SAMPLES = 3,     // elements shown for a failing tensor
+};
+
+// The poison: a quiet NaN whose payload no arithmetic produces, so "never written" differs from "NaN".
+static const uint32_t poison_bits = 0x7fc0deadu;
+
+static float poison_value(void) {
+    float f;
+    memcpy(&f, &poison_bits, sizeof f);
+    return f;
+}
+
+static bool is_poison(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return bits == poison_bits;
+}
+
+// ---- the harness: both backends and the run's bookkeeping ----------------------------------------------
+
+typedef struct Harness {
+    Backend *be[2];        // [SIDE_REF], [SIDE_DUT]; owned
+    uint64_t seed;         // the run's seed: every random value derives from it and a case name
+    bool cpu_only;         // self-check: dut is a CPU backend, tolerances are 0
+    bool fault;            // self-check of the checks: outputs read back with simulated faults
+    const char *root;      // repository root (model YAMLs); not owned
+    int64_t n_lines, n_failed_lines;
+    int n_fail_kept;
+    char fail_lines[MAX_FAIL_LINES][LINE_MAX];  // the first failing lines, for the summary
+} Harness;
+
+// The tolerance actually applied: 0 in the CPU-against-CPU self-check.
+static double harness_tol(const Harness *h, double tol) { return h->cpu_only ? 0.0 : tol; }
+
+// What one comparison found.
+typedef struct Diff {
+    double rel, max_abs, peak;
+    double rel_overwrite;      // accumulators: ||dut - (ref - prior)|| / ||ref - prior||; else INFINITY
+    int64_t n, n_off;          // elements compared, and those beyond tolerance (non-finite ones included)
+    int64_t n_nonfinite;       // NaN or infinity on one side only (or different infinities)
+    int64_t n_unwritten;       // dut still holds the poison where ref holds a number
+    int64_t n_guard;           // guard elements changed (either side)
+    int64_t n_input_changed;   // an input's elements changed by the kernel (either side)
+    int n_samples;
+    int64_t sample_index[MAX_SAMPLES];
+    float sample_ref[MAX_SAMPLES], sample_dut[MAX_SAMPLES], sample_prior[MAX_SAMPLES];
+    bool pass;
+} Diff;
+
+static bool same_nonfinite(float a, float b) { return (isnan(a) && isnan(b)) || a == b; }
+
+// Compares dut with ref elementwise (prior: the accumulator's value before the kernel; NULL for 0).
+static Diff diff_compute(const float *ref, const float *dut, const float *prior, int64_t n, double tol) {
+    Diff d = {.n = n};
+    double sum_d2 = 0.0, sum_c2 = 0.0, sum_o2 = 0.0;
+    const double max_tol = 10.0 * tol;
+    // Peak first: the per-element test is relative to it.
+    for (int64_t i = 0; i < n; i++) {
+        double c = (double)ref[i] - (prior ? (double)prior[i] : 0.0);
+        if (isfinite(c) && fabs(c) > d.peak) d.peak = fabs(c);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float r = ref[i], u = dut[i], p = prior ? prior[i] : 0.0f;
+        bool off;
+        if (!isfinite(r) || !isfinite(u)) {
+            off = !same_nonfinite(r, u);
+            if (off) d.n_nonfinite++;
+            if (off && is_poison(u)) d.n_unwritten++;
+        } else {
+            const double diff = (double)u - (double)r, contrib = (double)r - (double)p;
+            sum_d2 += diff * diff;
+            sum_c2 += contrib * contrib;
+            const double o = (double)u - contrib;  // what an overwriting kernel would leave
+            sum_o2 += o * o;
+            if (fabs(diff) > d.max_abs) d.max_abs = fabs(diff);
+            off = tol == 0.0 ? u != r : fabs(diff) > max_tol * d.peak;
+        }
+        if (!off) continue;
+        if (d.n_samples < MAX_SAMPLES) {
+            d.sample_index[d.n_samples] = i;
+            d.sample_ref[d.n_samples] = r;
+            d.sample_dut[d.n_samples] = u;
+            d.sample_prior[d.n_samples] = p;
+            d.n_samples++;
+        }
+        d.n_off++;
+    }
+    d.rel = sum_c2 > 0.0 ? sqrt(sum_d2 / sum_c2) : (sum_d2 > 0.0 ? INFINITY : 0.0);
+    d.rel_overwrite = prior && sum_c2 > 0.0 ? sqrt(sum_o2 / sum_c2) : INFINITY;
+    d.pass = d.n_off == 0 && d.rel <= tol;
+    return d;
+}
+
+// Counts elements of `got` that differ bitwise from `want` (guards, inputs).
+static int64_t count_changed(const float *got, const float *want, int64_t n) {
+    int64_t changed = 0;
+    for (int64_t i = 0; i < n; i++) changed += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+    return changed;
+}
+
+static void shape_text(char *out, size_t size, Shape s) {
+    snprintf(out, size, "%lldx%lldx%lldx%lld", (long long)s.n, (long long)s.c, (long long)s.h, (long long)s.w);
+}
+
+static void value_text(char *out, size_t size, float v) {
+    if (is_poison(v)) snprintf(out, size, "poison");
+    else snprintf(out, size, "%.9g", (double)v);
+}
+
+// Prints the table line of one compared tensor and, when it failed, what went wrong where.
+// `note` (may be NULL) ends the line.
+static void harness_report(Harness *h, const char *name, const char *tensor, const char *shape, Shape coords,
+                           const Diff *d, double tol, const char *note) {
+    char line[LINE_MAX];
+    snprintf(line, sizeof line, "%-36s %-16s %-24s rel %8.2e  maxabs %8.2e  peak %8.2e  tol %5.0e  %s%s%s", name,
+             tensor, shape, d->rel, d->max_abs, d->peak, tol, d->pass ? "PASS" : "FAIL", note ? "  " : "",
+             note ? note : "");
+    printf("%s\n", line);
+    h->n_lines++;
+    if (d->pass) return;
+    h->n_failed_lines++;
+    if (h->n_fail_kept < MAX_FAIL_LINES) snprintf(h->fail_lines[h->n_fail_kept++], LINE_MAX, "%s", line);
+    if (d->n_off)
+        printf("    -> %lld of %lld elements off (%lld NaN/inf on one side only, %lld never written: still poison)\n",
+               (long long)d->n_off, (long long)d->n, (long long)d->n_nonfinite, (long long)d->n_unwritten);
+    for (int k = 0; k < d->n_samples; k++) {
+        int64_t i = d->sample_index[k], chw = coords.c * coords.h * coords.w, hw = coords.h * coords.w;
+        char r[32], u[32], p[32];
+        value_text(r, sizeof r, d->sample_ref[k]);
+        value_text(u, sizeof u, d->sample_dut[k]);
+        value_text(p, sizeof p, d->sample_prior[k]);
+        printf("    -> element %lld = [%lld,%lld,%lld,%lld]: ref %s dut %s (prior %s)\n", (long long)i,
+               (long long)(i / chw), (long long)(i % chw / hw), (long long)(i % hw / coords.w),
+               (long long)(i % coords.w), r, u, p);
+    }
+    if (d->rel_overwrite <= fmax(tol, 1e-6))
+        printf("    -> dut == ref - prior: the kernel overwrote its destination instead of adding to it\n");
+    if (d->n_guard) printf("    -> %lld guard elements changed: wrote outside the buffer\n", (long long)d->n_guard);
+    if (d->n_input_changed)
+        printf("    -> %lld elements of this input changed: the kernel wrote into its input\n",
+               (long long)d->n_input_changed);
+}
+
+// ---- kernel cases: buffers on both sides -----------------------------------------------------------------
+
+typedef enum BufRole {
+    BUF_INPUT,   // read by the kernel: must come back unchanged
+    BUF_OUTPUT,  // overwritten by the kernel: poisoned before
+    BUF_ACCUM,   // added to by the kernel: a random prior before (the same on both sides)
+    BUF_ROLE_COUNT
+} BufRole;
+
+typedef struct Buf {
+    const char *name;
+    BufRole role;
+    Shape shape;          // logical shape (coordinates in messages); n = its elements
+    int64_t n;
+    int64_t shift;        // extra poisoned elements before the data: 1 moves it off 16-byte alignment
+    float *host;          // (n) what both sides are given: input values, priors, or poison; owned
+    float *mem[2];        // each side's allocation, GUARD_ELEMS + shift + n + GUARD_ELEMS elements
+    bool checked;
+} Buf;
+
+static int64_t buf_lead(const Buf *b) { return GUARD_ELEMS + b->shift; }
+static int64_t buf_total(const Buf *b) { return buf_lead(b) + b->n + GUARD_ELEMS; }
+// The buffer's first element on one side: the pointer the kernels get.
+static float *buf_at(const Buf *b, int side) { return b->mem[side] + buf_lead(b); }
+
+// One kernel call on both sides and the comparison of its outputs.
+typedef struct Case {
+    Harness *h;
+    char name[96];        // slot and variant
+    char shape[48];
+    uint64_t stream;      // random stream: the run's seed and the case name
+    int n_random;         // random fills drawn so far
+    int n_bufs;
+    Buf bufs[CASE_MAX_BUFS];
+    bool ready, ok;
+} Case;
+
+static void case_begin(Case *c, Harness *h, const char *name, const char *shape_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void case_begin(Case *c, Harness *h, const char *name, const char *shape_fmt, ...) {
+    *c = (Case){.h = h, .ok = true};
+    snprintf(c->name, sizeof c->name, "%s", name);
+    va_list ap;
+    va_start(ap, shape_fmt);
+    vsnprintf(c->shape, sizeof c->shape, shape_fmt, ap);
+    va_end(ap);
+    c->stream = rng_seed_for_name(h->seed, c->name);
+}
+
+// The next random stream of this case.
+static uint64_t case_stream(Case *c) { return rng_mix64(c->stream + (uint64_t)c->n_random++); }
+
+static void case_fill_uniform(Case *c, Buf *b, float lo, float hi) {
+    test_fill_uniform(b->host, b->n, lo, hi, case_stream(c));
+}
+
+// Multiples of 1/8 in [-lo8/8, lo8/8]: sums of a few of them are exact in float in any order.
+static void case_fill_eighths(Case *c, Buf *b, int range8) {
+    uint64_t s = case_stream(c);
+    for (int64_t i = 0; i < b->n; i++)
+        b->host[i] = (floorf((float)(2 * range8 + 1) * rng_uniform(s, (uint64_t)i)) - (float)range8) / 8.0f;
+}
+
+// Adds a buffer: inputs and accumulators start as U(-1, 1), outputs as poison. The caller may change
+// host values and shift until case_ready.
+static Buf *case_add(Case *c, const char *name, BufRole role, Shape shape) {
+    YP_CHECK(c->n_bufs < CASE_MAX_BUFS && !c->ready);
+    Buf *b = &c->bufs[c->n_bufs++];
+    *b = (Buf){.name = name, .role = role, .shape = shape, .n = shape_elems(shape)};
+    b->host = yp_malloc((size_t)(b->n > 0 ? b->n : 1) * sizeof(float));
+    if (role == BUF_OUTPUT)
+        for (int64_t i = 0; i < b->n; i++) b->host[i] = poison_value();
+    else case_fill_uniform(c, b, -1.0f, 1.0f);
+    return b;
+}
+
+static Buf *case_add_flat(Case *c, const char *name, BufRole role, int64_t n) {
+    return case_add(c, name, role, shape_make(1, 1, 1, n));
+}
+
+// Allocates every buffer on both sides and uploads guards and values.
+static void case_ready(Case *c) {
+    YP_CHECK(!c->ready);
+    c->ready = true;
+    float *guard = yp_malloc((GUARD_ELEMS + 1) * sizeof *guard);
+    for (int i = 0; i < GUARD_ELEMS + 1; i++) guard[i] = poison_value();
+    for (int k = 0; k < c->n_bufs; k++) {
+        Buf *b = &c->bufs[k];
+        YP_CHECK(b->shift >= 0 && b->shift <= 1);
+        for (int side = 0; side < 2; side++) {
+            Backend *be = c->h->be[side];
+            b->mem[side] = be->ops->alloc(be, (size_t)buf_total(b) * sizeof(float));
+            be->ops->upload(be, b->mem[side], guard, (size_t)buf_lead(b));
+            be->ops->upload(be, buf_at(b, side), b->host, (size_t)b->n);
+            be->ops->upload(be, buf_at(b, side) + b->n, guard, GUARD_ELEMS);
+        }
+    }
+    free(guard);
+}
+
+// Reads a side's whole allocation back (guards included).
+static float *buf_download(const Buf *b, Backend *be, int side) {
+    float *all = yp_malloc((size_t)buf_total(b) * sizeof *all);
+    be->ops->download(be, all, b->mem[side], (size_t)buf_total(b));
+    return all;
+}
+
+static int64_t guard_changes(const Buf *b, const float *all) {
+    int64_t changed = 0;
+    for (int64_t i = 0; i < buf_total(b); i++)
+        if ((i < buf_lead(b) || i >= buf_lead(b) + b->n) && !is_poison(all[i])) changed++;
+    return changed;
+}
+
+// YP_COMPARE_FAULT: what a faulty dut would have left. The last element unwritten (outputs), or only
+// the contribution (accumulators), and the element after the end written.
+static void fault_apply(const Buf *b, float *all) {
+    float *data = all + buf_lead(b);
+    if (b->n > 0 && b->role == BUF_OUTPUT) data[b->n - 1] = poison_value();
+    if (b->role == BUF_ACCUM)
+        for (int64_t i = 0; i < b->n; i++) data[i] -= b->host[i];
+    data[b->n] = 0.0f;
+}
+
+// Compares one output or accumulator of the case with tolerance tol and prints its line.
+static void case_check(Case *c, Buf *b, double tol) {
+    YP_CHECK(c->ready && b->role != BUF_INPUT && !b->checked);
+    b->checked = true;
+    Harness *h = c->h;
+    tol = harness_tol(h, tol);
+    float *ref = buf_download(b, h->be[SIDE_REF], SIDE_REF), *dut = buf_download(b, h->be[SIDE_DUT], SIDE_DUT);
+    if (h->fault) fault_apply(b, dut);
+    Diff d = diff_compute(ref + buf_lead(b), dut + buf_lead(b), b->role == BUF_ACCUM ? b->host : NULL, b->n, tol);
+    d.n_guard = guard_changes(b, ref) + guard_changes(b, dut);
+    d.pass = d.pass && d.n_guard == 0;
+    char shape[48];
+    if (c->shape[0]) snprintf(shape, sizeof shape, "%s", c->shape);
+    else shape_text(shape, sizeof shape, b->shape);
+    harness_report(h, c->name, b->name, shape, b->shape, &d, tol, NULL);
+    c->ok &= d.pass;
+    free(ref);
+    free(dut);
+}
+
+// Whether an input (and its guards) is still bitwise what was uploaded, on both sides; prints its
+// line when it is not, or always with `report`.
+static void case_check_input(Case *c, Buf *b, bool report) {
+    YP_CHECK(c->ready && b->role == BUF_INPUT && !b->checked);
+    b->checked = true;
+    Harness *h = c->h;
+    Diff d = {.n = b->n};
+    for (int side = 0; side < 2; side++) {
+        float *all = buf_download(b, h->be[side], side);
+        d.n_guard += guard_changes(b, all);
+        d.n_input_changed += count_changed(all + buf_lead(b), b->host, b->n);
+        free(all);
+    }
+    d.pass = d.n_guard == 0 && d.n_input_changed == 0;
+    if (report || !d.pass) harness_report(h, c->name, b->name, c->shape, b->shape, &d, 0.0, "(bitwise as uploaded)");
+    c->ok &= d.pass;
+}
+
+// Checks the inputs not checked yet, frees the buffers and returns whether the whole case passed.
+static bool case_end(Case *c) {
+    Harness *h = c->h;
+    for (int side = 0; side < 2; side++) h->be[side]->ops->synchronize(h->be[side]);
+    for (int k = 0; k < c->n_bufs; k++) {
+        Buf *b = &c->bufs[k];
+        YP_CHECK(b->role == BUF_INPUT || b->checked);  // every output of a case is compared
+        if (b->role == BUF_INPUT && !b->checked) case_check_input(c, b, false);
+    }
+    for (int k = 0; k < c->n_bufs; k++) {
+        Buf *b = &c->bufs[k];
+        for (int side = 0; side < 2; side++) h->be[side]->ops->free(h->be[side], b->mem[side]);
+        free(b->host);
+    }
+    c->n_bufs = 0;
+    return c->ok;
+}
+
+// ---- memory: upload, download, copy, fill, fill_uniform -------------------------------------------------
+
+static bool run_memory(Harness *h, const void *params) {
+    (void)params;
+    bool ok = true;
+    Case c;
+    // Random bit patterns (NaNs with payloads, infinities, subnormals): a transfer must keep every bit.
+    case_begin(&c, h, "upload+download", "%d, misaligned", 1000003);
+    Buf *bits = case_add_flat(&c, "x", BUF_INPUT, 1000003);
+    bits->shift = 1;
+    uint64_t s = case_stream(&c);
+    for (int64_t i = 0; i < bits->n; i++) {
+        uint32_t v = (uint32_t)rng_mix64(s ^ (uint64_t)i);
+        memcpy(&bits->host[i], &v, sizeof v);
+    }
+    case_ready(&c);
+    case_check_input(&c, bits, true);
+    ok &= case_end(&c);
+
+    case_begin(&c, h, "copy", "%d, src misaligned", 999999);
+    Buf *src = case_add_flat(&c, "src", BUF_INPUT, 999999), *dst = case_add_flat(&c, "dst", BUF_OUTPUT, 999999);
+    src->shift = 1;
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->copy(h->be[side], buf_at(dst, side), buf_at(src, side), (size_t)src->n);
+    case_check(&c, dst, tol_exact);
+    ok &= case_end(&c);
+
+    const float fill_values[] = {0.0f, -0.3f, 1e-40f};  // 1e-40: a subnormal must survive
+    for (size_t v = 0; v < sizeof fill_values / sizeof *fill_values; v++) {
+        char name[64];
+        snprintf(name, sizeof name, "fill %g", (double)fill_values[v]);
+        case_begin(&c, h, name, "%d, misaligned", 1000001);
+        dst = case_add_flat(&c, "dst", BUF_OUTPUT, 1000001);
+        dst->shift = 1;
+        case_ready(&c);
+        for (int side = 0; side < 2; side++)
+            h->be[side]->ops->fill(h->be[side], buf_at(dst, side), fill_values[v], (size_t)dst->n);
+        case_check(&c, dst, tol_exact);
+        ok &= case_end(&c);
+    }
+
+    // Bounds that are not powers of two make (hi - lo) * u inexact: a fused multiply-add would differ.
+    const float bounds[][2] = {{-0.19245009f, 0.19245009f}, {0.1f, 0.7f}, {-1.0f, 1.0f}};
+    for (size_t v = 0; v < sizeof bounds / sizeof *bounds; v++) {
+        char name[64];
+        snprintf(name, sizeof name, "fill_uniform [%g, %g)", (double)bounds[v][0], (double)bounds[v][1]);
+        case_begin(&c, h, name, "%d", (1 << 20) + 3);
+        dst = case_add_flat(&c, "dst", BUF_OUTPUT, (1 << 20) + 3);
+        dst->shift = (int64_t)(v % 2);
+        uint64_t seed = case_stream(&c);
+        case_ready(&c);
+        for (int side = 0; side < 2; side++)
+            h->be[side]->ops->fill_uniform(h->be[side], buf_at(dst, side), (size_t)dst->n, bounds[v][0], bounds[v][1],
+                                           seed);
+        case_check(&c, dst, tol_exact);
+        ok &= case_end(&c);
+    }
+    return ok;
+}
+
+// ---- convolution ---------------------------------------------------------------------------------------
+
+typedef struct ConvCase {
+    const char *name;
+    int64_t n, c_in, h, w, c_out, k, stride, pad, dilation, groups;
+    bool bias;
+} ConvCase;
+
+static const ConvCase conv_cases[] = {
+    {"k3 s1", 16, 32, 80, 80, 64, 3, 1, 1, 1, 1, false},
+    {"k3 s2", 16, 32, 80, 80, 64, 3, 2, 1, 1, 1, false},
+    {"k1", 16, 64, 40, 40, 32, 1, 1, 0, 1, 1, false},
+    {"first layer c_in 3 k3 s2", 8, 3, 160, 160, 16, 3, 2, 1, 1, 1, false},
+    {"k6 s2 p2 (yolov5 stem)", 4, 3, 64, 64, 16, 6, 2, 2, 1, 1, false},
+    {"groups 2", 4, 32, 20, 20, 64, 3, 1, 1, 1, 2, false},
+    {"depthwise", 4, 64, 20, 20, 64, 3, 1, 1, 1, 64, false},
+    {"odd 13x17 k3 s2", 3, 24, 13, 17, 40, 3, 2, 1, 1, 1, false},
+    {"odd 13x17 k3 bias", 2, 8, 13, 17, 12, 3, 1, 1, 1, 1, true},
+    {"k1 bias (Detect head)", 2, 64, 20, 20, 80, 1, 1, 0, 1, 1, true},
+    {"dilation 2", 2, 16, 21, 19, 16, 3, 1, 2, 2, 1, false},
+    {"c_out 1 bias", 2, 16, 4, 84, 1, 1, 1, 0, 1, 1, true},
+};
+enum { N_CONV_CASES = sizeof conv_cases / sizeof *conv_cases };
+
+static void conv_reserve(Harness *h, const ConvDesc *d) {
+    for (int side = 0; side < 2; side++) {
+        Backend *be = h->be[side];
+        be->ops->reserve_workspace(be, be->ops->conv_workspace_bytes(be, d));
+    }
+}
+
+static bool run_conv(Harness *h, const void *params) {
+    const ConvCase *cc = params;
+    ConvDesc d = conv_desc_make(cc->n, cc->c_in, cc->h, cc->w, cc->c_out, cc->k, cc->stride, cc->pad, cc->dilation,
+                                cc->groups);
+    conv_reserve(h, &d);
+    Shape xs = shape_make(d.n, d.c_in, d.h_in, d.w_in), ys = shape_make(d.n, d.c_out, d.h_out, d.w_out);
+    Shape ws = shape_make(d.c_out, d.c_in / d.groups, d.kh, d.kw), bs = shape_make(1, d.c_out, 1, 1);
+    const float bound = (float)(1.0 / sqrt((double)(ws.c * ws.h * ws.w)));  // PyTorch's init scale
+    char shape[48];
+    snprintf(shape, sizeof shape, "%lldx%lldx%lldx%lld->%lldx%lldx%lld", (long long)d.n, (long long)d.c_in,
+             (long long)d.h_in, (long long)d.w_in, (long long)d.c_out, (long long)d.h_out, (long long)d.w_out);
+    char name[96];
+    bool ok = true;
+    Case c;
+
+    snprintf(name, sizeof name, "conv2d_forward %s", cc->name);
+    case_begin(&c, h, name, "%s", shape);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *w = case_add(&c, "w", BUF_INPUT, ws);
+    Buf *b = cc->bias ? case_add(&c, "bias", BUF_INPUT, bs) : NULL, *y = case_add(&c, "y", BUF_OUTPUT, ys);
+    case_fill_uniform(&c, w, -bound, bound);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->conv2d_forward(h->be[side], &d, buf_at(x, side), buf_at(w, side),
+                                         b ? buf_at(b, side) : NULL, buf_at(y, side));
+    case_check(&c, y, tol_kernel);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "conv2d_backward_data %s", cc->name);
+    case_begin(&c, h, name, "%s", shape);
+    Buf *dy = case_add(&c, "dy", BUF_INPUT, ys);
+    w = case_add(&c, "w", BUF_INPUT, ws);
+    Buf *dx = case_add(&c, "dx +=", BUF_ACCUM, xs);
+    case_fill_uniform(&c, w, -bound, bound);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->conv2d_backward_data(h->be[side], &d, buf_at(dy, side), buf_at(w, side), buf_at(dx, side));
+    case_check(&c, dx, tol_kernel);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "conv2d_backward_filter %s", cc->name);
+    case_begin(&c, h, name, "%s", shape);
+    x = case_add(&c, "x", BUF_INPUT, xs);
+    dy = case_add(&c, "dy", BUF_INPUT, ys);
+    Buf *dw = case_add(&c, "dw +=", BUF_ACCUM, ws), *db = cc->bias ? case_add(&c, "dbias +=", BUF_ACCUM, bs) : NULL;
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->conv2d_backward_filter(h->be[side], &d, buf_at(x, side), buf_at(dy, side), buf_at(dw, side),
+                                                 db ? buf_at(db, side) : NULL);
+    case_check(&c, dw, tol_kernel);
+    if (db) case_check(&c, db, tol_kernel);
+    ok &= case_end(&c);
+    return ok;
+}
+
+// ---- batch norm ------------------------------------------------------------------------------------------
+
+typedef struct BnCase {
+    const char *name;
+    int64_t n, c, hw;
+    float offset;          // added to x: a mean far from 0 breaks E[x^2] - mean^2 in float
+    float momentum, eps;
+    bool misaligned;
+} BnCase;
+
+static const BnCase bn_cases[] = {
+    {"large N*HW 8x64x80x80", 8, 64, 6400, 3.0f, 0.03f, 1e-3f, false},
+    {"tiny n 1 hw 1", 1, 16, 1, 0.5f, 0.03f, 1e-3f, false},
+    {"n 2 hw 1", 2, 32, 1, 0.0f, 0.03f, 1e-3f, true},
+    {"odd 3x24x13x17", 3, 24, 221, -2.0f, 0.03f, 1e-3f, true},
+    {"classify eps 1e-5 momentum 0.1", 4, 40, 49, 1.0f, 0.1f, 1e-5f, false},
+};
+enum { N_BN_CASES = sizeof bn_cases / sizeof *bn_cases };
+
+static void bn_shift_all(Case *c, bool misaligned) {
+    for (int k = 0; k < c->n_bufs; k++) c->bufs[k].shift = misaligned;
+}
+
+static bool run_batchnorm(Harness *h, const void *params) {
+    const BnCase *bc = params;
+    Shape xs = shape_make(bc->n, bc->c, 1, bc->hw), cs = shape_make(1, bc->c, 1, 1);
+    char shape[48], name[96];
+    snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)bc->n, (long long)bc->c, (long long)bc->hw);
+    bool ok = true;
+    Case c;
+
+    snprintf(name, sizeof name, "batchnorm_forward_train %s", bc->name);
+    case_begin(&c, h, name, "%s", shape);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *gamma = case_add(&c, "gamma", BUF_INPUT, cs);
+    Buf *beta = case_add(&c, "beta", BUF_INPUT, cs);
+    Buf *rm = case_add(&c, "running_mean", BUF_ACCUM, cs), *rv = case_add(&c, "running_var", BUF_ACCUM, cs);
+    Buf *y = case_add(&c, "y", BUF_OUTPUT, xs), *sm = case_add(&c, "save_mean", BUF_OUTPUT, cs);
+    Buf *si = case_add(&c, "save_invstd", BUF_OUTPUT, cs);
+    case_fill_uniform(&c, x, bc->offset - 2.0f, bc->offset + 2.0f);
+    case_fill_uniform(&c, gamma, 0.5f, 1.5f);
+    case_fill_uniform(&c, rv, 0.5f, 1.5f);
+    bn_shift_all(&c, bc->misaligned);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->batchnorm_forward_train(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side),
+                                                  buf_at(gamma, side), buf_at(beta, side), buf_at(rm, side),
+                                                  buf_at(rv, side), bc->momentum, bc->eps, buf_at(y, side),
+                                                  buf_at(sm, side), buf_at(si, side));
+    case_check(&c, y, tol_kernel);
+    case_check(&c, rm, tol_kernel);
+    case_check(&c, rv, tol_kernel);
+    case_check(&c, sm, tol_kernel);
+    case_check(&c, si, tol_kernel);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "batchnorm_forward_infer %s", bc->name);
+    case_begin(&c, h, name, "%s", shape);
+    x = case_add(&c, "x", BUF_INPUT, xs);
+    gamma = case_add(&c, "gamma", BUF_INPUT, cs);
+    beta = case_add(&c, "beta", BUF_INPUT, cs);
+    rm = case_add(&c, "running_mean", BUF_INPUT, cs);
+    rv = case_add(&c, "running_var", BUF_INPUT, cs);
+    y = case_add(&c, "y", BUF_OUTPUT, xs);
+    case_fill_uniform(&c, x, bc->offset - 2.0f, bc->offset + 2.0f);
+    case_fill_uniform(&c, rm, bc->offset - 0.5f, bc->offset + 0.5f);
+    case_fill_uniform(&c, rv, 0.5f, 1.5f);
+    bn_shift_all(&c, bc->misaligned);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->batchnorm_forward_infer(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side),
+                                                  buf_at(gamma, side), buf_at(beta, side), buf_at(rm, side),
+                                                  buf_at(rv, side), bc->eps, buf_at(y, side));
+    case_check(&c, y, tol_kernel);
+    ok &= case_end(&c);
+
+    // The saved statistics are x's own (computed here in double), as forward_train leaves them.
+    snprintf(name, sizeof name, "batchnorm_backward %s", bc->name);
+    case_begin(&c, h, name, "%s", shape);
+    x = case_add(&c, "x", BUF_INPUT, xs);
+    Buf *dy = case_add(&c, "dy", BUF_INPUT, xs);
+    gamma = case_add(&c, "gamma", BUF_INPUT, cs);
+    sm = case_add(&c, "save_mean", BUF_INPUT, cs);
+    si = case_add(&c, "save_invstd", BUF_INPUT, cs);
+    Buf *dx = case_add(&c, "dx +=", BUF_ACCUM, xs), *dgamma = case_add(&c, "dgamma +=", BUF_ACCUM, cs);
+    Buf *dbeta = case_add(&c, "dbeta +=", BUF_ACCUM, cs);
+    case_fill_uniform(&c, x, bc->offset - 2.0f, bc->offset + 2.0f);
+    case_fill_uniform(&c, gamma, 0.5f, 1.5f);
+    for (int64_t ch = 0; ch < bc->c; ch++) {
+        double sum = 0.0, sq = 0.0;
+        for (int64_t img = 0; img < bc->n; img++)
+            for (int64_t i = 0; i < bc->hw; i++) sum += x->host[(img * bc->c + ch) * bc->hw + i];
+        double mean = sum / (double)(bc->n * bc->hw);
+        for (int64_t img = 0; img < bc->n; img++)
+            for (int64_t i = 0; i < bc->hw; i++) {
+                double dev = x->host[(img * bc->c + ch) * bc->hw + i] - mean;
+                sq += dev * dev;
+            }
+        sm->host[ch] = (float)mean;
+        si->host[ch] = (float)(1.0 / sqrt(sq / (double)(bc->n * bc->hw) + (double)bc->eps));
+    }
+    bn_shift_all(&c, bc->misaligned);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->batchnorm_backward(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side), buf_at(dy, side),
+                                             buf_at(gamma, side), buf_at(sm, side), buf_at(si, side),
+                                             buf_at(dx, side), buf_at(dgamma, side), buf_at(dbeta, side));
+    case_check(&c, dx, tol_kernel);
+    case_check(&c, dgamma, tol_kernel);
+    case_check(&c, dbeta, tol_kernel);
+    ok &= case_end(&c);
+    return ok;
+}
+
+// ---- element-wise ----------------------------------------------------------------------------------------
+
+typedef struct FlatCase {
+    const char *name;
+    int64_t n;
+    bool misaligned;  // every pointer 4 bytes off 16-byte alignment, as parameters inside a graph's buffer
+} FlatCase;
+
+static const FlatCase flat_cases[] = {
+    {"16x64x80x80", 16 * 64 * 80 * 80, false},
+    {"odd 1001 misaligned", 1001, true},
+    {"odd 3 misaligned", 3, true},
+};
+enum { N_FLAT_CASES = sizeof flat_cases / sizeof *flat_cases };
+
+static bool run_elementwise(Harness *h, const void *params) {
+    const FlatCase *fc = params;
+    char name[96];
+    bool ok = true;
+    Case c;
+
+    snprintf(name, sizeof name, "silu_forward %s", fc->name);
+    case_begin(&c, h, name, "%lld", (long long)fc->n);
+    Buf *x = case_add_flat(&c, "x", BUF_INPUT, fc->n), *y = case_add_flat(&c, "y", BUF_OUTPUT, fc->n);
+    case_fill_uniform(&c, x, -12.0f, 12.0f);  // both tails of the sigmoid
+    x->shift = y->shift = fc->misaligned;
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->silu_forward(h->be[side], buf_at(x, side), buf_at(y, side), (size_t)fc->n);
+    case_check(&c, y, tol_kernel);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "silu_backward %s", fc->name);
+    case_begin(&c, h, name, "%lld", (long long)fc->n);
+    x = case_add_flat(&c, "x", BUF_INPUT, fc->n);
+    Buf *dy = case_add_flat(&c, "dy", BUF_INPUT, fc->n), *dx = case_add_flat(&c, "dx +=", BUF_ACCUM, fc->n);
+    case_fill_uniform(&c, x, -12.0f, 12.0f);
+    x->shift = dx->shift = fc->misaligned;
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->silu_backward(h->be[side], buf_at(x, side), buf_at(dy, side), buf_at(dx, side),
+                                        (size_t)fc->n);
+    case_check(&c, dx, tol_kernel);
+    ok &= case_end(&c);
+
+    // One rounded addition per element: identical on both sides.
+    snprintf(name, sizeof name, "add %s", fc->name);
+    case_begin(&c, h, name, "%lld", (long long)fc->n);
+    Buf *a = case_add_flat(&c, "a", BUF_INPUT, fc->n), *b = case_add_flat(&c, "b", BUF_INPUT, fc->n);
+    y = case_add_flat(&c, "y", BUF_OUTPUT, fc->n);
+    a->shift = y->shift = fc->misaligned;
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->add(h->be[side], buf_at(a, side), buf_at(b, side), buf_at(y, side), (size_t)fc->n);
+    case_check(&c, y, tol_exact);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "accumulate %s", fc->name);
+    case_begin(&c, h, name, "%lld", (long long)fc->n);
+    Buf *src = case_add_flat(&c, "src", BUF_INPUT, fc->n), *dst = case_add_flat(&c, "dst +=", BUF_ACCUM, fc->n);
+    dst->shift = fc->misaligned;
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->accumulate(h->be[side], buf_at(src, side), buf_at(dst, side), (size_t)fc->n);
+    case_check(&c, dst, tol_exact);
+    ok &= case_end(&c);
+    return ok;
+}
+
+// ---- copy_box --------------------------------------------------------------------------------------------
+
+typedef struct BoxCase {
+    const char *name;
+    int64_t n, src_c, src_c0, src_s, src_s0, dst_c, dst_c0, dst_s, dst_s0, count_c, count_s;
+    bool accumulate;
+} BoxCase;
+
+static const BoxCase box_cases[] = {
+    {"concat into channels 16..32", 2, 16, 0, 1600, 0, 48, 16, 1600, 0, 16, 1600, false},
+    {"split second half (C2f)", 2, 64, 32, 400, 0, 32, 0, 400, 0, 32, 400, false},
+    {"Detect level flatten", 2, 80, 0, 400, 0, 144, 64, 2100, 1600, 80, 400, false},
+    {"Detect level gradient accumulate", 2, 144, 64, 2100, 1600, 80, 0, 400, 0, 80, 400, true},
+    {"odd offsets both sides", 3, 7, 2, 37, 5, 9, 1, 41, 3, 4, 29, false},
+    {"odd offsets both sides accumulate", 3, 7, 2, 37, 5, 9, 1, 41, 3, 4, 29, true},
+};
+enum { N_BOX_CASES = sizeof box_cases / sizeof *box_cases };
+
+static bool run_copy_box(Harness *h, const void *params) {
+    const BoxCase *bc = params;
+    char name[96];
+    snprintf(name, sizeof name, "copy_box %s", bc->name);
+    Case c;
+    case_begin(&c, h, name, "%lldx%lldx%lld->%lldx%lldx%lld", (long long)bc->n, (long long)bc->src_c,
+               (long long)bc->src_s, (long long)bc->n, (long long)bc->dst_c, (long long)bc->dst_s);
+    Buf *src = case_add(&c, "src", BUF_INPUT, shape_make(bc->n, bc->src_c, 1, bc->src_s));
+    // Outside the box dst keeps its values: poison (copy) or the prior (accumulate), compared too.
+    Buf *dst = case_add(&c, bc->accumulate ? "dst +=" : "dst", bc->accumulate ? BUF_ACCUM : BUF_OUTPUT,
+                        shape_make(bc->n, bc->dst_c, 1, bc->dst_s));
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->copy_box(h->be[side], bc->n, buf_at(src, side), bc->src_c, bc->src_c0, bc->src_s,
+                                   bc->src_s0, buf_at(dst, side), bc->dst_c, bc->dst_c0, bc->dst_s, bc->dst_s0,
+                                   bc->count_c, bc->count_s, bc->accumulate);
+    case_check(&c, dst, tol_exact);
+    return case_end(&c);
+}
+
+// ---- upsample, max-pool, average pool -------------------------------------------------------------------
+
+typedef struct UpsampleCase {
+    const char *name;
+    int64_t n, c, h, w, factor;
+} UpsampleCase;
+
+static const UpsampleCase upsample_cases[] = {
+    {"factor 2", 2, 64, 20, 20, 2},
+    {"factor 2 odd 13x17", 3, 5, 13, 17, 2},
+    {"factor 3", 1, 4, 5, 7, 3},
+};
+enum { N_UPSAMPLE_CASES = sizeof upsample_cases / sizeof *upsample_cases };
+
+static bool run_upsample(Harness *h, const void *params) {
+    const UpsampleCase *uc = params;
+    Shape xs = shape_make(uc->n, uc->c, uc->h, uc->w), ys = shape_make(uc->n, uc->c, uc->h * uc->factor, uc->w * uc->factor);
+    char shape[48], name[96];
+    shape_text(shape, sizeof shape, xs);
+    bool ok = true;
+    Case c;
+
+    snprintf(name, sizeof name, "upsample_nearest_forward %s", uc->name);
+    case_begin(&c, h, name, "%s", shape);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *y = case_add(&c, "y", BUF_OUTPUT, ys);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->upsample_nearest_forward(h->be[side], uc->n, uc->c, uc->h, uc->w, uc->factor,
+                                                   buf_at(x, side), buf_at(y, side));
+    case_check(&c, y, tol_exact);
+    ok &= case_end(&c);
+
+    // Eighths: the factor^2 gradients of a pixel and its prior sum exactly in any order.
+    snprintf(name, sizeof name, "upsample_nearest_backward %s", uc->name);
+    case_begin(&c, h, name, "%s", shape);
+    Buf *dy = case_add(&c, "dy", BUF_INPUT, ys), *dx = case_add(&c, "dx +=", BUF_ACCUM, xs);
+    case_fill_eighths(&c, dy, 16);
+    case_fill_eighths(&c, dx, 16);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->upsample_nearest_backward(h->be[side], uc->n, uc->c, uc->h, uc->w, uc->factor,
+                                                    buf_at(dy, side), buf_at(dx, side));
+    case_check(&c, dx, tol_exact);
+    ok &= case_end(&c);
+    return ok;
+}
+
+typedef enum PoolValues {
+    POOL_CONTINUOUS,  // U(-1, 1): no ties
+    POOL_TIES,        // integers 0..3: many ties, the first maximum in row-major order wins
+    POOL_TIES_NAN,    // the same with 2% NaN, which wins its windows
+    POOL_VALUES_COUNT
+} PoolValues;
+
+typedef struct PoolCase {
+    const char *name;
+    int64_t n, c, h, w, k;
+    PoolValues values;
+} PoolCase;
+
+static const PoolCase pool_cases[] = {
+    {"k5 20x20 (SPPF at 640)", 8, 128, 20, 20, 5, POOL_CONTINUOUS},
+    {"k5 ties", 2, 32, 20, 20, 5, POOL_TIES},
+    {"k5 ties and NaN odd 13x17", 2, 16, 13, 17, 5, POOL_TIES_NAN},
+    {"k5 plane 2x2 smaller than window", 2, 8, 2, 2, 5, POOL_TIES},
+    {"k5 plane 3x1", 2, 8, 3, 1, 5, POOL_CONTINUOUS},
+    {"k3 odd 13x17", 3, 4, 13, 17, 3, POOL_CONTINUOUS},
+    {"k9 ties", 1, 8, 15, 11, 9, POOL_TIES},
+};
+enum { N_POOL_CASES = sizeof pool_cases / sizeof *pool_cases };
+
+static void pool_fill(Case *c, Buf *x, PoolValues values) {
+    if (values == POOL_CONTINUOUS) return;  // case_add's U(-1, 1)
+    uint64_t s = case_stream(c);
+    for (int64_t i = 0; i < x->n; i++) {
+        float u = rng_uniform(s, (uint64_t)i);
+        x->host[i] = floorf(4.0f * u);
+        if (values == POOL_TIES_NAN && rng_uniform(s ^ 0x9e37u, (uint64_t)i) < 0.02f) x->host[i] = NAN;
+    }
+}
+
+static bool run_maxpool(Harness *h, const void *params) {
+    const PoolCase *pc = params;
+    Shape xs = shape_make(pc->n, pc->c, pc->h, pc->w);
+    char shape[48], name[96];
+    shape_text(shape, sizeof shape, xs);
+    bool ok = true;
+    Case c;
+
+    snprintf(name, sizeof name, "maxpool_forward %s", pc->name);
+    case_begin(&c, h, name, "%s", shape);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *y = case_add(&c, "y", BUF_OUTPUT, xs);
+    pool_fill(&c, x, pc->values);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->maxpool_forward(h->be[side], pc->n, pc->c, pc->h, pc->w, pc->k, buf_at(x, side),
+                                          buf_at(y, side));
+    case_check(&c, y, tol_exact);
+    ok &= case_end(&c);
+
+    // Eighths make the routed sums exact, so ties must route the same way to pass.
+    snprintf(name, sizeof name, "maxpool_backward %s", pc->name);
+    case_begin(&c, h, name, "%s", shape);
+    x = case_add(&c, "x", BUF_INPUT, xs);
+    Buf *dy = case_add(&c, "dy", BUF_INPUT, xs), *dx = case_add(&c, "dx +=", BUF_ACCUM, xs);
+    pool_fill(&c, x, pc->values);
+    case_fill_eighths(&c, dy, 16);
+    case_fill_eighths(&c, dx, 16);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->maxpool_backward(h->be[side], pc->n, pc->c, pc->h, pc->w, pc->k, buf_at(x, side),
+                                           buf_at(dy, side), buf_at(dx, side));
+    case_check(&c, dx, tol_exact);
+    ok &= case_end(&c);
+    return ok;
+}
+
+typedef struct AvgCase {
+    const char *name;
+    int64_t n, c, hw;
+} AvgCase;
+
+static const AvgCase avg_cases[] = {
+    {"Classify at 640 8x1280x400", 8, 1280, 400},
+    {"2x1280x4", 2, 1280, 4},
+    {"odd 3x7x221", 3, 7, 221},
+    {"hw 1", 2, 5, 1},
+};
+enum { N_AVG_CASES = sizeof avg_cases / sizeof *avg_cases };
+
+static bool run_avgpool(Harness *h, const void *params) {
+    const AvgCase *ac = params;
+    Shape xs = shape_make(ac->n, ac->c, 1, ac->hw), ys = shape_make(ac->n, ac->c, 1, 1);
+    char name[96];
+    bool ok = true;
+    Case c;
+
+    snprintf(name, sizeof name, "avgpool_forward %s", ac->name);
+    case_begin(&c, h, name, "%lldx%lldx%lld", (long long)ac->n, (long long)ac->c, (long long)ac->hw);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *y = case_add(&c, "y", BUF_OUTPUT, ys);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->avgpool_forward(h->be[side], ac->n, ac->c, ac->hw, buf_at(x, side), buf_at(y, side));
+    case_check(&c, y, tol_kernel);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "avgpool_backward %s", ac->name);
+    case_begin(&c, h, name, "%lldx%lldx%lld", (long long)ac->n, (long long)ac->c, (long long)ac->hw);
+    Buf *dy = case_add(&c, "dy", BUF_INPUT, ys), *dx = case_add(&c, "dx +=", BUF_ACCUM, xs);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->avgpool_backward(h->be[side], ac->n, ac->c, ac->hw, buf_at(dy, side), buf_at(dx, side));
+    case_check(&c, dx, tol_kernel);
+    ok &= case_end(&c);
+    return ok;
+}
+
+// ---- dense: linear and GEMM ------------------------------------------------------------------------------
+
+typedef struct LinearCase {
+    const char *name;
+    int64_t n, in, out;
+    bool bias, dx;  // dx false: linear_backward gets dx = NULL
+} LinearCase;
+
+static const LinearCase linear_cases[] = {
+    {"Classify head bias", 8, 1280, 10, true, true},
+    {"no bias", 5, 33, 7, false, true},
+    {"bias, no dx", 8, 1280, 1000, true, false},
+    {"n 1", 1, 64, 3, true, true},
+};
+enum { N_LINEAR_CASES = sizeof linear_cases / sizeof *linear_cases };
+
+static bool run_linear(Harness *h, const void *params) {
+    const LinearCase *lc = params;
+    Shape xs = shape_make(1, 1, lc->n, lc->in), ws = shape_make(1, 1, lc->out, lc->in);
+    Shape ys = shape_make(1, 1, lc->n, lc->out), bs = shape_make(1, 1, 1, lc->out);
+    const float bound = (float)(1.0 / sqrt((double)lc->in));
+    char shape[48], name[96];
+    snprintf(shape, sizeof shape, "%lldx%lld->%lld", (long long)lc->n, (long long)lc->in, (long long)lc->out);
+    bool ok = true;
+    Case c;
+
+    snprintf(name, sizeof name, "linear_forward %s", lc->name);
+    case_begin(&c, h, name, "%s", shape);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *w = case_add(&c, "w", BUF_INPUT, ws);
+    Buf *b = lc->bias ? case_add(&c, "b", BUF_INPUT, bs) : NULL, *y = case_add(&c, "y", BUF_OUTPUT, ys);
+    case_fill_uniform(&c, w, -bound, bound);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->linear_forward(h->be[side], lc->n, lc->in, lc->out, buf_at(x, side), buf_at(w, side),
+                                         b ? buf_at(b, side) : NULL, buf_at(y, side));
+    case_check(&c, y, tol_kernel);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "linear_backward %s", lc->name);
+    case_begin(&c, h, name, "%s", shape);
+    x = case_add(&c, "x", BUF_INPUT, xs);
+    w = case_add(&c, "w", BUF_INPUT, ws);
+    Buf *dy = case_add(&c, "dy", BUF_INPUT, ys);
+    Buf *dx = lc->dx ? case_add(&c, "dx +=", BUF_ACCUM, xs) : NULL, *dw = case_add(&c, "dw +=", BUF_ACCUM, ws);
+    Buf *db = lc->bias ? case_add(&c, "db +=", BUF_ACCUM, bs) : NULL;
+    case_fill_uniform(&c, w, -bound, bound);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->linear_backward(h->be[side], lc->n, lc->in, lc->out, buf_at(x, side), buf_at(w, side),
+                                          buf_at(dy, side), dx ? buf_at(dx, side) : NULL, buf_at(dw, side),
+                                          db ? buf_at(db, side) : NULL);
+    if (dx) case_check(&c, dx, tol_kernel);
+    case_check(&c, dw, tol_kernel);
+    if (db) case_check(&c, db, tol_kernel);
+    ok &= case_end(&c);
+    return ok;
+}
+
+typedef struct GemmCase {
+    const char *name;
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+    int64_t pad_a, pad_b, pad_c;  // leading dimension beyond the stored width
+    float alpha, beta;
+} GemmCase;
+
+static const GemmCase gemm_cases[] = {
+    {"NN ld padded", false, false, 67, 45, 123, 3, 5, 2, 0.75f, 0.5f},
+    {"NT ld padded", false, true, 67, 45, 123, 1, 4, 7, 0.75f, 0.5f},
+    {"TN ld padded", true, false, 67, 45, 123, 6, 2, 1, 0.75f, 0.5f},
+    {"TT ld padded", true, true, 67, 45, 123, 2, 3, 3, 0.75f, 0.5f},
+    {"NN beta 0 (C not read)", false, false, 256, 192, 1280, 0, 0, 4, 1.0f, 0.0f},
+    {"TN large", true, false, 512, 384, 1024, 0, 0, 0, 1.0f, 1.0f},
+};
+enum { N_GEMM_CASES = sizeof gemm_cases / sizeof *gemm_cases };
+
+// Fills the padding columns of a (rows, ld) row-major matrix with NaN: reading them spoils the result.
+static void gemm_nan_padding(Buf *b, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t col = cols; col < ld; col++) b->host[r * ld + col] = NAN;
+}
+
+static bool run_gemm(Harness *h, const void *params) {
+    const GemmCase *gc = params;
+    const int64_t a_rows = gc->trans_a ? gc->k : gc->m, a_cols = gc->trans_a ? gc->m : gc->k;
+    const int64_t b_rows = gc->trans_b ? gc->n : gc->k, b_cols = gc->trans_b ? gc->k : gc->n;
+    const int64_t lda = a_cols + gc->pad_a, ldb = b_cols + gc->pad_b, ldc = gc->n + gc->pad_c;
+    char name[96];
+    snprintf(name, sizeof name, "gemm %s", gc->name);
+    Case c;
+    case_begin(&c, h, name, "%lldx%lldx%lld ld %lld,%lld,%lld", (long long)gc->m, (long long)gc->n, (long long)gc->k,
+               (long long)lda, (long long)ldb, (long long)ldc);
+    Buf *a = case_add(&c, "A", BUF_INPUT, shape_make(1, 1, a_rows, lda));
+    Buf *b = case_add(&c, "B", BUF_INPUT, shape_make(1, 1, b_rows, ldb));
+    // beta 0: C is not read (poison must not leak into the result); its padding stays untouched either way.
+    Buf *cm = case_add(&c, gc->beta == 0.0f ? "C" : "C (beta)", gc->beta == 0.0f ? BUF_OUTPUT : BUF_ACCUM,
+                       shape_make(1, 1, gc->m, ldc));
+    gemm_nan_padding(a, a_rows, a_cols, lda);
+    gemm_nan_padding(b, b_rows, b_cols, ldb);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->gemm(h->be[side], gc->trans_a, gc->trans_b, gc->m, gc->n, gc->k, gc->alpha, buf_at(a, side),
+                               lda, buf_at(b, side), ldb, gc->beta, buf_at(cm, side), ldc);
+    case_check(&c, cm, tol_kernel);
+    return case_end(&c);
+}
+
+// ---- zero-sized calls: nothing may be written (last: an abort here costs no other case) ------------------
+
+static bool run_empty(Harness *h, const void *params) {
+    (void)params;
+    Case c;
+    case_begin(&c, h, "zero-sized calls", "0 elements");
+    Buf *src = case_add_flat(&c, "src", BUF_INPUT, 0), *dst = case_add_flat(&c, "dst (guards)", BUF_OUTPUT, 0);
+    Buf *box = case_add(&c, "box dst (guards)", BUF_OUTPUT, shape_make(2, 3, 1, 5));
+    case_ready(&c);
+    for (int side = 0; side < 2; side++) {
+        Backend *be = h->be[side];
+        float *s = buf_at(src, side), *d = buf_at(dst, side);
+        be->ops->upload(be, d, src->host, 0);
+        be->ops->download(be, src->host, s, 0);
+        be->ops->copy(be, d, s, 0);
+        be->ops->fill(be, d, 1.0f, 0);
+        be->ops->fill_uniform(be, d, 0, -1.0f, 1.0f, 1);
+        be->ops->silu_forward(be, s, d, 0);
+        be->ops->silu_backward(be, s, s, d, 0);
+        be->ops->add(be, s, s, d, 0);
+        be->ops->accumulate(be, s, d, 0);
+        be->ops->copy_box(be, 2, buf_at(box, side), 3, 0, 5, 0, buf_at(box, side), 3, 1, 5, 0, 0, 5, false);
+        be->ops->copy_box(be, 2, buf_at(box, side), 3, 0, 5, 0, buf_at(box, side), 3, 1, 5, 0, 2, 0, true);
+    }
+    case_check(&c, dst, tol_exact);
+    case_check(&c, box, tol_exact);
+    return case_end(&c);
+}
+
+// ---- graphs: modules and whole models on both backends ---------------------------------------------------
+
+typedef enum LossKind { LOSS_PROJECTION, LOSS_DETECT, LOSS_CLASSIFY, LOSS_KIND_COUNT } LossKind;
+
+typedef struct GraphPair {
+    ModelSpec *spec;   // owned
+    Graph *g[2];       // the same model on each side; owned
+} GraphPair;
+
+static void graph_pair_destroy(GraphPair *gp) {
+    for (int side = 0; side < 2; side++) graph_destroy(gp->g[side]);
+    model_spec_destroy(gp->spec);
+}
+
+static void graph_pair_create(Harness *h, const char *path, const char *scale, int64_t batch, int64_t imgsz_h,
+                              int64_t imgsz_w, GraphPair *gp) {
+    *gp = (GraphPair){0};
+    Error err = {0};
+    ModelOptions mo = {.scale = scale};
+    if (!model_spec_load(path, &mo, &gp->spec, &err)) fail_msg("%s", err.message);
+    for (int side = 0; side < 2; side++) {
+        GraphOptions opt = {.batch = batch, .imgsz_h = imgsz_h, .imgsz_w = imgsz_w, .be = h->be[side], .seed = h->seed};
+        if (!graph_create(gp->spec, &opt, &gp->g[side], &err)) fail_msg("%s", err.message);
+    }
+}
+
+static float *download_new(Backend *be, const float *src, int64_t n) {
+    float *host = yp_malloc((size_t)(n > 0 ? n : 1) * sizeof *host);
+    if (n > 0) be->ops->download(be, host, src, (size_t)n);
+    return host;
+}
+
+// Worst and failing tensors of a family (parameters, gradients, layer outputs): one line for the
+// family, one more per failing tensor.
+typedef struct Family {
+    Harness *h;
+    const char *name, *what;
+    double tol;
+    int n_tensors;
+    int64_t n_elems;
+    Diff worst;               // of the tensor with the largest rel
+    char worst_name[PARAM_NAME_MAX];
+    int n_failed;
+    char failed[8][PARAM_NAME_MAX];
+    Diff failed_diff[8];
+    Shape failed_shape[8];
+} Family;
+
+// Failing tensors rank above passing ones, then the larger rel.
+static bool diff_worse(const Diff *a, const Diff *b) { return a->pass != b->pass ? !a->pass : a->rel > b->rel; }
+
+static void family_add(Family *f, const char *tensor, Shape s, const float *ref, const float *dut, int64_t n) {
+    Diff d = diff_compute(ref, dut, NULL, n, f->tol);
+    if (f->n_tensors == 0 || diff_worse(&d, &f->worst)) {
+        f->worst = d;
+        snprintf(f->worst_name, sizeof f->worst_name, "%s", tensor);
+    }
+    f->n_tensors++;
+    f->n_elems += n;
+    if (d.pass) return;
+    if (f->n_failed < 8) {
+        snprintf(f->failed[f->n_failed], PARAM_NAME_MAX, "%s", tensor);
+        f->failed_diff[f->n_failed] = d;
+        f->failed_shape[f->n_failed] = s;
+    }
+    f->n_failed++;
+}
+
+static bool family_report(Family *f) {
+    char shape[48];
+    snprintf(shape, sizeof shape, "%d tensors, %lld", f->n_tensors, (long long)f->n_elems);
+    Diff line = f->worst;
+    line.pass = f->n_failed == 0;
+    line.n_samples = 0;  // the failing tensors follow with their own samples
+    char note[PARAM_NAME_MAX + 16];
+    snprintf(note, sizeof note, "worst: %s", f->worst_name);
+    harness_report(f->h, f->name, f->what, shape, shape_make(1, 1, 1, 1), &line, f->tol, note);
+    for (int k = 0; k < f->n_failed && k < 8; k++) {
+        shape_text(shape, sizeof shape, f->failed_shape[k]);
+        harness_report(f->h, f->name, f->what, shape, f->failed_shape[k], &f->failed_diff[k], f->tol, f->failed[k]);
+    }
+    if (f->n_failed > 8) printf("    -> and %d more failing tensors\n", f->n_failed - 8);
+    return line.pass;
+}
+
+// Compares parameters (or their gradients, or the buffers) of both graphs tensor by tensor.
+static bool graph_pair_compare_params(Harness *h, GraphPair *gp, const char *name, const char *what, double tol,
+                                      bool grads, bool buffers) {
+    Graph *g0 = gp->g[SIDE_REF], *g1 = gp->g[SIDE_DUT];
+    int64_t n = buffers ? g0->buffer_elems : g0->param_elems;
+    float *data[2];
+    for (int side = 0; side < 2; side++) {
+        Graph *g = gp->g[side];
+        data[side] = download_new(h->be[side], buffers ? g->buffer_data : grads ? g->grad_data : g->param_data, n);
+    }
+    Family f = {.h = h, .name = name, .what = what, .tol = harness_tol(h, tol)};
+    for (int i = 0; i < g0->n_params; i++) {
+        const ParamInfo *p = &g0->params[i];
+        YP_CHECK(strcmp(p->name, g1->params[i].name) == 0 && p->offset == g1->params[i].offset);
+        if (buffers != !!(p->flags & PARAM_BUFFER)) continue;
+        if (grads && (p->flags & PARAM_NO_GRAD)) continue;
+        Shape s = shape_make(p->ndim > 0 ? p->dims[0] : 1, p->ndim > 1 ? p->dims[1] : 1,
+                             p->ndim > 2 ? p->dims[2] : 1, p->ndim > 3 ? p->dims[3] : 1);
+        family_add(&f, p->name, s, data[SIDE_REF] + p->offset, data[SIDE_DUT] + p->offset, p->n_elems);
+    }
+    free(data[0]);
+    free(data[1]);
+    return f.n_tensors == 0 || family_report(&f);
+}
+
+// The dut starts from the reference's weights, so that every later difference is the kernels'. The
+// initialisation itself (fill_uniform, fill, upload) must already be bit-identical.
+static bool graph_pair_sync_weights(Harness *h, GraphPair *gp, const char *name) {
+    bool ok = graph_pair_compare_params(h, gp, name, "initial params", tol_exact, false, false);
+    ok &= graph_pair_compare_params(h, gp, name, "initial buffers", tol_exact, false, true);
+    Graph *ref = gp->g[SIDE_REF], *dut = gp->g[SIDE_DUT];
+    float *p = download_new(h->be[SIDE_REF], ref->param_data, ref->param_elems);
+    float *b = download_new(h->be[SIDE_REF], ref->buffer_data, ref->buffer_elems);
+    if (ref->param_elems) h->be[SIDE_DUT]->ops->upload(h->be[SIDE_DUT], dut->param_data, p, (size_t)ref->param_elems);
+    if (ref->buffer_elems)
+        h->be[SIDE_DUT]->ops->upload(h->be[SIDE_DUT], dut->buffer_data, b, (size_t)ref->buffer_elems);
+    free(p);
+    free(b);
+    return ok;
+}
+
+// Compares every layer's output (or output gradient) as one family; excluding the last layer when
+// `skip_last` (its gradient is the loss's, compared separately).
+static bool graph_pair_compare_layers(Harness *h, GraphPair *gp, const char *name, const char *what, double tol,
+                                      bool grads) {
+    Family f = {.h = h, .name = name, .what = what, .tol = harness_tol(h, tol)};
+    Graph *g0 = gp->g[SIDE_REF];
+    for (int i = 0; i < g0->n_layers - (grads ? 1 : 0); i++) {
+        float *data[2];
+        int64_t n = tensor_elems(&g0->layers[i].out);
+        for (int side = 0; side < 2; side++) {
+            Layer *l = &gp->g[side]->layers[i];
+            data[side] = download_new(h->be[side], grads ? l->dout.data : l->out.data, n);
+        }
+        char label[PARAM_NAME_MAX];
+        snprintf(label, sizeof label, "layer %d %s", i, g0->layers[i].row->module);
+        family_add(&f, label, g0->layers[i].out.shape, data[SIDE_REF], data[SIDE_DUT], n);
+        free(data[0]);
+        free(data[1]);
+    }
+    return family_report(&f);
+}
+
+// Poisons every layer's output on both sides: an element a layer's forward leaves unwritten stays NaN.
+static void graph_pair_poison_outputs(Harness *h, GraphPair *gp) {
+    for (int side = 0; side < 2; side++)
+        for (int i = 0; i < gp->g[side]->n_layers; i++) {
+            Layer *l = &gp->g[side]->layers[i];
+            h->be[side]->ops->fill(h->be[side], l->out.data, poison_value(), (size_t)l->out.capacity);
+        }
+}
+
+// Random ground truth: 1 to 4 boxes per image, inside the image, of any of nc classes.
+static int64_t random_targets(uint64_t stream, int64_t batch, int64_t nc, TargetBox *out) {
+    int64_t k = 0;
+    for (int64_t img = 0; img < batch; img++) {
+        int64_t count = 1 + (int64_t)(4.0f * rng_uniform(stream, (uint64_t)(1000 * img)));
+        for (int64_t j = 0; j < count; j++) {
+            uint64_t base = (uint64_t)(1000 * img + 10 * j + 1);
+            float w = 0.05f + 0.5f * rng_uniform(stream, base), bh = 0.05f + 0.5f * rng_uniform(stream, base + 1);
+            float cx = w / 2 + (1.0f - w) * rng_uniform(stream, base + 2);
+            float cy = bh / 2 + (1.0f - bh) * rng_uniform(stream, base + 3);
+            int32_t cls = (int32_t)((float)nc * rng_uniform(stream, base + 4));
+            out[k++] = (TargetBox){(int32_t)img, cls < nc ? cls : (int32_t)nc - 1, cx, cy, w, bh};
+        }
+    }
+    return k;
+}
+
+// The loss on each side's own output, on the host as the executor computes it; writes each side's
+// output gradient into dout[side] and compares the loss values and gradients.
+static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, LossKind kind, float *const out[2],
+                            float *dout[2], int64_t n_out) {
+    Graph *g = gp->g[SIDE_REF];
+    const ModelSpec *spec = gp->spec;
+    const int64_t batch = g->input.shape.n;
+    uint64_t stream = rng_seed_for_name(h->seed, name);
+    double loss[2][4] = {{0}};  // total and its parts
+    int64_t fg[2] = {0, 0};
+    char shape[48] = "";
+    if (kind == LOSS_DETECT) {
+        DetectLossConfig lc = detect_loss_config_default(spec->nc, spec->reg_max);
+        lc.n_levels = g->n_strides;
+        for (int i = 0; i < lc.n_levels; i++)
+            lc.levels[i] = (DetectLossLevel){.h = g->input.shape.h / g->strides[i], .w = g->input.shape.w / g->strides[i],
+                                             .stride = g->strides[i]};
+        DetectLoss *dl = NULL;
+        Error err = {0};
+        if (!detect_loss_create(&lc, batch, &dl, &err)) fail_msg("%s", err.message);
+        TargetBox *targets = yp_malloc((size_t)(4 * batch) * sizeof *targets);
+        int64_t n_targets = random_targets(stream, batch, spec->nc, targets);
+        for (int side = 0; side < 2; side++) {
+            DetectLossParts parts;
+            loss[side][0] = detect_loss_compute(dl, batch, out[side], targets, n_targets, dout[side], &parts);
+            loss[side][1] = parts.box;
+            loss[side][2] = parts.cls;
+            loss[side][3] = parts.dfl;
+            fg[side] = parts.n_foreground;
+        }
+        snprintf(shape, sizeof shape, "%lld boxes, fg %lld/%lld", (long long)n_targets, (long long)fg[0],
+                 (long long)fg[1]);
+        free(targets);
+        detect_loss_destroy(dl);
+    } else {
+        int32_t *labels = yp_malloc((size_t)batch * sizeof *labels);
+        for (int64_t i = 0; i < batch; i++) {
+            int32_t l = (int32_t)((float)spec->nc * rng_uniform(stream, (uint64_t)i));
+            labels[i] = l < spec->nc ? l : (int32_t)spec->nc - 1;
+        }
+        for (int side = 0; side < 2; side++)
+            loss[side][0] = classify_loss_compute(batch, spec->nc, out[side], labels, dout[side]);
+        snprintf(shape, sizeof shape, "%lld labels", (long long)batch);
+        free(labels);
+    }
+    // Total, box, cls, dfl as one small tensor; the assignment (foreground count) must agree too.
+    float values[2][4];
+    for (int side = 0; side < 2; side++)
+        for (int k = 0; k < 4; k++) values[side][k] = (float)loss[side][k];
+    const double tol = harness_tol(h, tol_graph_forward);
+    Diff d = diff_compute(values[SIDE_REF], values[SIDE_DUT], NULL, kind == LOSS_DETECT ? 4 : 1, tol);
+    d.pass = d.pass && fg[0] == fg[1];
+    harness_report(h, name, kind == LOSS_DETECT ? "loss,box,cls,dfl" : "loss", shape, shape_make(1, 1, 1, 4), &d, tol,
+                   NULL);
+    if (fg[0] != fg[1])
+        printf("    -> the task-aligned assignment differs (foreground anchors %lld against %lld): a near tie in\n"
+               "       the detached scores, or forward outputs that differ; compare the forward lines above\n",
+               (long long)fg[0], (long long)fg[1]);
+    bool ok = d.pass;
+    Diff dd = diff_compute(dout[SIDE_REF], dout[SIDE_DUT], NULL, n_out, harness_tol(h, tol_graph_grad));
+    Layer *last = graph_output(g);
+    char out_shape[48];
+    shape_text(out_shape, sizeof out_shape, last->out.shape);
+    harness_report(h, name, "d loss/d output", out_shape, last->out.shape, &dd, harness_tol(h, tol_graph_grad), NULL);
+    return ok && dd.pass;
+}
+
+// One training step's passes on both graphs at their current input size, everything compared: the
+// training forward (first failing layer named), the loss and its gradient (or a random projection),
+// backward (every layer's output gradient, every parameter gradient), the running statistics, and the
+// evaluation forward.
+static bool graph_pair_step(Harness *h, GraphPair *gp, const char *name, LossKind kind) {
+    Graph *g0 = gp->g[SIDE_REF];
+    const int64_t n_in = tensor_elems(&g0->input);
+    uint64_t stream = rng_seed_for_name(h->seed, name);
+    float *input = yp_malloc((size_t)n_in * sizeof *input);
+    test_fill_uniform(input, n_in, 0.0f, 1.0f, rng_mix64(stream + 1));  // images in [0, 1)
+    graph_pair_poison_outputs(h, gp);
+    for (int side = 0; side < 2; side++) {
+        h->be[side]->ops->upload(h->be[side], gp->g[side]->input.data, input, (size_t)n_in);
+        graph_forward(gp->g[side], true);
+    }
+    free(input);
+
+    Layer *last = graph_output(g0);
+    const int64_t n_out = tensor_elems(&last->out);
+    char shape[48];
+    shape_text(shape, sizeof shape, last->out.shape);
+    float *out[2], *dout[2];
+    for (int side = 0; side < 2; side++) {
+        out[side] = download_new(h->be[side], graph_output(gp->g[side])->out.data, n_out);
+        dout[side] = yp_malloc((size_t)n_out * sizeof *dout[side]);
+    }
+    double tol = harness_tol(h, tol_graph_forward);
+    Diff d = diff_compute(out[SIDE_REF], out[SIDE_DUT], NULL, n_out, tol);
+    harness_report(h, name, "forward (train)", shape, last->out.shape, &d, tol, NULL);
+    // Every layer's output too: the first failing one (in order) locates a difference.
+    bool ok = d.pass & graph_pair_compare_layers(h, gp, name, "layer outputs", tol_graph_forward, false);
+
+    if (kind == LOSS_PROJECTION) {
+        test_fill_uniform(dout[SIDE_REF], n_out, -1.0f, 1.0f, rng_mix64(stream + 2));
+        memcpy(dout[SIDE_DUT], dout[SIDE_REF], (size_t)n_out * sizeof(float));
+    } else {
+        ok &= graph_pair_loss(h, gp, name, kind, out, dout, n_out);
+    }
+    for (int side = 0; side < 2; side++) {
+        Graph *g = gp->g[side];
+        h->be[side]->ops->upload(h->be[side], graph_output(g)->dout.data, dout[side], (size_t)n_out);
+        graph_zero_grads(g);
+        graph_backward(g);
+        free(out[side]);
+        free(dout[side]);
+    }
+    ok &= graph_pair_compare_layers(h, gp, name, "grad of outputs", tol_graph_grad, true);
+    ok &= graph_pair_compare_params(h, gp, name, "param grads", tol_graph_grad, true, false);
+    ok &= graph_pair_compare_params(h, gp, name, "running stats", tol_graph_forward, false, true);
+
+    for (int side = 0; side < 2; side++) graph_forward(gp->g[side], false);
+    for (int side = 0; side < 2; side++) out[side] = download_new(h->be[side], graph_output(gp->g[side])->out.data, n_out);
+    d = diff_compute(out[SIDE_REF], out[SIDE_DUT], NULL, n_out, tol);
+    harness_report(h, name, "forward (eval)", shape, last->out.shape, &d, tol, NULL);
+    ok &= d.pass;
+    free(out[0]);
+    free(out[1]);
+    return ok;
+}
+
+// A module after a first Conv (3 -> 16, k3): the module's input then has a gradient to compare.
+typedef struct ModuleCase {
+    const char *name;
+    const char *rows;  // YAML rows after layer 0
+    int64_t h, w;
+    LossKind loss;
+} ModuleCase;
+
+static const ModuleCase module_cases[] = {
+    {"module Conv k3 s2", "  - [-1, 1, Conv, [32, 3, 2]]\n", 40, 32, LOSS_PROJECTION},
+    {"module Conv k1", "  - [-1, 1, Conv, [24, 1, 1]]\n", 24, 20, LOSS_PROJECTION},
+    {"module Conv groups 2", "  - [-1, 1, Conv, [32, 3, 1, None, 2]]\n", 24, 20, LOSS_PROJECTION},
+    {"module Conv depthwise", "  - [-1, 1, Conv, [16, 3, 1, None, 16]]\n", 24, 20, LOSS_PROJECTION},
+    {"module Bottleneck residual", "  - [-1, 1, Bottleneck, [16]]\n", 24, 20, LOSS_PROJECTION},
+    {"module Bottleneck no shortcut", "  - [-1, 1, Bottleneck, [32, False]]\n", 24, 20, LOSS_PROJECTION},
+    {"module C2f n2 shortcut", "  - [-1, 2, C2f, [32, True]]\n", 24, 20, LOSS_PROJECTION},
+    {"module C2f n1", "  - [-1, 1, C2f, [24]]\n", 26, 14, LOSS_PROJECTION},
+    {"module C3 n2", "  - [-1, 2, C3, [32]]\n", 24, 20, LOSS_PROJECTION},
+    {"module C3 no shortcut", "  - [-1, 1, C3, [16, False]]\n", 26, 14, LOSS_PROJECTION},
+    {"module SPPF k5", "  - [-1, 1, SPPF, [32, 5]]\n", 16, 12, LOSS_PROJECTION},
+    {"module Upsample and Concat",
+     "  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, nn.Upsample, [None, 2, 'nearest']]\n  - [[-1, 0], 1, Concat, [1]]\n"
+     "  - [-1, 1, Conv, [8, 1, 1]]\n",
+     24, 20, LOSS_PROJECTION},
+    {"module Detect three levels",
+     "  - [-1, 1, Conv, [32, 3, 2]]\n  - [-1, 1, Conv, [64, 3, 2]]\n  - [-1, 1, Conv, [64, 3, 2]]\n"
+     "  - [[1, 2, 3], 1, Detect, [nc]]\n",
+     32, 32, LOSS_PROJECTION},
+    {"module Classify", "  - [-1, 1, Conv, [32, 3, 2]]\n  - [-1, 1, Classify, [10]]\n", 24, 20, LOSS_PROJECTION},
+};
+enum { N_MODULE_CASES = sizeof module_cases / sizeof *module_cases };
+
+static bool run_module(Harness *h, const void *params) {
+    const ModuleCase *mc = params;
+    char path[] = "/tmp/yolopipe-compare-XXXXXX.yaml";
+    int fd = mkstemps(path, 5);
+    if (fd < 0) fail_msg("cannot create a temporary model file");
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "nc: 3\nbackbone:\n  - [-1, 1, Conv, [16, 3, 1]]\nhead:\n%s", mc->rows);
+    fclose(f);
+    GraphPair gp;
+    graph_pair_create(h, path, NULL, 2, mc->h, mc->w, &gp);
+    unlink(path);
+    bool ok = graph_pair_sync_weights(h, &gp, mc->name);
+    ok &= graph_pair_step(h, &gp, mc->name, mc->loss);
+    graph_pair_destroy(&gp);
+    return ok;
+}
+
+typedef struct ModelCase {
+    const char *name;
+    const char *path;   // relative to the repository root
+    const char *scale;  // NULL: the file has none
+    int64_t batch, imgsz;
+    int64_t then_imgsz; // > 0: a second step at this smaller size (multi-scale training's path)
+    LossKind loss;
+} ModelCase;
+
+static const ModelCase model_cases[] = {
+    {"model tiny-detect 64", "tests/reference/models/tiny-detect.yaml", NULL, 2, 64, 0, LOSS_DETECT},
+    {"model tiny-classify 64", "tests/reference/models/tiny-classify.yaml", NULL, 4, 64, 0, LOSS_CLASSIFY},
+    {"model yolov8n 128 then 96", "experiments/models/yolov8.yaml", "n", 2, 128, 96, LOSS_DETECT},
+    {"model yolov5n 64", "experiments/models/yolov5.yaml", "n", 2, 64, 0, LOSS_DETECT},
+    {"model yolov8n-cls 64", "experiments/models/yolov8-cls.yaml", "n", 2, 64, 0, LOSS_CLASSIFY},
+};
+enum { N_MODEL_CASES = sizeof model_cases / sizeof *model_cases };
+
+static bool run_model(Harness *h, const void *params) {
+    const ModelCase *mc = params;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", h->root, mc->path);
+    GraphPair gp;
+    graph_pair_create(h, path, mc->scale, mc->batch, mc->imgsz, mc->imgsz, &gp);
+    bool ok = graph_pair_sync_weights(h, &gp, mc->name);
+    ok &= graph_pair_step(h, &gp, mc->name, mc->loss);
+    if (mc->then_imgsz > 0) {
+        char name[96];
+        snprintf(name, sizeof name, "%s at %lld", mc->name, (long long)mc->then_imgsz);
+        for (int side = 0; side < 2; side++) {
+            Error err = {0};
+            if (!graph_set_input_size(gp.g[side], mc->batch, mc->then_imgsz, mc->then_imgsz, &err))
+                fail_msg("%s", err.message);
+        }
+        ok &= graph_pair_step(h, &gp, name, mc->loss);
+    }
+    graph_pair_destroy(&gp);
+    return ok;
+}
+
+// ---- the cmocka program ----------------------------------------------------------------------------------
+
+typedef bool (*CaseRun)(Harness *h, const void *params);
+
+typedef struct Entry {
+    char name[96];
+    CaseRun run;
+    const void *params;
+    Harness *h;
+} Entry;
+
+static void entry_test(void **state) {
+    const Entry *e = *state;
+    if (!e->run(e->h, e->params)) fail_msg("%s: some tensors differ (FAIL lines above)", e->name);
+}
+
+static bool env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static uint64_t run_seed(void) {
+    const char *text = getenv("YP_SEED");
+    if (text && *text) {
+        char *end = NULL;
+        unsigned long long v = strtoull(text, &end, 10);
+        if (*end) {
+            fprintf(stderr, "YP_SEED: '%s' is not a non-negative integer\n", text);
+            exit(YP_EXIT_USAGE);
+        }
+        return (uint64_t)v;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    // Decimal and below 2^53 so that it survives being pasted anywhere.
+    return rng_mix64((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ((uint64_t)getpid() << 40)) >> 11;
+}
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+enum {
+    N_ENTRIES = 1 + N_FLAT_CASES + N_BOX_CASES + N_UPSAMPLE_CASES + N_POOL_CASES + N_AVG_CASES + N_BN_CASES +
+                N_CONV_CASES + N_LINEAR_CASES + N_GEMM_CASES + N_MODULE_CASES + N_MODEL_CASES + 1
+};
+
+static void entry_add(Entry *e, int *k, Harness *h, const char *prefix, const char *name, CaseRun run,
+                      const void *params) {
+    YP_CHECK(*k < N_ENTRIES);
+    e[*k] = (Entry){.run = run, .params = params, .h = h};
+    snprintf(e[*k].name, sizeof e[*k].name, "%s%s", prefix, name);
+    (*k)++;
+}
+
+// Cases from the simplest kernels to whole models, each its own cmocka test.
+static int entries_fill(Entry *e, Harness *h) {
+    int k = 0;
+    entry_add(e, &k, h, "memory: upload, download, copy, fill, fill_uniform", "", run_memory, NULL);
+    for (int i = 0; i < N_FLAT_CASES; i++)
+        entry_add(e, &k, h, "elementwise ", flat_cases[i].name, run_elementwise, &flat_cases[i]);
+    for (int i = 0; i < N_BOX_CASES; i++) entry_add(e, &k, h, "copy_box ", box_cases[i].name, run_copy_box, &box_cases[i]);
+    for (int i = 0; i < N_UPSAMPLE_CASES; i++)
+        entry_add(e, &k, h, "upsample ", upsample_cases[i].name, run_upsample, &upsample_cases[i]);
+    for (int i = 0; i < N_POOL_CASES; i++) entry_add(e, &k, h, "maxpool ", pool_cases[i].name, run_maxpool, &pool_cases[i]);
+    for (int i = 0; i < N_AVG_CASES; i++) entry_add(e, &k, h, "avgpool ", avg_cases[i].name, run_avgpool, &avg_cases[i]);
+    for (int i = 0; i < N_BN_CASES; i++) entry_add(e, &k, h, "batchnorm ", bn_cases[i].name, run_batchnorm, &bn_cases[i]);
+    for (int i = 0; i < N_CONV_CASES; i++) entry_add(e, &k, h, "conv2d ", conv_cases[i].name, run_conv, &conv_cases[i]);
+    for (int i = 0; i < N_LINEAR_CASES; i++)
+        entry_add(e, &k, h, "linear ", linear_cases[i].name, run_linear, &linear_cases[i]);
+    for (int i = 0; i < N_GEMM_CASES; i++) entry_add(e, &k, h, "gemm ", gemm_cases[i].name, run_gemm, &gemm_cases[i]);
+    for (int i = 0; i < N_MODULE_CASES; i++) entry_add(e, &k, h, "", module_cases[i].name, run_module, &module_cases[i]);
+    for (int i = 0; i < N_MODEL_CASES; i++) entry_add(e, &k, h, "", model_cases[i].name, run_model, &model_cases[i]);
+    entry_add(e, &k, h, "zero-sized calls", "", run_empty, NULL);
+    return k;
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // every line out before a possible abort
+    Harness h = {.cpu_only = env_flag("YP_COMPARE_CPU_ONLY"), .seed = run_seed()};
+    h.fault = h.cpu_only && env_flag("YP_COMPARE_FAULT");
+    h.root = getenv("YP_SOURCE_ROOT") && *getenv("YP_SOURCE_ROOT") ? getenv("YP_SOURCE_ROOT") : ".";
+    if (h.cpu_only) {
+        printf("test_backend_compare: SELF-CHECK, CPU against CPU (YP_COMPARE_CPU_ONLY): every tolerance is 0%s\n",
+               h.fault ? "; YP_COMPARE_FAULT: every kernel case must FAIL" : "");
+        h.be[SIDE_DUT] = cpu_backend_create();
+    } else {
+        if (cuda_device_count() == 0) {
+            printf("test_backend_compare: skipped, no CUDA device:\n");
+            cuda_device_describe(stdout);
+            printf("(YP_COMPARE_CPU_ONLY=1 runs the program's self-check on the CPU instead)\n");
+            return 77;
+        }
+        cuda_device_describe(stdout);
+        h.be[SIDE_DUT] = cuda_backend_create(0, false);
+    }
+    h.be[SIDE_REF] = cpu_backend_create();
+    printf("seed %llu (replay with YP_SEED=%llu); ref = cpu, dut = %s%s\n", (unsigned long long)h.seed,
+           (unsigned long long)h.seed, h.be[SIDE_DUT]->name, h.cpu_only ? "" : " (TF32 off)");
+    printf("rel = ||dut-ref|| / ||ref-prior||, maxabs = max |dut-ref|, peak = max |ref-prior|; pass: rel <= tol and "
+           "maxabs <= 10 tol peak\n");
+    if (getenv("YP_COMPARE_ONLY")) cmocka_set_test_filter(getenv("YP_COMPARE_ONLY"));
+    if (getenv("YP_COMPARE_SKIP")) cmocka_set_skip_filter(getenv("YP_COMPARE_SKIP"));
+
+    Entry entries[N_ENTRIES];
+    struct CMUnitTest tests[N_ENTRIES];
+    YP_CHECK(entries_fill(entries, &h) == N_ENTRIES);
+    for (int i = 0; i < N_ENTRIES; i++)
+        tests[i] = (struct CMUnitTest){.name = entries[i].name, .test_func = entry_test, .initial_state = &entries[i]};
+    double t0 = seconds_now();
+    int failed = cmocka_run_group_tests_name("backend compare", tests, NULL, NULL);
+    printf("\n%lld tensors compared, %lld failed, %d of %d cases failed, %.1f s; seed %llu\n", (long long)h.n_lines,
+           (long long)h.n_failed_lines, failed, N_ENTRIES, seconds_now() - t0, (unsigned long long)h.seed);
+    for (int i = 0; i < h.n_fail_kept; i++) printf("FAILED: %s\n", h.fail_lines[i]);
+    backend_destroy(h.be[SIDE_REF]);
+    backend_destroy(h.be[SIDE_DUT]);
+    return failed;
+}
