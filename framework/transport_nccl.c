@@ -107,7 +107,7 @@ static _Noreturn void nccl_abort(Transport *t, int exit_code) {
     TransportNccl *n = nccl_of(t);
     // Stops this rank's kernels that wait for a lost peer. Results are ignored: the job ends anyway,
     // and a failure here must not re-enter the failure path.
-    for (int q = 0; n->peers && q < t->topo.pipeline_size; q++) {
+    for (int q = 0; q < t->topo.pipeline_size; q++) {
         if (n->peers[q].to.comm) ncclCommAbort(n->peers[q].to.comm);
         if (n->peers[q].from.comm) ncclCommAbort(n->peers[q].from.comm);
     }
@@ -311,7 +311,13 @@ static bool nccl_test(Transport *t, TransportRequest *r) {
     progress(n);
     int header_sent = 1;  // also for requests without a header: MPI_Test of MPI_REQUEST_NULL says done
     MPI_CHECK(MPI_Test(&r->header_sent, &header_sent, MPI_STATUS_IGNORE));
-    cudaError_t status = r->launched ? cudaEventQuery(r->done) : cudaErrorNotReady;
+    cudaError_t status = cudaErrorNotReady;
+    if (r->launched) {
+        status = cudaEventQuery(r->done);
+        // "Not ready" is no error, but the runtime may keep it as the last error, where the next
+        // launch check (cudaGetLastError) of the compute code would find it.
+        if (status == cudaErrorNotReady) (void)cudaGetLastError();
+    }
     if (status == cudaErrorNotReady) {
         check_async_error(n, r);
         return false;

@@ -56,6 +56,7 @@ bool transport_nccl_possible(int local_size, int gpus, char *why, size_t why_len
 // MPI_COMM_WORLD. The calling thread's current CUDA device (cudaSetDevice) is this rank's GPU, and
 // compute_stream (a cudaStream_t; NULL = the legacy default stream) is the stream on that device whose
 // work the data ops wait for; it is borrowed and must outlive the transport. The caller checked
-// transport_nccl_possible first. Owned by the caller (transport_destroy). Takes a few hundred
-// milliseconds per communicator: 2 * pipeline_size + 2 of them, created in the same order everywhere.
+// transport_nccl_possible first, and hands this transport, not `mpi`, to failure_install so that an
+// internal error aborts the NCCL communicators too. Creates 2 * pipeline_size + 2 communicators.
+// Owned by the caller (transport_destroy).
 Transport *transport_nccl_create(Transport *mpi, void *compute_stream);
