@@ -22,8 +22,9 @@
 //
 // Matching by tag, as transport.h promises: isend launches ncclSend at once and tells the peer over
 // MPI (a 16-byte header: tag and size); the receiver launches ncclRecv for each header, in the order
-// the peer sent them, as soon as a receive with that tag is posted. Headers are read, and receives
-// launched, inside every call of this transport and inside the waits of the MPI host collectives.
+// the peer sent them, as soon as a receive with that tag is posted (a message to this rank itself:
+// its ncclSend and ncclRecv as one NCCL group, then). Headers are read, and receives launched, inside
+// every call of this transport and inside the waits of the MPI host collectives.
 // So, beyond transport.h's rules:
 // - a message whose earlier messages from the same peer have no posted receive yet waits for those
 //   receives to be posted (NCCL matches one peer's messages in order): post receives before waiting
