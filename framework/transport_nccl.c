@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <nccl.h>
 
@@ -457,7 +458,7 @@ static const TransportOps nccl_ops = {
 };
 
 Transport *transport_nccl_create(Transport *mpi, void *compute_stream) {
-    YP_CHECK(mpi);
+    YP_CHECK(mpi && strcmp(mpi->ops->name, "mpi") == 0);
     TransportNccl *n = yp_calloc(1, sizeof *n);
     n->mpi = mpi;
     n->base.ops = &nccl_ops;
