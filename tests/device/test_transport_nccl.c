@@ -1,5 +1,5 @@
 // The NCCL transport (framework/transport_nccl.c) with real NCCL communicators on GPU 0, one rank
-// (tests/meson.build runs it through tests/mpi/mpirun.sh with np 1): every op the way
+// (tests/device/meson.build runs it through tests/mpi/mpirun.sh with np 1): every op the way
 // tests/unit/test_transport.c checks the MPI transport, on device buffers, for both rank orders.
 // With one rank every message goes to the rank itself, which NCCL runs as a grouped send and
 // receive; messages between ranks need one GPU per rank and are not exercised here.
@@ -373,7 +373,11 @@ static int probe(const char *mode) {
 int main(int argc, char **argv) {
     int provided = 0;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    if (argc == 3 && strcmp(argv[1], "probe") == 0) return cuda_device_count() > 0 ? probe(argv[2]) : 77;
+    if (argc == 3 && strcmp(argv[1], "probe") == 0) {
+        if (cuda_device_count() > 0) return probe(argv[2]);
+        MPI_Finalize();
+        return 77;
+    }
     const struct CMUnitTest pure[] = {cmocka_unit_test(test_possible)};
     const struct CMUnitTest on_gpu[] = {
         cmocka_unit_test(test_topology),     cmocka_unit_test(test_p2p_ring_by_tag),
