@@ -144,7 +144,8 @@ static TransportRequest *request_take(TransportNccl *n, NcclOp op, const NcclLin
         CUDA_CHECK(cudaEventCreateWithFlags(&r->ready, cudaEventDisableTiming));
         CUDA_CHECK(cudaEventCreateWithFlags(&r->done, cudaEventDisableTiming));
     }
-    *r = (TransportRequest){.op = op, .link = link, .ready = r->ready, .done = r->done, .header_sent = MPI_REQUEST_NULL};
+    *r = (TransportRequest){
+        .op = op, .link = link, .ready = r->ready, .done = r->done, .header_sent = MPI_REQUEST_NULL};
     CUDA_CHECK(cudaEventRecord(r->ready, n->compute));
     n->n_pending++;
     return r;
