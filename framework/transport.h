@@ -1,6 +1,6 @@
 // Transport: moves bytes between the ranks of a job (DESIGN.md "Transport"). One interface, an ops
-// table like BackendOps, with an MPI implementation here (transport_mpi.c, CPU buffers) so that an
-// NCCL one can slot in later.
+// table like BackendOps, with an MPI implementation (transport_mpi.c, CPU buffers) and an NCCL one
+// (transport_nccl.c, GPU buffers; transport_nccl.h says what it adds to the rules below).
 //
 // What overlaps: isend, irecv and iallreduce_sum_f32 only start work and return a request; the
 // caller computes meanwhile and later completes the request with `test` (polling) or
@@ -38,7 +38,7 @@ typedef struct TransportRequest TransportRequest;  // opaque; owned by the trans
 typedef struct Transport Transport;
 
 typedef struct TransportOps {
-    const char *name;  // "mpi"
+    const char *name;  // "mpi", "nccl" or "local"
     // Non-blocking point-to-point between ranks of the PIPELINE group (peer = pipeline rank, may be
     // this rank itself). Messages are matched by (peer, tag); tag in [0, transport_max_tag(t)].
     // The buffer must stay valid and untouched until the request completes.

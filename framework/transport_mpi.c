@@ -23,6 +23,8 @@ typedef struct TransportMpi {
     TransportRequest *free_requests;
     int n_pending;   // requests handed out and not yet completed
     bool owns_mpi;   // MPI_Init was called here, so destroy calls MPI_Finalize
+    void (*poll)(void *context);  // transport_mpi_set_poll's hook, or NULL
+    void *poll_context;
 } TransportMpi;
 
 static const char *const group_names[TRANSPORT_GROUP_COUNT] = {"world", "pipeline", "replicas"};
@@ -96,9 +98,11 @@ static TransportRequest *mpi_iallreduce_sum_f32(Transport *t, float *buf, size_t
 }
 
 static bool mpi_test(Transport *t, TransportRequest *r) {
+    TransportMpi *m = mpi_of(t);
+    if (m->poll) m->poll(m->poll_context);
     int done = 0;
     MPI_CHECK(MPI_Test(&r->mpi, &done, MPI_STATUS_IGNORE));
-    if (done) request_give_back(mpi_of(t), r);
+    if (done) request_give_back(m, r);
     return done != 0;
 }
 
@@ -198,8 +202,13 @@ static const TransportOps mpi_ops = {
     .destroy = mpi_destroy,
 };
 
-// A communicator of the ranks sharing `color`, ordered by `key`, that reports errors to MPI_CHECK.
-static MPI_Comm comm_split(int color, int key) {
+void transport_mpi_set_poll(Transport *t, void (*poll)(void *context), void *context) {
+    YP_CHECK(t->ops == &mpi_ops);
+    mpi_of(t)->poll = poll;
+    mpi_of(t)->poll_context = context;
+}
+
+MPI_Comm transport_mpi_comm_split(int color, int key) {
     MPI_Comm comm;
     MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color, key, &comm));
     MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
@@ -243,8 +252,8 @@ bool transport_mpi_create(int pipeline_size, int replicas, ConfigRankOrder order
     MPI_CHECK(MPI_Comm_free(&local));
 
     m->comms[TRANSPORT_WORLD] = MPI_COMM_WORLD;
-    m->comms[TRANSPORT_PIPELINE] = comm_split(p->replica, p->pipeline_rank);
-    m->comms[TRANSPORT_REPLICAS] = comm_split(p->pipeline_rank, p->replica);
+    m->comms[TRANSPORT_PIPELINE] = transport_mpi_comm_split(p->replica, p->pipeline_rank);
+    m->comms[TRANSPORT_REPLICAS] = transport_mpi_comm_split(p->pipeline_rank, p->replica);
 
     int *tag_ub = NULL, found = 0;
     MPI_CHECK(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &found));

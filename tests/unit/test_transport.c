@@ -14,6 +14,7 @@
 #include <mpi.h>
 
 #include "framework/transport.h"
+#include "framework/transport_mpi.h"
 
 // Long enough for 4 oversubscribed ranks on a loaded machine; a wrong test ends in seconds anyway.
 static const double test_timeout_s = 30;
@@ -259,6 +260,30 @@ static void test_gather_bytes(void **state) {
     for_each_layout(check_gather);
 }
 
+static void count_poll(void *context) { ++*(int *)context; }
+
+// The hook an owning transport (NCCL's) sets runs at every test, so also while a blocking
+// collective waits, and no more once removed.
+static void check_poll_hook(Transport *t) {
+    int polls = 0;
+    transport_mpi_set_poll(t, count_poll, &polls);
+    t->ops->barrier(t, TRANSPORT_WORLD);
+    assert_true(polls >= 1);
+    int before = polls;
+    TransportRequest *r = t->ops->iallreduce_sum_f32(t, (float[1]){1}, 1, TRANSPORT_REPLICAS);
+    transport_wait(t, r, "a float sum");
+    assert_true(polls > before);
+    transport_mpi_set_poll(t, NULL, NULL);
+    before = polls;
+    t->ops->barrier(t, TRANSPORT_WORLD);
+    assert_int_equal(polls, before);
+}
+
+static void test_poll_hook(void **state) {
+    (void)state;
+    for_each_layout(check_poll_hook);
+}
+
 int main(int argc, char **argv) {
     // MPI is started here rather than by the transport, so that one process can create and destroy
     // a transport per layout.
@@ -269,6 +294,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_topology_from_mpi), cmocka_unit_test(test_p2p_ring_by_tag),
         cmocka_unit_test(test_large_and_self),    cmocka_unit_test(test_allreduce),
         cmocka_unit_test(test_broadcast_barrier), cmocka_unit_test(test_gather_bytes),
+        cmocka_unit_test(test_poll_hook),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();
