@@ -198,7 +198,7 @@ static void value_text(char *out, size_t size, float v) {
 static void harness_report(Harness *h, const char *name, const char *tensor, const char *shape, Shape coords,
                            const Diff *d, double tol, const char *note) {
     char line[LINE_MAX];
-    snprintf(line, sizeof line, "%-44s %-16s %-24s rel %8.2e  maxabs %8.2e  peak %8.2e  tol %5.0e  %s%s%s", name,
+    snprintf(line, sizeof line, "%-44s %-16s %-28s rel %8.2e  maxabs %8.2e  peak %8.2e  tol %5.0e  %s%s%s", name,
              tensor, shape, d->rel, d->max_abs, d->peak, tol, d->pass ? "PASS" : "FAIL", note ? "  " : "",
              note ? note : "");
     printf("%s\n", line);
