@@ -9,7 +9,8 @@
 # (shared/device/fetch-debs.sh) and the Ultralytics wheel in .whl, all carried with the call.
 # Logs go to $OUT (default ./device-out); the last lines printed are the summary table.
 #
-# usage: tests/device/run.sh [all|tests|train|bench]...
+# usage: tests/device/run.sh [all | tests smoke equivalence bench]...   (parts run in the order given;
+#        BENCH_ARGS passes options to train_step.sh, e.g. BENCH_ARGS="--models s --steps 20")
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 src=$(pwd)
@@ -17,7 +18,6 @@ out=${OUT:-$src/device-out}
 build=${BUILD:-build-cuda}
 mkdir -p "$out"
 parts=${*:-all}
-want() { [[ " $parts " == *" all "* || " $parts " == *" $1 "* ]]; }
 
 eval "$(bash .devdeps/unpack.sh .devdeps)"
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -46,23 +46,29 @@ step() {  # step NAME LOG COMMAND...: runs and records PASS/FAIL with the time t
   ldd "$build/yolopipe" | grep -E "cud|nccl|blas|mpi" || true
 } 2>&1 | tee "$out/device.txt"
 
-if want tests; then
-  step "backend compare (fp32)" compare.log "$build/tests/device/test_backend_compare"
-  [ -x "$build/tests/device/test_cuda_optim" ] && step "optimizer compare" optim.log "$build/tests/device/test_cuda_optim"
-  [ -x "$build/tests/device/test_transport_nccl" ] &&
-    step "nccl transport (1 rank)" nccl.log tests/mpi/mpirun.sh 1 "$build/tests/device/test_transport_nccl"
-fi
+run_part() {
+  case $1 in
+  tests)
+    step "backend compare (fp32)" compare.log "$build/tests/device/test_backend_compare"
+    step "optimizer compare" optim.log "$build/tests/device/test_cuda_optim"
+    step "nccl transport (1 rank)" nccl.log tests/mpi/mpirun.sh 1 "$build/tests/device/test_transport_nccl" ;;
+  smoke)
+    step "train tiny on GPU (1 rank)" train1.log tests/device/train-smoke.sh "$src" "$build/yolopipe" ;;
+  equivalence)
+    step "multi-rank equivalence" equivalence.log tests/mpi/check-equivalence.sh "$src" "$build/yolopipe" \
+      "$build/tests/compare_weights" ;;
+  bench)
+    # shellcheck disable=SC2086  # BENCH_ARGS holds several options
+    step "train step vs PyTorch" bench.log experiments/bench/train_step.sh --yolopipe "$build/yolopipe" \
+      --csv "$out/train_step.csv" ${BENCH_ARGS:-}
+    grep -A20 "^model" "$out/bench.log" | head -20 ;;
+  *) echo "unknown part $1" >&2; exit 2 ;;
+  esac
+}
 
-if want train; then
-  step "train tiny on GPU (1 rank)" train1.log tests/device/train-smoke.sh "$src" "$build/yolopipe"
-  step "multi-rank equivalence" equivalence.log tests/mpi/check-equivalence.sh "$src" "$build/yolopipe" \
-    "$build/tests/compare_weights"
-fi
-
-if want bench; then
-  step "train step vs PyTorch" bench.log experiments/bench/train_step.sh --yolopipe "$build/yolopipe" \
-    --csv "$out/train_step.csv"
-  grep -A20 "^model" "$out/bench.log" | head -20
-fi
+for part in $parts; do
+  if [ "$part" = all ]; then for p in tests smoke equivalence bench; do run_part $p; done
+  else run_part "$part"; fi
+done
 
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
