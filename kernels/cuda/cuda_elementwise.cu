@@ -1,9 +1,11 @@
 // Element-wise kernels and box copies. Parallelisation: one thread per element in grid-stride loops
-// (cuda_blocks() blocks of CUDA_THREADS); copy_box runs one grid row per (image, channel) of the box
-// and its threads along the positions, so reads and writes are coalesced over s.
+// (cuda_blocks() blocks of CUDA_THREADS); copy_box runs one grid row per (image, channel) row of the
+// box and its threads along the positions, so reads and writes are coalesced over s.
 //
 // Values match kernels/cpu/cpu_elementwise.c: where the CPU rounds a product before adding, so do
 // these (__fmul_rn is never fused into a multiply-add), so only expf may differ (by its 2 ulp).
+// silu_backward's formula turns a last-bit difference of the sigmoid into up to about 1e-6 * |dy|
+// where 1 - s cancels (x around 5 to 10): compare it with an absolute tolerance of that size.
 #include "framework/rng.h"
 #include "kernels/cuda/cuda_loops.h"
 
@@ -43,8 +45,7 @@ void cuda_silu_forward(Backend *be, const float *x, float *y, size_t n_elems) {
 }
 
 // dx += dy s (1 + x (1 - s)), rounded step by step as cpu_silu_backward.
-static __global__ void silu_backward_kernel(const float *x, const float *dy,
-                                            float *dx, int64_t n) {
+static __global__ void silu_backward_kernel(const float *x, const float *dy, float *dx, int64_t n) {
     for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) {
         const float s = silu_sigmoid(x[i]);
         dx[i] += __fmul_rn(__fmul_rn(dy[i], s), 1.0f + __fmul_rn(x[i], 1.0f - s));
@@ -75,19 +76,19 @@ void cuda_accumulate(Backend *be, const float *src, float *dst, size_t n_elems) 
     CUDA_CHECK_LAUNCH();
 }
 
-// Plane p of the box is row ch = p % count_c of image p / count_c.
-static __global__ void copy_box_kernel(int64_t n, const float *src, int64_t src_c, int64_t src_c0,
-                                       int64_t src_s, int64_t src_s0, float *dst, int64_t dst_c,
-                                       int64_t dst_c0, int64_t dst_s, int64_t dst_s0, int64_t count_c,
-                                       int64_t count_s, bool accumulate) {
-    for (int64_t p = blockIdx.y; p < n * count_c; p += gridDim.y) {
-        const int64_t img = p / count_c, ch = p % count_c;
-        const float *s = src + (img * src_c + src_c0 + ch) * src_s + src_s0;
-        float *t = dst + (img * dst_c + dst_c0 + ch) * dst_s + dst_s0;
-        if (accumulate) {
-            for (int64_t i = cuda_loop_first(); i < count_s; i += cuda_loop_stride()) t[i] += s[i];
-        } else {
-            for (int64_t i = cuda_loop_first(); i < count_s; i += cuda_loop_stride()) t[i] = s[i];
+// Grid row (blockIdx.z, blockIdx.y) copies row (img, ch) of the box.
+static __global__ void copy_box_kernel(int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                                       int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s,
+                                       int64_t dst_s0, int64_t count_c, int64_t count_s, bool accumulate) {
+    for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
+        for (int64_t ch = blockIdx.y; ch < count_c; ch += gridDim.y) {
+            const float *s = src + (img * src_c + src_c0 + ch) * src_s + src_s0;
+            float *t = dst + (img * dst_c + dst_c0 + ch) * dst_s + dst_s0;
+            if (accumulate) {
+                for (int64_t i = cuda_loop_first(); i < count_s; i += cuda_loop_stride()) t[i] += s[i];
+            } else {
+                for (int64_t i = cuda_loop_first(); i < count_s; i += cuda_loop_stride()) t[i] = s[i];
+            }
         }
     }
 }
@@ -99,7 +100,7 @@ void cuda_copy_box(Backend *be, int64_t n, const float *src, int64_t src_c, int6
     YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);
     YP_CHECK(src_s0 >= 0 && src_s0 + count_s <= src_s && dst_s0 >= 0 && dst_s0 + count_s <= dst_s);
     if (n == 0 || count_c == 0 || count_s == 0) return;
-    copy_box_kernel<<<cuda_plane_grid(n * count_c, count_s), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+    copy_box_kernel<<<cuda_plane_grid(n, count_c, count_s), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
         n, src, src_c, src_c0, src_s, src_s0, dst, dst_c, dst_c0, dst_s, dst_s0, count_c, count_s, accumulate);
     CUDA_CHECK_LAUNCH();
 }

@@ -5,7 +5,8 @@
 // bn_sums_kernel sums its chunk in double, each thread sequentially and then a fixed shuffle tree,
 // and writes its two partial sums to scratch. A finishing kernel (one warp per channel) adds a
 // channel's partials in a fixed order and derives the per-channel coefficients, and a kernel with
-// one grid row per (image, channel) plane normalises, or computes dx, coalesced over positions.
+// one grid row per (image, channel) plane (cuda_plane_grid) normalises, or computes dx, coalesced
+// over positions.
 // Forward reads x twice (sums, normalise), backward reads x and dy twice. No atomics: the results
 // are the same bits on every run.
 //
@@ -35,12 +36,12 @@ static int64_t bn_parts(int64_t c, int64_t m) {
 }
 
 static dim3 bn_sums_grid(int64_t c, int64_t parts) {
-    return dim3((unsigned)parts, cuda_grid_y(c), 1);
+    return dim3((unsigned)parts, cuda_grid_yz(c), 1);
 }
 
 // Partial sums over chunk blockIdx.x of each channel, into partials[(ch * parts + part) * 2 + 0/1]:
-// - forward (kGrad false): d = x - first and d^2, `first` being the channel's first value; shifting by a value
-//   of the channel keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std, in one pass;
+// - forward (kGrad false): d = x - first and d^2, `first` being the channel's first value; shifting
+//   by a value of the channel keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std, in one pass;
 // - backward (kGrad true): dy and dy * xhat, xhat = (x - mean) * invstd rounded to float as the CPU.
 template <bool kGrad>
 static __global__ void __launch_bounds__(BN_THREADS)
@@ -130,12 +131,15 @@ static __global__ void bn_infer_scale_kernel(int64_t c, const float *gamma, cons
 // y = (x - mean) * scale + beta per (image, channel) plane; the product rounded on its own.
 static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, const float *x, const float *mean,
                                            const double *scale, const float *beta, float *y) {
-    for (int64_t p = blockIdx.y; p < n * c; p += gridDim.y) {
-        const int64_t ch = p % c;
-        const float mu = mean[ch], sc = (float)scale[ch], shift = beta[ch];
-        const float *xp = x + p * hw;
-        float *yp = y + p * hw;
-        for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) yp[i] = __fmul_rn(xp[i] - mu, sc) + shift;
+    for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
+        for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
+            const float mu = mean[ch], sc = (float)scale[ch], shift = beta[ch];
+            const float *xp = x + (img * c + ch) * hw;
+            float *yp = y + (img * c + ch) * hw;
+            for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
+                yp[i] = __fmul_rn(xp[i] - mu, sc) + shift;
+            }
+        }
     }
 }
 
@@ -154,7 +158,7 @@ void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw,
     bn_train_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
         c, hw, m, parts, x, gamma, running_mean, running_var, momentum, eps, partials, scale, save_mean, save_invstd);
     CUDA_CHECK_LAUNCH();
-    bn_normalise_kernel<<<cuda_plane_grid(n * c, hw), CUDA_THREADS, 0, ctx->stream>>>(n, c, hw, x, save_mean, scale,
+    bn_normalise_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(n, c, hw, x, save_mean, scale,
                                                                                       beta, y);
     CUDA_CHECK_LAUNCH();
 }
@@ -168,7 +172,7 @@ void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw,
     double *scale = ctx->reduce_scratch;
     bn_infer_scale_kernel<<<cuda_blocks((size_t)c), CUDA_THREADS, 0, ctx->stream>>>(c, gamma, running_var, eps, scale);
     CUDA_CHECK_LAUNCH();
-    bn_normalise_kernel<<<cuda_plane_grid(n * c, hw), CUDA_THREADS, 0, ctx->stream>>>(n, c, hw, x, running_mean,
+    bn_normalise_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(n, c, hw, x, running_mean,
                                                                                       scale, beta, y);
     CUDA_CHECK_LAUNCH();
 }
@@ -193,15 +197,16 @@ static __global__ void bn_backward_finish_kernel(int64_t c, int64_t m, int64_t p
 static __global__ void bn_backward_dx_kernel(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
                                              const float *gamma, const float *save_mean, const float *save_invstd,
                                              const double *coef, float *dx) {
-    for (int64_t p = blockIdx.y; p < n * c; p += gridDim.y) {
-        const int64_t ch = p % c;
-        const float mean = save_mean[ch], invstd = save_invstd[ch], scale = gamma[ch] * invstd;
-        const float mean_dy = (float)coef[2 * ch], mean_dy_xhat = (float)coef[2 * ch + 1];
-        const float *xp = x + p * hw, *dyp = dy + p * hw;
-        float *dxp = dx + p * hw;
-        for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
-            const float xhat = (xp[i] - mean) * invstd;
-            dxp[i] += __fmul_rn(scale, dyp[i] - mean_dy - __fmul_rn(xhat, mean_dy_xhat));
+    for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
+        for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
+            const float mean = save_mean[ch], invstd = save_invstd[ch], scale = gamma[ch] * invstd;
+            const float mean_dy = (float)coef[2 * ch], mean_dy_xhat = (float)coef[2 * ch + 1];
+            const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
+            float *dxp = dx + (img * c + ch) * hw;
+            for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
+                const float xhat = (xp[i] - mean) * invstd;
+                dxp[i] += __fmul_rn(scale, dyp[i] - mean_dy - __fmul_rn(xhat, mean_dy_xhat));
+            }
         }
     }
 }
@@ -221,7 +226,7 @@ void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, cons
     bn_backward_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(c, m, parts, partials,
                                                                                             dgamma, dbeta, coef);
     CUDA_CHECK_LAUNCH();
-    bn_backward_dx_kernel<<<cuda_plane_grid(n * c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+    bn_backward_dx_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
         n, c, hw, x, dy, gamma, save_mean, save_invstd, coef, dx);
     CUDA_CHECK_LAUNCH();
 }
