@@ -397,6 +397,13 @@ static void executor_loss(Executor *ex, Graph *g, const Batch *data, int64_t fir
 
 // ---- one training batch ------------------------------------------------------------------------------
 
+// The clock of the layer times. A backend that queues its work (CUDA: its memory is not the host's)
+// finishes what it has queued first, while measuring, so that each layer is charged its own kernels.
+static double executor_clock(Executor *ex) {
+    if (ex->measuring && !ex->be->host_memory) ex->be->ops->synchronize(ex->be);
+    return seconds_now();
+}
+
 typedef struct BatchState {
     const ExecutorBatch *b;
     ExecutorLoss *loss;
@@ -421,9 +428,9 @@ static void executor_backward_bucketed(Executor *ex, BatchState *st, int c_index
     ExecutorChunk *c = &ex->chunks[c_index];
     int64_t *from = &st->reduced_from[c_index];
     for (int l = c->layer_end - 1; l >= c->layer_begin; l--) {
-        double t0 = seconds_now();
+        double t0 = executor_clock(ex);
         graph_backward_layers(g, l, l + 1);
-        if (ex->measuring) ex->layer_bwd_s[l] += seconds_now() - t0;
+        if (ex->measuring) ex->layer_bwd_s[l] += executor_clock(ex) - t0;
         int64_t start = c->layer_param_offset[l - c->layer_begin];
         if (*from - start >= EXECUTOR_BUCKET_ELEMS) {
             ex->be->ops->synchronize(ex->be);
@@ -447,10 +454,10 @@ static void executor_backward(Executor *ex, BatchState *st, int i) {
     if (in->op == SCHED_OP_BWD_WEIGHT) {
         // The weight pass runs every deferred convolution at once: its time goes to the layers in
         // proportion to their input-gradient time.
-        double t0 = seconds_now(), input_s = 0;
+        double t0 = executor_clock(ex), input_s = 0;
         graph_backward_weight(g);
         if (!ex->measuring) return;
-        double w = seconds_now() - t0;
+        double w = executor_clock(ex) - t0;
         for (int l = c->layer_begin; l < c->layer_end; l++) input_s += ex->layer_bwd_s[l];
         for (int l = c->layer_begin; l < c->layer_end; l++)
             ex->layer_bwd_s[l] += input_s > 0 ? w * ex->layer_bwd_s[l] / input_s : w / (c->layer_end - c->layer_begin);
@@ -472,10 +479,10 @@ static void executor_backward(Executor *ex, BatchState *st, int i) {
         return;
     }
     for (int l = c->layer_end - 1; l >= c->layer_begin; l--) {
-        double t0 = seconds_now();
+        double t0 = executor_clock(ex);
         if (in->op == SCHED_OP_BWD_INPUT) graph_backward_input_layers(g, l, l + 1);
         else graph_backward_layers(g, l, l + 1);
-        if (ex->measuring) ex->layer_bwd_s[l] += seconds_now() - t0;
+        if (ex->measuring) ex->layer_bwd_s[l] += executor_clock(ex) - t0;
         executor_progress(ex);
     }
 }
@@ -509,9 +516,9 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         ExecutorChunk *c = &ex->chunks[chunk_of_stage(ex, in->stage)];
         Graph *g = chunk_slot(c, in->micro);
         for (int l = c->layer_begin; l < c->layer_end; l++) {
-            double t0 = seconds_now();
+            double t0 = executor_clock(ex);
             graph_forward_layers(g, l, l + 1, true);
-            if (ex->measuring) ex->layer_fwd_s[l] += seconds_now() - t0, ex->layer_passes[l]++;
+            if (ex->measuring) ex->layer_fwd_s[l] += executor_clock(ex) - t0, ex->layer_passes[l]++;
             executor_progress(ex);
         }
         break;

@@ -7,6 +7,7 @@
 // algorithms, so that two runs of a step give the same bits. A shape first seen inside a step (a
 // smaller last batch, a multi-scale size) takes cuDNN's heuristic choice that fits the reserved
 // workspace instead: measuring would allocate and overwrite accumulating outputs.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ typedef struct CudaConvEntry {
 struct CudaConvAlgos {
     CudaConvEntry *entries;  // owned; a model has a few hundred shapes at most, so a scan is cheap
     int count, capacity;
+    bool noted_nondeterministic;  // the notice below is printed once per backend
 };
 
 CudaConvAlgos *cuda_conv_algos_create(void) { return (CudaConvAlgos *)yp_calloc(1, sizeof(CudaConvAlgos)); }
@@ -86,19 +88,30 @@ static void cuda_conv_entry_describe(CudaContext *ctx, CudaConvEntry *e, const C
     YP_CHECK(n == d->n && c == d->c_out && h == d->h_out && w == d->w_out);
 }
 
-// The first (fastest) result that succeeded, is deterministic and fits `limit`; cuDNN sorts the
-// results by time (Find) or by expected speed (heuristics).
+// The first (fastest) result that succeeded and fits `limit`, preferring deterministic algorithms
+// (two runs of a step then give the same bits); cuDNN sorts the results by time (Find) or by
+// expected speed (heuristics). Some shapes have no deterministic algorithm in some math modes
+// (seen with TF32 on the H100): those take the fastest one, with a notice.
 template <typename Perf, typename Algo>
-static void cuda_conv_pick(const Perf *perf, int count, size_t limit, Algo *algo, size_t *bytes) {
-    for (int i = 0; i < count; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC ||
-            perf[i].memory > limit)
-            continue;
-        *algo = perf[i].algo;
-        *bytes = perf[i].memory;
-        return;
+static void cuda_conv_pick(CudaConvAlgos *algos, const Perf *perf, int count, size_t limit, const char *pass, Algo *algo,
+                           size_t *bytes) {
+    for (int pass_deterministic = 1; pass_deterministic >= 0; pass_deterministic--) {
+        for (int i = 0; i < count; i++) {
+            if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit ||
+                (pass_deterministic && perf[i].determinism != CUDNN_DETERMINISTIC))
+                continue;
+            if (!pass_deterministic && !algos->noted_nondeterministic) {
+                fprintf(stderr, "yolopipe: note: cuDNN has no deterministic %s algorithm for some convolutions; they use "
+                                "its fastest one (results may differ in the last bits between runs)\n",
+                        pass);
+                algos->noted_nondeterministic = true;
+            }
+            *algo = perf[i].algo;
+            *bytes = perf[i].memory;
+            return;
+        }
     }
-    yp_fatal("cuDNN offers no deterministic algorithm for a convolution within %zu bytes of workspace", limit);
+    yp_fatal("cuDNN offers no %s algorithm for a convolution within %zu bytes of workspace", pass, limit);
 }
 
 enum { CUDA_CONV_MAX_ALGOS = 16 };
@@ -126,17 +139,17 @@ static void cuda_conv_entry_measure(Backend *be, CudaConvEntry *e) {
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(ctx->cudnn, e->x, x, e->w, w, e->conv, e->y, y,
                                                        CUDA_CONV_MAX_ALGOS, &count, fwd, workspace,
                                                        CUDA_CONV_WORKSPACE_LIMIT));
-    cuda_conv_pick(fwd, count, CUDA_CONV_WORKSPACE_LIMIT, &e->fwd, &fwd_bytes);
+    cuda_conv_pick(ctx->conv_algos, fwd, count, CUDA_CONV_WORKSPACE_LIMIT, "forward", &e->fwd, &fwd_bytes);
     cudnnConvolutionBwdDataAlgoPerf_t data[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(ctx->cudnn, e->w, w, e->y, y, e->conv, e->x, x,
                                                             CUDA_CONV_MAX_ALGOS, &count, data, workspace,
                                                             CUDA_CONV_WORKSPACE_LIMIT));
-    cuda_conv_pick(data, count, CUDA_CONV_WORKSPACE_LIMIT, &e->bwd_data, &data_bytes);
+    cuda_conv_pick(ctx->conv_algos, data, count, CUDA_CONV_WORKSPACE_LIMIT, "backward-data", &e->bwd_data, &data_bytes);
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(ctx->cudnn, e->x, x, e->y, y, e->conv, e->w, w,
                                                               CUDA_CONV_MAX_ALGOS, &count, filter, workspace,
                                                               CUDA_CONV_WORKSPACE_LIMIT));
-    cuda_conv_pick(filter, count, CUDA_CONV_WORKSPACE_LIMIT, &e->bwd_filter, &filter_bytes);
+    cuda_conv_pick(ctx->conv_algos, filter, count, CUDA_CONV_WORKSPACE_LIMIT, "backward-filter", &e->bwd_filter, &filter_bytes);
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     CUDA_CHECK(cudaFree(x));
     CUDA_CHECK(cudaFree(y));
@@ -155,15 +168,15 @@ static void cuda_conv_entry_guess(Backend *be, CudaConvEntry *e) {
     cudnnConvolutionFwdAlgoPerf_t fwd[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->x, e->w, e->conv, e->y, CUDA_CONV_MAX_ALGOS,
                                                        &count, fwd));
-    cuda_conv_pick(fwd, count, limit, &e->fwd, &fwd_bytes);
+    cuda_conv_pick(ctx->conv_algos, fwd, count, limit, "forward", &e->fwd, &fwd_bytes);
     cudnnConvolutionBwdDataAlgoPerf_t data[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, e->w, e->y, e->conv, e->x,
                                                             CUDA_CONV_MAX_ALGOS, &count, data));
-    cuda_conv_pick(data, count, limit, &e->bwd_data, &data_bytes);
+    cuda_conv_pick(ctx->conv_algos, data, count, limit, "backward-data", &e->bwd_data, &data_bytes);
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->x, e->y, e->conv, e->w,
                                                               CUDA_CONV_MAX_ALGOS, &count, filter));
-    cuda_conv_pick(filter, count, limit, &e->bwd_filter, &filter_bytes);
+    cuda_conv_pick(ctx->conv_algos, filter, count, limit, "backward-filter", &e->bwd_filter, &filter_bytes);
     e->workspace_bytes = fwd_bytes > data_bytes ? fwd_bytes : data_bytes;
     if (filter_bytes > e->workspace_bytes) e->workspace_bytes = filter_bytes;
 }
