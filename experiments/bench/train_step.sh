@@ -76,7 +76,8 @@ elif [[ $device == cuda ]]; then
 else
     device_name="cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) threads"
 fi
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# YP_COMMIT names the commit where the checkout has no current .git (the GPU machine's copy).
+commit=${YP_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 tmp=$(mktemp -d)
 sampler=
 # shellcheck disable=SC2317  # the EXIT trap calls it

@@ -9,7 +9,7 @@
 # (shared/device/fetch-debs.sh) and the Ultralytics wheel in .whl, all carried with the call.
 # Logs go to $OUT (default ./device-out); the last lines printed are the summary table.
 #
-# usage: tests/device/run.sh [all | tests smoke equivalence bench]...   (parts run in the order given;
+# usage: YP_COMMIT=$(git rev-parse --short HEAD) tests/device/run.sh [all | tests smoke equivalence bench]...   (parts run in the order given;
 #        BENCH_ARGS passes options to train_step.sh, e.g. BENCH_ARGS="--models s --steps 20")
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +25,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     && export PYTHONPATH=/tmp/site
 fi
 export YP_SOURCE_ROOT=$src OMP_WAIT_POLICY=passive
+# The machine's copy of the checkout may carry an older .git: the caller names the commit (YP_COMMIT).
+export YP_COMMIT=${YP_COMMIT:-unknown}
 
 summary=()
 step() {  # step NAME LOG COMMAND...: runs and records PASS/FAIL with the time taken
