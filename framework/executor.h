@@ -40,7 +40,7 @@ typedef struct ExecutorOptions {
     const ExperimentConfig *cfg;
     const ModelSpec *spec;        // borrowed; must outlive the executor
     const ExperimentPlan *ep;     // borrowed; the plan and the schedule
-    Transport *transport;         // borrowed
+    Transport *transport;         // borrowed; its data operations take backend memory (transport_staged_create)
     Backend *be;                  // borrowed
     int64_t max_side;             // graphs are built for max_side x max_side inputs (multi-scale's largest)
 } ExecutorOptions;
