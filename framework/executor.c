@@ -567,7 +567,11 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
     int64_t reduced_from[PLAN_MAX_STAGES];
     for (int c = 0; c < ex->n_chunks; c++) reduced_from[c] = ex->chunks[c].graph->param_elems;
     BatchState st = {.b = b, .loss = loss, .reduced_from = reduced_from};
-    ex->measuring = ex->batches_run++ > 0 && b->side == ex->opt.cfg->train.imgsz;
+    // The first batch warms up; on a backend that queues its work, measuring synchronises around every
+    // layer (and so stops the host from queueing ahead), so only a few batches are measured there.
+    int64_t run = ex->batches_run++;
+    ex->measuring = run > 0 && b->side == ex->opt.cfg->train.imgsz &&
+                    (ex->be->host_memory || run <= EXECUTOR_QUEUED_MEASURED_BATCHES);
     double start = seconds_now();
     executor_post_receives(ex);
     ex->next_recv = 0;

@@ -34,7 +34,10 @@
 #include "framework/transport.h"
 #include "layers/graph.h"
 
-enum { EXECUTOR_BUCKET_ELEMS = 1 << 20 };  // 4 MiB of float gradients per all-reduce bucket
+enum {
+    EXECUTOR_BUCKET_ELEMS = 1 << 20,       // 4 MiB of float gradients per all-reduce bucket
+    EXECUTOR_QUEUED_MEASURED_BATCHES = 8,  // batches whose layer times a GPU backend measures (after the first)
+};
 
 typedef struct ExecutorOptions {
     const ExperimentConfig *cfg;
@@ -95,7 +98,8 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
 int64_t executor_output_elems(Executor *ex, int64_t side);
 
 // Writes the layers' compute times measured during this run's training batches (the mean over every
-// replica's micro-batch passes at train.imgsz, the first batch left out) as a profile CSV
+// replica's micro-batch passes at train.imgsz, the first batch left out; on a GPU backend only the
+// next EXECUTOR_QUEUED_MEASURED_BATCHES, because measuring there synchronises after every layer) as a profile CSV
 // (partition/cost.h) at world rank 0: `yolopipe plan --profile` then predicts the step from the
 // run's own layer times. Collective.
 bool executor_profile_write(Executor *ex, const char *path, Error *err);
