@@ -182,8 +182,8 @@ bool executor_create(const ExecutorOptions *opt, Executor **out, Error *err) {
                          ex->plan->micro_batches, ex->plan->n_cuts, (long long)tags, transport_max_tag(ex->tr));
     if (executor_loads_targets(ex)) {
         int64_t elems = executor_output_elems(ex, ex->opt.max_side) * ex->micro;
-        ex->host_out = yp_malloc((size_t)elems * sizeof *ex->host_out);
-        ex->host_dout = yp_malloc((size_t)elems * sizeof *ex->host_dout);
+        ex->host_out = ex->be->ops->host_alloc(ex->be, (size_t)elems * sizeof *ex->host_out);
+        ex->host_dout = ex->be->ops->host_alloc(ex->be, (size_t)elems * sizeof *ex->host_dout);
     }
     return true;
 }
@@ -216,8 +216,8 @@ void executor_destroy(Executor *ex) {
     free(ex->layer_fwd_s);
     free(ex->layer_bwd_s);
     free(ex->layer_passes);
-    free(ex->host_out);
-    free(ex->host_dout);
+    ex->be->ops->host_free(ex->be, ex->host_out);
+    ex->be->ops->host_free(ex->be, ex->host_dout);
     free(ex->mb_targets);
     free(ex);
 }

@@ -2,8 +2,8 @@
 // support, or the local loopback), for a backend whose memory the host cannot address. Each data
 // operation copies between the backend buffer and a pooled host buffer: a send downloads before it
 // is posted; a receive and an all-reduce upload their result when `test` first finds the host
-// transfer done. The pool keeps its buffers for the next messages, so steady-state steps allocate
-// nothing.
+// transfer done. The pool's buffers come from the backend's host_alloc (page-locked on CUDA) and are
+// kept for the next messages, so steady-state steps allocate nothing.
 #include <stdlib.h>
 
 #include "framework/transport.h"
@@ -41,7 +41,7 @@ static StagingBuffer *staged_buffer_take(StagedTransport *st, size_t bytes) {
     if (!pick) {
         st->pool = yp_realloc(st->pool, (size_t)(st->n_pool + 1) * sizeof *st->pool);
         pick = st->pool[st->n_pool++] = yp_calloc(1, sizeof *pick);
-        pick->data = yp_malloc(bytes ? bytes : 1);
+        pick->data = st->be->ops->host_alloc(st->be, bytes);
         pick->capacity = bytes;
     }
     pick->busy = true;
@@ -122,7 +122,7 @@ static void staged_destroy(Transport *t) {
     StagedTransport *st = (StagedTransport *)t;
     for (int i = 0; i < st->n_pool; i++) {
         YP_CHECK(!st->pool[i]->busy);  // every request was completed
-        free(st->pool[i]->data);
+        st->be->ops->host_free(st->be, st->pool[i]->data);
         free(st->pool[i]);
     }
     free(st->pool);

@@ -28,6 +28,19 @@ static void cuda_free(Backend *be, void *ptr) {
     if (ptr) CUDA_CHECK(cudaFree(ptr));
 }
 
+static void *cuda_host_alloc(Backend *be, size_t n_bytes) {
+    (void)be;
+    void *p = NULL;
+    cudaError_t status = cudaMallocHost(&p, n_bytes ? n_bytes : 1);
+    if (status != cudaSuccess) yp_fatal("out of page-locked host memory allocating %zu bytes: %s", n_bytes, cudaGetErrorString(status));
+    return p;
+}
+
+static void cuda_host_free(Backend *be, void *ptr) {
+    (void)be;
+    if (ptr) CUDA_CHECK(cudaFreeHost(ptr));
+}
+
 static void cuda_upload(Backend *be, float *dst, const float *host_src, size_t n_elems) {
     if (!n_elems) return;
     CudaContext *ctx = cuda_ctx(be);
@@ -84,6 +97,8 @@ static const BackendOps cuda_ops = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
     .copy = cuda_copy,
     .fill = cuda_fill,
     .fill_uniform = cuda_fill_uniform,
