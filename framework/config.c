@@ -14,6 +14,7 @@
 const char *const config_task_names[CONFIG_TASK_COUNT] = {"detect", "classify"};
 const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT] = {"auto", "SGD", "AdamW"};
 static const char *const rank_order_names[CONFIG_RANK_ORDER_COUNT] = {"pipeline-first", "replica-first"};
+static const char *const transport_names[CONFIG_TRANSPORT_COUNT] = {"auto", "mpi", "nccl"};
 static const char *const backend_names[CONFIG_BACKEND_COUNT] = {"auto", "cpu", "cuda"};
 const char *const config_precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "tf32", "bf16", "fp16"};
 
@@ -90,6 +91,7 @@ static const ConfigKey config_keys[] = {
     INT("parallel.chunks", parallel.chunks, 1, 64),
     {"parallel.partition", KEY_PARTITION, OFF(parallel.partition), 0, 0, NULL, 0},
     ENUM("parallel.rank_order", parallel.rank_order, rank_order_names),
+    ENUM("parallel.transport", parallel.transport, transport_names),
     INT("parallel.recv_timeout", parallel.recv_timeout, 0, 1 << 20),
     ENUM("device.backend", device.backend, backend_names),
     ENUM("device.precision", device.precision, config_precision_names),

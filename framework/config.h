@@ -25,6 +25,12 @@ typedef enum ConfigRankOrder {
     CONFIG_RANK_ORDER_REPLICA_FIRST,
     CONFIG_RANK_ORDER_COUNT
 } ConfigRankOrder;
+typedef enum ConfigTransport {
+    CONFIG_TRANSPORT_AUTO,  // NCCL when every rank of a node has its own GPU, else MPI
+    CONFIG_TRANSPORT_MPI,   // MPI; GPU tensors through host staging buffers
+    CONFIG_TRANSPORT_NCCL,
+    CONFIG_TRANSPORT_COUNT
+} ConfigTransport;
 typedef enum ConfigBackend { CONFIG_BACKEND_AUTO, CONFIG_BACKEND_CPU, CONFIG_BACKEND_CUDA, CONFIG_BACKEND_COUNT } ConfigBackend;
 typedef enum ConfigPrecision {
     CONFIG_PRECISION_FP32,
@@ -84,6 +90,7 @@ typedef struct ParallelConfig {
     SchedKind schedule;
     ConfigPartition partition;
     ConfigRankOrder rank_order;
+    ConfigTransport transport;
     int64_t recv_timeout;  // seconds a rank waits for a message before ending the job (0: forever)
 } ParallelConfig;
 

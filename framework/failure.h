@@ -9,7 +9,8 @@
 //
 // Process-wide state: a signal handler cannot be handed a context, so failure.c keeps the
 // installed transport, this rank's prebuilt message prefix and the activity text in one static
-// struct, written by failure_install (once, at start-up) and failure_set_activity (main thread).
+// struct, written by failure_install (at start-up, and again when the transport that ends the job
+// changes) and failure_set_activity (main thread).
 #pragma once
 
 #include "framework/error.h"

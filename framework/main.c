@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) {
         printf("yolopipe %s\n", YP_VERSION);
 #if YP_HAVE_CUDA
-        printf("CUDA support: built\n");
+        printf("CUDA support: built%s\n", YP_HAVE_NCCL ? ", with the NCCL transport" : ", without NCCL");
         cuda_device_describe(stdout);
 #else
         printf("CUDA support: not built (CPU only)\n");

@@ -28,6 +28,9 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_device.h"
 #endif
+#if YP_HAVE_NCCL
+#include "framework/transport_nccl.h"
+#endif
 #include "layers/graph.h"
 #include "layers/loss.h"
 
@@ -145,6 +148,39 @@ static int trainer_gpu_count(void) {
 #endif
 }
 
+#if YP_HAVE_CUDA
+// parallel.transport for a GPU backend under a launcher: NCCL carries the executor's GPU tensors when
+// every rank of the node has a GPU of its own (NCCL refuses two ranks on one GPU); otherwise the
+// executor goes through host staging over MPI (trainer_build_model). The trainer's own host-memory
+// collectives stay on MPI either way.
+static bool trainer_open_gpu_transport(Trainer *t, int gpus, Error *err) {
+    const ExperimentConfig *cfg = t->cfg;
+    ConfigTransport want = cfg->parallel.transport;
+    bool launched = strcmp(t->tr->ops->name, "mpi") == 0;
+    char why[256] = "this yolopipe was built without NCCL";
+    bool possible = false;
+#if YP_HAVE_NCCL
+    if (!launched) snprintf(why, sizeof why, "there is one process (no launcher) and so nothing to transfer");
+    else possible = transport_nccl_possible(t->topo->local_size, gpus, why, sizeof why);
+#else
+    (void)gpus;
+#endif
+    if (want == CONFIG_TRANSPORT_NCCL && !possible)
+        return config_error_at(cfg, "parallel.transport", err, "parallel.transport: nccl, but %s", why);
+    if (want == CONFIG_TRANSPORT_MPI || !launched) return true;
+    if (!possible) {
+        fprintf(t->out, "note: GPU tensors go between ranks over MPI through host memory: %s\n", why);
+        return true;
+    }
+#if YP_HAVE_NCCL
+    t->be_tr = transport_nccl_create(t->tr, cuda_backend_stream(t->be));
+    t->be_tr->timeout_s = t->tr->timeout_s;
+    failure_install(&t->be_tr->topo, t->be_tr);  // an internal error then aborts the NCCL communicators too
+#endif
+    return true;
+}
+#endif
+
 // device.backend: auto takes a GPU when there is one. Ranks on one node take GPUs round-robin by
 // local rank; several ranks on one GPU work, each with its own stream, but share its time.
 static bool trainer_open_backend(Trainer *t, Error *err) {
@@ -163,6 +199,8 @@ static bool trainer_open_backend(Trainer *t, Error *err) {
                                "device.precision: %s is not supported yet; the %s backend computes in fp32%s",
                                config_precision_names[precision], cuda ? "CUDA" : "CPU", cuda ? " or tf32" : "");
     if (!cuda) {
+        if (cfg->parallel.transport == CONFIG_TRANSPORT_NCCL)
+            return config_error_at(cfg, "parallel.transport", err, "parallel.transport: nccl needs the CUDA backend");
         t->be = cpu_backend_create();
         return true;
     }
@@ -173,8 +211,10 @@ static bool trainer_open_backend(Trainer *t, Error *err) {
     if (topo->local_size > gpus)
         fprintf(t->out, "note: %d ranks per node share %d GPU%s (they take turns on it)\n", topo->local_size, gpus,
                 gpus > 1 ? "s" : "");
-#endif
+    return trainer_open_gpu_transport(t, gpus, err);
+#else
     return true;
+#endif
 }
 
 static bool trainer_build_model(Trainer *t, Error *err) {
@@ -196,7 +236,7 @@ static bool trainer_build_model(Trainer *t, Error *err) {
     loader_imgsz_range((int)cfg->train.imgsz, cfg->train.multiscale, &smallest, &largest);
     t->max_side = largest > cfg->train.imgsz ? largest : cfg->train.imgsz;
     // A host transport carries backend memory only when the host can address it.
-    t->be_tr = t->be->host_memory ? t->tr : transport_staged_create(t->tr, t->be);
+    if (!t->be_tr) t->be_tr = t->be->host_memory ? t->tr : transport_staged_create(t->tr, t->be);
     ExecutorOptions eo = {.cfg = cfg, .spec = t->spec, .ep = &t->ep, .transport = t->be_tr, .be = t->be,
                           .max_side = t->max_side};
     if (!executor_create(&eo, &t->ex, err)) return false;
@@ -839,7 +879,10 @@ static void trainer_destroy(Trainer *t) {
     }
     free(t->chunks);
     executor_destroy(t->ex);
-    if (t->be_tr != t->tr) transport_destroy(t->be_tr);
+    if (t->be_tr && t->be_tr != t->tr) {
+        if (strcmp(t->be_tr->ops->name, "nccl") == 0) failure_install(t->topo, t->tr);  // before it goes
+        transport_destroy(t->be_tr);
+    }
     experiment_plan_clear(&t->ep);
     backend_destroy(t->be);
     model_spec_destroy(t->spec);

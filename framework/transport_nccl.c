@@ -61,7 +61,7 @@ typedef struct NcclPeer {
 
 typedef struct TransportNccl {
     Transport base;  // first, so that a Transport * is a TransportNccl *
-    Transport *mpi;  // owned: the bootstrap, the host collectives and abort
+    Transport *mpi;  // borrowed: the bootstrap, the host collectives and abort
     NcclLink groups[TRANSPORT_GROUP_COUNT];  // the collectives of each group
     NcclLink self;                           // messages to this rank itself (a communicator of one)
     NcclPeer *peers;                         // [pipeline_size], indexed by pipeline rank
@@ -439,7 +439,6 @@ static void nccl_destroy(Transport *t) {
     link_destroy(&n->self);
     for (int g = TRANSPORT_GROUP_COUNT - 1; g >= 0; g--) link_destroy(&n->groups[g]);
     MPI_CHECK(MPI_Comm_free(&n->headers));
-    transport_destroy(n->mpi);
     free(n->peers);
     free(n);
 }

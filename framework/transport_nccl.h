@@ -52,8 +52,9 @@
 // bytes at most) for the caller's notice, and the caller keeps the MPI transport with host staging.
 bool transport_nccl_possible(int local_size, int gpus, char *why, size_t why_len);
 
-// Wraps the MPI transport `mpi` (from transport_mpi_create; ownership passes to the new transport,
-// which destroys it) into an NCCL transport with the same topology and timeout. Collective over
+// Builds an NCCL transport over the MPI transport `mpi` (from transport_mpi_create; borrowed: destroy
+// this transport first, and `mpi` stays usable for host-memory collectives beside it), with the same
+// topology and timeout. Collective over
 // MPI_COMM_WORLD. The calling thread's current CUDA device (cudaSetDevice) is this rank's GPU, and
 // compute_stream (a cudaStream_t; NULL = the legacy default stream) is the stream on that device whose
 // work the data ops wait for; it is borrowed and must outlive the transport. The caller checked

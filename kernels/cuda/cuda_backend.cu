@@ -156,3 +156,5 @@ Backend *cuda_backend_create(int device, bool allow_tf32) {
     CUDA_CHECK(cudaMallocHost((void **)&ctx->reduce_host, CUDA_REDUCE_SCRATCH * sizeof(double)));
     return be;
 }
+
+void *cuda_backend_stream(Backend *be) { return cuda_ctx(be)->stream; }

@@ -13,6 +13,9 @@ extern "C" {
 // Convolutions compute in full float32 (TF32 off) unless `allow_tf32`.
 Backend *cuda_backend_create(int device, bool allow_tf32);
 
+// The backend's stream (a cudaStream_t), for a transport whose transfers must follow its kernels.
+void *cuda_backend_stream(Backend *be);
+
 #ifdef __cplusplus
 }
 #endif

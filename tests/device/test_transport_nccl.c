@@ -88,11 +88,11 @@ static int rank_of(ConfigRankOrder order, int pipeline_size, int replicas, int p
                                                      : pipeline_rank * replicas + replica;
 }
 
-static Transport *nccl_transport(int stages, int replicas, ConfigRankOrder order, const Fixture *f) {
-    Transport *mpi = NULL;
+// An NCCL transport over a new MPI transport (*mpi: destroy it after the NCCL one).
+static Transport *nccl_transport(int stages, int replicas, ConfigRankOrder order, const Fixture *f, Transport **mpi) {
     Error err = {{0}};
-    if (!transport_mpi_create(stages, replicas, order, &mpi, &err)) fail_msg("%s", err.message);
-    Transport *t = transport_nccl_create(mpi, f->compute);
+    if (!transport_mpi_create(stages, replicas, order, mpi, &err)) fail_msg("%s", err.message);
+    Transport *t = transport_nccl_create(*mpi, f->compute);
     t->timeout_s = test_timeout_s;
     return t;
 }
@@ -103,9 +103,11 @@ static void for_each_layout(const Fixture *f, void (*check)(Transport *t, const 
     for (int order = 0; order < CONFIG_RANK_ORDER_COUNT; order++) {
         for (int stages = 1; stages <= n; stages++) {
             if (n % stages) continue;
-            Transport *t = nccl_transport(stages, n / stages, (ConfigRankOrder)order, f);
+            Transport *mpi = NULL;
+            Transport *t = nccl_transport(stages, n / stages, (ConfigRankOrder)order, f, &mpi);
             check(t, f);
             transport_destroy(t);
+            transport_destroy(mpi);
         }
     }
 }
@@ -354,7 +356,8 @@ static int fixture_teardown(void **state) {
 static int probe(const char *mode) {
     void *state = NULL;
     fixture_setup(&state);
-    Transport *t = nccl_transport(1, world_size(), CONFIG_RANK_ORDER_PIPELINE_FIRST, state);
+    Transport *mpi = NULL;  // the job ends inside the probe, with both transports alive
+    Transport *t = nccl_transport(1, world_size(), CONFIG_RANK_ORDER_PIPELINE_FIRST, state, &mpi);
     failure_install(&t->topo, t);
     int *buf = device_filled(2 * sizeof(int), 0);
     if (strcmp(mode, "timeout") == 0) {
