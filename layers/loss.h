@@ -82,6 +82,10 @@ double classify_loss_compute(int64_t batch_n, int64_t nc, const float *logits, c
 // What detect_loss_create checks (a user error names the field); writes the anchors per image (A).
 bool detect_loss_config_check(const DetectLossConfig *cfg, int64_t max_batch, int64_t *n_anchors, Error *err);
 
+// The anchors, level by level and row-major within a level: cell centres x + 0.5, y + 0.5 in grid
+// units, and their level's stride. x, y and stride (A each) are the caller's, overwritten.
+void detect_loss_anchor_grid(const DetectLossConfig *cfg, double *x, double *y, double *stride);
+
 // A ground-truth box as the assigner sees it: Ultralytics' preprocess (normalised xywh to pixel
 // xyxy) and the candidate region of select_candidates_in_gts (sides under the stride of level 1
 // widened to it).

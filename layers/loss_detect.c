@@ -79,6 +79,17 @@ bool detect_loss_config_check(const DetectLossConfig *cfg, int64_t max_batch, in
     return true;
 }
 
+void detect_loss_anchor_grid(const DetectLossConfig *cfg, double *x, double *y, double *stride) {
+    int64_t a = 0;
+    for (int l = 0; l < cfg->n_levels; l++)
+        for (int64_t row = 0; row < cfg->levels[l].h; row++)
+            for (int64_t col = 0; col < cfg->levels[l].w; col++, a++) {
+                x[a] = (double)col + 0.5;
+                y[a] = (double)row + 0.5;
+                stride[a] = (double)cfg->levels[l].stride;
+            }
+}
+
 bool detect_loss_create(const DetectLossConfig *cfg, int64_t max_batch, DetectLoss **out, Error *err) {
     int64_t A = 0;
     if (!detect_loss_config_check(cfg, max_batch, &A, err)) return false;
@@ -90,14 +101,7 @@ bool detect_loss_create(const DetectLossConfig *cfg, int64_t max_batch, DetectLo
     L->anchor_x = yp_malloc((size_t)A * sizeof *L->anchor_x);
     L->anchor_y = yp_malloc((size_t)A * sizeof *L->anchor_y);
     L->anchor_stride = yp_malloc((size_t)A * sizeof *L->anchor_stride);
-    int64_t a = 0;
-    for (int l = 0; l < cfg->n_levels; l++)
-        for (int64_t y = 0; y < cfg->levels[l].h; y++)
-            for (int64_t x = 0; x < cfg->levels[l].w; x++, a++) {
-                L->anchor_x[a] = (double)x + 0.5;
-                L->anchor_y[a] = (double)y + 0.5;
-                L->anchor_stride[a] = (double)cfg->levels[l].stride;
-            }
+    detect_loss_anchor_grid(cfg, L->anchor_x, L->anchor_y, L->anchor_stride);
     size_t nb = (size_t)max_batch;
     L->gt_start = yp_calloc(nb + 1, sizeof *L->gt_start);
     L->assigned = yp_malloc(nb * (size_t)A * sizeof *L->assigned);
