@@ -385,21 +385,21 @@ static bool executor_loss_on_device(const Executor *ex) {
 }
 
 // Before a batch's work is queued (growing waits for the device): the device loss for side x side
-// inputs, created on first use, holds a batch of n_targets boxes, more than any micro-batch of it.
-static void executor_loss_reserve(Executor *ex, int64_t side, int64_t n_targets) {
+// inputs, created on first use, makes room for all of the batch's boxes, more than any micro-batch's.
+static void executor_loss_reserve(Executor *ex, int64_t side, const Batch *data) {
     if (!executor_loads_targets(ex) || !executor_loss_on_device(ex)) return;
 #if YP_HAVE_CUDA
     CudaDetectLoss **slot = &ex->device_losses[side / EXECUTOR_SIDE_STEP];
     if (*slot) {
-        cuda_detect_loss_reserve(*slot, n_targets);
+        cuda_detect_loss_reserve(*slot, data->n_targets);
         return;
     }
     DetectLossConfig lc = executor_loss_config(ex, side);
     Error err = {0};
-    if (!cuda_detect_loss_create(ex->be, &lc, ex->micro, n_targets, slot, &err))
+    if (!cuda_detect_loss_create(ex->be, &lc, ex->micro, data->n_targets, slot, &err))
         yp_fatal("detection loss: %s", err.message);
 #else
-    (void)side, (void)n_targets;
+    (void)side, (void)data;
 #endif
 }
 
@@ -629,7 +629,7 @@ static void executor_set_input_size(Executor *ex, int64_t n, int64_t side) {
 
 void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, ExecutorLoss *loss) {
     executor_set_input_size(ex, ex->micro, b->side);
-    executor_loss_reserve(ex, b->side, b->data->n_targets);
+    executor_loss_reserve(ex, b->side, b->data);
     int64_t reduced_from[PLAN_MAX_STAGES];
     for (int c = 0; c < ex->n_chunks; c++) reduced_from[c] = ex->chunks[c].graph->param_elems;
     BatchState st = {.b = b, .loss = loss, .reduced_from = reduced_from};
@@ -661,7 +661,7 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
 void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images, float *host_out,
                       const Batch *targets, ExecutorLoss *loss) {
     executor_set_input_size(ex, n, side);
-    if (targets) executor_loss_reserve(ex, side, targets->n_targets);
+    if (targets) executor_loss_reserve(ex, side, targets);
     Backend *be = ex->be;
     char what[256];
     for (int ci = 0; ci < ex->n_chunks; ci++) {

@@ -14,22 +14,26 @@
 
 #include "layers/loss.h"
 
+// As in framework/rng.h (an identical definition, so both headers may be included).
 #ifdef __CUDACC__
-#define DETECT_LOSS_FN static inline __host__ __device__
+#define YP_HOST_DEVICE __host__ __device__
 #else
-#define DETECT_LOSS_FN static inline
+#define YP_HOST_DEVICE
 #endif
 
 // bbox_iou's default epsilon (the assigner's is cfg.eps).
 #define DETECT_LOSS_CIOU_EPS 1e-7
 
 // Share of d max(a, b) that goes to a, as PyTorch's maximum/minimum backward (ties split it).
-DETECT_LOSS_FN double detect_loss_max_share(double a, double b) { return a > b ? 1.0 : a == b ? 0.5 : 0.0; }
+YP_HOST_DEVICE static inline double detect_loss_max_share(double a, double b) {
+    return a > b ? 1.0 : a == b ? 0.5 : 0.0;
+}
 
 // bbox_iou(box1, box2, xywh=False, CIoU=True) on xyxy boxes, in Ultralytics' order of operations.
 // With d_b1 non-NULL, adds grad * d CIoU / d box1 to it; alpha is a constant there, as under
 // Ultralytics' no_grad.
-DETECT_LOSS_FN double detect_loss_ciou(const double b1[4], const double b2[4], double grad, double d_b1[4]) {
+YP_HOST_DEVICE static inline double detect_loss_ciou(const double b1[4], const double b2[4], double grad,
+                                                     double d_b1[4]) {
     const double eps = DETECT_LOSS_CIOU_EPS, k = 4.0 / (M_PI * M_PI);
     double w1 = b1[2] - b1[0], h1 = b1[3] - b1[1] + eps;
     double w2 = b2[2] - b2[0], h2 = b2[3] - b2[1] + eps;
@@ -66,7 +70,7 @@ DETECT_LOSS_FN double detect_loss_ciou(const double b1[4], const double b2[4], d
 }
 
 // The box (xyxy, grid units) of an anchor at (ax, ay) from its left, top, right, bottom distances.
-DETECT_LOSS_FN void detect_loss_box_from_dist(double ax, double ay, const double dist[4], double box[4]) {
+YP_HOST_DEVICE static inline void detect_loss_box_from_dist(double ax, double ay, const double dist[4], double box[4]) {
     box[0] = ax - dist[0];
     box[1] = ay - dist[1];
     box[2] = ax + dist[2];
@@ -75,37 +79,39 @@ DETECT_LOSS_FN void detect_loss_box_from_dist(double ax, double ay, const double
 
 // select_candidates_in_gts: the centre of the anchor at (ax, ay) in grid units of stride s, in
 // pixels, strictly inside the ground truth's candidate region (by more than eps).
-DETECT_LOSS_FN bool detect_loss_gt_has_candidate(const DetectLossGt *g, double ax, double ay, double s, double eps) {
+YP_HOST_DEVICE static inline bool detect_loss_gt_has_candidate(const DetectLossGt *g, double ax, double ay, double s,
+                                                               double eps) {
     double x = ax * s, y = ay * s;
     return g->valid && x - g->cx1 > eps && y - g->cy1 > eps && g->cx2 - x > eps && g->cy2 - y > eps;
 }
 
 // The assigner's overlap of a candidate pair: CIoU(ground truth, predicted box in pixels) clamped
 // at 0; box in grid units of stride s.
-DETECT_LOSS_FN double detect_loss_overlap(const DetectLossGt *g, const double box[4], double s) {
+YP_HOST_DEVICE static inline double detect_loss_overlap(const DetectLossGt *g, const double box[4], double s) {
     double pd[4] = {box[0] * s, box[1] * s, box[2] * s, box[3] * s}, gt[4] = {g->x1, g->y1, g->x2, g->y2};
     double iou = detect_loss_ciou(gt, pd, 0, NULL);
     return iou > 0 ? iou : 0;
 }
 
 // The alignment metric of a candidate pair: sigmoid(class logit)^alpha * overlap^beta.
-DETECT_LOSS_FN double detect_loss_alignment(float logit, double overlap, double alpha, double beta) {
+YP_HOST_DEVICE static inline double detect_loss_alignment(float logit, double overlap, double alpha, double beta) {
     double score = 1 / (1 + exp(-(double)logit));
     return pow(score, alpha) * pow(overlap, beta);
 }
 
 // A positive anchor's target score: its alignment scaled to its ground truth's best overlap over its
 // best alignment (both maxima over the ground truth's positive anchors).
-DETECT_LOSS_FN double detect_loss_target_score(double metric, double pos_overlap, double pos_align, double eps) {
+YP_HOST_DEVICE static inline double detect_loss_target_score(double metric, double pos_overlap, double pos_align,
+                                                             double eps) {
     return metric * pos_overlap / (pos_align + eps);
 }
 
 // Ultralytics' normaliser: target_scores.sum().clamp(min=1).
-DETECT_LOSS_FN double detect_loss_norm(double score_sum) { return score_sum > 1 ? score_sum : 1; }
+YP_HOST_DEVICE static inline double detect_loss_norm(double score_sum) { return score_sum > 1 ? score_sum : 1; }
 
 // BCE-with-logits of logit x against target, in float: returns the term; with dx non-NULL, writes
 // scale * d term / dx there.
-DETECT_LOSS_FN float detect_loss_bce(float x, float target, float scale, float *dx) {
+YP_HOST_DEVICE static inline float detect_loss_bce(float x, float target, float scale, float *dx) {
     float e = expf(-fabsf(x));
     if (dx) *dx = scale * ((x >= 0 ? 1.0f : e) / (1.0f + e) - target);
     return fmaxf(x, 0.0f) - x * target + log1pf(e);
@@ -119,8 +125,9 @@ typedef struct DetectLossBoxTerm {
     double target[4];  // bbox2dist: distances from the anchor to the ground truth's sides, grid units
 } DetectLossBoxTerm;
 
-DETECT_LOSS_FN DetectLossBoxTerm detect_loss_box_term(double ax, double ay, double s, const double dist[4],
-                                                      const DetectLossGt *g, double w) {
+YP_HOST_DEVICE static inline DetectLossBoxTerm detect_loss_box_term(double ax, double ay, double s,
+                                                                     const double dist[4], const DetectLossGt *g,
+                                                                     double w) {
     DetectLossBoxTerm t;
     double pb[4], tb[4] = {g->x1 / s, g->y1 / s, g->x2 / s, g->y2 / s};
     double d_pb[4] = {0, 0, 0, 0};
@@ -144,7 +151,7 @@ typedef struct DetectLossDflBins {
     double w_lo, w_hi;
 } DetectLossDflBins;
 
-DETECT_LOSS_FN DetectLossDflBins detect_loss_dfl_bins(double target, int64_t reg_max) {
+YP_HOST_DEVICE static inline DetectLossDflBins detect_loss_dfl_bins(double target, int64_t reg_max) {
     double side_max = (double)(reg_max - 1) - 0.01;
     double tgt = fmin(fmax(target, 0.0), side_max);
     DetectLossDflBins b;
@@ -155,23 +162,24 @@ DETECT_LOSS_FN DetectLossDflBins detect_loss_dfl_bins(double target, int64_t reg
 }
 
 // The DFL cross-entropy of one side from the log-probabilities of its two target bins.
-DETECT_LOSS_FN double detect_loss_dfl_ce(double log_p_lo, double log_p_hi, DetectLossDflBins b) {
+YP_HOST_DEVICE static inline double detect_loss_dfl_ce(double log_p_lo, double log_p_hi, DetectLossDflBins b) {
     return -(log_p_lo * b.w_lo + log_p_hi * b.w_hi);
 }
 
 // d total / d logit of bin k of a side whose bin probability is p and expected distance dist:
 // g_box (the box gain times the side's d_dist, times batch_n / norm) through the expectation, and
 // g_dfl (the DFL gain times w / 4, times batch_n / norm) through the cross-entropy.
-DETECT_LOSS_FN float detect_loss_bin_grad(double p, int64_t k, double dist, DetectLossDflBins b, double g_box,
-                                          double g_dfl) {
+YP_HOST_DEVICE static inline float detect_loss_bin_grad(double p, int64_t k, double dist, DetectLossDflBins b,
+                                                        double g_box, double g_dfl) {
     double onehot = (k == b.lo ? b.w_lo : 0) + (k == b.lo + 1 ? b.w_hi : 0);
     return (float)(g_box * p * ((double)k - dist) + g_dfl * (p - onehot));
 }
 
 // The loss items from the unnormalised sums over the batch (box, cls, dfl) and the normaliser;
 // returns the total Ultralytics back-propagates, their sum times batch_n. parts may be NULL.
-DETECT_LOSS_FN double detect_loss_total(const DetectLossConfig *cfg, int64_t batch_n, const double sums[3], double norm,
-                                        int64_t n_foreground, int64_t n_instances, DetectLossParts *parts) {
+YP_HOST_DEVICE static inline double detect_loss_total(const DetectLossConfig *cfg, int64_t batch_n,
+                                                      const double sums[3], double norm, int64_t n_foreground,
+                                                      int64_t n_instances, DetectLossParts *parts) {
     DetectLossParts p = {cfg->box_gain * sums[0] / norm, cfg->cls_gain * sums[1] / norm, cfg->dfl_gain * sums[2] / norm,
                          n_foreground, n_instances};
     if (parts) *parts = p;

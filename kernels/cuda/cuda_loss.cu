@@ -119,7 +119,8 @@ static __device__ void warp_best(double *m, int32_t *a) {
 }
 
 // The first (metric, anchor) of the block in top-k order, given to every thread, by a fixed tree.
-// Every thread must call it; it starts and ends with a barrier. scratch_*: 32 entries of shared memory.
+// Every thread must call it; its first barrier lets it be called again on the same scratch_* (32
+// entries each of shared memory).
 static __device__ void block_best(double *m, int32_t *a, double *scratch_m, int32_t *scratch_a) {
     const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
     warp_best(m, a);
@@ -157,8 +158,9 @@ static __global__ void decode_kernel(int64_t A, int64_t R, int64_t C, const floa
 // Grid-stride over the batch's ground truths, one block each. Dynamic shared memory: the threads'
 // lists, (topk, blockDim.x) metrics then (topk, blockDim.x) anchors, thread t's entry p at p * T + t.
 // Thread t walks anchors t, t + T, ... in increasing order and keeps the best topk of them as
-// loss_detect.c's gt_select_topk keeps them over all anchors; the batch's best topk are among those
-// lists, and topk rounds of block_best, each taking the head of one list, pop them in order.
+// loss_detect.c's gt_select_topk keeps them over all anchors; the ground truth's best topk over all
+// anchors are among those lists, and topk rounds of block_best, each taking the head of one list,
+// pop them in order.
 static __global__ void __launch_bounds__(TOPK_THREADS)
     topk_kernel(DetectLossConfig cfg, int64_t A, int64_t n_targets, const float *pred, const double *anchors,
                 const double *boxes, const DetectLossGt *gts, const int32_t *gt_image, const int64_t *gt_start,
@@ -227,7 +229,8 @@ static __global__ void resolve_kernel(DetectLossConfig cfg, int64_t A, const flo
             double best = -1;
             for (int64_t k = 0; k < n_gt; k++) {
                 const DetectLossGt *gk = &gts[g0 + k];
-                double overlap = detect_loss_gt_has_candidate(gk, ax, ay, s, cfg.eps) ? detect_loss_overlap(gk, box, s) : 0;
+                double overlap =
+                    detect_loss_gt_has_candidate(gk, ax, ay, s, cfg.eps) ? detect_loss_overlap(gk, box, s) : 0;
                 if (overlap > best) best = overlap, g = (int32_t)k;
             }
         }
@@ -476,7 +479,8 @@ double cuda_detect_loss_compute(CudaDetectLoss *loss, int64_t batch_n, const flo
     // The previous call waited for its uploads, so the staging buffers are free to overwrite.
     detect_loss_targets_group(&cfg, batch_n, targets, n_targets, loss->host_gts, loss->host_gt_start);
     for (int64_t i = 0; i < batch_n; i++)
-        for (int64_t j = loss->host_gt_start[i]; j < loss->host_gt_start[i + 1]; j++) loss->host_gt_image[j] = (int32_t)i;
+        for (int64_t j = loss->host_gt_start[i]; j < loss->host_gt_start[i + 1]; j++)
+            loss->host_gt_image[j] = (int32_t)i;
     CUDA_CHECK(cudaMemcpyAsync(loss->gt_start, loss->host_gt_start, (size_t)(batch_n + 1) * sizeof(int64_t),
                                cudaMemcpyHostToDevice, stream));
     double *pos_overlap = loss->pos_max, *pos_align = loss->pos_max + loss->gt_capacity;

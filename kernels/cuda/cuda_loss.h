@@ -2,11 +2,11 @@
 // TaskAlignedAssigner) on the CUDA backend: detect_loss_compute on the network output where it
 // lies, in device memory, so that only the targets go to the device and five numbers come back.
 //
-// Same function as the CPU loss, with its per-element arithmetic from layers/loss_detect_math.h;
-// the sums run in double in a fixed order of the GPU's own, so results agree with the CPU to
-// rounding (about 1e-12 relative for the sums; the exp, pow and atan of the GPU differ from glibc's
-// by an ulp or two) and the foreground anchors are the same unless two alignments tie within that.
-// Every result is the same on every run.
+// Same function as the CPU loss, with its per-element arithmetic from layers/loss_detect_math.h and
+// the same tie-breaking; its sums run in double, in a fixed order of the GPU's own. Results agree
+// with the CPU's to rounding (the GPU's exp, pow and atan differ from glibc's by an ulp or two, and
+// nvcc may fuse a multiply-add), and the foreground anchors are the same unless two alignments tie
+// within that. Every run gives the same bits.
 //
 // The one caller, the executor, uses it when the backend is the CUDA backend; this header is for
 // builds with CUDA (build_config.h's YP_HAVE_CUDA).

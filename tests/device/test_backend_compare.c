@@ -1227,7 +1227,8 @@ static bool run_detect_loss(Harness *h, const void *params) {
                                                  dpred ? buf_at(dpred, SIDE_REF) : NULL, &ref_parts);
     DutLoss dl = dut_loss_create(h, &cfg, B, n_targets);
     float *dut_dpred = dpred ? buf_at(dpred, SIDE_DUT) : NULL;
-    const double dut_total = dut_loss_compute(&dl, B, buf_at(pred, SIDE_DUT), targets, n_targets, dut_dpred, &dut_parts);
+    const double dut_total =
+        dut_loss_compute(&dl, B, buf_at(pred, SIDE_DUT), targets, n_targets, dut_dpred, &dut_parts);
     snprintf(c.shape, sizeof c.shape, "A %d, %d boxes, fg %d", (int)A, (int)n_targets, (int)ref_parts.n_foreground);
     c.ok &= loss_items_compare(h, c.name, "loss,box,cls,dfl", c.shape, ref_total, &ref_parts, dut_total, &dut_parts,
                                harness_tol(h, tol_loss_value));
@@ -1529,7 +1530,8 @@ static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const G
                  (long long)fg[1]);
 
         float *cpu_dout = yp_malloc((size_t)n_out * sizeof *cpu_dout);
-        const double cpu_total = detect_loss_compute(dl, batch, out[SIDE_DUT], targets, n_targets, cpu_dout, &cpu_parts);
+        const double cpu_total =
+            detect_loss_compute(dl, batch, out[SIDE_DUT], targets, n_targets, cpu_dout, &cpu_parts);
         ok &= loss_items_compare(h, name, "loss on dut out", shape, cpu_total, &cpu_parts, loss[SIDE_DUT][0],
                                  &parts[SIDE_DUT], harness_tol(h, tol_loss_value));
         const double tol_same = harness_tol(h, tol_loss_grad);
