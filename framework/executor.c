@@ -4,9 +4,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "build_config.h"
 #include "framework/failure.h"
 #include "layers/loss.h"
 #include "schedule/simulate.h"
+#if YP_HAVE_CUDA
+#include "kernels/cuda/cuda_loss.h"
+#endif
 
 enum { EXECUTOR_SIDE_STEP = 32, EXECUTOR_MAX_SIDES = 8192 / EXECUTOR_SIDE_STEP + 1 };
 
@@ -48,11 +52,15 @@ struct Executor {
     int n_sends;
     MessageBuffer *sends;
 
-    // Last stage: the loss.
-    float *host_out, *host_dout;    // (micro x output elements)
+    // Last stage: the loss, on the host (downloading the output) or, for detection on a CUDA
+    // backend, where the output lies (executor_loss_on_device).
+    float *host_out, *host_dout;    // (micro x output elements); NULL when the loss runs on the device
     TargetBox *mb_targets;
     int64_t mb_targets_cap;
     DetectLoss *losses[EXECUTOR_MAX_SIDES];
+#if YP_HAVE_CUDA
+    CudaDetectLoss *device_losses[EXECUTOR_MAX_SIDES];
+#endif
     bool recorded;
     double batch_s;                 // duration of the recorded batch
 };
@@ -64,6 +72,7 @@ static double seconds_now(void) {
 }
 
 static int64_t cut_elems(const Executor *ex, int cut);
+static bool executor_loss_on_device(const Executor *ex);
 
 // ---- set-up ------------------------------------------------------------------------------------------
 
@@ -180,7 +189,7 @@ bool executor_create(const ExecutorOptions *opt, Executor **out, Error *err) {
         return error_set(err, "%d micro-batches x %d cut tensors need message tags up to %lld, but the transport "
                               "allows %d: use fewer parallel.micro_batches",
                          ex->plan->micro_batches, ex->plan->n_cuts, (long long)tags, transport_max_tag(ex->tr));
-    if (executor_loads_targets(ex)) {
+    if (executor_loads_targets(ex) && !executor_loss_on_device(ex)) {
         int64_t elems = executor_output_elems(ex, ex->opt.max_side) * ex->micro;
         ex->host_out = ex->be->ops->host_alloc(ex->be, (size_t)elems * sizeof *ex->host_out);
         ex->host_dout = ex->be->ops->host_alloc(ex->be, (size_t)elems * sizeof *ex->host_dout);
@@ -207,6 +216,9 @@ void executor_destroy(Executor *ex) {
         free(ch->layer_param_offset);
     }
     for (int i = 0; i < EXECUTOR_MAX_SIDES; i++) detect_loss_destroy(ex->losses[i]);
+#if YP_HAVE_CUDA
+    for (int i = 0; i < EXECUTOR_MAX_SIDES; i++) cuda_detect_loss_destroy(ex->device_losses[i]);
+#endif
     free(ex->chunks);
     free(ex->recv_data);
     free(ex->recv_pending);
@@ -338,9 +350,8 @@ static void chunk_release(ExecutorChunk *c, int micro) {
 
 // ---- the loss (last stage) ---------------------------------------------------------------------------
 
-static DetectLoss *executor_loss_for(Executor *ex, int64_t side) {
-    DetectLoss **slot = &ex->losses[side / EXECUTOR_SIDE_STEP];
-    if (*slot) return *slot;
+// The detection loss's configuration for side x side inputs.
+static DetectLossConfig executor_loss_config(const Executor *ex, int64_t side) {
     const Graph *g = ex->chunks[ex->n_chunks - 1].graph;
     DetectLossConfig lc = detect_loss_config_default(ex->opt.spec->nc, ex->opt.spec->reg_max);
     lc.n_levels = g->n_strides;
@@ -349,9 +360,47 @@ static DetectLoss *executor_loss_for(Executor *ex, int64_t side) {
     lc.box_gain = ex->opt.cfg->train.box;
     lc.cls_gain = ex->opt.cfg->train.cls;
     lc.dfl_gain = ex->opt.cfg->train.dfl;
+    return lc;
+}
+
+static DetectLoss *executor_loss_for(Executor *ex, int64_t side) {
+    DetectLoss **slot = &ex->losses[side / EXECUTOR_SIDE_STEP];
+    if (*slot) return *slot;
+    DetectLossConfig lc = executor_loss_config(ex, side);
     Error err = {0};
     if (!detect_loss_create(&lc, ex->micro, slot, &err)) yp_fatal("detection loss: %s", err.message);
     return *slot;
+}
+
+// Detection on a CUDA backend: the loss runs on the device, on the output where it lies, so that
+// only the targets and a few numbers cross PCIe (kernels/cuda/cuda_loss.h). Classification's loss,
+// a few numbers per image, stays on the host.
+static bool executor_loss_on_device(const Executor *ex) {
+#if YP_HAVE_CUDA
+    return !ex->classify && !ex->be->host_memory;
+#else
+    (void)ex;
+    return false;
+#endif
+}
+
+// Before a batch's work is queued (growing waits for the device): the device loss for side x side
+// inputs, created on first use, makes room for all of the batch's boxes, more than any micro-batch's.
+static void executor_loss_reserve(Executor *ex, int64_t side, const Batch *data) {
+    if (!executor_loads_targets(ex) || !executor_loss_on_device(ex)) return;
+#if YP_HAVE_CUDA
+    CudaDetectLoss **slot = &ex->device_losses[side / EXECUTOR_SIDE_STEP];
+    if (*slot) {
+        cuda_detect_loss_reserve(*slot, data->n_targets);
+        return;
+    }
+    DetectLossConfig lc = executor_loss_config(ex, side);
+    Error err = {0};
+    if (!cuda_detect_loss_create(ex->be, &lc, ex->micro, data->n_targets, slot, &err))
+        yp_fatal("detection loss: %s", err.message);
+#else
+    (void)side, (void)data;
+#endif
 }
 
 // The targets of images [first, first + n) of a batch, re-indexed from 0.
@@ -370,12 +419,32 @@ static int64_t micro_targets(Executor *ex, const Batch *batch, int64_t first, in
     return k;
 }
 
+static void executor_loss_add(ExecutorLoss *loss, const DetectLossParts *parts) {
+    loss->box += parts->box;
+    loss->cls += parts->cls;
+    loss->dfl += parts->dfl;
+    loss->instances += (double)parts->n_instances;
+}
+
 // Loss of images [first, first + n) of `data` from the output of graph g; with train, its gradient
 // goes to the output layer's dout.
 static void executor_loss(Executor *ex, Graph *g, const Batch *data, int64_t first, int64_t n, bool train,
                           ExecutorLoss *loss) {
     Backend *be = ex->be;
     Layer *out = graph_output(g);
+    loss->n++;
+#if YP_HAVE_CUDA
+    if (executor_loss_on_device(ex)) {
+        CudaDetectLoss *dl = ex->device_losses[g->input.shape.h / EXECUTOR_SIDE_STEP];
+        YP_CHECK(dl != NULL);  // executor_loss_reserve ran at the start of the batch
+        int64_t n_targets = micro_targets(ex, data, first, n);
+        DetectLossParts parts;
+        cuda_detect_loss_compute(dl, n, out->out.data, ex->mb_targets, n_targets, train ? out->dout.data : NULL,
+                                 &parts);
+        executor_loss_add(loss, &parts);
+        return;
+    }
+#endif
     int64_t n_out = tensor_elems(&out->out);
     be->ops->download(be, ex->host_out, out->out.data, (size_t)n_out);
     float *dout = train ? ex->host_dout : NULL;
@@ -386,12 +455,8 @@ static void executor_loss(Executor *ex, Graph *g, const Batch *data, int64_t fir
         DetectLossParts parts;
         detect_loss_compute(executor_loss_for(ex, g->input.shape.h), n, ex->host_out, ex->mb_targets, n_targets, dout,
                             &parts);
-        loss->box += parts.box;
-        loss->cls += parts.cls;
-        loss->dfl += parts.dfl;
-        loss->instances += (double)parts.n_instances;
+        executor_loss_add(loss, &parts);
     }
-    loss->n++;
     if (train) be->ops->upload(be, out->dout.data, ex->host_dout, (size_t)n_out);
 }
 
@@ -564,6 +629,7 @@ static void executor_set_input_size(Executor *ex, int64_t n, int64_t side) {
 
 void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, ExecutorLoss *loss) {
     executor_set_input_size(ex, ex->micro, b->side);
+    executor_loss_reserve(ex, b->side, b->data);
     int64_t reduced_from[PLAN_MAX_STAGES];
     for (int c = 0; c < ex->n_chunks; c++) reduced_from[c] = ex->chunks[c].graph->param_elems;
     BatchState st = {.b = b, .loss = loss, .reduced_from = reduced_from};
@@ -599,6 +665,7 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
 void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images, float *host_out,
                       const Batch *targets, ExecutorLoss *loss) {
     executor_set_input_size(ex, n, side);
+    if (targets) executor_loss_reserve(ex, side, targets);
     Backend *be = ex->be;
     char what[256];
     for (int ci = 0; ci < ex->n_chunks; ci++) {
@@ -631,12 +698,8 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
         executor_limit_pending_sends(ex, 4 * (ex->plan->n_cuts + 1));
         if (c->stage == ex->plan->n_stages - 1) {
             const Tensor *out = &graph_output(g)->out;
-            if (!targets) {
-                be->ops->download(be, host_out, out->data, (size_t)tensor_elems(out));
-            } else {
-                executor_loss(ex, g, targets, 0, n, false, loss);  // downloads the output into ex->host_out
-                memcpy(host_out, ex->host_out, (size_t)tensor_elems(out) * sizeof *host_out);
-            }
+            be->ops->download(be, host_out, out->data, (size_t)tensor_elems(out));
+            if (targets) executor_loss(ex, g, targets, 0, n, false, loss);
         }
     }
 }

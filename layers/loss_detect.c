@@ -5,22 +5,15 @@
 // bit-identical to the value the selection saw.
 //
 // Precision: geometry, the assigner, the box and DFL terms run in double from the float inputs;
-// the class BCE over all anchors x classes runs in float with double sums.
+// the class BCE over all anchors x classes runs in float with double sums. The per-element
+// arithmetic is in layers/loss_detect_math.h, shared with the CUDA loss.
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers/loss.h"
-
-static const double ciou_eps = 1e-7;  // bbox_iou's default epsilon (the assigner's is cfg.eps)
-
-typedef struct GtBox {
-    double x1, y1, x2, y2;          // pixels, as Ultralytics' preprocess computes them
-    double cx1, cy1, cx2, cy2;      // candidate region: sides under stride_val widened to it
-    int32_t cls;
-    bool valid;                     // Ultralytics' mask_gt: x1 + y1 + x2 + y2 > 0
-} GtBox;
+#include "layers/loss_detect_math.h"
 
 typedef struct TopkEntry {
     int64_t anchor;
@@ -40,14 +33,11 @@ typedef struct ThreadScratch {
 struct DetectLoss {
     DetectLossConfig cfg;
     int64_t n_anchors, n_channels, max_batch;
-    double imgsz_h, imgsz_w;  // level 0's grid times its stride, as Ultralytics derives imgsz
-    double stride_val;        // candidate regions are at least this wide (stride of level 1)
     double *anchor_x, *anchor_y, *anchor_stride;  // (A) centres in grid units, strides
 
     // The assignment, written by detect_loss_assign for detect_loss_evaluate.
     int64_t batch_n, n_targets;
     int64_t *gt_start;     // (max_batch + 1) each image's first ground truth in gts
-    int64_t *gt_fill;      // (max_batch) placement cursor while grouping targets
     int32_t *assigned;     // (max_batch, A) ground truth (index within the image) or -1
     double *target_score;  // (max_batch, A) normalised alignment of the assigned ground truth
     double *score_sum;     // (max_batch) sum of target_score per image
@@ -55,7 +45,7 @@ struct DetectLoss {
     double *image_sums;    // (max_batch, 3) box, cls, dfl sums before gains and normalisation
 
     int64_t gt_capacity;   // grown when a batch has more ground truths
-    GtBox *gts;            // (gt_capacity) grouped by image
+    DetectLossGt *gts;     // (gt_capacity) grouped by image
     double *pos_overlap, *pos_align;  // (gt_capacity) maxima over each ground truth's anchors
 
     int n_slots;
@@ -67,7 +57,7 @@ DetectLossConfig detect_loss_config_default(int64_t nc, int64_t reg_max) {
                               .topk = 10, .alpha = 0.5, .beta = 6.0, .eps = 1e-9};
 }
 
-static bool config_check(const DetectLossConfig *cfg, int64_t max_batch, int64_t *n_anchors, Error *err) {
+bool detect_loss_config_check(const DetectLossConfig *cfg, int64_t max_batch, int64_t *n_anchors, Error *err) {
     if (cfg->nc < 1) return error_set(err, "detect loss: nc %lld must be at least 1", (long long)cfg->nc);
     if (cfg->reg_max < 2)
         return error_set(err, "detect loss: reg_max %lld: only distribution boxes (reg_max > 1) are supported",
@@ -89,31 +79,31 @@ static bool config_check(const DetectLossConfig *cfg, int64_t max_batch, int64_t
     return true;
 }
 
+void detect_loss_anchor_grid(const DetectLossConfig *cfg, double *x, double *y, double *stride) {
+    int64_t a = 0;
+    for (int l = 0; l < cfg->n_levels; l++)
+        for (int64_t row = 0; row < cfg->levels[l].h; row++)
+            for (int64_t col = 0; col < cfg->levels[l].w; col++, a++) {
+                x[a] = (double)col + 0.5;
+                y[a] = (double)row + 0.5;
+                stride[a] = (double)cfg->levels[l].stride;
+            }
+}
+
 bool detect_loss_create(const DetectLossConfig *cfg, int64_t max_batch, DetectLoss **out, Error *err) {
     int64_t A = 0;
-    if (!config_check(cfg, max_batch, &A, err)) return false;
+    if (!detect_loss_config_check(cfg, max_batch, &A, err)) return false;
     DetectLoss *L = yp_calloc(1, sizeof *L);
     L->cfg = *cfg;
     L->n_anchors = A;
     L->n_channels = 4 * cfg->reg_max + cfg->nc;
     L->max_batch = max_batch;
-    L->imgsz_h = (double)(cfg->levels[0].h * cfg->levels[0].stride);
-    L->imgsz_w = (double)(cfg->levels[0].w * cfg->levels[0].stride);
-    L->stride_val = (double)cfg->levels[cfg->n_levels > 1 ? 1 : 0].stride;
     L->anchor_x = yp_malloc((size_t)A * sizeof *L->anchor_x);
     L->anchor_y = yp_malloc((size_t)A * sizeof *L->anchor_y);
     L->anchor_stride = yp_malloc((size_t)A * sizeof *L->anchor_stride);
-    int64_t a = 0;
-    for (int l = 0; l < cfg->n_levels; l++)
-        for (int64_t y = 0; y < cfg->levels[l].h; y++)
-            for (int64_t x = 0; x < cfg->levels[l].w; x++, a++) {
-                L->anchor_x[a] = (double)x + 0.5;
-                L->anchor_y[a] = (double)y + 0.5;
-                L->anchor_stride[a] = (double)cfg->levels[l].stride;
-            }
+    detect_loss_anchor_grid(cfg, L->anchor_x, L->anchor_y, L->anchor_stride);
     size_t nb = (size_t)max_batch;
     L->gt_start = yp_calloc(nb + 1, sizeof *L->gt_start);
-    L->gt_fill = yp_calloc(nb, sizeof *L->gt_fill);
     L->assigned = yp_malloc(nb * (size_t)A * sizeof *L->assigned);
     L->target_score = yp_malloc(nb * (size_t)A * sizeof *L->target_score);
     L->score_sum = yp_calloc(nb, sizeof *L->score_sum);
@@ -150,7 +140,6 @@ void detect_loss_destroy(DetectLoss *loss) {
     free(loss->anchor_y);
     free(loss->anchor_stride);
     free(loss->gt_start);
-    free(loss->gt_fill);
     free(loss->assigned);
     free(loss->target_score);
     free(loss->score_sum);
@@ -165,48 +154,6 @@ void detect_loss_destroy(DetectLoss *loss) {
 int64_t detect_loss_anchors(const DetectLoss *loss) { return loss->n_anchors; }
 
 // ---- geometry ------------------------------------------------------------------------------------
-
-// Share of d max(a, b) that goes to a, as PyTorch's maximum/minimum backward (ties split it).
-static double max_share(double a, double b) { return a > b ? 1.0 : a == b ? 0.5 : 0.0; }
-
-// bbox_iou(box1, box2, xywh=False, CIoU=True) on xyxy boxes, in Ultralytics' order of operations.
-// With d_box1 non-NULL, adds grad * d CIoU / d box1 to it; alpha is a constant there, as under
-// Ultralytics' no_grad.
-static double box_ciou(const double b1[4], const double b2[4], double grad, double d_b1[4]) {
-    const double eps = ciou_eps, k = 4.0 / (M_PI * M_PI);
-    double w1 = b1[2] - b1[0], h1 = b1[3] - b1[1] + eps;
-    double w2 = b2[2] - b2[0], h2 = b2[3] - b2[1] + eps;
-    double iw = fmin(b1[2], b2[2]) - fmax(b1[0], b2[0]), ih = fmin(b1[3], b2[3]) - fmax(b1[1], b2[1]);
-    double iw_c = iw > 0 ? iw : 0, ih_c = ih > 0 ? ih : 0;
-    double inter = iw_c * ih_c;
-    double uni = w1 * h1 + w2 * h2 - inter + eps;
-    double iou = inter / uni;
-    double cw = fmax(b1[2], b2[2]) - fmin(b1[0], b2[0]), ch = fmax(b1[3], b2[3]) - fmin(b1[1], b2[1]);
-    double c2 = cw * cw + ch * ch + eps;
-    double dx = b2[0] + b2[2] - b1[0] - b1[2], dy = b2[1] + b2[3] - b1[1] - b1[3];
-    double rho2 = (dx * dx + dy * dy) / 4;
-    double datan = atan(w2 / h2) - atan(w1 / h1);
-    double v = k * (datan * datan);
-    double alpha = v / (1 - iou + v + eps);
-    double ciou = iou - (rho2 / c2 + v * alpha);
-    if (!d_b1) return ciou;
-
-    double g_rho2 = -grad / c2, g_c2 = grad * rho2 / (c2 * c2), g_v = -grad * alpha;
-    double g_inter = grad / uni, g_uni = -grad * inter / (uni * uni);
-    double g_w1 = g_uni * h1, g_h1 = g_uni * w1;
-    g_inter -= g_uni;
-    double g_iw = iw > 0 ? g_inter * ih_c : 0, g_ih = ih > 0 ? g_inter * iw_c : 0;  // clamp passes above 0
-    double g_cw = 2 * cw * g_c2, g_ch = 2 * ch * g_c2;
-    double r = w1 / h1, g_r = -2 * k * datan * g_v / (1 + r * r);  // d atan(r) = dr / (1 + r^2)
-    g_w1 += g_r / h1;
-    g_h1 -= g_r * w1 / (h1 * h1);
-    double g_dx = -g_rho2 * dx / 2, g_dy = -g_rho2 * dy / 2;  // d rho2 / d b1x1 = -dx / 2
-    d_b1[0] += -g_w1 + g_dx - g_iw * max_share(b1[0], b2[0]) - g_cw * max_share(b2[0], b1[0]);
-    d_b1[1] += -g_h1 + g_dy - g_ih * max_share(b1[1], b2[1]) - g_ch * max_share(b2[1], b1[1]);
-    d_b1[2] += g_w1 + g_dx + g_iw * max_share(b2[2], b1[2]) + g_cw * max_share(b1[2], b2[2]);
-    d_b1[3] += g_h1 + g_dy + g_ih * max_share(b2[3], b1[3]) + g_ch * max_share(b1[3], b2[3]);
-    return ciou;
-}
 
 // Softmax over each side's reg_max bins (prob, (4, reg_max); with log_prob, also its logarithm as
 // log_softmax computes it) and its expectation against 0..reg_max-1: the left, top, right, bottom
@@ -236,62 +183,37 @@ static const double *anchor_box(const DetectLoss *L, ThreadScratch *t, const flo
     if (!t->decoded[a]) {
         double d[4];
         dist_decode(L, pred_i, a, t->prob, NULL, d);
-        b[0] = L->anchor_x[a] - d[0];
-        b[1] = L->anchor_y[a] - d[1];
-        b[2] = L->anchor_x[a] + d[2];
-        b[3] = L->anchor_y[a] + d[3];
+        detect_loss_box_from_dist(L->anchor_x[a], L->anchor_y[a], d, b);
         t->decoded[a] = 1;
     }
     return b;
 }
 
-// select_candidates_in_gts: the anchor centre (pixels) strictly inside the candidate region.
-static bool gt_has_candidate(const DetectLoss *L, const GtBox *g, int64_t a) {
-    double x = L->anchor_x[a] * L->anchor_stride[a], y = L->anchor_y[a] * L->anchor_stride[a], eps = L->cfg.eps;
-    return g->valid && x - g->cx1 > eps && y - g->cy1 > eps && g->cx2 - x > eps && g->cy2 - y > eps;
+static bool gt_has_candidate(const DetectLoss *L, const DetectLossGt *g, int64_t a) {
+    return detect_loss_gt_has_candidate(g, L->anchor_x[a], L->anchor_y[a], L->anchor_stride[a], L->cfg.eps);
 }
 
 // The assigner's overlaps and align_metric entries for (g, a): for candidates, CIoU(gt, predicted
 // box in pixels) clamped at 0, and sigmoid(class score)^alpha * overlap^beta; 0 elsewhere. Returns
 // whether a is a candidate of g.
-static bool pair_metric(const DetectLoss *L, ThreadScratch *t, const float *pred_i, const GtBox *g, int64_t a,
-                        double *overlap, double *metric) {
+static bool pair_metric(const DetectLoss *L, ThreadScratch *t, const float *pred_i, const DetectLossGt *g,
+                        int64_t a, double *overlap, double *metric) {
     *overlap = *metric = 0;
     if (!gt_has_candidate(L, g, a)) return false;
-    const double *b = anchor_box(L, t, pred_i, a);
-    double s = L->anchor_stride[a];
-    double pd[4] = {b[0] * s, b[1] * s, b[2] * s, b[3] * s}, gt[4] = {g->x1, g->y1, g->x2, g->y2};
-    double iou = box_ciou(gt, pd, 0, NULL);
-    *overlap = iou > 0 ? iou : 0;
-    double logit = pred_i[(4 * L->cfg.reg_max + g->cls) * L->n_anchors + a];
-    double score = 1 / (1 + exp(-logit));
-    *metric = pow(score, L->cfg.alpha) * pow(*overlap, L->cfg.beta);
+    *overlap = detect_loss_overlap(g, anchor_box(L, t, pred_i, a), L->anchor_stride[a]);
+    float logit = pred_i[(4 * L->cfg.reg_max + g->cls) * L->n_anchors + a];
+    *metric = detect_loss_alignment(logit, *overlap, L->cfg.alpha, L->cfg.beta);
     return true;
 }
 
 // ---- assignment ----------------------------------------------------------------------------------
-
-// Ultralytics' preprocess (normalised xywh to pixel xyxy) and the candidate region of
-// select_candidates_in_gts (xyxy2xywh, sides under stride_val raised to it, xywh2xyxy).
-static GtBox gt_box_make(const DetectLoss *L, const TargetBox *t) {
-    GtBox g = {.cls = t->cls};
-    double cx = (double)t->cx * L->imgsz_w, cy = (double)t->cy * L->imgsz_h;
-    double hw = (double)t->w * L->imgsz_w / 2, hh = (double)t->h * L->imgsz_h / 2;
-    g.x1 = cx - hw, g.y1 = cy - hh, g.x2 = cx + hw, g.y2 = cy + hh;
-    g.valid = g.x1 + g.y1 + g.x2 + g.y2 > 0;
-    double mx = (g.x1 + g.x2) / 2, my = (g.y1 + g.y2) / 2, w = g.x2 - g.x1, h = g.y2 - g.y1;
-    if (g.valid && w < L->stride_val) w = L->stride_val;
-    if (g.valid && h < L->stride_val) h = L->stride_val;
-    g.cx1 = mx - w / 2, g.cy1 = my - h / 2, g.cx2 = mx + w / 2, g.cy2 = my + h / 2;
-    return g;
-}
 
 // select_topk_candidates for one ground truth: the topk largest align metrics over all anchors
 // (non-candidates count as 0). torch.topk leaves the order of equal values unspecified; we take
 // the lower anchor index first. That matters only where fewer than topk candidates have a positive
 // metric: the zero-metric anchors then chosen carry a target score of 0, but they count as
 // foreground, and one shared with another ground truth goes through the highest-overlap rule.
-static void gt_select_topk(const DetectLoss *L, ThreadScratch *t, const float *pred_i, const GtBox *g,
+static void gt_select_topk(const DetectLoss *L, ThreadScratch *t, const float *pred_i, const DetectLossGt *g,
                            TopkEntry *list) {
     int64_t k = L->cfg.topk, n = 0;
     for (int64_t a = 0; a < L->n_anchors; a++) {
@@ -310,7 +232,7 @@ static void gt_select_topk(const DetectLoss *L, ThreadScratch *t, const float *p
 // per ground truth to its best overlap.
 static void image_assign(DetectLoss *L, ThreadScratch *t, int64_t i, const float *pred_i) {
     int64_t A = L->n_anchors, g0 = L->gt_start[i], n_gt = L->gt_start[i + 1] - g0;
-    const GtBox *gts = L->gts + g0;
+    const DetectLossGt *gts = L->gts + g0;
     int32_t *assigned = L->assigned + i * A;
     double *score = L->target_score + i * A;
     double *pos_overlap = L->pos_overlap + g0, *pos_align = L->pos_align + g0;
@@ -338,7 +260,7 @@ static void image_assign(DetectLoss *L, ThreadScratch *t, int64_t i, const float
     int64_t n_fg = 0;
     for (int64_t a = 0; a < A; a++) {
         if (assigned[a] < 0) continue;
-        const GtBox *g = &gts[assigned[a]];
+        const DetectLossGt *g = &gts[assigned[a]];
         double overlap, metric;
         pair_metric(L, t, pred_i, g, a, &overlap, &metric);
         pos_overlap[assigned[a]] = fmax(pos_overlap[assigned[a]], overlap);
@@ -349,15 +271,50 @@ static void image_assign(DetectLoss *L, ThreadScratch *t, int64_t i, const float
     double sum = 0;
     for (int64_t a = 0; a < A; a++)
         if (assigned[a] >= 0) {
-            score[a] = score[a] * pos_overlap[assigned[a]] / (pos_align[assigned[a]] + L->cfg.eps);
+            score[a] = detect_loss_target_score(score[a], pos_overlap[assigned[a]], pos_align[assigned[a]], L->cfg.eps);
             sum += score[a];
         }
     L->score_sum[i] = sum;
     L->n_fg[i] = n_fg;
 }
 
-// Groups the targets by image (stable, so grouped input keeps its order) into L->gts, growing the
-// per-ground-truth buffers when this batch has more than ever before.
+// Ultralytics' preprocess (normalised xywh to pixels, xyxy, at imgsz = level 0's grid times its
+// stride) and the candidate region of select_candidates_in_gts (xyxy2xywh, sides under the stride
+// of level 1 raised to it, xywh2xyxy).
+static DetectLossGt gt_box_make(const DetectLossConfig *cfg, const TargetBox *t) {
+    double imgsz_w = (double)(cfg->levels[0].w * cfg->levels[0].stride);
+    double imgsz_h = (double)(cfg->levels[0].h * cfg->levels[0].stride);
+    double stride_val = (double)cfg->levels[cfg->n_levels > 1 ? 1 : 0].stride;
+    DetectLossGt g = {.cls = t->cls};
+    double cx = (double)t->cx * imgsz_w, cy = (double)t->cy * imgsz_h;
+    double hw = (double)t->w * imgsz_w / 2, hh = (double)t->h * imgsz_h / 2;
+    g.x1 = cx - hw, g.y1 = cy - hh, g.x2 = cx + hw, g.y2 = cy + hh;
+    g.valid = g.x1 + g.y1 + g.x2 + g.y2 > 0;
+    double mx = (g.x1 + g.x2) / 2, my = (g.y1 + g.y2) / 2, w = g.x2 - g.x1, h = g.y2 - g.y1;
+    if (g.valid && w < stride_val) w = stride_val;
+    if (g.valid && h < stride_val) h = stride_val;
+    g.cx1 = mx - w / 2, g.cy1 = my - h / 2, g.cx2 = mx + w / 2, g.cy2 = my + h / 2;
+    return g;
+}
+
+void detect_loss_targets_group(const DetectLossConfig *cfg, int64_t batch_n, const TargetBox *targets,
+                               int64_t n_targets, DetectLossGt *gts, int64_t *gt_start) {
+    memset(gt_start, 0, (size_t)(batch_n + 1) * sizeof *gt_start);
+    for (int64_t j = 0; j < n_targets; j++) {
+        YP_CHECK(targets[j].image >= 0 && targets[j].image < batch_n);
+        YP_CHECK(targets[j].cls >= 0 && targets[j].cls < cfg->nc);
+        gt_start[targets[j].image + 1]++;
+    }
+    for (int64_t i = 0; i < batch_n; i++) gt_start[i + 1] += gt_start[i];
+    // gt_start[i] serves as image i's placement cursor, which leaves it at image i + 1's start:
+    // shifting by one restores the starts.
+    for (int64_t j = 0; j < n_targets; j++) gts[gt_start[targets[j].image]++] = gt_box_make(cfg, &targets[j]);
+    for (int64_t i = batch_n; i > 0; i--) gt_start[i] = gt_start[i - 1];
+    gt_start[0] = 0;
+}
+
+// Groups the targets by image into L->gts, growing the per-ground-truth buffers when this batch has
+// more than ever before.
 static void targets_group(DetectLoss *L, int64_t batch_n, const TargetBox *targets, int64_t n_targets) {
     if (n_targets > L->gt_capacity) {
         L->gt_capacity = n_targets;
@@ -366,17 +323,7 @@ static void targets_group(DetectLoss *L, int64_t batch_n, const TargetBox *targe
         L->pos_overlap = yp_realloc(L->pos_overlap, n * sizeof *L->pos_overlap);
         L->pos_align = yp_realloc(L->pos_align, n * sizeof *L->pos_align);
     }
-    memset(L->gt_start, 0, (size_t)(batch_n + 1) * sizeof *L->gt_start);
-    for (int64_t j = 0; j < n_targets; j++) {
-        YP_CHECK(targets[j].image >= 0 && targets[j].image < batch_n);
-        YP_CHECK(targets[j].cls >= 0 && targets[j].cls < L->cfg.nc);
-        L->gt_start[targets[j].image + 1]++;
-    }
-    for (int64_t i = 0; i < batch_n; i++) {
-        L->gt_start[i + 1] += L->gt_start[i];
-        L->gt_fill[i] = L->gt_start[i];
-    }
-    for (int64_t j = 0; j < n_targets; j++) L->gts[L->gt_fill[targets[j].image]++] = gt_box_make(L, &targets[j]);
+    detect_loss_targets_group(&L->cfg, batch_n, targets, n_targets, L->gts, L->gt_start);
 }
 
 void detect_loss_assign(DetectLoss *loss, int64_t batch_n, const float *pred, const TargetBox *targets,
@@ -401,7 +348,7 @@ static void image_evaluate(DetectLoss *L, ThreadScratch *t, int64_t i, const flo
     int64_t A = L->n_anchors, R = cfg->reg_max;
     const int32_t *assigned = L->assigned + i * A;
     const double *score = L->target_score + i * A;
-    const GtBox *gts = L->gts + L->gt_start[i];
+    const DetectLossGt *gts = L->gts + L->gt_start[i];
 
     // BCE-with-logits against target scores (one-hot class times score) over every anchor and class.
     double cls_sum = 0;
@@ -412,42 +359,30 @@ static void image_evaluate(DetectLoss *L, ThreadScratch *t, int64_t i, const flo
         double row = 0;
         for (int64_t a = 0; a < A; a++) {
             float target = assigned[a] >= 0 && gts[assigned[a]].cls == c ? (float)score[a] : 0.0f;
-            float e = expf(-fabsf(x[a]));
-            row += (double)(fmaxf(x[a], 0.0f) - x[a] * target + log1pf(e));
-            if (dx) dx[a] = cls_scale * ((x[a] >= 0 ? 1.0f : e) / (1.0f + e) - target);
+            row += (double)detect_loss_bce(x[a], target, cls_scale, dx ? &dx[a] : NULL);
         }
         cls_sum += row;
     }
 
     // CIoU box loss and DFL on foreground anchors, both weighted by the anchor's target score.
     if (dpred_i) memset(dpred_i, 0, (size_t)(4 * R * A) * sizeof *dpred_i);
-    double box_sum = 0, dfl_sum = 0, side_max = (double)(R - 1) - 0.01;
+    double box_sum = 0, dfl_sum = 0, box_scale = cfg->box_gain * scale, dfl_scale = cfg->dfl_gain * scale;
     for (int64_t a = 0; a < A; a++) {
         if (assigned[a] < 0) continue;
-        const GtBox *g = &gts[assigned[a]];
-        double w = score[a], d[4], s = L->anchor_stride[a], ax = L->anchor_x[a], ay = L->anchor_y[a];
+        double w = score[a], d[4];
         dist_decode(L, pred_i, a, t->prob, t->log_prob, d);
-        double pb[4] = {ax - d[0], ay - d[1], ax + d[2], ay + d[3]};
-        double tb[4] = {g->x1 / s, g->y1 / s, g->x2 / s, g->y2 / s};
-        double d_pb[4] = {0, 0, 0, 0};
-        box_sum += (1.0 - box_ciou(pb, tb, -w, d_pb)) * w;
-        // Distances to the target (bbox2dist), clamped below the last bin so floor + 1 is a bin.
-        double target[4] = {ax - tb[0], ay - tb[1], tb[2] - ax, tb[3] - ay};
-        double d_dist[4] = {-d_pb[0], -d_pb[1], d_pb[2], d_pb[3]};  // x1 = ax - l, ..., y2 = ay + b
+        DetectLossBoxTerm bt =
+            detect_loss_box_term(L->anchor_x[a], L->anchor_y[a], L->anchor_stride[a], d, &gts[assigned[a]], w);
+        box_sum += bt.term;
         double ce_sum = 0;
         for (int side = 0; side < 4; side++) {
             const double *p = t->prob + side * R, *log_p = t->log_prob + side * R;
-            double tgt = fmin(fmax(target[side], 0.0), side_max);
-            int64_t lo = (int64_t)tgt;
-            double w_lo = (double)(lo + 1) - tgt, w_hi = 1 - w_lo;
-            ce_sum += -(log_p[lo] * w_lo + log_p[lo + 1] * w_hi);
+            DetectLossDflBins bins = detect_loss_dfl_bins(bt.target[side], R);
+            ce_sum += detect_loss_dfl_ce(log_p[bins.lo], log_p[bins.lo + 1], bins);
             if (!dpred_i) continue;
             float *dx = dpred_i + side * R * A + a;
-            double g_box = cfg->box_gain * scale * d_dist[side], g_dfl = cfg->dfl_gain * scale * w / 4;
-            for (int64_t k = 0; k < R; k++) {
-                double onehot = (k == lo ? w_lo : 0) + (k == lo + 1 ? w_hi : 0);
-                dx[k * A] = (float)(g_box * p[k] * ((double)k - d[side]) + g_dfl * (p[k] - onehot));
-            }
+            double g_box = box_scale * bt.d_dist[side], g_dfl = dfl_scale * w / 4;
+            for (int64_t k = 0; k < R; k++) dx[k * A] = detect_loss_bin_grad(p[k], k, d[side], bins, g_box, g_dfl);
         }
         dfl_sum += ce_sum / 4 * w;
     }
@@ -461,18 +396,14 @@ double detect_loss_evaluate(DetectLoss *loss, const float *pred, float *dpred, D
     double score_sum = 0, sums[3] = {0, 0, 0};
     int64_t n_fg = 0;
     for (int64_t i = 0; i < B; i++) score_sum += loss->score_sum[i], n_fg += loss->n_fg[i];
-    double norm = score_sum > 1 ? score_sum : 1;  // target_scores.sum().clamp(min=1)
+    double norm = detect_loss_norm(score_sum);
 #pragma omp parallel for num_threads(loss->n_slots) schedule(dynamic, 1)
     for (int64_t i = 0; i < B; i++)
         image_evaluate(loss, &loss->slots[omp_get_thread_num()], i, pred + i * per_image,
                        dpred ? dpred + i * per_image : NULL, (double)B / norm);
     for (int64_t i = 0; i < B; i++)
         for (int j = 0; j < 3; j++) sums[j] += loss->image_sums[3 * i + j];
-    DetectLossParts p = {.box = loss->cfg.box_gain * sums[0] / norm, .cls = loss->cfg.cls_gain * sums[1] / norm,
-                         .dfl = loss->cfg.dfl_gain * sums[2] / norm, .n_foreground = n_fg,
-                         .n_instances = loss->n_targets};
-    if (parts) *parts = p;
-    return (p.box + p.cls + p.dfl) * (double)B;
+    return detect_loss_total(&loss->cfg, B, sums, norm, n_fg, loss->n_targets, parts);
 }
 
 double detect_loss_compute(DetectLoss *loss, int64_t batch_n, const float *pred, const TargetBox *targets,

@@ -6,6 +6,8 @@
 // accumulating outputs hold the same random prior on both sides (the result must be prior +
 // contribution), and every buffer has poisoned guard elements before and after it (a write out of
 // bounds shows as "wrote outside the buffer"). Inputs are checked unchanged after each kernel.
+// The detection loss runs on the device (kernels/cuda/cuda_loss.h) as the executor runs it there:
+// its cases and the detection models compare it with the CPU loss on the same predictions.
 //
 // Metrics, computed in double over the elements that are finite on both sides:
 //   rel    = ||dut - ref||_2 / ||ref - prior||_2   (prior = 0 for plain outputs: the contribution)
@@ -27,7 +29,8 @@
 //   YP_COMPARE_FAULT=1      with YP_COMPARE_CPU_ONLY: reads each kernel output back as if the dut had
 //                           left its last element unwritten, overwritten instead of accumulated and
 //                           written one element past the end: every kernel case must then FAIL
-//                           (module and model cases are not affected)
+//                           (module and model cases are not affected, nor the loss case without
+//                           gradient, which writes no buffer)
 //   YP_SOURCE_ROOT=DIR      repository root, for the model YAMLs (meson test sets it; default ".")
 // Exit status: 0 when everything passed, 77 (skipped) without a CUDA device, else failed cases.
 #include <math.h>
@@ -48,6 +51,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_loss.h"
 #include "layers/graph.h"
 #include "layers/loss.h"
 #include "tests/unit/gradcheck.h"
@@ -332,6 +336,13 @@ static void case_ready(Case *c) {
         }
     }
     free(guard);
+}
+
+// A copy of n elements of backend memory in new host memory; the caller frees it.
+static float *download_new(Backend *be, const float *src, int64_t n) {
+    float *host = yp_malloc((size_t)(n > 0 ? n : 1) * sizeof *host);
+    if (n > 0) be->ops->download(be, host, src, (size_t)n);
+    return host;
 }
 
 // Reads a side's whole allocation back (guards included); the caller frees it.
@@ -1045,6 +1056,202 @@ static bool run_gemm(Harness *h, const void *params) {
     return case_end(&c);
 }
 
+// ---- the detection loss on the device (kernels/cuda/cuda_loss.h) -----------------------------------------
+
+// The device's loss against the CPU loss on the same predictions. Both run the same per-element
+// arithmetic in double (layers/loss_detect_math.h); only summation orders and the GPU's exp, pow and
+// atan (an ulp or two from glibc's) differ, so values agree far below 1e-5. The gradient is float32,
+// the class part from a float sigmoid, and is judged against its peak over the tensor: 1e-4.
+static const double tol_loss_value = 1e-5, tol_loss_grad = 1e-4;
+
+// The detection loss on the dut's memory, as the executor runs it there: the CUDA loss, or in the
+// CPU self-check (dut memory is host memory) the CPU loss itself.
+typedef struct DutLoss {
+    DetectLoss *cpu;
+    CudaDetectLoss *cuda;
+} DutLoss;
+
+static DutLoss dut_loss_create(Harness *h, const DetectLossConfig *cfg, int64_t max_batch, int64_t max_targets) {
+    DutLoss l = {0};
+    Error err = {0};
+    bool ok = h->cpu_only ? detect_loss_create(cfg, max_batch, &l.cpu, &err)
+                          : cuda_detect_loss_create(h->be[SIDE_DUT], cfg, max_batch, max_targets, &l.cuda, &err);
+    if (!ok) fail_msg("%s", err.message);
+    return l;
+}
+
+static double dut_loss_compute(DutLoss *l, int64_t batch, const float *pred, const TargetBox *targets,
+                               int64_t n_targets, float *dpred, DetectLossParts *parts) {
+    if (l->cpu) return detect_loss_compute(l->cpu, batch, pred, targets, n_targets, dpred, parts);
+    return cuda_detect_loss_compute(l->cuda, batch, pred, targets, n_targets, dpred, parts);
+}
+
+static void dut_loss_destroy(DutLoss *l) {
+    detect_loss_destroy(l->cpu);
+    cuda_detect_loss_destroy(l->cuda);
+}
+
+// Compares [total, box, cls, dfl] item by item, each relative to its own size (the parts differ by
+// orders of magnitude; an item that is 0 must be 0), and the foreground and instance counts exactly.
+static bool loss_items_compare(Harness *h, const char *name, const char *what, const char *shape, double ref_total,
+                               const DetectLossParts *ref, double dut_total, const DetectLossParts *dut, double tol) {
+    const double r[4] = {ref_total, ref->box, ref->cls, ref->dfl}, u[4] = {dut_total, dut->box, dut->cls, dut->dfl};
+    Diff d = {.n = 4, .rel_overwrite = INFINITY};
+    for (int k = 0; k < 4; k++) {
+        const double diff = fabs(u[k] - r[k]), rel = r[k] != 0.0 ? diff / fabs(r[k]) : (diff > 0.0 ? INFINITY : 0.0);
+        d.rel = fmax(d.rel, rel);
+        d.max_abs = fmax(d.max_abs, diff);
+        d.peak = fmax(d.peak, fabs(r[k]));
+        if (rel <= tol) continue;  // NaN fails
+        if (d.n_samples < MAX_SAMPLES) {
+            d.sample_index[d.n_samples] = k;
+            d.sample_ref[d.n_samples] = (float)r[k];
+            d.sample_dut[d.n_samples] = (float)u[k];
+            d.n_samples++;
+        }
+        d.n_off++;
+    }
+    const bool counts = ref->n_foreground == dut->n_foreground && ref->n_instances == dut->n_instances;
+    d.pass = d.n_off == 0 && counts;
+    harness_report(h, name, what, shape, shape_make(1, 1, 1, 4), &d, tol, NULL);
+    if (!counts)
+        printf("    -> foreground anchors %lld against %lld, instances %lld against %lld: the task-aligned\n"
+               "       assignment differs (a near tie between two alignments, or a wrong candidate set)\n",
+               (long long)ref->n_foreground, (long long)dut->n_foreground, (long long)ref->n_instances,
+               (long long)dut->n_instances);
+    return d.pass;
+}
+
+typedef enum TargetsKind {
+    TARGETS_RANDOM,   // 1 to 8 boxes per image, image 1 without any
+    TARGETS_NONE,     // no box in the batch
+    TARGETS_MANY,     // 150 boxes per image: overlaps, anchors claimed by several ground truths
+    TARGETS_BORDERS,  // boxes on every border and corner, past them, the whole image, degenerate ones
+    TARGETS_KIND_COUNT
+} TargetsKind;
+
+enum { LOSS_MANY_PER_IMAGE = 150, LOSS_BORDER_BOXES = 12 };
+
+// Writes the targets of one case into out (room for batch * LOSS_MANY_PER_IMAGE); returns how many.
+static int64_t loss_targets_make(TargetsKind kind, uint64_t stream, int64_t batch, int64_t nc, TargetBox *out) {
+    int64_t k = 0;
+    for (int64_t img = 0; img < batch; img++) {
+        const uint64_t base = 10000 * (uint64_t)img;
+        int64_t count = 0;
+        if (kind == TARGETS_RANDOM && !(img == 1 && batch > 1)) count = 1 + (int64_t)(8.0f * rng_uniform(stream, base));
+        if (kind == TARGETS_MANY) count = LOSS_MANY_PER_IMAGE;
+        if (kind == TARGETS_BORDERS) count = LOSS_BORDER_BOXES;
+        for (int64_t j = 0; j < count; j++) {
+            const uint64_t r = base + 10 * (uint64_t)j + 1;
+            const float big = kind == TARGETS_MANY ? 0.3f : 0.6f;
+            float w = 0.02f + big * rng_uniform(stream, r), bh = 0.02f + big * rng_uniform(stream, r + 1);
+            float cx = w / 2 + (1.0f - w) * rng_uniform(stream, r + 2);
+            float cy = bh / 2 + (1.0f - bh) * rng_uniform(stream, r + 3);
+            if (kind == TARGETS_BORDERS) switch (j) {
+                case 0: cx = w / 2; break;                      // on the left border
+                case 1: cx = 1.0f - w / 2; break;               // on the right border
+                case 2: cy = bh / 2; break;                     // on the top border
+                case 3: cy = 1.0f - bh / 2; break;              // on the bottom border
+                case 4: cx = w / 2, cy = bh / 2; break;         // top-left corner
+                case 5: cx = 1.0f - w / 2, cy = 1.0f - bh / 2; break;
+                case 6: cx = 0.0f; break;                       // half past the left border
+                case 7: cy = 1.0f; break;                       // half past the bottom border
+                case 8: cx = cy = 0.5f, w = bh = 1.0f; break;   // the whole image
+                case 9: cx = cy = w = bh = 0.0f; break;         // at the origin, empty: not a ground truth (mask_gt)
+                case 10: w = bh = 0.0f; break;                  // empty box inside the image
+                default: w = bh = 1e-3f; break;                 // smaller than any cell
+                }
+            int32_t cls = (int32_t)((float)nc * rng_uniform(stream, r + 4));
+            out[k++] = (TargetBox){(int32_t)img, cls < nc ? cls : (int32_t)nc - 1, cx, cy, w, bh};
+        }
+    }
+    return k;
+}
+
+typedef struct LossCase {
+    const char *name;
+    int64_t batch, side, nc;
+    TargetsKind targets;
+    bool grad;  // false: the loss alone, as in validation
+} LossCase;
+
+static const LossCase loss_cases[] = {
+    {"batch 1 640 nc 80", 1, 640, 80, TARGETS_RANDOM, true},
+    {"batch 4 320 nc 80", 4, 320, 80, TARGETS_RANDOM, true},
+    {"batch 16 256 nc 3", 16, 256, 3, TARGETS_RANDOM, true},
+    {"batch 3 no targets", 3, 192, 5, TARGETS_NONE, true},
+    {"batch 2 many targets", 2, 320, 20, TARGETS_MANY, true},
+    {"batch 3 boxes at the borders", 3, 256, 8, TARGETS_BORDERS, true},
+    {"batch 2 without gradient", 2, 320, 80, TARGETS_RANDOM, false},
+};
+enum { N_LOSS_CASES = sizeof loss_cases / sizeof *loss_cases };
+
+// YOLOv8's Detect output at side x side (strides 8, 16, 32, reg_max 16) with random logits: the
+// CPU loss on the reference side, the device loss on the dut side, the same predictions; then the
+// device loss once more, which must give the same bits.
+static bool run_detect_loss(Harness *h, const void *params) {
+    const LossCase *lc = params;
+    DetectLossConfig cfg = detect_loss_config_default(lc->nc, 16);
+    cfg.n_levels = 3;
+    int64_t A = 0;
+    for (int l = 0; l < 3; l++) {
+        const int64_t stride = 8 << l;
+        cfg.levels[l] = (DetectLossLevel){lc->side / stride, lc->side / stride, stride};
+        A += cfg.levels[l].h * cfg.levels[l].w;
+    }
+    const int64_t C = 4 * cfg.reg_max + cfg.nc, B = lc->batch;
+    char name[96];
+    snprintf(name, sizeof name, "detect loss %s", lc->name);
+    Case c;
+    case_begin(&c, h, name, "%s", "");
+    Buf *pred = case_add(&c, "pred", BUF_INPUT, shape_make(B, C, 1, A));
+    Buf *dpred = lc->grad ? case_add(&c, "dpred", BUF_OUTPUT, shape_make(B, C, 1, A)) : NULL;
+    // Box logits U(-3, 3); class logits U(-6, 3): mostly low scores, as after Detect's bias init.
+    uint64_t s_box = case_stream(&c), s_cls = case_stream(&c);
+    for (int64_t i = 0; i < B; i++)
+        for (int64_t ch = 0; ch < C; ch++)
+            for (int64_t a = 0; a < A; a++) {
+                const uint64_t at = (uint64_t)((i * C + ch) * A + a);
+                pred->host[at] = ch < 4 * cfg.reg_max ? -3.0f + 6.0f * rng_uniform(s_box, at)
+                                                      : -6.0f + 9.0f * rng_uniform(s_cls, at);
+            }
+    TargetBox *targets = yp_malloc((size_t)(B * LOSS_MANY_PER_IMAGE) * sizeof *targets);
+    const int64_t n_targets = loss_targets_make(lc->targets, case_stream(&c), B, cfg.nc, targets);
+    case_ready(&c);
+
+    DetectLoss *ref = NULL;
+    Error err = {0};
+    if (!detect_loss_create(&cfg, B, &ref, &err)) fail_msg("%s", err.message);
+    DetectLossParts ref_parts, dut_parts, again_parts;
+    const double ref_total = detect_loss_compute(ref, B, buf_at(pred, SIDE_REF), targets, n_targets,
+                                                 dpred ? buf_at(dpred, SIDE_REF) : NULL, &ref_parts);
+    DutLoss dl = dut_loss_create(h, &cfg, B, n_targets);
+    float *dut_dpred = dpred ? buf_at(dpred, SIDE_DUT) : NULL;
+    const double dut_total =
+        dut_loss_compute(&dl, B, buf_at(pred, SIDE_DUT), targets, n_targets, dut_dpred, &dut_parts);
+    snprintf(c.shape, sizeof c.shape, "A %d, %d boxes, fg %d", (int)A, (int)n_targets, (int)ref_parts.n_foreground);
+    c.ok &= loss_items_compare(h, c.name, "loss,box,cls,dfl", c.shape, ref_total, &ref_parts, dut_total, &dut_parts,
+                               harness_tol(h, tol_loss_value));
+
+    // Determinism: a second run gives the same bits.
+    float *first = dpred ? download_new(h->be[SIDE_DUT], dut_dpred, dpred->n) : NULL;
+    const double again = dut_loss_compute(&dl, B, buf_at(pred, SIDE_DUT), targets, n_targets, dut_dpred, &again_parts);
+    c.ok &= loss_items_compare(h, c.name, "loss again", c.shape, dut_total, &dut_parts, again, &again_parts, tol_exact);
+    if (dpred) {
+        float *second = download_new(h->be[SIDE_DUT], dut_dpred, dpred->n);
+        Diff d = diff_compute(first, second, NULL, dpred->n, tol_exact, 0.0);
+        harness_report(h, c.name, "dpred again", c.shape, dpred->shape, &d, tol_exact, "(bitwise)");
+        c.ok &= d.pass;
+        case_check(&c, dpred, tol_loss_grad);
+        free(first);
+        free(second);
+    }
+    dut_loss_destroy(&dl);
+    detect_loss_destroy(ref);
+    free(targets);
+    return case_end(&c);
+}
+
 // ---- zero-sized calls: nothing may be written (last: an abort here costs no other case) ------------------
 
 static bool run_empty(Harness *h, const void *params) {
@@ -1098,12 +1305,6 @@ static void graph_pair_create(Harness *h, const char *path, const char *scale, i
         GraphOptions opt = {.batch = batch, .imgsz_h = imgsz_h, .imgsz_w = imgsz_w, .be = h->be[side], .seed = h->seed};
         if (!graph_create(gp->spec, &opt, &gp->g[side], &err)) fail_msg("%s", err.message);
     }
-}
-
-static float *download_new(Backend *be, const float *src, int64_t n) {
-    float *host = yp_malloc((size_t)(n > 0 ? n : 1) * sizeof *host);
-    if (n > 0) be->ops->download(be, host, src, (size_t)n);
-    return host;
 }
 
 // A family of tensors compared together (parameters, gradients, layer outputs): one line for the
@@ -1279,17 +1480,25 @@ static int64_t random_targets(uint64_t stream, int64_t batch, int64_t nc, Target
     return k;
 }
 
-// The loss on each side's own output, on the host as the executor computes it; writes each side's
-// output gradient into dout[side] and compares the loss values and gradients.
+// The loss on each side's own output as the executor computes it there: on the host for the
+// reference; for the dut, detection on the device itself (its gradient written into the output's
+// dout there, then read back), classification on the host. Writes each side's output gradient into
+// dout[side] and compares the loss values and gradients across the sides (model tolerances); the
+// dut's detection loss also against the CPU loss on the dut's own output (the loss cases'
+// tolerances: same predictions).
 static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const GraphTol *gt, LossKind kind,
                             float *const out[2], float *dout[2], int64_t n_out) {
     Graph *g = gp->g[SIDE_REF];
     const ModelSpec *spec = gp->spec;
     const int64_t batch = g->input.shape.n;
     uint64_t stream = rng_seed_for_name(h->seed, name);
+    Layer *last = graph_output(g);
+    char out_shape[48];
+    shape_text(out_shape, sizeof out_shape, last->out.shape);
     double loss[2][4] = {{0}};  // total and its parts
     int64_t fg[2] = {0, 0};
     char shape[48] = "";
+    bool ok = true;
     if (kind == LOSS_DETECT) {
         DetectLossConfig lc = detect_loss_config_default(spec->nc, spec->reg_max);
         lc.n_levels = g->n_strides;
@@ -1302,16 +1511,34 @@ static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const G
         if (!detect_loss_create(&lc, batch, &dl, &err)) fail_msg("%s", err.message);
         TargetBox *targets = yp_malloc((size_t)(4 * batch) * sizeof *targets);
         int64_t n_targets = random_targets(stream, batch, spec->nc, targets);
+        DetectLossParts parts[2], cpu_parts;
+        loss[SIDE_REF][0] =
+            detect_loss_compute(dl, batch, out[SIDE_REF], targets, n_targets, dout[SIDE_REF], &parts[SIDE_REF]);
+        Layer *dut_out = graph_output(gp->g[SIDE_DUT]);
+        DutLoss dut = dut_loss_create(h, &lc, batch, n_targets);
+        loss[SIDE_DUT][0] = dut_loss_compute(&dut, batch, dut_out->out.data, targets, n_targets, dut_out->dout.data,
+                                             &parts[SIDE_DUT]);
+        h->be[SIDE_DUT]->ops->download(h->be[SIDE_DUT], dout[SIDE_DUT], dut_out->dout.data, (size_t)n_out);
+        dut_loss_destroy(&dut);
         for (int side = 0; side < 2; side++) {
-            DetectLossParts parts;
-            loss[side][0] = detect_loss_compute(dl, batch, out[side], targets, n_targets, dout[side], &parts);
-            loss[side][1] = parts.box;
-            loss[side][2] = parts.cls;
-            loss[side][3] = parts.dfl;
-            fg[side] = parts.n_foreground;
+            loss[side][1] = parts[side].box;
+            loss[side][2] = parts[side].cls;
+            loss[side][3] = parts[side].dfl;
+            fg[side] = parts[side].n_foreground;
         }
         snprintf(shape, sizeof shape, "%lld boxes, fg %lld/%lld", (long long)n_targets, (long long)fg[0],
                  (long long)fg[1]);
+
+        float *cpu_dout = yp_malloc((size_t)n_out * sizeof *cpu_dout);
+        const double cpu_total =
+            detect_loss_compute(dl, batch, out[SIDE_DUT], targets, n_targets, cpu_dout, &cpu_parts);
+        ok &= loss_items_compare(h, name, "loss on dut out", shape, cpu_total, &cpu_parts, loss[SIDE_DUT][0],
+                                 &parts[SIDE_DUT], harness_tol(h, tol_loss_value));
+        const double tol_same = harness_tol(h, tol_loss_grad);
+        Diff ds = diff_compute(cpu_dout, dout[SIDE_DUT], NULL, n_out, tol_same, 0.0);
+        harness_report(h, name, "dloss on dut out", out_shape, last->out.shape, &ds, tol_same, NULL);
+        ok &= ds.pass;
+        free(cpu_dout);
         free(targets);
         detect_loss_destroy(dl);
     } else {
@@ -1338,11 +1565,8 @@ static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const G
         printf("    -> the task-aligned assignment differs (foreground anchors %lld against %lld): a near tie in\n"
                "       the detached scores, or forward outputs that differ; compare the forward lines above\n",
                (long long)fg[0], (long long)fg[1]);
-    bool ok = d.pass;
+    ok &= d.pass;
     Diff dd = diff_compute(dout[SIDE_REF], dout[SIDE_DUT], NULL, n_out, tol_grad, 0.0);
-    Layer *last = graph_output(g);
-    char out_shape[48];
-    shape_text(out_shape, sizeof out_shape, last->out.shape);
     harness_report(h, name, "d loss/d output", out_shape, last->out.shape, &dd, tol_grad, NULL);
     return ok && dd.pass;
 }
@@ -1542,7 +1766,7 @@ static double seconds_now(void) {
 
 enum {
     N_ENTRIES = 1 + N_FLAT_CASES + N_BOX_CASES + N_UPSAMPLE_CASES + N_POOL_CASES + N_AVG_CASES + N_BN_CASES +
-                N_CONV_CASES + N_LINEAR_CASES + N_GEMM_CASES + N_MODULE_CASES + N_MODEL_CASES + 1
+                N_CONV_CASES + N_LINEAR_CASES + N_GEMM_CASES + N_LOSS_CASES + N_MODULE_CASES + N_MODEL_CASES + 1
 };
 
 static void entry_add(Entry *e, int *k, Harness *h, const char *prefix, const char *name, CaseRun run,
@@ -1575,6 +1799,8 @@ static int entries_fill(Entry *e, Harness *h) {
         entry_add(e, &k, h, "linear ", linear_cases[i].name, run_linear, &linear_cases[i]);
     for (int i = 0; i < N_GEMM_CASES; i++)
         entry_add(e, &k, h, "gemm ", gemm_cases[i].name, run_gemm, &gemm_cases[i]);
+    for (int i = 0; i < N_LOSS_CASES; i++)
+        entry_add(e, &k, h, "detect loss ", loss_cases[i].name, run_detect_loss, &loss_cases[i]);
     for (int i = 0; i < N_MODULE_CASES; i++)
         entry_add(e, &k, h, "", module_cases[i].name, run_module, &module_cases[i]);
     for (int i = 0; i < N_MODEL_CASES; i++)
