@@ -25,6 +25,7 @@
 #include "framework/transport_nccl.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_device.h"
+#include "tests/unit/transport_groups.h"
 
 // Long enough for a loaded machine; a wrong test ends in seconds anyway.
 static const double test_timeout_s = 30;
@@ -76,18 +77,6 @@ static void download(void *dst, const void *src, size_t n_bytes) {
     CUDA_CHECK(cudaMemcpy(dst, src, n_bytes, cudaMemcpyDeviceToHost));
 }
 
-static int world_size(void) {
-    int n = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    return n;
-}
-
-// The rank map from DESIGN.md / topology.h, written out again.
-static int rank_of(ConfigRankOrder order, int pipeline_size, int replicas, int pipeline_rank, int replica) {
-    return order == CONFIG_RANK_ORDER_PIPELINE_FIRST ? replica * pipeline_size + pipeline_rank
-                                                     : pipeline_rank * replicas + replica;
-}
-
 // An NCCL transport over a new MPI transport (*mpi: destroy it after the NCCL one).
 static Transport *nccl_transport(int stages, int replicas, ConfigRankOrder order, const Fixture *f, Transport **mpi) {
     Error err = {{0}};
@@ -110,18 +99,6 @@ static void for_each_layout(const Fixture *f, void (*check)(Transport *t, const 
             transport_destroy(mpi);
         }
     }
-}
-
-static int group_world_rank(const Transport *t, TransportGroup group, int index) {
-    const Topology *p = &t->topo;
-    if (group == TRANSPORT_WORLD) return index;
-    if (group == TRANSPORT_PIPELINE) return rank_of(p->order, p->pipeline_size, p->replicas, index, p->replica);
-    return rank_of(p->order, p->pipeline_size, p->replicas, p->pipeline_rank, index);
-}
-
-static int group_size(const Transport *t, TransportGroup group) {
-    const Topology *p = &t->topo;
-    return group == TRANSPORT_WORLD ? p->world_size : group == TRANSPORT_PIPELINE ? p->pipeline_size : p->replicas;
 }
 
 // ---- without a GPU ---------------------------------------------------------------------------------

@@ -15,21 +15,10 @@
 
 #include "framework/transport.h"
 #include "framework/transport_mpi.h"
+#include "tests/unit/transport_groups.h"
 
 // Long enough for 4 oversubscribed ranks on a loaded machine; a wrong test ends in seconds anyway.
 static const double test_timeout_s = 30;
-
-// The rank map from DESIGN.md / topology.h, written out again.
-static int rank_of(ConfigRankOrder order, int pipeline_size, int replicas, int pipeline_rank, int replica) {
-    return order == CONFIG_RANK_ORDER_PIPELINE_FIRST ? replica * pipeline_size + pipeline_rank
-                                                     : pipeline_rank * replicas + replica;
-}
-
-static int world_size(void) {
-    int n = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    return n;
-}
 
 // Runs check on a transport for every stages x replicas = world size and both rank orders.
 static void for_each_layout(void (*check)(Transport *t)) {
@@ -45,18 +34,6 @@ static void for_each_layout(void (*check)(Transport *t)) {
             transport_destroy(t);
         }
     }
-}
-
-static int group_world_rank(const Transport *t, TransportGroup group, int index) {
-    const Topology *p = &t->topo;
-    if (group == TRANSPORT_WORLD) return index;
-    if (group == TRANSPORT_PIPELINE) return rank_of(p->order, p->pipeline_size, p->replicas, index, p->replica);
-    return rank_of(p->order, p->pipeline_size, p->replicas, p->pipeline_rank, index);
-}
-
-static int group_size(const Transport *t, TransportGroup group) {
-    const Topology *p = &t->topo;
-    return group == TRANSPORT_WORLD ? p->world_size : group == TRANSPORT_PIPELINE ? p->pipeline_size : p->replicas;
 }
 
 static void test_topology_map(void **state) {
