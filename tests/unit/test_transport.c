@@ -15,7 +15,7 @@
 
 #include "framework/transport.h"
 #include "framework/transport_mpi.h"
-#include "tests/unit/transport_groups.h"
+#include "tests/unit/transport_checks.h"
 
 // Long enough for 4 oversubscribed ranks on a loaded machine; a wrong test ends in seconds anyway.
 static const double test_timeout_s = 30;
@@ -192,49 +192,14 @@ static void test_allreduce(void **state) {
     for_each_layout(check_sums);
 }
 
-static void check_broadcast_barrier(Transport *t) {
-    for (int group = 0; group < TRANSPORT_GROUP_COUNT; group++) {
-        int root = group_size(t, (TransportGroup)group) - 1;
-        int value[3] = {t->topo.world_rank, -1, 7};
-        t->ops->broadcast(t, value, sizeof value, root, (TransportGroup)group);
-        assert_int_equal(value[0], group_world_rank(t, (TransportGroup)group, root));
-        assert_int_equal(value[1], -1);
-        assert_int_equal(value[2], 7);
-        t->ops->barrier(t, (TransportGroup)group);
-    }
-}
-
 static void test_broadcast_barrier(void **state) {
     (void)state;
-    for_each_layout(check_broadcast_barrier);
-}
-
-// World rank w sends 3 w bytes (none from rank 0), byte k being (7 w + k) mod 256.
-static void check_gather(Transport *t) {
-    const Topology *p = &t->topo;
-    size_t n = 3 * (size_t)p->world_rank;
-    unsigned char *mine = malloc(n + 1);
-    for (size_t k = 0; k < n; k++) mine[k] = (unsigned char)(7 * p->world_rank + (int)k);
-    void *all = (void *)1;
-    size_t sizes[8];
-    assert_true(p->world_size <= 8);
-    t->ops->gather_bytes(t, mine, n, &all, p->world_rank == 0 ? sizes : NULL);
-    if (p->world_rank != 0) {
-        assert_null(all);
-    } else {
-        const unsigned char *at = all;
-        for (int w = 0; w < p->world_size; w++) {
-            assert_int_equal(sizes[w], 3 * (size_t)w);
-            for (size_t k = 0; k < sizes[w]; k++) assert_int_equal(*at++, (unsigned char)(7 * w + (int)k));
-        }
-        free(all);
-    }
-    free(mine);
+    for_each_layout(transport_check_broadcast_barrier);
 }
 
 static void test_gather_bytes(void **state) {
     (void)state;
-    for_each_layout(check_gather);
+    for_each_layout(transport_check_gather);
 }
 
 static void count_poll(void *context) { ++*(int *)context; }
