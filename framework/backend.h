@@ -7,6 +7,13 @@
 // Conventions, the same for every slot:
 // - Pointers are backend memory obtained from `alloc`. Shapes are logical NCHW; a backend may lay
 //   memory out as it likes as long as the kernels below agree with each other.
+// - Element types: activations and their gradients (the `void *` pointers: x, y, dx, dy, a, b, src,
+//   dst) hold elements of the backend's activation type `be->act` (framework/dtype.h); every
+//   `float *` is float32 (parameters, their gradients, running and saved statistics, optimizer
+//   state). Kernels compute in float32 and round each activation result once, when storing it, so
+//   reduced-precision activations differ from float32 ones by their storage only. On top of that a
+//   backend may round the weights to the activation type inside a kernel (cuDNN's bf16/fp16
+//   convolutions need it: tensor cores multiply two 16-bit operands); the CPU backend does not.
 // - Every backward kernel ACCUMULATES into its gradient outputs (`dx += ...`, `dw += ...`), so
 //   gradients from several consumers add up and weight gradients add up over micro-batches. The
 //   caller zeroes a gradient buffer once, before the first contribution.
@@ -20,6 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "framework/dtype.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,14 +92,21 @@ typedef struct BackendOps {
     // ---- memory -------------------------------------------------------------------------------
     void *(*alloc)(Backend *be, size_t n_bytes);  // aborts on failure; contents undefined
     void (*free)(Backend *be, void *ptr);         // accepts NULL
-    void (*upload)(Backend *be, float *dst, const float *host_src, size_t n_elems);
-    void (*download)(Backend *be, float *host_dst, const float *src, size_t n_elems);
+    // Byte copies between host and backend memory, and within backend memory; copy's ranges must
+    // not overlap.
+    void (*upload)(Backend *be, void *dst, const void *host_src, size_t n_bytes);
+    void (*download)(Backend *be, void *host_dst, const void *src, size_t n_bytes);
+    void (*copy)(Backend *be, void *dst, const void *src, size_t n_bytes);
+    // Activation transfers that convert: host float32 to the activation type (rounding), and back.
+    // They use the scratch that reserve_activations sized, so n_elems is at most its largest.
+    void (*upload_activation)(Backend *be, void *dst, const float *host_src, size_t n_elems);
+    void (*download_activation)(Backend *be, float *host_dst, const void *src, size_t n_elems);
     // Host memory for buffers that go to or come from the backend often (staging, loss buffers):
     // page-locked on CUDA, which roughly doubles transfer speed and lets copies run asynchronously;
     // plain memory on the CPU. Aborts on failure; host_free accepts NULL.
     void *(*host_alloc)(Backend *be, size_t n_bytes);
     void (*host_free)(Backend *be, void *ptr);
-    void (*copy)(Backend *be, float *dst, const float *src, size_t n_elems);
+    void (*zero)(Backend *be, void *dst, size_t n_bytes);  // zero bits: 0.0 in every element type
     void (*fill)(Backend *be, float *dst, float value, size_t n_elems);
     // dst[i] = lo + (hi - lo) * rng_uniform(seed, i) (framework/rng.h), identical on every backend:
     // two separately rounded float operations, never a fused multiply-add.
@@ -98,15 +114,19 @@ typedef struct BackendOps {
     // Makes sure scratch memory of at least n_bytes exists for the kernels below; called at
     // creation with conv_workspace_bytes' answer so that no kernel allocates.
     void (*reserve_workspace)(Backend *be, size_t n_bytes);
+    // Called at creation with the largest activation tensor (in elements) that the kernels and the
+    // activation transfers will see: a backend with reduced-precision activations may keep scratch
+    // that size (the CPU backend widens activations to float32 in it).
+    void (*reserve_activations)(Backend *be, size_t largest_elems);
     size_t (*conv_workspace_bytes)(Backend *be, const ConvDesc *d);
     void (*synchronize)(Backend *be);
 
     // ---- convolution --------------------------------------------------------------------------
-    void (*conv2d_forward)(Backend *be, const ConvDesc *d, const float *x, const float *w,
-                           const float *bias /* NULL: none */, float *y);
-    void (*conv2d_backward_data)(Backend *be, const ConvDesc *d, const float *dy, const float *w,
-                                 float *dx /* += */);
-    void (*conv2d_backward_filter)(Backend *be, const ConvDesc *d, const float *x, const float *dy,
+    void (*conv2d_forward)(Backend *be, const ConvDesc *d, const void *x, const float *w,
+                           const float *bias /* NULL: none */, void *y);
+    void (*conv2d_backward_data)(Backend *be, const ConvDesc *d, const void *dy, const float *w,
+                                 void *dx /* += */);
+    void (*conv2d_backward_filter)(Backend *be, const ConvDesc *d, const void *x, const void *dy,
                                    float *dw /* += */, float *dbias /* += ; NULL: no bias */);
 
     // ---- batch norm over (N, H, W) for each of C channels --------------------------------------
@@ -114,60 +134,60 @@ typedef struct BackendOps {
     // with PyTorch's rule (running = (1 - momentum) * running + momentum * batch, the variance
     // unbiased by n / (n - 1); with a single value per channel the biased one, where PyTorch
     // refuses), and keeps the batch mean and 1 / sqrt(var + eps) for backward.
-    void (*batchnorm_forward_train)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+    void (*batchnorm_forward_train)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                     const float *gamma, const float *beta, float *running_mean,
-                                    float *running_var, float momentum, float eps, float *y,
+                                    float *running_var, float momentum, float eps, void *y,
                                     float *save_mean /* (C) */, float *save_invstd /* (C) */);
-    void (*batchnorm_forward_infer)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+    void (*batchnorm_forward_infer)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                     const float *gamma, const float *beta, const float *running_mean,
-                                    const float *running_var, float eps, float *y);
-    void (*batchnorm_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
-                               const float *dy, const float *gamma, const float *save_mean,
-                               const float *save_invstd, float *dx /* += */,
+                                    const float *running_var, float eps, void *y);
+    void (*batchnorm_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
+                               const void *dy, const float *gamma, const float *save_mean,
+                               const float *save_invstd, void *dx /* += */,
                                float *dgamma /* += */, float *dbeta /* += */);
 
     // ---- element-wise -------------------------------------------------------------------------
-    void (*silu_forward)(Backend *be, const float *x, float *y, size_t n_elems);
-    void (*silu_backward)(Backend *be, const float *x, const float *dy, float *dx /* += */,
+    void (*silu_forward)(Backend *be, const void *x, void *y, size_t n_elems);
+    void (*silu_backward)(Backend *be, const void *x, const void *dy, void *dx /* += */,
                           size_t n_elems);
-    void (*add)(Backend *be, const float *a, const float *b, float *y, size_t n_elems);  // y = a + b
-    void (*accumulate)(Backend *be, const float *src, float *dst, size_t n_elems);       // dst += src
+    void (*add)(Backend *be, const void *a, const void *b, void *y, size_t n_elems);  // y = a + b
+    void (*accumulate)(Backend *be, const void *src, void *dst, size_t n_elems);      // dst += src
 
     // ---- boxes of channels x positions (concat, split, Detect's level flattening) ---------------
     // Views src as (N, src_c, src_s) and dst as (N, dst_c, dst_s), s being the flattened spatial
     // positions, and copies the box of count_c channels x count_s positions starting at
     // (src_c0, src_s0) to (dst_c0, dst_s0); adds instead of copying when `accumulate`.
-    void (*copy_box)(Backend *be, int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                     int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
+    void (*copy_box)(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                     int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
                      int64_t count_c, int64_t count_s, bool accumulate);
 
     // ---- resampling and pooling ---------------------------------------------------------------
     // Nearest-neighbour upsampling by an integer factor: (N, C, H, W) -> (N, C, H*f, W*f).
     void (*upsample_nearest_forward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
-                                     int64_t factor, const float *x, float *y);
+                                     int64_t factor, const void *x, void *y);
     void (*upsample_nearest_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
-                                      int64_t factor, const float *dy, float *dx /* += */);
+                                      int64_t factor, const void *dy, void *dx /* += */);
     // Max-pool with kernel k (odd), stride 1 and padding k / 2 (SPPF's pool): the shape is kept and
     // padding never wins. Backward routes each gradient to the first maximum of its window in
     // row-major order, as PyTorch does (a NaN wins, as there); it recomputes the maxima from x
     // instead of storing indices.
     void (*maxpool_forward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                            const float *x, float *y);
+                            const void *x, void *y);
     void (*maxpool_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                             const float *x, const float *dy, float *dx /* += */);
+                             const void *x, const void *dy, void *dx /* += */);
     // Adaptive average pool to 1x1: (N, C, H, W) -> (N, C).
-    void (*avgpool_forward)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x, float *y);
-    void (*avgpool_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *dy,
-                             float *dx /* += */);
+    void (*avgpool_forward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, void *y);
+    void (*avgpool_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy,
+                             void *dx /* += */);
 
     // ---- dense --------------------------------------------------------------------------------
     // y (N, out) = x (N, in) * w^T + b, w (out, in), b (out) or NULL.
-    void (*linear_forward)(Backend *be, int64_t n, int64_t in, int64_t out, const float *x,
-                           const float *w, const float *b, float *y);
-    void (*linear_backward)(Backend *be, int64_t n, int64_t in, int64_t out, const float *x,
-                            const float *w, const float *dy, float *dx /* += ; NULL: skip */,
+    void (*linear_forward)(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
+                           const float *w, const float *b, void *y);
+    void (*linear_backward)(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
+                            const float *w, const void *dy, void *dx /* += ; NULL: skip */,
                             float *dw /* += */, float *db /* += ; NULL: no bias */);
-    // Row-major C (m, n) = alpha * op(A) op(B) + beta * C, op(A) (m, k), op(B) (k, n).
+    // Row-major C (m, n) = alpha * op(A) op(B) + beta * C, op(A) (m, k), op(B) (k, n); float32.
     void (*gemm)(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                  int64_t ldc);
@@ -206,6 +226,7 @@ typedef struct BackendOps {
 struct Backend {
     const BackendOps *ops;
     const char *name;  // "cpu" or "cuda"
+    DType act;         // the activations' element type (see the conventions above)
     bool host_memory;  // backend memory is plain host memory, which the host may read and write directly
     void *ctx;         // the implementation's private state
 };
@@ -215,8 +236,14 @@ void backend_destroy(Backend *be);
 
 // Copies channels [src_c0, src_c0 + count) of src (N, src_c, HW) to channels [dst_c0, ...) of dst
 // (N, dst_c, HW): copy_box over all positions.
-void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const float *src, int64_t src_c, int64_t src_c0,
-                           float *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate);
+void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const void *src, int64_t src_c, int64_t src_c0,
+                           void *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate);
+
+// Bytes of n activation elements, and the address of activation element `index` of `base`.
+static inline size_t backend_act_bytes(const Backend *be, int64_t n) { return (size_t)n * dtype_size(be->act); }
+static inline void *backend_act_at(const Backend *be, void *base, int64_t index) {
+    return (char *)base + backend_act_bytes(be, index);
+}
 
 #ifdef __cplusplus
 }

@@ -4,13 +4,8 @@
 
 #include <stdint.h>
 
-// The functions marked YP_HOST_DEVICE are also compiled into CUDA kernels (kernels/cuda), so that
-// every backend computes the same values from this one definition.
-#ifdef __CUDACC__
-#define YP_HOST_DEVICE __host__ __device__
-#else
-#define YP_HOST_DEVICE
-#endif
+#include "framework/host_device.h"
+
 
 // SplitMix64's finaliser: a bijective mixer with good avalanche.
 YP_HOST_DEVICE static inline uint64_t rng_mix64(uint64_t z) {

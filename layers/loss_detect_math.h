@@ -12,14 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "framework/host_device.h"
 #include "layers/loss.h"
 
-// As in framework/rng.h (an identical definition, so both headers may be included).
-#ifdef __CUDACC__
-#define YP_HOST_DEVICE __host__ __device__
-#else
-#define YP_HOST_DEVICE
-#endif
 
 // bbox_iou's default epsilon (the assigner's is cfg.eps).
 #define DETECT_LOSS_CIOU_EPS 1e-7

@@ -1,7 +1,10 @@
-// The CPU backend: C kernels with OpenBLAS GEMMs and OpenMP loops (NCHW float32).
+// The CPU backend: C kernels with OpenBLAS GEMMs and OpenMP loops (NCHW, computing in float32).
 #pragma once
 
 #include "framework/backend.h"
 
-// Returns a new CPU backend; free it with backend_destroy.
-Backend *cpu_backend_create(void);
+// Returns a new CPU backend whose activations are stored as `act`; free it with backend_destroy.
+// With bf16/fp16 activations each kernel widens its activation operands to float32 in scratch
+// (reserve_activations), runs the float32 kernel, and rounds its activation results back: the
+// reference that the CUDA backend's mixed precision is compared with.
+Backend *cpu_backend_create(DType act);

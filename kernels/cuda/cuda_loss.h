@@ -42,11 +42,13 @@ void cuda_detect_loss_destroy(CudaDetectLoss *loss);  // accepts NULL; waits for
 void cuda_detect_loss_reserve(CudaDetectLoss *loss, int64_t max_targets);
 
 // detect_loss_compute on the CUDA backend: pred (batch_n, 4 * reg_max + nc, A) and dpred (same
-// shape, overwritten; NULL for no gradient) are device memory, targets (n_targets of them, at most
-// the reserved number; not retained) host memory. Queues its kernels on the backend's stream after
-// the work already there and waits for them once, to return the total; *parts may be NULL.
-double cuda_detect_loss_compute(CudaDetectLoss *loss, int64_t batch_n, const float *pred, const TargetBox *targets,
-                                int64_t n_targets, float *dpred, DetectLossParts *parts);
+// shape, overwritten; NULL for no gradient) are device memory in the backend's activation type,
+// targets (n_targets of them, at most the reserved number; not retained) host memory. dpred is the
+// loss gradient times grad_scale (fp16 loss scaling; 1 otherwise), computed in float32 and rounded
+// once when stored. Queues its kernels on the backend's stream after the work already there and
+// waits for them once, to return the total (unscaled); *parts may be NULL.
+double cuda_detect_loss_compute(CudaDetectLoss *loss, int64_t batch_n, const void *pred, const TargetBox *targets,
+                                int64_t n_targets, float grad_scale, void *dpred, DetectLossParts *parts);
 
 #ifdef __cplusplus
 }
