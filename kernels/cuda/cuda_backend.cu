@@ -1,7 +1,11 @@
 // The CUDA backend's ops table, context and memory operations. Backend memory is device memory;
 // every operation is enqueued on the context's stream, in order, so kernels need no events between
 // them. download waits for the stream (the caller reads the result at once); upload copies
-// synchronously too, because callers reuse their host buffers straight after.
+// synchronously too, because callers reuse their host buffers straight after; copy and zero only
+// enqueue. With bf16/fp16 activations the converting transfers go through a float32 staging
+// buffer of the largest activation (reserve_activations): upload_activation copies the host's
+// floats there and a kernel rounds them into place; download_activation widens into it with a
+// kernel and copies that to the host.
 #include "kernels/cuda/cuda_backend.h"
 
 #include <stdlib.h>
@@ -41,23 +45,52 @@ static void cuda_host_free(Backend *be, void *ptr) {
     if (ptr) CUDA_CHECK(cudaFreeHost(ptr));
 }
 
-static void cuda_upload(Backend *be, float *dst, const float *host_src, size_t n_elems) {
-    if (!n_elems) return;
+static void cuda_upload(Backend *be, void *dst, const void *host_src, size_t n_bytes) {
+    if (!n_bytes) return;
     CudaContext *ctx = cuda_ctx(be);
-    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n_elems * sizeof(float), cudaMemcpyHostToDevice, ctx->stream));
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, n_bytes, cudaMemcpyHostToDevice, ctx->stream));
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
 }
 
-static void cuda_download(Backend *be, float *host_dst, const float *src, size_t n_elems) {
-    if (!n_elems) return;
+static void cuda_download(Backend *be, void *host_dst, const void *src, size_t n_bytes) {
+    if (!n_bytes) return;
     CudaContext *ctx = cuda_ctx(be);
-    CUDA_CHECK(cudaMemcpyAsync(host_dst, src, n_elems * sizeof(float), cudaMemcpyDeviceToHost, ctx->stream));
+    CUDA_CHECK(cudaMemcpyAsync(host_dst, src, n_bytes, cudaMemcpyDeviceToHost, ctx->stream));
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
 }
 
-static void cuda_copy(Backend *be, float *dst, const float *src, size_t n_elems) {
+static void cuda_copy(Backend *be, void *dst, const void *src, size_t n_bytes) {
+    if (!n_bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyDeviceToDevice, cuda_ctx(be)->stream));
+}
+
+static void cuda_zero(Backend *be, void *dst, size_t n_bytes) {
+    if (!n_bytes) return;
+    CUDA_CHECK(cudaMemsetAsync(dst, 0, n_bytes, cuda_ctx(be)->stream));
+}
+
+static void cuda_upload_activation(Backend *be, void *dst, const float *host_src, size_t n_elems) {
+    if (be->act == DTYPE_F32) {
+        cuda_upload(be, dst, host_src, n_elems * sizeof(float));
+        return;
+    }
     if (!n_elems) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n_elems * sizeof(float), cudaMemcpyDeviceToDevice, cuda_ctx(be)->stream));
+    CudaContext *ctx = cuda_ctx(be);
+    YP_CHECK(n_elems <= ctx->act_staging_elems);
+    cuda_upload(be, ctx->act_staging, host_src, n_elems * sizeof(float));
+    cuda_act_round(be, 1, (int64_t)n_elems, ctx->act_staging, (int64_t)n_elems, dst);
+}
+
+static void cuda_download_activation(Backend *be, float *host_dst, const void *src, size_t n_elems) {
+    if (be->act == DTYPE_F32) {
+        cuda_download(be, host_dst, src, n_elems * sizeof(float));
+        return;
+    }
+    if (!n_elems) return;
+    CudaContext *ctx = cuda_ctx(be);
+    YP_CHECK(n_elems <= ctx->act_staging_elems);
+    cuda_act_widen(be, src, ctx->act_staging, n_elems);
+    cuda_download(be, host_dst, ctx->act_staging, n_elems * sizeof(float));
 }
 
 static void cuda_reserve_workspace(Backend *be, size_t n_bytes) {
@@ -76,6 +109,26 @@ void *cuda_workspace_get(Backend *be, size_t n_bytes) {
     return ctx->workspace;
 }
 
+// Float32 activations need no staging: their transfers copy, and the linear layers use the float weights.
+static void cuda_reserve_activations(Backend *be, size_t largest_elems) {
+    CudaContext *ctx = cuda_ctx(be);
+    if (be->act == DTYPE_F32 || largest_elems <= ctx->act_staging_elems) return;
+    // Work queued on the stream may still use the old staging.
+    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    cuda_free(be, ctx->act_staging);
+    ctx->act_staging = (float *)cuda_alloc(be, largest_elems * sizeof(float));
+    ctx->act_staging_elems = largest_elems;
+}
+
+size_t cuda_act_scratch_elems(Backend *be) {
+    return cuda_ctx(be)->act_staging_elems * sizeof(float) / dtype_size(be->act);
+}
+
+void *cuda_act_scratch_get(Backend *be, size_t n_elems) {
+    YP_CHECK(n_elems <= cuda_act_scratch_elems(be));
+    return cuda_ctx(be)->act_staging;
+}
+
 static void cuda_synchronize(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_ctx(be)->stream)); }
 
 static void cuda_destroy(Backend *be) {
@@ -83,6 +136,7 @@ static void cuda_destroy(Backend *be) {
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     cuda_conv_algos_destroy(ctx->conv_algos);
     cuda_free(be, ctx->workspace);
+    cuda_free(be, ctx->act_staging);
     cuda_free(be, ctx->reduce_scratch);
     CUDA_CHECK(cudaFreeHost(ctx->reduce_host));
     CUBLAS_CHECK(cublasDestroy(ctx->cublas));
@@ -97,12 +151,16 @@ static const BackendOps cuda_ops = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .copy = cuda_copy,
+    .upload_activation = cuda_upload_activation,
+    .download_activation = cuda_download_activation,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
-    .copy = cuda_copy,
+    .zero = cuda_zero,
     .fill = cuda_fill,
     .fill_uniform = cuda_fill_uniform,
     .reserve_workspace = cuda_reserve_workspace,
+    .reserve_activations = cuda_reserve_activations,
     .conv_workspace_bytes = cuda_conv_workspace_bytes,
     .synchronize = cuda_synchronize,
     .conv2d_forward = cuda_conv2d_forward,
@@ -135,7 +193,7 @@ static const BackendOps cuda_ops = {
     .destroy = cuda_destroy,
 };
 
-Backend *cuda_backend_create(int device, bool allow_tf32) {
+Backend *cuda_backend_create(int device, bool allow_tf32, DType act) {
     CUDA_CHECK(cudaSetDevice(device));
     CudaContext *ctx = (CudaContext *)yp_calloc(1, sizeof *ctx);
     ctx->device = device;
@@ -150,6 +208,7 @@ Backend *cuda_backend_create(int device, bool allow_tf32) {
     Backend *be = (Backend *)yp_malloc(sizeof *be);
     be->ops = &cuda_ops;
     be->name = "cuda";
+    be->act = act;
     be->host_memory = false;
     be->ctx = ctx;
     ctx->reduce_scratch = (double *)cuda_alloc(be, CUDA_REDUCE_SCRATCH * sizeof(double));

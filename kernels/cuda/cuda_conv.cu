@@ -1,4 +1,4 @@
-// Convolutions on cuDNN (its legacy convolution API, kept in cuDNN 9), NCHW float32.
+// Convolutions on cuDNN (its legacy convolution API, kept in cuDNN 9), NCHW.
 //
 // Every distinct ConvDesc gets one cache entry: its tensor, filter and convolution descriptors and
 // the algorithm of each of the three passes. Layers ask conv_workspace_bytes for each convolution
@@ -7,11 +7,25 @@
 // algorithms, so that two runs of a step give the same bits. A shape first seen inside a step (a
 // smaller last batch, a multi-scale size) takes cuDNN's heuristic choice that fits the reserved
 // workspace instead: measuring would allocate and overwrite accumulating outputs.
+//
+// With float32 activations everything is float32 (TF32 only with allow_tf32). With bf16/fp16
+// activations x, y, w and their gradients are 16-bit for cuDNN, which multiplies on tensor cores
+// and accumulates in float (the convolution descriptor's compute type): the float32 master weights
+// are rounded into workspace scratch before forward and backward-data, and backward-filter writes
+// its dw in the activation type into scratch, which a kernel then adds to the float32 dw. The bias
+// add and the bias gradient are this file's kernels there (cuDNN wants the bias in y's type): the
+// bias is added to y after cuDNN rounded it, so y is rounded twice; dbias sums dy in double in a
+// fixed order.
+//
+// Workspace layout of one convolution (the same for every pass, so that conv_workspace_bytes is
+// their maximum): with bf16/fp16, [0, cast) the rounded weights and [cast, 2 cast) the dw scratch,
+// cast being the weights' bytes rounded up to 256; then cuDNN's scratch. With float32 only cuDNN's.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/cuda_act.h"
+#include "kernels/cuda/cuda_loops.h"
 
 // The most workspace a measured algorithm may use; cuDNN's fastest large-image algorithms stay
 // under it, and the GPU has room for it on every rank that shares it.
@@ -25,7 +39,9 @@ typedef struct CudaConvEntry {
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
-    size_t workspace_bytes;  // the largest of the three algorithms' needs
+    size_t cast_bytes;       // each of the two weight-sized scratch areas (0 with float32 activations)
+    size_t cudnn_bytes;      // the largest of the three algorithms' needs, after 2 cast_bytes
+    size_t workspace_bytes;  // 2 cast_bytes + cudnn_bytes
 } CudaConvEntry;
 
 struct CudaConvAlgos {
@@ -61,28 +77,46 @@ static int cuda_int(int64_t v) {
     return (int)v;
 }
 
+static size_t conv_x_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_in * d->h_in * d->w_in); }
+static size_t conv_y_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_out * d->h_out * d->w_out); }
+static size_t conv_w_elems(const ConvDesc *d) { return (size_t)(d->c_out * (d->c_in / d->groups) * d->kh * d->kw); }
+
+static cudnnDataType_t conv_data_type(DType act) {
+    return act == DTYPE_F32 ? CUDNN_DATA_FLOAT : act == DTYPE_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
+}
+
 // Builds the descriptors of a new entry and checks that cuDNN agrees on the output shape.
-static void cuda_conv_entry_describe(CudaContext *ctx, CudaConvEntry *e, const ConvDesc *d) {
+static void cuda_conv_entry_describe(Backend *be, CudaConvEntry *e, const ConvDesc *d) {
     YP_CHECK(d->c_in % d->groups == 0 && d->c_out % d->groups == 0);
+    CudaContext *ctx = cuda_ctx(be);
+    const cudnnDataType_t data = conv_data_type(be->act);
     e->desc = *d;
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->y));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&e->bias));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&e->w));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&e->conv));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, cuda_int(d->n), cuda_int(d->c_in),
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->x, CUDNN_TENSOR_NCHW, data, cuda_int(d->n), cuda_int(d->c_in),
                                            cuda_int(d->h_in), cuda_int(d->w_in)));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, cuda_int(d->n),
-                                           cuda_int(d->c_out), cuda_int(d->h_out), cuda_int(d->w_out)));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->y, CUDNN_TENSOR_NCHW, data, cuda_int(d->n), cuda_int(d->c_out),
+                                           cuda_int(d->h_out), cuda_int(d->w_out)));
+    // float32 biases: cuDNN uses this descriptor with float32 activations only.
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(e->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, cuda_int(d->c_out), 1, 1));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(e->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, cuda_int(d->c_out),
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(e->w, data, CUDNN_TENSOR_NCHW, cuda_int(d->c_out),
                                            cuda_int(d->c_in / d->groups), cuda_int(d->kh), cuda_int(d->kw)));
+    // Float accumulation in every mode (with 16-bit data, cuDNN's "pseudo" bf16/half configurations).
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(e->conv, cuda_int(d->pad), cuda_int(d->pad), cuda_int(d->stride),
                                                 cuda_int(d->stride), cuda_int(d->dilation), cuda_int(d->dilation),
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CUDNN_CHECK(cudnnSetConvolutionGroupCount(e->conv, cuda_int(d->groups)));
-    // Without TF32, FMA-only kernels: the default math type lets cuDNN use TF32 on Ampere and later.
-    CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, ctx->allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    // 16-bit data: tensor cores. float32 without TF32: FMA-only kernels (the default math type lets
+    // cuDNN use TF32 on Ampere and later).
+    cudnnMathType_t math = be->act != DTYPE_F32 ? CUDNN_TENSOR_OP_MATH
+                           : ctx->allow_tf32    ? CUDNN_DEFAULT_MATH
+                                                : CUDNN_FMA_MATH;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, math));
+    const size_t cast = be->act == DTYPE_F32 ? 0 : conv_w_elems(d) * dtype_size(be->act);
+    e->cast_bytes = (cast + 255) / 256 * 256;
     int n, c, h, w;
     CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(e->conv, e->x, e->w, &n, &c, &h, &w));
     YP_CHECK(n == d->n && c == d->c_out && h == d->h_out && w == d->w_out);
@@ -116,22 +150,40 @@ static void cuda_conv_pick(CudaConvAlgos *algos, const Perf *perf, int count, si
 
 enum { CUDA_CONV_MAX_ALGOS = 16 };
 
+// The workspace of the chosen algorithms, after the weight scratch.
+static void conv_entry_set_bytes(CudaConvEntry *e, size_t fwd_bytes, size_t data_bytes, size_t filter_bytes) {
+    e->cudnn_bytes = fwd_bytes > data_bytes ? fwd_bytes : data_bytes;
+    if (filter_bytes > e->cudnn_bytes) e->cudnn_bytes = filter_bytes;
+    e->workspace_bytes = 2 * e->cast_bytes + e->cudnn_bytes;
+}
+
+// A measuring buffer of n elements of the activation type holding U(lo, hi): non-zero data, since
+// some kernels run faster on zeros than real data would let them. With bf16/fp16 the values are
+// drawn in float32 into `staging` (n floats at least) and rounded.
+static void *conv_measure_buffer(Backend *be, size_t n, float lo, float hi, uint64_t seed, float *staging) {
+    void *p;
+    CUDA_CHECK(cudaMalloc(&p, n ? n * dtype_size(be->act) : 1));
+    float *values = be->act == DTYPE_F32 ? (float *)p : staging;
+    cuda_fill_uniform(be, values, n, lo, hi, seed);
+    if (values != p) cuda_act_round(be, 1, (int64_t)n, values, (int64_t)n, p);
+    return p;
+}
+
 // Measures every algorithm of the three passes on scratch buffers of the entry's shape.
 static void cuda_conv_entry_measure(Backend *be, CudaConvEntry *e) {
     CudaContext *ctx = cuda_ctx(be);
     const ConvDesc *d = &e->desc;
-    size_t x_bytes = (size_t)(d->n * d->c_in * d->h_in * d->w_in) * sizeof(float);
-    size_t y_bytes = (size_t)(d->n * d->c_out * d->h_out * d->w_out) * sizeof(float);
-    size_t w_bytes = (size_t)(d->c_out * (d->c_in / d->groups) * d->kh * d->kw) * sizeof(float);
-    void *x, *y, *w, *workspace;
-    CUDA_CHECK(cudaMalloc(&x, x_bytes ? x_bytes : 1));
-    CUDA_CHECK(cudaMalloc(&y, y_bytes ? y_bytes : 1));
-    CUDA_CHECK(cudaMalloc(&w, w_bytes));
+    float *staging = NULL;
+    if (be->act != DTYPE_F32) {
+        size_t most = conv_x_elems(d) > conv_y_elems(d) ? conv_x_elems(d) : conv_y_elems(d);
+        if (conv_w_elems(d) > most) most = conv_w_elems(d);
+        CUDA_CHECK(cudaMalloc((void **)&staging, most * sizeof(float)));
+    }
+    void *x = conv_measure_buffer(be, conv_x_elems(d), -1.0f, 1.0f, 1, staging);
+    void *y = conv_measure_buffer(be, conv_y_elems(d), -1.0f, 1.0f, 2, staging);
+    void *w = conv_measure_buffer(be, conv_w_elems(d), -0.1f, 0.1f, 3, staging);
+    void *workspace;
     CUDA_CHECK(cudaMalloc(&workspace, CUDA_CONV_WORKSPACE_LIMIT));
-    // Non-zero data: some kernels run faster on zeros than real data would let them.
-    cuda_fill_uniform(be, (float *)x, x_bytes / sizeof(float), -1.0f, 1.0f, 1);
-    cuda_fill_uniform(be, (float *)y, y_bytes / sizeof(float), -1.0f, 1.0f, 2);
-    cuda_fill_uniform(be, (float *)w, w_bytes / sizeof(float), -0.1f, 0.1f, 3);
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     int count = 0;
     size_t fwd_bytes, data_bytes, filter_bytes;
@@ -155,14 +207,16 @@ static void cuda_conv_entry_measure(Backend *be, CudaConvEntry *e) {
     CUDA_CHECK(cudaFree(y));
     CUDA_CHECK(cudaFree(w));
     CUDA_CHECK(cudaFree(workspace));
-    e->workspace_bytes = fwd_bytes > data_bytes ? fwd_bytes : data_bytes;
-    if (filter_bytes > e->workspace_bytes) e->workspace_bytes = filter_bytes;
+    CUDA_CHECK(cudaFree(staging));
+    conv_entry_set_bytes(e, fwd_bytes, data_bytes, filter_bytes);
 }
 
-// cuDNN's heuristic choices within the workspace that is already reserved.
+// cuDNN's heuristic choices within the workspace that is already reserved (after the weight
+// scratch, which a shape of the same layer measured at creation has made room for).
 static void cuda_conv_entry_guess(Backend *be, CudaConvEntry *e) {
     CudaContext *ctx = cuda_ctx(be);
-    const size_t limit = ctx->workspace_bytes;
+    YP_CHECK(2 * e->cast_bytes <= ctx->workspace_bytes);
+    const size_t limit = ctx->workspace_bytes - 2 * e->cast_bytes;
     int count = 0;
     size_t fwd_bytes, data_bytes, filter_bytes;
     cudnnConvolutionFwdAlgoPerf_t fwd[CUDA_CONV_MAX_ALGOS];
@@ -177,8 +231,7 @@ static void cuda_conv_entry_guess(Backend *be, CudaConvEntry *e) {
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->x, e->y, e->conv, e->w,
                                                               CUDA_CONV_MAX_ALGOS, &count, filter));
     cuda_conv_pick(ctx->conv_algos, filter, count, limit, "backward-filter", &e->bwd_filter, &filter_bytes);
-    e->workspace_bytes = fwd_bytes > data_bytes ? fwd_bytes : data_bytes;
-    if (filter_bytes > e->workspace_bytes) e->workspace_bytes = filter_bytes;
+    conv_entry_set_bytes(e, fwd_bytes, data_bytes, filter_bytes);
 }
 
 // The cache entry of `d`, created (measured when `measure`, else guessed) on first use.
@@ -193,7 +246,7 @@ static CudaConvEntry *cuda_conv_entry(Backend *be, const ConvDesc *d, bool measu
     }
     CudaConvEntry *e = &algos->entries[algos->count++];
     memset(e, 0, sizeof *e);
-    cuda_conv_entry_describe(ctx, e, d);
+    cuda_conv_entry_describe(be, e, d);
     if (measure) cuda_conv_entry_measure(be, e);
     else cuda_conv_entry_guess(be, e);
     return e;
@@ -203,35 +256,107 @@ size_t cuda_conv_workspace_bytes(Backend *be, const ConvDesc *d) {
     return d->n ? cuda_conv_entry(be, d, true)->workspace_bytes : 0;
 }
 
-void cuda_conv2d_forward(Backend *be, const ConvDesc *d, const float *x, const float *w, const float *bias, float *y) {
+// The entry's workspace: the rounded weights, the dw scratch and cuDNN's part (see the layout above).
+typedef struct ConvWorkspace {
+    void *w_cast, *dw_cast, *cudnn;
+} ConvWorkspace;
+
+static ConvWorkspace conv_workspace(Backend *be, const CudaConvEntry *e) {
+    char *base = (char *)cuda_workspace_get(be, e->workspace_bytes);
+    return (ConvWorkspace){base, base + e->cast_bytes, base + 2 * e->cast_bytes};
+}
+
+// The weights for cuDNN: w itself with float32 activations, else w rounded into the scratch.
+static const void *conv_weights(Backend *be, const ConvDesc *d, const float *w, const ConvWorkspace *ws) {
+    if (be->act == DTYPE_F32) return w;
+    const int64_t n = (int64_t)conv_w_elems(d);
+    cuda_act_round(be, 1, n, w, n, ws->w_cast);
+    return ws->w_cast;
+}
+
+// y += bias[channel] per (image, channel) plane, rounded once (bf16/fp16 activations).
+template <typename T>
+static __global__ void conv_bias_add_kernel(int64_t n, int64_t c, int64_t hw, const float *bias, T *y) {
+    for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
+        for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
+            const float b = bias[ch];
+            T *yp = y + (img * c + ch) * hw;
+            for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride())
+                cuda_act_store(&yp[i], cuda_act_load(&yp[i]) + b);
+        }
+    }
+}
+
+// dbias[ch] += the sum of dy over (image, position), one block per channel: each thread sums its
+// elements in order in double, then a fixed tree (bf16/fp16 activations).
+template <typename T>
+static __global__ void conv_bias_grad_kernel(int64_t n, int64_t c, int64_t hw, const T *dy, float *dbias) {
+    __shared__ double scratch[64];
+    for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
+        double sum = 0.0, none = 0.0;
+        for (int64_t img = 0; img < n; img++) {
+            const T *dyp = dy + (img * c + ch) * hw;
+            for (int64_t i = threadIdx.x; i < hw; i += blockDim.x) sum += cuda_act_load(&dyp[i]);
+        }
+        cuda_block_sum2(&sum, &none, scratch);
+        if (threadIdx.x == 0) dbias[ch] += (float)sum;
+    }
+}
+
+void cuda_conv2d_forward(Backend *be, const ConvDesc *d, const void *x, const float *w, const float *bias, void *y) {
     if (!d->n) return;  // cuDNN rejects empty tensors
     CudaContext *ctx = cuda_ctx(be);
     CudaConvEntry *e = cuda_conv_entry(be, d, false);
     const float one = 1.0f, zero = 0.0f;
-    void *workspace = cuda_workspace_get(be, e->workspace_bytes);
-    CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, e->x, x, e->w, w, e->conv, e->fwd, workspace,
-                                        e->workspace_bytes, &zero, e->y, y));
-    if (bias) CUDNN_CHECK(cudnnAddTensor(ctx->cudnn, &one, e->bias, bias, &one, e->y, y));
+    const ConvWorkspace ws = conv_workspace(be, e);
+    CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, e->x, x, e->w, conv_weights(be, d, w, &ws), e->conv, e->fwd,
+                                        ws.cudnn, e->cudnn_bytes, &zero, e->y, y));
+    if (!bias) return;
+    if (be->act == DTYPE_F32) {
+        CUDNN_CHECK(cudnnAddTensor(ctx->cudnn, &one, e->bias, bias, &one, e->y, y));
+        return;
+    }
+    const int64_t hw = d->h_out * d->w_out;
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        conv_bias_add_kernel<<<cuda_plane_grid(d->n, d->c_out, hw), CUDA_THREADS, 0, ctx->stream>>>(
+            d->n, d->c_out, hw, bias, (T *)y);
+    });
+    CUDA_CHECK_LAUNCH();
 }
 
-void cuda_conv2d_backward_data(Backend *be, const ConvDesc *d, const float *dy, const float *w, float *dx) {
+void cuda_conv2d_backward_data(Backend *be, const ConvDesc *d, const void *dy, const float *w, void *dx) {
     if (!d->n) return;  // cuDNN rejects empty tensors
     CudaContext *ctx = cuda_ctx(be);
     CudaConvEntry *e = cuda_conv_entry(be, d, false);
     const float one = 1.0f;
-    void *workspace = cuda_workspace_get(be, e->workspace_bytes);
-    CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, e->w, w, e->y, dy, e->conv, e->bwd_data, workspace,
-                                             e->workspace_bytes, &one, e->x, dx));
+    const ConvWorkspace ws = conv_workspace(be, e);
+    CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, e->w, conv_weights(be, d, w, &ws), e->y, dy, e->conv,
+                                             e->bwd_data, ws.cudnn, e->cudnn_bytes, &one, e->x, dx));
 }
 
-void cuda_conv2d_backward_filter(Backend *be, const ConvDesc *d, const float *x, const float *dy, float *dw,
+void cuda_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, const void *dy, float *dw,
                                  float *dbias) {
     if (!d->n) return;  // cuDNN rejects empty tensors
     CudaContext *ctx = cuda_ctx(be);
     CudaConvEntry *e = cuda_conv_entry(be, d, false);
-    const float one = 1.0f;
-    void *workspace = cuda_workspace_get(be, e->workspace_bytes);
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, e->x, x, e->y, dy, e->conv, e->bwd_filter, workspace,
-                                               e->workspace_bytes, &one, e->w, dw));
-    if (dbias) CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx->cudnn, &one, e->y, dy, &one, e->bias, dbias));
+    const float one = 1.0f, zero = 0.0f;
+    const ConvWorkspace ws = conv_workspace(be, e);
+    if (be->act == DTYPE_F32) {
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, e->x, x, e->y, dy, e->conv, e->bwd_filter,
+                                                   ws.cudnn, e->cudnn_bytes, &one, e->w, dw));
+        if (dbias) CUDNN_CHECK(cudnnConvolutionBackwardBias(ctx->cudnn, &one, e->y, dy, &one, e->bias, dbias));
+        return;
+    }
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, e->x, x, e->y, dy, e->conv, e->bwd_filter, ws.cudnn,
+                                               e->cudnn_bytes, &zero, e->w, ws.dw_cast));
+    cuda_act_widen_accumulate(be, ws.dw_cast, dw, conv_w_elems(d));
+    if (!dbias) return;
+    const int64_t hw = d->h_out * d->w_out;
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        conv_bias_grad_kernel<<<cuda_grid_yz(d->c_out), CUDA_THREADS, 0, ctx->stream>>>(d->n, d->c_out, hw,
+                                                                                         (const T *)dy, dbias);
+    });
+    CUDA_CHECK_LAUNCH();
 }

@@ -1,12 +1,18 @@
-// Element-wise kernels and box copies. Parallelisation: one thread per element in grid-stride loops
-// (cuda_blocks() blocks of CUDA_THREADS); copy_box runs one grid row per (image, channel) row of the
-// box and its threads along the positions, so reads and writes are coalesced over s.
+// Element-wise kernels, box copies and the conversions between float32 and the activation type.
+// Parallelisation: one thread per element in grid-stride loops (cuda_blocks() blocks of
+// CUDA_THREADS); copy_box and the conversion of a matrix run one grid row per row and its threads
+// along the row, so reads and writes are coalesced.
+//
+// The activation kernels are templates on the element type (cuda_act.h): operands widened to
+// float, the float arithmetic below, one rounding when the result is stored. copy_box copies
+// elements as they are (no conversion), and adds like accumulate.
 //
 // Values match kernels/cpu/cpu_elementwise.c: where the CPU rounds a product before adding, so do
 // these (__fmul_rn is never fused into a multiply-add), so only expf may differ (by its 2 ulp).
 // silu_backward's formula turns a last-bit difference of the sigmoid into up to about 1e-6 * |dy|
 // where 1 - s cancels (x around 5 to 10): compare it with an absolute tolerance of that size.
 #include "framework/rng.h"
+#include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
 
 static __global__ void fill_kernel(float *dst, float value, int64_t n) {
@@ -35,57 +41,84 @@ void cuda_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float 
 // Full-precision expf and an IEEE division (no fast-math intrinsics), as cpu_sigmoid.
 static __device__ __forceinline__ float silu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-static __global__ void silu_forward_kernel(const float *x, float *y, int64_t n) {
-    for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) y[i] = x[i] * silu_sigmoid(x[i]);
+template <typename T>
+static __global__ void silu_forward_kernel(const T *x, T *y, int64_t n) {
+    for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) {
+        const float v = cuda_act_load(&x[i]);
+        cuda_act_store(&y[i], v * silu_sigmoid(v));
+    }
 }
 
-void cuda_silu_forward(Backend *be, const float *x, float *y, size_t n_elems) {
-    silu_forward_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(x, y, (int64_t)n_elems);
+void cuda_silu_forward(Backend *be, const void *x, void *y, size_t n_elems) {
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        silu_forward_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+            (const T *)x, (T *)y, (int64_t)n_elems);
+    });
     CUDA_CHECK_LAUNCH();
 }
 
 // dx += dy s (1 + x (1 - s)), rounded step by step as cpu_silu_backward.
-static __global__ void silu_backward_kernel(const float *x, const float *dy, float *dx, int64_t n) {
+template <typename T>
+static __global__ void silu_backward_kernel(const T *x, const T *dy, T *dx, int64_t n) {
     for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) {
-        const float s = silu_sigmoid(x[i]);
-        dx[i] += __fmul_rn(__fmul_rn(dy[i], s), 1.0f + __fmul_rn(x[i], 1.0f - s));
+        const float v = cuda_act_load(&x[i]), s = silu_sigmoid(v);
+        cuda_act_store(&dx[i], cuda_act_load(&dx[i]) +
+                                   __fmul_rn(__fmul_rn(cuda_act_load(&dy[i]), s), 1.0f + __fmul_rn(v, 1.0f - s)));
     }
 }
 
-void cuda_silu_backward(Backend *be, const float *x, const float *dy, float *dx, size_t n_elems) {
-    silu_backward_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(x, dy, dx,
-                                                                                         (int64_t)n_elems);
+void cuda_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems) {
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        silu_backward_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+            (const T *)x, (const T *)dy, (T *)dx, (int64_t)n_elems);
+    });
     CUDA_CHECK_LAUNCH();
 }
 
-static __global__ void add_kernel(const float *a, const float *b, float *y, int64_t n) {
-    for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) y[i] = a[i] + b[i];
+template <typename T>
+static __global__ void add_kernel(const T *a, const T *b, T *y, int64_t n) {
+    for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride())
+        cuda_act_store(&y[i], cuda_act_load(&a[i]) + cuda_act_load(&b[i]));
 }
 
-void cuda_add(Backend *be, const float *a, const float *b, float *y, size_t n_elems) {
-    add_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(a, b, y, (int64_t)n_elems);
+void cuda_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems) {
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        add_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>((const T *)a, (const T *)b,
+                                                                                    (T *)y, (int64_t)n_elems);
+    });
     CUDA_CHECK_LAUNCH();
 }
 
-static __global__ void accumulate_kernel(const float *src, float *dst, int64_t n) {
-    for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) dst[i] += src[i];
+template <typename T>
+static __global__ void accumulate_kernel(const T *src, T *dst, int64_t n) {
+    for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride())
+        cuda_act_store(&dst[i], cuda_act_load(&dst[i]) + cuda_act_load(&src[i]));
 }
 
-void cuda_accumulate(Backend *be, const float *src, float *dst, size_t n_elems) {
-    accumulate_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(src, dst, (int64_t)n_elems);
+void cuda_accumulate(Backend *be, const void *src, void *dst, size_t n_elems) {
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        accumulate_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>((const T *)src, (T *)dst,
+                                                                                           (int64_t)n_elems);
+    });
     CUDA_CHECK_LAUNCH();
 }
 
 // Grid row (blockIdx.z, blockIdx.y) copies row (img, ch) of the box.
-static __global__ void copy_box_kernel(int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                                       int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s,
+template <typename T>
+static __global__ void copy_box_kernel(int64_t n, const T *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                                       int64_t src_s0, T *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s,
                                        int64_t dst_s0, int64_t count_c, int64_t count_s, bool accumulate) {
     for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
         for (int64_t ch = blockIdx.y; ch < count_c; ch += gridDim.y) {
-            const float *s = src + (img * src_c + src_c0 + ch) * src_s + src_s0;
-            float *t = dst + (img * dst_c + dst_c0 + ch) * dst_s + dst_s0;
+            const T *s = src + (img * src_c + src_c0 + ch) * src_s + src_s0;
+            T *t = dst + (img * dst_c + dst_c0 + ch) * dst_s + dst_s0;
             if (accumulate) {
-                for (int64_t i = cuda_loop_first(); i < count_s; i += cuda_loop_stride()) t[i] += s[i];
+                for (int64_t i = cuda_loop_first(); i < count_s; i += cuda_loop_stride())
+                    cuda_act_store(&t[i], cuda_act_load(&t[i]) + cuda_act_load(&s[i]));
             } else {
                 for (int64_t i = cuda_loop_first(); i < count_s; i += cuda_loop_stride()) t[i] = s[i];
             }
@@ -93,14 +126,64 @@ static __global__ void copy_box_kernel(int64_t n, const float *src, int64_t src_
     }
 }
 
-void cuda_copy_box(Backend *be, int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                   int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
+void cuda_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                   int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
                    int64_t count_c, int64_t count_s, bool accumulate) {
     YP_CHECK(n >= 0 && count_c >= 0 && count_s >= 0);
     YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);
     YP_CHECK(src_s0 >= 0 && src_s0 + count_s <= src_s && dst_s0 >= 0 && dst_s0 + count_s <= dst_s);
     if (n == 0 || count_c == 0 || count_s == 0) return;
-    copy_box_kernel<<<cuda_plane_grid(n, count_c, count_s), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
-        n, src, src_c, src_c0, src_s, src_s0, dst, dst_c, dst_c0, dst_s, dst_s0, count_c, count_s, accumulate);
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        copy_box_kernel<<<cuda_plane_grid(n, count_c, count_s), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+            n, (const T *)src, src_c, src_c0, src_s, src_s0, (T *)dst, dst_c, dst_c0, dst_s, dst_s0, count_c, count_s,
+            accumulate);
+    });
     CUDA_CHECK_LAUNCH();
+}
+
+// ---- conversions ---------------------------------------------------------------------------------
+
+// Grid row blockIdx.y rounds row r of the matrix.
+template <typename T>
+static __global__ void act_round_kernel(int64_t rows, int64_t cols, const float *src, int64_t src_ld, T *dst) {
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        for (int64_t i = cuda_loop_first(); i < cols; i += cuda_loop_stride())
+            cuda_act_store(&dst[r * cols + i], src[r * src_ld + i]);
+    }
+}
+
+void cuda_act_round(Backend *be, int64_t rows, int64_t cols, const float *src, int64_t src_ld, void *dst) {
+    YP_CHECK(rows >= 0 && cols >= 0 && src_ld >= cols);
+    if (rows == 0 || cols == 0) return;
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        act_round_kernel<<<cuda_plane_grid(1, rows, cols), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(rows, cols, src,
+                                                                                                   src_ld, (T *)dst);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+static __global__ void act_widen_kernel(const T *src, float *dst, int64_t n, bool accumulate) {
+    for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride())
+        dst[i] = accumulate ? dst[i] + cuda_act_load(&src[i]) : cuda_act_load(&src[i]);
+}
+
+static void act_widen(Backend *be, const void *src, float *dst, size_t n_elems, bool accumulate) {
+    if (!n_elems) return;
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        act_widen_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+            (const T *)src, dst, (int64_t)n_elems, accumulate);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void cuda_act_widen(Backend *be, const void *src, float *dst, size_t n_elems) {
+    act_widen(be, src, dst, n_elems, false);
+}
+
+void cuda_act_widen_accumulate(Backend *be, const void *src, float *dst, size_t n_elems) {
+    act_widen(be, src, dst, n_elems, true);
 }

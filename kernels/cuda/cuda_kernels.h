@@ -1,7 +1,8 @@
 // Private to kernels/cuda: the backend's context and the kernels that the other files of this
 // folder define for the ops table in cuda_backend.cu. Signatures follow BackendOps
-// (framework/backend.h); pointers are device memory from cuda_alloc. Every function only enqueues
-// work on ctx->stream and returns (no synchronisation, no allocation).
+// (framework/backend.h): every `void *` is an activation in the backend's type be->act, every
+// `float *` float32; pointers are device memory from cuda_alloc. Every function only enqueues work
+// on ctx->stream and returns (no synchronisation, no allocation).
 #pragma once
 
 #include <cublas_v2.h>
@@ -19,8 +20,13 @@ typedef struct CudaContext {
     cudaStream_t stream;      // every kernel, copy and library call of this backend
     cudnnHandle_t cudnn;      // bound to `stream`
     cublasHandle_t cublas;    // bound to `stream`, workspace set to `workspace`
-    void *workspace;          // cuDNN scratch, owned; only reserve_workspace grows it
+    void *workspace;          // convolution scratch (cuda_conv.cu's layout), owned; only reserve_workspace grows it
     size_t workspace_bytes;
+    // With bf16/fp16 activations: float32 staging of the converting transfers, also the scratch of
+    // the linear layers' rounded weights; act_staging_elems floats, owned, only reserve_activations
+    // grows it. NULL with float32 activations.
+    float *act_staging;
+    size_t act_staging_elems;
     CudaConvAlgos *conv_algos;  // owned by cuda_conv.cu
     double *reduce_scratch;     // CUDA_REDUCE_SCRATCH doubles for reductions that return to the host
     double *reduce_host;        // pinned host mirror of reduce_scratch
@@ -44,46 +50,56 @@ static inline unsigned cuda_blocks(size_t n) {
 // ---- cuda_backend.cu -----------------------------------------------------------------------------
 // The context's workspace, after checking that reserve_workspace made it at least n_bytes long.
 void *cuda_workspace_get(Backend *be, size_t n_bytes);
+// The activation staging as scratch for n_elems elements of the activation type, after checking
+// that reserve_activations made it large enough; cuda_act_scratch_elems says how many fit.
+void *cuda_act_scratch_get(Backend *be, size_t n_elems);
+size_t cuda_act_scratch_elems(Backend *be);
 
 // ---- cuda_conv.cu --------------------------------------------------------------------------------
 CudaConvAlgos *cuda_conv_algos_create(void);
 void cuda_conv_algos_destroy(CudaConvAlgos *algos);
 size_t cuda_conv_workspace_bytes(Backend *be, const ConvDesc *d);
-void cuda_conv2d_forward(Backend *be, const ConvDesc *d, const float *x, const float *w, const float *bias,
-                         float *y);
-void cuda_conv2d_backward_data(Backend *be, const ConvDesc *d, const float *dy, const float *w, float *dx);
-void cuda_conv2d_backward_filter(Backend *be, const ConvDesc *d, const float *x, const float *dy, float *dw,
+void cuda_conv2d_forward(Backend *be, const ConvDesc *d, const void *x, const float *w, const float *bias,
+                         void *y);
+void cuda_conv2d_backward_data(Backend *be, const ConvDesc *d, const void *dy, const float *w, void *dx);
+void cuda_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, const void *dy, float *dw,
                                  float *dbias);
 
 // ---- cuda_dense.cu -------------------------------------------------------------------------------
 void cuda_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
-void cuda_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const float *x, const float *w,
-                         const float *b, float *y);
-void cuda_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const float *x, const float *w,
-                          const float *dy, float *dx, float *dw, float *db);
+void cuda_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x, const float *w,
+                         const float *b, void *y);
+void cuda_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x, const float *w,
+                          const void *dy, void *dx, float *dw, float *db);
 
 // ---- cuda_norm.cu --------------------------------------------------------------------------------
-void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                   const float *gamma, const float *beta, float *running_mean, float *running_var,
-                                  float momentum, float eps, float *y, float *save_mean, float *save_invstd);
-void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+                                  float momentum, float eps, void *y, float *save_mean, float *save_invstd);
+void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                   const float *gamma, const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, float *y);
-void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
-                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                                  const float *running_var, float eps, void *y);
+void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, const void *dy,
+                             const float *gamma, const float *save_mean, const float *save_invstd, void *dx,
                              float *dgamma, float *dbeta);
 
 // ---- cuda_elementwise.cu -------------------------------------------------------------------------
 void cuda_fill(Backend *be, float *dst, float value, size_t n_elems);
 void cuda_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
-void cuda_silu_forward(Backend *be, const float *x, float *y, size_t n_elems);
-void cuda_silu_backward(Backend *be, const float *x, const float *dy, float *dx, size_t n_elems);
-void cuda_add(Backend *be, const float *a, const float *b, float *y, size_t n_elems);
-void cuda_accumulate(Backend *be, const float *src, float *dst, size_t n_elems);
-void cuda_copy_box(Backend *be, int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                   int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
+void cuda_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
+void cuda_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
+void cuda_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
+void cuda_accumulate(Backend *be, const void *src, void *dst, size_t n_elems);
+void cuda_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                   int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
                    int64_t count_c, int64_t count_s, bool accumulate);
+// Conversions between float32 and the activation type (plain copies with float32 activations):
+// dst (rows, cols), dense, = src (rows, cols) with leading dimension src_ld, rounded;
+void cuda_act_round(Backend *be, int64_t rows, int64_t cols, const float *src, int64_t src_ld, void *dst);
+// dst = src widened; dst += src widened.
+void cuda_act_widen(Backend *be, const void *src, float *dst, size_t n_elems);
+void cuda_act_widen_accumulate(Backend *be, const void *src, float *dst, size_t n_elems);
 
 // ---- cuda_optim.cu -------------------------------------------------------------------------------
 MultiTensorTable *cuda_multi_tensor_prepare(Backend *be, const MultiTensorChunk *chunks, int n_chunks);
@@ -98,12 +114,12 @@ void cuda_ema_update(Backend *be, const MultiTensorTable *table, float *ema, flo
 
 // ---- cuda_pool.cu --------------------------------------------------------------------------------
 void cuda_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t factor,
-                                   const float *x, float *y);
+                                   const void *x, void *y);
 void cuda_upsample_nearest_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t factor,
-                                    const float *dy, float *dx);
-void cuda_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const float *x,
-                          float *y);
-void cuda_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const float *x,
-                           const float *dy, float *dx);
-void cuda_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x, float *y);
-void cuda_avgpool_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *dy, float *dx);
+                                    const void *dy, void *dx);
+void cuda_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const void *x,
+                          void *y);
+void cuda_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const void *x,
+                           const void *dy, void *dx);
+void cuda_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, void *y);
+void cuda_avgpool_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, void *dx);

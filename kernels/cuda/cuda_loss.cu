@@ -22,11 +22,16 @@
 // The ground truths are grouped and converted on the host by the CPU loss's own function
 // (detect_loss_targets_group) and uploaded from pinned memory; nothing else crosses PCIe but the
 // five result numbers.
+//
+// pred and dpred are in the backend's activation type: the kernels that touch them are templates on
+// it (cuda_act.h), which widen each logit on load; each gradient element is computed in float as
+// before, multiplied by grad_scale (fp16 loss scaling) and rounded once when stored.
 #include "kernels/cuda/cuda_loss.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
 #include "layers/loss_detect_math.h"
 
@@ -73,25 +78,27 @@ struct CudaDetectLoss {
 // Side s of an anchor, bin k at x[k * A]: the largest logit and sum of exp(logit - top), so that
 // bin k's probability is exp(x_k - top) / sum. The operations of loss_detect.c's dist_decode, which
 // keeps the exponentials where this recomputes them (per-thread arrays would cost local memory).
-static __device__ void side_softmax(const float *x, int64_t A, int64_t R, double *top, double *sum) {
-    double t = x[0], s = 0;
-    for (int64_t k = 1; k < R; k++) t = fmax(t, (double)x[k * A]);
-    for (int64_t k = 0; k < R; k++) s += exp((double)x[k * A] - t);
+template <typename T>
+static __device__ void side_softmax(const T *x, int64_t A, int64_t R, double *top, double *sum) {
+    double t = cuda_act_load(&x[0]), s = 0;
+    for (int64_t k = 1; k < R; k++) t = fmax(t, (double)cuda_act_load(&x[k * A]));
+    for (int64_t k = 0; k < R; k++) s += exp((double)cuda_act_load(&x[k * A]) - t);
     *top = t;
     *sum = s;
 }
 
-static __device__ double bin_prob(const float *x, int64_t A, int64_t k, double top, double sum) {
-    return exp((double)x[k * A] - top) / sum;
+template <typename T>
+static __device__ double bin_prob(const T *x, int64_t A, int64_t k, double top, double sum) {
+    return exp((double)cuda_act_load(&x[k * A]) - top) / sum;
 }
 
 // Anchor a's expected distances (left, top, right, bottom; grid units) from x = pred_i + a, with each
 // side's softmax top and sum.
-static __device__ void dist_decode(const float *x, int64_t A, int64_t R, double top[4], double sum[4],
-                                   double dist[4]) {
+template <typename T>
+static __device__ void dist_decode(const T *x, int64_t A, int64_t R, double top[4], double sum[4], double dist[4]) {
 #pragma unroll  // top, sum and dist stay in registers
     for (int s = 0; s < 4; s++) {
-        const float *xs = x + s * R * A;
+        const T *xs = x + s * R * A;
         side_softmax(xs, A, R, &top[s], &sum[s]);
         double e = 0;
         for (int64_t k = 0; k < R; k++) e += bin_prob(xs, A, k, top[s], sum[s]) * (double)k;
@@ -142,10 +149,11 @@ static __device__ void block_best(double *m, int32_t *a, double *scratch_m, int3
 // The per-(image, anchor) kernels run on a grid of (anchor_blocks, batch_n) blocks of CUDA_THREADS:
 // blockIdx.y is the image, and a grid-stride loop over blockIdx.x and threadIdx.x the anchors.
 
-static __global__ void decode_kernel(int64_t A, int64_t R, int64_t C, const float *pred, const double *anchors,
+template <typename T>
+static __global__ void decode_kernel(int64_t A, int64_t R, int64_t C, const T *pred, const double *anchors,
                                      double *boxes, int32_t *claims, int32_t *assigned) {
     const int64_t i = blockIdx.y;
-    const float *pred_i = pred + i * C * A;
+    const T *pred_i = pred + i * C * A;
     for (int64_t a = cuda_loop_first(); a < A; a += cuda_loop_stride()) {
         double top[4], sum[4], d[4];
         dist_decode(pred_i + a, A, R, top, sum, d);
@@ -161,8 +169,9 @@ static __global__ void decode_kernel(int64_t A, int64_t R, int64_t C, const floa
 // loss_detect.c's gt_select_topk keeps them over all anchors; the ground truth's best topk over all
 // anchors are among those lists, and topk rounds of block_best, each taking the head of one list,
 // pop them in order.
+template <typename Act>  // T is the block's thread count here
 static __global__ void __launch_bounds__(TOPK_THREADS)
-    topk_kernel(DetectLossConfig cfg, int64_t A, int64_t n_targets, const float *pred, const double *anchors,
+    topk_kernel(DetectLossConfig cfg, int64_t A, int64_t n_targets, const Act *pred, const double *anchors,
                 const double *boxes, const DetectLossGt *gts, const int32_t *gt_image, const int64_t *gt_start,
                 int32_t *claims, int32_t *assigned) {
     extern __shared__ double topk_lists[];
@@ -175,15 +184,15 @@ static __global__ void __launch_bounds__(TOPK_THREADS)
         const DetectLossGt g = gts[j];
         if (!g.valid) continue;  // mask_gt removes the whole top-k row (the same for every thread)
         const int64_t i = gt_image[j];
-        const float *logits = pred + (i * C + 4 * cfg.reg_max + g.cls) * A;
+        const Act *logits = pred + (i * C + 4 * cfg.reg_max + g.cls) * A;
         const double *boxes_i = boxes + i * A * 4;
         int64_t n = 0;
         for (int64_t a = t; a < A; a += T) {
             double metric = 0;  // non-candidates count as 0
             const double s = anchors[2 * A + a];
             if (detect_loss_gt_has_candidate(&g, anchors[a], anchors[A + a], s, cfg.eps))
-                metric = detect_loss_alignment(logits[a], detect_loss_overlap(&g, boxes_i + 4 * a, s), cfg.alpha,
-                                               cfg.beta);
+                metric = detect_loss_alignment(cuda_act_load(&logits[a]), detect_loss_overlap(&g, boxes_i + 4 * a, s),
+                                               cfg.alpha, cfg.beta);
             if (n == K && !(metric > list_m[(K - 1) * T + t])) continue;
             int64_t p = n < K ? n++ : K - 1;
             for (; p > 0 && list_m[(p - 1) * T + t] < metric; p--) {
@@ -215,12 +224,13 @@ static __global__ void __launch_bounds__(TOPK_THREADS)
     }
 }
 
-static __global__ void resolve_kernel(DetectLossConfig cfg, int64_t A, const float *pred, const double *anchors,
+template <typename T>
+static __global__ void resolve_kernel(DetectLossConfig cfg, int64_t A, const T *pred, const double *anchors,
                                       const double *boxes, const DetectLossGt *gts, const int64_t *gt_start,
                                       const int32_t *claims, int32_t *assigned, double *score, double *pos_overlap,
                                       double *pos_align) {
     const int64_t i = blockIdx.y, C = 4 * cfg.reg_max + cfg.nc, g0 = gt_start[i], n_gt = gt_start[i + 1] - g0;
-    const float *pred_i = pred + i * C * A;
+    const T *pred_i = pred + i * C * A;
     for (int64_t a = cuda_loop_first(); a < A; a += cuda_loop_stride()) {
         const int64_t ia = i * A + a;
         const double ax = anchors[a], ay = anchors[A + a], s = anchors[2 * A + a], *box = boxes + 4 * ia;
@@ -238,7 +248,8 @@ static __global__ void resolve_kernel(DetectLossConfig cfg, int64_t A, const flo
         if (g >= 0 && detect_loss_gt_has_candidate(&gts[g0 + g], ax, ay, s, cfg.eps)) {
             const DetectLossGt *gg = &gts[g0 + g];
             double overlap = detect_loss_overlap(gg, box, s);
-            metric = detect_loss_alignment(pred_i[(4 * cfg.reg_max + gg->cls) * A + a], overlap, cfg.alpha, cfg.beta);
+            metric = detect_loss_alignment(cuda_act_load(&pred_i[(4 * cfg.reg_max + gg->cls) * A + a]), overlap,
+                                           cfg.alpha, cfg.beta);
             atomic_max_nonnegative(&pos_overlap[g0 + g], overlap);
             atomic_max_nonnegative(&pos_align[g0 + g], metric);
         }
@@ -289,14 +300,15 @@ static __global__ void norm_kernel(int64_t n_partials, int64_t batch_n, const do
 // more registers. Both read the gradient's factor batch_n / norm from totals.
 
 // The BCE of each of the anchor's nc class logits against its target score (one-hot class times
-// score); with dpred, their gradient.
-static __global__ void class_loss_kernel(DetectLossConfig cfg, int64_t A, const float *pred, const DetectLossGt *gts,
+// score); with dpred, their gradient times grad_scale.
+template <typename T>
+static __global__ void class_loss_kernel(DetectLossConfig cfg, int64_t A, const T *pred, const DetectLossGt *gts,
                                          const int64_t *gt_start, const int32_t *assigned, const double *score,
-                                         const double *totals, float *dpred, double *partials) {
+                                         const double *totals, float grad_scale, T *dpred, double *partials) {
     __shared__ double scratch[64];
     const int64_t i = blockIdx.y, C = 4 * cfg.reg_max + cfg.nc, first = 4 * cfg.reg_max * A, g0 = gt_start[i];
-    const float *x = pred + i * C * A + first;
-    float *dx = dpred ? dpred + i * C * A + first : NULL;
+    const T *x = pred + i * C * A + first;
+    T *dx = dpred ? dpred + i * C * A + first : NULL;
     const float cls_scale = (float)(cfg.cls_gain * totals[2]);
     double cls_sum = 0, none = 0;
     for (int64_t a = cuda_loop_first(); a < A; a += cuda_loop_stride()) {
@@ -304,7 +316,9 @@ static __global__ void class_loss_kernel(DetectLossConfig cfg, int64_t A, const 
         const float target_score = (float)score[ia];
         for (int64_t c = 0; c < cfg.nc; c++) {
             const float target = c == cls ? target_score : 0.0f;
-            cls_sum += (double)detect_loss_bce(x[c * A + a], target, cls_scale, dx ? &dx[c * A + a] : NULL);
+            float grad;
+            cls_sum += (double)detect_loss_bce(cuda_act_load(&x[c * A + a]), target, cls_scale, dx ? &grad : NULL);
+            if (dx) cuda_act_store(&dx[c * A + a], grad * grad_scale);
         }
     }
     cuda_block_sum2(&cls_sum, &none, scratch);
@@ -312,21 +326,23 @@ static __global__ void class_loss_kernel(DetectLossConfig cfg, int64_t A, const 
 }
 
 // The CIoU and DFL terms of positive anchors, weighted by their target score; with dpred, the
-// gradient of the 4 reg_max box-distribution logits (0 for the other anchors).
-static __global__ void box_loss_kernel(DetectLossConfig cfg, int64_t A, const float *pred, const double *anchors,
+// gradient of the 4 reg_max box-distribution logits times grad_scale (0 for the other anchors).
+template <typename T>
+static __global__ void box_loss_kernel(DetectLossConfig cfg, int64_t A, const T *pred, const double *anchors,
                                        const DetectLossGt *gts, const int64_t *gt_start, const int32_t *assigned,
-                                       const double *score, const double *totals, float *dpred, double *partials) {
+                                       const double *score, const double *totals, float grad_scale, T *dpred,
+                                       double *partials) {
     __shared__ double scratch[64];
     const int64_t i = blockIdx.y, R = cfg.reg_max, C = 4 * R + cfg.nc, g0 = gt_start[i];
-    const float *pred_i = pred + i * C * A;
-    float *dpred_i = dpred ? dpred + i * C * A : NULL;
+    const T *pred_i = pred + i * C * A;
+    T *dpred_i = dpred ? dpred + i * C * A : NULL;
     const double box_scale = cfg.box_gain * totals[2], dfl_scale = cfg.dfl_gain * totals[2];
     double box_sum = 0, dfl_sum = 0;
     for (int64_t a = cuda_loop_first(); a < A; a += cuda_loop_stride()) {
         const int64_t ia = i * A + a;
         if (assigned[ia] < 0) {
             if (dpred_i)
-                for (int64_t k = 0; k < 4 * R; k++) dpred_i[k * A + a] = 0.0f;
+                for (int64_t k = 0; k < 4 * R; k++) cuda_act_store(&dpred_i[k * A + a], 0.0f);
             continue;
         }
         const DetectLossGt *g = &gts[g0 + assigned[ia]];
@@ -338,16 +354,18 @@ static __global__ void box_loss_kernel(DetectLossConfig cfg, int64_t A, const fl
         double ce_sum = 0;
 #pragma unroll
         for (int side = 0; side < 4; side++) {
-            const float *x = pred_i + side * R * A + a;
+            const T *x = pred_i + side * R * A + a;
             const DetectLossDflBins bins = detect_loss_dfl_bins(bt.target[side], R);
             const double log_sum = log(sum[side]);  // log_softmax = (x - top) - log(sum)
-            ce_sum += detect_loss_dfl_ce(((double)x[bins.lo * A] - top[side]) - log_sum,
-                                         ((double)x[(bins.lo + 1) * A] - top[side]) - log_sum, bins);
+            ce_sum += detect_loss_dfl_ce(((double)cuda_act_load(&x[bins.lo * A]) - top[side]) - log_sum,
+                                         ((double)cuda_act_load(&x[(bins.lo + 1) * A]) - top[side]) - log_sum, bins);
             if (!dpred_i) continue;
             const double g_box = box_scale * bt.d_dist[side], g_dfl = dfl_scale * w / 4;
-            for (int64_t k = 0; k < R; k++)
-                dpred_i[(side * R + k) * A + a] =
+            for (int64_t k = 0; k < R; k++) {
+                const float grad =
                     detect_loss_bin_grad(bin_prob(x, A, k, top[side], sum[side]), k, d[side], bins, g_box, g_dfl);
+                cuda_act_store(&dpred_i[(side * R + k) * A + a], grad * grad_scale);
+            }
         }
         dfl_sum += ce_sum / 4 * w;
     }
@@ -466,8 +484,8 @@ void cuda_detect_loss_reserve(CudaDetectLoss *loss, int64_t max_targets) {
     CUDA_CHECK(cudaMallocHost((void **)&loss->host_gt_image, n * sizeof(int32_t)));
 }
 
-double cuda_detect_loss_compute(CudaDetectLoss *loss, int64_t batch_n, const float *pred, const TargetBox *targets,
-                                int64_t n_targets, float *dpred, DetectLossParts *parts) {
+double cuda_detect_loss_compute(CudaDetectLoss *loss, int64_t batch_n, const void *pred, const TargetBox *targets,
+                                int64_t n_targets, float grad_scale, void *dpred, DetectLossParts *parts) {
     YP_CHECK(batch_n >= 1 && batch_n <= loss->max_batch && n_targets >= 0);
     YP_CHECK(n_targets <= loss->gt_capacity);  // cuda_detect_loss_reserve made room before the step
     CudaContext *ctx = cuda_ctx(loss->be);
@@ -494,34 +512,39 @@ double cuda_detect_loss_compute(CudaDetectLoss *loss, int64_t batch_n, const flo
     }
 
     const dim3 grid(loss->anchor_blocks, (unsigned)batch_n);
-    decode_kernel<<<grid, CUDA_THREADS, 0, stream>>>(A, cfg.reg_max, loss->n_channels, pred, loss->anchors,
-                                                     loss->boxes, loss->claims, loss->assigned);
-    CUDA_CHECK_LAUNCH();
-    if (n_targets > 0) {
-        const int64_t max_blocks = TOPK_MAX_BLOCKS;
-        const unsigned blocks = (unsigned)(n_targets < max_blocks ? n_targets : max_blocks);
-        const size_t lists = (size_t)cfg.topk * TOPK_THREADS * (sizeof(double) + sizeof(int32_t));
-        topk_kernel<<<blocks, TOPK_THREADS, lists, stream>>>(cfg, A, n_targets, pred, loss->anchors, loss->boxes,
-                                                             loss->gts, loss->gt_image, loss->gt_start, loss->claims,
-                                                             loss->assigned);
+    cuda_act_dispatch(loss->be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        const T *p = (const T *)pred;
+        decode_kernel<<<grid, CUDA_THREADS, 0, stream>>>(A, cfg.reg_max, loss->n_channels, p, loss->anchors,
+                                                         loss->boxes, loss->claims, loss->assigned);
         CUDA_CHECK_LAUNCH();
-    }
-    resolve_kernel<<<grid, CUDA_THREADS, 0, stream>>>(cfg, A, pred, loss->anchors, loss->boxes, loss->gts,
-                                                      loss->gt_start, loss->claims, loss->assigned, loss->score,
-                                                      pos_overlap, pos_align);
-    CUDA_CHECK_LAUNCH();
-    normalise_kernel<<<grid, CUDA_THREADS, 0, stream>>>(A, cfg.eps, loss->gt_start, loss->assigned, pos_overlap,
-                                                        pos_align, loss->score, loss->partials);
-    CUDA_CHECK_LAUNCH();
-    norm_kernel<<<1, CUDA_THREADS, 0, stream>>>(n_partials, batch_n, loss->partials, loss->totals);
-    CUDA_CHECK_LAUNCH();
-    class_loss_kernel<<<grid, CUDA_THREADS, 0, stream>>>(cfg, A, pred, loss->gts, loss->gt_start, loss->assigned,
-                                                         loss->score, loss->totals, dpred, loss->partials);
-    CUDA_CHECK_LAUNCH();
-    box_loss_kernel<<<grid, CUDA_THREADS, 0, stream>>>(cfg, A, pred, loss->anchors, loss->gts, loss->gt_start,
-                                                       loss->assigned, loss->score, loss->totals, dpred,
-                                                       loss->partials);
-    CUDA_CHECK_LAUNCH();
+        if (n_targets > 0) {
+            const int64_t max_blocks = TOPK_MAX_BLOCKS;
+            const unsigned blocks = (unsigned)(n_targets < max_blocks ? n_targets : max_blocks);
+            const size_t lists = (size_t)cfg.topk * TOPK_THREADS * (sizeof(double) + sizeof(int32_t));
+            topk_kernel<<<blocks, TOPK_THREADS, lists, stream>>>(cfg, A, n_targets, p, loss->anchors, loss->boxes,
+                                                                 loss->gts, loss->gt_image, loss->gt_start,
+                                                                 loss->claims, loss->assigned);
+            CUDA_CHECK_LAUNCH();
+        }
+        resolve_kernel<<<grid, CUDA_THREADS, 0, stream>>>(cfg, A, p, loss->anchors, loss->boxes, loss->gts,
+                                                          loss->gt_start, loss->claims, loss->assigned, loss->score,
+                                                          pos_overlap, pos_align);
+        CUDA_CHECK_LAUNCH();
+        normalise_kernel<<<grid, CUDA_THREADS, 0, stream>>>(A, cfg.eps, loss->gt_start, loss->assigned, pos_overlap,
+                                                            pos_align, loss->score, loss->partials);
+        CUDA_CHECK_LAUNCH();
+        norm_kernel<<<1, CUDA_THREADS, 0, stream>>>(n_partials, batch_n, loss->partials, loss->totals);
+        CUDA_CHECK_LAUNCH();
+        class_loss_kernel<<<grid, CUDA_THREADS, 0, stream>>>(cfg, A, p, loss->gts, loss->gt_start, loss->assigned,
+                                                             loss->score, loss->totals, grad_scale, (T *)dpred,
+                                                             loss->partials);
+        CUDA_CHECK_LAUNCH();
+        box_loss_kernel<<<grid, CUDA_THREADS, 0, stream>>>(cfg, A, p, loss->anchors, loss->gts, loss->gt_start,
+                                                           loss->assigned, loss->score, loss->totals, grad_scale,
+                                                           (T *)dpred, loss->partials);
+        CUDA_CHECK_LAUNCH();
+    });
     finish_kernel<<<1, CUDA_THREADS, 0, stream>>>(n_partials, loss->partials, loss->totals, ctx->reduce_scratch);
     CUDA_CHECK_LAUNCH();
     CUDA_CHECK(cudaMemcpyAsync(ctx->reduce_host, ctx->reduce_scratch, LOSS_RESULTS * sizeof(double),

@@ -13,8 +13,13 @@
 // Scratch: the context's reduce_scratch, only between the launches of one call on the backend's
 // stream, so nothing else can see it. Where the CPU rounds a float product before adding, these
 // kernels do too (__fmul_rn / __dmul_rn are never fused into a multiply-add).
+//
+// x, y, dy and dx are in the activation type (templates on it, cuda_act.h): loaded widened to
+// float, the float and double arithmetic below, y and dx rounded once when stored. The statistics,
+// gamma, beta and their gradients are float32.
 #include <math.h>
 
+#include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
 
 enum {
@@ -43,9 +48,9 @@ static dim3 bn_sums_grid(int64_t c, int64_t parts) {
 // - forward (kGrad false): d = x - first and d^2, `first` being the channel's first value; shifting
 //   by a value of the channel keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std, in one pass;
 // - backward (kGrad true): dy and dy * xhat, xhat = (x - mean) * invstd rounded to float as the CPU.
-template <bool kGrad>
+template <bool kGrad, typename T>
 static __global__ void __launch_bounds__(BN_THREADS)
-    bn_sums_kernel(int64_t n, int64_t c, int64_t hw, int64_t parts, const float *x, const float *dy,
+    bn_sums_kernel(int64_t n, int64_t c, int64_t hw, int64_t parts, const T *x, const T *dy,
                    const float *save_mean, const float *save_invstd, double *partials) {
     __shared__ double scratch[64];
     const int64_t m = n * hw, chunk = (m + parts - 1) / parts;
@@ -53,18 +58,18 @@ static __global__ void __launch_bounds__(BN_THREADS)
     // A step of blockDim.x values is step_img whole images and step_pos positions: no division per value.
     const int64_t step_img = blockDim.x / hw, step_pos = blockDim.x % hw;
     for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
-        const double first = x[ch * hw];
+        const double first = cuda_act_load(&x[ch * hw]);
         const float mean = kGrad ? save_mean[ch] : 0.0f, invstd = kGrad ? save_invstd[ch] : 0.0f;
         double s1 = 0.0, s2 = 0.0;
         int64_t img = (begin + threadIdx.x) / hw, pos = (begin + threadIdx.x) % hw;
         for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
             const int64_t at = (img * c + ch) * hw + pos;
             if constexpr (kGrad) {
-                const float g = dy[at], xhat = (x[at] - mean) * invstd;
+                const float g = cuda_act_load(&dy[at]), xhat = (cuda_act_load(&x[at]) - mean) * invstd;
                 s1 += g;
                 s2 += (double)g * xhat;
             } else {
-                const double d = (double)x[at] - first;
+                const double d = (double)cuda_act_load(&x[at]) - first;
                 s1 += d;
                 s2 += d * d;
             }
@@ -98,7 +103,8 @@ static __device__ void bn_channel_totals(const double *partials, int64_t parts, 
 
 // The batch statistics from the partial sums: save_mean, save_invstd, the running statistics and
 // scale[ch] = invstd * gamma rounded to float, each rounded as cpu_batchnorm_forward_train does.
-static __global__ void bn_train_finish_kernel(int64_t c, int64_t hw, int64_t m, int64_t parts, const float *x,
+template <typename T>
+static __global__ void bn_train_finish_kernel(int64_t c, int64_t hw, int64_t m, int64_t parts, const T *x,
                                               const float *gamma, float *running_mean, float *running_var,
                                               float momentum, float eps, const double *partials, double *scale,
                                               float *save_mean, float *save_invstd) {
@@ -106,7 +112,7 @@ static __global__ void bn_train_finish_kernel(int64_t c, int64_t hw, int64_t m, 
         double s1, s2;
         bn_channel_totals(partials, parts, ch, &s1, &s2);
         if (threadIdx.x % 32 == 0) {
-            const double shift_mean = s1 / (double)m, mean = x[ch * hw] + shift_mean;
+            const double shift_mean = s1 / (double)m, mean = cuda_act_load(&x[ch * hw]) + shift_mean;
             const double var = fmax(s2 / (double)m - shift_mean * shift_mean, 0.0);  // biased, for normalising
             const double invstd = 1.0 / sqrt(var + (double)eps);
             scale[ch] = (float)(invstd * gamma[ch]);
@@ -129,51 +135,61 @@ static __global__ void bn_infer_scale_kernel(int64_t c, const float *gamma, cons
 }
 
 // y = (x - mean) * scale + beta per (image, channel) plane; the product rounded on its own.
-static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, const float *x, const float *mean,
-                                           const double *scale, const float *beta, float *y) {
+template <typename T>
+static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, const T *x, const float *mean,
+                                           const double *scale, const float *beta, T *y) {
     for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
         for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
             const float mu = mean[ch], sc = (float)scale[ch], shift = beta[ch];
-            const float *xp = x + (img * c + ch) * hw;
-            float *yp = y + (img * c + ch) * hw;
+            const T *xp = x + (img * c + ch) * hw;
+            T *yp = y + (img * c + ch) * hw;
             for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
-                yp[i] = __fmul_rn(xp[i] - mu, sc) + shift;
+                cuda_act_store(&yp[i], __fmul_rn(cuda_act_load(&xp[i]) - mu, sc) + shift);
             }
         }
     }
 }
 
-void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                   const float *gamma, const float *beta, float *running_mean, float *running_var,
-                                  float momentum, float eps, float *y, float *save_mean, float *save_invstd) {
+                                  float momentum, float eps, void *y, float *save_mean, float *save_invstd) {
     const int64_t m = n * hw;
     YP_CHECK(m > 0 && c >= 0);
     if (c == 0) return;
     CudaContext *ctx = cuda_ctx(be);
     const int64_t parts = bn_parts(c, m);
     double *partials = ctx->reduce_scratch, *scale = partials + 2 * c * parts;
-    bn_sums_kernel<false><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(n, c, hw, parts, x, NULL, NULL,
-                                                                                  NULL, partials);
-    CUDA_CHECK_LAUNCH();
-    bn_train_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
-        c, hw, m, parts, x, gamma, running_mean, running_var, momentum, eps, partials, scale, save_mean, save_invstd);
-    CUDA_CHECK_LAUNCH();
-    bn_normalise_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(n, c, hw, x, save_mean, scale,
-                                                                                      beta, y);
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        const T *xt = (const T *)x;
+        bn_sums_kernel<false><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(n, c, hw, parts, xt,
+                                                                                      (const T *)NULL, NULL, NULL,
+                                                                                      partials);
+        CUDA_CHECK_LAUNCH();
+        bn_train_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
+            c, hw, m, parts, xt, gamma, running_mean, running_var, momentum, eps, partials, scale, save_mean,
+            save_invstd);
+        CUDA_CHECK_LAUNCH();
+        bn_normalise_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(n, c, hw, xt, save_mean,
+                                                                                          scale, beta, (T *)y);
+    });
     CUDA_CHECK_LAUNCH();
 }
 
-void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                   const float *gamma, const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, float *y) {
+                                  const float *running_var, float eps, void *y) {
     YP_CHECK(n >= 0 && c >= 0 && hw >= 0 && c <= CUDA_REDUCE_SCRATCH);
     if (n == 0 || c == 0 || hw == 0) return;
     CudaContext *ctx = cuda_ctx(be);
     double *scale = ctx->reduce_scratch;
     bn_infer_scale_kernel<<<cuda_blocks((size_t)c), CUDA_THREADS, 0, ctx->stream>>>(c, gamma, running_var, eps, scale);
     CUDA_CHECK_LAUNCH();
-    bn_normalise_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(n, c, hw, x, running_mean,
-                                                                                      scale, beta, y);
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        bn_normalise_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+            n, c, hw, (const T *)x, running_mean, scale, beta, (T *)y);
+    });
     CUDA_CHECK_LAUNCH();
 }
 
@@ -194,25 +210,27 @@ static __global__ void bn_backward_finish_kernel(int64_t c, int64_t m, int64_t p
 }
 
 // dx += gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) per (image, channel) plane.
-static __global__ void bn_backward_dx_kernel(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+template <typename T>
+static __global__ void bn_backward_dx_kernel(int64_t n, int64_t c, int64_t hw, const T *x, const T *dy,
                                              const float *gamma, const float *save_mean, const float *save_invstd,
-                                             const double *coef, float *dx) {
+                                             const double *coef, T *dx) {
     for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
         for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
             const float mean = save_mean[ch], invstd = save_invstd[ch], scale = gamma[ch] * invstd;
             const float mean_dy = (float)coef[2 * ch], mean_dy_xhat = (float)coef[2 * ch + 1];
-            const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
-            float *dxp = dx + (img * c + ch) * hw;
+            const T *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
+            T *dxp = dx + (img * c + ch) * hw;
             for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
-                const float xhat = (xp[i] - mean) * invstd;
-                dxp[i] += __fmul_rn(scale, dyp[i] - mean_dy - __fmul_rn(xhat, mean_dy_xhat));
+                const float xhat = (cuda_act_load(&xp[i]) - mean) * invstd;
+                cuda_act_store(&dxp[i], cuda_act_load(&dxp[i]) + __fmul_rn(scale, cuda_act_load(&dyp[i]) - mean_dy -
+                                                                                      __fmul_rn(xhat, mean_dy_xhat)));
             }
         }
     }
 }
 
-void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
-                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, const void *dy,
+                             const float *gamma, const float *save_mean, const float *save_invstd, void *dx,
                              float *dgamma, float *dbeta) {
     const int64_t m = n * hw;
     YP_CHECK(m > 0 && c >= 0);
@@ -220,13 +238,17 @@ void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, cons
     CudaContext *ctx = cuda_ctx(be);
     const int64_t parts = bn_parts(c, m);
     double *partials = ctx->reduce_scratch, *coef = partials + 2 * c * parts;
-    bn_sums_kernel<true><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(n, c, hw, parts, x, dy, save_mean,
-                                                                                 save_invstd, partials);
-    CUDA_CHECK_LAUNCH();
-    bn_backward_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(c, m, parts, partials,
-                                                                                            dgamma, dbeta, coef);
-    CUDA_CHECK_LAUNCH();
-    bn_backward_dx_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-        n, c, hw, x, dy, gamma, save_mean, save_invstd, coef, dx);
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        const T *xt = (const T *)x, *dyt = (const T *)dy;
+        bn_sums_kernel<true><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(n, c, hw, parts, xt, dyt,
+                                                                                     save_mean, save_invstd, partials);
+        CUDA_CHECK_LAUNCH();
+        bn_backward_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
+            c, m, parts, partials, dgamma, dbeta, coef);
+        CUDA_CHECK_LAUNCH();
+        bn_backward_dx_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+            n, c, hw, xt, dyt, gamma, save_mean, save_invstd, coef, (T *)dx);
+    });
     CUDA_CHECK_LAUNCH();
 }
