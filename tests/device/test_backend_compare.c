@@ -9,6 +9,13 @@
 // The detection loss runs on the device (kernels/cuda/cuda_loss.h) as the executor runs it there:
 // its cases and the detection models compare it with the CPU loss on the same predictions.
 //
+// The whole suite runs once per activation type (framework/dtype.h): fp32, then bf16 and fp16, each
+// against a CPU backend of the same type. Activation buffers (x, y, dx, dy, ...) hold that type;
+// parameters, their gradients and statistics stay float32. Activation inputs are rounded to the
+// type on the host and uploaded with upload_activation, so that both sides start from the same
+// values; outputs are read back as raw bytes and widened on the host (each type has its own
+// poison: a NaN payload of its own width).
+//
 // Metrics, computed in double over the elements that are finite on both sides:
 //   rel    = ||dut - ref||_2 / ||ref - prior||_2   (prior = 0 for plain outputs: the contribution)
 //   maxabs = max |dut - ref|,  peak = max |ref - prior|
@@ -24,8 +31,11 @@
 //   YP_SEED=N               replay: the seed is printed first, and a new one is drawn from the clock otherwise
 //   YP_COMPARE_ONLY=GLOB    run only the cases whose name matches (cmocka's filter: * and ?)
 //   YP_COMPARE_SKIP=GLOB    skip the cases whose name matches (e.g. one that aborts)
-//   YP_COMPARE_CPU_ONLY=1   self-check of this program without a GPU: dut is a second CPU backend and
-//                           every tolerance is 0 (both sides run the same code on the same data)
+//   YP_COMPARE_PRECISIONS=LIST  the activation types to run, comma-separated among fp32, bf16 and
+//                           fp16, in that order (default: all three)
+//   YP_COMPARE_CPU_ONLY=1   self-check of this program without a GPU: dut is a second CPU backend of
+//                           the same activation type and every tolerance is 0 (both sides run the
+//                           same code on the same data)
 //   YP_COMPARE_FAULT=1      with YP_COMPARE_CPU_ONLY: reads each kernel output back as if the dut had
 //                           left its last element unwritten, overwritten instead of accumulated and
 //                           written one element past the end: every kernel case must then FAIL
@@ -59,6 +69,17 @@
 // Default tolerance of a kernel: float32 on both sides, different summation orders (cuDNN, cuBLAS
 // and tree reductions against OpenBLAS and sequential double sums).
 static const double tol_kernel = 1e-4;
+// bf16 and fp16 activations: every comparison that is not bit-exact uses this relative tolerance
+// instead (harness_tol). Both sides compute in float32 and round each stored activation once, but
+// bf16 keeps 8 significant bits (a unit in the last place is 2^-8 = 3.9e-3 relative; fp16's
+// 2^-11 = 4.9e-4), so a result whose float32 values differ in the last bits between the sides
+// (summation orders, as above) rounds to neighbouring 16-bit values where it lies near a rounding
+// boundary: a whole unit. On top of that the CUDA convolutions and linears multiply weights rounded
+// to 16 bits (2^-9 relative each) where the CPU uses the float32 ones, and backward-filter rounds
+// dw to 16 bits before adding it, and graphs carry each layer's differences into the next. 2e-2 is
+// five bf16 units: far below the error of a wrong index or a missing term (order 1), well above
+// rounding. Not yet calibrated on a GPU.
+static const double tol_lowp = 2e-2;
 // Bit-identical: data movement, and sums of small multiples of 1/8 (exact in any order).
 static const double tol_exact = 0.0;
 // Graphs: each layer adds its rounding to its inputs' differences, and batch norm over few values
@@ -86,7 +107,10 @@ enum {
 };
 
 // The poison: a quiet NaN whose payload no arithmetic produces, so "never written" differs from "NaN".
+// bf16 and fp16 buffers hold a 16-bit NaN of that kind (neither type's canonical NaN, 0x7fc0 /
+// 0x7fff and 0x7e00 / 0x7fff), which act_decode turns into the float32 one.
 static const uint32_t poison_bits = 0x7fc0deadu;
+static const uint16_t poison_bits_bf16 = 0x7fdeu, poison_bits_f16 = 0x7eedu;
 
 static float poison_value(void) {
     float f;
@@ -100,21 +124,59 @@ static bool is_poison(float f) {
     return bits == poison_bits;
 }
 
+// Host floats as elements of type t (dst: n elements of it): rounded, the poison as t's poison.
+static void act_encode(DType t, const float *src, void *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        if (t != DTYPE_F32 && is_poison(src[i]))
+            ((uint16_t *)dst)[i] = t == DTYPE_BF16 ? poison_bits_bf16 : poison_bits_f16;
+        else
+            dtype_store(t, dst, (size_t)i, src[i]);
+    }
+}
+
+// Elements of type t widened to float, t's poison as the float poison.
+static void act_decode(DType t, const void *src, float *dst, int64_t n) {
+    const uint16_t poison16 = t == DTYPE_BF16 ? poison_bits_bf16 : poison_bits_f16;
+    for (int64_t i = 0; i < n; i++) {
+        const bool poison = t != DTYPE_F32 && ((const uint16_t *)src)[i] == poison16;
+        dst[i] = poison ? poison_value() : dtype_load(t, src, (size_t)i);
+    }
+}
+
+// Rounds host values to type t and back (what storing them as t keeps).
+static void act_round(DType t, float *v, int64_t n) {
+    uint16_t h;
+    if (t == DTYPE_F32) return;
+    for (int64_t i = 0; i < n; i++) {
+        dtype_store(t, &h, 0, v[i]);
+        v[i] = dtype_load(t, &h, 0);
+    }
+}
+
 // ---- the harness: both backends and the run's bookkeeping ----------------------------------------------
 
 typedef struct Harness {
-    Backend *be[2];        // [SIDE_REF], [SIDE_DUT]; owned
+    Backend *be[2];        // [SIDE_REF], [SIDE_DUT]; owned; both with activation type `act`
+    DType act;             // the pass's activation type
     uint64_t seed;         // the run's seed: every random value derives from it and a case name
     bool cpu_only;         // self-check: dut is a CPU backend, tolerances are 0
     bool fault;            // self-check of the checks: outputs read back with simulated faults
     const char *root;      // repository root (model YAMLs); not owned
     int64_t n_lines, n_failed_lines;
     int n_fail_kept;
-    char fail_lines[MAX_FAIL_LINES][LINE_MAX];  // the first failing lines, for the summary
+    char fail_lines[MAX_FAIL_LINES][LINE_MAX + 8];  // the first failing lines with their type, for the summary
 } Harness;
 
-// The tolerance actually applied: 0 in the CPU-against-CPU self-check.
-static double harness_tol(const Harness *h, double tol) { return h->cpu_only ? 0.0 : tol; }
+// The tolerance actually applied: 0 in the CPU-against-CPU self-check; bit-exact checks stay exact
+// in every type; the others take tol_lowp with bf16/fp16 activations.
+static double harness_tol(const Harness *h, double tol) {
+    if (h->cpu_only || tol == 0.0) return 0.0;
+    return h->act == DTYPE_F32 ? tol : tol_lowp;
+}
+
+// fp16 runs the losses with a loss scale, as fp16 training does (their gradients are mostly below
+// fp16's normal range, 6.1e-5); bf16 has float32's range and needs none.
+static float harness_grad_scale(const Harness *h) { return h->act == DTYPE_F16 ? 1024.0f : 1.0f; }
 
 // What one comparison found.
 typedef struct Diff {
@@ -181,10 +243,12 @@ static Diff diff_compute(const float *ref, const float *dut, const float *prior,
     return d;
 }
 
-// Counts elements of `got` that differ bitwise from `want` (guards, inputs).
+// Counts elements of `got` that differ bitwise from `want` (inputs); two NaNs count as equal, as
+// rounding a NaN to 16 bits may keep or drop its payload.
 static int64_t count_changed(const float *got, const float *want, int64_t n) {
     int64_t changed = 0;
-    for (int64_t i = 0; i < n; i++) changed += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+    for (int64_t i = 0; i < n; i++)
+        changed += !(isnan(got[i]) && isnan(want[i])) && memcmp(&got[i], &want[i], sizeof(float)) != 0;
     return changed;
 }
 
@@ -209,7 +273,8 @@ static void harness_report(Harness *h, const char *name, const char *tensor, con
     h->n_lines++;
     if (d->pass) return;
     h->n_failed_lines++;
-    if (h->n_fail_kept < MAX_FAIL_LINES) snprintf(h->fail_lines[h->n_fail_kept++], LINE_MAX, "%s", line);
+    if (h->n_fail_kept < MAX_FAIL_LINES)
+        snprintf(h->fail_lines[h->n_fail_kept++], sizeof h->fail_lines[0], "%s %s", dtype_name(h->act), line);
     if (d->n_off)
         printf("    -> %lld of %lld elements off (%lld NaN/inf on one side only, %lld never written: still poison)\n",
                (long long)d->n_off, (long long)d->n, (long long)d->n_nonfinite, (long long)d->n_unwritten);
@@ -249,18 +314,21 @@ typedef enum BufRole {
 typedef struct Buf {
     const char *name;
     BufRole role;
+    DType type;           // the activation type, or float32 (parameters, statistics, gradients of those)
     Shape shape;          // logical shape (coordinates in messages); n = its elements
     int64_t n;
     int64_t shift;        // extra poisoned elements before the data: 1 moves it off 16-byte alignment
-    float *host;          // (n) what both sides are given: input values, priors, or poison; owned
-    float *mem[2];        // each side's allocation, GUARD_ELEMS + shift + n + GUARD_ELEMS elements
+    float *host;          // (n) what both sides are given: input values (rounded to `type` by
+                          // case_ready), priors, or poison; owned
+    void *mem[2];         // each side's allocation, GUARD_ELEMS + shift + n + GUARD_ELEMS elements
     bool checked;
 } Buf;
 
 static int64_t buf_lead(const Buf *b) { return GUARD_ELEMS + b->shift; }
 static int64_t buf_total(const Buf *b) { return buf_lead(b) + b->n + GUARD_ELEMS; }
+static size_t buf_bytes(const Buf *b, int64_t n) { return (size_t)n * dtype_size(b->type); }
 // The buffer's first element on one side: the pointer the kernels get.
-static float *buf_at(const Buf *b, int side) { return b->mem[side] + buf_lead(b); }
+static void *buf_at(const Buf *b, int side) { return (char *)b->mem[side] + buf_bytes(b, buf_lead(b)); }
 
 // One kernel call on both sides and the comparison of its outputs.
 typedef struct Case {
@@ -301,12 +369,12 @@ static void case_fill_eighths(Case *c, Buf *b, int range8) {
         b->host[i] = (floorf((float)(2 * range8 + 1) * rng_uniform(s, (uint64_t)i)) - (float)range8) / 8.0f;
 }
 
-// Adds a buffer: inputs and accumulators start as U(-1, 1), outputs as poison. The caller may change
-// host values and shift until case_ready.
-static Buf *case_add(Case *c, const char *name, BufRole role, Shape shape) {
+// Adds a buffer of element type `type`: inputs and accumulators start as U(-1, 1), outputs as
+// poison. The caller may change host values and shift until case_ready.
+static Buf *case_add_typed(Case *c, const char *name, BufRole role, DType type, Shape shape) {
     YP_CHECK(c->n_bufs < CASE_MAX_BUFS && !c->ready);
     Buf *b = &c->bufs[c->n_bufs++];
-    *b = (Buf){.name = name, .role = role, .shape = shape, .n = shape_elems(shape)};
+    *b = (Buf){.name = name, .role = role, .type = type, .shape = shape, .n = shape_elems(shape)};
     b->host = yp_malloc((size_t)(b->n > 0 ? b->n : 1) * sizeof(float));
     if (role == BUF_OUTPUT)
         for (int64_t i = 0; i < b->n; i++) b->host[i] = poison_value();
@@ -314,11 +382,34 @@ static Buf *case_add(Case *c, const char *name, BufRole role, Shape shape) {
     return b;
 }
 
+// An activation buffer (the pass's activation type), and a float32 one.
+static Buf *case_add(Case *c, const char *name, BufRole role, Shape shape) {
+    return case_add_typed(c, name, role, c->h->act, shape);
+}
+
+static Buf *case_add_f32(Case *c, const char *name, BufRole role, Shape shape) {
+    return case_add_typed(c, name, role, DTYPE_F32, shape);
+}
+
 static Buf *case_add_flat(Case *c, const char *name, BufRole role, int64_t n) {
     return case_add(c, name, role, shape_make(1, 1, 1, n));
 }
 
-// Allocates every buffer on both sides and uploads guards and values.
+static Buf *case_add_flat_f32(Case *c, const char *name, BufRole role, int64_t n) {
+    return case_add_f32(c, name, role, shape_make(1, 1, 1, n));
+}
+
+// Uploads n host values as elements of b's type (poison as its poison) to `dst` on one side.
+static void buf_upload_encoded(Backend *be, const Buf *b, void *dst, const float *values, int64_t n) {
+    void *bits = yp_malloc(buf_bytes(b, n > 0 ? n : 1));
+    act_encode(b->type, values, bits, n);
+    be->ops->upload(be, dst, bits, buf_bytes(b, n));
+    free(bits);
+}
+
+// Allocates every buffer on both sides and uploads guards and values: inputs and priors of
+// activation buffers rounded to the activation type here and uploaded with upload_activation, the
+// rest (poison, float32 buffers) as their bits.
 static void case_ready(Case *c) {
     YP_CHECK(!c->ready);
     c->ready = true;
@@ -327,29 +418,42 @@ static void case_ready(Case *c) {
     for (int k = 0; k < c->n_bufs; k++) {
         Buf *b = &c->bufs[k];
         YP_CHECK(b->shift >= 0 && b->shift <= 1);
+        const bool convert = b->type != DTYPE_F32 && b->role != BUF_OUTPUT;
+        if (convert) act_round(b->type, b->host, b->n);
         for (int side = 0; side < 2; side++) {
             Backend *be = c->h->be[side];
-            b->mem[side] = be->ops->alloc(be, (size_t)buf_total(b) * sizeof(float));
-            be->ops->upload(be, b->mem[side], guard, (size_t)buf_lead(b));
-            be->ops->upload(be, buf_at(b, side), b->host, (size_t)b->n);
-            be->ops->upload(be, buf_at(b, side) + b->n, guard, GUARD_ELEMS);
+            b->mem[side] = be->ops->alloc(be, buf_bytes(b, buf_total(b)));
+            if (b->type != DTYPE_F32) be->ops->reserve_activations(be, (size_t)buf_total(b));
+            buf_upload_encoded(be, b, b->mem[side], guard, buf_lead(b));
+            if (convert) be->ops->upload_activation(be, buf_at(b, side), b->host, (size_t)b->n);
+            else buf_upload_encoded(be, b, buf_at(b, side), b->host, b->n);
+            buf_upload_encoded(be, b, (char *)buf_at(b, side) + buf_bytes(b, b->n), guard, GUARD_ELEMS);
         }
     }
     free(guard);
 }
 
-// A copy of n elements of backend memory in new host memory; the caller frees it.
+// A copy of n float32 elements of backend memory in new host memory; the caller frees it.
 static float *download_new(Backend *be, const float *src, int64_t n) {
     float *host = yp_malloc((size_t)(n > 0 ? n : 1) * sizeof *host);
-    if (n > 0) be->ops->download(be, host, src, (size_t)n);
+    be->ops->download(be, host, src, (size_t)n * sizeof(float));
     return host;
 }
 
-// Reads a side's whole allocation back (guards included); the caller frees it.
+// The same for n elements of type t, widened (t's poison as the float poison, so that unwritten
+// elements show); the caller frees it.
+static float *download_typed_new(Backend *be, DType t, const void *src, int64_t n) {
+    void *bits = yp_malloc((size_t)(n > 0 ? n : 1) * dtype_size(t));
+    float *host = yp_malloc((size_t)(n > 0 ? n : 1) * sizeof *host);
+    be->ops->download(be, bits, src, (size_t)n * dtype_size(t));
+    act_decode(t, bits, host, n);
+    free(bits);
+    return host;
+}
+
+// Reads a side's whole allocation back (guards included), widened; the caller frees it.
 static float *buf_download(const Harness *h, const Buf *b, int side) {
-    float *all = yp_malloc((size_t)buf_total(b) * sizeof *all);
-    h->be[side]->ops->download(h->be[side], all, b->mem[side], (size_t)buf_total(b));
-    return all;
+    return download_typed_new(h->be[side], b->type, b->mem[side], buf_total(b));
 }
 
 static int64_t guard_changes(const Buf *b, const float *all) {
@@ -425,7 +529,29 @@ static bool case_end(Case *c) {
     return c->ok;
 }
 
-// ---- memory: upload, download, copy, fill, fill_uniform -------------------------------------------------
+// ---- memory: upload, download, copy, zero, the activation transfers, fill, fill_uniform -----------------
+
+// Values that exercise rounding to 16 bits: U(-1, 1) scaled over float's whole exponent range
+// (overflow to fp16's infinity, its subnormals, underflow to 0), exact ties between two bf16 or fp16
+// neighbours, infinities and NaN.
+static void activation_values_fill(Case *c, float *values, int64_t n) {
+    const uint64_t s = case_stream(c);
+    for (int64_t i = 0; i < n; i++) {
+        const float u = 2.0f * rng_uniform(s, (uint64_t)i) - 1.0f;
+        const int e = (int)(60.0f * rng_uniform(s ^ 0x5bd1e995u, (uint64_t)i)) - 30;  // 2^-30 .. 2^29
+        float v = ldexpf(u, e);
+        switch (i % 16) {
+        case 0: v = ldexpf(1.0f + 0x1p-8f, e % 16); break;   // halfway between two bf16 values (ties to even)
+        case 1: v = ldexpf(1.0f + 0x3p-8f, e % 16); break;   // the other parity of tie
+        case 2: v = ldexpf(1.0f + 0x1p-11f, e % 16); break;  // halfway between two fp16 values
+        case 3: v = i % 32 == 3 ? INFINITY : -INFINITY; break;
+        case 4: v = NAN; break;
+        case 5: v = 65520.0f * (u < 0 ? -1.0f : 1.0f); break;  // the first value that fp16 rounds to infinity
+        default: break;
+        }
+        values[i] = v;
+    }
+}
 
 static bool run_memory(Harness *h, const void *params) {
     (void)params;
@@ -433,7 +559,7 @@ static bool run_memory(Harness *h, const void *params) {
     Case c;
     // Random bit patterns (NaNs with payloads, infinities, subnormals): a transfer must keep every bit.
     case_begin(&c, h, "upload+download", "%d, misaligned", 1000003);
-    Buf *bits = case_add_flat(&c, "x", BUF_INPUT, 1000003);
+    Buf *bits = case_add_flat_f32(&c, "x", BUF_INPUT, 1000003);
     bits->shift = 1;
     uint64_t s = case_stream(&c);
     for (int64_t i = 0; i < bits->n; i++) {
@@ -445,12 +571,57 @@ static bool run_memory(Harness *h, const void *params) {
     ok &= case_end(&c);
 
     case_begin(&c, h, "copy", "%d, src misaligned", 999999);
-    Buf *src = case_add_flat(&c, "src", BUF_INPUT, 999999), *dst = case_add_flat(&c, "dst", BUF_OUTPUT, 999999);
+    Buf *src = case_add_flat_f32(&c, "src", BUF_INPUT, 999999);
+    Buf *dst = case_add_flat_f32(&c, "dst", BUF_OUTPUT, 999999);
     src->shift = 1;
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->copy(h->be[side], buf_at(dst, side), buf_at(src, side), (size_t)src->n);
+        h->be[side]->ops->copy(h->be[side], buf_at(dst, side), buf_at(src, side), buf_bytes(src, src->n));
     case_check(&c, dst, tol_exact);
+    ok &= case_end(&c);
+
+    case_begin(&c, h, "zero", "%d, misaligned", 1000001);
+    dst = case_add_flat(&c, "dst", BUF_OUTPUT, 1000001);
+    dst->shift = 1;
+    case_ready(&c);
+    for (int side = 0; side < 2; side++) h->be[side]->ops->zero(h->be[side], buf_at(dst, side), buf_bytes(dst, dst->n));
+    case_check(&c, dst, tol_exact);
+    ok &= case_end(&c);
+
+    // Unrounded floats: each side rounds them (the CPU with framework/dtype.h, CUDA with its own
+    // conversion), and they must agree on every value (NaN may lose its payload).
+    case_begin(&c, h, "upload_activation", "%d, misaligned", 1000003);
+    dst = case_add_flat(&c, "dst", BUF_OUTPUT, 1000003);
+    dst->shift = 1;
+    float *values = yp_malloc((size_t)dst->n * sizeof *values);
+    case_ready(&c);
+    activation_values_fill(&c, values, dst->n);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->upload_activation(h->be[side], buf_at(dst, side), values, (size_t)dst->n);
+    case_check(&c, dst, tol_exact);
+    ok &= case_end(&c);
+
+    // Rounded values of every kind (infinities, subnormals, NaN) widened back by each side.
+    case_begin(&c, h, "download_activation", "%d, misaligned", 1000003);
+    src = case_add_flat(&c, "src", BUF_INPUT, 1000003);
+    src->shift = 1;
+    activation_values_fill(&c, src->host, src->n);
+    case_ready(&c);
+    float *got[2];
+    for (int side = 0; side < 2; side++) {
+        got[side] = yp_malloc((size_t)src->n * sizeof(float));
+        h->be[side]->ops->download_activation(h->be[side], got[side], buf_at(src, side), (size_t)src->n);
+    }
+    if (h->fault) got[SIDE_DUT][src->n - 1] = poison_value();  // as fault_apply: the last element unwritten
+    Diff d = diff_compute(src->host, got[SIDE_REF], NULL, src->n, tol_exact, 0.0);
+    harness_report(h, c.name, "ref as uploaded", c.shape, src->shape, &d, tol_exact, NULL);
+    c.ok &= d.pass;
+    d = diff_compute(got[SIDE_REF], got[SIDE_DUT], NULL, src->n, tol_exact, 0.0);
+    harness_report(h, c.name, "dut", c.shape, src->shape, &d, tol_exact, NULL);
+    c.ok &= d.pass;
+    free(got[0]);
+    free(got[1]);
+    free(values);
     ok &= case_end(&c);
 
     const float fill_values[] = {0.0f, -0.3f, 1e-40f};  // 1e-40: a subnormal must survive
@@ -458,7 +629,7 @@ static bool run_memory(Harness *h, const void *params) {
         char name[64];
         snprintf(name, sizeof name, "fill %g", (double)fill_values[v]);
         case_begin(&c, h, name, "%d, misaligned", 1000001);
-        dst = case_add_flat(&c, "dst", BUF_OUTPUT, 1000001);
+        dst = case_add_flat_f32(&c, "dst", BUF_OUTPUT, 1000001);
         dst->shift = 1;
         case_ready(&c);
         for (int side = 0; side < 2; side++)
@@ -473,7 +644,7 @@ static bool run_memory(Harness *h, const void *params) {
         char name[64];
         snprintf(name, sizeof name, "fill_uniform [%g, %g)", (double)bounds[v][0], (double)bounds[v][1]);
         case_begin(&c, h, name, "%d", (1 << 20) + 3);
-        dst = case_add_flat(&c, "dst", BUF_OUTPUT, (1 << 20) + 3);
+        dst = case_add_flat_f32(&c, "dst", BUF_OUTPUT, (1 << 20) + 3);
         dst->shift = (int64_t)(v % 2);
         uint64_t seed = case_stream(&c);
         case_ready(&c);
@@ -534,8 +705,8 @@ static bool run_conv(Harness *h, const void *params) {
 
     snprintf(name, sizeof name, "conv2d_forward %s", cc->name);
     case_begin(&c, h, name, "%s", shape);
-    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *w = case_add(&c, "w", BUF_INPUT, ws);
-    Buf *b = cc->bias ? case_add(&c, "bias", BUF_INPUT, bs) : NULL, *y = case_add(&c, "y", BUF_OUTPUT, ys);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *w = case_add_f32(&c, "w", BUF_INPUT, ws);
+    Buf *b = cc->bias ? case_add_f32(&c, "bias", BUF_INPUT, bs) : NULL, *y = case_add(&c, "y", BUF_OUTPUT, ys);
     case_fill_uniform(&c, w, -bound, bound);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
@@ -547,7 +718,7 @@ static bool run_conv(Harness *h, const void *params) {
     snprintf(name, sizeof name, "conv2d_backward_data %s", cc->name);
     case_begin(&c, h, name, "%s", shape);
     Buf *dy = case_add(&c, "dy", BUF_INPUT, ys);
-    w = case_add(&c, "w", BUF_INPUT, ws);
+    w = case_add_f32(&c, "w", BUF_INPUT, ws);
     Buf *dx = case_add(&c, "dx +=", BUF_ACCUM, xs);
     case_fill_uniform(&c, w, -bound, bound);
     case_ready(&c);
@@ -560,7 +731,8 @@ static bool run_conv(Harness *h, const void *params) {
     case_begin(&c, h, name, "%s", shape);
     x = case_add(&c, "x", BUF_INPUT, xs);
     dy = case_add(&c, "dy", BUF_INPUT, ys);
-    Buf *dw = case_add(&c, "dw +=", BUF_ACCUM, ws), *db = cc->bias ? case_add(&c, "dbias +=", BUF_ACCUM, bs) : NULL;
+    Buf *dw = case_add_f32(&c, "dw +=", BUF_ACCUM, ws);
+    Buf *db = cc->bias ? case_add_f32(&c, "dbias +=", BUF_ACCUM, bs) : NULL;
     case_ready(&c);
     for (int side = 0; side < 2; side++)
         h->be[side]->ops->conv2d_backward_filter(h->be[side], &d, buf_at(x, side), buf_at(dy, side), buf_at(dw, side),
@@ -604,11 +776,11 @@ static bool run_batchnorm(Harness *h, const void *params) {
 
     snprintf(name, sizeof name, "batchnorm_forward_train %s", bc->name);
     case_begin(&c, h, name, "%s", shape);
-    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *gamma = case_add(&c, "gamma", BUF_INPUT, cs);
-    Buf *beta = case_add(&c, "beta", BUF_INPUT, cs);
-    Buf *rm = case_add(&c, "running_mean", BUF_ACCUM, cs), *rv = case_add(&c, "running_var", BUF_ACCUM, cs);
-    Buf *y = case_add(&c, "y", BUF_OUTPUT, xs), *sm = case_add(&c, "save_mean", BUF_OUTPUT, cs);
-    Buf *si = case_add(&c, "save_invstd", BUF_OUTPUT, cs);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *gamma = case_add_f32(&c, "gamma", BUF_INPUT, cs);
+    Buf *beta = case_add_f32(&c, "beta", BUF_INPUT, cs);
+    Buf *rm = case_add_f32(&c, "running_mean", BUF_ACCUM, cs), *rv = case_add_f32(&c, "running_var", BUF_ACCUM, cs);
+    Buf *y = case_add(&c, "y", BUF_OUTPUT, xs), *sm = case_add_f32(&c, "save_mean", BUF_OUTPUT, cs);
+    Buf *si = case_add_f32(&c, "save_invstd", BUF_OUTPUT, cs);
     case_fill_uniform(&c, x, bc->offset - 2.0f, bc->offset + 2.0f);
     case_fill_uniform(&c, gamma, 0.5f, 1.5f);
     case_fill_uniform(&c, rv, 0.5f, 1.5f);
@@ -629,10 +801,10 @@ static bool run_batchnorm(Harness *h, const void *params) {
     snprintf(name, sizeof name, "batchnorm_forward_infer %s", bc->name);
     case_begin(&c, h, name, "%s", shape);
     x = case_add(&c, "x", BUF_INPUT, xs);
-    gamma = case_add(&c, "gamma", BUF_INPUT, cs);
-    beta = case_add(&c, "beta", BUF_INPUT, cs);
-    rm = case_add(&c, "running_mean", BUF_INPUT, cs);
-    rv = case_add(&c, "running_var", BUF_INPUT, cs);
+    gamma = case_add_f32(&c, "gamma", BUF_INPUT, cs);
+    beta = case_add_f32(&c, "beta", BUF_INPUT, cs);
+    rm = case_add_f32(&c, "running_mean", BUF_INPUT, cs);
+    rv = case_add_f32(&c, "running_var", BUF_INPUT, cs);
     y = case_add(&c, "y", BUF_OUTPUT, xs);
     case_fill_uniform(&c, x, bc->offset - 2.0f, bc->offset + 2.0f);
     case_fill_uniform(&c, rm, bc->offset - 0.5f, bc->offset + 0.5f);
@@ -646,17 +818,19 @@ static bool run_batchnorm(Harness *h, const void *params) {
     case_check(&c, y, tol_kernel);
     ok &= case_end(&c);
 
-    // The saved statistics are x's own (computed here in double), as forward_train leaves them.
+    // The saved statistics are x's own (computed here in double from x as stored), as forward_train
+    // leaves them.
     snprintf(name, sizeof name, "batchnorm_backward %s", bc->name);
     case_begin(&c, h, name, "%s", shape);
     x = case_add(&c, "x", BUF_INPUT, xs);
     Buf *dy = case_add(&c, "dy", BUF_INPUT, xs);
-    gamma = case_add(&c, "gamma", BUF_INPUT, cs);
-    sm = case_add(&c, "save_mean", BUF_INPUT, cs);
-    si = case_add(&c, "save_invstd", BUF_INPUT, cs);
-    Buf *dx = case_add(&c, "dx +=", BUF_ACCUM, xs), *dgamma = case_add(&c, "dgamma +=", BUF_ACCUM, cs);
-    Buf *dbeta = case_add(&c, "dbeta +=", BUF_ACCUM, cs);
+    gamma = case_add_f32(&c, "gamma", BUF_INPUT, cs);
+    sm = case_add_f32(&c, "save_mean", BUF_INPUT, cs);
+    si = case_add_f32(&c, "save_invstd", BUF_INPUT, cs);
+    Buf *dx = case_add(&c, "dx +=", BUF_ACCUM, xs), *dgamma = case_add_f32(&c, "dgamma +=", BUF_ACCUM, cs);
+    Buf *dbeta = case_add_f32(&c, "dbeta +=", BUF_ACCUM, cs);
     case_fill_uniform(&c, x, bc->offset - 2.0f, bc->offset + 2.0f);
+    act_round(x->type, x->host, x->n);
     case_fill_uniform(&c, gamma, 0.5f, 1.5f);
     for (int64_t ch = 0; ch < bc->c; ch++) {
         double sum = 0.0, sq = 0.0;
@@ -977,8 +1151,8 @@ static bool run_linear(Harness *h, const void *params) {
 
     snprintf(name, sizeof name, "linear_forward %s", lc->name);
     case_begin(&c, h, name, "%s", shape);
-    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *w = case_add(&c, "w", BUF_INPUT, ws);
-    Buf *b = lc->bias ? case_add(&c, "b", BUF_INPUT, bs) : NULL, *y = case_add(&c, "y", BUF_OUTPUT, ys);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *w = case_add_f32(&c, "w", BUF_INPUT, ws);
+    Buf *b = lc->bias ? case_add_f32(&c, "b", BUF_INPUT, bs) : NULL, *y = case_add(&c, "y", BUF_OUTPUT, ys);
     case_fill_uniform(&c, w, -bound, bound);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
@@ -990,10 +1164,10 @@ static bool run_linear(Harness *h, const void *params) {
     snprintf(name, sizeof name, "linear_backward %s", lc->name);
     case_begin(&c, h, name, "%s", shape);
     x = case_add(&c, "x", BUF_INPUT, xs);
-    w = case_add(&c, "w", BUF_INPUT, ws);
+    w = case_add_f32(&c, "w", BUF_INPUT, ws);
     Buf *dy = case_add(&c, "dy", BUF_INPUT, ys);
-    Buf *dx = lc->dx ? case_add(&c, "dx +=", BUF_ACCUM, xs) : NULL, *dw = case_add(&c, "dw +=", BUF_ACCUM, ws);
-    Buf *db = lc->bias ? case_add(&c, "db +=", BUF_ACCUM, bs) : NULL;
+    Buf *dx = lc->dx ? case_add(&c, "dx +=", BUF_ACCUM, xs) : NULL, *dw = case_add_f32(&c, "dw +=", BUF_ACCUM, ws);
+    Buf *db = lc->bias ? case_add_f32(&c, "db +=", BUF_ACCUM, bs) : NULL;
     case_fill_uniform(&c, w, -bound, bound);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
@@ -1041,11 +1215,11 @@ static bool run_gemm(Harness *h, const void *params) {
     Case c;
     case_begin(&c, h, name, "%lldx%lldx%lld ld %lld,%lld,%lld", (long long)gc->m, (long long)gc->n, (long long)gc->k,
                (long long)lda, (long long)ldb, (long long)ldc);
-    Buf *a = case_add(&c, "A", BUF_INPUT, shape_make(1, 1, a_rows, lda));
-    Buf *b = case_add(&c, "B", BUF_INPUT, shape_make(1, 1, b_rows, ldb));
+    Buf *a = case_add_f32(&c, "A", BUF_INPUT, shape_make(1, 1, a_rows, lda));
+    Buf *b = case_add_f32(&c, "B", BUF_INPUT, shape_make(1, 1, b_rows, ldb));
     // beta 0: C is not read (poison must not leak into the result); its padding stays untouched either way.
-    Buf *cm = case_add(&c, gc->beta == 0.0f ? "C" : "C (beta)", gc->beta == 0.0f ? BUF_OUTPUT : BUF_ACCUM,
-                       shape_make(1, 1, gc->m, ldc));
+    Buf *cm = case_add_f32(&c, gc->beta == 0.0f ? "C" : "C (beta)", gc->beta == 0.0f ? BUF_OUTPUT : BUF_ACCUM,
+                           shape_make(1, 1, gc->m, ldc));
     gemm_nan_padding(a, a_rows, a_cols, lda);
     gemm_nan_padding(b, b_rows, b_cols, ldb);
     case_ready(&c);
@@ -1061,8 +1235,28 @@ static bool run_gemm(Harness *h, const void *params) {
 // The device's loss against the CPU loss on the same predictions. Both run the same per-element
 // arithmetic in double (layers/loss_detect_math.h); only summation orders and the GPU's exp, pow and
 // atan (an ulp or two from glibc's) differ, so values agree far below 1e-5. The gradient is float32,
-// the class part from a float sigmoid, and is judged against its peak over the tensor: 1e-4.
+// the class part from a float sigmoid, and is judged against its peak over the tensor: 1e-4 (with
+// bf16/fp16 activations tol_lowp: each side rounds it to 16 bits).
 static const double tol_loss_value = 1e-5, tol_loss_grad = 1e-4;
+
+// The detection loss on a CPU backend's memory, as the executor computes it there: the
+// predictions widened to float (download_activation), the CPU loss, its gradient times grad_scale
+// rounded into dpred (upload_activation). n_pred: elements of pred and dpred.
+static double host_loss_compute(Backend *be, DetectLoss *dl, int64_t batch, const void *pred, int64_t n_pred,
+                                const TargetBox *targets, int64_t n_targets, float grad_scale, void *dpred,
+                                DetectLossParts *parts) {
+    float *host_pred = yp_malloc((size_t)n_pred * sizeof *host_pred);
+    float *host_dpred = dpred ? yp_malloc((size_t)n_pred * sizeof *host_dpred) : NULL;
+    be->ops->download_activation(be, host_pred, pred, (size_t)n_pred);
+    const double total = detect_loss_compute(dl, batch, host_pred, targets, n_targets, host_dpred, parts);
+    if (dpred) {
+        for (int64_t i = 0; i < n_pred; i++) host_dpred[i] *= grad_scale;
+        be->ops->upload_activation(be, dpred, host_dpred, (size_t)n_pred);
+    }
+    free(host_pred);
+    free(host_dpred);
+    return total;
+}
 
 // The detection loss on the dut's memory, as the executor runs it there: the CUDA loss, or in the
 // CPU self-check (dut memory is host memory) the CPU loss itself.
@@ -1080,10 +1274,13 @@ static DutLoss dut_loss_create(Harness *h, const DetectLossConfig *cfg, int64_t 
     return l;
 }
 
-static double dut_loss_compute(DutLoss *l, int64_t batch, const float *pred, const TargetBox *targets,
-                               int64_t n_targets, float *dpred, DetectLossParts *parts) {
-    if (l->cpu) return detect_loss_compute(l->cpu, batch, pred, targets, n_targets, dpred, parts);
-    return cuda_detect_loss_compute(l->cuda, batch, pred, targets, n_targets, dpred, parts);
+static double dut_loss_compute(Harness *h, DutLoss *l, int64_t batch, const void *pred, int64_t n_pred,
+                               const TargetBox *targets, int64_t n_targets, void *dpred, DetectLossParts *parts) {
+    const float grad_scale = harness_grad_scale(h);
+    if (l->cpu)
+        return host_loss_compute(h->be[SIDE_DUT], l->cpu, batch, pred, n_pred, targets, n_targets, grad_scale, dpred,
+                                 parts);
+    return cuda_detect_loss_compute(l->cuda, batch, pred, targets, n_targets, grad_scale, dpred, parts);
 }
 
 static void dut_loss_destroy(DutLoss *l) {
@@ -1187,8 +1384,8 @@ static const LossCase loss_cases[] = {
 enum { N_LOSS_CASES = sizeof loss_cases / sizeof *loss_cases };
 
 // YOLOv8's Detect output at side x side (strides 8, 16, 32, reg_max 16) with random logits: the
-// CPU loss on the reference side, the device loss on the dut side, the same predictions; then the
-// device loss once more, which must give the same bits.
+// CPU loss on the reference side, the device loss on the dut side, the same predictions (rounded
+// to the activation type); then the device loss once more, which must give the same bits.
 static bool run_detect_loss(Harness *h, const void *params) {
     const LossCase *lc = params;
     DetectLossConfig cfg = detect_loss_config_default(lc->nc, 16);
@@ -1223,22 +1420,24 @@ static bool run_detect_loss(Harness *h, const void *params) {
     Error err = {0};
     if (!detect_loss_create(&cfg, B, &ref, &err)) fail_msg("%s", err.message);
     DetectLossParts ref_parts, dut_parts, again_parts;
-    const double ref_total = detect_loss_compute(ref, B, buf_at(pred, SIDE_REF), targets, n_targets,
-                                                 dpred ? buf_at(dpred, SIDE_REF) : NULL, &ref_parts);
+    const double ref_total =
+        host_loss_compute(h->be[SIDE_REF], ref, B, buf_at(pred, SIDE_REF), pred->n, targets, n_targets,
+                          harness_grad_scale(h), dpred ? buf_at(dpred, SIDE_REF) : NULL, &ref_parts);
     DutLoss dl = dut_loss_create(h, &cfg, B, n_targets);
-    float *dut_dpred = dpred ? buf_at(dpred, SIDE_DUT) : NULL;
+    void *dut_dpred = dpred ? buf_at(dpred, SIDE_DUT) : NULL;
     const double dut_total =
-        dut_loss_compute(&dl, B, buf_at(pred, SIDE_DUT), targets, n_targets, dut_dpred, &dut_parts);
+        dut_loss_compute(h, &dl, B, buf_at(pred, SIDE_DUT), pred->n, targets, n_targets, dut_dpred, &dut_parts);
     snprintf(c.shape, sizeof c.shape, "A %d, %d boxes, fg %d", (int)A, (int)n_targets, (int)ref_parts.n_foreground);
     c.ok &= loss_items_compare(h, c.name, "loss,box,cls,dfl", c.shape, ref_total, &ref_parts, dut_total, &dut_parts,
                                harness_tol(h, tol_loss_value));
 
     // Determinism: a second run gives the same bits.
-    float *first = dpred ? download_new(h->be[SIDE_DUT], dut_dpred, dpred->n) : NULL;
-    const double again = dut_loss_compute(&dl, B, buf_at(pred, SIDE_DUT), targets, n_targets, dut_dpred, &again_parts);
+    float *first = dpred ? download_typed_new(h->be[SIDE_DUT], dpred->type, dut_dpred, dpred->n) : NULL;
+    const double again =
+        dut_loss_compute(h, &dl, B, buf_at(pred, SIDE_DUT), pred->n, targets, n_targets, dut_dpred, &again_parts);
     c.ok &= loss_items_compare(h, c.name, "loss again", c.shape, dut_total, &dut_parts, again, &again_parts, tol_exact);
     if (dpred) {
-        float *second = download_new(h->be[SIDE_DUT], dut_dpred, dpred->n);
+        float *second = download_typed_new(h->be[SIDE_DUT], dpred->type, dut_dpred, dpred->n);
         Diff d = diff_compute(first, second, NULL, dpred->n, tol_exact, 0.0);
         harness_report(h, c.name, "dpred again", c.shape, dpred->shape, &d, tol_exact, "(bitwise)");
         c.ok &= d.pass;
@@ -1260,15 +1459,19 @@ static bool run_empty(Harness *h, const void *params) {
     case_begin(&c, h, "zero-sized calls", "0 elements");
     Buf *src = case_add_flat(&c, "src", BUF_INPUT, 0), *dst = case_add_flat(&c, "dst (guards)", BUF_OUTPUT, 0);
     Buf *box = case_add(&c, "box dst (guards)", BUF_OUTPUT, shape_make(2, 3, 1, 5));
+    Buf *dst_f32 = case_add_flat_f32(&c, "float32 dst (guards)", BUF_OUTPUT, 0);
     case_ready(&c);
     for (int side = 0; side < 2; side++) {
         Backend *be = h->be[side];
-        float *s = buf_at(src, side), *d = buf_at(dst, side);
+        void *s = buf_at(src, side), *d = buf_at(dst, side);
         be->ops->upload(be, d, src->host, 0);
         be->ops->download(be, src->host, s, 0);
         be->ops->copy(be, d, s, 0);
-        be->ops->fill(be, d, 1.0f, 0);
-        be->ops->fill_uniform(be, d, 0, -1.0f, 1.0f, 1);
+        be->ops->zero(be, d, 0);
+        be->ops->upload_activation(be, d, src->host, 0);
+        be->ops->download_activation(be, src->host, s, 0);
+        be->ops->fill(be, buf_at(dst_f32, side), 1.0f, 0);
+        be->ops->fill_uniform(be, buf_at(dst_f32, side), 0, -1.0f, 1.0f, 1);
         be->ops->silu_forward(be, s, d, 0);
         be->ops->silu_backward(be, s, s, d, 0);
         be->ops->add(be, s, s, d, 0);
@@ -1278,6 +1481,7 @@ static bool run_empty(Harness *h, const void *params) {
     }
     case_check(&c, dst, tol_exact);
     case_check(&c, box, tol_exact);
+    case_check(&c, dst_f32, tol_exact);
     return case_end(&c);
 }
 
@@ -1424,9 +1628,9 @@ static bool graph_pair_sync_weights(Harness *h, GraphPair *gp, const char *name)
     Graph *ref = gp->g[SIDE_REF], *dut = gp->g[SIDE_DUT];
     float *p = download_new(h->be[SIDE_REF], ref->param_data, ref->param_elems);
     float *b = download_new(h->be[SIDE_REF], ref->buffer_data, ref->buffer_elems);
-    if (ref->param_elems) h->be[SIDE_DUT]->ops->upload(h->be[SIDE_DUT], dut->param_data, p, (size_t)ref->param_elems);
-    if (ref->buffer_elems)
-        h->be[SIDE_DUT]->ops->upload(h->be[SIDE_DUT], dut->buffer_data, b, (size_t)ref->buffer_elems);
+    Backend *be = h->be[SIDE_DUT];
+    be->ops->upload(be, dut->param_data, p, (size_t)ref->param_elems * sizeof(float));
+    be->ops->upload(be, dut->buffer_data, b, (size_t)ref->buffer_elems * sizeof(float));
     free(p);
     free(b);
     return ok;
@@ -1443,7 +1647,7 @@ static bool graph_pair_compare_layers(Harness *h, GraphPair *gp, const char *nam
         int64_t n = tensor_elems(&g0->layers[i].out);
         for (int side = 0; side < 2; side++) {
             Layer *l = &gp->g[side]->layers[i];
-            data[side] = download_new(h->be[side], grads ? l->dout.data : l->out.data, n);
+            data[side] = download_typed_new(h->be[side], h->act, grads ? l->dout.data : l->out.data, n);
         }
         char label[PARAM_NAME_MAX];
         snprintf(label, sizeof label, "layer %d %s", i, g0->layers[i].row->module);
@@ -1459,7 +1663,14 @@ static void graph_pair_poison_outputs(Harness *h, GraphPair *gp) {
     for (int side = 0; side < 2; side++)
         for (int i = 0; i < gp->g[side]->n_layers; i++) {
             Layer *l = &gp->g[side]->layers[i];
-            h->be[side]->ops->fill(h->be[side], l->out.data, poison_value(), (size_t)l->out.capacity);
+            const int64_t n = l->out.capacity;
+            float *poison = yp_malloc((size_t)(n > 0 ? n : 1) * sizeof *poison);
+            void *bits = yp_malloc((size_t)(n > 0 ? n : 1) * dtype_size(h->act));
+            for (int64_t k = 0; k < n; k++) poison[k] = poison_value();
+            act_encode(h->act, poison, bits, n);
+            h->be[side]->ops->upload(h->be[side], l->out.data, bits, (size_t)n * dtype_size(h->act));
+            free(poison);
+            free(bits);
         }
 }
 
@@ -1482,10 +1693,11 @@ static int64_t random_targets(uint64_t stream, int64_t batch, int64_t nc, Target
 
 // The loss on each side's own output as the executor computes it there: on the host for the
 // reference; for the dut, detection on the device itself (its gradient written into the output's
-// dout there, then read back), classification on the host. Writes each side's output gradient into
-// dout[side] and compares the loss values and gradients across the sides (model tolerances); the
-// dut's detection loss also against the CPU loss on the dut's own output (the loss cases'
-// tolerances: same predictions).
+// dout there), classification on the host. Detection gradients are read back from dout as stored
+// (rounded to the activation type); every gradient is times harness_grad_scale. Writes each side's
+// output gradient into dout[side] and compares the loss values and gradients across the sides
+// (model tolerances); the dut's detection loss also against the CPU loss on the dut's own output
+// (the loss cases' tolerances: same predictions).
 static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const GraphTol *gt, LossKind kind,
                             float *const out[2], float *dout[2], int64_t n_out) {
     Graph *g = gp->g[SIDE_REF];
@@ -1512,13 +1724,16 @@ static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const G
         TargetBox *targets = yp_malloc((size_t)(4 * batch) * sizeof *targets);
         int64_t n_targets = random_targets(stream, batch, spec->nc, targets);
         DetectLossParts parts[2], cpu_parts;
-        loss[SIDE_REF][0] =
-            detect_loss_compute(dl, batch, out[SIDE_REF], targets, n_targets, dout[SIDE_REF], &parts[SIDE_REF]);
-        Layer *dut_out = graph_output(gp->g[SIDE_DUT]);
+        Layer *ref_out = graph_output(g), *dut_out = graph_output(gp->g[SIDE_DUT]);
+        loss[SIDE_REF][0] = host_loss_compute(h->be[SIDE_REF], dl, batch, ref_out->out.data, n_out, targets, n_targets,
+                                              harness_grad_scale(h), ref_out->dout.data, &parts[SIDE_REF]);
         DutLoss dut = dut_loss_create(h, &lc, batch, n_targets);
-        loss[SIDE_DUT][0] = dut_loss_compute(&dut, batch, dut_out->out.data, targets, n_targets, dut_out->dout.data,
-                                             &parts[SIDE_DUT]);
-        h->be[SIDE_DUT]->ops->download(h->be[SIDE_DUT], dout[SIDE_DUT], dut_out->dout.data, (size_t)n_out);
+        loss[SIDE_DUT][0] = dut_loss_compute(h, &dut, batch, dut_out->out.data, n_out, targets, n_targets,
+                                             dut_out->dout.data, &parts[SIDE_DUT]);
+        for (int side = 0; side < 2; side++) {
+            Layer *l = graph_output(gp->g[side]);
+            h->be[side]->ops->download_activation(h->be[side], dout[side], l->dout.data, (size_t)n_out);
+        }
         dut_loss_destroy(&dut);
         for (int side = 0; side < 2; side++) {
             loss[side][1] = parts[side].box;
@@ -1529,9 +1744,12 @@ static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const G
         snprintf(shape, sizeof shape, "%lld boxes, fg %lld/%lld", (long long)n_targets, (long long)fg[0],
                  (long long)fg[1]);
 
+        // As the executor would store it: times the loss scale, rounded to the activation type.
         float *cpu_dout = yp_malloc((size_t)n_out * sizeof *cpu_dout);
         const double cpu_total =
             detect_loss_compute(dl, batch, out[SIDE_DUT], targets, n_targets, cpu_dout, &cpu_parts);
+        for (int64_t i = 0; i < n_out; i++) cpu_dout[i] *= harness_grad_scale(h);
+        act_round(h->act, cpu_dout, n_out);
         ok &= loss_items_compare(h, name, "loss on dut out", shape, cpu_total, &cpu_parts, loss[SIDE_DUT][0],
                                  &parts[SIDE_DUT], harness_tol(h, tol_loss_value));
         const double tol_same = harness_tol(h, tol_loss_grad);
@@ -1547,8 +1765,10 @@ static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const G
             int32_t l = (int32_t)((float)spec->nc * rng_uniform(stream, (uint64_t)i));
             labels[i] = l < spec->nc ? l : (int32_t)spec->nc - 1;
         }
-        for (int side = 0; side < 2; side++)
+        for (int side = 0; side < 2; side++) {
             loss[side][0] = classify_loss_compute(batch, spec->nc, out[side], labels, dout[side]);
+            for (int64_t i = 0; i < n_out; i++) dout[side][i] *= harness_grad_scale(h);
+        }
         snprintf(shape, sizeof shape, "%lld labels", (long long)batch);
         free(labels);
     }
@@ -1583,7 +1803,7 @@ static bool graph_pair_step(Harness *h, GraphPair *gp, const char *name, const G
     test_fill_uniform(input, n_in, 0.0f, 1.0f, rng_mix64(stream + 1));  // images in [0, 1)
     graph_pair_poison_outputs(h, gp);
     for (int side = 0; side < 2; side++) {
-        h->be[side]->ops->upload(h->be[side], gp->g[side]->input.data, input, (size_t)n_in);
+        h->be[side]->ops->upload_activation(h->be[side], gp->g[side]->input.data, input, (size_t)n_in);
         graph_forward(gp->g[side], true);
     }
     free(input);
@@ -1594,7 +1814,7 @@ static bool graph_pair_step(Harness *h, GraphPair *gp, const char *name, const G
     shape_text(shape, sizeof shape, last->out.shape);
     float *out[2], *dout[2];
     for (int side = 0; side < 2; side++) {
-        out[side] = download_new(h->be[side], graph_output(gp->g[side])->out.data, n_out);
+        out[side] = download_typed_new(h->be[side], h->act, graph_output(gp->g[side])->out.data, n_out);
         dout[side] = yp_malloc((size_t)n_out * sizeof *dout[side]);
     }
     double tol = harness_tol(h, gt->forward);
@@ -1611,7 +1831,7 @@ static bool graph_pair_step(Harness *h, GraphPair *gp, const char *name, const G
     }
     for (int side = 0; side < 2; side++) {
         Graph *g = gp->g[side];
-        h->be[side]->ops->upload(h->be[side], graph_output(g)->dout.data, dout[side], (size_t)n_out);
+        h->be[side]->ops->upload_activation(h->be[side], graph_output(g)->dout.data, dout[side], (size_t)n_out);
         graph_zero_grads(g);
         graph_backward(g);
         free(out[side]);
@@ -1623,7 +1843,7 @@ static bool graph_pair_step(Harness *h, GraphPair *gp, const char *name, const G
 
     for (int side = 0; side < 2; side++) graph_forward(gp->g[side], false);
     for (int side = 0; side < 2; side++)
-        out[side] = download_new(h->be[side], graph_output(gp->g[side])->out.data, n_out);
+        out[side] = download_typed_new(h->be[side], h->act, graph_output(gp->g[side])->out.data, n_out);
     d = diff_compute(out[SIDE_REF], out[SIDE_DUT], NULL, n_out, tol, 0.0);
     harness_report(h, name, "forward (eval)", shape, last->out.shape, &d, tol, NULL);
     ok &= d.pass;
@@ -1809,15 +2029,48 @@ static int entries_fill(Entry *e, Harness *h) {
     return k;
 }
 
+// The activation types of YP_COMPARE_PRECISIONS (a comma-separated list of fp32, bf16, fp16; all
+// three without it), in that order, into types; returns how many. A name it does not know is a
+// usage error.
+enum { N_ACT_TYPES = 3 };
+static const DType act_types[N_ACT_TYPES] = {DTYPE_F32, DTYPE_BF16, DTYPE_F16};
+
+static int precisions_parse(DType types[N_ACT_TYPES]) {
+    const char *list = getenv("YP_COMPARE_PRECISIONS");
+    bool wanted[N_ACT_TYPES] = {true, true, true};
+    if (list && *list) {
+        memset(wanted, 0, sizeof wanted);
+        for (const char *p = list; *p;) {
+            size_t len = strcspn(p, ",");
+            int k = 0;
+            for (; k < N_ACT_TYPES; k++) {
+                const char *name = dtype_name(act_types[k]);
+                if (strlen(name) == len && !strncmp(p, name, len)) break;
+            }
+            if (k == N_ACT_TYPES) {
+                fprintf(stderr, "YP_COMPARE_PRECISIONS: '%.*s' is not one of fp32, bf16, fp16\n", (int)len, p);
+                exit(YP_EXIT_USAGE);
+            }
+            wanted[k] = true;
+            p += len + (p[len] == ',');
+        }
+    }
+    int n = 0;
+    for (int k = 0; k < N_ACT_TYPES; k++)
+        if (wanted[k]) types[n++] = act_types[k];
+    return n;
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // every line out before a possible abort
     Harness h = {.cpu_only = env_flag("YP_COMPARE_CPU_ONLY"), .seed = run_seed()};
     h.fault = h.cpu_only && env_flag("YP_COMPARE_FAULT");
     h.root = getenv("YP_SOURCE_ROOT") && *getenv("YP_SOURCE_ROOT") ? getenv("YP_SOURCE_ROOT") : ".";
+    DType types[N_ACT_TYPES];
+    const int n_types = precisions_parse(types);
     if (h.cpu_only) {
         printf("test_backend_compare: SELF-CHECK, CPU against CPU (YP_COMPARE_CPU_ONLY): every tolerance is 0%s\n",
                h.fault ? "; YP_COMPARE_FAULT: every kernel case must FAIL" : "");
-        h.be[SIDE_DUT] = cpu_backend_create(DTYPE_F32);
     } else {
         if (cuda_device_count() == 0) {
             printf("test_backend_compare: skipped, no CUDA device:\n");
@@ -1826,11 +2079,8 @@ int main(void) {
             return 77;
         }
         cuda_device_describe(stdout);
-        h.be[SIDE_DUT] = cuda_backend_create(0, false);
     }
-    h.be[SIDE_REF] = cpu_backend_create(DTYPE_F32);
-    printf("seed %llu (replay with YP_SEED=%llu); ref = cpu, dut = %s%s\n", (unsigned long long)h.seed,
-           (unsigned long long)h.seed, h.be[SIDE_DUT]->name, h.cpu_only ? "" : " (TF32 off)");
+    printf("seed %llu (replay with YP_SEED=%llu)\n", (unsigned long long)h.seed, (unsigned long long)h.seed);
     printf("rel = ||dut-ref|| / ||ref-prior||, maxabs = max |dut-ref|, peak = max |ref-prior|; pass: rel <= tol and "
            "maxabs <= 10 tol peak\n");
     if (getenv("YP_COMPARE_ONLY")) cmocka_set_test_filter(getenv("YP_COMPARE_ONLY"));
@@ -1841,12 +2091,32 @@ int main(void) {
     YP_CHECK(entries_fill(entries, &h) == N_ENTRIES);
     for (int i = 0; i < N_ENTRIES; i++)
         tests[i] = (struct CMUnitTest){.name = entries[i].name, .test_func = entry_test, .initial_state = &entries[i]};
-    double t0 = seconds_now();
-    int failed = cmocka_run_group_tests_name("backend compare", tests, NULL, NULL);
-    printf("\n%lld tensors compared, %lld failed, %d of %d cases failed, %.1f s; seed %llu\n", (long long)h.n_lines,
-           (long long)h.n_failed_lines, failed, N_ENTRIES, seconds_now() - t0, (unsigned long long)h.seed);
+    int failed = 0;
+    char summary[N_ACT_TYPES][160];
+    const double t_all = seconds_now();
+    for (int k = 0; k < n_types; k++) {
+        h.act = types[k];
+        h.be[SIDE_REF] = cpu_backend_create(h.act);
+        h.be[SIDE_DUT] = h.cpu_only ? cpu_backend_create(h.act) : cuda_backend_create(0, false, h.act);
+        printf("\n==== activations %s: ref = cpu, dut = %s%s; tolerances: %s\n", dtype_name(h.act),
+               h.be[SIDE_DUT]->name, h.cpu_only ? "" : h.act == DTYPE_F32 ? " (TF32 off)" : " (16-bit tensor cores)",
+               h.cpu_only ? "0" : h.act == DTYPE_F32 ? "as printed" : "2e-2 where not bit-exact (tol_lowp)");
+        const int64_t lines = h.n_lines, failed_lines = h.n_failed_lines;
+        const double t0 = seconds_now();
+        char group[64];
+        snprintf(group, sizeof group, "backend compare %s", dtype_name(h.act));
+        const int failed_type = cmocka_run_group_tests_name(group, tests, NULL, NULL);
+        snprintf(summary[k], sizeof summary[k], "%s: %lld tensors compared, %lld failed, %d of %d cases failed, %.1f s",
+                 dtype_name(h.act), (long long)(h.n_lines - lines), (long long)(h.n_failed_lines - failed_lines),
+                 failed_type, N_ENTRIES, seconds_now() - t0);
+        failed += failed_type;
+        backend_destroy(h.be[SIDE_REF]);
+        backend_destroy(h.be[SIDE_DUT]);
+    }
+    printf("\n");
+    for (int k = 0; k < n_types; k++) printf("%s\n", summary[k]);
+    printf("%lld tensors compared, %lld failed, %d cases failed, %.1f s; seed %llu\n", (long long)h.n_lines,
+           (long long)h.n_failed_lines, failed, seconds_now() - t_all, (unsigned long long)h.seed);
     for (int i = 0; i < h.n_fail_kept; i++) printf("FAILED: %s\n", h.fail_lines[i]);
-    backend_destroy(h.be[SIDE_REF]);
-    backend_destroy(h.be[SIDE_DUT]);
     return failed;
 }
