@@ -1,6 +1,7 @@
 #!/bin/bash
 # Mixed precision across pipeline stages (DESIGN.md "Semantics" with device.precision bf16/fp16), on
-# the CPU backend, whose 16-bit activations are the reference the GPU is compared with:
+# the CPU backend (forced, also where there is a GPU: it is deterministic across processes), whose
+# 16-bit activations are the reference the GPU is compared with:
 # - bf16 and fp16 training under 2 stages (1f1b, zb-h1's split backward) and 4 stages (gpipe) must
 #   give the parameters and running statistics of one process bit for bit: the activations that
 #   cross stages are the same 16-bit values a single process stores, and with one replica every sum
@@ -17,7 +18,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 failures=0
-common=(--set "model=$src/experiments/models/yolov8.yaml" --set "data=$work/data/tiny/data.yaml"
+common=(--set device.backend=cpu --set "model=$src/experiments/models/yolov8.yaml" --set "data=$work/data/tiny/data.yaml"
         --set "output.dir=$work/runs" --set train.max_steps=4 --set parallel.micro_batches=4)
 
 fail() { echo "FAIL $*"; failures=$((failures + 1)); }
