@@ -17,7 +17,7 @@ void backend_destroy(Backend *be) {
     if (be) be->ops->destroy(be);
 }
 
-void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const float *src, int64_t src_c, int64_t src_c0,
-                           float *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate) {
+void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const void *src, int64_t src_c, int64_t src_c0,
+                           void *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate) {
     be->ops->copy_box(be, n, src, src_c, src_c0, hw, 0, dst, dst_c, dst_c0, hw, 0, count, hw, accumulate);
 }

@@ -74,7 +74,7 @@ static void list_add_state_dict(TensorList *l, const Graph *g, const char *prefi
 
 static float *download(const Graph *g, const float *src, int64_t n) {
     float *host = yp_malloc((size_t)(n ? n : 1) * sizeof(float));
-    if (n) g->be->ops->download(g->be, host, src, (size_t)n);
+    if (n) g->be->ops->download(g->be, host, src, (size_t)n * sizeof(float));
     return host;
 }
 
@@ -279,9 +279,9 @@ bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointM
         if (ok && model->ema) ok = take_f32(&sf, name, (buffer ? ema_buffers : ema_params) + p->offset, p->n_elems, err);
     }
     if (ok) {
-        g->be->ops->upload(g->be, g->param_data, params, (size_t)g->param_elems);
-        g->be->ops->upload(g->be, g->buffer_data, buffers, (size_t)g->buffer_elems);
-        g->be->ops->upload(g->be, g->grad_data, grads, (size_t)g->param_elems);
+        g->be->ops->upload(g->be, g->param_data, params, (size_t)g->param_elems * sizeof(float));
+        g->be->ops->upload(g->be, g->buffer_data, buffers, (size_t)g->buffer_elems * sizeof(float));
+        g->be->ops->upload(g->be, g->grad_data, grads, (size_t)g->param_elems * sizeof(float));
     }
     if (ok && model->ema) ema_copy_from_graph_layout(model->ema, g, ema_params, ema_buffers);
     float *state = model->optimizer ? yp_malloc((size_t)optim_state_elems(model->optimizer) * sizeof(float) + 1) : NULL;

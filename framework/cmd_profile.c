@@ -95,7 +95,7 @@ static void profile_pass(Graph *g, uint64_t seed, double *times) {
         graph_forward_layers(g, i, i + 1, true);
         times[i] = now_s() - t0;
     }
-    for (int i = 0; i + 1 < n; i++) be->ops->fill(be, g->layers[i].dout.data, 0.0f, (size_t)tensor_elems(&g->layers[i].out));
+    for (int i = 0; i + 1 < n; i++) be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
     Layer *out = graph_output(g);
     be->ops->fill_uniform(be, out->dout.data, (size_t)tensor_elems(&out->out), -1.0f, 1.0f, seed + 1);
     for (int i = n - 1; i >= 0; i--) {
@@ -172,7 +172,7 @@ static bool profile_run(const ProfileArgs *args, const ExperimentConfig *cfg, Er
     if (ok && spec->scale_defaulted)
         fprintf(stderr, "yolopipe: %s: no scale given, using the first one, '%s'\n", cfg->model, spec->scale);
     if (ok) {
-        be = cpu_backend_create();
+        be = cpu_backend_create(DTYPE_F32);
         GraphOptions go = {.batch = micro, .imgsz_h = cfg->train.imgsz, .imgsz_w = cfg->train.imgsz, .be = be,
                            .seed = (uint64_t)cfg->train.seed};
         ok = graph_create(spec, &go, &g, err);

@@ -18,6 +18,10 @@ static const char *const transport_names[CONFIG_TRANSPORT_COUNT] = {"auto", "mpi
 static const char *const backend_names[CONFIG_BACKEND_COUNT] = {"auto", "cpu", "cuda"};
 const char *const config_precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "tf32", "bf16", "fp16"};
 
+DType config_precision_activation_type(ConfigPrecision p) {
+    return p == CONFIG_PRECISION_BF16 ? DTYPE_BF16 : p == CONFIG_PRECISION_FP16 ? DTYPE_F16 : DTYPE_F32;
+}
+
 typedef enum KeyType {
     KEY_INT,
     KEY_FLOAT,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "framework/dtype.h"
 #include "framework/error.h"
 #include "framework/synth.h"
 #include "partition/partition.h"
@@ -44,6 +45,8 @@ typedef enum ConfigPrecision {
 extern const char *const config_task_names[CONFIG_TASK_COUNT];
 extern const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT];
 extern const char *const config_precision_names[CONFIG_PRECISION_COUNT];
+// The activations' element type of a precision (tf32 stores float32).
+DType config_precision_activation_type(ConfigPrecision p);
 
 enum { CONFIG_MAX_STAGES = 64 };
 

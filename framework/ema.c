@@ -64,7 +64,7 @@ ModelEma *ema_create(Backend *be, const EmaEntry *entries, int n_entries, double
     free(chunks);
     ema->data = be->ops->alloc(be, (size_t)l->n_elems * sizeof *ema->data);
     for (int i = 0; i < n_entries; i++)
-        be->ops->copy(be, ema->data + l->offset[i], entries[i].value, (size_t)entries[i].n_elems);
+        be->ops->copy(be, ema->data + l->offset[i], entries[i].value, (size_t)entries[i].n_elems * sizeof(float));
     return ema;
 }
 
@@ -121,8 +121,8 @@ static void ema_copy_graph_layout(const ModelEma *ema, const Graph *g, float *pa
         float *entry = ema_find(ema, p->name, &n);
         YP_CHECK(entry && n == p->n_elems);
         float *place = (p->flags & PARAM_BUFFER ? buffers : params) + p->offset;
-        if (to_layout) be->ops->download(be, place, entry, (size_t)n);
-        else be->ops->upload(be, entry, place, (size_t)n);
+        if (to_layout) be->ops->download(be, place, entry, (size_t)n * sizeof(float));
+        else be->ops->upload(be, entry, place, (size_t)n * sizeof(float));
     }
 }
 

@@ -176,7 +176,7 @@ bool executor_create(const ExecutorOptions *opt, Executor **out, Error *err) {
     for (int i = 0; i < n; i++) {
         const SchedInstr *in = &ex->program->instrs[i];
         if (in->op == SCHED_OP_RECV_ACT || in->op == SCHED_OP_RECV_GRAD)
-            ex->recv_data[i] = ex->be->ops->alloc(ex->be, (size_t)cut_elems(ex, in->cut) * sizeof(float));
+            ex->recv_data[i] = ex->be->ops->alloc(ex->be, backend_act_bytes(ex->be, cut_elems(ex, in->cut)));
     }
     ex->recv_pending = yp_calloc((size_t)n, sizeof *ex->recv_pending);
     ex->spans = yp_calloc((size_t)n, sizeof *ex->spans);
@@ -279,7 +279,7 @@ static void executor_post_receives(Executor *ex) {
         const SchedInstr *in = &ex->program->instrs[i];
         if (in->op != SCHED_OP_RECV_ACT && in->op != SCHED_OP_RECV_GRAD) continue;
         MessageKind kind = in->op == SCHED_OP_RECV_ACT ? MESSAGE_ACTIVATION : MESSAGE_GRADIENT;
-        ex->recv_pending[i] = ex->tr->ops->irecv(ex->tr, ex->recv_data[i], (size_t)cut_elems(ex, in->cut) * sizeof(float),
+        ex->recv_pending[i] = ex->tr->ops->irecv(ex->tr, ex->recv_data[i], backend_act_bytes(ex->be, cut_elems(ex, in->cut)),
                                                  in->peer, message_tag(ex, kind, in->micro, in->cut));
     }
 }
@@ -312,10 +312,11 @@ static void executor_limit_pending_sends(Executor *ex, int limit) {
         }
 }
 
-static void executor_send(Executor *ex, const float *src, int64_t elems, int peer, int tag) {
-    size_t bytes = (size_t)elems * sizeof(float);
+// Sends `elems` activations (in the backend's activation type: bf16 halves the bytes).
+static void executor_send(Executor *ex, const void *src, int64_t elems, int peer, int tag) {
+    size_t bytes = backend_act_bytes(ex->be, elems);
     MessageBuffer *sb = executor_message_buffer(ex, bytes);
-    ex->be->ops->copy(ex->be, sb->data, src, (size_t)elems);
+    ex->be->ops->copy(ex->be, sb->data, src, bytes);
     ex->be->ops->synchronize(ex->be);
     sb->pending = ex->tr->ops->isend(ex->tr, sb->data, bytes, peer, tag);
 }
@@ -427,9 +428,9 @@ static void executor_loss_add(ExecutorLoss *loss, const DetectLossParts *parts) 
 }
 
 // Loss of images [first, first + n) of `data` from the output of graph g; with train, its gradient
-// goes to the output layer's dout.
+// times grad_scale (fp16 loss scaling) goes to the output layer's dout.
 static void executor_loss(Executor *ex, Graph *g, const Batch *data, int64_t first, int64_t n, bool train,
-                          ExecutorLoss *loss) {
+                          float grad_scale, ExecutorLoss *loss) {
     Backend *be = ex->be;
     Layer *out = graph_output(g);
     loss->n++;
@@ -439,14 +440,14 @@ static void executor_loss(Executor *ex, Graph *g, const Batch *data, int64_t fir
         YP_CHECK(dl != NULL);  // executor_loss_reserve ran at the start of the batch
         int64_t n_targets = micro_targets(ex, data, first, n);
         DetectLossParts parts;
-        cuda_detect_loss_compute(dl, n, out->out.data, ex->mb_targets, n_targets, train ? out->dout.data : NULL,
-                                 &parts);
+        cuda_detect_loss_compute(dl, n, out->out.data, ex->mb_targets, n_targets, grad_scale,
+                                 train ? out->dout.data : NULL, &parts);
         executor_loss_add(loss, &parts);
         return;
     }
 #endif
     int64_t n_out = tensor_elems(&out->out);
-    be->ops->download(be, ex->host_out, out->out.data, (size_t)n_out);
+    be->ops->download_activation(be, ex->host_out, out->out.data, (size_t)n_out);
     float *dout = train ? ex->host_dout : NULL;
     if (ex->classify) {
         loss->ce += classify_loss_compute(n, ex->opt.spec->nc, ex->host_out, data->labels + first, dout);
@@ -457,7 +458,10 @@ static void executor_loss(Executor *ex, Graph *g, const Batch *data, int64_t fir
                             &parts);
         executor_loss_add(loss, &parts);
     }
-    if (train) be->ops->upload(be, out->dout.data, ex->host_dout, (size_t)n_out);
+    if (!train) return;
+    if (grad_scale != 1.0f)
+        for (int64_t i = 0; i < n_out; i++) ex->host_dout[i] *= grad_scale;
+    be->ops->upload_activation(be, out->dout.data, ex->host_dout, (size_t)n_out);
 }
 
 // ---- one training batch ------------------------------------------------------------------------------
@@ -537,7 +541,7 @@ static void executor_backward(Executor *ex, BatchState *st, int i) {
         ex->be->ops->accumulate(ex->be, ex->recv_data[k], dout->data, (size_t)tensor_elems(dout));
     }
     if (in->stage == ex->plan->n_stages - 1)
-        executor_loss(ex, g, st->b->data, in->micro * ex->micro, ex->micro, true, st->loss);
+        executor_loss(ex, g, st->b->data, in->micro * ex->micro, ex->micro, true, st->b->loss_scale, st->loss);
     bool bucketed = in->op == SCHED_OP_BWD && ex->final_weight_pass[i] && st->b->reduce && ex->topo.replicas > 1;
     if (bucketed) {
         executor_backward_bucketed(ex, st, ci, g);
@@ -561,8 +565,8 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         if (in->stage == 0) {
             Graph *g = chunk_slot(&ex->chunks[0], in->micro);
             int64_t image = 3 * st->b->side * st->b->side;
-            be->ops->upload(be, g->input.data, st->b->data->images + in->micro * ex->micro * image,
-                            (size_t)(ex->micro * image));
+            be->ops->upload_activation(be, g->input.data, st->b->data->images + in->micro * ex->micro * image,
+                                       (size_t)(ex->micro * image));
         }
         break;  // the last stage's targets are in the batch already
     case SCHED_OP_RECV_ACT:
@@ -574,7 +578,7 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         if (in->op == SCHED_OP_RECV_ACT) {
             Graph *g = chunk_slot(&ex->chunks[chunk_of_stage(ex, in->stage)], in->micro);
             Tensor *t = &g->layers[ex->plan->cuts[in->cut].layer].out;
-            be->ops->copy(be, t->data, ex->recv_data[i], (size_t)tensor_elems(t));
+            be->ops->copy(be, t->data, ex->recv_data[i], backend_act_bytes(be, tensor_elems(t)));
         }
         break;
     case SCHED_OP_FWD: {
@@ -671,7 +675,7 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
     for (int ci = 0; ci < ex->n_chunks; ci++) {
         ExecutorChunk *c = &ex->chunks[ci];
         Graph *g = c->graph;
-        if (c->stage == 0) be->ops->upload(be, g->input.data, images, (size_t)(n * 3 * side * side));
+        if (c->stage == 0) be->ops->upload_activation(be, g->input.data, images, (size_t)(n * 3 * side * side));
         for (int k = 0; k < ex->plan->n_cuts; k++) {
             const PlanCut *cut = &ex->plan->cuts[k];
             if (cut->to_stage != c->stage) continue;
@@ -680,12 +684,12 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
             snprintf(what, sizeof what, "the validation activation of layer %d (cut %d) from pipeline rank %d",
                      cut->layer, k, peer);
             failure_set_activity("validation: receiving %s", what);
-            size_t bytes = (size_t)tensor_elems(t) * sizeof(float);
+            size_t bytes = backend_act_bytes(be, tensor_elems(t));
             MessageBuffer *sb = executor_message_buffer(ex, bytes);  // a free buffer to receive into
             sb->pending = ex->tr->ops->irecv(ex->tr, sb->data, bytes, peer, message_tag(ex, MESSAGE_VALIDATION, 0, k));
             transport_wait(ex->tr, sb->pending, what);
             sb->pending = NULL;
-            be->ops->copy(be, t->data, sb->data, (size_t)tensor_elems(t));
+            be->ops->copy(be, t->data, sb->data, bytes);
         }
         failure_set_activity("validation: forward of stage %d", c->stage);
         graph_forward(g, false);
@@ -698,8 +702,8 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
         executor_limit_pending_sends(ex, 4 * (ex->plan->n_cuts + 1));
         if (c->stage == ex->plan->n_stages - 1) {
             const Tensor *out = &graph_output(g)->out;
-            be->ops->download(be, host_out, out->data, (size_t)tensor_elems(out));
-            if (targets) executor_loss(ex, g, targets, 0, n, false, loss);
+            be->ops->download_activation(be, host_out, out->data, (size_t)tensor_elems(out));
+            if (targets) executor_loss(ex, g, targets, 0, n, false, 1.0f, loss);
         }
     }
 }

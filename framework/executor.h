@@ -70,6 +70,8 @@ typedef struct ExecutorBatch {
     const Batch *data;  // stage 0: images; last stage: targets/labels; (n = micro_batches x micro) images
     int64_t side;       // square input size of this batch
     bool reduce;        // the batch ends a gradient accumulation: all-reduce over the replicas
+    float loss_scale;   // the loss gradient is multiplied by it, and so are the parameter gradients
+                        // that come back (fp16's dynamic loss scaling; 1 otherwise)
 } ExecutorBatch;
 
 typedef struct Executor Executor;

@@ -239,10 +239,10 @@ const OptimState *optim_state_find(const Optimizer *opt, const char *name) {
 
 void optim_state_download(const Optimizer *opt, int index, float *host) {
     const OptimState *s = optim_state_get(opt, index);
-    opt->be->ops->download(opt->be, host, s->data, (size_t)s->n_elems);
+    opt->be->ops->download(opt->be, host, s->data, (size_t)s->n_elems * sizeof(float));
 }
 
 void optim_state_upload(Optimizer *opt, int index, const float *host) {
     const OptimState *s = optim_state_get(opt, index);
-    opt->be->ops->upload(opt->be, s->data, host, (size_t)s->n_elems);
+    opt->be->ops->upload(opt->be, s->data, host, (size_t)s->n_elems * sizeof(float));
 }

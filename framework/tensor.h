@@ -12,7 +12,8 @@ typedef struct Shape {
 } Shape;
 
 typedef struct Tensor {
-    float *data;       // backend memory; NULL when the model was only described (no backend)
+    void *data;        // backend memory in the backend's activation type (Backend.act); NULL when
+                       // the model was only described (no backend)
     Shape shape;       // current logical shape, (N, C, H, W)
     int64_t capacity;  // elements that `data` can hold; shapes may shrink per call, never grow
 } Tensor;

@@ -194,20 +194,22 @@ static bool trainer_open_backend(Trainer *t, Error *err) {
     ConfigPrecision precision = cfg->device.precision;
     if (precision == CONFIG_PRECISION_TF32 && !cuda)
         return config_error_at(cfg, "device.precision", err, "device.precision: tf32 needs the CUDA backend");
-    if (precision == CONFIG_PRECISION_BF16 || precision == CONFIG_PRECISION_FP16)
-        return config_error_at(cfg, "device.precision", err,
-                               "device.precision: %s is not supported yet; the %s backend computes in fp32%s",
-                               config_precision_names[precision], cuda ? "CUDA" : "CPU", cuda ? " or tf32" : "");
+    DType act = config_precision_activation_type(precision);
     if (!cuda) {
         if (cfg->parallel.transport == CONFIG_TRANSPORT_NCCL)
             return config_error_at(cfg, "parallel.transport", err, "parallel.transport: nccl needs the CUDA backend");
-        t->be = cpu_backend_create();
+        if (act != DTYPE_F32 && t->topo->world_rank == 0)
+            fprintf(t->out,
+                    "note: device.precision %s on the CPU stores activations in %s but computes in fp32 (slower than "
+                    "fp32; it checks mixed precision where there is no GPU)\n",
+                    dtype_name(act), dtype_name(act));
+        t->be = cpu_backend_create(act);
         return true;
     }
 #if YP_HAVE_CUDA
     const Topology *topo = t->topo;
     int device = topo->local_rank % gpus;
-    t->be = cuda_backend_create(device, precision == CONFIG_PRECISION_TF32);
+    t->be = cuda_backend_create(device, precision == CONFIG_PRECISION_TF32, act);
     if (topo->local_size > gpus)
         fprintf(t->out, "note: %d ranks per node share %d GPU%s (they take turns on it)\n", topo->local_size, gpus,
                 gpus > 1 ? "s" : "");
@@ -367,11 +369,11 @@ static void trainer_average_buffers(Trainer *t) {
         Graph *g = executor_chunk(t->ex, c)->graph;
         if (!g->buffer_elems) continue;
         float *host = t->chunks[c].live_buffers;
-        t->be->ops->download(t->be, host, g->buffer_data, (size_t)g->buffer_elems);
+        t->be->ops->download(t->be, host, g->buffer_data, (size_t)g->buffer_elems * sizeof(float));
         transport_wait(t->tr, t->tr->ops->iallreduce_sum_f32(t->tr, host, (size_t)g->buffer_elems, TRANSPORT_REPLICAS),
                        "the running-statistics average over the replicas");
         for (int64_t i = 0; i < g->buffer_elems; i++) host[i] /= (float)replicas;
-        t->be->ops->upload(t->be, g->buffer_data, host, (size_t)g->buffer_elems);
+        t->be->ops->upload(t->be, g->buffer_data, host, (size_t)g->buffer_elems * sizeof(float));
     }
 }
 
@@ -399,14 +401,14 @@ static void trainer_use_ema(Trainer *t, bool use) {
         Graph *g = executor_chunk(t->ex, c)->graph;
         TrainerChunk *tc = &t->chunks[c];
         if (use) {
-            be->ops->download(be, tc->live_params, g->param_data, (size_t)g->param_elems);
-            be->ops->download(be, tc->live_buffers, g->buffer_data, (size_t)g->buffer_elems);
+            be->ops->download(be, tc->live_params, g->param_data, (size_t)g->param_elems * sizeof(float));
+            be->ops->download(be, tc->live_buffers, g->buffer_data, (size_t)g->buffer_elems * sizeof(float));
             ema_copy_to_graph_layout(tc->ema, g, tc->ema_params, tc->ema_buffers);
-            be->ops->upload(be, g->param_data, tc->ema_params, (size_t)g->param_elems);
-            be->ops->upload(be, g->buffer_data, tc->ema_buffers, (size_t)g->buffer_elems);
+            be->ops->upload(be, g->param_data, tc->ema_params, (size_t)g->param_elems * sizeof(float));
+            be->ops->upload(be, g->buffer_data, tc->ema_buffers, (size_t)g->buffer_elems * sizeof(float));
         } else {
-            be->ops->upload(be, g->param_data, tc->live_params, (size_t)g->param_elems);
-            be->ops->upload(be, g->buffer_data, tc->live_buffers, (size_t)g->buffer_elems);
+            be->ops->upload(be, g->param_data, tc->live_params, (size_t)g->param_elems * sizeof(float));
+            be->ops->upload(be, g->buffer_data, tc->live_buffers, (size_t)g->buffer_elems * sizeof(float));
         }
     }
 }
@@ -639,7 +641,7 @@ static bool trainer_save(Trainer *t, const char *which, Error *err) {
         ExecutorChunk *ch = executor_chunk(t->ex, c);
         Graph *g = ch->graph;
         float *grads = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
-        t->be->ops->download(t->be, grads, g->grad_data, (size_t)g->param_elems);
+        t->be->ops->download(t->be, grads, g->grad_data, (size_t)g->param_elems * sizeof(float));
         if (t->topo->replicas > 1)
             transport_wait(t->tr, t->tr->ops->iallreduce_sum_f32(t->tr, grads, (size_t)g->param_elems, TRANSPORT_REPLICAS),
                            "the gradient sum over the replicas for a checkpoint");
@@ -687,7 +689,7 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     *hyper = it.hyper;
     bool step = t->at.iteration - t->at.last_step_iteration >= it.accumulate;
     bool record = t->cfg->output.trace && t->at.iteration == (t->batches_per_epoch > 2 ? 2 : 0);
-    ExecutorBatch eb = {.data = &batch, .side = t->step_sides[t->at.batch], .reduce = step};
+    ExecutorBatch eb = {.data = &batch, .side = t->step_sides[t->at.batch], .reduce = step, .loss_scale = 1.0f};
     ExecutorLoss loss = {0};
     executor_train_batch(t->ex, &eb, record, &loss);
     loader_batch_free(&batch);

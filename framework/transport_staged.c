@@ -54,16 +54,10 @@ static TransportRequest *staged_request(StagedTransport *st, StagedKind kind, vo
     return r;
 }
 
-// Backend transfers count floats; messages are whole floats (activations, gradients).
-static size_t staged_floats(size_t bytes) {
-    YP_CHECK(bytes % sizeof(float) == 0);
-    return bytes / sizeof(float);
-}
-
 static TransportRequest *staged_isend(Transport *t, const void *buf, size_t bytes, int peer, int tag) {
     StagedTransport *st = (StagedTransport *)t;
     TransportRequest *r = staged_request(st, STAGED_SEND, NULL, bytes);
-    st->be->ops->download(st->be, r->staging->data, buf, staged_floats(bytes));
+    st->be->ops->download(st->be, r->staging->data, buf, bytes);
     r->inner = st->host->ops->isend(st->host, r->staging->data, bytes, peer, tag);
     return r;
 }
@@ -78,7 +72,7 @@ static TransportRequest *staged_irecv(Transport *t, void *buf, size_t bytes, int
 static TransportRequest *staged_iallreduce_sum_f32(Transport *t, float *buf, size_t n, TransportGroup group) {
     StagedTransport *st = (StagedTransport *)t;
     TransportRequest *r = staged_request(st, STAGED_ALLREDUCE, buf, n * sizeof(float));
-    st->be->ops->download(st->be, r->staging->data, buf, n);
+    st->be->ops->download(st->be, r->staging->data, buf, n * sizeof(float));
     r->inner = st->host->ops->iallreduce_sum_f32(st->host, r->staging->data, n, group);
     return r;
 }
@@ -86,7 +80,7 @@ static TransportRequest *staged_iallreduce_sum_f32(Transport *t, float *buf, siz
 static bool staged_test(Transport *t, TransportRequest *r) {
     StagedTransport *st = (StagedTransport *)t;
     if (!st->host->ops->test(st->host, r->inner)) return false;
-    if (r->kind != STAGED_SEND) st->be->ops->upload(st->be, r->device, r->staging->data, staged_floats(r->bytes));
+    if (r->kind != STAGED_SEND) st->be->ops->upload(st->be, r->device, r->staging->data, r->bytes);
     r->staging->busy = false;
     free(r);
     return true;

@@ -25,7 +25,7 @@ static void conv_weight_queue_reserve(ConvWeightQueue *q) {
     q->capacity++;
 }
 
-static void conv_weight_queue_push(ConvWeightQueue *q, ConvBlock *cb, const ConvDesc *d, const float *x) {
+static void conv_weight_queue_push(ConvWeightQueue *q, ConvBlock *cb, const ConvDesc *d, const void *x) {
     // A second input pass over the same block before W would overwrite what W needs.
     YP_CHECK(!cb->deferred_x && q->n_pending < q->capacity);
     cb->deferred_x = x;
@@ -81,8 +81,8 @@ void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_
     cb->running_mean = declare_vector(b, "bn.running_mean", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST});
     cb->running_var =
         declare_vector(b, "bn.running_var", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
-    cb->save_mean = builder_tensor(b, shape_make(1, c_out, 1, 1));
-    cb->save_invstd = builder_tensor(b, shape_make(1, c_out, 1, 1));
+    cb->save_mean = builder_statistics(b, c_out);
+    cb->save_invstd = builder_statistics(b, c_out);
     Shape out = cb->conv_out.shape;
     cb->out = builder_tensor(b, out);
     if (act) {
@@ -126,13 +126,13 @@ void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train)
     ConvDesc d = conv_block_resize(cb, x);
     be->ops->conv2d_forward(be, &d, x->data, cb->weight.value, cb->bias.value, cb->conv_out.data);
     if (!cb->batchnorm) return;
-    float *bn_dst = cb->act ? cb->bn_out.data : cb->out.data;
+    void *bn_dst = cb->act ? cb->bn_out.data : cb->out.data;
     int64_t hw = d.h_out * d.w_out;
     if (train)
         be->ops->batchnorm_forward_train(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
                                          cb->bn_bias.value, cb->running_mean.value, cb->running_var.value,
-                                         cb->bn.momentum, cb->bn.eps, bn_dst, cb->save_mean.data,
-                                         cb->save_invstd.data);
+                                         cb->bn.momentum, cb->bn.eps, bn_dst, cb->save_mean,
+                                         cb->save_invstd);
     else
         be->ops->batchnorm_forward_infer(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
                                          cb->bn_bias.value, cb->running_mean.value, cb->running_var.value, cb->bn.eps,
@@ -140,27 +140,27 @@ void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train)
     if (cb->act) be->ops->silu_forward(be, cb->bn_out.data, cb->out.data, (size_t)tensor_elems(&cb->out));
 }
 
-void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const float *dout, float *dx) {
+void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const void *dout, void *dx) {
     ConvDesc d = conv_block_resize(cb, x);
     size_t n_out = (size_t)tensor_elems(&cb->out);
     bool defer = cb->queue && cb->queue->deferring;
-    const float *grad = dout;
+    const void *grad = dout;
     if (cb->act) {
-        float *d_bn_out = cb->scratch;
-        be->ops->fill(be, d_bn_out, 0.0f, n_out);
+        void *d_bn_out = cb->scratch;
+        be->ops->zero(be, d_bn_out, backend_act_bytes(be, (int64_t)n_out));
         be->ops->silu_backward(be, cb->bn_out.data, grad, d_bn_out, n_out);
         grad = d_bn_out;
     }
     if (cb->batchnorm) {
         // Deferred: W reads the gradient later, so it goes to the block's own buffer, not scratch.
-        float *d_conv_out = defer ? cb->d_conv.data : cb->scratch + n_out;
-        be->ops->fill(be, d_conv_out, 0.0f, n_out);
+        void *d_conv_out = defer ? cb->d_conv.data : backend_act_at(be, cb->scratch, (int64_t)n_out);
+        be->ops->zero(be, d_conv_out, backend_act_bytes(be, (int64_t)n_out));
         be->ops->batchnorm_backward(be, d.n, d.c_out, d.h_out * d.w_out, cb->conv_out.data, grad, cb->bn_weight.value,
-                                    cb->save_mean.data, cb->save_invstd.data, d_conv_out, cb->bn_weight.grad,
+                                    cb->save_mean, cb->save_invstd, d_conv_out, cb->bn_weight.grad,
                                     cb->bn_bias.grad);
         grad = d_conv_out;
     } else if (defer) {
-        be->ops->copy(be, cb->d_conv.data, dout, n_out);  // dout belongs to the caller, who may reuse it
+        be->ops->copy(be, cb->d_conv.data, dout, backend_act_bytes(be, (int64_t)n_out));  // dout belongs to the caller, who may reuse it
         grad = cb->d_conv.data;
     }
     if (defer) conv_weight_queue_push(cb->queue, cb, &d, x->data);
@@ -189,9 +189,9 @@ void bottleneck_block_forward(BottleneckBlock *bb, Backend *be, const Tensor *x,
     if (bb->add) be->ops->add(be, x->data, bb->cv2.out.data, bb->out.data, (size_t)tensor_elems(&bb->out));
 }
 
-void bottleneck_block_backward(BottleneckBlock *bb, Backend *be, const Tensor *x, const float *dout, float *dx) {
+void bottleneck_block_backward(BottleneckBlock *bb, Backend *be, const Tensor *x, const void *dout, void *dx) {
     bb->d_hidden.shape = bb->cv1.out.shape;
-    be->ops->fill(be, bb->d_hidden.data, 0.0f, (size_t)tensor_elems(&bb->d_hidden));
+    be->ops->zero(be, bb->d_hidden.data, backend_act_bytes(be, tensor_elems(&bb->d_hidden)));
     conv_block_backward(&bb->cv2, be, &bb->cv1.out, dout, bb->d_hidden.data);
     conv_block_backward(&bb->cv1, be, x, bb->d_hidden.data, dx);
     if (bb->add && dx) be->ops->accumulate(be, dout, dx, (size_t)tensor_elems(&bb->out));
@@ -223,8 +223,8 @@ static void chain_block_forward(BlockChain *chain, int64_t j, Backend *be, const
     else bottleneck_block_forward(&chain->bottlenecks[j], be, x, train);
 }
 
-static void chain_block_backward(BlockChain *chain, int64_t j, Backend *be, const Tensor *x, const float *dout,
-                                 float *dx) {
+static void chain_block_backward(BlockChain *chain, int64_t j, Backend *be, const Tensor *x, const void *dout,
+                                 void *dx) {
     if (chain->kind == BLOCK_KIND_CONV) conv_block_backward(&chain->convs[j], be, x, dout, dx);
     else bottleneck_block_backward(&chain->bottlenecks[j], be, x, dout, dx);
 }
@@ -236,13 +236,13 @@ void block_chain_forward(BlockChain *chain, Backend *be, const Tensor *x, bool t
     }
 }
 
-void block_chain_backward(BlockChain *chain, Backend *be, const Tensor *x, const float *dout, float *dx) {
+void block_chain_backward(BlockChain *chain, Backend *be, const Tensor *x, const void *dout, void *dx) {
     for (int64_t j = chain->n - 1; j >= 0; j--) {
         const Tensor *block_in = j ? block_chain_out(chain, j - 1) : x;
-        float *block_dx = dx;
+        void *block_dx = dx;
         if (j) {
             block_dx = chain->d_between[j - 1].data;
-            be->ops->fill(be, block_dx, 0.0f, (size_t)tensor_elems(block_in));
+            be->ops->zero(be, block_dx, backend_act_bytes(be, tensor_elems(block_in)));
         }
         chain_block_backward(chain, j, be, block_in, dout, block_dx);
         dout = block_dx;

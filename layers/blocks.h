@@ -38,12 +38,12 @@ struct ConvBlock {
     Tensor conv_out;     // (N, C_out, H, W) convolution output (batch-norm input)
     Tensor bn_out;       // batch-norm output (SiLU input); only when act
     Tensor out;          // the block's output; aliases bn_out or conv_out when nothing follows
-    Tensor save_mean, save_invstd;  // (1, C_out, 1, 1) batch statistics kept for backward
-    float *scratch;      // 2 x conv_out elements, shared: used only inside conv_block_backward
+    float *save_mean, *save_invstd;  // (C_out) batch statistics kept for backward
+    void *scratch;       // 2 x conv_out activation elements, shared: used only inside conv_block_backward
     // Split backward only (the convolution has weight gradients and the graph a queue):
     ConvWeightQueue *queue;    // the graph's (not owned), else NULL
     Tensor d_conv;             // gradient at the convolution output, kept from B to W
-    const float *deferred_x;   // input of the queued weight gradient; NULL when none is queued
+    const void *deferred_x;    // input of the queued weight gradient; NULL when none is queued
     ConvDesc deferred_desc;    // its shapes
 };
 
@@ -60,7 +60,7 @@ void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value);
 void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train);
 // dout: gradient of cb->out; dx (may be NULL) and the parameter gradients are accumulated (the
 // weight gradient is queued instead while cb->queue is deferring).
-void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const float *dout, float *dx);
+void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const void *dout, void *dx);
 
 typedef struct BottleneckBlock {
     ConvBlock cv1, cv2;
@@ -73,7 +73,7 @@ typedef struct BottleneckBlock {
 void bottleneck_block_build(BottleneckBlock *bb, Builder *b, Shape in, int64_t c_out, bool shortcut, int64_t groups,
                             int64_t k1, int64_t k2, double expansion);
 void bottleneck_block_forward(BottleneckBlock *bb, Backend *be, const Tensor *x, bool train);
-void bottleneck_block_backward(BottleneckBlock *bb, Backend *be, const Tensor *x, const float *dout, float *dx);
+void bottleneck_block_backward(BottleneckBlock *bb, Backend *be, const Tensor *x, const void *dout, void *dx);
 
 // Ultralytics' autopad: 'same' padding for odd kernels, taking dilation into account.
 int64_t conv_autopad(int64_t k, int64_t dilation);
@@ -96,7 +96,7 @@ void block_chain_finish(BlockChain *chain, Builder *b);
 void block_chain_destroy(BlockChain *chain);
 Tensor *block_chain_out(BlockChain *chain, int64_t j);  // output of block j; j = n - 1: the chain's
 void block_chain_forward(BlockChain *chain, Backend *be, const Tensor *x, bool train);
-void block_chain_backward(BlockChain *chain, Backend *be, const Tensor *x, const float *dout, float *dx);
+void block_chain_backward(BlockChain *chain, Backend *be, const Tensor *x, const void *dout, void *dx);
 
 // Layer ops for the modules whose layer->state is a BlockChain (Conv and Bottleneck rows).
 typedef struct Layer Layer;

@@ -89,11 +89,14 @@ void builder_param_fill(Builder *b, Param p, float value);
 // The graph's split-backward queue (GraphOptions.split_backward), or NULL; owned by the graph.
 ConvWeightQueue *builder_conv_weight_queue(const Builder *b);
 
-// An activation-sized tensor that lives as long as the graph.
+// An activation (or activation gradient) tensor that lives as long as the graph, in the backend's
+// activation type.
 Tensor builder_tensor(Builder *b, Shape shape);
-// Temporary memory shared by all layers: valid only inside one kernel-level step (a ConvBlock's
-// backward), never across calls into other blocks.
-float *builder_scratch(Builder *b, int64_t n_elems);
+// n float32 values that live as long as the graph (batch statistics kept for backward).
+float *builder_statistics(Builder *b, int64_t n);
+// Temporary activation memory shared by all layers: valid only inside one kernel-level step (a
+// ConvBlock's backward), never across calls into other blocks.
+void *builder_scratch(Builder *b, int64_t n_elems);
 // Reserves the backend's convolution workspace for d.
 void builder_conv_workspace(Builder *b, const ConvDesc *d);
 

@@ -102,15 +102,15 @@ static void c2f_backward(Layer *layer, Backend *be) {
     const Tensor *x = layer->in[0];
     int64_t n = x->shape.n, hw = shape_hw(x->shape), c = st->c, cat_c = (2 + cfg->n) * c;
     size_t half_elems = (size_t)(n * c * hw);
-    be->ops->fill(be, st->d_cat.data, 0.0f, (size_t)tensor_elems(&st->cat));
+    be->ops->zero(be, st->d_cat.data, backend_act_bytes(be, tensor_elems(&st->cat)));
     conv_block_backward(&st->cv2, be, &st->cat, layer->dout.data, st->d_cat.data);
     // Each bottleneck's output feeds the concat and the next bottleneck: start from the concat's share.
     for (int64_t i = 0; i < cfg->n; i++)
         backend_copy_channels(be, n, hw, st->d_cat.data, cat_c, (2 + i) * c, st->d_m[i].data, c, 0, c, false);
-    be->ops->fill(be, st->d_second_half.data, 0.0f, half_elems);
+    be->ops->zero(be, st->d_second_half.data, backend_act_bytes(be, (int64_t)half_elems));
     for (int64_t i = cfg->n - 1; i >= 0; i--) {
         const Tensor *in = i ? &st->m[i - 1].out : &st->second_half;
-        float *d_in = i ? st->d_m[i - 1].data : st->d_second_half.data;
+        void *d_in = i ? st->d_m[i - 1].data : st->d_second_half.data;
         bottleneck_block_backward(&st->m[i], be, in, st->d_m[i].data, d_in);
     }
     backend_copy_channels(be, n, hw, st->d_cat.data, cat_c, 0, st->d_cv1.data, 2 * c, 0, 2 * c, false);

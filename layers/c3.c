@@ -93,12 +93,12 @@ static void c3_backward(Layer *layer, Backend *be) {
     const Tensor *x = layer->in[0];
     int64_t n = x->shape.n, hw = shape_hw(x->shape), c = st->c;
     size_t hidden_elems = (size_t)(n * c * hw);
-    float *dx = layer->din[0] ? layer->din[0]->data : NULL;
-    be->ops->fill(be, st->d_cat.data, 0.0f, 2 * hidden_elems);
+    void *dx = layer->din[0] ? layer->din[0]->data : NULL;
+    be->ops->zero(be, st->d_cat.data, backend_act_bytes(be, 2 * (int64_t)hidden_elems));
     conv_block_backward(&st->cv3, be, &st->cat, layer->dout.data, st->d_cat.data);
     backend_copy_channels(be, n, hw, st->d_cat.data, 2 * c, 0, st->d_m_out.data, c, 0, c, false);
     backend_copy_channels(be, n, hw, st->d_cat.data, 2 * c, c, st->d_cv2.data, c, 0, c, false);
-    be->ops->fill(be, st->d_cv1.data, 0.0f, hidden_elems);
+    be->ops->zero(be, st->d_cv1.data, backend_act_bytes(be, (int64_t)hidden_elems));
     block_chain_backward(&st->m, be, &st->cv1.out, st->d_m_out.data, st->d_cv1.data);
     conv_block_backward(&st->cv2, be, x, st->d_cv2.data, dx);
     conv_block_backward(&st->cv1, be, x, st->d_cv1.data, dx);

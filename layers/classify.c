@@ -80,10 +80,10 @@ static void classify_backward(Layer *layer, Backend *be) {
     const ClassifyConfig *cfg = layer->config;
     ClassifyState *st = layer->state;
     Shape s = st->conv.out.shape;
-    be->ops->fill(be, st->d_pooled.data, 0.0f, (size_t)tensor_elems(&st->pooled));
+    be->ops->zero(be, st->d_pooled.data, backend_act_bytes(be, tensor_elems(&st->pooled)));
     be->ops->linear_backward(be, s.n, CLASSIFY_HIDDEN, cfg->c2, st->pooled.data, st->weight.value, layer->dout.data,
                              st->d_pooled.data, st->weight.grad, st->bias.grad);
-    be->ops->fill(be, st->d_conv.data, 0.0f, (size_t)shape_elems(s));
+    be->ops->zero(be, st->d_conv.data, backend_act_bytes(be, shape_elems(s)));
     be->ops->avgpool_backward(be, s.n, CLASSIFY_HIDDEN, shape_hw(s), st->d_pooled.data, st->d_conv.data);
     conv_block_backward(&st->conv, be, layer->in[0], st->d_conv.data, layer->din[0] ? layer->din[0]->data : NULL);
 }

@@ -128,7 +128,7 @@ static void detect_backward(Layer *layer, Backend *be) {
                           n_box, hw, false);
         be->ops->copy_box(be, n, layer->dout.data, layer->c_out, n_box, a_total, a0, lv->d_cls.data, cfg->nc, 0, hw,
                           0, cfg->nc, hw, false);
-        float *dx = layer->din[i] ? layer->din[i]->data : NULL;
+        void *dx = layer->din[i] ? layer->din[i]->data : NULL;
         block_chain_backward(&lv->box, be, layer->in[i], lv->d_box.data, dx);
         block_chain_backward(&lv->cls, be, layer->in[i], lv->d_cls.data, dx);
         a0 += hw;

@@ -61,7 +61,7 @@ static void param_initialise(Backend *be, const ParamInfo *p, float *dst, uint64
     case PARAM_INIT_ARANGE: {
         float *host = yp_malloc((size_t)p->n_elems * sizeof *host);
         for (int64_t i = 0; i < p->n_elems; i++) host[i] = (float)i;
-        be->ops->upload(be, dst, host, (size_t)p->n_elems);
+        be->ops->upload(be, dst, host, (size_t)p->n_elems * sizeof(float));
         free(host);
         break;
     }
@@ -116,22 +116,34 @@ void builder_param_fill(Builder *b, Param p, float value) {
     if (b->be && b->init_params) b->be->ops->fill(b->be, p.value, value, (size_t)p.n_elems);
 }
 
-static float *graph_alloc(Graph *g, int64_t n_elems) {
+static void *graph_alloc(Graph *g, size_t n_bytes) {
     g->allocs = yp_realloc(g->allocs, (size_t)(g->n_allocs + 1) * sizeof *g->allocs);
-    float *p = g->be->ops->alloc(g->be, (size_t)n_elems * sizeof(float));
+    void *p = g->be->ops->alloc(g->be, n_bytes);
     g->allocs[g->n_allocs++] = p;
-    g->allocated_bytes += n_elems * (int64_t)sizeof(float);
+    g->allocated_bytes += (int64_t)n_bytes;
     return p;
+}
+
+// Activation memory of n elements; remembers the largest tensor for the backend (reserve_activations).
+static void *graph_alloc_activation(Graph *g, int64_t n_elems) {
+    if (n_elems > g->largest_activation) g->largest_activation = n_elems;
+    return graph_alloc(g, backend_act_bytes(g->be, n_elems));
 }
 
 Tensor builder_tensor(Builder *b, Shape shape) {
     Tensor t = {.shape = shape, .capacity = shape_elems(shape)};
-    if (b->be) t.data = graph_alloc(b->g, t.capacity);
+    if (b->be) t.data = graph_alloc_activation(b->g, t.capacity);
     else b->layer->activation_elems += t.capacity;
     return t;
 }
 
-float *builder_scratch(Builder *b, int64_t n_elems) {
+float *builder_statistics(Builder *b, int64_t n) {
+    if (b->be) return graph_alloc(b->g, (size_t)n * sizeof(float));
+    b->layer->activation_elems += n;
+    return NULL;
+}
+
+void *builder_scratch(Builder *b, int64_t n_elems) {
     if (!b->be) {
         if (graph_in_range(b->g, b->layer->index) && n_elems > b->g->scratch_elems) b->g->scratch_elems = n_elems;
         return NULL;
@@ -204,7 +216,7 @@ static bool graph_build(Graph *g, Builder *b, int begin, int end, Error *err) {
         layer->out_shape = layer->out.shape;
         if (b->be) {
             layer->dout = layer->out;
-            layer->dout.data = graph_alloc(g, layer->out.capacity);
+            layer->dout.data = graph_alloc_activation(g, layer->out.capacity);
         }
     }
     return true;
@@ -258,20 +270,20 @@ static void graph_allocate(Graph *g, Backend *be, const Graph *owner) {
         g->buffer_data = owner->buffer_data;
         g->scratch = owner->scratch;
     } else {
-        g->param_data = graph_alloc(g, g->param_elems);
-        g->grad_data = graph_alloc(g, g->param_elems);  // same layout as the parameters
-        g->buffer_data = graph_alloc(g, g->buffer_elems);
-        g->scratch = graph_alloc(g, g->scratch_elems);
+        g->param_data = graph_alloc(g, (size_t)g->param_elems * sizeof(float));
+        g->grad_data = graph_alloc(g, (size_t)g->param_elems * sizeof(float));  // same layout as the parameters
+        g->buffer_data = graph_alloc(g, (size_t)g->buffer_elems * sizeof(float));
+        g->scratch = graph_alloc_activation(g, g->scratch_elems);
         be->ops->fill(be, g->grad_data, 0.0f, (size_t)g->param_elems);
     }
-    if (graph_range_reads(g, -1)) g->input.data = graph_alloc(g, g->input.capacity);
+    if (graph_range_reads(g, -1)) g->input.data = graph_alloc_activation(g, g->input.capacity);
     for (int i = 0; i < g->layer_begin; i++) {
         if (!graph_is_external_producer(g, i)) continue;
         Layer *layer = &g->layers[i];
         Shape s = layer->out_shape;
-        layer->out = (Tensor){.data = graph_alloc(g, shape_elems(s)), .shape = s, .capacity = shape_elems(s)};
+        layer->out = (Tensor){.data = graph_alloc_activation(g, shape_elems(s)), .shape = s, .capacity = shape_elems(s)};
         layer->dout = layer->out;
-        layer->dout.data = graph_alloc(g, shape_elems(s));
+        layer->dout.data = graph_alloc_activation(g, shape_elems(s));
     }
 }
 
@@ -305,6 +317,7 @@ bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, E
         b = (Builder){.g = g, .be = opt->be, .init_params = !opt->share_weights, .seed = opt->seed};
         ok = graph_build(g, &b, g->layer_begin, g->layer_end, err);
         YP_CHECK(!ok || b.param_cursor == g->n_params);
+        if (ok) opt->be->ops->reserve_activations(opt->be, (size_t)g->largest_activation);
     }
     if (!ok) {
         graph_destroy(g);
@@ -416,7 +429,7 @@ static void graph_zero_douts(Graph *g, int keep) {
     Backend *be = g->be;
     for (int i = 0; i < g->layer_end; i++) {
         if (i == keep || !graph_layer_has_memory(g, i)) continue;
-        be->ops->fill(be, g->layers[i].dout.data, 0.0f, (size_t)tensor_elems(&g->layers[i].out));
+        be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
     }
 }
 

@@ -59,11 +59,13 @@ struct Graph {
 
     // With a backend: contiguous storage; Tensor/Param views point into these. Owned, or the
     // share_weights graph's (then weights_owner is that graph).
-    float *param_data, *grad_data, *buffer_data, *scratch;
+    float *param_data, *grad_data, *buffer_data;
+    void *scratch;           // activation type, scratch_elems elements
     const Graph *weights_owner;  // not owned; NULL when the graph owns its weights
     int n_allocs;
     void **allocs;           // what this graph allocated, freed at destroy
     int64_t allocated_bytes; // everything this graph allocated on its backend (not shared weights)
+    int64_t largest_activation;  // elements of the largest activation tensor it allocated
     // (N, ch, H, W), filled by the caller before graph_forward; its data is allocated only when a layer
     // of the range reads the network input.
     Tensor input;

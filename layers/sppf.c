@@ -101,8 +101,8 @@ static void sppf_backward(Layer *layer, Backend *be) {
     const Tensor *x = layer->in[0];
     Shape s = x->shape;
     int64_t c = st->c, cat_c = c * (cfg->n + 1), hw = shape_hw(s);
-    float *dx = layer->din[0] ? layer->din[0]->data : NULL;
-    be->ops->fill(be, st->d_cat.data, 0.0f, (size_t)tensor_elems(&st->cat));
+    void *dx = layer->din[0] ? layer->din[0]->data : NULL;
+    be->ops->zero(be, st->d_cat.data, backend_act_bytes(be, tensor_elems(&st->cat)));
     conv_block_backward(&st->cv2, be, &st->cat, layer->dout.data, st->d_cat.data);
     // pooled[j] feeds the concat and pooled[j + 1]; walk the chain backwards.
     for (int64_t j = cfg->n - 1; j >= -1; j--) {

@@ -27,17 +27,28 @@ static void cpu_free(Backend *be, void *ptr) {
 }
 
 // memcpy's arguments must be valid pointers even for zero bytes, and empty tensors may be NULL.
-static void cpu_copy(Backend *be, float *dst, const float *src, size_t n_elems) {
+static void cpu_copy(Backend *be, void *dst, const void *src, size_t n_bytes) {
     (void)be;
-    if (n_elems) memcpy(dst, src, n_elems * sizeof(float));
+    if (n_bytes) memcpy(dst, src, n_bytes);
 }
 
-static void cpu_upload(Backend *be, float *dst, const float *host_src, size_t n_elems) {
-    cpu_copy(be, dst, host_src, n_elems);
+static void cpu_zero(Backend *be, void *dst, size_t n_bytes) {
+    (void)be;
+    if (n_bytes) memset(dst, 0, n_bytes);
 }
 
-static void cpu_download(Backend *be, float *host_dst, const float *src, size_t n_elems) {
-    cpu_copy(be, host_dst, src, n_elems);
+// Float32 activations: the transfers copy.
+static void cpu_upload_activation(Backend *be, void *dst, const float *host_src, size_t n_elems) {
+    cpu_copy(be, dst, host_src, n_elems * sizeof(float));
+}
+
+static void cpu_download_activation(Backend *be, float *host_dst, const void *src, size_t n_elems) {
+    cpu_copy(be, host_dst, src, n_elems * sizeof(float));
+}
+
+static void cpu_reserve_activations(Backend *be, size_t largest_elems) {
+    (void)be;
+    (void)largest_elems;
 }
 
 static void cpu_reserve_workspace(Backend *be, size_t n_bytes) {
@@ -68,14 +79,18 @@ static void cpu_destroy(Backend *be) {
 static const BackendOps cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
-    .upload = cpu_upload,
-    .download = cpu_download,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .upload_activation = cpu_upload_activation,
+    .download_activation = cpu_download_activation,
     .host_alloc = cpu_alloc,
     .host_free = cpu_free,
-    .copy = cpu_copy,
+    .zero = cpu_zero,
     .fill = cpu_fill,
     .fill_uniform = cpu_fill_uniform,
     .reserve_workspace = cpu_reserve_workspace,
+    .reserve_activations = cpu_reserve_activations,
     .conv_workspace_bytes = cpu_conv_workspace_bytes,
     .synchronize = cpu_synchronize,
     .conv2d_forward = cpu_conv2d_forward,
@@ -108,10 +123,12 @@ static const BackendOps cpu_ops = {
     .destroy = cpu_destroy,
 };
 
-Backend *cpu_backend_create(void) {
+Backend *cpu_backend_create(DType act) {
+    YP_CHECK(act == DTYPE_F32);
     Backend *be = yp_malloc(sizeof *be);
     be->ops = &cpu_ops;
     be->name = "cpu";
+    be->act = act;
     be->host_memory = true;
     be->ctx = yp_calloc(1, sizeof(CpuContext));
     return be;

@@ -100,8 +100,10 @@ static void cpu_col2im_add(const ConvDesc *d, const float *col, float *dx) {
     }
 }
 
-void cpu_conv2d_forward(Backend *be, const ConvDesc *d, const float *x, const float *w,
-                        const float *bias, float *y) {
+void cpu_conv2d_forward(Backend *be, const ConvDesc *d, const void *x_mem, const float *w,
+                        const float *bias, void *y_mem) {
+    const float *x = x_mem;
+    float *y = y_mem;
     const bool pointwise = cpu_conv_is_pointwise(d);
     float *col = pointwise ? NULL : cpu_workspace_get(be, cpu_conv_workspace_bytes(be, d));
     const int64_t hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out;
@@ -130,8 +132,10 @@ void cpu_conv2d_forward(Backend *be, const ConvDesc *d, const float *x, const fl
     }
 }
 
-void cpu_conv2d_backward_data(Backend *be, const ConvDesc *d, const float *dy, const float *w,
-                              float *dx) {
+void cpu_conv2d_backward_data(Backend *be, const ConvDesc *d, const void *dy_mem, const float *w,
+                              void *dx_mem) {
+    const float *dy = dy_mem;
+    float *dx = dx_mem;
     const bool pointwise = cpu_conv_is_pointwise(d);
     float *col = pointwise ? NULL : cpu_workspace_get(be, cpu_conv_workspace_bytes(be, d));
     const int64_t hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out;
@@ -150,8 +154,10 @@ void cpu_conv2d_backward_data(Backend *be, const ConvDesc *d, const float *dy, c
     }
 }
 
-void cpu_conv2d_backward_filter(Backend *be, const ConvDesc *d, const float *x, const float *dy,
+void cpu_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x_mem, const void *dy_mem,
                                 float *dw, float *dbias) {
+    const float *x = x_mem;
+    const float *dy = dy_mem;
     const bool pointwise = cpu_conv_is_pointwise(d);
     float *col = pointwise ? NULL : cpu_workspace_get(be, cpu_conv_workspace_bytes(be, d));
     const int64_t hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out;

@@ -31,8 +31,10 @@ void cpu_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int
 }
 
 // y (N, out) = x (N, in) · w^T (in, out) + b, the bias preset in y so the GEMM adds onto it.
-void cpu_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const float *x,
-                        const float *w, const float *b, float *y) {
+void cpu_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x_mem,
+                        const float *w, const float *b, void *y_mem) {
+    const float *x = x_mem;
+    float *y = y_mem;
     (void)be;
     if (b) {
 #pragma omp parallel for if (n * out >= CPU_PARALLEL_MIN_ELEMS)
@@ -44,8 +46,11 @@ void cpu_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const f
 }
 
 // dx (N, in) += dy · w; dw (out, in) += dy^T · x; db (out) += column sums of dy.
-void cpu_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const float *x,
-                         const float *w, const float *dy, float *dx, float *dw, float *db) {
+void cpu_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x_mem,
+                         const float *w, const void *dy_mem, void *dx_mem, float *dw, float *db) {
+    const float *x = x_mem;
+    const float *dy = dy_mem;
+    float *dx = dx_mem;
     (void)be;
     if (dx) cpu_sgemm(false, false, n, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);
     cpu_sgemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);

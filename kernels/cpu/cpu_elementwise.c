@@ -20,14 +20,19 @@ void cpu_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float h
 
 static inline float cpu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-void cpu_silu_forward(Backend *be, const float *x, float *y, size_t n_elems) {
+void cpu_silu_forward(Backend *be, const void *x_mem, void *y_mem, size_t n_elems) {
+    const float *x = x_mem;
+    float *y = y_mem;
     (void)be;
 #pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n_elems; i++) y[i] = x[i] * cpu_sigmoid(x[i]);
 }
 
 // d/dx x s(x) = s + x s (1 - s) = s (1 + x (1 - s)).
-void cpu_silu_backward(Backend *be, const float *x, const float *dy, float *dx, size_t n_elems) {
+void cpu_silu_backward(Backend *be, const void *x_mem, const void *dy_mem, void *dx_mem, size_t n_elems) {
+    const float *x = x_mem;
+    const float *dy = dy_mem;
+    float *dx = dx_mem;
     (void)be;
 #pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n_elems; i++) {
@@ -36,21 +41,28 @@ void cpu_silu_backward(Backend *be, const float *x, const float *dy, float *dx, 
     }
 }
 
-void cpu_add(Backend *be, const float *a, const float *b, float *y, size_t n_elems) {
+void cpu_add(Backend *be, const void *a_mem, const void *b_mem, void *y_mem, size_t n_elems) {
+    const float *a = a_mem;
+    const float *b = b_mem;
+    float *y = y_mem;
     (void)be;
 #pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n_elems; i++) y[i] = a[i] + b[i];
 }
 
-void cpu_accumulate(Backend *be, const float *src, float *dst, size_t n_elems) {
+void cpu_accumulate(Backend *be, const void *src_mem, void *dst_mem, size_t n_elems) {
+    const float *src = src_mem;
+    float *dst = dst_mem;
     (void)be;
 #pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n_elems; i++) dst[i] += src[i];
 }
 
-void cpu_copy_box(Backend *be, int64_t n, const float *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                  int64_t src_s0, float *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
+void cpu_copy_box(Backend *be, int64_t n, const void *src_mem, int64_t src_c, int64_t src_c0, int64_t src_s,
+                  int64_t src_s0, void *dst_mem, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
                   int64_t count_c, int64_t count_s, bool accumulate) {
+    const float *src = src_mem;
+    float *dst = dst_mem;
     (void)be;
     YP_CHECK(n >= 0 && count_c >= 0 && count_s >= 0);
     YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);

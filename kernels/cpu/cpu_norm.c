@@ -5,10 +5,12 @@
 #include "framework/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
-void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
                                  const float *gamma, const float *beta, float *running_mean,
-                                 float *running_var, float momentum, float eps, float *y,
+                                 float *running_var, float momentum, float eps, void *y_mem,
                                  float *save_mean, float *save_invstd) {
+    const float *x = x_mem;
+    float *y = y_mem;
     (void)be;
     const int64_t m = n * hw;
     YP_CHECK(m > 0);
@@ -46,9 +48,11 @@ void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, 
     }
 }
 
-void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
+void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
                                  const float *gamma, const float *beta, const float *running_mean,
-                                 const float *running_var, float eps, float *y) {
+                                 const float *running_var, float eps, void *y_mem) {
+    const float *x = x_mem;
+    float *y = y_mem;
     (void)be;
 #pragma omp parallel for collapse(2) if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t img = 0; img < n; img++) {
@@ -65,9 +69,12 @@ void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, 
 // With xhat = (x - mean) * invstd and m = N * H * W:
 //   dbeta = sum(dy), dgamma = sum(dy * xhat),
 //   dx = gamma * invstd * (dy - sum(dy) / m - xhat * sum(dy * xhat) / m).
-void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x,
-                            const float *dy, const float *gamma, const float *save_mean,
-                            const float *save_invstd, float *dx, float *dgamma, float *dbeta) {
+void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
+                            const void *dy_mem, const float *gamma, const float *save_mean,
+                            const float *save_invstd, void *dx_mem, float *dgamma, float *dbeta) {
+    const float *x = x_mem;
+    const float *dy = dy_mem;
+    float *dx = dx_mem;
     (void)be;
     const int64_t m = n * hw;
     YP_CHECK(m > 0);

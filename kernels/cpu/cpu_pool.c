@@ -6,7 +6,9 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 void cpu_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
-                                  int64_t factor, const float *x, float *y) {
+                                  int64_t factor, const void *x_mem, void *y_mem) {
+    const float *x = x_mem;
+    float *y = y_mem;
     (void)be;
     YP_CHECK(factor > 0);
     const int64_t f = factor, w_out = w * f, hw_out = h * f * w_out;
@@ -24,7 +26,9 @@ void cpu_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, 
 
 // Each input pixel receives the sum of its f x f block of output gradients.
 void cpu_upsample_nearest_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
-                                   int64_t factor, const float *dy, float *dx) {
+                                   int64_t factor, const void *dy_mem, void *dx_mem) {
+    const float *dy = dy_mem;
+    float *dx = dx_mem;
     (void)be;
     YP_CHECK(factor > 0);
     const int64_t f = factor, w_out = w * f, hw_out = h * f * w_out;
@@ -64,7 +68,9 @@ static int64_t cpu_maxpool_argmax(const float *plane, int64_t h, int64_t w, int6
 static void cpu_maxpool_check(int64_t k) { YP_CHECK(k > 0 && k % 2 == 1); }
 
 void cpu_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                         const float *x, float *y) {
+                         const void *x_mem, void *y_mem) {
+    const float *x = x_mem;
+    float *y = y_mem;
     (void)be;
     cpu_maxpool_check(k);
     const int64_t hw = h * w;
@@ -79,7 +85,10 @@ void cpu_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w
 }
 
 void cpu_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                          const float *x, const float *dy, float *dx) {
+                          const void *x_mem, const void *dy_mem, void *dx_mem) {
+    const float *x = x_mem;
+    const float *dy = dy_mem;
+    float *dx = dx_mem;
     (void)be;
     cpu_maxpool_check(k);
     const int64_t hw = h * w;
@@ -93,7 +102,9 @@ void cpu_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t 
     }
 }
 
-void cpu_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *x, float *y) {
+void cpu_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem, void *y_mem) {
+    const float *x = x_mem;
+    float *y = y_mem;
     (void)be;
     YP_CHECK(hw > 0);
 #pragma omp parallel for if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)
@@ -104,7 +115,9 @@ void cpu_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const fl
     }
 }
 
-void cpu_avgpool_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *dy, float *dx) {
+void cpu_avgpool_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy_mem, void *dx_mem) {
+    const float *dy = dy_mem;
+    float *dx = dx_mem;
     (void)be;
     YP_CHECK(hw > 0);
 #pragma omp parallel for if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)

@@ -1817,7 +1817,7 @@ int main(void) {
     if (h.cpu_only) {
         printf("test_backend_compare: SELF-CHECK, CPU against CPU (YP_COMPARE_CPU_ONLY): every tolerance is 0%s\n",
                h.fault ? "; YP_COMPARE_FAULT: every kernel case must FAIL" : "");
-        h.be[SIDE_DUT] = cpu_backend_create();
+        h.be[SIDE_DUT] = cpu_backend_create(DTYPE_F32);
     } else {
         if (cuda_device_count() == 0) {
             printf("test_backend_compare: skipped, no CUDA device:\n");
@@ -1828,7 +1828,7 @@ int main(void) {
         cuda_device_describe(stdout);
         h.be[SIDE_DUT] = cuda_backend_create(0, false);
     }
-    h.be[SIDE_REF] = cpu_backend_create();
+    h.be[SIDE_REF] = cpu_backend_create(DTYPE_F32);
     printf("seed %llu (replay with YP_SEED=%llu); ref = cpu, dut = %s%s\n", (unsigned long long)h.seed,
            (unsigned long long)h.seed, h.be[SIDE_DUT]->name, h.cpu_only ? "" : " (TF32 off)");
     printf("rel = ||dut-ref|| / ||ref-prior||, maxabs = max |dut-ref|, peak = max |ref-prior|; pass: rel <= tol and "

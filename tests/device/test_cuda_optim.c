@@ -219,7 +219,7 @@ static void test_empty(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    cpu = cpu_backend_create();
+    cpu = cpu_backend_create(DTYPE_F32);
     cuda = cuda_backend_create(0, false);
     return 0;
 }

@@ -35,8 +35,8 @@ static TestBuf test_buf_create(int64_t n) {
     return b;
 }
 
-static void test_buf_push(TestBuf *b) { be->ops->upload(be, b->dev, b->host, (size_t)b->n); }
-static void test_buf_pull(TestBuf *b) { be->ops->download(be, b->host, b->dev, (size_t)b->n); }
+static void test_buf_push(TestBuf *b) { be->ops->upload(be, b->dev, b->host, (size_t)b->n * sizeof(float)); }
+static void test_buf_pull(TestBuf *b) { be->ops->download(be, b->host, b->dev, (size_t)b->n * sizeof(float)); }
 
 static TestBuf test_buf_random(int64_t n, float lo, float hi, uint64_t seed) {
     TestBuf b = test_buf_create(n);
@@ -132,7 +132,7 @@ static void test_memory_ops(void **state) {
 
     enum { N = 1000 };
     TestBuf a = test_buf_random(N, -1.0f, 1.0f, 1), b = test_buf_create(N);
-    be->ops->copy(be, b.dev, a.dev, N);
+    be->ops->copy(be, b.dev, a.dev, N * sizeof(float));
     test_buf_pull(&b);
     assert_memory_equal(a.host, b.host, N * sizeof(float));  // copies are exact
     be->ops->fill(be, b.dev, 2.5f, N);
@@ -557,7 +557,7 @@ static void test_copy_box(void **state) {
                           COUNT_C, COUNT_S, accumulate);
         float *got = malloc((size_t)dst.n * sizeof(float));
         assert_non_null(got);
-        be->ops->download(be, got, dst.dev, (size_t)dst.n);
+        be->ops->download(be, got, dst.dev, (size_t)dst.n * sizeof(float));
         // Copies and single additions: exact, and everything outside the box untouched.
         for (int64_t i = 0; i < N; i++)
             for (int64_t ch = 0; ch < DST_C; ch++)
@@ -842,7 +842,7 @@ static void test_gemm(void **state) {
 
 static int group_setup(void **state) {
     (void)state;
-    be = cpu_backend_create();
+    be = cpu_backend_create(DTYPE_F32);
     return be ? 0 : -1;
 }
 

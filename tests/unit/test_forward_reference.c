@@ -37,7 +37,7 @@ static void run_reference(const char *model, int64_t h, int64_t w) {
     snprintf(path, sizeof path, "%s/tests/reference/%s.forward.bin", root ? root : ".", model);
     Reference ref = reference_load(path);
     snprintf(path, sizeof path, "%s/tests/reference/models/%s.yaml", root ? root : ".", model);
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = NULL;
     Graph *g = NULL;
     Error err = {0};

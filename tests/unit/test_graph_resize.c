@@ -40,7 +40,7 @@ static void test_shrunk_graph_matches_exact_graph(void **state) {
     ModelSpec *spec = NULL;
     Error err = {0};
     if (!model_spec_load(path, &(ModelOptions){0}, &spec, &err)) fail_msg("%s", err.message);
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
 
     Graph *big = build(be, spec, 3, 128, 96);
     run_step(big);  // a first pass at full size, so that stale contents would show

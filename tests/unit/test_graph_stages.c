@@ -199,7 +199,7 @@ static void compare_step(Pipeline *p, Graph *full, bool split_backward, double g
 }
 
 static void check_stages_match_full_model(const ModelCase *mc) {
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = load_spec(mc);
     Graph *full = build(be, spec, (GraphOptions){0});
     Pipeline p = pipeline_create(be, spec, mc, false);
@@ -226,7 +226,7 @@ static void test_stages_match_full_model(void **state) {
 // Which earlier layers a stage holds memory for: exactly those its layers read.
 static void test_external_producers(void **state) {
     (void)state;
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = load_spec(&yolov8n_cuts_b);
     Graph *head = build(be, spec, (GraphOptions){.layer_begin = 13});
     for (int j = 0; j < head->n_layers; j++) {
@@ -246,7 +246,7 @@ static void test_stages_resized(void **state) {
     (void)state;
     const ModelCase *cases[] = {&yolov8n_cuts_b, &yolov8n_cls};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        Backend *be = cpu_backend_create();
+        Backend *be = cpu_backend_create(DTYPE_F32);
         ModelSpec *spec = load_spec(cases[c]);
         Graph *full = build(be, spec, (GraphOptions){0});
         Pipeline p = pipeline_create(be, spec, cases[c], false);
@@ -339,7 +339,7 @@ static void test_param_tables(void **state) {
 // the whole graph running them one after the other.
 static void test_slots_share_weights(void **state) {
     (void)state;
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = load_spec(&yolov8n_cuts_b);
     Graph *owner = build(be, spec, (GraphOptions){0});
     Graph *slot = build(be, spec, (GraphOptions){.share_weights = owner});
@@ -430,7 +430,7 @@ static void run_stage(Graph *g, int n_parts) {
 }
 
 static void check_split_backward(const ModelCase *mc, int begin, int end, int n_parts) {
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = load_spec(mc);
     Graph *plain = build(be, spec, (GraphOptions){.layer_begin = begin, .layer_end = end});
     Graph *split = build(be, spec, (GraphOptions){.layer_begin = begin, .layer_end = end, .split_backward = true});
@@ -458,7 +458,7 @@ static void test_split_backward(void **state) {
     check_split_backward(&yolov8n_cuts_b, 0, 0, 1);   // the whole model
     check_split_backward(&yolov8n_cls, 0, 0, 1);      // Classify's linear gradient in B
     // The pipeline with split backward matches the whole graph too.
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = load_spec(&yolov8n_cuts_a);
     Graph *full = build(be, spec, (GraphOptions){0});
     Pipeline p = pipeline_create(be, spec, &yolov8n_cuts_a, true);
@@ -491,7 +491,7 @@ static void call_backward_outside_range(void *g) { graph_backward_layers(g, 0, 1
 
 static void test_split_backward_misuse(void **state) {
     (void)state;
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = load_spec(&yolov8n_cuts_b);
     Graph *plain = build(be, spec, (GraphOptions){.layer_begin = 5, .layer_end = 13});
     Graph *split = build(be, spec, (GraphOptions){.layer_begin = 5, .layer_end = 13, .split_backward = true});

@@ -77,7 +77,7 @@ static void run_case(const GradCase *c) {
     int64_t n_out = tensor_elems(&out->out);
     float *r = malloc((size_t)n_out * sizeof *r);
     test_fill_uniform(r, n_out, -1.0f, 1.0f, 12);
-    be->ops->copy(be, out->dout.data, r, (size_t)n_out);
+    be->ops->copy(be, out->dout.data, r, (size_t)n_out * sizeof(float));
     graph_zero_grads(g);
     graph_backward(g);
 
@@ -147,7 +147,7 @@ static void test_case(void **state) { run_case(*state); }
 
 static int setup(void **state) {
     (void)state;
-    be = cpu_backend_create();
+    be = cpu_backend_create(DTYPE_F32);
     return 0;
 }
 

@@ -299,7 +299,7 @@ static void run_training(OptimKind kind, const char *prefix) {
     assert_int_equal(s.warmup_iters, i64(KEY("nw"), 0));
 
     // CPU backend memory is host memory: the arrays above serve as the model's storage.
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     Optimizer *opt = optim_create(be, kind, wd, op, n_p);
     ModelEma *ema = ema_create(be, entries, n_p + n_b, EMA_DECAY, EMA_TAU);
     ema_set_updates(ema, 1000);
@@ -392,7 +392,7 @@ static float *run_with_threads(OptimKind kind, int threads, double *norm_out) {
         off += sizes[i];
     }
     omp_set_num_threads(threads);
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     Optimizer *opt = optim_create(be, kind, 0.01, op, 3);
     ModelEma *ema = ema_create(be, entries, 3, EMA_DECAY, EMA_TAU);
     OptimHyper h = {.lr = {0.01, 0.01, 0.05}, .momentum = 0.9};
@@ -434,7 +434,7 @@ static void test_graph_helpers(void **state) {
     (void)state;
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/reference/models/tiny-detect.yaml", source_root());
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = NULL;
     Graph *g = NULL;
     Error err = {0};

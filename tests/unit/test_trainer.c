@@ -178,7 +178,7 @@ static void test_checkpoint_restores_everything(void **state) {
     ModelSpec *spec = NULL;
     Error err = {0};
     assert_true(model_spec_load(path, &(ModelOptions){0}, &spec, &err));
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     Graph *g[2];
     Optimizer *opt[2];
     ModelEma *ema[2];

@@ -34,7 +34,7 @@ static void test_yolov8n_forward_backward(void **state) {
     const char *root = getenv("YP_SOURCE_ROOT");
     char path[1024];
     snprintf(path, sizeof path, "%s/experiments/models/yolov8.yaml", root ? root : ".");
-    Backend *be = cpu_backend_create();
+    Backend *be = cpu_backend_create(DTYPE_F32);
     ModelSpec *spec = NULL;
     Graph *g = NULL;
     Error err = {0};
