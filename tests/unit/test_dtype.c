@@ -148,7 +148,7 @@ static void test_load_store(void **state) {
                                                         : f16_to_float(float_to_f16(v));
             assert_true(test_same_bits(dtype_load(types[t], storage, i), want));
         }
-        // Two-byte types pack: element 1 is the upper half of the first word (little-endian).
+        // Two-byte types pack: four elements fill the first two words only.
         if (types[t] != DTYPE_F32) assert_int_equal(storage[2], 0);
     }
     assert_int_equal(dtype_size(DTYPE_F32), 4);
