@@ -6,9 +6,10 @@
 #   give the parameters and running statistics of one process bit for bit: the activations that
 #   cross stages are the same 16-bit values a single process stores, and with one replica every sum
 #   runs in the same order.
-# - fp16 whose gradients overflow (a learning rate of 1e5 blows the weights up after the first step,
-#   so float16 activations overflow to inf) must skip those steps on every rank alike, report them,
-#   halve the loss scale, and leave finite weights equal to the one-process run's.
+# - fp16 whose gradients overflow (a classification gain of 30 makes the gradients, times the initial
+#   loss scale of 65536, overflow float16) must skip those steps on every rank alike (all 4 of the
+#   first epoch, halving the scale to 4096), report them, then train on with finite weights equal to
+#   the one-process run's.
 #
 # usage: check-precision.sh SOURCE_ROOT YOLOPIPE COMPARE_WEIGHTS
 set -u
@@ -51,12 +52,20 @@ for precision in bf16 fp16; do
     done
 done
 
-overflow=(--set device.precision=fp16 --set train.lr0=1e5)
+# The 16-bit runs must differ from float32's (the precision took effect).
+if train fp32-ref 1; then
+    for precision in bf16 fp16; do
+        [ -d "runs/$precision-ref" ] && "$compare" "runs/$precision-ref/weights/last" runs/fp32-ref/weights/last 0 >/dev/null &&
+            fail "$precision-ref: the same weights as fp32"
+    done
+fi
+
+overflow=(--set device.precision=fp16 --set train.cls=30 --set train.max_steps=8)
 for layout in "1 overflow-ref" "2 overflow-s2"; do
     read -r stages name <<<"$layout"
     train "$name" "$stages" "${overflow[@]}" --set parallel.stages=$stages || continue
-    grep -Eq "fp16: [1-9][0-9]* of 4 optimizer steps skipped \(gradients overflowed\); loss scale now [0-9]" "$name.log" ||
-        { fail "$name: no skipped steps reported"; tail -n 5 "$name.log"; }
+    grep -q "fp16: 4 of 4 optimizer steps skipped (gradients overflowed); loss scale now 4096" "$name.log" ||
+        { fail "$name: the first epoch's skipped steps are not reported"; grep "fp16:" "$name.log"; }
 done
 [ -d runs/overflow-s2 ] && check overflow-s2 overflow-ref  # compare_weights also fails on non-finite values
 
