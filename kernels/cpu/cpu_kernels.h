@@ -60,6 +60,7 @@ void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const
 // ---- cpu_elementwise.c -----------------------------------------------------------------------------
 void cpu_fill(Backend *be, float *dst, float value, size_t n_elems);
 void cpu_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
+void cpu_upload_images(Backend *be, void *dst, const uint8_t *host_src, int64_t n, int64_t h, int64_t w);
 void cpu_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
 void cpu_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
 void cpu_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
@@ -120,6 +121,7 @@ extern const BackendOps cpu_lowp_ops;
     .zero = cpu_zero,                                 \
     .fill = cpu_fill,                                 \
     .fill_uniform = cpu_fill_uniform,                 \
+    .upload_images = cpu_upload_images,               \
     .reserve_workspace = cpu_reserve_workspace,       \
     .conv_workspace_bytes = cpu_conv_workspace_bytes, \
     .synchronize = cpu_synchronize,                   \

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "framework/backend.h"
+#include "framework/rng.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "layers/graph.h"
 #include "tests/unit/gradcheck.h"
@@ -157,6 +158,28 @@ static void test_transfers(void **state) {
     test_act_destroy(&b);
     free(host);
     free(back);
+}
+
+// upload_images: interleaved bytes to planes, byte * (1 / 255) rounded once; the float32 backend's
+// values are checked against that formula too.
+static void test_upload_images(void **state) {
+    (void)state;
+    enum { N = 2, H = 51, W = 67, ELEMS = N * 3 * H * W };
+    uint8_t *bytes = malloc(ELEMS);
+    assert_non_null(bytes);
+    for (int i = 0; i < ELEMS; i++) bytes[i] = (uint8_t)(rng_uniform(5, (uint64_t)i) * 256.0f);
+    TestAct a = test_act_create(ELEMS, 0.0f, 1.0f, 6);
+    env.ref->ops->upload_images(env.ref, a.ref, bytes, N, H, W);
+    env.lp->ops->upload_images(env.lp, a.lp, bytes, N, H, W);
+    for (int img = 0; img < N; img++)
+        for (int p = 0; p < H * W; p++)
+            for (int c = 0; c < 3; c++) {
+                float want = (float)bytes[(img * H * W + p) * 3 + c] * (1.0f / 255.0f);
+                if (a.ref[(img * 3 + c) * H * W + p] != want) fail_msg("float32 upload_images differs at %d %d %d", img, c, p);
+            }
+    test_act_expect("upload_images", &a);
+    test_act_destroy(&a);
+    free(bytes);
 }
 
 // ---- convolution -----------------------------------------------------------------------------------
@@ -463,7 +486,8 @@ int main(void) {
     static const struct {
         const char *name;
         CMUnitTestFunction func;
-    } checks[] = {{"transfers", test_transfers}, {"conv", test_conv},       {"batchnorm", test_batchnorm},
+    } checks[] = {{"transfers", test_transfers}, {"upload_images", test_upload_images}, {"conv", test_conv},
+                  {"batchnorm", test_batchnorm},
                   {"elementwise", test_elementwise}, {"copy_box", test_copy_box}, {"pooling", test_pooling},
                   {"linear", test_linear},       {"module", test_module}};
     enum { N_TYPES = sizeof types / sizeof *types, N_CHECKS = sizeof checks / sizeof *checks };
