@@ -101,6 +101,10 @@ typedef struct BackendOps {
     // They use the scratch that reserve_activations sized, so n_elems is at most its largest.
     void (*upload_activation)(Backend *be, void *dst, const float *host_src, size_t n_elems);
     void (*download_activation)(Backend *be, float *host_dst, const void *src, size_t n_elems);
+    // The network input from n decoded images of h x w interleaved RGB bytes (host memory): dst
+    // (n, 3, h, w) activations get byte * (1.0f / 255.0f), one float multiplication rounded to the
+    // activation type. n * 3 * h * w is at most what reserve_activations sized.
+    void (*upload_images)(Backend *be, void *dst, const uint8_t *host_src, int64_t n, int64_t h, int64_t w);
     // Host memory for buffers that go to or come from the backend often (staging, loss buffers):
     // page-locked on CUDA, which roughly doubles transfer speed and lets copies run asynchronously;
     // plain memory on the CPU. Aborts on failure; host_free accepts NULL.

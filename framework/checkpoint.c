@@ -89,10 +89,12 @@ bool checkpoint_write_manifest(const char *dir, const TrainProgress *p, const Ex
             "# yolopipe checkpoint manifest\n"
             "format: %d\n"
             "epoch: %lld\nbatch: %lld\niteration: %lld\nlast_step_iteration: %lld\noptimizer_steps: %lld\n"
-            "bn_batches: %lld\nbest_fitness: %.17g\nseed: %lld\nstages:\n",
+            "bn_batches: %lld\nbest_fitness: %.17g\nseed: %lld\n"
+            "loss_scale: %.17g\nloss_scale_good_steps: %lld\nskipped_steps: %lld\nstages:\n",
             CHECKPOINT_FORMAT_VERSION, (long long)p->epoch, (long long)p->batch, (long long)p->iteration,
             (long long)p->last_step_iteration, (long long)p->optimizer_steps, (long long)p->bn_batches,
-            p->best_fitness, (long long)p->seed);
+            p->best_fitness, (long long)p->seed, p->loss_scale.scale, (long long)p->loss_scale.good_steps,
+            (long long)p->loss_scale.skipped);
     for (int k = 0; k < n_stages; k++)
         fprintf(f, "  - {file: stage-%d.safetensors, layers: [%d, %d]}\n", k, layers[k][0], layers[k][1]);
     if (!fs_atomic_file_commit(af, err)) return false;
@@ -178,6 +180,12 @@ static bool manifest_int(YamlDoc *yd, yaml_node_t *root, const char *key, int64_
     return yaml_node_int(yd, node, key, out, err);
 }
 
+static bool manifest_number(YamlDoc *yd, yaml_node_t *root, const char *key, double *out, Error *err) {
+    yaml_node_t *node = yaml_map_get(yd, root, key);
+    if (!node) return yaml_doc_error_at(yd, root, err, "checkpoint manifest has no '%s'", key);
+    return yaml_node_number(yd, node, key, out, err);
+}
+
 bool checkpoint_read_progress(const char *dir, TrainProgress *progress, Error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/manifest.yaml", dir);
@@ -194,10 +202,11 @@ bool checkpoint_read_progress(const char *dir, TrainProgress *progress, Error *e
          manifest_int(yd, root, "iteration", &p.iteration, err) &&
          manifest_int(yd, root, "last_step_iteration", &p.last_step_iteration, err) &&
          manifest_int(yd, root, "optimizer_steps", &p.optimizer_steps, err) &&
-         manifest_int(yd, root, "bn_batches", &p.bn_batches, err) && manifest_int(yd, root, "seed", &p.seed, err);
-    yaml_node_t *best = yaml_map_get(yd, root, "best_fitness");
-    if (ok) ok = best ? yaml_node_number(yd, best, "best_fitness", &p.best_fitness, err)
-                      : yaml_doc_error_at(yd, root, err, "checkpoint manifest has no 'best_fitness'");
+         manifest_int(yd, root, "bn_batches", &p.bn_batches, err) && manifest_int(yd, root, "seed", &p.seed, err) &&
+         manifest_number(yd, root, "loss_scale", &p.loss_scale.scale, err) &&
+         manifest_int(yd, root, "loss_scale_good_steps", &p.loss_scale.good_steps, err) &&
+         manifest_int(yd, root, "skipped_steps", &p.loss_scale.skipped, err);
+    ok = ok && manifest_number(yd, root, "best_fitness", &p.best_fitness, err);
     yaml_doc_destroy(yd);
     if (ok) *progress = p;
     return ok;

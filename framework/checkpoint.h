@@ -19,6 +19,7 @@
 #include "framework/ema.h"
 #include "framework/error.h"
 #include "framework/fsutil.h"
+#include "framework/loss_scale.h"
 #include "framework/optim.h"
 #include "layers/graph.h"
 
@@ -34,6 +35,7 @@ typedef struct TrainProgress {
     int64_t bn_batches;           // training forward passes: the batch norms' num_batches_tracked
     double best_fitness;          // -1 before the first validation
     int64_t seed;
+    LossScale loss_scale;         // fp16's dynamic loss scale (1 without fp16) and the steps it skipped
 } TrainProgress;
 
 // What a checkpoint holds tensors of: the model (its parameters and buffers in backend memory),

@@ -95,7 +95,8 @@ static void profile_pass(Graph *g, uint64_t seed, double *times) {
         graph_forward_layers(g, i, i + 1, true);
         times[i] = now_s() - t0;
     }
-    for (int i = 0; i + 1 < n; i++) be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
+    for (int i = 0; i + 1 < n; i++)
+        be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
     Layer *out = graph_output(g);
     be->ops->fill_uniform(be, out->dout.data, (size_t)tensor_elems(&out->out), -1.0f, 1.0f, seed + 1);
     for (int i = n - 1; i >= 0; i--) {

@@ -565,8 +565,8 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         if (in->stage == 0) {
             Graph *g = chunk_slot(&ex->chunks[0], in->micro);
             int64_t image = 3 * st->b->side * st->b->side;
-            be->ops->upload_activation(be, g->input.data, st->b->data->images + in->micro * ex->micro * image,
-                                       (size_t)(ex->micro * image));
+            be->ops->upload_images(be, g->input.data, st->b->data->images + in->micro * ex->micro * image, ex->micro,
+                                   st->b->side, st->b->side);
         }
         break;  // the last stage's targets are in the batch already
     case SCHED_OP_RECV_ACT:
@@ -666,7 +666,7 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
 
 // ---- validation --------------------------------------------------------------------------------------
 
-void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images, float *host_out,
+void executor_forward(Executor *ex, int64_t n, int64_t side, const uint8_t *images, float *host_out,
                       const Batch *targets, ExecutorLoss *loss) {
     executor_set_input_size(ex, n, side);
     if (targets) executor_loss_reserve(ex, side, targets);
@@ -675,7 +675,7 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images
     for (int ci = 0; ci < ex->n_chunks; ci++) {
         ExecutorChunk *c = &ex->chunks[ci];
         Graph *g = c->graph;
-        if (c->stage == 0) be->ops->upload_activation(be, g->input.data, images, (size_t)(n * 3 * side * side));
+        if (c->stage == 0) be->ops->upload_images(be, g->input.data, images, n, side, side);
         for (int k = 0; k < ex->plan->n_cuts; k++) {
             const PlanCut *cut = &ex->plan->cuts[k];
             if (cut->to_stage != c->stage) continue;

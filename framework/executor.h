@@ -94,7 +94,7 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
 // Forward-only pass of one validation batch of n images at side x side through the pipeline
 // (running statistics). Stage 0 passes `images`; the last stage gets the raw network output in
 // host_out (n x output elements per image) and, when targets is not NULL, adds the loss to *loss.
-void executor_forward(Executor *ex, int64_t n, int64_t side, const float *images, float *host_out,
+void executor_forward(Executor *ex, int64_t n, int64_t side, const uint8_t *images, float *host_out,
                       const Batch *targets, ExecutorLoss *loss);
 // Output elements per image of the network at side x side (last stage).
 int64_t executor_output_elems(Executor *ex, int64_t side);

@@ -38,6 +38,7 @@ bool experiment_plan_build(const ExperimentConfig *cfg, const ModelSpec *spec, c
     } else {
         p->cost = cost_model_estimate(p->graph, p->micro_batch_images, p->device.flops_per_s);
     }
+    cost_model_set_activation_type(p->cost, config_precision_activation_type(cfg->device.precision));
     int in_flight[PLAN_MAX_STAGES];
     if (!sched_in_flight(pc->schedule, (int)pc->stages, (int)pc->chunks, (int)pc->micro_batches, in_flight, err))
         return config_error_at(cfg, "parallel.schedule", err, "%s", err->message);

@@ -212,12 +212,10 @@ void loader_batch_free(Batch *batch) {
     *batch = (Batch){0};
 }
 
-// HWC bytes → CHW floats in [0, 1], into image j of the batch.
-static void store_image(const Image *im, float *images, int64_t j) {
-    size_t plane = (size_t)im->width * im->height;
-    float *dst = images + (size_t)j * 3 * plane;
-    for (size_t p = 0; p < plane; p++)
-        for (int c = 0; c < 3; c++) dst[c * plane + p] = im->data[3 * p + c] * (1.0f / 255.0f);
+// The sample's bytes as image j of the batch.
+static void store_image(const Image *im, uint8_t *images, int64_t j) {
+    size_t bytes = (size_t)im->width * im->height * 3;
+    memcpy(images + (size_t)j * bytes, im->data, bytes);
 }
 
 bool loader_build(const DatasetSplit *split, const LoaderOptions *opt, const int64_t *order, const BatchRequest *req,

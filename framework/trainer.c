@@ -17,6 +17,7 @@
 #include "framework/failure.h"
 #include "framework/fsutil.h"
 #include "framework/loader.h"
+#include "framework/loss_scale.h"
 #include "framework/metrics.h"
 #include "framework/nms.h"
 #include "framework/optim.h"
@@ -377,14 +378,23 @@ static void trainer_average_buffers(Trainer *t) {
     }
 }
 
-// Ultralytics' optimizer_step over all stages: clip the whole model's gradient norm to 10 (the
-// squared norms of the stages summed over the pipeline, in sumsq), step, zero the gradients, update
-// the EMA.
+static bool trainer_scales_loss(const Trainer *t) { return t->cfg->device.precision == CONFIG_PRECISION_FP16; }
+
+// Ultralytics' optimizer_step over all stages: unscale (fp16) and clip the whole model's gradient norm
+// to 10 (the squared norms of the stages summed over the pipeline, in sumsq, of the gradients as they
+// are: scaled), step unless the loss scale says the gradients overflowed, zero the gradients, update
+// the EMA (as Ultralytics does after a skipped step too). Every rank sees the same sumsq, so all skip
+// together.
 static void trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double sumsq) {
-    double factor = optim_clip_factor(sumsq, OPTIM_CLIP_MAX_NORM);
+    double scale = t->at.loss_scale.scale;
+    bool step = loss_scale_update(&t->at.loss_scale, trainer_scales_loss(t), isfinite(sumsq));
+    // Unscaling by a power of two is exact, so one multiplication does both.
+    double factor = optim_clip_factor(sumsq / (scale * scale), OPTIM_CLIP_MAX_NORM) / scale;
     for (int c = 0; c < t->n_chunks; c++) {
-        optim_grads_scale(t->chunks[c].optimizer, factor);
-        optim_step(t->chunks[c].optimizer, hyper);
+        if (step) {
+            optim_grads_scale(t->chunks[c].optimizer, factor);
+            optim_step(t->chunks[c].optimizer, hyper);
+        }
         graph_zero_grads(executor_chunk(t->ex, c)->graph);
     }
     trainer_average_buffers(t);
@@ -689,7 +699,8 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     *hyper = it.hyper;
     bool step = t->at.iteration - t->at.last_step_iteration >= it.accumulate;
     bool record = t->cfg->output.trace && t->at.iteration == (t->batches_per_epoch > 2 ? 2 : 0);
-    ExecutorBatch eb = {.data = &batch, .side = t->step_sides[t->at.batch], .reduce = step, .loss_scale = 1.0f};
+    ExecutorBatch eb = {.data = &batch, .side = t->step_sides[t->at.batch], .reduce = step,
+                        .loss_scale = (float)t->at.loss_scale.scale};
     ExecutorLoss loss = {0};
     executor_train_batch(t->ex, &eb, record, &loss);
     loader_batch_free(&batch);
@@ -776,6 +787,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
                                                                .mosaic = mosaic, .imgsz = (int)tc->imgsz,
                                                                .imgsz_per_batch = t->step_sides});
         ExecutorLoss sums = {0};
+        int64_t skipped_before = t->at.loss_scale.skipped, steps_before = t->at.optimizer_steps;
         double epoch_start = seconds_now();
         int64_t images = 0;
         while (!stop && t->at.batch < t->batches_per_epoch) {
@@ -800,6 +812,10 @@ static bool trainer_loop(Trainer *t, Error *err) {
             progress_step(&t->progress_line, &ps);
         }
         progress_end_line(&t->progress_line);
+        if (t->at.loss_scale.skipped > skipped_before)
+            fprintf(t->out, "fp16: %lld of %lld optimizer steps skipped (gradients overflowed); loss scale now %g\n",
+                    (long long)(t->at.loss_scale.skipped - skipped_before),
+                    (long long)(t->at.optimizer_steps - steps_before), t->at.loss_scale.scale);
         double images_per_s = (double)images / (seconds_now() - epoch_start);
         if (stop && t->at.batch < t->batches_per_epoch) {
             fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
@@ -899,7 +915,9 @@ static void trainer_destroy(Trainer *t) {
 
 static bool trainer_setup(Trainer *t, const ExperimentConfig *cfg, const TrainerOptions *opt, Error *err) {
     *t = (Trainer){.cfg = cfg, .out = opt->out, .classify = cfg->task == CONFIG_TASK_CLASSIFY, .tr = opt->transport,
-                   .topo = &opt->transport->topo, .at = {.last_step_iteration = -1, .best_fitness = -1, .seed = cfg->train.seed}};
+                   .topo = &opt->transport->topo,
+                   .at = {.last_step_iteration = -1, .best_fitness = -1, .seed = cfg->train.seed,
+                          .loss_scale = loss_scale_make(cfg->device.precision == CONFIG_PRECISION_FP16)}};
     t->lead = t->topo->world_rank == 0;
     if (!t->lead) t->out = t->sink = fopen("/dev/null", "w");
     YP_CHECK(t->out);

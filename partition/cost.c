@@ -61,6 +61,15 @@ static CostModel *cost_model_describe(const Graph *g, int64_t micro_batch) {
     return m;
 }
 
+void cost_model_set_activation_type(CostModel *m, DType act) {
+    int64_t size = (int64_t)dtype_size(act), f32 = (int64_t)sizeof(float);
+    m->input_bytes = m->input_bytes / f32 * size;
+    for (int i = 0; i < m->n_layers; i++) {
+        m->layers[i].activation_bytes = m->layers[i].activation_bytes / f32 * size;
+        m->layers[i].output_bytes = m->layers[i].output_bytes / f32 * size;
+    }
+}
+
 CostModel *cost_model_estimate(const Graph *g, int64_t micro_batch, double flops_per_s) {
     YP_CHECK(flops_per_s > 0);
     CostModel *m = cost_model_describe(g, micro_batch);

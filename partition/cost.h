@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "framework/dtype.h"
 #include "framework/error.h"
 #include "layers/graph.h"
 
@@ -25,7 +26,8 @@ typedef struct LayerCost {
     double bwd_input_s;        // backward, input-gradient part (B)
     double bwd_weight_s;       // backward, weight-gradient part (W)
     int64_t param_bytes;       // float32 parameters, fixed ones included
-    int64_t activation_bytes;  // kept from forward to backward: the graph's activation_elems x 4, scaled to the micro-batch
+    int64_t activation_bytes;  // kept from forward to backward: the graph's activation_elems x the activation
+                               // type's size (4 until cost_model_set_activation_type), scaled to the micro-batch
     int64_t output_bytes;      // the layer's output for one micro-batch: what a cut tensor carries
 } LayerCost;
 
@@ -36,6 +38,11 @@ typedef struct CostModel {
     int64_t profile_batch;  // 0: FLOP estimate; otherwise the profile's batch, times scaled by micro_batch / profile_batch
     LayerCost *layers;      // owned; n_layers entries, entry i = layer i
 } CostModel;
+
+// Activations (kept ones, cut tensors, the input) stored as `act` instead of float32: bf16 and fp16
+// halve their bytes (the batch-norm statistics counted among them stay float32; they are a few
+// hundred bytes per layer).
+void cost_model_set_activation_type(CostModel *m, DType act);
 
 // Effective training throughput of a named device, for the FLOP estimate.
 typedef struct CostDevice {

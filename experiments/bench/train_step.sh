@@ -11,7 +11,7 @@
 #   --steps 50 --warmup 10     timed steps after untimed ones (yolopipe: max_steps = warmup + steps,
 #                              and its median covers every batch but the first)
 #   --precisions "fp32 tf32 bf16"   PyTorch's modes (step_pytorch.py --precision)
-#   --yolopipe-precisions "fp32 tf32"  yolopipe's device.precision values
+#   --yolopipe-precisions "tf32 bf16"  yolopipe's device.precision values (also fp32, fp16)
 #   --frameworks "yolopipe pytorch" which sides to run
 #   --device cuda|cpu          cpu: yolopipe's CPU backend and PyTorch on the CPU (smoke test), e.g.
 #                              --device cpu --imgsz 64 --batch 2 --steps 2 --warmup 1 --precisions fp32
@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 models="n s" batch=16 imgsz=640 steps=50 warmup=10
-precisions="fp32 tf32 bf16" yp_precisions="fp32 tf32" frameworks="yolopipe pytorch"
+precisions="fp32 tf32 bf16" yp_precisions="tf32 bf16" frameworks="yolopipe pytorch"
 device=cuda gpu=0 python=${PYTHON:-python3} yolopipe=build/yolopipe
 csv=experiments/bench/results/train_step.csv
 usage() { sed -n '/^# Usage/,/^# Exit/s/^# \{0,1\}//p' "$0"; }

@@ -1,5 +1,5 @@
-// The CPU backend's ops table, context and memory operations. Backend memory is plain host memory,
-// so upload, download and copy are memcpy.
+// The CPU backend: its float32 ops table, the context and the memory operations (shared with
+// cpu_lowp.c's table). Backend memory is plain host memory, so upload, download and copy are memcpy.
 #include "kernels/cpu/cpu_backend.h"
 
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 // Cache-line alignment keeps vector loads aligned and stops two buffers sharing a line.
 enum { CPU_ALIGNMENT = 64 };
 
-static void *cpu_alloc(Backend *be, size_t n_bytes) {
+void *cpu_alloc(Backend *be, size_t n_bytes) {
     (void)be;
     // aligned_alloc wants a size that is a non-zero multiple of the alignment.
     size_t rounded = n_bytes ? (n_bytes + CPU_ALIGNMENT - 1) / CPU_ALIGNMENT * CPU_ALIGNMENT : CPU_ALIGNMENT;
@@ -21,18 +21,18 @@ static void *cpu_alloc(Backend *be, size_t n_bytes) {
     return p;
 }
 
-static void cpu_free(Backend *be, void *ptr) {
+void cpu_free(Backend *be, void *ptr) {
     (void)be;
     free(ptr);
 }
 
 // memcpy's arguments must be valid pointers even for zero bytes, and empty tensors may be NULL.
-static void cpu_copy(Backend *be, void *dst, const void *src, size_t n_bytes) {
+void cpu_copy(Backend *be, void *dst, const void *src, size_t n_bytes) {
     (void)be;
     if (n_bytes) memcpy(dst, src, n_bytes);
 }
 
-static void cpu_zero(Backend *be, void *dst, size_t n_bytes) {
+void cpu_zero(Backend *be, void *dst, size_t n_bytes) {
     (void)be;
     if (n_bytes) memset(dst, 0, n_bytes);
 }
@@ -51,7 +51,7 @@ static void cpu_reserve_activations(Backend *be, size_t largest_elems) {
     (void)largest_elems;
 }
 
-static void cpu_reserve_workspace(Backend *be, size_t n_bytes) {
+void cpu_reserve_workspace(Backend *be, size_t n_bytes) {
     CpuContext *ctx = be->ctx;
     if (n_bytes <= ctx->workspace_bytes) return;
     // The old contents are scratch, so free and allocate instead of copying with realloc.
@@ -67,32 +67,21 @@ float *cpu_workspace_get(Backend *be, size_t n_bytes) {
 }
 
 // Every kernel has finished when it returns.
-static void cpu_synchronize(Backend *be) { (void)be; }
+void cpu_synchronize(Backend *be) { (void)be; }
 
-static void cpu_destroy(Backend *be) {
+void cpu_destroy(Backend *be) {
     CpuContext *ctx = be->ctx;
     free(ctx->workspace);
+    free(ctx->act_scratch);
     free(ctx);
     free(be);
 }
 
 static const BackendOps cpu_ops = {
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .upload = cpu_copy,
-    .download = cpu_copy,
-    .copy = cpu_copy,
+    CPU_OPS_SHARED_SLOTS,
     .upload_activation = cpu_upload_activation,
     .download_activation = cpu_download_activation,
-    .host_alloc = cpu_alloc,
-    .host_free = cpu_free,
-    .zero = cpu_zero,
-    .fill = cpu_fill,
-    .fill_uniform = cpu_fill_uniform,
-    .reserve_workspace = cpu_reserve_workspace,
     .reserve_activations = cpu_reserve_activations,
-    .conv_workspace_bytes = cpu_conv_workspace_bytes,
-    .synchronize = cpu_synchronize,
     .conv2d_forward = cpu_conv2d_forward,
     .conv2d_backward_data = cpu_conv2d_backward_data,
     .conv2d_backward_filter = cpu_conv2d_backward_filter,
@@ -112,21 +101,11 @@ static const BackendOps cpu_ops = {
     .avgpool_backward = cpu_avgpool_backward,
     .linear_forward = cpu_linear_forward,
     .linear_backward = cpu_linear_backward,
-    .gemm = cpu_gemm,
-    .multi_tensor_prepare = cpu_multi_tensor_prepare,
-    .multi_tensor_release = cpu_multi_tensor_release,
-    .optim_sgd_step = cpu_optim_sgd_step,
-    .optim_adamw_step = cpu_optim_adamw_step,
-    .grad_sumsq = cpu_grad_sumsq,
-    .grads_scale = cpu_grads_scale,
-    .ema_update = cpu_ema_update,
-    .destroy = cpu_destroy,
 };
 
 Backend *cpu_backend_create(DType act) {
-    YP_CHECK(act == DTYPE_F32);
     Backend *be = yp_malloc(sizeof *be);
-    be->ops = &cpu_ops;
+    be->ops = act == DTYPE_F32 ? &cpu_ops : &cpu_lowp_ops;
     be->name = "cpu";
     be->act = act;
     be->host_memory = true;

@@ -18,6 +18,18 @@ void cpu_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float h
     for (size_t i = 0; i < n_elems; i++) dst[i] = lo + (hi - lo) * rng_uniform(seed, i);
 }
 
+// Interleaved bytes to planes, in the activation type (one loop for every type: the store converts).
+void cpu_upload_images(Backend *be, void *dst, const uint8_t *host_src, int64_t n, int64_t h, int64_t w) {
+    const int64_t plane = h * w;
+#pragma omp parallel for collapse(2) if (n * plane >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t img = 0; img < n; img++)
+        for (int64_t p = 0; p < plane; p++) {
+            const uint8_t *px = host_src + (img * plane + p) * 3;
+            for (int64_t c = 0; c < 3; c++)
+                dtype_store(be->act, dst, (size_t)((img * 3 + c) * plane + p), (float)px[c] * (1.0f / 255.0f));
+        }
+}
+
 static inline float cpu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void cpu_silu_forward(Backend *be, const void *x_mem, void *y_mem, size_t n_elems) {

@@ -1,5 +1,6 @@
 // Private to kernels/cpu: the backend's context and the kernels that the other files of this folder
-// define for the ops table in cpu_backend.c. Signatures follow BackendOps (framework/backend.h);
+// define for the ops tables in cpu_backend.c (float32 activations) and cpu_lowp.c (bfloat16 and
+// float16 activations, which wraps the float32 kernels). Signatures follow BackendOps (framework/backend.h);
 // pointers are host memory from cpu_alloc, owned by the caller. These are the float32 kernels: their
 // activation operands (the `void *`) are float arrays.
 #pragma once
@@ -16,9 +17,22 @@ enum { CPU_PARALLEL_MIN_ELEMS = 16384 };
 typedef struct CpuContext {
     float *workspace;        // convolution scratch, owned; only reserve_workspace grows it
     size_t workspace_bytes;  // its size
+    // Reduced-precision activations only: the conversion scratch, owned, that reserve_activations
+    // grows. It holds the float32 copies of the (at most three) activation operands of one kernel
+    // call, operand k at act_scratch + k * act_stride, each up to act_elems floats.
+    float *act_scratch;
+    size_t act_elems, act_stride;
 } CpuContext;
 
 // ---- cpu_backend.c ---------------------------------------------------------------------------------
+// The memory operations, which do not depend on the activation type (byte counts).
+void *cpu_alloc(Backend *be, size_t n_bytes);
+void cpu_free(Backend *be, void *ptr);
+void cpu_copy(Backend *be, void *dst, const void *src, size_t n_bytes);
+void cpu_zero(Backend *be, void *dst, size_t n_bytes);
+void cpu_reserve_workspace(Backend *be, size_t n_bytes);
+void cpu_synchronize(Backend *be);
+void cpu_destroy(Backend *be);
 // The context's workspace, after checking that reserve_workspace made it at least n_bytes long.
 float *cpu_workspace_get(Backend *be, size_t n_bytes);
 
@@ -46,6 +60,7 @@ void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const
 // ---- cpu_elementwise.c -----------------------------------------------------------------------------
 void cpu_fill(Backend *be, float *dst, float value, size_t n_elems);
 void cpu_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
+void cpu_upload_images(Backend *be, void *dst, const uint8_t *host_src, int64_t n, int64_t h, int64_t w);
 void cpu_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
 void cpu_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
 void cpu_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
@@ -88,3 +103,34 @@ void cpu_optim_adamw_step(Backend *be, const MultiTensorTable *table, float *exp
 double cpu_grad_sumsq(Backend *be, MultiTensorTable *table);
 void cpu_grads_scale(Backend *be, const MultiTensorTable *table, float factor);
 void cpu_ema_update(Backend *be, const MultiTensorTable *table, float *ema, float weight);
+
+// ---- cpu_lowp.c ------------------------------------------------------------------------------------
+// The ops table for bfloat16 and float16 activations.
+extern const BackendOps cpu_lowp_ops;
+
+// The slots that do not depend on the activation type (byte copies, float32 parameters, gradients
+// and optimizer state), shared by both ops tables.
+#define CPU_OPS_SHARED_SLOTS                          \
+    .alloc = cpu_alloc,                               \
+    .free = cpu_free,                                 \
+    .upload = cpu_copy,                               \
+    .download = cpu_copy,                             \
+    .copy = cpu_copy,                                 \
+    .host_alloc = cpu_alloc,                          \
+    .host_free = cpu_free,                            \
+    .zero = cpu_zero,                                 \
+    .fill = cpu_fill,                                 \
+    .fill_uniform = cpu_fill_uniform,                 \
+    .upload_images = cpu_upload_images,               \
+    .reserve_workspace = cpu_reserve_workspace,       \
+    .conv_workspace_bytes = cpu_conv_workspace_bytes, \
+    .synchronize = cpu_synchronize,                   \
+    .gemm = cpu_gemm,                                 \
+    .multi_tensor_prepare = cpu_multi_tensor_prepare, \
+    .multi_tensor_release = cpu_multi_tensor_release, \
+    .optim_sgd_step = cpu_optim_sgd_step,             \
+    .optim_adamw_step = cpu_optim_adamw_step,         \
+    .grad_sumsq = cpu_grad_sumsq,                     \
+    .grads_scale = cpu_grads_scale,                   \
+    .ema_update = cpu_ema_update,                     \
+    .destroy = cpu_destroy

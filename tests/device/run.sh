@@ -51,7 +51,7 @@ step() {  # step NAME LOG COMMAND...: runs and records PASS/FAIL with the time t
 run_part() {
   case $1 in
   tests)
-    step "backend compare (fp32)" compare.log "$build/tests/device/test_backend_compare"
+    step "backend compare" compare.log "$build/tests/device/test_backend_compare"
     step "optimizer compare" optim.log "$build/tests/device/test_cuda_optim"
     step "nccl transport (1 rank)" nccl.log tests/mpi/mpirun.sh 1 "$build/tests/device/test_transport_nccl" ;;
   smoke)

@@ -2,7 +2,9 @@
 // "ema.", "grad." or "optimizer." ones) of checkpoint directories A and B, which may come from
 // different partitionings; with `buffers`, the batch norms' running statistics too (equal only
 // without replicas: replicas average theirs). Prints the largest relative difference
-// max|a - b| / max|b| over the tensors and exits 1 when it exceeds TOL or a tensor is missing.
+// max|a - b| / max|b| over the tensors and exits 1 when it exceeds TOL, a tensor is missing or a
+// value is not finite.
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,10 @@ int main(int argc, char **argv) {
             const float *x = ta->data, *y = tb->data;
             double diff = 0, scale = 1e-30;
             for (size_t e = 0; e < tb->n_bytes / sizeof(float); e++) {
+                if (!isfinite(x[e]) || !isfinite(y[e])) {
+                    fprintf(stderr, "%s: tensor %s has a non-finite value at %zu\n", argv[0], tb->name, e);
+                    return 1;
+                }
                 double d = x[e] > y[e] ? x[e] - y[e] : y[e] - x[e], m = y[e] > 0 ? y[e] : -y[e];
                 if (d > diff) diff = d;
                 if (m > scale) scale = m;

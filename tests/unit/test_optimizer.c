@@ -23,6 +23,7 @@
 #include "framework/ema.h"
 #include "framework/optim.h"
 #include "framework/optim_schedule.h"
+#include "framework/loss_scale.h"
 #include "framework/safetensors.h"
 #include "gradcheck.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -477,9 +478,31 @@ static void test_graph_helpers(void **state) {
     backend_destroy(be);
 }
 
+// fp16's loss scale follows torch.amp.GradScaler's update (init 2^16, backoff 0.5 on a non-finite
+// gradient with the step skipped, growth 2 after 2000 finite steps in a row); off, it stays 1.
+static void test_loss_scale(void **state) {
+    (void)state;
+    LossScale off = loss_scale_make(false);
+    assert_true(off.scale == 1.0);
+    assert_true(loss_scale_update(&off, false, false));
+    assert_true(off.scale == 1.0 && off.skipped == 0);
+
+    LossScale ls = loss_scale_make(true);
+    assert_true(ls.scale == 65536.0);
+    assert_false(loss_scale_update(&ls, true, false));
+    assert_true(ls.scale == 32768.0 && ls.skipped == 1 && ls.good_steps == 0);
+    for (int i = 0; i < LOSS_SCALE_GROWTH_INTERVAL - 1; i++) assert_true(loss_scale_update(&ls, true, true));
+    assert_true(ls.scale == 32768.0 && ls.good_steps == LOSS_SCALE_GROWTH_INTERVAL - 1);
+    assert_false(loss_scale_update(&ls, true, false));  // an overflow restarts the count
+    assert_true(ls.scale == 16384.0 && ls.good_steps == 0 && ls.skipped == 2);
+    for (int i = 0; i < LOSS_SCALE_GROWTH_INTERVAL; i++) assert_true(loss_scale_update(&ls, true, true));
+    assert_true(ls.scale == 32768.0 && ls.good_steps == 0 && ls.skipped == 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accumulate_and_decay),
+        cmocka_unit_test(test_loss_scale),
         cmocka_unit_test(test_auto_choice),
         cmocka_unit_test(test_schedule_points),
         cmocka_unit_test(test_groups_match_ultralytics),

@@ -462,6 +462,21 @@ static void test_errors(void **state) {
 
 // ---- the cost model -----------------------------------------------------------------------------
 
+// bf16 activations halve what a stage keeps and what a cut tensor carries; parameters stay float32.
+static void test_cost_model_activation_type(void **state) {
+    (void)state;
+    Model a = yolov8("n"), b = yolov8("n");
+    cost_model_set_activation_type(b.cost, DTYPE_BF16);
+    assert_int_equal(b.cost->input_bytes * 2, a.cost->input_bytes);
+    for (int i = 0; i < a.cost->n_layers; i++) {
+        assert_int_equal(b.cost->layers[i].activation_bytes * 2, a.cost->layers[i].activation_bytes);
+        assert_int_equal(b.cost->layers[i].output_bytes * 2, a.cost->layers[i].output_bytes);
+        assert_int_equal(b.cost->layers[i].param_bytes, a.cost->layers[i].param_bytes);
+    }
+    model_free(&a);
+    model_free(&b);
+}
+
 static void test_cost_model(void **state) {
     (void)state;
     Model m = yolov8("n");
@@ -609,6 +624,7 @@ static int remove_tmp(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cost_model),
+        cmocka_unit_test(test_cost_model_activation_type),
         cmocka_unit_test(test_dp_matches_brute_force),
         cmocka_unit_test(test_cut_tensors_yolov8n),
         cmocka_unit_test(test_manual_partitions),

@@ -202,7 +202,8 @@ static void test_checkpoint_restores_everything(void **state) {
             memset(g[0]->grad_data + g[0]->params[i].offset, 0, (size_t)g[0]->params[i].n_elems * sizeof(float));
     test_fill_uniform(g[0]->buffer_data, g[0]->buffer_elems, 0, 1, 7);
     TrainProgress saved = {.epoch = 2, .batch = 5, .iteration = 17, .last_step_iteration = 16, .optimizer_steps = 1,
-                           .bn_batches = 17, .best_fitness = 0.25, .seed = 3};
+                           .bn_batches = 17, .best_fitness = 0.25, .seed = 3,
+                           .loss_scale = {.scale = 1024, .good_steps = 7, .skipped = 2}};
     ExperimentConfig *cfg = experiment("ckpt", "model: m.yaml\ndata: d.yaml", 0, NULL, &err);
     assert_non_null(cfg);
     char dir[700];

@@ -1,0 +1,291 @@
+// The CPU backend with bfloat16 / float16 activations: the reference for mixed precision. Each
+// activation slot widens its activation operands to float32 in the context's conversion scratch,
+// runs the float32 kernel on them and rounds its activation results back once, so every result is
+// exactly round(float32 kernel(widened inputs)). "+=" outputs are widened first, so the float32
+// kernel accumulates onto their current values. Weights, biases, their gradients and batch
+// statistics are float32 already and pass straight through.
+//
+// Slots without arithmetic work on the stored elements: zero, copy and copy_box without
+// accumulation move bytes. add, accumulate and copy_box's accumulation add per element (one
+// float32 addition, rounded once), which is what the float32 kernels compute.
+#include <string.h>
+
+#include "framework/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+// The widened operands of one slot, side by side in the scratch (CpuContext.act_scratch). Three at
+// most: batch norm, SiLU and max-pool backward widen x, dy and dx at once.
+typedef enum CpuLowpOperand {
+    CPU_LOWP_OPERAND_0,
+    CPU_LOWP_OPERAND_1,
+    CPU_LOWP_OPERAND_2,
+    CPU_LOWP_OPERAND_COUNT
+} CpuLowpOperand;
+
+// ---- conversions -----------------------------------------------------------------------------------
+
+// dst[i] = src[i] widened from type t: exact.
+static void cpu_lowp_widen(DType t, const void *src, float *dst, size_t n_elems) {
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) dst[i] = dtype_load(t, src, i);
+}
+
+// dst[i] = src[i] rounded to type t (to nearest, ties to even).
+static void cpu_lowp_narrow(DType t, const float *src, void *dst, size_t n_elems) {
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) dtype_store(t, dst, i, src[i]);
+}
+
+// Operand `k` of the scratch, with room for n_elems floats; its contents are undefined.
+static float *cpu_lowp_operand(Backend *be, CpuLowpOperand k, size_t n_elems) {
+    CpuContext *ctx = be->ctx;
+    YP_CHECK(k < CPU_LOWP_OPERAND_COUNT && n_elems <= ctx->act_elems);
+    return ctx->act_scratch + (size_t)k * ctx->act_stride;
+}
+
+// Operand `k` holding src (n_elems activations) widened to float32.
+static float *cpu_lowp_load(Backend *be, CpuLowpOperand k, const void *src, size_t n_elems) {
+    float *dst = cpu_lowp_operand(be, k, n_elems);
+    cpu_lowp_widen(be->act, src, dst, n_elems);
+    return dst;
+}
+
+// Rounds src (n_elems floats, an operand) into the activations dst.
+static void cpu_lowp_store(Backend *be, const float *src, void *dst, size_t n_elems) {
+    cpu_lowp_narrow(be->act, src, dst, n_elems);
+}
+
+// y[i] = round(a[i] + b[i]) for n activations; y may be a or b.
+static void cpu_lowp_sum(DType t, const void *a, const void *b, void *y, size_t n_elems) {
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) dtype_store(t, y, i, dtype_load(t, a, i) + dtype_load(t, b, i));
+}
+
+// ---- memory ----------------------------------------------------------------------------------------
+
+// Sizing: CPU_LOWP_OPERAND_COUNT operands of the largest activation each, 12 bytes per element. The
+// float32 convolution's im2col matrix is in the separate workspace, which it uses at the same time.
+static void cpu_lowp_reserve_activations(Backend *be, size_t largest_elems) {
+    CpuContext *ctx = be->ctx;
+    if (largest_elems <= ctx->act_elems) return;
+    // Each operand starts on a cache line (16 floats), as cpu_alloc's buffers do.
+    const size_t stride = (largest_elems + 15) / 16 * 16;
+    YP_CHECK(stride >= largest_elems && stride <= SIZE_MAX / sizeof(float) / CPU_LOWP_OPERAND_COUNT);
+    // The old contents are scratch, so free and allocate instead of copying with realloc.
+    cpu_free(be, ctx->act_scratch);
+    ctx->act_scratch = cpu_alloc(be, stride * CPU_LOWP_OPERAND_COUNT * sizeof(float));
+    ctx->act_elems = largest_elems;
+    ctx->act_stride = stride;
+}
+
+// Host memory is backend memory: the transfers convert in place of a copy. n_elems is bounded by
+// the reservation as on every backend (CUDA converts through its scratch), so that the CPU catches
+// a caller that would overflow it there.
+static void cpu_lowp_upload_activation(Backend *be, void *dst, const float *host_src, size_t n_elems) {
+    CpuContext *ctx = be->ctx;
+    YP_CHECK(n_elems <= ctx->act_elems);
+    cpu_lowp_narrow(be->act, host_src, dst, n_elems);
+}
+
+static void cpu_lowp_download_activation(Backend *be, float *host_dst, const void *src, size_t n_elems) {
+    CpuContext *ctx = be->ctx;
+    YP_CHECK(n_elems <= ctx->act_elems);
+    cpu_lowp_widen(be->act, src, host_dst, n_elems);
+}
+
+// ---- convolution -----------------------------------------------------------------------------------
+
+static size_t cpu_lowp_conv_in_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_in * d->h_in * d->w_in); }
+static size_t cpu_lowp_conv_out_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_out * d->h_out * d->w_out); }
+
+static void cpu_lowp_conv2d_forward(Backend *be, const ConvDesc *d, const void *x, const float *w,
+                                    const float *bias, void *y) {
+    const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d);
+    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
+    cpu_conv2d_forward(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x), w, bias, y32);
+    cpu_lowp_store(be, y32, y, n_y);
+}
+
+static void cpu_lowp_conv2d_backward_data(Backend *be, const ConvDesc *d, const void *dy, const float *w,
+                                          void *dx) {
+    const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d);
+    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dx, n_x);
+    cpu_conv2d_backward_data(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, dy, n_y), w, dx32);
+    cpu_lowp_store(be, dx32, dx, n_x);
+}
+
+static void cpu_lowp_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, const void *dy,
+                                            float *dw, float *dbias) {
+    const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d);
+    cpu_conv2d_backward_filter(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),
+                               cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_y), dw, dbias);
+}
+
+// ---- batch norm ------------------------------------------------------------------------------------
+
+static void cpu_lowp_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
+                                             const float *gamma, const float *beta, float *running_mean,
+                                             float *running_var, float momentum, float eps, void *y,
+                                             float *save_mean, float *save_invstd) {
+    const size_t n_elems = (size_t)(n * c * hw);
+    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
+    cpu_batchnorm_forward_train(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), gamma, beta,
+                                running_mean, running_var, momentum, eps, y32, save_mean, save_invstd);
+    cpu_lowp_store(be, y32, y, n_elems);
+}
+
+static void cpu_lowp_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
+                                             const float *gamma, const float *beta, const float *running_mean,
+                                             const float *running_var, float eps, void *y) {
+    const size_t n_elems = (size_t)(n * c * hw);
+    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
+    cpu_batchnorm_forward_infer(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), gamma, beta,
+                                running_mean, running_var, eps, y32);
+    cpu_lowp_store(be, y32, y, n_elems);
+}
+
+static void cpu_lowp_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
+                                        const void *dy, const float *gamma, const float *save_mean,
+                                        const float *save_invstd, void *dx, float *dgamma, float *dbeta) {
+    const size_t n_elems = (size_t)(n * c * hw);
+    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_elems);
+    cpu_batchnorm_backward(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
+                           cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), gamma, save_mean, save_invstd,
+                           dx32, dgamma, dbeta);
+    cpu_lowp_store(be, dx32, dx, n_elems);
+}
+
+// ---- element-wise ----------------------------------------------------------------------------------
+
+static void cpu_lowp_silu_forward(Backend *be, const void *x, void *y, size_t n_elems) {
+    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
+    cpu_silu_forward(be, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), y32, n_elems);
+    cpu_lowp_store(be, y32, y, n_elems);
+}
+
+static void cpu_lowp_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems) {
+    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_elems);
+    cpu_silu_backward(be, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
+                      cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), dx32, n_elems);
+    cpu_lowp_store(be, dx32, dx, n_elems);
+}
+
+static void cpu_lowp_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems) {
+    cpu_lowp_sum(be->act, a, b, y, n_elems);
+}
+
+static void cpu_lowp_accumulate(Backend *be, const void *src, void *dst, size_t n_elems) {
+    cpu_lowp_sum(be->act, dst, src, dst, n_elems);
+}
+
+static void cpu_lowp_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0,
+                              int64_t src_s, int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0,
+                              int64_t dst_s, int64_t dst_s0, int64_t count_c, int64_t count_s, bool accumulate) {
+    YP_CHECK(n >= 0 && count_c >= 0 && count_s >= 0);
+    YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);
+    YP_CHECK(src_s0 >= 0 && src_s0 + count_s <= src_s && dst_s0 >= 0 && dst_s0 + count_s <= dst_s);
+    const DType t = be->act;
+#pragma omp parallel for collapse(2) if (n * count_c * count_s >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t img = 0; img < n; img++) {
+        for (int64_t ch = 0; ch < count_c; ch++) {
+            const void *s = (const char *)src + backend_act_bytes(be, (img * src_c + src_c0 + ch) * src_s + src_s0);
+            void *d = backend_act_at(be, dst, (img * dst_c + dst_c0 + ch) * dst_s + dst_s0);
+            if (accumulate) cpu_lowp_sum(t, d, s, d, (size_t)count_s);
+            else memcpy(d, s, backend_act_bytes(be, count_s));
+        }
+    }
+}
+
+// ---- resampling and pooling ------------------------------------------------------------------------
+
+static void cpu_lowp_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
+                                              int64_t factor, const void *x, void *y) {
+    const size_t n_x = (size_t)(n * c * h * w), n_y = n_x * (size_t)(factor * factor);
+    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
+    cpu_upsample_nearest_forward(be, n, c, h, w, factor, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x), y32);
+    cpu_lowp_store(be, y32, y, n_y);
+}
+
+static void cpu_lowp_upsample_nearest_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
+                                               int64_t factor, const void *dy, void *dx) {
+    const size_t n_x = (size_t)(n * c * h * w), n_y = n_x * (size_t)(factor * factor);
+    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dx, n_x);
+    cpu_upsample_nearest_backward(be, n, c, h, w, factor, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, dy, n_y), dx32);
+    cpu_lowp_store(be, dx32, dx, n_x);
+}
+
+static void cpu_lowp_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                                     const void *x, void *y) {
+    const size_t n_elems = (size_t)(n * c * h * w);
+    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
+    cpu_maxpool_forward(be, n, c, h, w, k, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), y32);
+    cpu_lowp_store(be, y32, y, n_elems);
+}
+
+static void cpu_lowp_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                                      const void *x, const void *dy, void *dx) {
+    const size_t n_elems = (size_t)(n * c * h * w);
+    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_elems);
+    cpu_maxpool_backward(be, n, c, h, w, k, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
+                         cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), dx32);
+    cpu_lowp_store(be, dx32, dx, n_elems);
+}
+
+static void cpu_lowp_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, void *y) {
+    const size_t n_x = (size_t)(n * c * hw), n_y = (size_t)(n * c);
+    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
+    cpu_avgpool_forward(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x), y32);
+    cpu_lowp_store(be, y32, y, n_y);
+}
+
+static void cpu_lowp_avgpool_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, void *dx) {
+    const size_t n_x = (size_t)(n * c * hw), n_y = (size_t)(n * c);
+    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dx, n_x);
+    cpu_avgpool_backward(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, dy, n_y), dx32);
+    cpu_lowp_store(be, dx32, dx, n_x);
+}
+
+// ---- dense -----------------------------------------------------------------------------------------
+
+static void cpu_lowp_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
+                                    const float *w, const float *b, void *y) {
+    const size_t n_x = (size_t)(n * in), n_y = (size_t)(n * out);
+    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
+    cpu_linear_forward(be, n, in, out, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x), w, b, y32);
+    cpu_lowp_store(be, y32, y, n_y);
+}
+
+static void cpu_lowp_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
+                                     const float *w, const void *dy, void *dx, float *dw, float *db) {
+    const size_t n_x = (size_t)(n * in), n_y = (size_t)(n * out);
+    float *dx32 = dx ? cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_x) : NULL;
+    cpu_linear_backward(be, n, in, out, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x), w,
+                        cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_y), dx32, dw, db);
+    if (dx) cpu_lowp_store(be, dx32, dx, n_x);
+}
+
+const BackendOps cpu_lowp_ops = {
+    CPU_OPS_SHARED_SLOTS,
+    .upload_activation = cpu_lowp_upload_activation,
+    .download_activation = cpu_lowp_download_activation,
+    .reserve_activations = cpu_lowp_reserve_activations,
+    .conv2d_forward = cpu_lowp_conv2d_forward,
+    .conv2d_backward_data = cpu_lowp_conv2d_backward_data,
+    .conv2d_backward_filter = cpu_lowp_conv2d_backward_filter,
+    .batchnorm_forward_train = cpu_lowp_batchnorm_forward_train,
+    .batchnorm_forward_infer = cpu_lowp_batchnorm_forward_infer,
+    .batchnorm_backward = cpu_lowp_batchnorm_backward,
+    .silu_forward = cpu_lowp_silu_forward,
+    .silu_backward = cpu_lowp_silu_backward,
+    .add = cpu_lowp_add,
+    .accumulate = cpu_lowp_accumulate,
+    .copy_box = cpu_lowp_copy_box,
+    .upsample_nearest_forward = cpu_lowp_upsample_nearest_forward,
+    .upsample_nearest_backward = cpu_lowp_upsample_nearest_backward,
+    .maxpool_forward = cpu_lowp_maxpool_forward,
+    .maxpool_backward = cpu_lowp_maxpool_backward,
+    .avgpool_forward = cpu_lowp_avgpool_forward,
+    .avgpool_backward = cpu_lowp_avgpool_backward,
+    .linear_forward = cpu_lowp_linear_forward,
+    .linear_backward = cpu_lowp_linear_backward,
+};
