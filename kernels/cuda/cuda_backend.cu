@@ -5,7 +5,8 @@
 // enqueue. With bf16/fp16 activations the converting transfers go through a float32 staging
 // buffer of the largest activation (reserve_activations): upload_activation copies the host's
 // floats there and a kernel rounds them into place; download_activation widens into it with a
-// kernel and copies that to the host.
+// kernel and copies that to the host. upload_images copies the images' bytes there and a kernel
+// makes them the network input.
 #include "kernels/cuda/cuda_backend.h"
 
 #include <stdlib.h>
@@ -69,16 +70,22 @@ static void cuda_zero(Backend *be, void *dst, size_t n_bytes) {
     CUDA_CHECK(cudaMemsetAsync(dst, 0, n_bytes, cuda_ctx(be)->stream));
 }
 
+// The staging, after checking that it holds n_bytes.
+static void *cuda_staging_get(Backend *be, size_t n_bytes) {
+    CudaContext *ctx = cuda_ctx(be);
+    YP_CHECK(n_bytes <= ctx->staging_bytes);
+    return ctx->staging;
+}
+
 static void cuda_upload_activation(Backend *be, void *dst, const float *host_src, size_t n_elems) {
     if (be->act == DTYPE_F32) {
         cuda_upload(be, dst, host_src, n_elems * sizeof(float));
         return;
     }
     if (!n_elems) return;
-    CudaContext *ctx = cuda_ctx(be);
-    YP_CHECK(n_elems <= ctx->act_staging_elems);
-    cuda_upload(be, ctx->act_staging, host_src, n_elems * sizeof(float));
-    cuda_act_round(be, 1, (int64_t)n_elems, ctx->act_staging, (int64_t)n_elems, dst);
+    float *staging = (float *)cuda_staging_get(be, n_elems * sizeof(float));
+    cuda_upload(be, staging, host_src, n_elems * sizeof(float));
+    cuda_act_round(be, 1, (int64_t)n_elems, staging, (int64_t)n_elems, dst);
 }
 
 static void cuda_download_activation(Backend *be, float *host_dst, const void *src, size_t n_elems) {
@@ -87,10 +94,18 @@ static void cuda_download_activation(Backend *be, float *host_dst, const void *s
         return;
     }
     if (!n_elems) return;
-    CudaContext *ctx = cuda_ctx(be);
-    YP_CHECK(n_elems <= ctx->act_staging_elems);
-    cuda_act_widen(be, src, ctx->act_staging, n_elems);
-    cuda_download(be, host_dst, ctx->act_staging, n_elems * sizeof(float));
+    float *staging = (float *)cuda_staging_get(be, n_elems * sizeof(float));
+    cuda_act_widen(be, src, staging, n_elems);
+    cuda_download(be, host_dst, staging, n_elems * sizeof(float));
+}
+
+static void cuda_upload_images(Backend *be, void *dst, const uint8_t *host_src, int64_t n, int64_t h, int64_t w) {
+    YP_CHECK(n >= 0 && h >= 0 && w >= 0);
+    const size_t n_bytes = (size_t)(n * 3 * h * w);
+    if (!n_bytes) return;
+    uint8_t *staging = (uint8_t *)cuda_staging_get(be, n_bytes);
+    cuda_upload(be, staging, host_src, n_bytes);
+    cuda_images_convert(be, staging, dst, n, h, w);
 }
 
 static void cuda_reserve_workspace(Backend *be, size_t n_bytes) {
@@ -109,24 +124,23 @@ void *cuda_workspace_get(Backend *be, size_t n_bytes) {
     return ctx->workspace;
 }
 
-// Float32 activations need no staging: their transfers copy, and the linear layers use the float weights.
+// Float32 activations need bytes for the images only: their transfers copy, and the linear layers
+// use the float weights.
 static void cuda_reserve_activations(Backend *be, size_t largest_elems) {
     CudaContext *ctx = cuda_ctx(be);
-    if (be->act == DTYPE_F32 || largest_elems <= ctx->act_staging_elems) return;
+    const size_t n_bytes = largest_elems * (be->act == DTYPE_F32 ? 1 : sizeof(float));
+    if (n_bytes <= ctx->staging_bytes) return;
     // Work queued on the stream may still use the old staging.
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
-    cuda_free(be, ctx->act_staging);
-    ctx->act_staging = (float *)cuda_alloc(be, largest_elems * sizeof(float));
-    ctx->act_staging_elems = largest_elems;
+    cuda_free(be, ctx->staging);
+    ctx->staging = cuda_alloc(be, n_bytes);
+    ctx->staging_bytes = n_bytes;
 }
 
-size_t cuda_act_scratch_elems(Backend *be) {
-    return cuda_ctx(be)->act_staging_elems * sizeof(float) / dtype_size(be->act);
-}
+size_t cuda_act_scratch_elems(Backend *be) { return cuda_ctx(be)->staging_bytes / dtype_size(be->act); }
 
 void *cuda_act_scratch_get(Backend *be, size_t n_elems) {
-    YP_CHECK(n_elems <= cuda_act_scratch_elems(be));
-    return cuda_ctx(be)->act_staging;
+    return cuda_staging_get(be, n_elems * dtype_size(be->act));
 }
 
 static void cuda_synchronize(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_ctx(be)->stream)); }
@@ -136,7 +150,7 @@ static void cuda_destroy(Backend *be) {
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     cuda_conv_algos_destroy(ctx->conv_algos);
     cuda_free(be, ctx->workspace);
-    cuda_free(be, ctx->act_staging);
+    cuda_free(be, ctx->staging);
     cuda_free(be, ctx->reduce_scratch);
     CUDA_CHECK(cudaFreeHost(ctx->reduce_host));
     CUBLAS_CHECK(cublasDestroy(ctx->cublas));
@@ -154,6 +168,7 @@ static const BackendOps cuda_ops = {
     .copy = cuda_copy,
     .upload_activation = cuda_upload_activation,
     .download_activation = cuda_download_activation,
+    .upload_images = cuda_upload_images,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
     .zero = cuda_zero,

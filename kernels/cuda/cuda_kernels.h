@@ -22,11 +22,12 @@ typedef struct CudaContext {
     cublasHandle_t cublas;    // bound to `stream`, workspace set to `workspace`
     void *workspace;          // convolution scratch (cuda_conv.cu's layout), owned; only reserve_workspace grows it
     size_t workspace_bytes;
-    // With bf16/fp16 activations: float32 staging of the converting transfers, also the scratch of
-    // the linear layers' rounded weights; act_staging_elems floats, owned, only reserve_activations
-    // grows it. NULL with float32 activations.
-    float *act_staging;
-    size_t act_staging_elems;
+    // Staging on the device for the largest activation (reserve_activations grows it; owned):
+    // with bf16/fp16 activations that many floats (the converting transfers' float32 values, the
+    // linear layers' rounded weights, upload_images' bytes), with float32 that many bytes
+    // (upload_images' bytes, the only user).
+    void *staging;
+    size_t staging_bytes;
     CudaConvAlgos *conv_algos;  // owned by cuda_conv.cu
     double *reduce_scratch;     // CUDA_REDUCE_SCRATCH doubles for reductions that return to the host
     double *reduce_host;        // pinned host mirror of reduce_scratch
@@ -50,8 +51,8 @@ static inline unsigned cuda_blocks(size_t n) {
 // ---- cuda_backend.cu -----------------------------------------------------------------------------
 // The context's workspace, after checking that reserve_workspace made it at least n_bytes long.
 void *cuda_workspace_get(Backend *be, size_t n_bytes);
-// The activation staging as scratch for n_elems elements of the activation type, after checking
-// that reserve_activations made it large enough; cuda_act_scratch_elems says how many fit.
+// The staging as scratch for n_elems elements of the activation type, after checking that
+// reserve_activations made it large enough; cuda_act_scratch_elems says how many fit.
 void *cuda_act_scratch_get(Backend *be, size_t n_elems);
 size_t cuda_act_scratch_elems(Backend *be);
 
@@ -100,6 +101,8 @@ void cuda_act_round(Backend *be, int64_t rows, int64_t cols, const float *src, i
 // dst = src widened; dst += src widened.
 void cuda_act_widen(Backend *be, const void *src, float *dst, size_t n_elems);
 void cuda_act_widen_accumulate(Backend *be, const void *src, float *dst, size_t n_elems);
+// dst (n, 3, h, w) activations = byte / 255 of src, n images of h x w interleaved RGB bytes (device).
+void cuda_images_convert(Backend *be, const uint8_t *src, void *dst, int64_t n, int64_t h, int64_t w);
 
 // ---- cuda_optim.cu -------------------------------------------------------------------------------
 MultiTensorTable *cuda_multi_tensor_prepare(Backend *be, const MultiTensorChunk *chunks, int n_chunks);

@@ -529,7 +529,7 @@ static bool case_end(Case *c) {
     return c->ok;
 }
 
-// ---- memory: upload, download, copy, zero, the activation transfers, fill, fill_uniform -----------------
+// ---- memory: upload, download, copy, zero, the activation and image transfers, fill, fill_uniform ---------
 
 // Values that exercise rounding to 16 bits: U(-1, 1) scaled over float's whole exponent range
 // (overflow to fp16's infinity, its subnormals, underflow to 0), exact ties between two bf16 or fp16
@@ -599,6 +599,21 @@ static bool run_memory(Harness *h, const void *params) {
     for (int side = 0; side < 2; side++)
         h->be[side]->ops->upload_activation(h->be[side], buf_at(dst, side), values, (size_t)dst->n);
     case_check(&c, dst, tol_exact);
+    ok &= case_end(&c);
+
+    // Every byte value, interleaved RGB to planes: one float multiplication and one rounding, alike.
+    case_begin(&c, h, "upload_images", "%dx3x%dx%d, misaligned", 3, 13, 17);
+    dst = case_add(&c, "dst", BUF_OUTPUT, shape_make(3, 3, 13, 17));
+    dst->shift = 1;
+    uint8_t *image_bytes = yp_malloc((size_t)dst->n);
+    const uint64_t byte_stream = case_stream(&c);
+    for (int64_t i = 0; i < dst->n; i++)
+        image_bytes[i] = i < 256 ? (uint8_t)i : (uint8_t)(256.0f * rng_uniform(byte_stream, (uint64_t)i));
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->upload_images(h->be[side], buf_at(dst, side), image_bytes, 3, 13, 17);
+    case_check(&c, dst, tol_exact);
+    free(image_bytes);
     ok &= case_end(&c);
 
     // Rounded values of every kind (infinities, subnormals, NaN) widened back by each side.
@@ -1470,6 +1485,7 @@ static bool run_empty(Harness *h, const void *params) {
         be->ops->zero(be, d, 0);
         be->ops->upload_activation(be, d, src->host, 0);
         be->ops->download_activation(be, src->host, s, 0);
+        be->ops->upload_images(be, d, (const uint8_t *)src->host, 0, 13, 17);
         be->ops->fill(be, buf_at(dst_f32, side), 1.0f, 0);
         be->ops->fill_uniform(be, buf_at(dst_f32, side), 0, -1.0f, 1.0f, 1);
         be->ops->silu_forward(be, s, d, 0);
@@ -2000,7 +2016,7 @@ static void entry_add(Entry *e, int *k, Harness *h, const char *prefix, const ch
 // Cases from the simplest kernels to whole models, each its own cmocka test.
 static int entries_fill(Entry *e, Harness *h) {
     int k = 0;
-    entry_add(e, &k, h, "memory: upload, download, copy, fill, fill_uniform", "", run_memory, NULL);
+    entry_add(e, &k, h, "memory: transfers, copy, zero, fill, fill_uniform", "", run_memory, NULL);
     for (int i = 0; i < N_FLAT_CASES; i++)
         entry_add(e, &k, h, "elementwise ", flat_cases[i].name, run_elementwise, &flat_cases[i]);
     for (int i = 0; i < N_BOX_CASES; i++)
