@@ -1,4 +1,5 @@
-// Element-wise kernels, box copies and the conversions between float32 and the activation type.
+// Element-wise kernels, box copies, the conversions between float32 and the activation type and the
+// network input from image bytes.
 // Parallelisation: one thread per element in grid-stride loops (cuda_blocks() blocks of
 // CUDA_THREADS); copy_box and the conversion of a matrix run one grid row per row and its threads
 // along the row, so reads and writes are coalesced.
