@@ -145,11 +145,11 @@ static void act_decode(DType t, const void *src, float *dst, int64_t n) {
 
 // Rounds host values to type t and back (what storing them as t keeps).
 static void act_round(DType t, float *v, int64_t n) {
-    uint16_t h;
     if (t == DTYPE_F32) return;
     for (int64_t i = 0; i < n; i++) {
-        dtype_store(t, &h, 0, v[i]);
-        v[i] = dtype_load(t, &h, 0);
+        uint16_t bits;
+        dtype_store(t, &bits, 0, v[i]);
+        v[i] = dtype_load(t, &bits, 0);
     }
 }
 
