@@ -39,7 +39,7 @@ struct ConvBlock {
     Tensor bn_out;       // batch-norm output (SiLU input); only when act
     Tensor out;          // the block's output; aliases bn_out or conv_out when nothing follows
     float *save_mean, *save_invstd;  // (C_out) batch statistics kept for backward
-    void *scratch;       // 2 x conv_out activation elements, shared: used only inside conv_block_backward
+    void *scratch;       // two conv_out gradients, the second aligned, shared: used only inside conv_block_backward
     // Split backward only (the convolution has weight gradients and the graph a queue):
     ConvWeightQueue *queue;    // the graph's (not owned), else NULL
     Tensor d_conv;             // gradient at the convolution output, kept from B to W
