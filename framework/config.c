@@ -99,6 +99,7 @@ static const ConfigKey config_keys[] = {
     INT("parallel.recv_timeout", parallel.recv_timeout, 0, 1 << 20),
     ENUM("device.backend", device.backend, backend_names),
     ENUM("device.precision", device.precision, config_precision_names),
+    BOOL("device.deterministic", device.deterministic),
     {"output.dir", KEY_STRING, OFF(output.dir), 0, 0, NULL, 0},
     BOOL("output.trace", output.trace),
 };
@@ -121,7 +122,7 @@ static void config_set_defaults(ExperimentConfig *cfg) {
     cfg->parallel = (ParallelConfig){.stages = 1, .replicas = 1, .micro_batches = 1, .chunks = 1,
                                      .schedule = SCHED_KIND_1F1B, .rank_order = CONFIG_RANK_ORDER_PIPELINE_FIRST,
                                      .recv_timeout = 300};
-    cfg->device = (DeviceConfig){.backend = CONFIG_BACKEND_AUTO, .precision = CONFIG_PRECISION_FP32};
+    cfg->device = (DeviceConfig){.backend = CONFIG_BACKEND_AUTO, .precision = CONFIG_PRECISION_FP32, .deterministic = true};
     cfg->output.dir = yp_strdup("runs");
 }
 
@@ -534,7 +535,8 @@ static void write_value(const ConfigKey *key, const ExperimentConfig *cfg, FILE 
 }
 
 static bool key_free_on_resume(const char *name) {
-    static const char *const free_keys[] = {"name", "train.max_steps", "train.workers", "device.backend"};
+    static const char *const free_keys[] = {"name", "train.max_steps", "train.workers", "device.backend",
+                                            "device.deterministic"};
     for (size_t i = 0; i < sizeof free_keys / sizeof *free_keys; i++)
         if (!strcmp(name, free_keys[i])) return true;
     // A checkpoint loads under any partitioning: the parallel layout may change (the trainer checks

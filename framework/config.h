@@ -100,6 +100,7 @@ typedef struct ParallelConfig {
 typedef struct DeviceConfig {
     ConfigBackend backend;
     ConfigPrecision precision;
+    bool deterministic;  // CUDA: deterministic cuDNN algorithms only (Ultralytics' deterministic=True)
 } DeviceConfig;
 
 typedef struct OutputConfig {

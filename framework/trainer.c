@@ -210,7 +210,9 @@ static bool trainer_open_backend(Trainer *t, Error *err) {
 #if YP_HAVE_CUDA
     const Topology *topo = t->topo;
     int device = topo->local_rank % gpus;
-    t->be = cuda_backend_create(device, precision == CONFIG_PRECISION_TF32, act);
+    CudaBackendOptions co = {.device = device, .allow_tf32 = precision == CONFIG_PRECISION_TF32, .act = act,
+                             .deterministic = cfg->device.deterministic};
+    t->be = cuda_backend_create(&co);
     if (topo->local_size > gpus)
         fprintf(t->out, "note: %d ranks per node share %d GPU%s (they take turns on it)\n", topo->local_size, gpus,
                 gpus > 1 ? "s" : "");

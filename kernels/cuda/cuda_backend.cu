@@ -208,22 +208,23 @@ static const BackendOps cuda_ops = {
     .destroy = cuda_destroy,
 };
 
-Backend *cuda_backend_create(int device, bool allow_tf32, DType act) {
-    CUDA_CHECK(cudaSetDevice(device));
+Backend *cuda_backend_create(const CudaBackendOptions *opt) {
+    CUDA_CHECK(cudaSetDevice(opt->device));
     CudaContext *ctx = (CudaContext *)yp_calloc(1, sizeof *ctx);
-    ctx->device = device;
-    ctx->allow_tf32 = allow_tf32;
+    ctx->device = opt->device;
+    ctx->allow_tf32 = opt->allow_tf32;
+    ctx->deterministic = opt->deterministic;
     CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
     CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
     CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream));
     CUBLAS_CHECK(cublasCreate(&ctx->cublas));
     CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
-    CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, opt->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     ctx->conv_algos = cuda_conv_algos_create();
     Backend *be = (Backend *)yp_malloc(sizeof *be);
     be->ops = &cuda_ops;
     be->name = "cuda";
-    be->act = act;
+    be->act = opt->act;
     be->host_memory = false;
     be->ctx = ctx;
     ctx->reduce_scratch = (double *)cuda_alloc(be, CUDA_REDUCE_SCRATCH * sizeof(double));

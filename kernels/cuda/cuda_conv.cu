@@ -122,19 +122,19 @@ static void cuda_conv_entry_describe(Backend *be, CudaConvEntry *e, const ConvDe
     YP_CHECK(n == d->n && c == d->c_out && h == d->h_out && w == d->w_out);
 }
 
-// The first (fastest) result that succeeded and fits `limit`, preferring deterministic algorithms
-// (two runs of a step then give the same bits); cuDNN sorts the results by time (Find) or by
-// expected speed (heuristics). Some shapes have no deterministic algorithm in some math modes
-// (seen with TF32 on the H100): those take the fastest one, with a notice.
+// The first (fastest) result that succeeded and fits `limit`; with `deterministic`, preferring
+// deterministic algorithms (two runs of a step then give the same bits). cuDNN sorts the results by
+// time (Find) or by expected speed (heuristics). Some shapes have no deterministic algorithm in some
+// math modes (seen with TF32 on the H100): those take the fastest one, with a notice.
 template <typename Perf, typename Algo>
-static void cuda_conv_pick(CudaConvAlgos *algos, const Perf *perf, int count, size_t limit, const char *pass, Algo *algo,
-                           size_t *bytes) {
-    for (int pass_deterministic = 1; pass_deterministic >= 0; pass_deterministic--) {
+static void cuda_conv_pick(CudaConvAlgos *algos, bool deterministic, const Perf *perf, int count, size_t limit,
+                           const char *pass, Algo *algo, size_t *bytes) {
+    for (int pass_deterministic = deterministic ? 1 : 0; pass_deterministic >= 0; pass_deterministic--) {
         for (int i = 0; i < count; i++) {
             if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit ||
                 (pass_deterministic && perf[i].determinism != CUDNN_DETERMINISTIC))
                 continue;
-            if (!pass_deterministic && !algos->noted_nondeterministic) {
+            if (deterministic && !pass_deterministic && !algos->noted_nondeterministic) {
                 fprintf(stderr, "yolopipe: note: cuDNN has no deterministic %s algorithm for some convolutions; they use "
                                 "its fastest one (results may differ in the last bits between runs)\n",
                         pass);
@@ -191,17 +191,20 @@ static void cuda_conv_entry_measure(Backend *be, CudaConvEntry *e) {
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(ctx->cudnn, e->x, x, e->w, w, e->conv, e->y, y,
                                                        CUDA_CONV_MAX_ALGOS, &count, fwd, workspace,
                                                        CUDA_CONV_WORKSPACE_LIMIT));
-    cuda_conv_pick(ctx->conv_algos, fwd, count, CUDA_CONV_WORKSPACE_LIMIT, "forward", &e->fwd, &fwd_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, fwd, count,
+                   CUDA_CONV_WORKSPACE_LIMIT, "forward", &e->fwd, &fwd_bytes);
     cudnnConvolutionBwdDataAlgoPerf_t data[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(ctx->cudnn, e->w, w, e->y, y, e->conv, e->x, x,
                                                             CUDA_CONV_MAX_ALGOS, &count, data, workspace,
                                                             CUDA_CONV_WORKSPACE_LIMIT));
-    cuda_conv_pick(ctx->conv_algos, data, count, CUDA_CONV_WORKSPACE_LIMIT, "backward-data", &e->bwd_data, &data_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, data, count,
+                   CUDA_CONV_WORKSPACE_LIMIT, "backward-data", &e->bwd_data, &data_bytes);
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(ctx->cudnn, e->x, x, e->y, y, e->conv, e->w, w,
                                                               CUDA_CONV_MAX_ALGOS, &count, filter, workspace,
                                                               CUDA_CONV_WORKSPACE_LIMIT));
-    cuda_conv_pick(ctx->conv_algos, filter, count, CUDA_CONV_WORKSPACE_LIMIT, "backward-filter", &e->bwd_filter, &filter_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, filter, count,
+                   CUDA_CONV_WORKSPACE_LIMIT, "backward-filter", &e->bwd_filter, &filter_bytes);
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     CUDA_CHECK(cudaFree(x));
     CUDA_CHECK(cudaFree(y));
@@ -222,15 +225,16 @@ static void cuda_conv_entry_guess(Backend *be, CudaConvEntry *e) {
     cudnnConvolutionFwdAlgoPerf_t fwd[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->x, e->w, e->conv, e->y, CUDA_CONV_MAX_ALGOS,
                                                        &count, fwd));
-    cuda_conv_pick(ctx->conv_algos, fwd, count, limit, "forward", &e->fwd, &fwd_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, fwd, count, limit, "forward", &e->fwd, &fwd_bytes);
     cudnnConvolutionBwdDataAlgoPerf_t data[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, e->w, e->y, e->conv, e->x,
                                                             CUDA_CONV_MAX_ALGOS, &count, data));
-    cuda_conv_pick(ctx->conv_algos, data, count, limit, "backward-data", &e->bwd_data, &data_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, data, count, limit, "backward-data", &e->bwd_data, &data_bytes);
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->x, e->y, e->conv, e->w,
                                                               CUDA_CONV_MAX_ALGOS, &count, filter));
-    cuda_conv_pick(ctx->conv_algos, filter, count, limit, "backward-filter", &e->bwd_filter, &filter_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, filter, count,
+                   limit, "backward-filter", &e->bwd_filter, &filter_bytes);
     conv_entry_set_bytes(e, fwd_bytes, data_bytes, filter_bytes);
 }
 

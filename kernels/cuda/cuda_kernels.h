@@ -17,6 +17,7 @@ typedef struct CudaConvAlgos CudaConvAlgos;  // cuda_conv.cu's per-shape algorit
 typedef struct CudaContext {
     int device;
     bool allow_tf32;          // convolutions and GEMMs may use TF32 tensor cores
+    bool deterministic;       // convolutions use deterministic cuDNN algorithms only (cuda_conv.cu)
     cudaStream_t stream;      // every kernel, copy and library call of this backend
     cudnnHandle_t cudnn;      // bound to `stream`
     cublasHandle_t cublas;    // bound to `stream`, workspace set to `workspace`

@@ -2113,7 +2113,7 @@ int main(void) {
     for (int k = 0; k < n_types; k++) {
         h.act = types[k];
         h.be[SIDE_REF] = cpu_backend_create(h.act);
-        h.be[SIDE_DUT] = h.cpu_only ? cpu_backend_create(h.act) : cuda_backend_create(0, false, h.act);
+        h.be[SIDE_DUT] = h.cpu_only ? cpu_backend_create(h.act) : cuda_backend_create(&(CudaBackendOptions){.act = h.act, .deterministic = true});
         printf("\n==== activations %s: ref = cpu, dut = %s%s; tolerances: %s\n", dtype_name(h.act),
                h.be[SIDE_DUT]->name, h.cpu_only ? "" : h.act == DTYPE_F32 ? " (TF32 off)" : " (16-bit tensor cores)",
                h.cpu_only ? "0" : h.act == DTYPE_F32 ? "as printed" : "2e-2 where not bit-exact (tol_lowp)");

@@ -220,7 +220,7 @@ static void test_empty(void **state) {
 static int setup(void **state) {
     (void)state;
     cpu = cpu_backend_create(DTYPE_F32);
-    cuda = cuda_backend_create(0, false, DTYPE_F32);
+    cuda = cuda_backend_create(&(CudaBackendOptions){.act = DTYPE_F32, .deterministic = true});
     return 0;
 }
 
