@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -199,7 +200,8 @@ static bool trainer_open_backend(Trainer *t, Error *err) {
     if (!cuda) {
         if (cfg->parallel.transport == CONFIG_TRANSPORT_NCCL)
             return config_error_at(cfg, "parallel.transport", err, "parallel.transport: nccl needs the CUDA backend");
-        if (act != DTYPE_F32 && t->topo->world_rank == 0)
+        fprintf(t->out, "device: cpu (%d threads per rank), %s\n", omp_get_max_threads(), dtype_name(act));
+        if (act != DTYPE_F32)
             fprintf(t->out,
                     "note: device.precision %s on the CPU stores activations in %s but computes in fp32 (slower than "
                     "fp32; it checks mixed precision where there is no GPU)\n",
@@ -213,6 +215,10 @@ static bool trainer_open_backend(Trainer *t, Error *err) {
     CudaBackendOptions co = {.device = device, .allow_tf32 = precision == CONFIG_PRECISION_TF32, .act = act,
                              .deterministic = cfg->device.deterministic};
     t->be = cuda_backend_create(&co);
+    char name[256];
+    cuda_device_name(device, name, sizeof name);
+    fprintf(t->out, "device: cuda:%d (%s), %s%s\n", device, name, config_precision_names[precision],
+            cfg->device.deterministic ? "" : ", fastest cuDNN algorithms (device.deterministic: false)");
     if (topo->local_size > gpus)
         fprintf(t->out, "note: %d ranks per node share %d GPU%s (they take turns on it)\n", topo->local_size, gpus,
                 gpus > 1 ? "s" : "");

@@ -12,6 +12,12 @@ int cuda_device_count(void) {
     return count;
 }
 
+void cuda_device_name(int device, char *buf, size_t len) {
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    snprintf(buf, len, "%s", prop.name);
+}
+
 void cuda_device_describe(FILE *out) {
     int count = 0;
     cudaError_t status = cudaGetDeviceCount(&count);

@@ -14,6 +14,9 @@ int cuda_device_count(void);
 // or why there is none.
 void cuda_device_describe(FILE *out);
 
+// The name of device `device` ("NVIDIA H100 80GB HBM3") into buf.
+void cuda_device_name(int device, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif
