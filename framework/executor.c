@@ -317,7 +317,6 @@ static void executor_send(Executor *ex, const void *src, int64_t elems, int peer
     size_t bytes = backend_act_bytes(ex->be, elems);
     MessageBuffer *sb = executor_message_buffer(ex, bytes);
     ex->be->ops->copy(ex->be, sb->data, src, bytes);
-    ex->be->ops->synchronize(ex->be);
     sb->pending = ex->tr->ops->isend(ex->tr, sb->data, bytes, peer, tag);
 }
 
@@ -502,7 +501,6 @@ static void executor_backward_bucketed(Executor *ex, BatchState *st, int c_index
         if (ex->measuring) ex->layer_bwd_s[l] += executor_clock(ex) - t0;
         int64_t start = c->layer_param_offset[l - c->layer_begin];
         if (*from - start >= EXECUTOR_BUCKET_ELEMS) {
-            ex->be->ops->synchronize(ex->be);
             executor_reduce(ex, st, c, start, *from);
             *from = start;
         }
@@ -608,7 +606,6 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
     case SCHED_OP_REDUCE_GRADS:
         if (st->b->reduce && ex->topo.replicas > 1) {
             int ci = chunk_of_stage(ex, in->stage);
-            be->ops->synchronize(be);
             executor_reduce(ex, st, &ex->chunks[ci], 0, st->reduced_from[ci]);
             st->reduced_from[ci] = 0;
         }

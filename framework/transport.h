@@ -13,6 +13,12 @@
 // give each transfer of a step its own tag. Collectives on one group must be issued in the same
 // order on every rank of that group.
 //
+// Backend order: isend and iallreduce_sum_f32 read their buffer as the backend's work queued before
+// the call leaves it, and a completed irecv or iallreduce's result is there for work queued after
+// the completion, so callers never synchronise the backend for a transport (the staged transport
+// goes through the backend's own download and upload; the NCCL one waits on an event recorded on
+// the compute stream, and completes when its stream's work is done).
+//
 // Timeouts: every wait (transport_wait and the blocking collectives built on it) polls with a
 // growing sleep (20 us to 1 ms; ranks may share cores, so never spin) and, after t->timeout_s
 // seconds, prints which rank waited for what and ends the whole job with exit code 1: a lost
