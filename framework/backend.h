@@ -51,6 +51,13 @@ ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int
 // Multiply-accumulates of one forward pass of the convolution (bias adds not counted).
 int64_t conv_desc_macs(const ConvDesc *d);
 
+// The activation fused into the batch-norm slots (see batchnorm_forward_train).
+typedef enum BatchNormActivation {
+    BATCHNORM_ACT_NONE,  // the plain batch norm
+    BATCHNORM_ACT_SILU,  // y = silu(batch norm(x)), Ultralytics' Conv
+    BATCHNORM_ACT_COUNT
+} BatchNormActivation;
+
 // ---- fused optimizer and EMA updates ("multi-tensor apply") -------------------------------------
 // An optimizer (or EMA) packs its tensors' state one after another in one buffer per state kind and
 // cuts the tensors into chunks (framework/pack_layout.h). The table of those chunks, resolved to
@@ -137,17 +144,29 @@ typedef struct BackendOps {
     // Training: normalises with the batch mean and biased variance, updates the running statistics
     // with PyTorch's rule (running = (1 - momentum) * running + momentum * batch, the variance
     // unbiased by n / (n - 1); with a single value per channel the biased one, where PyTorch
-    // refuses), and keeps the batch mean and 1 / sqrt(var + eps) for backward.
+    // refuses), and keeps the batch mean and 1 / sqrt(var + eps) for backward. The normalised value
+    // is z = (x - save_mean) * (gamma * save_invstd) + beta, each operation rounded to float, so
+    // that backward can recompute it from the saved statistics to the bit.
+    //
+    // `act` fuses an activation into the slots (BatchNormActivation). With BATCHNORM_ACT_SILU,
+    // forward stores y = silu(z) and never z itself: z stays float32 in every activation type (with
+    // bf16/fp16 activations it is not rounded to 16 bits, unlike a batch norm followed by
+    // silu_forward). Backward recomputes z from x, the saved statistics, gamma and beta, turns dy
+    // into dz = dy·s·(1 + z·(1 − s)), s = sigmoid(z), with silu_backward's float operations, and
+    // runs the batch-norm backward on dz (its sums included). In float32 the fused slots give the
+    // bits of batch norm → silu_forward, and of silu_backward into a zeroed buffer → batch-norm
+    // backward. Nothing is kept between forward and backward but the statistics: the fusion saves
+    // the batch-norm output that SiLU's backward would read.
     void (*batchnorm_forward_train)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                     const float *gamma, const float *beta, float *running_mean,
-                                    float *running_var, float momentum, float eps, void *y,
-                                    float *save_mean /* (C) */, float *save_invstd /* (C) */);
+                                    float *running_var, float momentum, float eps, BatchNormActivation act,
+                                    void *y, float *save_mean /* (C) */, float *save_invstd /* (C) */);
     void (*batchnorm_forward_infer)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                     const float *gamma, const float *beta, const float *running_mean,
-                                    const float *running_var, float eps, void *y);
+                                    const float *running_var, float eps, BatchNormActivation act, void *y);
     void (*batchnorm_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                               const void *dy, const float *gamma, const float *save_mean,
-                               const float *save_invstd, void *dx /* += */,
+                               const void *dy, const float *gamma, const float *beta, const float *save_mean,
+                               const float *save_invstd, BatchNormActivation act, void *dx /* += */,
                                float *dgamma /* += */, float *dbeta /* += */);
 
     // ---- element-wise -------------------------------------------------------------------------

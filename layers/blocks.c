@@ -43,14 +43,6 @@ void conv_weight_queue_run(ConvWeightQueue *q, Backend *be) {
     q->n_pending = 0;
 }
 
-// The scratch's second gradient starts this many elements in, rounded up, so that it is as aligned
-// as an allocation (256 bytes for 16-bit elements): cuDNN's tensor-core kernels load vectors.
-enum { CONV_SCRATCH_ALIGN_ELEMS = 128 };
-
-static int64_t conv_scratch_half(int64_t n_out) {
-    return (n_out + CONV_SCRATCH_ALIGN_ELEMS - 1) / CONV_SCRATCH_ALIGN_ELEMS * CONV_SCRATCH_ALIGN_ELEMS;
-}
-
 static Param declare_vector(Builder *b, const char *name, int64_t n, unsigned flags, ParamInit init) {
     return builder_param(b, name, 1, (int64_t[]){n}, flags, init);
 }
@@ -93,14 +85,11 @@ void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_
     cb->save_invstd = builder_statistics(b, c_out);
     Shape out = cb->conv_out.shape;
     cb->out = builder_tensor(b, out);
-    if (act) {
-        cb->bn_out = builder_tensor(b, out);
-        builder_count_shared_activation(b);
-    }
+    if (act) builder_count_shared_activation(b);  // fused into the batch-norm slots: no tensor of its own
     // thop counts batch norm as 2 ops per element, doubled for the affine part.
     builder_count_ops(b, 4.0 * (double)(out.c * out.h * out.w));
     builder_count_leaves(b, 1);
-    cb->scratch = builder_scratch(b, 2 * conv_scratch_half(shape_elems(out)));
+    cb->scratch = builder_scratch(b, shape_elems(out));
 }
 
 void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, bool fixed) {
@@ -118,6 +107,11 @@ void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int6
 
 void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value) { builder_param_fill(b, cb->bias, value); }
 
+// The activation that the batch-norm slots fuse in.
+static BatchNormActivation conv_block_bn_act(const ConvBlock *cb) {
+    return cb->act ? BATCHNORM_ACT_SILU : BATCHNORM_ACT_NONE;
+}
+
 // Shapes the block's tensors for input x (at most the built size).
 static ConvDesc conv_block_resize(ConvBlock *cb, const Tensor *x) {
     const ConvDesc *d = &cb->desc;
@@ -126,7 +120,6 @@ static ConvDesc conv_block_resize(ConvBlock *cb, const Tensor *x) {
     Shape out = shape_make(now.n, now.c_out, now.h_out, now.w_out);
     YP_CHECK(x->shape.c == d->c_in && shape_elems(out) <= cb->conv_out.capacity);
     cb->conv_out.shape = cb->out.shape = out;
-    if (cb->act) cb->bn_out.shape = out;
     return now;
 }
 
@@ -134,41 +127,33 @@ void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train)
     ConvDesc d = conv_block_resize(cb, x);
     be->ops->conv2d_forward(be, &d, x->data, cb->weight.value, cb->bias.value, cb->conv_out.data);
     if (!cb->batchnorm) return;
-    void *bn_dst = cb->act ? cb->bn_out.data : cb->out.data;
     int64_t hw = d.h_out * d.w_out;
     if (train)
         be->ops->batchnorm_forward_train(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
                                          cb->bn_bias.value, cb->running_mean.value, cb->running_var.value,
-                                         cb->bn.momentum, cb->bn.eps, bn_dst, cb->save_mean,
-                                         cb->save_invstd);
+                                         cb->bn.momentum, cb->bn.eps, conv_block_bn_act(cb), cb->out.data,
+                                         cb->save_mean, cb->save_invstd);
     else
         be->ops->batchnorm_forward_infer(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
                                          cb->bn_bias.value, cb->running_mean.value, cb->running_var.value, cb->bn.eps,
-                                         bn_dst);
-    if (cb->act) be->ops->silu_forward(be, cb->bn_out.data, cb->out.data, (size_t)tensor_elems(&cb->out));
+                                         conv_block_bn_act(cb), cb->out.data);
 }
 
 void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const void *dout, void *dx) {
     ConvDesc d = conv_block_resize(cb, x);
-    size_t n_out = (size_t)tensor_elems(&cb->out);
+    const size_t out_bytes = backend_act_bytes(be, tensor_elems(&cb->out));
     bool defer = cb->queue && cb->queue->deferring;
     const void *grad = dout;
-    if (cb->act) {
-        void *d_bn_out = cb->scratch;
-        be->ops->zero(be, d_bn_out, backend_act_bytes(be, (int64_t)n_out));
-        be->ops->silu_backward(be, cb->bn_out.data, grad, d_bn_out, n_out);
-        grad = d_bn_out;
-    }
     if (cb->batchnorm) {
         // Deferred: W reads the gradient later, so it goes to the block's own buffer, not scratch.
-        void *d_conv_out = defer ? cb->d_conv.data : backend_act_at(be, cb->scratch, conv_scratch_half((int64_t)n_out));
-        be->ops->zero(be, d_conv_out, backend_act_bytes(be, (int64_t)n_out));
-        be->ops->batchnorm_backward(be, d.n, d.c_out, d.h_out * d.w_out, cb->conv_out.data, grad, cb->bn_weight.value,
-                                    cb->save_mean, cb->save_invstd, d_conv_out, cb->bn_weight.grad,
-                                    cb->bn_bias.grad);
+        void *d_conv_out = defer ? cb->d_conv.data : cb->scratch;
+        be->ops->zero(be, d_conv_out, out_bytes);
+        be->ops->batchnorm_backward(be, d.n, d.c_out, d.h_out * d.w_out, cb->conv_out.data, dout, cb->bn_weight.value,
+                                    cb->bn_bias.value, cb->save_mean, cb->save_invstd, conv_block_bn_act(cb),
+                                    d_conv_out, cb->bn_weight.grad, cb->bn_bias.grad);
         grad = d_conv_out;
     } else if (defer) {
-        be->ops->copy(be, cb->d_conv.data, dout, backend_act_bytes(be, (int64_t)n_out));  // dout belongs to the caller, who may reuse it
+        be->ops->copy(be, cb->d_conv.data, dout, out_bytes);  // dout belongs to the caller, who may reuse it
         grad = cb->d_conv.data;
     }
     if (defer) conv_weight_queue_push(cb->queue, cb, &d, x->data);

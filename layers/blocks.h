@@ -30,16 +30,15 @@ void conv_weight_queue_run(ConvWeightQueue *q, Backend *be);
 struct ConvBlock {
     ConvDesc desc;       // at the built (largest) size; forward re-derives it from the input
     bool batchnorm;      // Conv: bias-free convolution followed by BatchNorm2d
-    bool act;            // SiLU after the batch norm
+    bool act;            // SiLU after the batch norm, fused into its slots (BATCHNORM_ACT_SILU)
     BatchNormSettings bn;
     Param weight;        // (C_out, C_in / g, k, k)
     Param bias;          // (C_out) for a plain Conv2d, else empty
     Param bn_weight, bn_bias, running_mean, running_var;  // (C_out) each
     Tensor conv_out;     // (N, C_out, H, W) convolution output (batch-norm input)
-    Tensor bn_out;       // batch-norm output (SiLU input); only when act
-    Tensor out;          // the block's output; aliases bn_out or conv_out when nothing follows
+    Tensor out;          // the block's output (after batch norm and SiLU); aliases conv_out without batch norm
     float *save_mean, *save_invstd;  // (C_out) batch statistics kept for backward
-    void *scratch;       // two conv_out gradients, the second aligned, shared: used only inside conv_block_backward
+    void *scratch;       // one conv_out gradient, shared: used only inside conv_block_backward
     // Split backward only (the convolution has weight gradients and the graph a queue):
     ConvWeightQueue *queue;    // the graph's (not owned), else NULL
     Tensor d_conv;             // gradient at the convolution output, kept from B to W

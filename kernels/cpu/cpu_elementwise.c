@@ -1,5 +1,4 @@
 // Element-wise kernels and channel-slice copies (concat and split).
-#include <math.h>
 #include <string.h>
 
 #include "framework/error.h"
@@ -30,27 +29,21 @@ void cpu_upload_images(Backend *be, void *dst, const uint8_t *host_src, int64_t 
         }
 }
 
-static inline float cpu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 void cpu_silu_forward(Backend *be, const void *x_mem, void *y_mem, size_t n_elems) {
     const float *x = x_mem;
     float *y = y_mem;
     (void)be;
 #pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
-    for (size_t i = 0; i < n_elems; i++) y[i] = x[i] * cpu_sigmoid(x[i]);
+    for (size_t i = 0; i < n_elems; i++) y[i] = cpu_silu(x[i]);
 }
 
-// d/dx x s(x) = s + x s (1 - s) = s (1 + x (1 - s)).
 void cpu_silu_backward(Backend *be, const void *x_mem, const void *dy_mem, void *dx_mem, size_t n_elems) {
     const float *x = x_mem;
     const float *dy = dy_mem;
     float *dx = dx_mem;
     (void)be;
 #pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
-    for (size_t i = 0; i < n_elems; i++) {
-        const float s = cpu_sigmoid(x[i]);
-        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
-    }
+    for (size_t i = 0; i < n_elems; i++) dx[i] += cpu_silu_grad(x[i], dy[i]);
 }
 
 void cpu_add(Backend *be, const void *a_mem, const void *b_mem, void *y_mem, size_t n_elems) {

@@ -5,6 +5,7 @@
 // activation operands (the `void *`) are float arrays.
 #pragma once
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,14 +49,25 @@ void cpu_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, c
 // ---- cpu_norm.c ------------------------------------------------------------------------------------
 void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                  const float *gamma, const float *beta, float *running_mean,
-                                 float *running_var, float momentum, float eps, void *y,
-                                 float *save_mean, float *save_invstd);
+                                 float *running_var, float momentum, float eps, BatchNormActivation act,
+                                 void *y, float *save_mean, float *save_invstd);
 void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                  const float *gamma, const float *beta, const float *running_mean,
-                                 const float *running_var, float eps, void *y);
+                                 const float *running_var, float eps, BatchNormActivation act, void *y);
 void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                            const void *dy, const float *gamma, const float *save_mean,
-                            const float *save_invstd, void *dx, float *dgamma, float *dbeta);
+                            const void *dy, const float *gamma, const float *beta, const float *save_mean,
+                            const float *save_invstd, BatchNormActivation act, void *dx, float *dgamma,
+                            float *dbeta);
+
+// SiLU's float operations, shared by the element-wise slots and batch norm's fused activation so
+// that both give the same bits. Full-precision expf and an IEEE division.
+static inline float cpu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float cpu_silu(float x) { return x * cpu_sigmoid(x); }
+// dy · d silu(x) / dx = dy s (1 + x (1 - s)), s = sigmoid(x): s + x s (1 - s) factored.
+static inline float cpu_silu_grad(float x, float dy) {
+    const float s = cpu_sigmoid(x);
+    return dy * s * (1.0f + x * (1.0f - s));
+}
 
 // ---- cpu_elementwise.c -----------------------------------------------------------------------------
 void cpu_fill(Backend *be, float *dst, float value, size_t n_elems);

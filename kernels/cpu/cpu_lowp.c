@@ -125,33 +125,34 @@ static void cpu_lowp_conv2d_backward_filter(Backend *be, const ConvDesc *d, cons
 
 static void cpu_lowp_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                              const float *gamma, const float *beta, float *running_mean,
-                                             float *running_var, float momentum, float eps, void *y,
-                                             float *save_mean, float *save_invstd) {
+                                             float *running_var, float momentum, float eps, BatchNormActivation act,
+                                             void *y, float *save_mean, float *save_invstd) {
     const size_t n_elems = (size_t)(n * c * hw);
     float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
     cpu_batchnorm_forward_train(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), gamma, beta,
-                                running_mean, running_var, momentum, eps, y32, save_mean, save_invstd);
+                                running_mean, running_var, momentum, eps, act, y32, save_mean, save_invstd);
     cpu_lowp_store(be, y32, y, n_elems);
 }
 
 static void cpu_lowp_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                              const float *gamma, const float *beta, const float *running_mean,
-                                             const float *running_var, float eps, void *y) {
+                                             const float *running_var, float eps, BatchNormActivation act, void *y) {
     const size_t n_elems = (size_t)(n * c * hw);
     float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
     cpu_batchnorm_forward_infer(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), gamma, beta,
-                                running_mean, running_var, eps, y32);
+                                running_mean, running_var, eps, act, y32);
     cpu_lowp_store(be, y32, y, n_elems);
 }
 
 static void cpu_lowp_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                        const void *dy, const float *gamma, const float *save_mean,
-                                        const float *save_invstd, void *dx, float *dgamma, float *dbeta) {
+                                        const void *dy, const float *gamma, const float *beta,
+                                        const float *save_mean, const float *save_invstd, BatchNormActivation act,
+                                        void *dx, float *dgamma, float *dbeta) {
     const size_t n_elems = (size_t)(n * c * hw);
     float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_elems);
     cpu_batchnorm_backward(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
-                           cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), gamma, save_mean, save_invstd,
-                           dx32, dgamma, dbeta);
+                           cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), gamma, beta, save_mean, save_invstd,
+                           act, dx32, dgamma, dbeta);
     cpu_lowp_store(be, dx32, dx, n_elems);
 }
 

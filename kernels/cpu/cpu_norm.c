@@ -1,19 +1,31 @@
-// Batch norm over (N, H, W) for each channel, as PyTorch's BatchNorm2d. Per-channel sums are taken
-// in double: a channel can hold millions of values, too many for a float accumulator.
+// Batch norm over (N, H, W) for each channel, as PyTorch's BatchNorm2d, optionally followed by a
+// fused SiLU (framework/backend.h). Per-channel sums are taken in double: a channel can hold
+// millions of values, too many for a float accumulator.
 #include <math.h>
 
 #include "framework/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
+// The slot's output from the normalised value z.
+static inline float bn_activate(BatchNormActivation act, float z) {
+    return act == BATCHNORM_ACT_SILU ? cpu_silu(z) : z;
+}
+
+// The gradient at the normalised value from dy, the gradient at the slot's output: dy itself, or
+// through SiLU at z recomputed with forward_train's float operations (scale = gamma * invstd).
+static inline float bn_grad_in(BatchNormActivation act, float x, float dy, float mean, float scale, float shift) {
+    return act == BATCHNORM_ACT_SILU ? cpu_silu_grad((x - mean) * scale + shift, dy) : dy;
+}
+
 void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
                                  const float *gamma, const float *beta, float *running_mean,
-                                 float *running_var, float momentum, float eps, void *y_mem,
-                                 float *save_mean, float *save_invstd) {
+                                 float *running_var, float momentum, float eps, BatchNormActivation act,
+                                 void *y_mem, float *save_mean, float *save_invstd) {
     const float *x = x_mem;
     float *y = y_mem;
     (void)be;
     const int64_t m = n * hw;
-    YP_CHECK(m > 0);
+    YP_CHECK(m > 0 && act < BATCHNORM_ACT_COUNT);
 #pragma omp parallel for if (m * c >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t ch = 0; ch < c; ch++) {
         double sum = 0.0;
@@ -33,27 +45,30 @@ void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, 
         }
         const double var = sq / (double)m;
         const double invstd = 1.0 / sqrt(var + (double)eps);
-        const float mean_f = (float)mean, scale = (float)(invstd * gamma[ch]), shift = beta[ch];
+        // The scale from the saved float invstd, as backward forms it: a fused backward recomputes z
+        // to the bit.
+        const float mean_f = (float)mean, invstd_f = (float)invstd, scale = gamma[ch] * invstd_f, shift = beta[ch];
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw;
             float *yp = y + (img * c + ch) * hw;
-            for (int64_t i = 0; i < hw; i++) yp[i] = (xp[i] - mean_f) * scale + shift;
+            for (int64_t i = 0; i < hw; i++) yp[i] = bn_activate(act, (xp[i] - mean_f) * scale + shift);
         }
         // PyTorch keeps the biased variance for normalising but the unbiased one as running stat.
         const double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
         running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
         running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
         save_mean[ch] = mean_f;
-        save_invstd[ch] = (float)invstd;
+        save_invstd[ch] = invstd_f;
     }
 }
 
 void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
                                  const float *gamma, const float *beta, const float *running_mean,
-                                 const float *running_var, float eps, void *y_mem) {
+                                 const float *running_var, float eps, BatchNormActivation act, void *y_mem) {
     const float *x = x_mem;
     float *y = y_mem;
     (void)be;
+    YP_CHECK(act < BATCHNORM_ACT_COUNT);
 #pragma omp parallel for collapse(2) if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t img = 0; img < n; img++) {
         for (int64_t ch = 0; ch < c; ch++) {
@@ -61,44 +76,47 @@ void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, 
             const float mean = running_mean[ch], shift = beta[ch];
             const float *xp = x + (img * c + ch) * hw;
             float *yp = y + (img * c + ch) * hw;
-            for (int64_t i = 0; i < hw; i++) yp[i] = (xp[i] - mean) * scale + shift;
+            for (int64_t i = 0; i < hw; i++) yp[i] = bn_activate(act, (xp[i] - mean) * scale + shift);
         }
     }
 }
 
-// With xhat = (x - mean) * invstd and m = N * H * W:
-//   dbeta = sum(dy), dgamma = sum(dy * xhat),
-//   dx = gamma * invstd * (dy - sum(dy) / m - xhat * sum(dy * xhat) / m).
+// With xhat = (x - mean) * invstd, m = N * H * W and g the gradient at the normalised value (dy, or
+// dz through the fused SiLU, recomputed in each of the two passes rather than stored):
+//   dbeta = sum(g), dgamma = sum(g * xhat),
+//   dx = gamma * invstd * (g - sum(g) / m - xhat * sum(g * xhat) / m).
 void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
-                            const void *dy_mem, const float *gamma, const float *save_mean,
-                            const float *save_invstd, void *dx_mem, float *dgamma, float *dbeta) {
+                            const void *dy_mem, const float *gamma, const float *beta, const float *save_mean,
+                            const float *save_invstd, BatchNormActivation act, void *dx_mem, float *dgamma,
+                            float *dbeta) {
     const float *x = x_mem;
     const float *dy = dy_mem;
     float *dx = dx_mem;
     (void)be;
     const int64_t m = n * hw;
-    YP_CHECK(m > 0);
+    YP_CHECK(m > 0 && act < BATCHNORM_ACT_COUNT);
 #pragma omp parallel for if (m * c >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t ch = 0; ch < c; ch++) {
-        const float mean = save_mean[ch], invstd = save_invstd[ch];
+        const float mean = save_mean[ch], invstd = save_invstd[ch], scale = gamma[ch] * invstd, shift = beta[ch];
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
             for (int64_t i = 0; i < hw; i++) {
-                sum_dy += dyp[i];
-                sum_dy_xhat += (double)dyp[i] * ((xp[i] - mean) * invstd);
+                const float g = bn_grad_in(act, xp[i], dyp[i], mean, scale, shift);
+                sum_dy += g;
+                sum_dy_xhat += (double)g * ((xp[i] - mean) * invstd);
             }
         }
         dbeta[ch] += (float)sum_dy;
         dgamma[ch] += (float)sum_dy_xhat;
-        const float scale = gamma[ch] * invstd;
         const float mean_dy = (float)(sum_dy / (double)m), mean_dy_xhat = (float)(sum_dy_xhat / (double)m);
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
             float *dxp = dx + (img * c + ch) * hw;
             for (int64_t i = 0; i < hw; i++) {
+                const float g = bn_grad_in(act, xp[i], dyp[i], mean, scale, shift);
                 const float xhat = (xp[i] - mean) * invstd;
-                dxp[i] += scale * (dyp[i] - mean_dy - xhat * mean_dy_xhat);
+                dxp[i] += scale * (g - mean_dy - xhat * mean_dy_xhat);
             }
         }
     }

@@ -15,6 +15,7 @@
 #include "framework/rng.h"
 #include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
+#include "kernels/cuda/cuda_silu.h"
 
 static __global__ void fill_kernel(float *dst, float value, int64_t n) {
     for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) dst[i] = value;
@@ -39,14 +40,10 @@ void cuda_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float 
     CUDA_CHECK_LAUNCH();
 }
 
-// Full-precision expf and an IEEE division (no fast-math intrinsics), as cpu_sigmoid.
-static __device__ __forceinline__ float silu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 template <typename T>
 static __global__ void silu_forward_kernel(const T *x, T *y, int64_t n) {
     for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) {
-        const float v = cuda_act_load(&x[i]);
-        cuda_act_store(&y[i], v * silu_sigmoid(v));
+        cuda_act_store(&y[i], cuda_silu(cuda_act_load(&x[i])));
     }
 }
 
@@ -59,13 +56,11 @@ void cuda_silu_forward(Backend *be, const void *x, void *y, size_t n_elems) {
     CUDA_CHECK_LAUNCH();
 }
 
-// dx += dy s (1 + x (1 - s)), rounded step by step as cpu_silu_backward.
+// dx += dy s (1 + x (1 - s)).
 template <typename T>
 static __global__ void silu_backward_kernel(const T *x, const T *dy, T *dx, int64_t n) {
     for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) {
-        const float v = cuda_act_load(&x[i]), s = silu_sigmoid(v);
-        cuda_act_store(&dx[i], cuda_act_load(&dx[i]) +
-                                   __fmul_rn(__fmul_rn(cuda_act_load(&dy[i]), s), 1.0f + __fmul_rn(v, 1.0f - s)));
+        cuda_act_store(&dx[i], cuda_act_load(&dx[i]) + cuda_silu_grad(cuda_act_load(&x[i]), cuda_act_load(&dy[i])));
     }
 }
 

@@ -1,4 +1,5 @@
-// Batch norm over (N, H, W) for each channel, with the semantics of kernels/cpu/cpu_norm.c.
+// Batch norm over (N, H, W) for each channel, with the semantics of kernels/cpu/cpu_norm.c, SiLU
+// fused in or not (kSilu, a template parameter of the kernels that touch activations).
 //
 // Parallelisation: a channel's m = N * HW values are cut into `parts` contiguous chunks (bn_parts:
 // enough blocks to fill the GPU even when channels are few); block (part, channel) of
@@ -16,11 +17,16 @@
 //
 // x, y, dy and dx are in the activation type (templates on it, cuda_act.h): loaded widened to
 // float, the float and double arithmetic below, y and dx rounded once when stored. The statistics,
-// gamma, beta and their gradients are float32.
+// gamma, beta and their gradients are float32. With SiLU fused, the normalised value z and its
+// gradient dz live in float registers only: forward stores silu(z), backward recomputes z from x
+// in both of its passes over x and dy.
 #include <math.h>
+
+#include <type_traits>
 
 #include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
+#include "kernels/cuda/cuda_silu.h"
 
 enum {
     BN_THREADS = 256,                // threads per block of bn_sums_kernel
@@ -44,14 +50,42 @@ static dim3 bn_sums_grid(int64_t c, int64_t parts) {
     return dim3((unsigned)parts, cuda_grid_yz(c), 1);
 }
 
+// Calls launch with std::true_type when `act` fuses SiLU, else std::false_type; the caller's
+// generic lambda names the kernels' kSilu with decltype(silu)::value.
+template <typename F>
+static inline void bn_act_dispatch(BatchNormActivation act, F &&launch) {
+    switch (act) {
+    case BATCHNORM_ACT_NONE: launch(std::false_type{}); return;
+    case BATCHNORM_ACT_SILU: launch(std::true_type{}); return;
+    case BATCHNORM_ACT_COUNT: break;
+    }
+    yp_fatal("unknown batch-norm activation %d", (int)act);
+}
+
+// The slot's output from the normalised value z.
+template <bool kSilu>
+static __device__ __forceinline__ float bn_activate(float z) {
+    if constexpr (kSilu) return cuda_silu(z);
+    else return z;
+}
+
+// The gradient at the normalised value from dy, the gradient at the slot's output: dy itself, or
+// through SiLU at z recomputed with the forward's float operations (scale = gamma * invstd).
+template <bool kSilu>
+static __device__ __forceinline__ float bn_grad_in(float x, float dy, float mean, float scale, float shift) {
+    if constexpr (kSilu) return cuda_silu_grad(__fmul_rn(x - mean, scale) + shift, dy);
+    else return dy;
+}
+
 // Partial sums over chunk blockIdx.x of each channel, into partials[(ch * parts + part) * 2 + 0/1]:
 // - forward (kGrad false): d = x - first and d^2, `first` being the channel's first value; shifting
 //   by a value of the channel keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std, in one pass;
-// - backward (kGrad true): dy and dy * xhat, xhat = (x - mean) * invstd rounded to float as the CPU.
-template <bool kGrad, typename T>
+// - backward (kGrad true): g and g * xhat, xhat = (x - mean) * invstd rounded to float as the CPU,
+//   g = bn_grad_in (dy, or dz through the fused SiLU).
+template <bool kGrad, bool kSilu, typename T>
 static __global__ void __launch_bounds__(BN_THREADS)
-    bn_sums_kernel(int64_t n, int64_t c, int64_t hw, int64_t parts, const T *x, const T *dy,
-                   const float *save_mean, const float *save_invstd, double *partials) {
+    bn_sums_kernel(int64_t n, int64_t c, int64_t hw, int64_t parts, const T *x, const T *dy, const float *gamma,
+                   const float *beta, const float *save_mean, const float *save_invstd, double *partials) {
     __shared__ double scratch[64];
     const int64_t m = n * hw, chunk = (m + parts - 1) / parts;
     const int64_t begin = blockIdx.x * chunk, end = begin + chunk < m ? begin + chunk : m;
@@ -60,12 +94,14 @@ static __global__ void __launch_bounds__(BN_THREADS)
     for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
         const double first = cuda_act_load(&x[ch * hw]);
         const float mean = kGrad ? save_mean[ch] : 0.0f, invstd = kGrad ? save_invstd[ch] : 0.0f;
+        const float scale = kSilu ? gamma[ch] * invstd : 0.0f, shift = kSilu ? beta[ch] : 0.0f;
         double s1 = 0.0, s2 = 0.0;
         int64_t img = (begin + threadIdx.x) / hw, pos = (begin + threadIdx.x) % hw;
         for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
             const int64_t at = (img * c + ch) * hw + pos;
             if constexpr (kGrad) {
-                const float g = cuda_act_load(&dy[at]), xhat = (cuda_act_load(&x[at]) - mean) * invstd;
+                const float xv = cuda_act_load(&x[at]), xhat = (xv - mean) * invstd;
+                const float g = bn_grad_in<kSilu>(xv, cuda_act_load(&dy[at]), mean, scale, shift);
                 s1 += g;
                 s2 += (double)g * xhat;
             } else {
@@ -102,7 +138,7 @@ static __device__ void bn_channel_totals(const double *partials, int64_t parts, 
 }
 
 // The batch statistics from the partial sums: save_mean, save_invstd, the running statistics and
-// scale[ch] = invstd * gamma rounded to float, each rounded as cpu_batchnorm_forward_train does.
+// scale[ch] = gamma * save_invstd (a float product), each rounded as cpu_batchnorm_forward_train does.
 template <typename T>
 static __global__ void bn_train_finish_kernel(int64_t c, int64_t hw, int64_t m, int64_t parts, const T *x,
                                               const float *gamma, float *running_mean, float *running_var,
@@ -115,7 +151,7 @@ static __global__ void bn_train_finish_kernel(int64_t c, int64_t hw, int64_t m, 
             const double shift_mean = s1 / (double)m, mean = cuda_act_load(&x[ch * hw]) + shift_mean;
             const double var = fmax(s2 / (double)m - shift_mean * shift_mean, 0.0);  // biased, for normalising
             const double invstd = 1.0 / sqrt(var + (double)eps);
-            scale[ch] = (float)(invstd * gamma[ch]);
+            scale[ch] = __fmul_rn(gamma[ch], (float)invstd);
             const double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
             running_mean[ch] = (float)__dadd_rn(__dmul_rn(1.0 - momentum, running_mean[ch]), __dmul_rn(momentum, mean));
             running_var[ch] =
@@ -134,8 +170,8 @@ static __global__ void bn_infer_scale_kernel(int64_t c, const float *gamma, cons
     }
 }
 
-// y = (x - mean) * scale + beta per (image, channel) plane; the product rounded on its own.
-template <typename T>
+// y = act((x - mean) * scale + beta) per (image, channel) plane; the product rounded on its own.
+template <bool kSilu, typename T>
 static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, const T *x, const float *mean,
                                            const double *scale, const float *beta, T *y) {
     for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
@@ -144,7 +180,7 @@ static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, con
             const T *xp = x + (img * c + ch) * hw;
             T *yp = y + (img * c + ch) * hw;
             for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
-                cuda_act_store(&yp[i], __fmul_rn(cuda_act_load(&xp[i]) - mu, sc) + shift);
+                cuda_act_store(&yp[i], bn_activate<kSilu>(__fmul_rn(cuda_act_load(&xp[i]) - mu, sc) + shift));
             }
         }
     }
@@ -152,7 +188,8 @@ static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, con
 
 void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                   const float *gamma, const float *beta, float *running_mean, float *running_var,
-                                  float momentum, float eps, void *y, float *save_mean, float *save_invstd) {
+                                  float momentum, float eps, BatchNormActivation act, void *y, float *save_mean,
+                                  float *save_invstd) {
     const int64_t m = n * hw;
     YP_CHECK(m > 0 && c >= 0);
     if (c == 0) return;
@@ -162,23 +199,24 @@ void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw,
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
         const T *xt = (const T *)x;
-        bn_sums_kernel<false><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(n, c, hw, parts, xt,
-                                                                                      (const T *)NULL, NULL, NULL,
-                                                                                      partials);
+        bn_sums_kernel<false, false><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(
+            n, c, hw, parts, xt, (const T *)NULL, NULL, NULL, NULL, NULL, partials);
         CUDA_CHECK_LAUNCH();
         bn_train_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
             c, hw, m, parts, xt, gamma, running_mean, running_var, momentum, eps, partials, scale, save_mean,
             save_invstd);
         CUDA_CHECK_LAUNCH();
-        bn_normalise_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(n, c, hw, xt, save_mean,
-                                                                                          scale, beta, (T *)y);
+        bn_act_dispatch(act, [&](auto silu) {
+            bn_normalise_kernel<decltype(silu)::value><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+                n, c, hw, xt, save_mean, scale, beta, (T *)y);
+        });
     });
     CUDA_CHECK_LAUNCH();
 }
 
 void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
                                   const float *gamma, const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, void *y) {
+                                  const float *running_var, float eps, BatchNormActivation act, void *y) {
     YP_CHECK(n >= 0 && c >= 0 && hw >= 0 && c <= CUDA_REDUCE_SCRATCH);
     if (n == 0 || c == 0 || hw == 0) return;
     CudaContext *ctx = cuda_ctx(be);
@@ -187,14 +225,16 @@ void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw,
     CUDA_CHECK_LAUNCH();
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
-        bn_normalise_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-            n, c, hw, (const T *)x, running_mean, scale, beta, (T *)y);
+        bn_act_dispatch(act, [&](auto silu) {
+            bn_normalise_kernel<decltype(silu)::value><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+                n, c, hw, (const T *)x, running_mean, scale, beta, (T *)y);
+        });
     });
     CUDA_CHECK_LAUNCH();
 }
 
-// dbeta += sum(dy), dgamma += sum(dy * xhat), and coef[2 ch] = sum(dy) / m, coef[2 ch + 1] =
-// sum(dy * xhat) / m rounded to float, as cpu_batchnorm_backward.
+// dbeta += sum(g), dgamma += sum(g * xhat), and coef[2 ch] = sum(g) / m, coef[2 ch + 1] =
+// sum(g * xhat) / m rounded to float, as cpu_batchnorm_backward (g: see bn_sums_kernel).
 static __global__ void bn_backward_finish_kernel(int64_t c, int64_t m, int64_t parts, const double *partials,
                                                  float *dgamma, float *dbeta, double *coef) {
     for (int64_t ch = cuda_warp_first(); ch < c; ch += cuda_warp_stride()) {
@@ -209,29 +249,30 @@ static __global__ void bn_backward_finish_kernel(int64_t c, int64_t m, int64_t p
     }
 }
 
-// dx += gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) per (image, channel) plane.
-template <typename T>
+// dx += gamma * invstd * (g - mean(g) - xhat * mean(g * xhat)) per (image, channel) plane.
+template <bool kSilu, typename T>
 static __global__ void bn_backward_dx_kernel(int64_t n, int64_t c, int64_t hw, const T *x, const T *dy,
-                                             const float *gamma, const float *save_mean, const float *save_invstd,
-                                             const double *coef, T *dx) {
+                                             const float *gamma, const float *beta, const float *save_mean,
+                                             const float *save_invstd, const double *coef, T *dx) {
     for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
         for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
-            const float mean = save_mean[ch], invstd = save_invstd[ch], scale = gamma[ch] * invstd;
+            const float mean = save_mean[ch], invstd = save_invstd[ch], scale = gamma[ch] * invstd, shift = beta[ch];
             const float mean_dy = (float)coef[2 * ch], mean_dy_xhat = (float)coef[2 * ch + 1];
             const T *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
             T *dxp = dx + (img * c + ch) * hw;
             for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
-                const float xhat = (cuda_act_load(&xp[i]) - mean) * invstd;
-                cuda_act_store(&dxp[i], cuda_act_load(&dxp[i]) + __fmul_rn(scale, cuda_act_load(&dyp[i]) - mean_dy -
-                                                                                      __fmul_rn(xhat, mean_dy_xhat)));
+                const float xv = cuda_act_load(&xp[i]), xhat = (xv - mean) * invstd;
+                const float g = bn_grad_in<kSilu>(xv, cuda_act_load(&dyp[i]), mean, scale, shift);
+                cuda_act_store(&dxp[i],
+                               cuda_act_load(&dxp[i]) + __fmul_rn(scale, g - mean_dy - __fmul_rn(xhat, mean_dy_xhat)));
             }
         }
     }
 }
 
 void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, const void *dy,
-                             const float *gamma, const float *save_mean, const float *save_invstd, void *dx,
-                             float *dgamma, float *dbeta) {
+                             const float *gamma, const float *beta, const float *save_mean, const float *save_invstd,
+                             BatchNormActivation act, void *dx, float *dgamma, float *dbeta) {
     const int64_t m = n * hw;
     YP_CHECK(m > 0 && c >= 0);
     if (c == 0) return;
@@ -241,14 +282,17 @@ void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, cons
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
         const T *xt = (const T *)x, *dyt = (const T *)dy;
-        bn_sums_kernel<true><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(n, c, hw, parts, xt, dyt,
-                                                                                     save_mean, save_invstd, partials);
-        CUDA_CHECK_LAUNCH();
-        bn_backward_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
-            c, m, parts, partials, dgamma, dbeta, coef);
-        CUDA_CHECK_LAUNCH();
-        bn_backward_dx_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-            n, c, hw, xt, dyt, gamma, save_mean, save_invstd, coef, (T *)dx);
+        bn_act_dispatch(act, [&](auto silu) {
+            constexpr bool kSilu = decltype(silu)::value;
+            bn_sums_kernel<true, kSilu><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(
+                n, c, hw, parts, xt, dyt, gamma, beta, save_mean, save_invstd, partials);
+            CUDA_CHECK_LAUNCH();
+            bn_backward_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
+                c, m, parts, partials, dgamma, dbeta, coef);
+            CUDA_CHECK_LAUNCH();
+            bn_backward_dx_kernel<kSilu><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+                n, c, hw, xt, dyt, gamma, beta, save_mean, save_invstd, coef, (T *)dx);
+        });
     });
     CUDA_CHECK_LAUNCH();
 }

@@ -353,9 +353,9 @@ static void bn_probe_destroy(BnProbe *p) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) test_buf_destroy(bufs[i]);
 }
 
-static void bn_probe_train(BnProbe *p) {
+static void bn_probe_train(BnProbe *p, BatchNormActivation act) {
     be->ops->batchnorm_forward_train(be, p->n, p->c, p->hw, p->x.dev, p->gamma.dev, p->beta.dev,
-                                     p->rmean.dev, p->rvar.dev, bn_momentum, bn_eps, p->y.dev,
+                                     p->rmean.dev, p->rvar.dev, bn_momentum, bn_eps, act, p->y.dev,
                                      p->smean.dev, p->sinvstd.dev);
 }
 
@@ -365,7 +365,7 @@ static double bn_loss(void *ctx) {
     test_buf_push(&p->x);
     test_buf_push(&p->gamma);
     test_buf_push(&p->beta);
-    bn_probe_train(p);
+    bn_probe_train(p, BATCHNORM_ACT_NONE);
     test_buf_pull(&p->y);
     return test_dot(p->y.host, p->r.host, p->y.n);
 }
@@ -395,7 +395,7 @@ static void bn_check_train(int64_t n, int64_t c, int64_t hw, uint64_t seed) {
         rmean[ch] = (1.0 - bn_momentum) * p.rmean.host[ch] + bn_momentum * mean[ch];
         rvar[ch] = (1.0 - bn_momentum) * p.rvar.host[ch] + bn_momentum * unbiased;
     }
-    bn_probe_train(&p);
+    bn_probe_train(&p, BATCHNORM_ACT_NONE);
     TestBuf *outs[] = {&p.y, &p.smean, &p.sinvstd, &p.rmean, &p.rvar};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) test_buf_pull(outs[i]);
     // y: float32 rounding of (x - mean) * scale + shift, |y| <= ~4.
@@ -426,7 +426,7 @@ static void test_batchnorm_infer(void **state) {
     (void)state;
     BnProbe p = bn_probe_create(2, 4, 4096, 320);  // large enough for the threaded path
     be->ops->batchnorm_forward_infer(be, p.n, p.c, p.hw, p.x.dev, p.gamma.dev, p.beta.dev, p.rmean.dev,
-                                     p.rvar.dev, bn_eps, p.y.dev);
+                                     p.rvar.dev, bn_eps, BATCHNORM_ACT_NONE, p.y.dev);
     test_buf_pull(&p.y);
     double *want = malloc((size_t)p.y.n * sizeof(double));
     assert_non_null(want);
@@ -446,10 +446,10 @@ static void test_batchnorm_infer(void **state) {
 static void test_batchnorm_backward(void **state) {
     (void)state;
     BnProbe p = bn_probe_create(BN_N, BN_C, BN_HW, 330);
-    bn_probe_train(&p);
+    bn_probe_train(&p, BATCHNORM_ACT_NONE);
     TestBuf dx = test_buf_create(p.x.n), dg = test_buf_create(p.c), db = test_buf_create(p.c);
-    be->ops->batchnorm_backward(be, p.n, p.c, p.hw, p.x.dev, p.r.dev, p.gamma.dev, p.smean.dev,
-                                p.sinvstd.dev, dx.dev, dg.dev, db.dev);
+    be->ops->batchnorm_backward(be, p.n, p.c, p.hw, p.x.dev, p.r.dev, p.gamma.dev, p.beta.dev, p.smean.dev,
+                                p.sinvstd.dev, BATCHNORM_ACT_NONE, dx.dev, dg.dev, db.dev);
     test_buf_pull(&dx);
     test_buf_pull(&dg);
     test_buf_pull(&db);
@@ -462,8 +462,8 @@ static void test_batchnorm_backward(void **state) {
 
     float *dx1 = test_copy_of(dx.host, dx.n), *dg1 = test_copy_of(dg.host, dg.n), *db1 = test_copy_of(db.host, db.n);
     bn_loss(&p);  // gradcheck restores only the host copies; this re-uploads them and the statistics
-    be->ops->batchnorm_backward(be, p.n, p.c, p.hw, p.x.dev, p.r.dev, p.gamma.dev, p.smean.dev,
-                                p.sinvstd.dev, dx.dev, dg.dev, db.dev);
+    be->ops->batchnorm_backward(be, p.n, p.c, p.hw, p.x.dev, p.r.dev, p.gamma.dev, p.beta.dev, p.smean.dev,
+                                p.sinvstd.dev, BATCHNORM_ACT_NONE, dx.dev, dg.dev, db.dev);
     test_expect_doubled("bn dx", &dx, dx1);
     test_expect_doubled("bn dgamma", &dg, dg1);
     test_expect_doubled("bn dbeta", &db, db1);
@@ -474,6 +474,85 @@ static void test_batchnorm_backward(void **state) {
     test_buf_destroy(&dg);
     test_buf_destroy(&db);
     bn_probe_destroy(&p);
+}
+
+// Fails unless got and want hold the same bits; prints the first difference.
+static void test_expect_bits(const char *what, const float *got, const float *want, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)))
+            fail_msg("%s: index %lld got %a want %a", what, (long long)i, (double)got[i], (double)want[i]);
+}
+
+// SiLU fused into the batch-norm slots against the composition it replaces, with no tolerance:
+// batch norm then silu_forward, and silu_backward into a zeroed buffer then the plain batch-norm
+// backward, compute the same float values z and dz (backend.h). Two probes with the same seed hold
+// the same inputs, running statistics and gradient priors.
+static void bn_check_silu_fused(int64_t n, int64_t c, int64_t hw, uint64_t seed) {
+    BnProbe fused = bn_probe_create(n, c, hw, seed), split = bn_probe_create(n, c, hw, seed);
+    const int64_t elems = n * c * hw;
+    TestBuf y = test_buf_create(elems), dz = test_buf_create(elems);
+    TestBuf *outs[] = {&fused.y, &fused.rmean, &fused.rvar, &fused.smean, &fused.sinvstd,
+                       &split.rmean, &split.rvar, &split.smean, &split.sinvstd, &y};
+
+    bn_probe_train(&fused, BATCHNORM_ACT_SILU);
+    bn_probe_train(&split, BATCHNORM_ACT_NONE);  // split.y = z
+    be->ops->silu_forward(be, split.y.dev, y.dev, (size_t)elems);
+    for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) test_buf_pull(outs[i]);
+    test_expect_bits("fused train y", fused.y.host, y.host, elems);
+    test_expect_bits("fused running_mean", fused.rmean.host, split.rmean.host, c);
+    test_expect_bits("fused running_var", fused.rvar.host, split.rvar.host, c);
+    test_expect_bits("fused save_mean", fused.smean.host, split.smean.host, c);
+    test_expect_bits("fused save_invstd", fused.sinvstd.host, split.sinvstd.host, c);
+
+    // Accumulating onto non-zero priors, the same on both sides.
+    TestBuf dx[2], dg[2], db[2];
+    for (int k = 0; k < 2; k++) {
+        dx[k] = test_buf_random(elems, -1.0f, 1.0f, seed + 10);
+        dg[k] = test_buf_random(c, -1.0f, 1.0f, seed + 11);
+        db[k] = test_buf_random(c, -1.0f, 1.0f, seed + 12);
+    }
+    be->ops->silu_backward(be, split.y.dev, split.r.dev, dz.dev, (size_t)elems);
+    be->ops->batchnorm_backward(be, n, c, hw, split.x.dev, dz.dev, split.gamma.dev, split.beta.dev, split.smean.dev,
+                                split.sinvstd.dev, BATCHNORM_ACT_NONE, dx[1].dev, dg[1].dev, db[1].dev);
+    be->ops->batchnorm_backward(be, n, c, hw, fused.x.dev, fused.r.dev, fused.gamma.dev, fused.beta.dev,
+                                fused.smean.dev, fused.sinvstd.dev, BATCHNORM_ACT_SILU, dx[0].dev, dg[0].dev,
+                                db[0].dev);
+    for (int k = 0; k < 2; k++) {
+        test_buf_pull(&dx[k]);
+        test_buf_pull(&dg[k]);
+        test_buf_pull(&db[k]);
+    }
+    test_expect_bits("fused dx", dx[0].host, dx[1].host, elems);
+    test_expect_bits("fused dgamma", dg[0].host, dg[1].host, c);
+    test_expect_bits("fused dbeta", db[0].host, db[1].host, c);
+
+    be->ops->batchnorm_forward_infer(be, n, c, hw, fused.x.dev, fused.gamma.dev, fused.beta.dev, fused.rmean.dev,
+                                     fused.rvar.dev, bn_eps, BATCHNORM_ACT_SILU, fused.y.dev);
+    be->ops->batchnorm_forward_infer(be, n, c, hw, split.x.dev, split.gamma.dev, split.beta.dev, split.rmean.dev,
+                                     split.rvar.dev, bn_eps, BATCHNORM_ACT_NONE, split.y.dev);
+    be->ops->silu_forward(be, split.y.dev, y.dev, (size_t)elems);
+    test_buf_pull(&fused.y);
+    test_buf_pull(&y);
+    test_expect_bits("fused infer y", fused.y.host, y.host, elems);
+
+    for (int k = 0; k < 2; k++) {
+        test_buf_destroy(&dx[k]);
+        test_buf_destroy(&dg[k]);
+        test_buf_destroy(&db[k]);
+    }
+    test_buf_destroy(&y);
+    test_buf_destroy(&dz);
+    bn_probe_destroy(&fused);
+    bn_probe_destroy(&split);
+}
+
+static void test_batchnorm_silu_fused(void **state) {
+    (void)state;
+    bn_check_silu_fused(BN_N, BN_C, BN_HW, 340);
+    bn_check_silu_fused(1, 2, 1, 350);   // one value per channel: z = beta
+    bn_check_silu_fused(4, 3, 1, 360);   // hw = 1
+    bn_check_silu_fused(1, 3, 37, 370);  // n = 1
+    bn_check_silu_fused(2, 4, 4096, 380);  // the threaded path
 }
 
 // ---- element-wise ----------------------------------------------------------------------------------
@@ -861,6 +940,7 @@ int main(void) {
         cmocka_unit_test(test_batchnorm_train),
         cmocka_unit_test(test_batchnorm_infer),
         cmocka_unit_test(test_batchnorm_backward),
+        cmocka_unit_test(test_batchnorm_silu_fused),
         cmocka_unit_test(test_silu),
         cmocka_unit_test(test_add_accumulate),
         cmocka_unit_test(test_copy_box),
