@@ -3,9 +3,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "framework/augment_pixel.h"
 #include "framework/rng.h"
 
-enum { PAD_VALUE = 114 };  // Ultralytics' grey for letterbox, mosaic and warp borders
 
 AugmentSettings augment_settings_default(void) {
     return (AugmentSettings){
@@ -29,49 +29,14 @@ static double uniform(uint64_t stream, uint64_t index, double lo, double hi) {
     return lo + (hi - lo) * (double)rng_uniform(stream, index);
 }
 
-static uint8_t round_u8(double v) {
-    return v <= 0.0 ? 0 : v >= 255.0 ? 255 : (uint8_t)(v + 0.5);
-}
-
-// ---- sampling ----------------------------------------------------------------------------------------
-
-// Bilinear sample at (sx, sy). Taps outside the image read `border`, or the nearest edge pixel when
-// border is negative (cv2.resize's behaviour).
-static void sample_bilinear(const Image *src, double sx, double sy, int border, uint8_t out[3]) {
-    if (border < 0) {
-        sx = sx < 0 ? 0 : sx > src->width - 1 ? src->width - 1 : sx;
-        sy = sy < 0 ? 0 : sy > src->height - 1 ? src->height - 1 : sy;
-    }
-    double fx0 = floor(sx), fy0 = floor(sy);
-    if (fx0 < -1 || fy0 < -1 || fx0 >= src->width || fy0 >= src->height) {
-        memset(out, border, 3);
-        return;
-    }
-    int x0 = (int)fx0, y0 = (int)fy0;
-    double fx = sx - fx0, fy = sy - fy0;
-    const uint8_t *taps[4];
-    static const uint8_t grey[3] = {PAD_VALUE, PAD_VALUE, PAD_VALUE};
-    for (int k = 0; k < 4; k++) {
-        int x = x0 + (k & 1), y = y0 + (k >> 1);
-        bool inside = x >= 0 && y >= 0 && x < src->width && y < src->height;
-        // With replicated edges x0 + 1 may pass the last column only with weight 0.
-        if (!inside && border < 0) x = x < src->width ? x : src->width - 1, y = y < src->height ? y : src->height - 1;
-        taps[k] = inside || border < 0 ? src->data + ((size_t)y * src->width + x) * 3 : grey;
-    }
-    for (int c = 0; c < 3; c++) {
-        double top = taps[0][c] + fx * (taps[1][c] - taps[0][c]);
-        double bottom = taps[2][c] + fx * (taps[3][c] - taps[2][c]);
-        out[c] = round_u8(top + fy * (bottom - top));
-    }
-}
-
 void augment_crop_resize(const Image *src, CropBox region, int width, int height, Image *out) {
     image_alloc(out, width, height);
     double sx = region.w / width, sy = region.h / height;
     for (int y = 0; y < height; y++) {
-        double src_y = region.y + (y + 0.5) * sy - 0.5;
+        double src_y = aug_resize_coord(region.y, y, sy);
         uint8_t *row = out->data + (size_t)y * width * 3;
-        for (int x = 0; x < width; x++) sample_bilinear(src, region.x + (x + 0.5) * sx - 0.5, src_y, -1, row + 3 * x);
+        for (int x = 0; x < width; x++)
+            aug_sample_image(src->data, src->width, src->height, aug_resize_coord(region.x, x, sx), src_y, -1, row + 3 * x);
     }
 }
 
@@ -118,7 +83,7 @@ void augment_letterbox_image(const Image *src, const Letterbox *lb, Image *out) 
     Image resized;
     augment_resize(src, lb->new_w, lb->new_h, &resized);
     image_alloc(out, lb->out_w, lb->out_h);
-    memset(out->data, PAD_VALUE, (size_t)lb->out_w * lb->out_h * 3);
+    memset(out->data, AUG_PAD_VALUE, (size_t)lb->out_w * lb->out_h * 3);
     for (int y = 0; y < lb->new_h; y++)
         memcpy(out->data + ((size_t)(y + lb->top) * lb->out_w + lb->left) * 3, resized.data + (size_t)y * lb->new_w * 3,
                (size_t)lb->new_w * 3);
@@ -166,70 +131,16 @@ HsvGains augment_hsv_draw(const AugmentSettings *st, uint64_t stream) {
     };
 }
 
-enum { HSV_SHIFT = 12 };  // OpenCV's fixed-point bits for 8-bit RGB→HSV
-
-// OpenCV's cvtColor(COLOR_RGB2HSV) for 8-bit pixels: integer arithmetic with rounded reciprocal tables.
-static void rgb_to_hsv(const uint8_t *rgb, const int *sdiv, const int *hdiv, uint8_t hsv[3]) {
-    int r = rgb[0], g = rgb[1], b = rgb[2];
-    int v = r > g ? r : g;
-    v = v > b ? v : b;
-    int vmin = r < g ? r : g;
-    vmin = vmin < b ? vmin : b;
-    int diff = v - vmin;
-    int s = (diff * sdiv[v] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
-    int h = v == r ? g - b : v == g ? b - r + 2 * diff : r - g + 4 * diff;
-    h = (h * hdiv[diff] + (1 << (HSV_SHIFT - 1))) >> HSV_SHIFT;
-    h += h < 0 ? 180 : 0;
-    hsv[0] = (uint8_t)(h > 255 ? 255 : h);
-    hsv[1] = (uint8_t)s;
-    hsv[2] = (uint8_t)v;
-}
-
-// OpenCV's cvtColor(COLOR_HSV2RGB) for 8-bit pixels as its vectorised path computes it (which converts
-// all but the last width mod 32 pixels of a row on AVX2; that scalar tail rounds instead of
-// truncating): single precision, 1 - s·h fused, results truncated.
-static void hsv_to_rgb(const uint8_t hsv[3], uint8_t *rgb) {
-    static const int sector_data[6][3] = {{1, 3, 0}, {1, 0, 2}, {3, 0, 1}, {0, 2, 1}, {0, 1, 3}, {2, 1, 0}};
-    float s = hsv[1] * (1.0f / 255.0f), v = hsv[2] * (1.0f / 255.0f);
-    float h = hsv[0] * (6.0f / 180.0f);
-    float pre = truncf(h);
-    h -= pre;
-    int sector = (int)(pre - 6.0f * truncf(pre * (1.0f / 6.0f)));
-    // 1 - s·h rounded once, as a fused multiply-add gives it: the product of two floats is exact in
-    // double, and for these inputs the difference rounds the same (checked on every HSV triple).
-    float tab[4] = {v, v * (1.0f - s), v * (float)(1.0 - (double)s * h), v * (float)(1.0 - (double)s * (1.0f - h))};
-    const int *order = sector_data[sector];  // b, g, r
-    for (int c = 0; c < 3; c++) {
-        float x = truncf(tab[order[2 - c]] * 255.0f);
-        rgb[c] = x <= 0.0f ? 0 : x >= 255.0f ? 255 : (uint8_t)x;
-    }
-}
-
 void augment_hsv_apply(Image *im, HsvGains gains) {
     int sdiv[256] = {0}, hdiv[256] = {0};
-    for (int i = 1; i < 256; i++) {
-        sdiv[i] = (int)lrint((double)(255 << HSV_SHIFT) / i);
-        hdiv[i] = (int)lrint((double)(180 << HSV_SHIFT) / (6.0 * i));
-    }
-    // Ultralytics' tables, in float64 with truncation to uint8 as numpy's astype does.
-    uint8_t lut_h[256], lut_s[256], lut_v[256];
-    for (int x = 0; x < 256; x++) {
-        double h = fmod(x + gains.h * 180.0, 180.0);
-        if (h < 0) h += 180.0;
-        lut_h[x] = (uint8_t)h;
-        lut_s[x] = (uint8_t)fmin(fmax(x * (gains.s + 1.0), 0.0), 255.0);
-        lut_v[x] = (uint8_t)fmin(fmax(x * (gains.v + 1.0), 0.0), 255.0);
-    }
-    lut_s[0] = 0;
+    for (int i = 1; i < 256; i++) sdiv[i] = aug_hsv_sdiv(i), hdiv[i] = aug_hsv_hdiv(i);
+    uint8_t lut[3][256];
+    const double gain[3] = {gains.h, gains.s, gains.v};
+    for (int c = 0; c < 3; c++)
+        for (int x = 0; x < 256; x++) lut[c][x] = aug_hsv_lut(c, x, gain[c]);
+    const uint8_t *const luts[3] = {lut[0], lut[1], lut[2]};
     size_t n = (size_t)im->width * im->height;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *px = im->data + 3 * i, hsv[3];
-        rgb_to_hsv(px, sdiv, hdiv, hsv);
-        hsv[0] = lut_h[hsv[0]];
-        hsv[1] = lut_s[hsv[1]];
-        hsv[2] = lut_v[hsv[2]];
-        hsv_to_rgb(hsv, px);
-    }
+    for (size_t i = 0; i < n; i++) aug_hsv_pixel(im->data + 3 * i, sdiv, hdiv, luts);
 }
 
 // ---- random perspective ------------------------------------------------------------------------------
@@ -287,20 +198,16 @@ void augment_warp_image(const Image *src, const AugWarp *w, Image *out) {
     image_alloc(out, w->out_w, w->out_h);
     double inv[3][3];
     if (!mat3_invert(w->m, inv)) {  // a degenerate draw (zero scale) maps nothing onto the output
-        memset(out->data, PAD_VALUE, (size_t)w->out_w * w->out_h * 3);
+        memset(out->data, AUG_PAD_VALUE, (size_t)w->out_w * w->out_h * 3);
         return;
     }
     for (int y = 0; y < w->out_h; y++) {
         uint8_t *row = out->data + (size_t)y * w->out_w * 3;
         for (int x = 0; x < w->out_w; x++) {
-            double sx = inv[0][0] * x + inv[0][1] * y + inv[0][2];
-            double sy = inv[1][0] * x + inv[1][1] * y + inv[1][2];
-            double sw = inv[2][0] * x + inv[2][1] * y + inv[2][2];
-            if (sw <= 0) {  // behind the projection: nothing of the source lands here
-                memset(row + 3 * x, PAD_VALUE, 3);
-                continue;
-            }
-            sample_bilinear(src, sx / sw, sy / sw, PAD_VALUE, row + 3 * x);
+            double sx, sy;
+            if (aug_warp_source(inv, x, y, &sx, &sy))
+                aug_sample_image(src->data, src->width, src->height, sx, sy, AUG_PAD_VALUE, row + 3 * x);
+            else memset(row + 3 * x, AUG_PAD_VALUE, 3);
         }
     }
 }
@@ -367,7 +274,7 @@ Mosaic augment_mosaic_layout(int s, const int widths[4], const int heights[4], u
 void augment_mosaic_image(const Mosaic *m, const Image tiles[4], Image *out) {
     int side = 2 * m->s;
     image_alloc(out, side, side);
-    memset(out->data, PAD_VALUE, (size_t)side * side * 3);
+    memset(out->data, AUG_PAD_VALUE, (size_t)side * side * 3);
     for (int i = 0; i < 4; i++) {
         const MosaicTile *t = &m->tiles[i];
         int w = t->x2a - t->x1a;
