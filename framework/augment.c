@@ -170,6 +170,8 @@ static bool mat3_invert(const double m[3][3], double out[3][3]) {
     return true;
 }
 
+bool augment_warp_inverse(const AugWarp *w, double inv[3][3]) { return mat3_invert(w->m, inv); }
+
 AugWarp augment_warp_draw(const AugmentSettings *st, int in_w, int in_h, int out_w, int out_h, uint64_t stream) {
     const double deg = M_PI / 180.0;
     double C[3][3] = {{1, 0, -in_w / 2.0}, {0, 1, -in_h / 2.0}, {0, 0, 1}};
@@ -197,7 +199,7 @@ AugWarp augment_warp_draw(const AugmentSettings *st, int in_w, int in_h, int out
 void augment_warp_image(const Image *src, const AugWarp *w, Image *out) {
     image_alloc(out, w->out_w, w->out_h);
     double inv[3][3];
-    if (!mat3_invert(w->m, inv)) {  // a degenerate draw (zero scale) maps nothing onto the output
+    if (!augment_warp_inverse(w, inv)) {  // a degenerate draw (zero scale) maps nothing onto the output
         memset(out->data, AUG_PAD_VALUE, (size_t)w->out_w * w->out_h * 3);
         return;
     }

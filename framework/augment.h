@@ -101,6 +101,9 @@ typedef struct AugWarp {
 // 0, 1: perspective x, y; 2: angle; 3: scale; 4, 5: shear x, y; 6, 7: translation x, y.
 AugWarp augment_warp_draw(const AugmentSettings *st, int in_w, int in_h, int out_w, int out_h, uint64_t stream);
 
+// w's inverse (output pixel -> input position); false when w is degenerate (a zero scale).
+bool augment_warp_inverse(const AugWarp *w, double inv[3][3]);
+
 // Warps src through w (bilinear, border 114); allocates *out (out_w × out_h).
 void augment_warp_image(const Image *src, const AugWarp *w, Image *out);
 

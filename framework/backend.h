@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "framework/augment_render.h"
 #include "framework/dtype.h"
 
 #ifdef __cplusplus
@@ -112,6 +113,15 @@ typedef struct BackendOps {
     // (n, 3, h, w) activations get byte * (1.0f / 255.0f), one float multiplication rounded to the
     // activation type. n * 3 * h * w is at most what reserve_activations sized.
     void (*upload_images)(Backend *be, void *dst, const uint8_t *host_src, int64_t n, int64_t h, int64_t w);
+    // The network input rendered from n recipes (framework/augment_render.h): dst (n, 3, side, side)
+    // activations get render_pixel's bytes * (1.0f / 255.0f), as upload_images would from the host
+    // loader's pixels. The recipes' tiles lie in host_arena from recipes[0].tiles[0].offset on, the n
+    // recipes' images one after another, at most what reserve_render sized.
+    void (*render_images)(Backend *be, void *dst, const RenderRecipe *recipes, int64_t n, const uint8_t *host_arena,
+                          int64_t side);
+    // Before a batch's work is queued (growing waits for the device): room for render_images calls of
+    // up to n recipes whose images take up to arena_bytes.
+    void (*reserve_render)(Backend *be, int64_t n, int64_t arena_bytes);
     // Host memory for buffers that go to or come from the backend often (staging, loss buffers):
     // page-locked on CUDA, which roughly doubles transfer speed and lets copies run asynchronously;
     // plain memory on the CPU. Aborts on failure; host_free accepts NULL.

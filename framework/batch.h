@@ -6,11 +6,17 @@
 
 #include <stdint.h>
 
+#include "framework/augment_render.h"
 #include "layers/targets.h"
 
 typedef struct Batch {
     int64_t n, h, w;       // images and network input size
     uint8_t *images;       // (n, h, w, 3) interleaved RGB bytes, host memory, owned
+    // Or, for a backend that renders the images itself: one recipe per image (owned) and the decoded
+    // images they read (owned), each recipe's after the previous one's (render_recipe_bytes).
+    RenderRecipe *recipes;
+    uint8_t *arena;
+    int64_t arena_bytes;
     int n_targets;
     TargetBox *targets;    // detection: every box of every image, grouped by image (owned)
     int32_t *labels;       // classification: one class per image (owned); NULL for detection

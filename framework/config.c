@@ -16,6 +16,7 @@ const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT] = {"auto", "SGD
 static const char *const rank_order_names[CONFIG_RANK_ORDER_COUNT] = {"pipeline-first", "replica-first"};
 static const char *const transport_names[CONFIG_TRANSPORT_COUNT] = {"auto", "mpi", "nccl"};
 static const char *const backend_names[CONFIG_BACKEND_COUNT] = {"auto", "cpu", "cuda"};
+static const char *const render_names[CONFIG_RENDER_COUNT] = {"auto", "host", "backend"};
 const char *const config_precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "tf32", "bf16", "fp16"};
 
 DType config_precision_activation_type(ConfigPrecision p) {
@@ -84,6 +85,7 @@ static const ConfigKey config_keys[] = {
     FLOAT("augment.scale", augment.scale, 0, 0.9),
     FLOAT("augment.fliplr", augment.fliplr, 0, 1),
     FLOAT("augment.mosaic", augment.mosaic, 0, 1),
+    ENUM("augment.render", augment.render, render_names),
     INT("val.period", val.period, 0, 100000),
     FLOAT("val.conf", val.conf, 0, 1),
     FLOAT("val.iou", val.iou, 0, 1),
@@ -536,7 +538,7 @@ static void write_value(const ConfigKey *key, const ExperimentConfig *cfg, FILE 
 
 static bool key_free_on_resume(const char *name) {
     static const char *const free_keys[] = {"name", "train.max_steps", "train.workers", "device.backend",
-                                            "device.deterministic"};
+                                            "device.deterministic", "augment.render"};
     for (size_t i = 0; i < sizeof free_keys / sizeof *free_keys; i++)
         if (!strcmp(name, free_keys[i])) return true;
     // A checkpoint loads under any partitioning: the parallel layout may change (the trainer checks

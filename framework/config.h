@@ -79,8 +79,13 @@ typedef struct TrainConfig {
     int64_t workers;
 } TrainConfig;
 
+// Where detection training images are composed: the loader's threads (host) or the backend
+// (framework/augment_render.h); auto: the backend when it is a GPU.
+typedef enum ConfigRender { CONFIG_RENDER_AUTO, CONFIG_RENDER_HOST, CONFIG_RENDER_BACKEND, CONFIG_RENDER_COUNT } ConfigRender;
+
 typedef struct AugmentConfig {
     double hsv_h, hsv_s, hsv_v, translate, scale, fliplr, mosaic;
+    ConfigRender render;
 } AugmentConfig;
 
 typedef struct ValConfig {

@@ -465,6 +465,18 @@ static void executor_loss(Executor *ex, Graph *g, const Batch *data, int64_t fir
 
 // ---- one training batch ------------------------------------------------------------------------------
 
+// Before a batch's work is queued: room on the backend for each micro-batch's recipes and images.
+static void executor_render_reserve(Executor *ex, const Batch *data) {
+    if (!data || !data->recipes) return;
+    int64_t largest = 0;
+    for (int64_t first = 0; first < data->n; first += ex->micro) {
+        int64_t bytes = 0;
+        for (int64_t j = first; j < first + ex->micro && j < data->n; j++) bytes += render_recipe_bytes(&data->recipes[j]);
+        if (bytes > largest) largest = bytes;
+    }
+    ex->be->ops->reserve_render(ex->be, ex->micro, largest);
+}
+
 // The clock of the layer times. A backend that queues its work (CUDA: its memory is not the host's)
 // finishes what it has queued first, while measuring, so that each layer is charged its own kernels.
 static double executor_clock(Executor *ex) {
@@ -563,8 +575,12 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         if (in->stage == 0) {
             Graph *g = chunk_slot(&ex->chunks[0], in->micro);
             int64_t image = 3 * st->b->side * st->b->side;
-            be->ops->upload_images(be, g->input.data, st->b->data->images + in->micro * ex->micro * image, ex->micro,
-                                   st->b->side, st->b->side);
+            const Batch *data = st->b->data;
+            int64_t first = in->micro * ex->micro;
+            if (data->recipes)
+                be->ops->render_images(be, g->input.data, data->recipes + first, ex->micro, data->arena, st->b->side);
+            else be->ops->upload_images(be, g->input.data, data->images + first * image, ex->micro, st->b->side,
+                                        st->b->side);
         }
         break;  // the last stage's targets are in the batch already
     case SCHED_OP_RECV_ACT:
@@ -631,6 +647,7 @@ static void executor_set_input_size(Executor *ex, int64_t n, int64_t side) {
 void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, ExecutorLoss *loss) {
     executor_set_input_size(ex, ex->micro, b->side);
     executor_loss_reserve(ex, b->side, b->data);
+    executor_render_reserve(ex, b->data);
     int64_t reduced_from[PLAN_MAX_STAGES];
     for (int c = 0; c < ex->n_chunks; c++) reduced_from[c] = ex->chunks[c].graph->param_elems;
     BatchState st = {.b = b, .loss = loss, .reduced_from = reduced_from};

@@ -75,10 +75,13 @@ static uint64_t sample_stream(uint64_t seed, int64_t epoch, int64_t index) {
     return rng_mix64(rng_mix64(rng_seed_for_name(seed, "sample") ^ (uint64_t)epoch) ^ (uint64_t)index);
 }
 
-// What one sample contributes: its image at the input size (when images are wanted) and its boxes in
-// input pixels.
+// What one sample contributes: its image at the input size (when images are wanted), or its recipe
+// and decoded images (when recipes are), and its boxes in input pixels.
 typedef struct Sample {
     Image image;
+    RenderRecipe recipe;  // tile offsets into `decoded`
+    uint8_t *decoded;
+    int64_t decoded_bytes;
     BoxList boxes;
 } Sample;
 
@@ -114,11 +117,33 @@ static bool load_image(const DatasetSplit *split, int64_t index, int imgsz, Imag
     return true;
 }
 
+// Decodes sample `index`'s image onto the end of out->decoded for its recipe tile t, which gets its
+// sizes and offset (the canvas rectangle is the caller's).
+static bool decode_tile(const DatasetSplit *split, int64_t index, int imgsz, Sample *out, RenderTile *t, Error *err) {
+    const DatasetSample *s = &split->samples[index];
+    Image decoded;
+    if (!image_read(s->image_path, &decoded, err)) return false;
+    if (decoded.width != s->width || decoded.height != s->height) {
+        image_free(&decoded);
+        return error_set(err, "%s: the image changed since the dataset was scanned (%dx%d, now %dx%d)", s->image_path,
+                         s->width, s->height, decoded.width, decoded.height);
+    }
+    int64_t bytes = (int64_t)decoded.width * decoded.height * 3;
+    out->decoded = yp_realloc(out->decoded, (size_t)(out->decoded_bytes + bytes));
+    memcpy(out->decoded + out->decoded_bytes, decoded.data, (size_t)bytes);
+    *t = (RenderTile){.offset = out->decoded_bytes, .src_w = decoded.width, .src_h = decoded.height};
+    augment_load_size(decoded.width, decoded.height, imgsz, &t->load_w, &t->load_h);
+    out->decoded_bytes += bytes;
+    image_free(&decoded);
+    return true;
+}
+
 static bool detect_train_sample(const DatasetSplit *split, const LoaderOptions *opt, int64_t index, const BatchRequest *req,
                                 Sample *out, Error *err) {
     const AugmentSettings *aug = &opt->aug;
-    const bool pixels = req->parts & BATCH_PART_IMAGES;
+    const bool pixels = req->parts & BATCH_PART_IMAGES, recipe = req->parts & BATCH_PART_RECIPES;
     const int s = req->imgsz;
+    RenderRecipe *r = &out->recipe;
     uint64_t stream = sample_stream(opt->seed, req->epoch, index);
     Image src = {0};
     int src_w, src_h;
@@ -143,22 +168,42 @@ static bool detect_train_sample(const DatasetSplit *split, const LoaderOptions *
             for (int k = 0; k < 4; k++) image_free(&loaded[k]);
             if (!ok) return false;
         }
+        for (int k = 0; k < 4 && recipe; k++) {
+            RenderTile *t = &r->tiles[k];
+            if (!decode_tile(split, tiles[k], s, out, t, err)) return false;
+            const MosaicTile *mt = &m.tiles[k];
+            t->x1a = mt->x1a, t->y1a = mt->y1a, t->x2a = mt->x2a, t->y2a = mt->y2a, t->x1b = mt->x1b, t->y1b = mt->y1b;
+        }
+        r->n_tiles = 4;
         src_w = src_h = 2 * s;
     } else {
         const DatasetSample *d = &split->samples[index];
         augment_load_size(d->width, d->height, s, &src_w, &src_h);
         append_boxes(split, index, src_w, src_h, &out->boxes);
         if (pixels && !load_image(split, index, s, &src, err)) return false;
+        if (recipe) {
+            RenderTile *t = &r->tiles[0];
+            if (!decode_tile(split, index, s, out, t, err)) return false;
+            t->x2a = t->load_w, t->y2a = t->load_h;  // the whole canvas, from the image's top-left
+        }
+        r->n_tiles = 1;
     }
     AugWarp warp = augment_warp_draw(aug, src_w, src_h, s, s, rng_seed_for_name(stream, "perspective"));
     out->boxes.n = augment_warp_boxes(&warp, out->boxes.items, out->boxes.n);
     bool flip = rng_uniform(stream, DRAW_FLIP) < aug->fliplr;
     if (flip) augment_flip_boxes(out->boxes.items, out->boxes.n, s);
+    const bool hsv = aug->hsv_h || aug->hsv_s || aug->hsv_v;  // Ultralytics skips the HSV round trip when all gains are 0
+    HsvGains gains = hsv ? augment_hsv_draw(aug, rng_seed_for_name(stream, "hsv")) : (HsvGains){0};
+    if (recipe) {
+        r->canvas_w = src_w, r->canvas_h = src_h;
+        r->warp_valid = augment_warp_inverse(&warp, r->inv);
+        r->hsv = hsv, r->hsv_gain[0] = gains.h, r->hsv_gain[1] = gains.s, r->hsv_gain[2] = gains.v;
+        r->flip = flip;
+    }
     if (!pixels) return true;
     augment_warp_image(&src, &warp, &out->image);
     image_free(&src);
-    if (aug->hsv_h || aug->hsv_s || aug->hsv_v)  // Ultralytics skips the HSV round trip when all gains are 0
-        augment_hsv_apply(&out->image, augment_hsv_draw(aug, rng_seed_for_name(stream, "hsv")));
+    if (hsv) augment_hsv_apply(&out->image, gains);
     if (flip) augment_flip_image(&out->image);
     return true;
 }
@@ -206,6 +251,8 @@ static bool classify_sample(const DatasetSplit *split, const LoaderOptions *opt,
 
 void loader_batch_free(Batch *batch) {
     free(batch->images);
+    free(batch->recipes);
+    free(batch->arena);
     free(batch->targets);
     free(batch->labels);
     free(batch->indices);
@@ -218,15 +265,28 @@ static void store_image(const Image *im, uint8_t *images, int64_t j) {
     memcpy(images + (size_t)j * bytes, im->data, bytes);
 }
 
+// The sample's recipe as image j of the batch, its decoded images appended to the batch's arena.
+static void store_recipe(const Sample *sample, Batch *batch, int64_t j) {
+    RenderRecipe *r = &batch->recipes[j];
+    *r = sample->recipe;
+    for (int k = 0; k < r->n_tiles; k++) r->tiles[k].offset += batch->arena_bytes;
+    batch->arena = yp_realloc(batch->arena, (size_t)(batch->arena_bytes + sample->decoded_bytes));
+    memcpy(batch->arena + batch->arena_bytes, sample->decoded, (size_t)sample->decoded_bytes);
+    batch->arena_bytes += sample->decoded_bytes;
+}
+
 bool loader_build(const DatasetSplit *split, const LoaderOptions *opt, const int64_t *order, const BatchRequest *req,
                   Batch *out, Error *err) {
     YP_CHECK(req->n > 0 && req->first >= 0 && req->first + req->n <= split->n_samples && req->imgsz > 0);
-    YP_CHECK(req->parts && (req->parts & ~(unsigned)BATCH_PARTS_ALL) == 0);
+    YP_CHECK(req->parts && (req->parts & ~(unsigned)(BATCH_PARTS_ALL | BATCH_PART_RECIPES)) == 0);
     const bool detect = split->task == DATASET_TASK_DETECT;
+    // Recipes exist for augmented detection samples only, and replace the pixels.
+    YP_CHECK(!(req->parts & BATCH_PART_RECIPES) || (detect && opt->augment && !(req->parts & BATCH_PART_IMAGES)));
     const int64_t n = req->n, s = req->imgsz;
     *out = (Batch){.n = n, .h = s, .w = s};
     out->indices = yp_malloc((size_t)n * sizeof *out->indices);
     if (req->parts & BATCH_PART_IMAGES) out->images = yp_malloc((size_t)(n * 3 * s * s) * sizeof *out->images);
+    if (req->parts & BATCH_PART_RECIPES) out->recipes = yp_calloc((size_t)n, sizeof *out->recipes);
     if (!detect && (req->parts & BATCH_PART_TARGETS)) out->labels = yp_malloc((size_t)n * sizeof *out->labels);
     int n_targets = 0, cap = 0;
     bool ok = true;
@@ -238,6 +298,7 @@ bool loader_build(const DatasetSplit *split, const LoaderOptions *opt, const int
         else if (opt->augment) ok = detect_train_sample(split, opt, index, req, &sample, err);
         else ok = detect_val_sample(split, index, req, &sample, err);
         if (ok && out->images) store_image(&sample.image, out->images, j);
+        if (ok && out->recipes) store_recipe(&sample, out, j);
         if (ok && out->labels) out->labels[j] = split->samples[index].cls;
         if (ok && detect && (req->parts & BATCH_PART_TARGETS)) {
             if (n_targets + sample.boxes.n > cap) {
@@ -255,6 +316,7 @@ bool loader_build(const DatasetSplit *split, const LoaderOptions *opt, const int
             }
         }
         image_free(&sample.image);
+        free(sample.decoded);
         free(sample.boxes.items);
     }
     out->n_targets = n_targets;

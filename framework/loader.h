@@ -65,7 +65,14 @@ int loader_step_imgsz(uint64_t seed, int64_t step, int imgsz, double fraction);
 // The smallest and largest size loader_step_imgsz can return (both imgsz when fraction is 0).
 void loader_imgsz_range(int imgsz, double fraction, int *lo, int *hi);
 
-typedef enum BatchParts { BATCH_PART_IMAGES = 1, BATCH_PART_TARGETS = 2, BATCH_PARTS_ALL = 3 } BatchParts;
+// BATCH_PART_RECIPES: detection training images as recipes for the backend to render
+// (framework/augment_render.h) instead of pixels; other batches give pixels for it.
+typedef enum BatchParts {
+    BATCH_PART_IMAGES = 1,
+    BATCH_PART_TARGETS = 2,
+    BATCH_PARTS_ALL = 3,
+    BATCH_PART_RECIPES = 4,
+} BatchParts;
 
 // One batch, or one replica's share of a global batch: positions [first, first + n) of the epoch's
 // order. A pipeline's first stage asks for images, its last for targets (labels) only, which needs

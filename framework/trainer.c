@@ -286,8 +286,11 @@ static bool trainer_build_loaders(Trainer *t, Error *err) {
                                (long long)cfg->train.batch, (long long)train_split->n_samples);
     t->step_sides = yp_malloc((size_t)t->batches_per_epoch * sizeof *t->step_sides);
     t->val_options = loader_options_val(t->micro);
-    // Stage 0 loads the images and the last stage the targets of this replica's share of each batch.
-    unsigned parts = (executor_loads_images(t->ex) ? BATCH_PART_IMAGES : 0) |
+    // Stage 0 loads the images (or their recipes, for the backend to render) and the last stage the
+    // targets of this replica's share of each batch.
+    ConfigRender render = cfg->augment.render;
+    bool recipes = !t->classify && (render == CONFIG_RENDER_BACKEND || (render == CONFIG_RENDER_AUTO && !t->be->host_memory));
+    unsigned parts = (executor_loads_images(t->ex) ? (recipes ? BATCH_PART_RECIPES : BATCH_PART_IMAGES) : 0) |
                      (executor_loads_targets(t->ex) ? BATCH_PART_TARGETS : 0);
     if (!parts) return true;
     LoaderOptions train = loader_options_train(cfg->train.batch, (uint64_t)cfg->train.seed);

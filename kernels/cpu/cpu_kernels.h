@@ -73,6 +73,11 @@ static inline float cpu_silu_grad(float x, float dy) {
 void cpu_fill(Backend *be, float *dst, float value, size_t n_elems);
 void cpu_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
 void cpu_upload_images(Backend *be, void *dst, const uint8_t *host_src, int64_t n, int64_t h, int64_t w);
+
+// ---- cpu_render.c ----------------------------------------------------------------------------------
+void cpu_render_images(Backend *be, void *dst, const RenderRecipe *recipes, int64_t n, const uint8_t *host_arena,
+                       int64_t side);
+void cpu_reserve_render(Backend *be, int64_t n, int64_t arena_bytes);
 void cpu_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
 void cpu_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
 void cpu_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
@@ -134,6 +139,8 @@ extern const BackendOps cpu_lowp_ops;
     .fill = cpu_fill,                                 \
     .fill_uniform = cpu_fill_uniform,                 \
     .upload_images = cpu_upload_images,               \
+    .render_images = cpu_render_images,               \
+    .reserve_render = cpu_reserve_render,             \
     .reserve_workspace = cpu_reserve_workspace,       \
     .conv_workspace_bytes = cpu_conv_workspace_bytes, \
     .synchronize = cpu_synchronize,                   \

@@ -16,6 +16,7 @@
 #include "framework/fsutil.h"
 #include "framework/image_io.h"
 #include "framework/loader.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "framework/rng.h"
 
 enum { N_IMAGES = 23, BATCH = 5 };
@@ -35,7 +36,9 @@ static void write_sample(const char *image_path, const char *label_path, int i) 
     int x0 = (i * 7) % (w - side), y0 = (i * 11) % (h - side);
     Image im;
     image_alloc(&im, w, h);
-    for (int p = 0; p < w * h; p++) memset(im.data + 3 * p, 60 + i, 3);
+    // A textured background, so that resampling has something to interpolate.
+    for (int p = 0; p < w * h; p++)
+        for (int c = 0; c < 3; c++) im.data[3 * p + c] = (uint8_t)(60 + i + 7 * (p % w) + 5 * (p / w) + 40 * c);
     for (int y = y0; y < y0 + side; y++)
         for (int x = x0; x < x0 + side; x++) {
             uint8_t *px = im.data + ((size_t)y * w + x) * 3;
@@ -298,6 +301,46 @@ static void test_targets_only_and_close_mosaic(void **state) {
     }
 }
 
+// A backend rendering the recipes (framework/augment_render.h) gives, byte for byte, the host
+// loader's images: mosaic and single images, resized up and down, rotated, sheared, in perspective,
+// HSV-jittered and flipped.
+static void test_recipes_render_the_host_images(void **state) {
+    (void)state;
+    LoaderOptions opt = loader_options_train(BATCH, 7);
+    opt.aug.degrees = 10, opt.aug.shear = 5, opt.aug.perspective = 0.0005;
+    int64_t order[N_IMAGES];
+    loader_epoch_order(7, 2, N_IMAGES, true, order);
+    Backend *be = cpu_backend_create(DTYPE_F32);
+    for (int mosaic = 0; mosaic < 2; mosaic++) {
+        BatchRequest req = {.epoch = 2, .first = 3, .n = 8, .imgsz = 96, .mosaic = mosaic, .parts = BATCH_PART_IMAGES};
+        Batch host, recipes;
+        Error err = {0};
+        assert_true(loader_build(detect_train, &opt, order, &req, &host, &err));
+        req.parts = BATCH_PART_RECIPES;
+        assert_true(loader_build(detect_train, &opt, order, &req, &recipes, &err));
+        assert_null(recipes.images);
+        assert_non_null(recipes.recipes);
+        int64_t elems = 8 * 3 * 96 * 96, arena = 0;
+        for (int j = 0; j < 8; j++) {
+            assert_int_equal(recipes.recipes[j].n_tiles, mosaic ? 4 : 1);
+            assert_int_equal(recipes.recipes[j].tiles[0].offset, arena);
+            arena += render_recipe_bytes(&recipes.recipes[j]);
+        }
+        assert_int_equal(recipes.arena_bytes, arena);
+        float *want = malloc((size_t)elems * sizeof *want), *got = malloc((size_t)elems * sizeof *got);
+        be->ops->upload_images(be, want, host.images, 8, 96, 96);
+        // Two calls, as two micro-batches would: the second's recipes start inside the arena.
+        be->ops->render_images(be, got, recipes.recipes, 5, recipes.arena, 96);
+        be->ops->render_images(be, got + 5 * 3 * 96 * 96, recipes.recipes + 5, 3, recipes.arena, 96);
+        assert_memory_equal(got, want, (size_t)elems * sizeof *got);
+        free(want);
+        free(got);
+        loader_batch_free(&host);
+        loader_batch_free(&recipes);
+    }
+    backend_destroy(be);
+}
+
 static void test_classification(void **state) {
     (void)state;
     assert_int_equal(classify_train->n_samples, 9);
@@ -355,6 +398,7 @@ int main(void) {
         cmocka_unit_test(test_validation_order_and_last_batch),
         cmocka_unit_test(test_per_batch_sizes_and_multiscale),
         cmocka_unit_test(test_targets_only_and_close_mosaic),
+        cmocka_unit_test(test_recipes_render_the_host_images),
         cmocka_unit_test(test_classification),
         cmocka_unit_test(test_read_error),
     };

@@ -127,6 +127,21 @@ static void test_resume_is_bit_identical(void **state) {
     assert_non_null(strstr(err.message, "--set train.lr0:1:1: --resume: train.lr0 differs from the run being resumed"));
 }
 
+// Images rendered by the backend from recipes (augment.render: backend) train exactly as the host
+// loader's images do: the same bytes reach the network (mosaic, multi-scale and the close-mosaic
+// epoch included).
+static void test_backend_rendering_trains_alike(void **state) {
+    (void)state;
+    Error err = {0};
+    char *host[] = {"train.max_steps=7", "augment.render=host"}, *backend[] = {"train.max_steps=7", "augment.render=backend"};
+    if (!train("render-host", detect_body(), 2, host, false, &err)) fail_msg("%s", err.message);
+    if (!train("render-backend", detect_body(), 2, backend, false, &err)) fail_msg("%s", err.message);
+    SafetensorsFile *a = read_last("render-host"), *b = read_last("render-backend");
+    assert_same_tensors(a, b);
+    safetensors_file_destroy(a);
+    safetensors_file_destroy(b);
+}
+
 static void test_export_has_ultralytics_names(void **state) {
     (void)state;
     char body[1024];
@@ -303,6 +318,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_restores_everything),
         cmocka_unit_test(test_resume_is_bit_identical),
+        cmocka_unit_test(test_backend_rendering_trains_alike),
         cmocka_unit_test(test_export_has_ultralytics_names),
         cmocka_unit_test(test_classifier_trains_and_validates),
         cmocka_unit_test(test_user_errors),
