@@ -151,6 +151,7 @@ static void cuda_destroy(Backend *be) {
     cuda_conv_algos_destroy(ctx->conv_algos);
     cuda_free(be, ctx->workspace);
     cuda_free(be, ctx->staging);
+    cuda_free(be, ctx->render);
     cuda_free(be, ctx->reduce_scratch);
     CUDA_CHECK(cudaFreeHost(ctx->reduce_host));
     CUBLAS_CHECK(cublasDestroy(ctx->cublas));
@@ -169,6 +170,8 @@ static const BackendOps cuda_ops = {
     .upload_activation = cuda_upload_activation,
     .download_activation = cuda_download_activation,
     .upload_images = cuda_upload_images,
+    .render_images = cuda_render_images,
+    .reserve_render = cuda_reserve_render,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
     .zero = cuda_zero,

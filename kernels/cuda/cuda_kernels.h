@@ -29,6 +29,9 @@ typedef struct CudaContext {
     // (upload_images' bytes, the only user).
     void *staging;
     size_t staging_bytes;
+    // render_images' recipes and decoded images on the device (reserve_render grows it; owned).
+    void *render;
+    size_t render_bytes;
     CudaConvAlgos *conv_algos;  // owned by cuda_conv.cu
     double *reduce_scratch;     // CUDA_REDUCE_SCRATCH doubles for reductions that return to the host
     double *reduce_host;        // pinned host mirror of reduce_scratch
@@ -105,6 +108,11 @@ void cuda_act_widen(Backend *be, const void *src, float *dst, size_t n_elems);
 void cuda_act_widen_accumulate(Backend *be, const void *src, float *dst, size_t n_elems);
 // dst (n, 3, h, w) activations = byte / 255 of src, n images of h x w interleaved RGB bytes (device).
 void cuda_images_convert(Backend *be, const uint8_t *src, void *dst, int64_t n, int64_t h, int64_t w);
+
+// ---- cuda_render.cu ------------------------------------------------------------------------------
+void cuda_render_images(Backend *be, void *dst, const RenderRecipe *recipes, int64_t n, const uint8_t *host_arena,
+                        int64_t side);
+void cuda_reserve_render(Backend *be, int64_t n, int64_t arena_bytes);
 
 // ---- cuda_optim.cu -------------------------------------------------------------------------------
 MultiTensorTable *cuda_multi_tensor_prepare(Backend *be, const MultiTensorChunk *chunks, int n_chunks);

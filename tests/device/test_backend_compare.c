@@ -56,6 +56,7 @@
 
 #include <cmocka.h>
 
+#include "framework/augment.h"
 #include "framework/backend.h"
 #include "framework/rng.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -551,6 +552,63 @@ static void activation_values_fill(Case *c, float *values, int64_t n) {
         }
         values[i] = v;
     }
+}
+
+// render_images: recipes as the loader draws them (a single image scaled up, rotated and in
+// perspective, flipped; a mosaic of four images scaled up and down; a degenerate warp, no HSV) over
+// random decoded bytes. Both sides compose every pixel with framework/augment_render.h: exact.
+static bool run_render(Harness *h, const void *params) {
+    (void)params;
+    enum { N = 3, SIDE = 96 };
+    Case c;
+    case_begin(&c, h, "render_images", "%dx3x%dx%d, single, mosaic, degenerate", N, SIDE, SIDE);
+    Buf *dst = case_add(&c, "dst", BUF_OUTPUT, shape_make(N, 3, SIDE, SIDE));
+    AugmentSettings aug = augment_settings_default();
+    aug.degrees = 15, aug.shear = 5, aug.perspective = 0.001;
+    RenderRecipe recipes[N] = {{0}};
+    const int sizes[6][2] = {{50, 37}, {150, 90}, {40, 130}, {96, 96}, {61, 70}, {33, 33}};
+    int64_t arena_bytes = 0;
+    for (int k = 0; k < 6; k++) arena_bytes += (int64_t)sizes[k][0] * sizes[k][1] * 3;
+    uint8_t *arena = yp_malloc((size_t)arena_bytes);
+    const uint64_t stream = case_stream(&c);
+    for (int64_t i = 0; i < arena_bytes; i++) arena[i] = (uint8_t)(256.0f * rng_uniform(stream, (uint64_t)i));
+    int64_t offset = 0;
+    for (int j = 0, image = 0; j < N; j++) {
+        RenderRecipe *r = &recipes[j];
+        r->n_tiles = j == 1 ? 4 : 1;
+        int widths[4], heights[4];
+        for (int k = 0; k < r->n_tiles; k++, image++) {
+            RenderTile *t = &r->tiles[k];
+            *t = (RenderTile){.offset = offset, .src_w = sizes[image][0], .src_h = sizes[image][1]};
+            augment_load_size(t->src_w, t->src_h, SIDE, &t->load_w, &t->load_h);
+            widths[k] = t->load_w, heights[k] = t->load_h;
+            t->x2a = t->load_w, t->y2a = t->load_h;
+            offset += (int64_t)t->src_w * t->src_h * 3;
+        }
+        r->canvas_w = widths[0], r->canvas_h = heights[0];
+        if (r->n_tiles == 4) {
+            Mosaic m = augment_mosaic_layout(SIDE, widths, heights, stream + 1);
+            for (int k = 0; k < 4; k++) {
+                RenderTile *t = &r->tiles[k];
+                const MosaicTile *mt = &m.tiles[k];
+                t->x1a = mt->x1a, t->y1a = mt->y1a, t->x2a = mt->x2a, t->y2a = mt->y2a, t->x1b = mt->x1b, t->y1b = mt->y1b;
+            }
+            r->canvas_w = r->canvas_h = 2 * SIDE;
+        }
+        AugWarp warp = augment_warp_draw(&aug, r->canvas_w, r->canvas_h, SIDE, SIDE, stream + 2 + (uint64_t)j);
+        r->warp_valid = j != 2 && augment_warp_inverse(&warp, r->inv);
+        HsvGains g = augment_hsv_draw(&aug, stream + 7 + (uint64_t)j);
+        r->hsv = j != 2, r->hsv_gain[0] = g.h, r->hsv_gain[1] = g.s, r->hsv_gain[2] = g.v;
+        r->flip = j == 0;
+    }
+    case_ready(&c);
+    for (int side = 0; side < 2; side++) {
+        h->be[side]->ops->reserve_render(h->be[side], N, arena_bytes);
+        h->be[side]->ops->render_images(h->be[side], buf_at(dst, side), recipes, N, arena, SIDE);
+    }
+    case_check(&c, dst, tol_exact);
+    free(arena);
+    return case_end(&c);
 }
 
 static bool run_memory(Harness *h, const void *params) {
@@ -2014,7 +2072,7 @@ static double seconds_now(void) {
 }
 
 enum {
-    N_ENTRIES = 1 + N_FLAT_CASES + N_BOX_CASES + N_UPSAMPLE_CASES + N_POOL_CASES + N_AVG_CASES + N_BN_CASES +
+    N_ENTRIES = 2 + N_FLAT_CASES + N_BOX_CASES + N_UPSAMPLE_CASES + N_POOL_CASES + N_AVG_CASES + N_BN_CASES +
                 N_CONV_CASES + N_LINEAR_CASES + N_GEMM_CASES + N_LOSS_CASES + N_MODULE_CASES + N_MODEL_CASES + 1
 };
 
@@ -2030,6 +2088,7 @@ static void entry_add(Entry *e, int *k, Harness *h, const char *prefix, const ch
 static int entries_fill(Entry *e, Harness *h) {
     int k = 0;
     entry_add(e, &k, h, "memory: transfers, copy, zero, fill, fill_uniform", "", run_memory, NULL);
+    entry_add(e, &k, h, "render_images", "", run_render, NULL);
     for (int i = 0; i < N_FLAT_CASES; i++)
         entry_add(e, &k, h, "elementwise ", flat_cases[i].name, run_elementwise, &flat_cases[i]);
     for (int i = 0; i < N_BOX_CASES; i++)
