@@ -100,16 +100,22 @@ static int append_boxes(const DatasetSplit *split, int64_t index, int w, int h, 
     return (int)s->n_boxes;
 }
 
+// Sample `index`'s image, decoded, at the size the scan recorded (the box geometry depends on it).
+static bool decode_image(const DatasetSplit *split, int64_t index, Image *out, Error *err) {
+    const DatasetSample *s = &split->samples[index];
+    if (!image_read(s->image_path, out, err)) return false;
+    if (out->width == s->width && out->height == s->height) return true;
+    error_set(err, "%s: the image changed since the dataset was scanned (%dx%d, now %dx%d)", s->image_path, s->width,
+              s->height, out->width, out->height);
+    image_free(out);
+    return false;
+}
+
 // Ultralytics' load_image: decoded, long side resized to imgsz.
 static bool load_image(const DatasetSplit *split, int64_t index, int imgsz, Image *out, Error *err) {
     const DatasetSample *s = &split->samples[index];
     Image decoded;
-    if (!image_read(s->image_path, &decoded, err)) return false;
-    if (decoded.width != s->width || decoded.height != s->height) {
-        image_free(&decoded);
-        return error_set(err, "%s: the image changed since the dataset was scanned (%dx%d, now %dx%d)", s->image_path,
-                         s->width, s->height, decoded.width, decoded.height);
-    }
+    if (!decode_image(split, index, &decoded, err)) return false;
     int w, h;
     augment_load_size(s->width, s->height, imgsz, &w, &h);
     augment_resize(&decoded, w, h, out);
@@ -120,14 +126,8 @@ static bool load_image(const DatasetSplit *split, int64_t index, int imgsz, Imag
 // Decodes sample `index`'s image onto the end of out->decoded for its recipe tile t, which gets its
 // sizes and offset (the canvas rectangle is the caller's).
 static bool decode_tile(const DatasetSplit *split, int64_t index, int imgsz, Sample *out, RenderTile *t, Error *err) {
-    const DatasetSample *s = &split->samples[index];
     Image decoded;
-    if (!image_read(s->image_path, &decoded, err)) return false;
-    if (decoded.width != s->width || decoded.height != s->height) {
-        image_free(&decoded);
-        return error_set(err, "%s: the image changed since the dataset was scanned (%dx%d, now %dx%d)", s->image_path,
-                         s->width, s->height, decoded.width, decoded.height);
-    }
+    if (!decode_image(split, index, &decoded, err)) return false;
     int64_t bytes = (int64_t)decoded.width * decoded.height * 3;
     out->decoded = yp_realloc(out->decoded, (size_t)(out->decoded_bytes + bytes));
     memcpy(out->decoded + out->decoded_bytes, decoded.data, (size_t)bytes);
