@@ -132,12 +132,10 @@ HsvGains augment_hsv_draw(const AugmentSettings *st, uint64_t stream) {
 }
 
 void augment_hsv_apply(Image *im, HsvGains gains) {
-    int sdiv[256] = {0}, hdiv[256] = {0};
-    for (int i = 1; i < 256; i++) sdiv[i] = aug_hsv_sdiv(i), hdiv[i] = aug_hsv_hdiv(i);
+    int sdiv[256], hdiv[256];
+    aug_hsv_tables(sdiv, hdiv);
     uint8_t lut[3][256];
-    const double gain[3] = {gains.h, gains.s, gains.v};
-    for (int c = 0; c < 3; c++)
-        for (int x = 0; x < 256; x++) lut[c][x] = aug_hsv_lut(c, x, gain[c]);
+    aug_hsv_luts((const double[3]){gains.h, gains.s, gains.v}, lut);
     const uint8_t *const luts[3] = {lut[0], lut[1], lut[2]};
     size_t n = (size_t)im->width * im->height;
     for (size_t i = 0; i < n; i++) aug_hsv_pixel(im->data + 3 * i, sdiv, hdiv, luts);

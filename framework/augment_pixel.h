@@ -134,6 +134,18 @@ YP_HOST_DEVICE static inline uint8_t aug_hsv_lut(int channel, int x, double gain
     return (uint8_t)fmin(fmax(AUG_MUL((double)x, gain + 1.0), 0.0), 255.0);
 }
 
+// Both reciprocal tables, whole (entry 0 is 0 in each).
+YP_HOST_DEVICE static inline void aug_hsv_tables(int sdiv[256], int hdiv[256]) {
+    sdiv[0] = hdiv[0] = 0;
+    for (int i = 1; i < 256; i++) sdiv[i] = aug_hsv_sdiv(i), hdiv[i] = aug_hsv_hdiv(i);
+}
+
+// The three lookup tables for gains (h, s, v).
+YP_HOST_DEVICE static inline void aug_hsv_luts(const double gain[3], uint8_t luts[3][256]) {
+    for (int c = 0; c < 3; c++)
+        for (int x = 0; x < 256; x++) luts[c][x] = aug_hsv_lut(c, x, gain[c]);
+}
+
 // OpenCV's cvtColor(COLOR_RGB2HSV) for 8-bit pixels: integer arithmetic with the tables above
 // (sdiv[0] and hdiv[0] are 0).
 YP_HOST_DEVICE static inline void aug_rgb_to_hsv(const uint8_t rgb[3], const int *sdiv, const int *hdiv,

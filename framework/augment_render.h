@@ -78,14 +78,8 @@ YP_HOST_DEVICE static inline void render_warped_pixel(const RenderRecipe *r, con
     }
 }
 
-// RandomHSV's three 256-entry tables for the recipe's gains.
-YP_HOST_DEVICE static inline void render_hsv_luts(const RenderRecipe *r, uint8_t luts[3][256]) {
-    for (int c = 0; c < 3; c++)
-        for (int x = 0; x < 256; x++) luts[c][x] = aug_hsv_lut(c, x, r->hsv_gain[c]);
-}
-
-// Output pixel (x, y) of the side x side sample. sdiv/hdiv: OpenCV's tables (aug_hsv_sdiv/hdiv for
-// 1..255, 0 at 0); luts: render_hsv_luts of this recipe (unused without HSV).
+// Output pixel (x, y) of the side x side sample. sdiv/hdiv: aug_hsv_tables; luts: aug_hsv_luts of
+// the recipe's hsv_gain (unused without HSV).
 YP_HOST_DEVICE static inline void render_pixel(const RenderRecipe *r, const uint8_t *arena, int side, int x, int y,
                                                const int *sdiv, const int *hdiv, const uint8_t *const luts[3],
                                                uint8_t out[3]) {

@@ -289,7 +289,8 @@ static bool trainer_build_loaders(Trainer *t, Error *err) {
     // Stage 0 loads the images (or their recipes, for the backend to render) and the last stage the
     // targets of this replica's share of each batch.
     ConfigRender render = cfg->augment.render;
-    bool recipes = !t->classify && (render == CONFIG_RENDER_BACKEND || (render == CONFIG_RENDER_AUTO && !t->be->host_memory));
+    bool recipes =
+        !t->classify && (render == CONFIG_RENDER_BACKEND || (render == CONFIG_RENDER_AUTO && !t->be->host_memory));
     unsigned parts = (executor_loads_images(t->ex) ? (recipes ? BATCH_PART_RECIPES : BATCH_PART_IMAGES) : 0) |
                      (executor_loads_targets(t->ex) ? BATCH_PART_TARGETS : 0);
     if (!parts) return true;
@@ -372,6 +373,9 @@ static bool trainer_pick_run_dir(Trainer *t, Error *err) {
 
 // ---- one optimizer step ------------------------------------------------------------------------------
 
+// fp16 scales the loss (its activations underflow without it); bf16 has float32's range.
+static bool trainer_scales_loss(const ExperimentConfig *cfg) { return cfg->device.precision == CONFIG_PRECISION_FP16; }
+
 // Averages the batch norms' running statistics over the replicas (each saw its own micro-batches),
 // so that every replica validates and saves the same model.
 static void trainer_average_buffers(Trainer *t) {
@@ -389,7 +393,6 @@ static void trainer_average_buffers(Trainer *t) {
     }
 }
 
-static bool trainer_scales_loss(const Trainer *t) { return t->cfg->device.precision == CONFIG_PRECISION_FP16; }
 
 // Ultralytics' optimizer_step over all stages: unscale (fp16) and clip the whole model's gradient norm
 // to 10 (the squared norms of the stages summed over the pipeline, in sumsq, of the gradients as they
@@ -398,7 +401,7 @@ static bool trainer_scales_loss(const Trainer *t) { return t->cfg->device.precis
 // together.
 static void trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double sumsq) {
     double scale = t->at.loss_scale.scale;
-    bool step = loss_scale_update(&t->at.loss_scale, trainer_scales_loss(t), isfinite(sumsq));
+    bool step = loss_scale_update(&t->at.loss_scale, trainer_scales_loss(t->cfg), isfinite(sumsq));
     // Unscaling by a power of two is exact, so one multiplication does both.
     double factor = optim_clip_factor(sumsq / (scale * scale), OPTIM_CLIP_MAX_NORM) / scale;
     for (int c = 0; c < t->n_chunks; c++) {
@@ -928,7 +931,7 @@ static bool trainer_setup(Trainer *t, const ExperimentConfig *cfg, const Trainer
     *t = (Trainer){.cfg = cfg, .out = opt->out, .classify = cfg->task == CONFIG_TASK_CLASSIFY, .tr = opt->transport,
                    .topo = &opt->transport->topo,
                    .at = {.last_step_iteration = -1, .best_fitness = -1, .seed = cfg->train.seed,
-                          .loss_scale = loss_scale_make(cfg->device.precision == CONFIG_PRECISION_FP16)}};
+                          .loss_scale = loss_scale_make(trainer_scales_loss(cfg))}};
     t->lead = t->topo->world_rank == 0;
     if (!t->lead) t->out = t->sink = fopen("/dev/null", "w");
     YP_CHECK(t->out);

@@ -5,13 +5,13 @@
 
 void cpu_render_images(Backend *be, void *dst, const RenderRecipe *recipes, int64_t n, const uint8_t *host_arena,
                        int64_t side) {
-    int sdiv[256] = {0}, hdiv[256] = {0};
-    for (int i = 1; i < 256; i++) sdiv[i] = aug_hsv_sdiv(i), hdiv[i] = aug_hsv_hdiv(i);
+    int sdiv[256], hdiv[256];
+    aug_hsv_tables(sdiv, hdiv);
     const int64_t plane = side * side;
     for (int64_t img = 0; img < n; img++) {
         const RenderRecipe *r = &recipes[img];
         uint8_t lut[3][256];
-        render_hsv_luts(r, lut);
+        aug_hsv_luts(r->hsv_gain, lut);
         const uint8_t *const luts[3] = {lut[0], lut[1], lut[2]};
 #pragma omp parallel for if (plane >= CPU_PARALLEL_MIN_ELEMS)
         for (int64_t p = 0; p < plane; p++) {
