@@ -19,6 +19,8 @@
 #   --python python3           the Python with torch and ultralytics (default $PYTHON, else python3)
 #   --yolopipe build/yolopipe  the binary
 #   --csv experiments/bench/results/train_step.csv
+#   --profiles DIR             keep each yolopipe run's per-layer profile.csv and log there, as
+#                              yolopipe-yolov8<m>-<precision>.{csv,log}
 # Exit status 1 when a run failed (its row says why; the other rows are still measured and written).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/../.."
 models="n s" batch=16 imgsz=640 steps=50 warmup=10
 precisions="fp32 tf32 bf16" yp_precisions="tf32 bf16" frameworks="yolopipe pytorch"
 device=cuda gpu=0 python=${PYTHON:-python3} yolopipe=build/yolopipe
-csv=experiments/bench/results/train_step.csv
+csv=experiments/bench/results/train_step.csv profiles=
 usage() { sed -n '/^# Usage/,/^# Exit/s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
     [[ $1 == -h || $1 == --help ]] && { usage; exit 0; }
@@ -45,6 +47,7 @@ while (($#)); do
     --python) python=$2 ;;
     --yolopipe) yolopipe=$2 ;;
     --csv) csv=$2 ;;
+    --profiles) profiles=$2 ;;
     *) echo "train_step.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
     shift 2
@@ -158,11 +161,13 @@ run_yolopipe() {  # model precision
         [[ $(grep 'measured compute time:' "$log") =~ $compute_re ]] && median=${BASH_REMATCH[1]} ips=${BASH_REMATCH[2]}
         run_dir=$(sed -n 's/^run directory //p' "$log")
         layers=$(awk -F, 'NR > 1 { s += $3 + $4 } END { if (NR > 1) printf "%.1f", 1e3 * s }' "$run_dir/profile.csv")
+        [[ -n $profiles ]] && cp "$run_dir/profile.csv" "$profiles/yolopipe-yolov8$m-$p.csv"
         note=": its layers' forward + backward take $layers of the $median ms step; $batch_ms ms per batch with the waits for data"
     else
         failed=1
         note=" $(failure "$log" "yolopipe yolov8$m $p")"
     fi
+    [[ -n $profiles ]] && cat "$log" "$log.err" >"$profiles/yolopipe-yolov8$m-$p.log"
     printf '%s|yolopipe|%s|%s|%s|%s|%s|||%s|%s\n' "$m" "$p" "$n" "$median" "$ips" "$peak" "$layers" "$note" >>"$rows"
 }
 

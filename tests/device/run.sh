@@ -7,7 +7,10 @@
 # It expects a build made on the development machine with CUDA for sm_90 (scripts/build.sh
 # build-cuda -Dcuda=enabled -Dgpu_arch=90), the runtime .deb files in .devdeps
 # (shared/device/fetch-debs.sh) and the Ultralytics wheel in .whl, all carried with the call.
-# Logs go to $OUT (default ./device-out); the last lines printed are the summary table.
+# The logs go to $OUT/logs.tgz (default ./device-out), packed again after every step so that a call
+# stopped at its time limit still brings back what ran (the device tool returns at most 8 files);
+# each step is stopped after STEP_TIMEOUT seconds (default 400). The last lines printed are the
+# summary table.
 #
 # usage: YP_COMMIT=$(git rev-parse --short HEAD) tests/device/run.sh [all | tests smoke equivalence bench]...   (parts run in the order given;
 #        BENCH_ARGS passes options to train_step.sh, e.g. BENCH_ARGS="--models s --steps 20")
@@ -16,6 +19,7 @@ cd "$(dirname "$0")/../.."
 src=$(pwd)
 out=${OUT:-$src/device-out}
 build=${BUILD:-build-cuda}
+logs=$(mktemp -d)
 mkdir -p "$out"
 parts=${*:-all}
 
@@ -33,20 +37,23 @@ step() {  # step NAME LOG COMMAND...: runs and records PASS/FAIL with the time t
   local name=$1 log=$2
   shift 2
   local t0=$SECONDS
-  "$@" >"$out/$log" 2>&1
+  timeout -k 10 "${STEP_TIMEOUT:-400}" "$@" >"$logs/$log" 2>&1
   local rc=$?
   local verdict=PASS
   [ $rc = 77 ] && verdict=SKIP
-  [ $rc != 0 ] && [ $rc != 77 ] && verdict="FAIL($rc)"
+  [ $rc = 124 ] && verdict=TIMEOUT
+  [ $rc != 0 ] && [ $rc != 77 ] && [ $rc != 124 ] && verdict="FAIL($rc)"
   summary+=("$(printf '%-28s %-9s %4ds  %s' "$name" "$verdict" $((SECONDS - t0)) "$log")")
-  tail -n 4 "$out/$log"
+  printf '%s\n' "${summary[@]}" >"$logs/summary.txt"
+  tar czf "$out/logs.tgz" -C "$logs" .
+  tail -n 4 "$logs/$log"
 }
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   "$build/yolopipe" --version
   ldd "$build/yolopipe" | grep -E "cud|nccl|blas|mpi" || true
-} 2>&1 | tee "$out/device.txt"
+} 2>&1 | tee "$logs/device.txt"
 
 run_part() {
   case $1 in
@@ -62,8 +69,8 @@ run_part() {
   bench)
     # shellcheck disable=SC2086  # BENCH_ARGS holds several options
     step "train step vs PyTorch" bench.log experiments/bench/train_step.sh --yolopipe "$build/yolopipe" \
-      --csv "$out/train_step.csv" ${BENCH_ARGS:-}
-    grep -A20 "^model" "$out/bench.log" | head -20 ;;
+      --csv "$out/train_step.csv" --profiles "$logs" ${BENCH_ARGS:-}
+    grep -A20 "^model" "$logs/bench.log" | head -20 ;;
   *) echo "unknown part $1" >&2; exit 2 ;;
   esac
 }
@@ -73,4 +80,4 @@ for part in $parts; do
   else run_part "$part"; fi
 done
 
-printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
+printf '%s\n' "${summary[@]}"
