@@ -3,9 +3,9 @@
 // them. download waits for the stream (the caller reads the result at once); upload copies
 // synchronously too, because callers reuse their host buffers straight after; copy and zero only
 // enqueue. With bf16/fp16 activations the converting transfers go through a float32 staging
-// buffer of the largest activation (reserve_activations): upload_activation copies the host's
-// floats there and a kernel rounds them into place; download_activation widens into it with a
-// kernel and copies that to the host. upload_images copies the images' bytes there and a kernel
+// buffer of the largest activation (reserve_activations; grown when a caller needs more):
+// upload_activation copies the host's floats there and a kernel rounds them into place;
+// download_activation widens into it with a kernel and copies that to the host. upload_images copies the images' bytes there and a kernel
 // makes them the network input.
 #include "kernels/cuda/cuda_backend.h"
 
@@ -70,10 +70,17 @@ static void cuda_zero(Backend *be, void *dst, size_t n_bytes) {
     CUDA_CHECK(cudaMemsetAsync(dst, 0, n_bytes, cuda_ctx(be)->stream));
 }
 
-// The staging, after checking that it holds n_bytes.
+// The staging, grown to hold n_bytes when it is smaller: reserve_activations sizes it for the
+// graph's largest tensor up front, so training never grows it; other callers (tests, tools) may.
 static void *cuda_staging_get(Backend *be, size_t n_bytes) {
     CudaContext *ctx = cuda_ctx(be);
-    YP_CHECK(n_bytes <= ctx->staging_bytes);
+    if (n_bytes > ctx->staging_bytes) {
+        // Work queued on the stream may still use the old staging.
+        CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+        cuda_free(be, ctx->staging);
+        ctx->staging = cuda_alloc(be, n_bytes);
+        ctx->staging_bytes = n_bytes;
+    }
     return ctx->staging;
 }
 
@@ -127,14 +134,7 @@ void *cuda_workspace_get(Backend *be, size_t n_bytes) {
 // Float32 activations need bytes for the images only: their transfers copy, and the linear layers
 // use the float weights.
 static void cuda_reserve_activations(Backend *be, size_t largest_elems) {
-    CudaContext *ctx = cuda_ctx(be);
-    const size_t n_bytes = largest_elems * (be->act == DTYPE_F32 ? 1 : sizeof(float));
-    if (n_bytes <= ctx->staging_bytes) return;
-    // Work queued on the stream may still use the old staging.
-    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
-    cuda_free(be, ctx->staging);
-    ctx->staging = cuda_alloc(be, n_bytes);
-    ctx->staging_bytes = n_bytes;
+    cuda_staging_get(be, largest_elems * (be->act == DTYPE_F32 ? 1 : sizeof(float)));
 }
 
 size_t cuda_act_scratch_elems(Backend *be) { return cuda_ctx(be)->staging_bytes / dtype_size(be->act); }

@@ -55,8 +55,8 @@ static inline unsigned cuda_blocks(size_t n) {
 // ---- cuda_backend.cu -----------------------------------------------------------------------------
 // The context's workspace, after checking that reserve_workspace made it at least n_bytes long.
 void *cuda_workspace_get(Backend *be, size_t n_bytes);
-// The staging as scratch for n_elems elements of the activation type, after checking that
-// reserve_activations made it large enough; cuda_act_scratch_elems says how many fit.
+// The staging as scratch for n_elems elements of the activation type (grown when reserve_activations
+// made it smaller); cuda_act_scratch_elems says how many fit without growing it.
 void *cuda_act_scratch_get(Backend *be, size_t n_elems);
 size_t cuda_act_scratch_elems(Backend *be);
 

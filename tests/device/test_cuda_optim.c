@@ -61,7 +61,7 @@ typedef struct Side {
 static Backend *cpu, *cuda;
 
 static void upload_tensors(Backend *be, float *dst, const float *host) {
-    be->ops->upload(be, dst, host, (size_t)total_elems());
+    be->ops->upload(be, dst, host, (size_t)total_elems() * sizeof(float));
 }
 
 static Side side_create(Backend *be, OptimKind kind, const float *host_params, const float *host_buffers) {
@@ -72,7 +72,7 @@ static Side side_create(Backend *be, OptimKind kind, const float *host_params, c
     s.buffers = be->ops->alloc(be, N_BUFFER_ELEMS * sizeof(float));
     upload_tensors(be, s.params, host_params);
     be->ops->fill(be, s.grads, sentinel, (size_t)n);
-    be->ops->upload(be, s.buffers, host_buffers, N_BUFFER_ELEMS);
+    be->ops->upload(be, s.buffers, host_buffers, N_BUFFER_ELEMS * sizeof(float));
     OptimParam op[N_TENSORS];
     EmaEntry entries[N_TENSORS + 1];
     for (int t = 0; t < N_TENSORS; t++) {
@@ -97,7 +97,7 @@ static void side_destroy(Side *s) {
 static float *download(Backend *be, const float *src, int64_t n) {
     float *host = malloc((size_t)(n ? n : 1) * sizeof *host);
     for (int64_t i = 0; i < n; i++) host[i] = NAN;
-    be->ops->download(be, host, src, (size_t)n);
+    be->ops->download(be, host, src, (size_t)n * sizeof(float));
     return host;
 }
 
@@ -147,7 +147,7 @@ static void run(OptimKind kind, double momentum) {
         for (int k = 0; k < 2; k++) {
             Side *s = sides[k];
             upload_tensors(s->be, s->grads, host);
-            s->be->ops->upload(s->be, s->buffers, host_buffers, N_BUFFER_ELEMS);
+            s->be->ops->upload(s->be, s->buffers, host_buffers, N_BUFFER_ELEMS * sizeof(float));
             sumsq[k] = optim_grad_sumsq(s->opt);
             if (step == 1) optim_grads_scale(s->opt, 0.37);
             norm[k] = optim_clip_grad_norm(s->opt, OPTIM_CLIP_MAX_NORM);
