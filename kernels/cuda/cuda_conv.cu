@@ -1,12 +1,14 @@
 // Convolutions on cuDNN (its legacy convolution API, kept in cuDNN 9), NCHW.
 //
 // Every distinct ConvDesc gets one cache entry: its tensor, filter and convolution descriptors and
-// the algorithm of each of the three passes. Layers ask conv_workspace_bytes for each convolution
-// when they are created; that is where the algorithms are chosen by measurement
-// (cudnnFind...AlgorithmEx on scratch buffers of the real shape), keeping only deterministic
-// algorithms, so that two runs of a step give the same bits. A shape first seen inside a step (a
-// smaller last batch, a multi-scale size) takes cuDNN's heuristic choice that fits the reserved
-// workspace instead: measuring would allocate and overwrite accumulating outputs.
+// the algorithm (and math type) of each of the three passes. Layers ask conv_workspace_bytes for
+// each convolution when they are created; that is where the algorithms are chosen. With
+// device.deterministic they are cuDNN's heuristic choices among its deterministic algorithms: the
+// same for every run and every process, so that runs and pipeline layouts give the same bits.
+// Otherwise they are measured (cudnnFind...AlgorithmEx on scratch buffers of the real shape), the
+// fastest whatever its determinism; timings vary, so runs may differ in the last bits. A shape first
+// seen inside a step (a smaller last batch, a multi-scale size) takes cuDNN's heuristic choice that
+// fits the reserved workspace: measuring would allocate and overwrite accumulating outputs.
 //
 // With float32 activations everything is float32 (TF32 only with allow_tf32). With bf16/fp16
 // activations x, y, w and their gradients are 16-bit for cuDNN, which multiplies on tensor cores
@@ -39,6 +41,9 @@ typedef struct CudaConvEntry {
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    // Each algorithm's math type, as cuDNN reported it: Find and the heuristics try the descriptor's
+    // math type and the default one, and an algorithm run under the other type may fail.
+    cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
     size_t cast_bytes;       // each of the two weight-sized scratch areas (0 with float32 activations)
     size_t cudnn_bytes;      // the largest of the three algorithms' needs, after 2 cast_bytes
     size_t workspace_bytes;  // 2 cast_bytes + cudnn_bytes
@@ -128,7 +133,7 @@ static void cuda_conv_entry_describe(Backend *be, CudaConvEntry *e, const ConvDe
 // math modes (seen with TF32 on the H100): those take the fastest one, with a notice.
 template <typename Perf, typename Algo>
 static void cuda_conv_pick(CudaConvAlgos *algos, bool deterministic, const Perf *perf, int count, size_t limit,
-                           const char *pass, Algo *algo, size_t *bytes) {
+                           const char *pass, Algo *algo, cudnnMathType_t *math, size_t *bytes) {
     for (int pass_deterministic = deterministic ? 1 : 0; pass_deterministic >= 0; pass_deterministic--) {
         for (int i = 0; i < count; i++) {
             if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > limit ||
@@ -141,6 +146,7 @@ static void cuda_conv_pick(CudaConvAlgos *algos, bool deterministic, const Perf 
                 algos->noted_nondeterministic = true;
             }
             *algo = perf[i].algo;
+            *math = perf[i].mathType;
             *bytes = perf[i].memory;
             return;
         }
@@ -192,19 +198,20 @@ static void cuda_conv_entry_measure(Backend *be, CudaConvEntry *e) {
                                                        CUDA_CONV_MAX_ALGOS, &count, fwd, workspace,
                                                        CUDA_CONV_WORKSPACE_LIMIT));
     cuda_conv_pick(ctx->conv_algos, ctx->deterministic, fwd, count,
-                   CUDA_CONV_WORKSPACE_LIMIT, "forward", &e->fwd, &fwd_bytes);
+                   CUDA_CONV_WORKSPACE_LIMIT, "forward", &e->fwd, &e->fwd_math, &fwd_bytes);
     cudnnConvolutionBwdDataAlgoPerf_t data[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(ctx->cudnn, e->w, w, e->y, y, e->conv, e->x, x,
                                                             CUDA_CONV_MAX_ALGOS, &count, data, workspace,
                                                             CUDA_CONV_WORKSPACE_LIMIT));
     cuda_conv_pick(ctx->conv_algos, ctx->deterministic, data, count,
-                   CUDA_CONV_WORKSPACE_LIMIT, "backward-data", &e->bwd_data, &data_bytes);
+                   CUDA_CONV_WORKSPACE_LIMIT, "backward-data", &e->bwd_data, &e->bwd_data_math, &data_bytes);
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(ctx->cudnn, e->x, x, e->y, y, e->conv, e->w, w,
                                                               CUDA_CONV_MAX_ALGOS, &count, filter, workspace,
                                                               CUDA_CONV_WORKSPACE_LIMIT));
     cuda_conv_pick(ctx->conv_algos, ctx->deterministic, filter, count,
-                   CUDA_CONV_WORKSPACE_LIMIT, "backward-filter", &e->bwd_filter, &filter_bytes);
+                   CUDA_CONV_WORKSPACE_LIMIT, "backward-filter", &e->bwd_filter, &e->bwd_filter_math,
+                   &filter_bytes);
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     CUDA_CHECK(cudaFree(x));
     CUDA_CHECK(cudaFree(y));
@@ -214,32 +221,32 @@ static void cuda_conv_entry_measure(Backend *be, CudaConvEntry *e) {
     conv_entry_set_bytes(e, fwd_bytes, data_bytes, filter_bytes);
 }
 
-// cuDNN's heuristic choices within the workspace that is already reserved (after the weight
-// scratch, which a shape of the same layer measured at creation has made room for).
-static void cuda_conv_entry_guess(Backend *be, CudaConvEntry *e) {
+// cuDNN's heuristic choices within `limit` bytes of cuDNN workspace.
+static void cuda_conv_entry_guess(Backend *be, CudaConvEntry *e, size_t limit) {
     CudaContext *ctx = cuda_ctx(be);
-    YP_CHECK(2 * e->cast_bytes <= ctx->workspace_bytes);
-    const size_t limit = ctx->workspace_bytes - 2 * e->cast_bytes;
     int count = 0;
     size_t fwd_bytes, data_bytes, filter_bytes;
     cudnnConvolutionFwdAlgoPerf_t fwd[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, e->x, e->w, e->conv, e->y, CUDA_CONV_MAX_ALGOS,
                                                        &count, fwd));
-    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, fwd, count, limit, "forward", &e->fwd, &fwd_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, fwd, count, limit, "forward", &e->fwd, &e->fwd_math,
+                   &fwd_bytes);
     cudnnConvolutionBwdDataAlgoPerf_t data[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, e->w, e->y, e->conv, e->x,
                                                             CUDA_CONV_MAX_ALGOS, &count, data));
-    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, data, count, limit, "backward-data", &e->bwd_data, &data_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, data, count, limit, "backward-data", &e->bwd_data,
+                   &e->bwd_data_math, &data_bytes);
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDA_CONV_MAX_ALGOS];
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, e->x, e->y, e->conv, e->w,
                                                               CUDA_CONV_MAX_ALGOS, &count, filter));
-    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, filter, count,
-                   limit, "backward-filter", &e->bwd_filter, &filter_bytes);
+    cuda_conv_pick(ctx->conv_algos, ctx->deterministic, filter, count, limit, "backward-filter", &e->bwd_filter,
+                   &e->bwd_filter_math, &filter_bytes);
     conv_entry_set_bytes(e, fwd_bytes, data_bytes, filter_bytes);
 }
 
-// The cache entry of `d`, created (measured when `measure`, else guessed) on first use.
-static CudaConvEntry *cuda_conv_entry(Backend *be, const ConvDesc *d, bool measure) {
+// The cache entry of `d`, created on first use; `at_layer_creation` when conv_workspace_bytes asks,
+// before the workspace is reserved.
+static CudaConvEntry *cuda_conv_entry(Backend *be, const ConvDesc *d, bool at_layer_creation) {
     CudaContext *ctx = cuda_ctx(be);
     CudaConvAlgos *algos = ctx->conv_algos;
     for (int i = 0; i < algos->count; i++)
@@ -251,13 +258,29 @@ static CudaConvEntry *cuda_conv_entry(Backend *be, const ConvDesc *d, bool measu
     CudaConvEntry *e = &algos->entries[algos->count++];
     memset(e, 0, sizeof *e);
     cuda_conv_entry_describe(be, e, d);
-    if (measure) cuda_conv_entry_measure(be, e);
-    else cuda_conv_entry_guess(be, e);
+    if (!at_layer_creation) {
+        // After the weight scratch, which a shape of the same layer made room for at its creation.
+        YP_CHECK(2 * e->cast_bytes <= ctx->workspace_bytes);
+        cuda_conv_entry_guess(be, e, ctx->workspace_bytes - 2 * e->cast_bytes);
+    } else if (ctx->deterministic) {
+        cuda_conv_entry_guess(be, e, CUDA_CONV_WORKSPACE_LIMIT);
+    } else {
+        cuda_conv_entry_measure(be, e);
+    }
     return e;
 }
 
 size_t cuda_conv_workspace_bytes(Backend *be, const ConvDesc *d) {
     return d->n ? cuda_conv_entry(be, d, true)->workspace_bytes : 0;
+}
+
+// Sets the convolution descriptor to the math type an algorithm was chosen with. float32 without
+// TF32 stays FMA-only: cuDNN reports its non-tensor-core algorithms as the default math type, which
+// would allow TF32 on this GPU.
+static void conv_use_math(Backend *be, CudaConvEntry *e, cudnnMathType_t math) {
+    CudaContext *ctx = cuda_ctx(be);
+    if (be->act == DTYPE_F32 && !ctx->allow_tf32) math = CUDNN_FMA_MATH;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, math));
 }
 
 // The entry's workspace: the rounded weights, the dw scratch and cuDNN's part (see the layout above).
@@ -313,6 +336,7 @@ void cuda_conv2d_forward(Backend *be, const ConvDesc *d, const void *x, const fl
     CudaConvEntry *e = cuda_conv_entry(be, d, false);
     const float one = 1.0f, zero = 0.0f;
     const ConvWorkspace ws = conv_workspace(be, e);
+    conv_use_math(be, e, e->fwd_math);
     CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, e->x, x, e->w, conv_weights(be, d, w, &ws), e->conv, e->fwd,
                                         ws.cudnn, e->cudnn_bytes, &zero, e->y, y));
     if (!bias) return;
@@ -335,6 +359,7 @@ void cuda_conv2d_backward_data(Backend *be, const ConvDesc *d, const void *dy, c
     CudaConvEntry *e = cuda_conv_entry(be, d, false);
     const float one = 1.0f;
     const ConvWorkspace ws = conv_workspace(be, e);
+    conv_use_math(be, e, e->bwd_data_math);
     CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, e->w, conv_weights(be, d, w, &ws), e->y, dy, e->conv,
                                              e->bwd_data, ws.cudnn, e->cudnn_bytes, &one, e->x, dx));
 }
@@ -346,6 +371,7 @@ void cuda_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, 
     CudaConvEntry *e = cuda_conv_entry(be, d, false);
     const float one = 1.0f, zero = 0.0f;
     const ConvWorkspace ws = conv_workspace(be, e);
+    conv_use_math(be, e, e->bwd_filter_math);
     if (be->act == DTYPE_F32) {
         CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, e->x, x, e->y, dy, e->conv, e->bwd_filter,
                                                    ws.cudnn, e->cudnn_bytes, &one, e->w, dw));
