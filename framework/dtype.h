@@ -85,3 +85,9 @@ static inline void dtype_store(DType t, void *p, size_t i, float v) {
     if (t == DTYPE_F32) ((float *)p)[i] = v;
     else ((uint16_t *)p)[i] = t == DTYPE_BF16 ? float_to_bf16(v) : float_to_f16(v);
 }
+
+// v rounded to type t and widened back: the float32 value that type t stores for v.
+static inline float dtype_round(DType t, float v) {
+    if (t == DTYPE_F32) return v;
+    return t == DTYPE_BF16 ? bf16_to_float(float_to_bf16(v)) : f16_to_float(float_to_f16(v));
+}

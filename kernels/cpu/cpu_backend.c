@@ -73,6 +73,7 @@ void cpu_destroy(Backend *be) {
     CpuContext *ctx = be->ctx;
     free(ctx->workspace);
     free(ctx->act_scratch);
+    free(ctx->weight_scratch);
     free(ctx);
     free(be);
 }

@@ -23,6 +23,11 @@ typedef struct CpuContext {
     // call, operand k at act_scratch + k * act_stride, each up to act_elems floats.
     float *act_scratch;
     size_t act_elems, act_stride;
+    // Reduced-precision activations only: one layer's weights rounded to the activation type (as
+    // the GPU multiplies them), or its weight gradient before rounding; owned, grown on first use
+    // to the largest layer's weights.
+    float *weight_scratch;
+    size_t weight_elems;
 } CpuContext;
 
 // ---- cpu_backend.c ---------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 // activation slot widens its activation operands to float32 in the context's conversion scratch,
 // runs the float32 kernel on them and rounds its activation results back once, so every result is
 // exactly round(float32 kernel(widened inputs)). "+=" outputs are widened first, so the float32
-// kernel accumulates onto their current values. Weights, biases, their gradients and batch
-// statistics are float32 already and pass straight through.
+// kernel accumulates onto their current values. Biases, their gradients and batch statistics are
+// float32 and pass straight through. Convolutions and dense layers multiply by their float32 weights
+// rounded to the activation type, and a convolution's weight gradient is rounded to it before it is
+// added to the float32 gradient: what the GPU's tensor-core kernels do (and PyTorch's autocast).
 //
 // Slots without arithmetic work on the stored elements: zero, copy and copy_box without
 // accumulation move bytes. add, accumulate and copy_box's accumulation add per element (one
@@ -61,6 +63,25 @@ static void cpu_lowp_sum(DType t, const void *a, const void *b, void *y, size_t 
     for (size_t i = 0; i < n_elems; i++) dtype_store(t, y, i, dtype_load(t, a, i) + dtype_load(t, b, i));
 }
 
+// The weight scratch with room for n_elems floats, grown on first use (its contents are undefined).
+static float *cpu_lowp_weight_scratch(Backend *be, size_t n_elems) {
+    CpuContext *ctx = be->ctx;
+    if (n_elems > ctx->weight_elems) {
+        cpu_free(be, ctx->weight_scratch);
+        ctx->weight_scratch = cpu_alloc(be, n_elems * sizeof(float));
+        ctx->weight_elems = n_elems;
+    }
+    return ctx->weight_scratch;
+}
+
+// The float32 weights w (n_elems) rounded to the activation type, as float32 in the weight scratch.
+static const float *cpu_lowp_weights(Backend *be, const float *w, size_t n_elems) {
+    float *rounded = cpu_lowp_weight_scratch(be, n_elems);
+#pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_elems; i++) rounded[i] = dtype_round(be->act, w[i]);
+    return rounded;
+}
+
 // ---- memory ----------------------------------------------------------------------------------------
 
 // Sizing: CPU_LOWP_OPERAND_COUNT operands of the largest activation each, 12 bytes per element. The
@@ -97,12 +118,16 @@ static void cpu_lowp_download_activation(Backend *be, float *host_dst, const voi
 
 static size_t cpu_lowp_conv_in_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_in * d->h_in * d->w_in); }
 static size_t cpu_lowp_conv_out_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_out * d->h_out * d->w_out); }
+static size_t cpu_lowp_conv_w_elems(const ConvDesc *d) {
+    return (size_t)(d->c_out * (d->c_in / d->groups) * d->kh * d->kw);
+}
 
 static void cpu_lowp_conv2d_forward(Backend *be, const ConvDesc *d, const void *x, const float *w,
                                     const float *bias, void *y) {
     const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d);
     float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
-    cpu_conv2d_forward(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x), w, bias, y32);
+    cpu_conv2d_forward(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),
+                       cpu_lowp_weights(be, w, cpu_lowp_conv_w_elems(d)), bias, y32);
     cpu_lowp_store(be, y32, y, n_y);
 }
 
@@ -110,15 +135,20 @@ static void cpu_lowp_conv2d_backward_data(Backend *be, const ConvDesc *d, const 
                                           void *dx) {
     const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d);
     float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dx, n_x);
-    cpu_conv2d_backward_data(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, dy, n_y), w, dx32);
+    cpu_conv2d_backward_data(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, dy, n_y),
+                             cpu_lowp_weights(be, w, cpu_lowp_conv_w_elems(d)), dx32);
     cpu_lowp_store(be, dx32, dx, n_x);
 }
 
 static void cpu_lowp_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, const void *dy,
                                             float *dw, float *dbias) {
-    const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d);
+    const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d), n_w = cpu_lowp_conv_w_elems(d);
+    float *dw_step = cpu_lowp_weight_scratch(be, n_w);
+    memset(dw_step, 0, n_w * sizeof(float));
     cpu_conv2d_backward_filter(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),
-                               cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_y), dw, dbias);
+                               cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_y), dw_step, dbias);
+#pragma omp parallel for if (n_w >= CPU_PARALLEL_MIN_ELEMS)
+    for (size_t i = 0; i < n_w; i++) dw[i] += dtype_round(be->act, dw_step[i]);
 }
 
 // ---- batch norm ------------------------------------------------------------------------------------
@@ -252,7 +282,8 @@ static void cpu_lowp_linear_forward(Backend *be, int64_t n, int64_t in, int64_t 
                                     const float *w, const float *b, void *y) {
     const size_t n_x = (size_t)(n * in), n_y = (size_t)(n * out);
     float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
-    cpu_linear_forward(be, n, in, out, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x), w, b, y32);
+    cpu_linear_forward(be, n, in, out, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),
+                       cpu_lowp_weights(be, w, (size_t)(in * out)), b, y32);
     cpu_lowp_store(be, y32, y, n_y);
 }
 
@@ -260,8 +291,10 @@ static void cpu_lowp_linear_backward(Backend *be, int64_t n, int64_t in, int64_t
                                      const float *w, const void *dy, void *dx, float *dw, float *db) {
     const size_t n_x = (size_t)(n * in), n_y = (size_t)(n * out);
     float *dx32 = dx ? cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_x) : NULL;
-    cpu_linear_backward(be, n, in, out, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x), w,
-                        cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_y), dx32, dw, db);
+    // dw stays float32, as cuBLAS accumulates it on the GPU.
+    cpu_linear_backward(be, n, in, out, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),
+                        cpu_lowp_weights(be, w, (size_t)(in * out)), cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_y),
+                        dx32, dw, db);
     if (dx) cpu_lowp_store(be, dx32, dx, n_x);
 }
 

@@ -1,7 +1,9 @@
 // The CPU backend with bfloat16 / float16 activations (kernels/cpu/cpu_lowp.c) against its
 // definition: every activation slot gives, bit for bit, round(float32 kernel(widened inputs)), the
-// float32 kernel being the float32 backend's, run here on the same widened values. Float32
-// operands (weights, statistics, their gradients) come out bitwise as the float32 backend's, and
+// float32 kernel being the float32 backend's, run here on the same widened values; convolutions and
+// dense layers on their weights rounded to the activation type, and a convolution's weight gradient
+// rounded before it is added. Other float32 operands (statistics, biases, their gradients and the
+// dense weight gradient) come out bitwise as the float32 backend's, and
 // "+=" outputs start from non-zero values so that accumulation onto them is checked. Guard
 // elements after every activation tensor must stay untouched. Last, a small model (Conv,
 // Bottleneck) in reduced precision against float32, with a tolerance from the formats' precision.
@@ -112,6 +114,13 @@ static void test_param_destroy(TestParam *p) {
     env.ref->ops->free(env.ref, p->ref);
 }
 
+// The weights as the reduced-precision layers multiply them: rounded to env.t (for the float32 backend).
+static TestParam test_param_rounded(const TestParam *w) {
+    TestParam r = test_param_create(w->n, 0.0f, 1.0f, 0);
+    for (int64_t i = 0; i < w->n; i++) r.ref[i] = dtype_round(env.t, w->ref[i]);
+    return r;
+}
+
 static int test_setup(void **state) {
     env.t = *(const DType *)*state;
     env.lp = cpu_backend_create(env.t);
@@ -194,20 +203,22 @@ static void test_conv_case(const ConvDesc *d, bool with_bias) {
     TestAct dy = test_act_create(n_y, -1.0f, 1.0f, 12), dx = test_act_create(n_x, -1.0f, 1.0f, 13);
     TestParam w = test_param_create(n_w, -0.3f, 0.3f, 14), bias = test_param_create(d->c_out, -0.5f, 0.5f, 15);
     TestParam dw = test_param_create(n_w, -1.0f, 1.0f, 16), dbias = test_param_create(d->c_out, -1.0f, 1.0f, 17);
+    TestParam w_rounded = test_param_rounded(&w), dw_step = test_param_create(n_w, 0.0f, 0.0f, 18);
     const float *b_lp = with_bias ? bias.lp : NULL, *b_ref = with_bias ? bias.ref : NULL;
 
     env.lp->ops->conv2d_forward(env.lp, d, x.lp, w.lp, b_lp, y.lp);
-    env.ref->ops->conv2d_forward(env.ref, d, x.ref, w.ref, b_ref, y.ref);
+    env.ref->ops->conv2d_forward(env.ref, d, x.ref, w_rounded.ref, b_ref, y.ref);
     test_act_expect("conv2d_forward y", &y);
     test_act_expect("conv2d_forward x", &x);
 
     env.lp->ops->conv2d_backward_data(env.lp, d, dy.lp, w.lp, dx.lp);
-    env.ref->ops->conv2d_backward_data(env.ref, d, dy.ref, w.ref, dx.ref);
+    env.ref->ops->conv2d_backward_data(env.ref, d, dy.ref, w_rounded.ref, dx.ref);
     test_act_expect("conv2d_backward_data dx", &dx);
     test_act_expect("conv2d_backward_data dy", &dy);
 
     env.lp->ops->conv2d_backward_filter(env.lp, d, x.lp, dy.lp, dw.lp, with_bias ? dbias.lp : NULL);
-    env.ref->ops->conv2d_backward_filter(env.ref, d, x.ref, dy.ref, dw.ref, with_bias ? dbias.ref : NULL);
+    env.ref->ops->conv2d_backward_filter(env.ref, d, x.ref, dy.ref, dw_step.ref, with_bias ? dbias.ref : NULL);
+    for (int64_t i = 0; i < n_w; i++) dw.ref[i] += dtype_round(env.t, dw_step.ref[i]);
     test_param_expect("conv2d_backward_filter dw", &dw);
     test_param_expect("conv2d_backward_filter dbias", &dbias);
     test_param_expect("conv2d weights", &w);
@@ -220,6 +231,8 @@ static void test_conv_case(const ConvDesc *d, bool with_bias) {
     test_param_destroy(&bias);
     test_param_destroy(&dw);
     test_param_destroy(&dbias);
+    test_param_destroy(&w_rounded);
+    test_param_destroy(&dw_step);
 }
 
 static void test_conv(void **state) {
@@ -376,20 +389,21 @@ static void test_linear(void **state) {
     TestAct dy = test_act_create(N * OUT, -1.0f, 1.0f, 72), dx = test_act_create(N * IN, -1.0f, 1.0f, 73);
     TestParam w = test_param_create(OUT * IN, -0.1f, 0.1f, 74), b = test_param_create(OUT, -0.5f, 0.5f, 75);
     TestParam dw = test_param_create(OUT * IN, -1.0f, 1.0f, 76), db = test_param_create(OUT, -1.0f, 1.0f, 77);
+    TestParam w_rounded = test_param_rounded(&w);
 
     for (int with_bias = 0; with_bias <= 1; with_bias++) {
         env.lp->ops->linear_forward(env.lp, N, IN, OUT, x.lp, w.lp, with_bias ? b.lp : NULL, y.lp);
-        env.ref->ops->linear_forward(env.ref, N, IN, OUT, x.ref, w.ref, with_bias ? b.ref : NULL, y.ref);
+        env.ref->ops->linear_forward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, with_bias ? b.ref : NULL, y.ref);
         test_act_expect(with_bias ? "linear_forward y (bias)" : "linear_forward y", &y);
     }
     env.lp->ops->linear_backward(env.lp, N, IN, OUT, x.lp, w.lp, dy.lp, dx.lp, dw.lp, db.lp);
-    env.ref->ops->linear_backward(env.ref, N, IN, OUT, x.ref, w.ref, dy.ref, dx.ref, dw.ref, db.ref);
+    env.ref->ops->linear_backward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, dy.ref, dx.ref, dw.ref, db.ref);
     test_act_expect("linear_backward dx", &dx);
     test_param_expect("linear_backward dw", &dw);
     test_param_expect("linear_backward db", &db);
     // Without dx (the first layer) and without a bias: the weight gradient alone.
     env.lp->ops->linear_backward(env.lp, N, IN, OUT, x.lp, w.lp, dy.lp, NULL, dw.lp, NULL);
-    env.ref->ops->linear_backward(env.ref, N, IN, OUT, x.ref, w.ref, dy.ref, NULL, dw.ref, NULL);
+    env.ref->ops->linear_backward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, dy.ref, NULL, dw.ref, NULL);
     test_param_expect("linear_backward dw (no dx)", &dw);
     test_act_expect("linear_backward dx (untouched)", &dx);
     test_act_expect("linear x", &x);
@@ -397,7 +411,7 @@ static void test_linear(void **state) {
 
     TestAct *acts[] = {&x, &y, &dy, &dx};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) test_act_destroy(acts[i]);
-    TestParam *params[] = {&w, &b, &dw, &db};
+    TestParam *params[] = {&w, &b, &dw, &db, &w_rounded};
     for (size_t i = 0; i < sizeof params / sizeof *params; i++) test_param_destroy(params[i]);
 }
 
