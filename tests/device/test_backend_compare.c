@@ -79,7 +79,7 @@ static const double tol_kernel = 1e-4;
 // to 16 bits (2^-9 relative each) where the CPU uses the float32 ones, and backward-filter rounds
 // dw to 16 bits before adding it, and graphs carry each layer's differences into the next. 2e-2 is
 // five bf16 units: far below the error of a wrong index or a missing term (order 1), well above
-// rounding. Not yet calibrated on a GPU.
+// rounding. On the H100 every slot and module stays within it.
 static const double tol_lowp = 2e-2;
 // Bit-identical: data movement, and sums of small multiples of 1/8 (exact in any order).
 static const double tol_exact = 0.0;
@@ -96,6 +96,15 @@ typedef struct GraphTol {
     double forward, grad;
 } GraphTol;
 static const GraphTol tol_module = {1e-4, 1e-3}, tol_model = {1e-3, 5e-3};
+// Whole models with bf16/fp16 activations. Every operation rounds (2^-9 relative for bf16, 2000
+// times the emulation's noise above), and the same amplification then predicts outputs within
+// about 0.25 and gradients at or above 1: two correct 16-bit computations of a whole model at these
+// sizes agree in their outputs only roughly and not at all in their gradients (on the H100: outputs
+// 0.03 to 0.12, gradients 0.2 to 0.9, the loss gradient moved by the assigner's flipped near ties).
+// So outputs are held to 0.25, and gradients only to being written and finite; their arithmetic is
+// held to tol_lowp module by module, and training in 16 bits to the CPU's losses by
+// tests/device/train-smoke.sh.
+static const GraphTol tol_model_lowp = {0.25, HUGE_VAL};
 
 enum {
     SIDE_REF = 0,        // the CPU backend
@@ -169,10 +178,10 @@ typedef struct Harness {
 } Harness;
 
 // The tolerance actually applied: 0 in the CPU-against-CPU self-check; bit-exact checks stay exact
-// in every type; the others take tol_lowp with bf16/fp16 activations.
+// in every type; the others take at least tol_lowp with bf16/fp16 activations.
 static double harness_tol(const Harness *h, double tol) {
     if (h->cpu_only || tol == 0.0) return 0.0;
-    return h->act == DTYPE_F32 ? tol : tol_lowp;
+    return h->act == DTYPE_F32 ? tol : fmax(tol, tol_lowp);
 }
 
 // fp16 runs the losses with a loss scale, as fp16 training does (their gradients are mostly below
@@ -2011,8 +2020,9 @@ static bool run_model(Harness *h, const void *params) {
     snprintf(path, sizeof path, "%s/%s", h->root, mc->path);
     GraphPair gp;
     graph_pair_create(h, path, mc->scale, mc->batch, mc->imgsz, mc->imgsz, &gp);
+    const GraphTol *gt = h->act == DTYPE_F32 ? &tol_model : &tol_model_lowp;
     bool ok = graph_pair_sync_weights(h, &gp, mc->name);
-    ok &= graph_pair_step(h, &gp, mc->name, &tol_model, mc->loss);
+    ok &= graph_pair_step(h, &gp, mc->name, gt, mc->loss);
     if (mc->then_imgsz > 0) {
         char name[96];
         snprintf(name, sizeof name, "%s at %lld", mc->name, (long long)mc->then_imgsz);
@@ -2021,7 +2031,7 @@ static bool run_model(Harness *h, const void *params) {
             if (!graph_set_input_size(gp.g[side], mc->batch, mc->then_imgsz, mc->then_imgsz, &err))
                 fail_msg("%s", err.message);
         }
-        ok &= graph_pair_step(h, &gp, name, &tol_model, mc->loss);
+        ok &= graph_pair_step(h, &gp, name, gt, mc->loss);
     }
     graph_pair_destroy(&gp);
     return ok;
