@@ -99,12 +99,14 @@ static const GraphTol tol_module = {1e-4, 1e-3}, tol_model = {1e-3, 5e-3};
 // Whole models with bf16/fp16 activations. Every operation rounds (2^-9 relative for bf16, 2000
 // times the emulation's noise above), and the same amplification then predicts outputs within
 // about 0.25 and gradients at or above 1: two correct 16-bit computations of a whole model at these
-// sizes agree in their outputs only roughly and not at all in their gradients (on the H100: outputs
-// 0.03 to 0.12, gradients 0.2 to 0.9, the loss gradient moved by the assigner's flipped near ties).
-// So outputs are held to 0.25, and gradients only to being written and finite; their arithmetic is
-// held to tol_lowp module by module, and training in 16 bits to the CPU's losses by
+// sizes agree in their outputs only roughly and not at all in their gradients. On the H100, bf16:
+// outputs up to 0.19, gradients up to 0.9 (the loss gradient moved by the assigner's flipped near
+// ties); fp16, with 3 more bits: outputs up to 0.024, gradients up to 0.12, i.e. the errors scale
+// with the format's precision, as rounding's do and a wrong kernel's would not. So outputs are held
+// to 0.5 (an error of order 1 fails), and gradients only to being written and finite; their
+// arithmetic is held to tol_lowp module by module, and training in 16 bits to the CPU's losses by
 // tests/device/train-smoke.sh.
-static const GraphTol tol_model_lowp = {0.25, HUGE_VAL};
+static const GraphTol tol_model_lowp = {0.5, HUGE_VAL};
 
 enum {
     SIDE_REF = 0,        // the CPU backend
