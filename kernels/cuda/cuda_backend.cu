@@ -152,6 +152,8 @@ static void cuda_destroy(Backend *be) {
     cuda_free(be, ctx->workspace);
     cuda_free(be, ctx->staging);
     cuda_free(be, ctx->render);
+    CUDA_CHECK(cudaFreeHost(ctx->render_host));
+    if (ctx->render_uploaded) CUDA_CHECK(cudaEventDestroy(ctx->render_uploaded));
     cuda_free(be, ctx->reduce_scratch);
     CUDA_CHECK(cudaFreeHost(ctx->reduce_host));
     CUBLAS_CHECK(cublasDestroy(ctx->cublas));

@@ -29,9 +29,12 @@ typedef struct CudaContext {
     // (upload_images' bytes, the only user).
     void *staging;
     size_t staging_bytes;
-    // render_images' recipes and decoded images on the device (reserve_render grows it; owned).
-    void *render;
+    // render_images' recipes and decoded images on the device and their page-locked host staging,
+    // render_bytes each (reserve_render grows them; owned); render_uploaded is recorded after each
+    // upload from the staging, which the next one waits for before it rewrites the staging.
+    void *render, *render_host;
     size_t render_bytes;
+    cudaEvent_t render_uploaded;
     CudaConvAlgos *conv_algos;  // owned by cuda_conv.cu
     double *reduce_scratch;     // CUDA_REDUCE_SCRATCH doubles for reductions that return to the host
     double *reduce_host;        // pinned host mirror of reduce_scratch

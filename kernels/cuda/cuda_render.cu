@@ -3,6 +3,8 @@
 // the arithmetic the host loader uses (resize, mosaic canvas, warp, HSV, flip), then stores byte / 255
 // in the activation type. Each block works on one image and first builds that image's HSV tables
 // in shared memory.
+#include <string.h>
+
 #include "framework/augment_render.h"
 #include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -37,39 +39,43 @@ static __global__ void render_kernel(const RenderRecipe *recipes, const uint8_t 
 void cuda_reserve_render(Backend *be, int64_t n, int64_t arena_bytes) {
     CudaContext *ctx = cuda_ctx(be);
     YP_CHECK(n >= 0 && arena_bytes >= 0);
+    if (!ctx->render_uploaded) CUDA_CHECK(cudaEventCreateWithFlags(&ctx->render_uploaded, cudaEventDisableTiming));
     const size_t recipes = (size_t)n * sizeof(RenderRecipe);
     const size_t bytes = recipes + (size_t)arena_bytes;
     if (bytes <= ctx->render_bytes) return;
-    // Work queued on the stream may still read the old buffer.
+    // Work queued on the stream may still read the old buffers.
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     CUDA_CHECK(cudaFree(ctx->render));
-    ctx->render = nullptr;
+    CUDA_CHECK(cudaFreeHost(ctx->render_host));
+    ctx->render = ctx->render_host = nullptr;
     CUDA_CHECK(cudaMalloc(&ctx->render, bytes));
+    CUDA_CHECK(cudaMallocHost(&ctx->render_host, bytes));
     ctx->render_bytes = bytes;
 }
 
+// The recipes, rebased onto their own images, then the images go up in one copy from the
+// page-locked staging, queued behind the work already on the stream: the host does not wait for
+// the previous step to finish, only for the previous upload to have read the staging.
 void cuda_render_images(Backend *be, void *dst, const RenderRecipe *recipes, int64_t n, const uint8_t *host_arena,
                         int64_t side) {
     if (n == 0) return;
     CudaContext *ctx = cuda_ctx(be);
-    // The recipes, rebased onto their own images, then the images: one buffer, two copies up.
     const int64_t first = recipes[0].tiles[0].offset;
     int64_t arena_bytes = 0;
     for (int64_t j = 0; j < n; j++) arena_bytes += render_recipe_bytes(&recipes[j]);
     const size_t recipe_bytes = (size_t)n * sizeof(RenderRecipe);
     YP_CHECK(recipe_bytes + (size_t)arena_bytes <= ctx->render_bytes);
-    RenderRecipe *rebased = (RenderRecipe *)yp_malloc(recipe_bytes);
+    CUDA_CHECK(cudaEventSynchronize(ctx->render_uploaded));
+    uint8_t *host = (uint8_t *)ctx->render_host;
+    RenderRecipe *rebased = (RenderRecipe *)host;
     for (int64_t j = 0; j < n; j++) {
         rebased[j] = recipes[j];
         for (int k = 0; k < rebased[j].n_tiles; k++) rebased[j].tiles[k].offset -= first;
     }
+    memcpy(host + recipe_bytes, host_arena + first, (size_t)arena_bytes);
     uint8_t *device = (uint8_t *)ctx->render;
-    // Synchronous copies: the caller may free its host buffers when this returns.
-    CUDA_CHECK(cudaMemcpyAsync(device, rebased, recipe_bytes, cudaMemcpyHostToDevice, ctx->stream));
-    CUDA_CHECK(cudaMemcpyAsync(device + recipe_bytes, host_arena + first, (size_t)arena_bytes, cudaMemcpyHostToDevice,
-                               ctx->stream));
-    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
-    free(rebased);
+    CUDA_CHECK(cudaMemcpyAsync(device, host, recipe_bytes + (size_t)arena_bytes, cudaMemcpyHostToDevice, ctx->stream));
+    CUDA_CHECK(cudaEventRecord(ctx->render_uploaded, ctx->stream));
     const int64_t plane = side * side;
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
