@@ -52,6 +52,13 @@ ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int
 // Multiply-accumulates of one forward pass of the convolution (bias adds not counted).
 int64_t conv_desc_macs(const ConvDesc *d);
 
+// Element counts of the input, output and weight tensors.
+static inline size_t conv_desc_x_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_in * d->h_in * d->w_in); }
+static inline size_t conv_desc_y_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_out * d->h_out * d->w_out); }
+static inline size_t conv_desc_w_elems(const ConvDesc *d) {
+    return (size_t)(d->c_out * (d->c_in / d->groups) * d->kh * d->kw);
+}
+
 // The activation fused into the batch-norm slots (see batchnorm_forward_train).
 typedef enum BatchNormActivation {
     BATCHNORM_ACT_NONE,  // the plain batch norm

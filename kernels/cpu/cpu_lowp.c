@@ -116,33 +116,27 @@ static void cpu_lowp_download_activation(Backend *be, float *host_dst, const voi
 
 // ---- convolution -----------------------------------------------------------------------------------
 
-static size_t cpu_lowp_conv_in_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_in * d->h_in * d->w_in); }
-static size_t cpu_lowp_conv_out_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_out * d->h_out * d->w_out); }
-static size_t cpu_lowp_conv_w_elems(const ConvDesc *d) {
-    return (size_t)(d->c_out * (d->c_in / d->groups) * d->kh * d->kw);
-}
-
 static void cpu_lowp_conv2d_forward(Backend *be, const ConvDesc *d, const void *x, const float *w,
                                     const float *bias, void *y) {
-    const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d);
+    const size_t n_x = conv_desc_x_elems(d), n_y = conv_desc_y_elems(d);
     float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
     cpu_conv2d_forward(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),
-                       cpu_lowp_weights(be, w, cpu_lowp_conv_w_elems(d)), bias, y32);
+                       cpu_lowp_weights(be, w, conv_desc_w_elems(d)), bias, y32);
     cpu_lowp_store(be, y32, y, n_y);
 }
 
 static void cpu_lowp_conv2d_backward_data(Backend *be, const ConvDesc *d, const void *dy, const float *w,
                                           void *dx) {
-    const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d);
+    const size_t n_x = conv_desc_x_elems(d), n_y = conv_desc_y_elems(d);
     float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dx, n_x);
     cpu_conv2d_backward_data(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, dy, n_y),
-                             cpu_lowp_weights(be, w, cpu_lowp_conv_w_elems(d)), dx32);
+                             cpu_lowp_weights(be, w, conv_desc_w_elems(d)), dx32);
     cpu_lowp_store(be, dx32, dx, n_x);
 }
 
 static void cpu_lowp_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, const void *dy,
                                             float *dw, float *dbias) {
-    const size_t n_x = cpu_lowp_conv_in_elems(d), n_y = cpu_lowp_conv_out_elems(d), n_w = cpu_lowp_conv_w_elems(d);
+    const size_t n_x = conv_desc_x_elems(d), n_y = conv_desc_y_elems(d), n_w = conv_desc_w_elems(d);
     float *dw_step = cpu_lowp_weight_scratch(be, n_w);
     memset(dw_step, 0, n_w * sizeof(float));
     cpu_conv2d_backward_filter(be, d, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),

@@ -5,8 +5,8 @@
 // enqueue. With bf16/fp16 activations the converting transfers go through a float32 staging
 // buffer of the largest activation (reserve_activations; grown when a caller needs more):
 // upload_activation copies the host's floats there and a kernel rounds them into place;
-// download_activation widens into it with a kernel and copies that to the host. upload_images copies the images' bytes there and a kernel
-// makes them the network input.
+// download_activation widens into it with a kernel and copies that to the host. upload_images
+// copies the images' bytes there and a kernel makes them the network input.
 #include "kernels/cuda/cuda_backend.h"
 
 #include <stdlib.h>
@@ -70,17 +70,20 @@ static void cuda_zero(Backend *be, void *dst, size_t n_bytes) {
     CUDA_CHECK(cudaMemsetAsync(dst, 0, n_bytes, cuda_ctx(be)->stream));
 }
 
+void cuda_buffer_reserve(Backend *be, void **buffer, size_t *bytes, size_t n_bytes) {
+    if (n_bytes <= *bytes) return;
+    // Work queued on the stream may still use the old buffer.
+    CUDA_CHECK(cudaStreamSynchronize(cuda_ctx(be)->stream));
+    cuda_free(be, *buffer);
+    *buffer = cuda_alloc(be, n_bytes);
+    *bytes = n_bytes;
+}
+
 // The staging, grown to hold n_bytes when it is smaller: reserve_activations sizes it for the
 // graph's largest tensor up front, so training never grows it; other callers (tests, tools) may.
 static void *cuda_staging_get(Backend *be, size_t n_bytes) {
     CudaContext *ctx = cuda_ctx(be);
-    if (n_bytes > ctx->staging_bytes) {
-        // Work queued on the stream may still use the old staging.
-        CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
-        cuda_free(be, ctx->staging);
-        ctx->staging = cuda_alloc(be, n_bytes);
-        ctx->staging_bytes = n_bytes;
-    }
+    cuda_buffer_reserve(be, &ctx->staging, &ctx->staging_bytes, n_bytes);
     return ctx->staging;
 }
 
@@ -117,12 +120,7 @@ static void cuda_upload_images(Backend *be, void *dst, const uint8_t *host_src, 
 
 static void cuda_reserve_workspace(Backend *be, size_t n_bytes) {
     CudaContext *ctx = cuda_ctx(be);
-    if (n_bytes <= ctx->workspace_bytes) return;
-    // Work queued on the stream may still use the old workspace.
-    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
-    cuda_free(be, ctx->workspace);
-    ctx->workspace = cuda_alloc(be, n_bytes);
-    ctx->workspace_bytes = n_bytes;
+    cuda_buffer_reserve(be, &ctx->workspace, &ctx->workspace_bytes, n_bytes);
 }
 
 void *cuda_workspace_get(Backend *be, size_t n_bytes) {
@@ -153,7 +151,7 @@ static void cuda_destroy(Backend *be) {
     cuda_free(be, ctx->staging);
     cuda_free(be, ctx->render);
     CUDA_CHECK(cudaFreeHost(ctx->render_host));
-    if (ctx->render_uploaded) CUDA_CHECK(cudaEventDestroy(ctx->render_uploaded));
+    CUDA_CHECK(cudaEventDestroy(ctx->render_uploaded));
     cuda_free(be, ctx->reduce_scratch);
     CUDA_CHECK(cudaFreeHost(ctx->reduce_host));
     CUBLAS_CHECK(cublasDestroy(ctx->cublas));
@@ -225,6 +223,7 @@ Backend *cuda_backend_create(const CudaBackendOptions *opt) {
     CUBLAS_CHECK(cublasCreate(&ctx->cublas));
     CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
     CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, opt->allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    CUDA_CHECK(cudaEventCreateWithFlags(&ctx->render_uploaded, cudaEventDisableTiming));
     ctx->conv_algos = cuda_conv_algos_create();
     Backend *be = (Backend *)yp_malloc(sizeof *be);
     be->ops = &cuda_ops;

@@ -82,10 +82,6 @@ static int cuda_int(int64_t v) {
     return (int)v;
 }
 
-static size_t conv_x_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_in * d->h_in * d->w_in); }
-static size_t conv_y_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_out * d->h_out * d->w_out); }
-static size_t conv_w_elems(const ConvDesc *d) { return (size_t)(d->c_out * (d->c_in / d->groups) * d->kh * d->kw); }
-
 static cudnnDataType_t conv_data_type(DType act) {
     return act == DTYPE_F32 ? CUDNN_DATA_FLOAT : act == DTYPE_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
 }
@@ -120,7 +116,7 @@ static void cuda_conv_entry_describe(Backend *be, CudaConvEntry *e, const ConvDe
                            : ctx->allow_tf32    ? CUDNN_DEFAULT_MATH
                                                 : CUDNN_FMA_MATH;
     CUDNN_CHECK(cudnnSetConvolutionMathType(e->conv, math));
-    const size_t cast = be->act == DTYPE_F32 ? 0 : conv_w_elems(d) * dtype_size(be->act);
+    const size_t cast = be->act == DTYPE_F32 ? 0 : conv_desc_w_elems(d) * dtype_size(be->act);
     e->cast_bytes = (cast + 255) / 256 * 256;
     int n, c, h, w;
     CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(e->conv, e->x, e->w, &n, &c, &h, &w));
@@ -181,13 +177,14 @@ static void cuda_conv_entry_measure(Backend *be, CudaConvEntry *e) {
     const ConvDesc *d = &e->desc;
     float *staging = NULL;
     if (be->act != DTYPE_F32) {
-        size_t most = conv_x_elems(d) > conv_y_elems(d) ? conv_x_elems(d) : conv_y_elems(d);
-        if (conv_w_elems(d) > most) most = conv_w_elems(d);
+        const size_t x_elems = conv_desc_x_elems(d), y_elems = conv_desc_y_elems(d), w_elems = conv_desc_w_elems(d);
+        size_t most = x_elems > y_elems ? x_elems : y_elems;
+        if (w_elems > most) most = w_elems;
         CUDA_CHECK(cudaMalloc((void **)&staging, most * sizeof(float)));
     }
-    void *x = conv_measure_buffer(be, conv_x_elems(d), -1.0f, 1.0f, 1, staging);
-    void *y = conv_measure_buffer(be, conv_y_elems(d), -1.0f, 1.0f, 2, staging);
-    void *w = conv_measure_buffer(be, conv_w_elems(d), -0.1f, 0.1f, 3, staging);
+    void *x = conv_measure_buffer(be, conv_desc_x_elems(d), -1.0f, 1.0f, 1, staging);
+    void *y = conv_measure_buffer(be, conv_desc_y_elems(d), -1.0f, 1.0f, 2, staging);
+    void *w = conv_measure_buffer(be, conv_desc_w_elems(d), -0.1f, 0.1f, 3, staging);
     void *workspace;
     CUDA_CHECK(cudaMalloc(&workspace, CUDA_CONV_WORKSPACE_LIMIT));
     CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
@@ -296,7 +293,7 @@ static ConvWorkspace conv_workspace(Backend *be, const CudaConvEntry *e) {
 // The weights for cuDNN: w itself with float32 activations, else w rounded into the scratch.
 static const void *conv_weights(Backend *be, const ConvDesc *d, const float *w, const ConvWorkspace *ws) {
     if (be->act == DTYPE_F32) return w;
-    const int64_t n = (int64_t)conv_w_elems(d);
+    const int64_t n = (int64_t)conv_desc_w_elems(d);
     cuda_act_round(be, 1, n, w, n, ws->w_cast);
     return ws->w_cast;
 }
@@ -380,7 +377,7 @@ void cuda_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, 
     }
     CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, e->x, x, e->y, dy, e->conv, e->bwd_filter, ws.cudnn,
                                                e->cudnn_bytes, &zero, e->w, ws.dw_cast));
-    cuda_act_widen_accumulate(be, ws.dw_cast, dw, conv_w_elems(d));
+    cuda_act_widen_accumulate(be, ws.dw_cast, dw, conv_desc_w_elems(d));
     if (!dbias) return;
     const int64_t hw = d->h_out * d->w_out;
     cuda_act_dispatch(be->act, [&](auto tag) {

@@ -56,6 +56,9 @@ static inline unsigned cuda_blocks(size_t n) {
 }
 
 // ---- cuda_backend.cu -----------------------------------------------------------------------------
+// Grows the device buffer *buffer of *bytes to n_bytes when it is smaller, after the work queued on
+// the stream (which may still use it); its contents are not kept.
+void cuda_buffer_reserve(Backend *be, void **buffer, size_t *bytes, size_t n_bytes);
 // The context's workspace, after checking that reserve_workspace made it at least n_bytes long.
 void *cuda_workspace_get(Backend *be, size_t n_bytes);
 // The staging as scratch for n_elems elements of the activation type (grown when reserve_activations

@@ -39,18 +39,13 @@ static __global__ void render_kernel(const RenderRecipe *recipes, const uint8_t 
 void cuda_reserve_render(Backend *be, int64_t n, int64_t arena_bytes) {
     CudaContext *ctx = cuda_ctx(be);
     YP_CHECK(n >= 0 && arena_bytes >= 0);
-    if (!ctx->render_uploaded) CUDA_CHECK(cudaEventCreateWithFlags(&ctx->render_uploaded, cudaEventDisableTiming));
-    const size_t recipes = (size_t)n * sizeof(RenderRecipe);
-    const size_t bytes = recipes + (size_t)arena_bytes;
-    if (bytes <= ctx->render_bytes) return;
-    // Work queued on the stream may still read the old buffers.
-    CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
-    CUDA_CHECK(cudaFree(ctx->render));
+    const size_t old_bytes = ctx->render_bytes;
+    cuda_buffer_reserve(be, &ctx->render, &ctx->render_bytes, (size_t)n * sizeof(RenderRecipe) + (size_t)arena_bytes);
+    if (ctx->render_bytes == old_bytes) return;
+    // Growing waited for the stream, so no upload still reads the old staging.
     CUDA_CHECK(cudaFreeHost(ctx->render_host));
-    ctx->render = ctx->render_host = nullptr;
-    CUDA_CHECK(cudaMalloc(&ctx->render, bytes));
-    CUDA_CHECK(cudaMallocHost(&ctx->render_host, bytes));
-    ctx->render_bytes = bytes;
+    ctx->render_host = nullptr;
+    CUDA_CHECK(cudaMallocHost(&ctx->render_host, ctx->render_bytes));
 }
 
 // The recipes, rebased onto their own images, then the images go up in one copy from the

@@ -197,8 +197,8 @@ static void test_conv_case(const ConvDesc *d, bool with_bias) {
     const size_t ws = env.ref->ops->conv_workspace_bytes(env.ref, d);
     env.ref->ops->reserve_workspace(env.ref, ws);
     env.lp->ops->reserve_workspace(env.lp, env.lp->ops->conv_workspace_bytes(env.lp, d));
-    const int64_t n_x = d->n * d->c_in * d->h_in * d->w_in, n_y = d->n * d->c_out * d->h_out * d->w_out;
-    const int64_t n_w = d->c_out * d->c_in / d->groups * d->kh * d->kw;
+    const int64_t n_x = (int64_t)conv_desc_x_elems(d), n_y = (int64_t)conv_desc_y_elems(d);
+    const int64_t n_w = (int64_t)conv_desc_w_elems(d);
     TestAct x = test_act_create(n_x, -2.0f, 2.0f, 10), y = test_act_create(n_y, -1.0f, 1.0f, 11);
     TestAct dy = test_act_create(n_y, -1.0f, 1.0f, 12), dx = test_act_create(n_x, -1.0f, 1.0f, 13);
     TestParam w = test_param_create(n_w, -0.3f, 0.3f, 14), bias = test_param_create(d->c_out, -0.5f, 0.5f, 15);
