@@ -6,7 +6,6 @@
 #include "framework/augment_pixel.h"
 #include "framework/rng.h"
 
-
 AugmentSettings augment_settings_default(void) {
     return (AugmentSettings){
         .hsv_h = 0.015,

@@ -6,7 +6,6 @@
 
 #include "framework/host_device.h"
 
-
 // SplitMix64's finaliser: a bijective mixer with good avalanche.
 YP_HOST_DEVICE static inline uint64_t rng_mix64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;

@@ -393,7 +393,6 @@ static void trainer_average_buffers(Trainer *t) {
     }
 }
 
-
 // Ultralytics' optimizer_step over all stages: unscale (fp16) and clip the whole model's gradient norm
 // to 10 (the squared norms of the stages summed over the pipeline, in sumsq, of the gradients as they
 // are: scaled), step unless the loss scale says the gradients overflowed, zero the gradients, update

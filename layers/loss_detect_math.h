@@ -15,7 +15,6 @@
 #include "framework/host_device.h"
 #include "layers/loss.h"
 
-
 // bbox_iou's default epsilon (the assigner's is cfg.eps).
 #define DETECT_LOSS_CIOU_EPS 1e-7
 
