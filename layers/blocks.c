@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "layers/layer.h"
 
 int64_t conv_autopad(int64_t k, int64_t dilation) {

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "framework/backend.h"
-#include "framework/tensor.h"
+#include "kernels/backend.h"
+#include "framework/core/tensor.h"
 #include "layers/builder.h"
 
 typedef struct ConvBlock ConvBlock;

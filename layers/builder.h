@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "framework/backend.h"
-#include "framework/tensor.h"
+#include "kernels/backend.h"
+#include "framework/core/tensor.h"
 
 typedef struct Graph Graph;
 typedef struct Layer Layer;

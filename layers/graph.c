@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framework/rng.h"
+#include "framework/core/rng.h"
 #include "layers/blocks.h"
 
 enum { BUILDER_MAX_DEPTH = 16 };

@@ -14,8 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "framework/backend.h"
-#include "framework/error.h"
+#include "kernels/backend.h"
+#include "framework/core/error.h"
 #include "layers/builder.h"
 #include "layers/layer.h"
 #include "layers/model_spec.h"

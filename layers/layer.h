@@ -13,9 +13,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "framework/backend.h"
-#include "framework/error.h"
-#include "framework/tensor.h"
+#include "kernels/backend.h"
+#include "framework/core/error.h"
+#include "framework/core/tensor.h"
 #include "layers/model_spec.h"
 
 typedef struct Builder Builder;

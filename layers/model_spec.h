@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "framework/error.h"
-#include "framework/yaml_doc.h"
+#include "framework/core/error.h"
+#include "framework/core/yaml_doc.h"
 
 enum { MODEL_MAX_FROM = 8, MODEL_MAX_ARGS = 8 };
 

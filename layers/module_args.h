@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "layers/builder.h"
 #include "layers/layer.h"
 

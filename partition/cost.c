@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framework/fsutil.h"
+#include "framework/core/fsutil.h"
 
 // Effective rates for whole training passes, not peak figures:
 //   cpu   measured with `yolopipe profile` (YOLOv8n, 160 px, 8 images per micro-batch, the 2 cores

@@ -16,8 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "framework/dtype.h"
-#include "framework/error.h"
+#include "framework/core/dtype.h"
+#include "framework/core/error.h"
 #include "layers/graph.h"
 
 typedef struct LayerCost {

@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "layers/graph.h"
 #include "partition/cost.h"
 #include "partition/plan.h"

@@ -12,6 +12,14 @@
 
 enum { PLAN_MAX_STAGES = 64 };
 
+// How world ranks are laid over pipelines and replicas (parallel.rank_order; framework/runtime/topology.h):
+// a pipeline's ranks consecutive, or a stage's replicas consecutive.
+typedef enum RankOrder {
+    RANK_ORDER_PIPELINE_FIRST,
+    RANK_ORDER_REPLICA_FIRST,
+    RANK_ORDER_COUNT
+} RankOrder;
+
 typedef struct PlanStage {
     int first_layer, last_layer;   // inclusive
     double fwd_s;                  // forward of one micro-batch

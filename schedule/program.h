@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "partition/plan.h"
 
 typedef enum SchedOp {

@@ -1,7 +1,7 @@
 // The CPU backend: C kernels with OpenBLAS GEMMs and OpenMP loops (NCHW, computing in float32).
 #pragma once
 
-#include "framework/backend.h"
+#include "kernels/backend.h"
 
 // Returns a new CPU backend whose activations are stored as `act`; free it with backend_destroy.
 // With bf16/fp16 activations each kernel widens its activation operands to float32 in scratch

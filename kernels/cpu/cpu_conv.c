@@ -6,7 +6,7 @@
 // A 1x1 convolution with stride 1 and no padding has col == X, so it skips im2col and the workspace.
 #include <string.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 // Dilation is irrelevant with a 1x1 kernel: there is only one tap.

@@ -2,7 +2,7 @@
 #include <cblas.h>
 #include <limits.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 static int64_t cpu_max1(int64_t v) { return v > 1 ? v : 1; }

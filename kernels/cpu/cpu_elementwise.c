@@ -1,8 +1,8 @@
 // Element-wise kernels and channel-slice copies (concat and split).
 #include <string.h>
 
-#include "framework/error.h"
-#include "framework/rng.h"
+#include "framework/core/error.h"
+#include "framework/core/rng.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 void cpu_fill(Backend *be, float *dst, float value, size_t n_elems) {

@@ -1,6 +1,6 @@
 // Private to kernels/cpu: the backend's context and the kernels that the other files of this folder
 // define for the ops tables in cpu_backend.c (float32 activations) and cpu_lowp.c (bfloat16 and
-// float16 activations, which wraps the float32 kernels). Signatures follow BackendOps (framework/backend.h);
+// float16 activations, which wraps the float32 kernels). Signatures follow BackendOps (kernels/backend.h);
 // pointers are host memory from cpu_alloc, owned by the caller. These are the float32 kernels: their
 // activation operands (the `void *`) are float arrays.
 #pragma once
@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "framework/backend.h"
+#include "kernels/backend.h"
 
 // Loops over fewer elements than this run on one thread: starting the team costs more than the work.
 enum { CPU_PARALLEL_MIN_ELEMS = 16384 };

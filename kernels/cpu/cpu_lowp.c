@@ -12,7 +12,7 @@
 // float32 addition, rounded once), which is what the float32 kernels compute.
 #include <string.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 // The widened operands of one slot, side by side in the scratch (CpuContext.act_scratch). Three at

@@ -1,9 +1,9 @@
 // Batch norm over (N, H, W) for each channel, as PyTorch's BatchNorm2d, optionally followed by a
-// fused SiLU (framework/backend.h). Per-channel sums are taken in double: a channel can hold
+// fused SiLU (kernels/backend.h). Per-channel sums are taken in double: a channel can hold
 // millions of values, too many for a float accumulator.
 #include <math.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 // The slot's output from the normalised value z.

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 struct MultiTensorTable {

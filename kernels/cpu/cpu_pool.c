@@ -2,7 +2,7 @@
 // (image, channel) planes, so backward kernels never have two threads adding to one element.
 #include <math.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 void cpu_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,

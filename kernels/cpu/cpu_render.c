@@ -1,6 +1,6 @@
 // render_images on the CPU: every output pixel through render_pixel, the definition the host
-// loader's pipeline and the CUDA kernel share (framework/augment_render.h).
-#include "framework/augment_render.h"
+// loader's pipeline and the CUDA kernel share (kernels/augment_render.h).
+#include "kernels/augment_render.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 void cpu_render_images(Backend *be, void *dst, const RenderRecipe *recipes, int64_t n, const uint8_t *host_arena,

@@ -1,7 +1,7 @@
 // Private to kernels/cuda: the activation element types (Backend.act) in kernels. Each kernel that
 // touches activations is a template on T, one of float, __nv_bfloat16 and __half; it loads
 // activations widened to float, computes in float exactly as the float32 kernel does, and rounds
-// once, when it stores a result (round to nearest even, as framework/dtype.h rounds on the host).
+// once, when it stores a result (round to nearest even, as framework/core/dtype.h rounds on the host).
 // With T = float loads and stores are plain, so the float32 path compiles to what it always did.
 // Host wrappers pick the instantiation with cuda_act_dispatch. Include from .cu files only.
 #pragma once
@@ -11,8 +11,8 @@
 
 #include <type_traits>
 
-#include "framework/dtype.h"
-#include "framework/error.h"
+#include "framework/core/dtype.h"
+#include "framework/core/error.h"
 
 static __device__ __forceinline__ float cuda_act_load(const float *p) { return *p; }
 static __device__ __forceinline__ float cuda_act_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }

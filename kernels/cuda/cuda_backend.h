@@ -2,7 +2,7 @@
 // convolutions, cuBLAS for matrix products and this folder's kernels for the rest.
 #pragma once
 
-#include "framework/backend.h"
+#include "kernels/backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -17,7 +17,7 @@ typedef struct CudaBackendOptions {
 
 // Creates a backend on CUDA device opt->device. Every kernel runs in order on the backend's own
 // stream; download and synchronize wait for it.
-// Activations are stored as `act` (framework/dtype.h); with bf16/fp16 the convolutions and GEMMs run
+// Activations are stored as `act` (framework/core/dtype.h); with bf16/fp16 the convolutions and GEMMs run
 // on tensor cores with 16-bit operands (weights rounded to `act` inside the kernel) and float32
 // accumulation. With float32 activations they compute in full float32 (TF32 off) unless `allow_tf32`.
 Backend *cuda_backend_create(const CudaBackendOptions *opt);

@@ -1,4 +1,4 @@
-// Check macros for the CUDA libraries, all built on YP_LIBRARY_CHECK (framework/error.h): each
+// Check macros for the CUDA libraries, all built on YP_LIBRARY_CHECK (framework/core/error.h): each
 // evaluates its call once and, on failure, names the library, the call, its message, the file and
 // line, then aborts. Build with -DYP_CUDA_SYNC_DEBUG to synchronise after every kernel launch so
 // that asynchronous faults are reported at the launch that caused them.
@@ -8,7 +8,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
-#include "framework/error.h"
+#include "framework/core/error.h"
 
 #define CUDA_CHECK(call) YP_LIBRARY_CHECK("CUDA", call, cudaError_t, cudaSuccess, cudaGetErrorString)
 #define CUBLAS_CHECK(call) \

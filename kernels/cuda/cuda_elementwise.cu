@@ -12,7 +12,7 @@
 // these (__fmul_rn is never fused into a multiply-add), so only expf may differ (by its 2 ulp).
 // silu_backward's formula turns a last-bit difference of the sigmoid into up to about 1e-6 * |dy|
 // where 1 - s cancels (x around 5 to 10): compare it with an absolute tolerance of that size.
-#include "framework/rng.h"
+#include "framework/core/rng.h"
 #include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
 #include "kernels/cuda/cuda_silu.h"

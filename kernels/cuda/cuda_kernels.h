@@ -1,6 +1,6 @@
 // Private to kernels/cuda: the backend's context and the kernels that the other files of this
 // folder define for the ops table in cuda_backend.cu. Signatures follow BackendOps
-// (framework/backend.h): every `void *` is an activation in the backend's type be->act, every
+// (kernels/backend.h): every `void *` is an activation in the backend's type be->act, every
 // `float *` float32; pointers are device memory from cuda_alloc. Every function only enqueues work
 // on ctx->stream and returns (no synchronisation, no allocation).
 #pragma once
@@ -9,7 +9,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
-#include "framework/backend.h"
+#include "kernels/backend.h"
 #include "kernels/cuda/cuda_check.h"
 
 typedef struct CudaConvAlgos CudaConvAlgos;  // cuda_conv.cu's per-shape algorithm cache

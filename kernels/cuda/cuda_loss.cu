@@ -33,7 +33,7 @@
 
 #include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
-#include "layers/loss_detect_math.h"
+#include "kernels/loss_detect_math.h"
 
 enum {
     TOPK_THREADS = 128,      // threads per ground truth in topk_kernel

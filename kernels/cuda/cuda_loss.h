@@ -2,7 +2,7 @@
 // TaskAlignedAssigner) on the CUDA backend: detect_loss_compute on the network output where it
 // lies, in device memory, so that only the targets go to the device and five numbers come back.
 //
-// Same function as the CPU loss, with its per-element arithmetic from layers/loss_detect_math.h and
+// Same function as the CPU loss, with its per-element arithmetic from kernels/loss_detect_math.h and
 // the same tie-breaking; its sums run in double, in a fixed order of the GPU's own. Results agree
 // with the CPU's to rounding (the GPU's exp, pow and atan differ from glibc's by an ulp or two, and
 // nvcc may fuse a multiply-add), and the foreground anchors are the same unless two alignments tie
@@ -15,9 +15,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "framework/backend.h"
-#include "framework/error.h"
-#include "layers/loss.h"
+#include "kernels/backend.h"
+#include "framework/core/error.h"
+#include "kernels/loss_detect_config.h"
 
 #ifdef __cplusplus
 extern "C" {

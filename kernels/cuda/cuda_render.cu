@@ -1,11 +1,11 @@
-// render_images on the GPU (framework/augment_render.h): the decoded images of a micro-batch go up
+// render_images on the GPU (kernels/augment_render.h): the decoded images of a micro-batch go up
 // once, as bytes, with their recipes, and one kernel composes every input pixel with render_pixel,
 // the arithmetic the host loader uses (resize, mosaic canvas, warp, HSV, flip), then stores byte / 255
 // in the activation type. Each block works on one image and first builds that image's HSV tables
 // in shared memory.
 #include <string.h>
 
-#include "framework/augment_render.h"
+#include "kernels/augment_render.h"
 #include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/cuda_loops.h"

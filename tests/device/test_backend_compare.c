@@ -9,7 +9,7 @@
 // The detection loss runs on the device (kernels/cuda/cuda_loss.h) as the executor runs it there:
 // its cases and the detection models compare it with the CPU loss on the same predictions.
 //
-// The whole suite runs once per activation type (framework/dtype.h): fp32, then bf16 and fp16, each
+// The whole suite runs once per activation type (framework/core/dtype.h): fp32, then bf16 and fp16, each
 // against a CPU backend of the same type. Activation buffers (x, y, dx, dy, ...) hold that type;
 // parameters, their gradients and statistics stay float32. Activation inputs are rounded to the
 // type on the host and uploaded with upload_activation, so that both sides start from the same
@@ -56,9 +56,9 @@
 
 #include <cmocka.h>
 
-#include "framework/augment.h"
-#include "framework/backend.h"
-#include "framework/rng.h"
+#include "framework/data/augment.h"
+#include "kernels/backend.h"
+#include "framework/core/rng.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_device.h"
@@ -567,7 +567,7 @@ static void activation_values_fill(Case *c, float *values, int64_t n) {
 
 // render_images: recipes as the loader draws them (a single image scaled up, rotated and in
 // perspective, flipped; a mosaic of four images scaled up and down; a degenerate warp, no HSV) over
-// random decoded bytes. Both sides compose every pixel with framework/augment_render.h: exact.
+// random decoded bytes. Both sides compose every pixel with kernels/augment_render.h: exact.
 static bool run_render(Harness *h, const void *params) {
     (void)params;
     enum { N = 3, SIDE = 96 };
@@ -657,7 +657,7 @@ static bool run_memory(Harness *h, const void *params) {
     case_check(&c, dst, tol_exact);
     ok &= case_end(&c);
 
-    // Unrounded floats: each side rounds them (the CPU with framework/dtype.h, CUDA with its own
+    // Unrounded floats: each side rounds them (the CPU with framework/core/dtype.h, CUDA with its own
     // conversion), and they must agree on every value (NaN may lose its payload).
     case_begin(&c, h, "upload_activation", "%d, misaligned", 1000003);
     dst = case_add_flat(&c, "dst", BUF_OUTPUT, 1000003);
@@ -1330,7 +1330,7 @@ static bool run_gemm(Harness *h, const void *params) {
 // ---- the detection loss on the device (kernels/cuda/cuda_loss.h) -----------------------------------------
 
 // The device's loss against the CPU loss on the same predictions. Both run the same per-element
-// arithmetic in double (layers/loss_detect_math.h); only summation orders and the GPU's exp, pow and
+// arithmetic in double (kernels/loss_detect_math.h); only summation orders and the GPU's exp, pow and
 // atan (an ulp or two from glibc's) differ, so values agree far below 1e-5. The gradient is float32,
 // the class part from a float sigmoid, and is judged against its peak over the tensor: 1e-4 (with
 // bf16/fp16 activations tol_lowp: each side rounds it to 16 bits).

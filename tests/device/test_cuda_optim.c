@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "framework/ema.h"
-#include "framework/optim.h"
+#include "framework/train/ema.h"
+#include "framework/train/optim.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_device.h"

@@ -1,4 +1,4 @@
-// The NCCL transport (framework/transport_nccl.c) with real NCCL communicators on GPU 0, one rank
+// The NCCL transport (framework/runtime/transport_nccl.c) with real NCCL communicators on GPU 0, one rank
 // (tests/device/meson.build runs it through tests/mpi/mpirun.sh with np 1): every op the way
 // tests/unit/test_transport.c checks the MPI transport, on device buffers, for both rank orders.
 // With one rank every message goes to the rank itself, which NCCL runs as a grouped send and
@@ -21,8 +21,8 @@
 #include <cmocka.h>
 #include <mpi.h>
 
-#include "framework/failure.h"
-#include "framework/transport_nccl.h"
+#include "framework/runtime/failure.h"
+#include "framework/runtime/transport_nccl.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_device.h"
 #include "tests/unit/transport_checks.h"
@@ -78,7 +78,7 @@ static void download(void *dst, const void *src, size_t n_bytes) {
 }
 
 // An NCCL transport over a new MPI transport (*mpi: destroy it after the NCCL one).
-static Transport *nccl_transport(int stages, int replicas, ConfigRankOrder order, const Fixture *f, Transport **mpi) {
+static Transport *nccl_transport(int stages, int replicas, RankOrder order, const Fixture *f, Transport **mpi) {
     Error err = {{0}};
     if (!transport_mpi_create(stages, replicas, order, mpi, &err)) fail_msg("%s", err.message);
     Transport *t = transport_nccl_create(*mpi, f->compute);
@@ -89,11 +89,11 @@ static Transport *nccl_transport(int stages, int replicas, ConfigRankOrder order
 // Runs check on an NCCL transport for every stages x replicas = world size and both rank orders.
 static void for_each_layout(const Fixture *f, void (*check)(Transport *t, const Fixture *f)) {
     int n = world_size();
-    for (int order = 0; order < CONFIG_RANK_ORDER_COUNT; order++) {
+    for (int order = 0; order < RANK_ORDER_COUNT; order++) {
         for (int stages = 1; stages <= n; stages++) {
             if (n % stages) continue;
             Transport *mpi = NULL;
-            Transport *t = nccl_transport(stages, n / stages, (ConfigRankOrder)order, f, &mpi);
+            Transport *t = nccl_transport(stages, n / stages, (RankOrder)order, f, &mpi);
             check(t, f);
             transport_destroy(t);
             transport_destroy(mpi);
@@ -308,7 +308,7 @@ static int probe(const char *mode) {
     void *state = NULL;
     fixture_setup(&state);
     Transport *mpi = NULL;  // the job ends inside the probe, with both transports alive
-    Transport *t = nccl_transport(1, world_size(), CONFIG_RANK_ORDER_PIPELINE_FIRST, state, &mpi);
+    Transport *t = nccl_transport(1, world_size(), RANK_ORDER_PIPELINE_FIRST, state, &mpi);
     failure_install(&t->topo, t);
     int *buf = device_filled(2 * sizeof(int), 0);
     if (strcmp(mode, "timeout") == 0) {

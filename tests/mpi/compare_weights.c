@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framework/safetensors.h"
+#include "framework/core/safetensors.h"
 
 enum { MAX_STAGES = 64 };
 

@@ -7,11 +7,12 @@
 //   fatal       the last rank hits an internal error
 //   user-error  the last rank finds a user error
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "framework/failure.h"
-#include "framework/transport.h"
+#include "framework/runtime/failure.h"
+#include "framework/runtime/transport.h"
 
 // Waits with no time limit for a message no rank sends.
 static void wait_forever(Transport *t) {
@@ -30,7 +31,7 @@ int main(int argc, char **argv) {
     const char *mode = argv[1];
     Transport *t = NULL;
     Error err = {{0}};
-    if (!transport_mpi_create(atoi(argv[2]), atoi(argv[3]), CONFIG_RANK_ORDER_PIPELINE_FIRST, &t, &err)) {
+    if (!transport_mpi_create(atoi(argv[2]), atoi(argv[3]), RANK_ORDER_PIPELINE_FIRST, &t, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return YP_EXIT_USAGE;
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/reference/dtype.bin, the reference that test_dtype compares framework/dtype.h's
+"""Writes tests/reference/dtype.bin, the reference that test_dtype compares framework/core/dtype.h's
 conversions with: PyTorch's own float32 -> bfloat16 and float32 -> float16 rounding on the CPU.
 
 Not run by the test suite (it needs PyTorch): run it by hand, from the repository root, with the

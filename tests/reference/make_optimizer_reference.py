@@ -50,7 +50,7 @@ from ultralytics.utils.torch_utils import ModelEMA
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 GROUPS = {"weight": 0, "bn": 1, "bias": 2}
-KINDS = {"SGD": 0, "MuSGD": 0, "AdamW": 1}  # yolopipe stands SGD in for MuSGD (see framework/optim.h)
+KINDS = {"SGD": 0, "MuSGD": 0, "AdamW": 1}  # yolopipe stands SGD in for MuSGD (see framework/train/optim.h)
 DEFAULTS = dict(lr0=0.01, lrf=0.01, momentum=0.937, weight_decay=0.0005, warmup_epochs=3.0, warmup_momentum=0.8,
                 warmup_bias_lr=0.1, cos_lr=False, nbs=64)
 

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "framework/fsutil.h"
-#include "framework/rng.h"
+#include "framework/core/fsutil.h"
+#include "framework/core/rng.h"
 
 void test_write_text(const char *path, const char *text) {
     char dir[1024];

@@ -8,7 +8,7 @@
 // Writes `text` to `path`, creating missing folders; aborts the process on failure (tests only).
 void test_write_text(const char *path, const char *text);
 
-// Fills x[0..n) with uniform values in [lo, hi) from stream `seed` (framework/rng.h).
+// Fills x[0..n) with uniform values in [lo, hi) from stream `seed` (framework/core/rng.h).
 void test_fill_uniform(float *x, int64_t n, float lo, float hi, uint64_t seed);
 
 // sum_i y[i] * r[i] in double: projecting an output on fixed random weights r turns any tensor

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "framework/augment.h"
-#include "framework/rng.h"
+#include "framework/data/augment.h"
+#include "framework/core/rng.h"
 
 static char source_root[512];
 

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "framework/config.h"
+#include "framework/config/config.h"
 #include "tests/unit/gradcheck.h"
 
 static char tmp_dir[] = "/tmp/yp-config-XXXXXX";

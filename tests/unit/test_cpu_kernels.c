@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framework/backend.h"
-#include "framework/rng.h"
+#include "kernels/backend.h"
+#include "framework/core/rng.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/unit/gradcheck.h"
 
@@ -156,7 +156,7 @@ static void test_fill_uniform_matches_rng(void **state) {
     TestBuf b = test_buf_create(n);
     be->ops->fill_uniform(be, b.dev, (size_t)n, lo, hi, seed);
     test_buf_pull(&b);
-    // Exact: every backend must fill a tensor identically (framework/rng.h).
+    // Exact: every backend must fill a tensor identically (framework/core/rng.h).
     for (int64_t i = 0; i < n; i++) assert_true(b.host[i] == lo + (hi - lo) * rng_uniform(seed, (uint64_t)i));
     test_buf_destroy(&b);
 }

@@ -20,8 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "framework/backend.h"
-#include "framework/rng.h"
+#include "kernels/backend.h"
+#include "framework/core/rng.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "layers/graph.h"
 #include "tests/unit/gradcheck.h"

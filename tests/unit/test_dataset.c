@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "framework/dataset.h"
-#include "framework/fsutil.h"
-#include "framework/image_io.h"
+#include "framework/data/dataset.h"
+#include "framework/core/fsutil.h"
+#include "framework/data/image_io.h"
 #include "tests/unit/gradcheck.h"
 
 static char temp_dir[256];

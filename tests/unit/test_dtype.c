@@ -1,4 +1,4 @@
-// framework/dtype.h's conversions against independent expectations: the bfloat16 and float16
+// framework/core/dtype.h's conversions against independent expectations: the bfloat16 and float16
 // formats' definitions (every bit pattern), hand-picked rounding boundaries, and PyTorch's own
 // rounding of a few thousand floats (tests/reference/dtype.bin, make_dtype_reference.py).
 // Every comparison is exact: a conversion either rounds as IEEE 754 says or it is wrong.
@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "framework/dtype.h"
+#include "framework/core/dtype.h"
 #include "tests/unit/reference_file.h"
 
 // float16's value by its definition: sign, 5 exponent bits (bias 15), 10 mantissa bits, with

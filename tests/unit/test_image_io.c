@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "framework/image_io.h"
+#include "framework/data/image_io.h"
 
 static char source_root[512];
 static char temp_dir[256];

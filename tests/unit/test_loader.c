@@ -13,11 +13,11 @@
 
 #include <cmocka.h>
 
-#include "framework/fsutil.h"
-#include "framework/image_io.h"
-#include "framework/loader.h"
+#include "framework/core/fsutil.h"
+#include "framework/data/image_io.h"
+#include "framework/data/loader.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "framework/rng.h"
+#include "framework/core/rng.h"
 
 enum { N_IMAGES = 23, BATCH = 5 };
 
@@ -301,7 +301,7 @@ static void test_targets_only_and_close_mosaic(void **state) {
     }
 }
 
-// A backend rendering the recipes (framework/augment_render.h) gives, byte for byte, the host
+// A backend rendering the recipes (kernels/augment_render.h) gives, byte for byte, the host
 // loader's images: mosaic and single images, resized up and down, rotated, sheared, in perspective,
 // HSV-jittered and flipped.
 static void test_recipes_render_the_host_images(void **state) {

@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "framework/metrics.h"
-#include "framework/nms.h"
-#include "framework/sort.h"
+#include "framework/eval/metrics.h"
+#include "framework/eval/nms.h"
+#include "framework/core/sort.h"
 #include "reference_file.h"
 
 // Decoded boxes and scores: float32 like Ultralytics, but expf, the softmax sum and DFL's 1x1

@@ -20,11 +20,11 @@
 
 #include <cmocka.h>
 
-#include "framework/ema.h"
-#include "framework/optim.h"
-#include "framework/optim_schedule.h"
-#include "framework/loss_scale.h"
-#include "framework/safetensors.h"
+#include "framework/train/ema.h"
+#include "framework/train/optim.h"
+#include "framework/train/optim_schedule.h"
+#include "framework/train/loss_scale.h"
+#include "framework/core/safetensors.h"
 #include "gradcheck.h"
 #include "kernels/cpu/cpu_backend.h"
 

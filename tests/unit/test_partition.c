@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "framework/cli.h"
-#include "framework/fsutil.h"
+#include "framework/cli/cli.h"
+#include "framework/core/fsutil.h"
 #include "partition/partition.h"
 #include "tests/unit/gradcheck.h"
 

@@ -21,8 +21,8 @@
 
 #include <cmocka.h>
 
-#include "framework/fsutil.h"
-#include "framework/safetensors.h"
+#include "framework/core/fsutil.h"
+#include "framework/core/safetensors.h"
 
 // ---- the tensors of the fixture (keep in step with make_safetensors_reference.py) ---------------
 

@@ -20,8 +20,8 @@
 
 #include <cmocka.h>
 
-#include "framework/image_io.h"
-#include "framework/synth.h"
+#include "framework/data/image_io.h"
+#include "framework/data/synth.h"
 
 enum { SHAPE_CHROMA = 100, MAX_BOXES = 16 };
 

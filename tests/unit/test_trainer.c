@@ -11,12 +11,12 @@
 
 #include <cmocka.h>
 
-#include "framework/checkpoint.h"
-#include "framework/config.h"
-#include "framework/safetensors.h"
-#include "framework/synth.h"
-#include "framework/trainer.h"
-#include "framework/transport.h"
+#include "framework/train/checkpoint.h"
+#include "framework/config/config.h"
+#include "framework/core/safetensors.h"
+#include "framework/data/synth.h"
+#include "framework/train/trainer.h"
+#include "framework/runtime/transport.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/unit/gradcheck.h"
 

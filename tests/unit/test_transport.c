@@ -1,6 +1,6 @@
 // The MPI transport on 1, 2 and 4 ranks (tests/meson.build runs this program through
 // tests/mpi/mpirun.sh with each). Every layout the world size allows (stages x replicas, both rank
-// orders) is checked against the rank map written out here independently of framework/topology.c.
+// orders) is checked against the rank map written out here independently of framework/runtime/topology.c.
 // Collectives run on integer-valued data, so every sum is exact: zero tolerance.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +13,8 @@
 #include <cmocka.h>
 #include <mpi.h>
 
-#include "framework/transport.h"
-#include "framework/transport_mpi.h"
+#include "framework/runtime/transport.h"
+#include "framework/runtime/transport_mpi.h"
 #include "tests/unit/transport_checks.h"
 
 // Long enough for 4 oversubscribed ranks on a loaded machine; a wrong test ends in seconds anyway.
@@ -23,12 +23,12 @@ static const double test_timeout_s = 30;
 // Runs check on a transport for every stages x replicas = world size and both rank orders.
 static void for_each_layout(void (*check)(Transport *t)) {
     int n = world_size();
-    for (int order = 0; order < CONFIG_RANK_ORDER_COUNT; order++) {
+    for (int order = 0; order < RANK_ORDER_COUNT; order++) {
         for (int stages = 1; stages <= n; stages++) {
             if (n % stages) continue;
             Transport *t = NULL;
             Error err = {{0}};
-            assert_true(transport_mpi_create(stages, n / stages, (ConfigRankOrder)order, &t, &err));
+            assert_true(transport_mpi_create(stages, n / stages, (RankOrder)order, &t, &err));
             t->timeout_s = test_timeout_s;
             check(t);
             transport_destroy(t);
@@ -42,8 +42,8 @@ static void test_topology_map(void **state) {
     static const int pipeline_first[4][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
     static const int replica_first[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
     for (int w = 0; w < 4; w++) {
-        Topology a = topology_make(w, 2, 2, CONFIG_RANK_ORDER_PIPELINE_FIRST);
-        Topology b = topology_make(w, 2, 2, CONFIG_RANK_ORDER_REPLICA_FIRST);
+        Topology a = topology_make(w, 2, 2, RANK_ORDER_PIPELINE_FIRST);
+        Topology b = topology_make(w, 2, 2, RANK_ORDER_REPLICA_FIRST);
         assert_int_equal(a.pipeline_rank, pipeline_first[w][0]);
         assert_int_equal(a.replica, pipeline_first[w][1]);
         assert_int_equal(b.pipeline_rank, replica_first[w][0]);
@@ -53,13 +53,13 @@ static void test_topology_map(void **state) {
     static const int shapes[][2] = {{1, 1}, {4, 1}, {1, 4}, {3, 2}, {2, 3}, {4, 4}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int stages = shapes[s][0], replicas = shapes[s][1];
-        for (int order = 0; order < CONFIG_RANK_ORDER_COUNT; order++) {
+        for (int order = 0; order < RANK_ORDER_COUNT; order++) {
             for (int w = 0; w < stages * replicas; w++) {
-                Topology t = topology_make(w, stages, replicas, (ConfigRankOrder)order);
+                Topology t = topology_make(w, stages, replicas, (RankOrder)order);
                 assert_int_equal(t.world_size, stages * replicas);
                 assert_in_range(t.pipeline_rank, 0, stages - 1);
                 assert_in_range(t.replica, 0, replicas - 1);
-                assert_int_equal(rank_of((ConfigRankOrder)order, stages, replicas, t.pipeline_rank, t.replica), w);
+                assert_int_equal(rank_of((RankOrder)order, stages, replicas, t.pipeline_rank, t.replica), w);
                 assert_int_equal(topology_world_rank(&t, t.pipeline_rank, t.replica), w);
             }
         }
@@ -71,7 +71,7 @@ static void test_wrong_world_size(void **state) {
     int n = world_size();
     Transport *t = NULL;
     Error err = {{0}};
-    assert_false(transport_mpi_create(n + 1, 1, CONFIG_RANK_ORDER_PIPELINE_FIRST, &t, &err));
+    assert_false(transport_mpi_create(n + 1, 1, RANK_ORDER_PIPELINE_FIRST, &t, &err));
     assert_null(t);
     char expected[256];
     snprintf(expected, sizeof expected,

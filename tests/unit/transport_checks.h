@@ -8,7 +8,7 @@
 #include <mpi.h>
 #include <stdlib.h>
 
-#include "framework/transport.h"
+#include "framework/runtime/transport.h"
 
 static inline int world_size(void) {
     int n = 0;
@@ -16,8 +16,8 @@ static inline int world_size(void) {
     return n;
 }
 
-static inline int rank_of(ConfigRankOrder order, int pipeline_size, int replicas, int pipeline_rank, int replica) {
-    return order == CONFIG_RANK_ORDER_PIPELINE_FIRST ? replica * pipeline_size + pipeline_rank
+static inline int rank_of(RankOrder order, int pipeline_size, int replicas, int pipeline_rank, int replica) {
+    return order == RANK_ORDER_PIPELINE_FIRST ? replica * pipeline_size + pipeline_rank
                                                      : pipeline_rank * replicas + replica;
 }
 

@@ -1,0 +1,169 @@
+// `yolopipe plan EXP.yaml [--set k=v]... [--json] [--trace FILE] [--profile FILE.csv] [--device NAME]`:
+// every step of a run but the execution (DESIGN.md's data flow): the model's graph, its costs, the
+// partition into stages, each rank's program under the schedule, the validator's proof, and the
+// simulated timeline. Needs neither MPI nor a GPU.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/cli/cli.h"
+#include "framework/config/config.h"
+#include "framework/core/json.h"
+#include "framework/config/experiment_plan.h"
+#include "schedule/program.h"
+#include "schedule/simulate.h"
+
+typedef struct PlanArgs {
+    const char *path, *trace, *profile, *device;
+    int n_set;
+    char **set;
+    bool json;
+} PlanArgs;
+
+static const char plan_usage[] =
+    "usage: yolopipe plan EXP.yaml [--set section.key=value]... [--json] [--trace FILE.json]\n"
+    "                     [--profile FILE.csv] [--device cpu|h100]\n"
+    "  partition, schedule, validation and simulated timeline of the experiment, without running it\n"
+    "  --profile  per-layer times measured by `yolopipe profile` instead of the FLOP estimate\n"
+    "  --device   device to plan for (default: cuda experiments h100, others cpu)\n";
+
+static bool plan_parse_args(int argc, char **argv, PlanArgs *a) {
+    *a = (PlanArgs){.set = calloc((size_t)argc + 1, sizeof(char *))};
+    for (int i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        bool value = i + 1 < argc;
+        if (!strcmp(s, "--json")) a->json = true;
+        else if (!strcmp(s, "--set") && value) a->set[a->n_set++] = argv[++i];
+        else if (!strcmp(s, "--trace") && value) a->trace = argv[++i];
+        else if (!strcmp(s, "--profile") && value) a->profile = argv[++i];
+        else if (!strcmp(s, "--device") && value) a->device = argv[++i];
+        else if (!strcmp(s, "--help") || !strcmp(s, "-h")) return fputs(plan_usage, stdout), exit(0), false;
+        else if (s[0] == '-' || a->path) {
+            fprintf(stderr, "yolopipe plan: unexpected argument or missing value: %s\n%s", s, plan_usage);
+            return false;
+        } else a->path = s;
+    }
+    if (!a->path) fprintf(stderr, "yolopipe plan: missing EXP.yaml\n%s", plan_usage);
+    return a->path != NULL;
+}
+
+// Everything plan builds, owned in one place.
+typedef struct PlanRun {
+    ExperimentConfig *cfg;
+    ModelSpec *spec;
+    ExperimentPlan ep;
+    SchedSim *sim;
+} PlanRun;
+
+static void plan_run_destroy(PlanRun *r) {
+    sched_sim_destroy(r->sim);
+    experiment_plan_clear(&r->ep);
+    model_spec_destroy(r->spec);
+    config_destroy(r->cfg);
+}
+
+static bool plan_build(PlanRun *r, const PlanArgs *a, Error *err) {
+    if (!config_load(a->path, a->n_set, a->set, &r->cfg, err)) return false;
+    const ExperimentConfig *cfg = r->cfg;
+    // The class count only sizes the head: the synth: block's, else the model file's.
+    ModelOptions mo = {.scale = cfg->scale, .nc = cfg->synth.present ? cfg->synth.synth.n_classes : 0};
+    if (!model_spec_load(cfg->model, &mo, &r->spec, err)) return false;
+    if (!experiment_plan_build(cfg, r->spec, a->device, a->profile, &r->ep, err)) {
+        if (!strncmp(err->message, "--device", 8)) {
+            Error device_err = *err;
+            error_set(err, "yolopipe plan: %.900s", device_err.message);
+        }
+        return false;
+    }
+    r->sim = sched_simulate(&r->ep.plan, r->ep.schedule);
+    return true;
+}
+
+static double mib(int64_t bytes) { return (double)bytes / (1 << 20); }
+
+static void plan_print_text(const PlanRun *r) {
+    const ExperimentConfig *cfg = r->cfg;
+    const ParallelConfig *pc = &cfg->parallel;
+    printf("%s: %s at %lld, %lld stage%s x %lld replica%s, %s, %lld micro-batches of %lld images; costs from %s\n",
+           cfg->name, r->spec->name, (long long)cfg->train.imgsz, (long long)pc->stages, pc->stages == 1 ? "" : "s",
+           (long long)pc->replicas, pc->replicas == 1 ? "" : "s", sched_kind_name(pc->schedule),
+           (long long)pc->micro_batches, (long long)r->ep.plan.micro_batch_images,
+           r->ep.profile ? r->ep.profile->path : r->ep.device.name);
+    printf("%5s %5s %9s %11s %8s %11s %9s %10s %10s %10s\n", "stage", "rank", "layers", "params", "GFLOPs",
+           "act MiB", "in flight", "recv MiB", "send MiB", "time ms");
+    for (int k = 0; k < r->ep.report.n_stages; k++) {
+        const PartitionStageReport *s = &r->ep.report.stages[k];
+        char layers[24];
+        snprintf(layers, sizeof layers, "%d-%d", s->first_layer, s->last_layer);
+        printf("%5d %5d %9s %11lld %8.2f %11.1f %9d %10.2f %10.2f %10.2f%s\n", k, k % r->ep.plan.n_ranks, layers,
+               (long long)s->params, s->gflops, mib(s->activation_bytes), s->in_flight, mib(s->recv_bytes),
+               mib(s->send_bytes), 1e3 * s->time_s, k == r->ep.report.slowest_stage ? "  slowest" : "");
+    }
+    const SchedSim *sim = r->sim;
+    printf("schedule %s: step %.2f ms, %.1f images/s (per step: %lld images)\n", sched_kind_name(pc->schedule),
+           1e3 * sim->step_s, sim->images_per_s,
+           (long long)(pc->replicas * pc->micro_batches * r->ep.plan.micro_batch_images));
+    printf("%5s %9s %9s %14s %12s\n", "rank", "busy ms", "bubble", "peak act MiB", "sent MiB");
+    for (int rank = 0; rank < sim->n_ranks; rank++) {
+        int64_t sent = 0;
+        for (int d = 0; d < sim->n_ranks; d++) sent += sim->link_bytes[rank * sim->n_ranks + d];
+        printf("%5d %9.2f %8.1f%% %14.1f %12.2f\n", rank, 1e3 * sim->busy_s[rank], 100 * sim->bubble[rank],
+               mib(sim->peak_activation_bytes[rank]), mib(sent));
+    }
+    sched_timeline_print(stdout, &r->ep.plan, r->ep.schedule, sim, 100);
+}
+
+static void plan_print_json(const PlanRun *r) {
+    const SchedSim *sim = r->sim;
+    printf("{\"experiment\": ");
+    json_write_string(stdout, r->cfg->name);
+    printf(", \"world_size\": %lld", (long long)(r->cfg->parallel.stages * r->cfg->parallel.replicas));
+    printf(", \"model\": ");
+    json_write_string(stdout, r->spec->name);
+    printf(", \"stages\": [");
+    for (int k = 0; k < r->ep.report.n_stages; k++) {
+        const PartitionStageReport *s = &r->ep.report.stages[k];
+        printf("%s{\"stage\": %d, \"rank\": %d, \"layers\": [%d, %d], \"params\": %lld, \"gflops\": %.6f, "
+               "\"activation_bytes\": %lld, \"in_flight\": %d, \"memory_bytes\": %lld, \"recv_bytes\": %lld, "
+               "\"send_bytes\": %lld, \"time_s\": %.9g}",
+               k ? ", " : "", k, k % r->ep.plan.n_ranks, s->first_layer, s->last_layer, (long long)s->params, s->gflops,
+               (long long)s->activation_bytes, s->in_flight, (long long)s->memory_bytes, (long long)s->recv_bytes,
+               (long long)s->send_bytes, s->time_s);
+    }
+    double mean_bubble = 0;
+    for (int rank = 0; rank < sim->n_ranks; rank++) mean_bubble += sim->bubble[rank] / sim->n_ranks;
+    printf("], \"schedule\": {\"name\": \"%s\", \"step_time_s\": %.9g, \"images_per_s\": %.6g, "
+           "\"bubble_fraction\": %.9g, \"bubble_fraction_per_rank\": [",
+           sched_kind_name(r->cfg->parallel.schedule), sim->step_s, sim->images_per_s, mean_bubble);
+    for (int rank = 0; rank < sim->n_ranks; rank++) printf("%s%.9g", rank ? ", " : "", sim->bubble[rank]);
+    printf("], \"peak_activation_bytes\": [");
+    for (int rank = 0; rank < sim->n_ranks; rank++)
+        printf("%s%lld", rank ? ", " : "", (long long)sim->peak_activation_bytes[rank]);
+    printf("]}}\n");
+}
+
+int cmd_plan(int argc, char **argv) {
+    PlanArgs args;
+    if (!plan_parse_args(argc, argv, &args)) return free(args.set), YP_EXIT_USAGE;
+    PlanRun run = {0};
+    Error err = {0};
+    bool ok = plan_build(&run, &args, &err);
+    if (ok) {
+        if (args.json) plan_print_json(&run);
+        else plan_print_text(&run);
+        if (args.trace) {
+            FILE *f = fopen(args.trace, "w");
+            if (!f) ok = error_set(&err, "%s: cannot write the trace", args.trace);
+            else {
+                sched_trace_write(f, &run.ep.plan, run.ep.schedule, run.sim);
+                fclose(f);
+                if (!args.json) printf("trace written to %s (open it in https://ui.perfetto.dev)\n", args.trace);
+            }
+        }
+    }
+    if (!ok) fprintf(stderr, "%s\n", err.message);
+    plan_run_destroy(&run);
+    free(args.set);
+    return ok ? 0 : YP_EXIT_USAGE;
+}

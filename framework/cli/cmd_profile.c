@@ -1,0 +1,206 @@
+// `yolopipe profile EXP.yaml [--set k=v]... [--out FILE.csv] [--repeats N] [--nc K]`: times each
+// layer's training forward and backward for one micro-batch on the CPU backend and writes the
+// profile CSV (partition/cost.h) that the partitioner takes instead of its FLOP estimate.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "framework/cli/cli.h"
+#include "framework/config/config.h"
+#include "framework/core/fsutil.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "layers/graph.h"
+#include "partition/cost.h"
+
+typedef struct ProfileArgs {
+    const char *path;
+    int n_set;
+    char **set;  // the values after each --set (argv entries; the array is owned)
+    const char *out;
+    int64_t repeats, nc;
+} ProfileArgs;
+
+static const char profile_usage[] =
+    "usage: yolopipe profile EXP.yaml [--set section.key=value]... [--out FILE.csv] [--repeats N] [--nc K]\n"
+    "  times every layer's training forward and backward for one micro-batch\n"
+    "  (train.batch / (parallel.replicas x parallel.micro_batches) images of train.imgsz) on the CPU;\n"
+    "  the median of N passes (default 5) after one warm-up pass goes to FILE.csv\n"
+    "  (default <output.dir>/<name>/profile.csv); --nc sets the class count (default: the model file's)\n";
+
+static bool profile_parse_args(int argc, char **argv, ProfileArgs *args) {
+    *args = (ProfileArgs){.set = yp_calloc((size_t)argc + 1, sizeof(char *)), .repeats = 5};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_value = i + 1 < argc;
+        if (!strcmp(a, "--set") && has_value) {
+            args->set[args->n_set++] = argv[++i];
+        } else if (!strncmp(a, "--set=", 6)) {
+            args->set[args->n_set++] = argv[i] + 6;
+        } else if (!strcmp(a, "--out") && has_value) {
+            args->out = argv[++i];
+        } else if (!strcmp(a, "--repeats") && has_value) {
+            if (!cli_parse_positive(a, argv[++i], &args->repeats)) return false;
+            if (args->repeats > 1000) {
+                fprintf(stderr, "yolopipe: --repeats expects at most 1000 passes, found %lld\n", (long long)args->repeats);
+                return false;
+            }
+        } else if (!strcmp(a, "--nc") && has_value) {
+            if (!cli_parse_positive(a, argv[++i], &args->nc)) return false;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(profile_usage, stdout);
+            exit(0);
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "yolopipe profile: unknown option or missing value: %s\n%s", a, profile_usage);
+            return false;
+        } else if (!args->path) {
+            args->path = a;
+        } else {
+            fprintf(stderr, "yolopipe profile: one experiment file expected, found a second: %s\n%s", a, profile_usage);
+            return false;
+        }
+    }
+    if (!args->path) {
+        fprintf(stderr, "yolopipe profile: missing EXP.yaml\n%s", profile_usage);
+        return false;
+    }
+    return true;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// One training pass, layer by layer: times[i] and times[n + i] get layer i's forward and backward.
+// The input and the output gradient are random; the other output gradients start at zero, as in
+// graph_backward.
+static void profile_pass(Graph *g, uint64_t seed, double *times) {
+    Backend *be = g->be;
+    int n = g->n_layers;
+    be->ops->fill_uniform(be, g->input.data, (size_t)tensor_elems(&g->input), 0.0f, 1.0f, seed);
+    for (int i = 0; i < n; i++) {
+        double t0 = now_s();
+        graph_forward_layers(g, i, i + 1, true);
+        times[i] = now_s() - t0;
+    }
+    for (int i = 0; i + 1 < n; i++)
+        be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
+    Layer *out = graph_output(g);
+    be->ops->fill_uniform(be, out->dout.data, (size_t)tensor_elems(&out->out), -1.0f, 1.0f, seed + 1);
+    for (int i = n - 1; i >= 0; i--) {
+        double t0 = now_s();
+        graph_backward_layers(g, i, i + 1);
+        times[n + i] = now_s() - t0;
+    }
+}
+
+// Times the graph: one warm-up pass, then the median of `repeats` passes per layer.
+static CostProfile *profile_measure(Graph *g, int64_t micro, int64_t imgsz, int repeats) {
+    int n = g->n_layers;
+    double *times = yp_malloc((size_t)repeats * 2 * (size_t)n * sizeof *times);
+    double *one = yp_malloc((size_t)repeats * sizeof *one);
+    profile_pass(g, 1, times);
+    for (int r = 0; r < repeats; r++) profile_pass(g, 2 + 2 * (uint64_t)r, times + (size_t)r * 2 * (size_t)n);
+    CostProfile *p = cost_profile_create(n, micro, imgsz);
+    for (int i = 0; i < n; i++) {
+        snprintf(p->rows[i].module, sizeof p->rows[i].module, "%s", g->layers[i].row->module);
+        for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * 2 * (size_t)n + (size_t)i];
+        p->rows[i].fwd_s = median(one, repeats);
+        for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * 2 * (size_t)n + (size_t)(n + i)];
+        p->rows[i].bwd_s = median(one, repeats);
+    }
+    free(one);
+    free(times);
+    return p;
+}
+
+static void profile_print(const Graph *g, const CostProfile *p, const char *path) {
+    printf("%3s  %-12s %10s %10s %10s %10s\n", "", "module", "fwd ms", "bwd ms", "GFLOPs", "GFLOP/s");
+    double fwd = 0, bwd = 0, flops = 0;
+    for (int i = 0; i < p->n_layers; i++) {
+        const CostProfileRow *r = &p->rows[i];
+        double layer_flops = 2.0 * g->layers[i].ops * (double)p->batch;  // forward; backward about twice
+        double t = r->fwd_s + r->bwd_s;
+        printf("%3d  %-12s %10.3f %10.3f %10.3f %10.1f\n", i, r->module, 1e3 * r->fwd_s, 1e3 * r->bwd_s, layer_flops / 1e9,
+               t > 0 ? 3.0 * layer_flops / t / 1e9 : 0.0);
+        fwd += r->fwd_s;
+        bwd += r->bwd_s;
+        flops += layer_flops;
+    }
+    printf("%s: %lld images of %lldx%lld per micro-batch: forward %.1f ms, backward %.1f ms, %.1f GFLOP/s "
+           "(forward + backward counted as 3x forward FLOPs)\nwrote %s\n",
+           g->spec->name, (long long)p->batch, (long long)p->imgsz, (long long)p->imgsz, 1e3 * fwd, 1e3 * bwd,
+           fwd + bwd > 0 ? 3.0 * flops / (fwd + bwd) / 1e9 : 0.0, path);
+}
+
+static bool profile_write(const CostProfile *p, const char *path, Error *err) {
+    FsAtomicFile *f = NULL;
+    if (!fs_atomic_file_open(path, &f, err)) return false;
+    cost_profile_write(p, fs_atomic_file_stream(f));
+    return fs_atomic_file_commit(f, err);
+}
+
+static bool profile_run(const ProfileArgs *args, const ExperimentConfig *cfg, Error *err) {
+    if (cfg->device.backend == CONFIG_BACKEND_CUDA)
+        return config_error_at(cfg, "device.backend", err, "device.backend: profile runs on the cpu backend only; use cpu or auto");
+    int64_t micro = cfg->train.batch / (cfg->parallel.replicas * cfg->parallel.micro_batches);
+    char out_path[4096];
+    if (args->out) {
+        snprintf(out_path, sizeof out_path, "%s", args->out);
+    } else {
+        int n = snprintf(out_path, sizeof out_path, "%s/%s", cfg->output.dir, cfg->name);
+        if (n < 0 || (size_t)n + sizeof "/profile.csv" > sizeof out_path)
+            return error_set(err, "%s/%s: path too long", cfg->output.dir, cfg->name);
+        if (!fs_mkdir_p(out_path, err)) return false;
+        strcat(out_path, "/profile.csv");
+    }
+    ModelSpec *spec = NULL;
+    Graph *g = NULL;
+    Backend *be = NULL;
+    bool ok = model_spec_load(cfg->model, &(ModelOptions){.scale = cfg->scale, .nc = args->nc}, &spec, err);
+    if (ok && spec->scale_defaulted)
+        fprintf(stderr, "yolopipe: %s: no scale given, using the first one, '%s'\n", cfg->model, spec->scale);
+    if (ok) {
+        be = cpu_backend_create(DTYPE_F32);
+        GraphOptions go = {.batch = micro, .imgsz_h = cfg->train.imgsz, .imgsz_w = cfg->train.imgsz, .be = be,
+                           .seed = (uint64_t)cfg->train.seed};
+        ok = graph_create(spec, &go, &g, err);
+    }
+    if (ok) {
+        CostProfile *p = profile_measure(g, micro, cfg->train.imgsz, (int)args->repeats);
+        ok = profile_write(p, out_path, err);
+        if (ok) profile_print(g, p, out_path);
+        cost_profile_destroy(p);
+    }
+    graph_destroy(g);
+    backend_destroy(be);
+    model_spec_destroy(spec);
+    return ok;
+}
+
+int cmd_profile(int argc, char **argv) {
+    ProfileArgs args;
+    if (!profile_parse_args(argc, argv, &args)) {
+        free(args.set);
+        return YP_EXIT_USAGE;
+    }
+    Error err = {0};
+    ExperimentConfig *cfg = NULL;
+    bool ok = config_load(args.path, args.n_set, args.set, &cfg, &err) && profile_run(&args, cfg, &err);
+    if (!ok) fprintf(stderr, "%s\n", err.message);
+    config_destroy(cfg);
+    free(args.set);
+    return ok ? 0 : YP_EXIT_USAGE;
+}

@@ -1,0 +1,80 @@
+// Validation metrics as Ultralytics 8.4 computes them.
+//
+// Detection (DetectionValidator, DetMetrics, ap_per_class): each image's NMS detections are matched
+// with its ground truth at IoU 0.50:0.05:0.95; finalize gives per class and overall precision and
+// recall at the confidence of the best smoothed mean F1, AP (101-point interpolation of the
+// precision envelope, trapezoid rule), mAP50, mAP50-95 and fitness, averaged over the classes that
+// have ground truth.
+//
+// Classification (ClassificationValidator, ClassifyMetrics): top-1 and top-5 accuracy.
+#pragma once
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "framework/eval/nms.h"
+#include "framework/core/targets.h"
+
+enum { DETECT_METRICS_N_IOU = 10 };  // IoU thresholds 0.50, 0.55, ..., 0.95
+
+typedef struct DetectClassMetrics {
+    int64_t images, instances;          // images containing the class, ground-truth boxes
+    double p, r;                        // at the confidence of the best smoothed mean F1
+    double ap[DETECT_METRICS_N_IOU];    // AP at each IoU threshold
+    double ap50, ap50_95;               // ap[0] and the mean of ap
+} DetectClassMetrics;
+
+typedef struct DetectSummary {
+    int64_t nc, n_images, n_instances;
+    int64_t n_classes;          // classes with ground truth: the ones averaged over
+    double p, r, map50, map50_95;
+    double fitness;             // Ultralytics 8.4's box fitness: weights (0, 0, 0, 1) on (P, R, mAP50, mAP50-95)
+    DetectClassMetrics *classes;  // (nc); zero for classes without ground truth
+} DetectSummary;
+
+// Accumulates a validation run. Opaque.
+typedef struct DetectMetrics DetectMetrics;
+
+// The caller owns the result (detect_metrics_destroy).
+DetectMetrics *detect_metrics_create(int64_t nc);
+void detect_metrics_destroy(DetectMetrics *m);
+
+// Forgets everything added (for the next validation run).
+void detect_metrics_reset(DetectMetrics *m);
+
+// Adds a batch: dets holds the NMS detections of its images (image i in slot i); targets are the
+// ground-truth boxes of all of them (any order; image in [0, dets->n_images), class in [0, nc)),
+// normalised by the network input size img_w x img_h. Neither is kept.
+void detect_metrics_add_batch(DetectMetrics *m, const Detections *dets, const TargetBox *targets, int n_targets,
+                              int64_t img_h, int64_t img_w);
+
+// Computes the metrics of everything added so far. The summary belongs to m and stays valid until the
+// next call on m.
+const DetectSummary *detect_metrics_finalize(DetectMetrics *m);
+
+// Writes Ultralytics' table: a header, the `all` row, then (when nc > 1) one row per class with
+// ground truth. names: nc class names, or NULL to print class indices.
+void detect_summary_print(const DetectSummary *s, const char *const *names, FILE *f);
+
+// DetectionValidator.match_predictions for one image: detections in descending confidence order are
+// matched greedily, each to the unclaimed ground truth of its class with the highest IoU (float32
+// box_iou), separately at each threshold. Boxes are x1 y1 x2 y2 (n, 4); correct[j] gets bit t set when
+// detection j is a true positive at threshold t. All arrays belong to the caller.
+void detect_match(const float *det_boxes, const int32_t *det_cls, int64_t n_det, const float *gt_boxes,
+                  const int32_t *gt_cls, int64_t n_gt, uint16_t *correct);
+
+// Top-1 / top-5 counts of a classification run. A plain value: start from (ClassifyMetrics){.nc = nc}.
+typedef struct ClassifyMetrics {
+    int64_t nc, n_images, top1, top5;  // top5 counts labels ranked within the first min(5, nc)
+} ClassifyMetrics;
+
+// Adds n images: scores (n, nc) (logits or probabilities: the ranking is the same; ties rank the
+// lower class first, as a stable descending argsort does) and labels (n) in [0, nc).
+void classify_metrics_add(ClassifyMetrics *m, const float *scores, const int32_t *labels, int64_t n);
+
+double classify_metrics_top1(const ClassifyMetrics *m);
+double classify_metrics_top5(const ClassifyMetrics *m);
+double classify_metrics_fitness(const ClassifyMetrics *m);  // mean of top-1 and top-5
+
+// Writes Ultralytics' classification table: header and the `all` row.
+void classify_metrics_print(const ClassifyMetrics *m, FILE *f);

@@ -1,0 +1,290 @@
+// The backend interface: the only way layers touch tensor memory.
+//
+// A Backend is a table of kernels plus a private context. kernels/cpu fills one in with C, OpenBLAS
+// and OpenMP; kernels/cuda fills another with cuDNN/cuBLAS and its own kernels. Layers call only
+// this table, so the same layer code runs on either.
+//
+// Conventions, the same for every slot:
+// - Pointers are backend memory obtained from `alloc`. Shapes are logical NCHW; a backend may lay
+//   memory out as it likes as long as the kernels below agree with each other.
+// - Element types: activations and their gradients (the `void *` pointers: x, y, dx, dy, a, b, src,
+//   dst) hold elements of the backend's activation type `be->act` (framework/core/dtype.h); every
+//   `float *` is float32 (parameters, their gradients, running and saved statistics, optimizer
+//   state). Kernels compute in float32 and round each activation result once, when storing it, so
+//   reduced-precision activations differ from float32 ones by their storage only. On top of that a
+//   backend may round the weights to the activation type inside a kernel (cuDNN's bf16/fp16
+//   convolutions need it: tensor cores multiply two 16-bit operands); the CPU backend does not.
+// - Every backward kernel ACCUMULATES into its gradient outputs (`dx += ...`, `dw += ...`), so
+//   gradients from several consumers add up and weight gradients add up over micro-batches. The
+//   caller zeroes a gradient buffer once, before the first contribution.
+// - Forward kernels overwrite their outputs.
+// - Nothing here allocates except `alloc`, `reserve_workspace` and `multi_tensor_prepare`, which
+//   their callers use at creation.
+// - A Backend is used by one thread at a time (its kernels share one workspace); a process that
+//   drives several streams of work creates one Backend for each.
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/augment_render.h"
+#include "framework/core/dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct Backend Backend;
+
+// A 2-D convolution (cross-correlation, as PyTorch's Conv2d). Input (N, C_in, H_in, W_in), weight
+// (C_out, C_in / groups, KH, KW), optional bias (C_out), output (N, C_out, H_out, W_out).
+typedef struct ConvDesc {
+    int64_t n, c_in, h_in, w_in;
+    int64_t c_out, h_out, w_out;
+    int64_t kh, kw, stride, pad, dilation, groups;
+} ConvDesc;
+
+// Fills in h_out and w_out from the other fields (PyTorch's formula).
+ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int64_t c_out, int64_t k,
+                        int64_t stride, int64_t pad, int64_t dilation, int64_t groups);
+
+// Multiply-accumulates of one forward pass of the convolution (bias adds not counted).
+int64_t conv_desc_macs(const ConvDesc *d);
+
+// Element counts of the input, output and weight tensors.
+static inline size_t conv_desc_x_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_in * d->h_in * d->w_in); }
+static inline size_t conv_desc_y_elems(const ConvDesc *d) { return (size_t)(d->n * d->c_out * d->h_out * d->w_out); }
+static inline size_t conv_desc_w_elems(const ConvDesc *d) {
+    return (size_t)(d->c_out * (d->c_in / d->groups) * d->kh * d->kw);
+}
+
+// The activation fused into the batch-norm slots (see batchnorm_forward_train).
+typedef enum BatchNormActivation {
+    BATCHNORM_ACT_NONE,  // the plain batch norm
+    BATCHNORM_ACT_SILU,  // y = silu(batch norm(x)), Ultralytics' Conv
+    BATCHNORM_ACT_COUNT
+} BatchNormActivation;
+
+// ---- fused optimizer and EMA updates ("multi-tensor apply") -------------------------------------
+// An optimizer (or EMA) packs its tensors' state one after another in one buffer per state kind and
+// cuts the tensors into chunks (framework/train/pack_layout.h). The table of those chunks, resolved to
+// pointers, goes to the backend once, at creation (multi_tensor_prepare), so that each step is one
+// call with the table and a few scalars passed by value: one kernel launch on a GPU.
+
+// Elements [begin, end) of one tensor; state element i of the tensor is state[state_offset + i].
+typedef struct MultiTensorChunk {
+    float *tensor;         // backend memory: a parameter, or in an EMA table the model's tensor (read only)
+    float *grad;           // backend memory: the parameter's gradient; NULL in an EMA table
+    int64_t state_offset;  // where the tensor starts in the packed state buffers
+    int64_t begin, end;
+    int32_t group;         // parameter group, index into the step scalars' per-group arrays
+} MultiTensorChunk;
+
+// A backend's own copy of a chunk table (device memory on a GPU); opaque, each backend defines it.
+typedef struct MultiTensorTable MultiTensorTable;
+
+enum { BACKEND_PARAM_GROUPS = 3 };  // Ultralytics' weight, batch-norm and bias groups (framework/train/optim.h)
+
+// One SGD step's scalars, already rounded to float.
+typedef struct SgdStepScalars {
+    float lr[BACKEND_PARAM_GROUPS];
+    float weight_decay[BACKEND_PARAM_GROUPS];  // 0: the gradient is used as it is
+    float momentum;
+} SgdStepScalars;
+
+// One AdamW step's scalars, already rounded to float.
+typedef struct AdamwStepScalars {
+    float decay[BACKEND_PARAM_GROUPS];          // 1 − lr·wd (1 without decay: p·1 is p)
+    float neg_step_size[BACKEND_PARAM_GROUPS];  // −lr / (1 − β1^t)
+    float lerp_w;                               // 1 − β1
+    float beta2, one_minus_beta2;
+    float bias_correction2_sqrt;                // sqrt(1 − β2^t)
+    float eps;
+} AdamwStepScalars;
+
+typedef struct BackendOps {
+    // ---- memory -------------------------------------------------------------------------------
+    void *(*alloc)(Backend *be, size_t n_bytes);  // aborts on failure; contents undefined
+    void (*free)(Backend *be, void *ptr);         // accepts NULL
+    // Byte copies between host and backend memory, and within backend memory; copy's ranges must
+    // not overlap.
+    void (*upload)(Backend *be, void *dst, const void *host_src, size_t n_bytes);
+    void (*download)(Backend *be, void *host_dst, const void *src, size_t n_bytes);
+    void (*copy)(Backend *be, void *dst, const void *src, size_t n_bytes);
+    // Activation transfers that convert: host float32 to the activation type (rounding), and back.
+    // They use the scratch that reserve_activations sized, so n_elems is at most its largest.
+    void (*upload_activation)(Backend *be, void *dst, const float *host_src, size_t n_elems);
+    void (*download_activation)(Backend *be, float *host_dst, const void *src, size_t n_elems);
+    // The network input from n decoded images of h x w interleaved RGB bytes (host memory): dst
+    // (n, 3, h, w) activations get byte * (1.0f / 255.0f), one float multiplication rounded to the
+    // activation type. n * 3 * h * w is at most what reserve_activations sized.
+    void (*upload_images)(Backend *be, void *dst, const uint8_t *host_src, int64_t n, int64_t h, int64_t w);
+    // The network input rendered from n recipes (kernels/augment_render.h): dst (n, 3, side, side)
+    // activations get render_pixel's bytes * (1.0f / 255.0f), as upload_images would from the host
+    // loader's pixels. The recipes' tiles lie in host_arena from recipes[0].tiles[0].offset on, the n
+    // recipes' images one after another, at most what reserve_render sized.
+    void (*render_images)(Backend *be, void *dst, const RenderRecipe *recipes, int64_t n, const uint8_t *host_arena,
+                          int64_t side);
+    // Before a batch's work is queued (growing waits for the device): room for render_images calls of
+    // up to n recipes whose images take up to arena_bytes.
+    void (*reserve_render)(Backend *be, int64_t n, int64_t arena_bytes);
+    // Host memory for buffers that go to or come from the backend often (staging, loss buffers):
+    // page-locked on CUDA, which roughly doubles transfer speed and lets copies run asynchronously;
+    // plain memory on the CPU. Aborts on failure; host_free accepts NULL.
+    void *(*host_alloc)(Backend *be, size_t n_bytes);
+    void (*host_free)(Backend *be, void *ptr);
+    void (*zero)(Backend *be, void *dst, size_t n_bytes);  // zero bits: 0.0 in every element type
+    void (*fill)(Backend *be, float *dst, float value, size_t n_elems);
+    // dst[i] = lo + (hi - lo) * rng_uniform(seed, i) (framework/core/rng.h), identical on every backend:
+    // two separately rounded float operations, never a fused multiply-add.
+    void (*fill_uniform)(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
+    // Makes sure scratch memory of at least n_bytes exists for the kernels below; called at
+    // creation with conv_workspace_bytes' answer so that no kernel allocates.
+    void (*reserve_workspace)(Backend *be, size_t n_bytes);
+    // Called at creation with the largest activation tensor (in elements) that the kernels and the
+    // activation transfers will see: a backend with reduced-precision activations may keep scratch
+    // that size (the CPU backend widens activations to float32 in it).
+    void (*reserve_activations)(Backend *be, size_t largest_elems);
+    size_t (*conv_workspace_bytes)(Backend *be, const ConvDesc *d);
+    void (*synchronize)(Backend *be);
+
+    // ---- convolution --------------------------------------------------------------------------
+    void (*conv2d_forward)(Backend *be, const ConvDesc *d, const void *x, const float *w,
+                           const float *bias /* NULL: none */, void *y);
+    void (*conv2d_backward_data)(Backend *be, const ConvDesc *d, const void *dy, const float *w,
+                                 void *dx /* += */);
+    void (*conv2d_backward_filter)(Backend *be, const ConvDesc *d, const void *x, const void *dy,
+                                   float *dw /* += */, float *dbias /* += ; NULL: no bias */);
+
+    // ---- batch norm over (N, H, W) for each of C channels --------------------------------------
+    // Training: normalises with the batch mean and biased variance, updates the running statistics
+    // with PyTorch's rule (running = (1 - momentum) * running + momentum * batch, the variance
+    // unbiased by n / (n - 1); with a single value per channel the biased one, where PyTorch
+    // refuses), and keeps the batch mean and 1 / sqrt(var + eps) for backward. The normalised value
+    // is z = (x - save_mean) * (gamma * save_invstd) + beta, each operation rounded to float, so
+    // that backward can recompute it from the saved statistics to the bit.
+    //
+    // `act` fuses an activation into the slots (BatchNormActivation). With BATCHNORM_ACT_SILU,
+    // forward stores y = silu(z) and never z itself: z stays float32 in every activation type (with
+    // bf16/fp16 activations it is not rounded to 16 bits, unlike a batch norm followed by
+    // silu_forward). Backward recomputes z from x, the saved statistics, gamma and beta, turns dy
+    // into dz = dy·s·(1 + z·(1 − s)), s = sigmoid(z), with silu_backward's float operations, and
+    // runs the batch-norm backward on dz (its sums included). In float32 the fused slots give the
+    // bits of batch norm → silu_forward, and of silu_backward into a zeroed buffer → batch-norm
+    // backward. Nothing is kept between forward and backward but the statistics: the fusion saves
+    // the batch-norm output that SiLU's backward would read.
+    void (*batchnorm_forward_train)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
+                                    const float *gamma, const float *beta, float *running_mean,
+                                    float *running_var, float momentum, float eps, BatchNormActivation act,
+                                    void *y, float *save_mean /* (C) */, float *save_invstd /* (C) */);
+    void (*batchnorm_forward_infer)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
+                                    const float *gamma, const float *beta, const float *running_mean,
+                                    const float *running_var, float eps, BatchNormActivation act, void *y);
+    void (*batchnorm_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
+                               const void *dy, const float *gamma, const float *beta, const float *save_mean,
+                               const float *save_invstd, BatchNormActivation act, void *dx /* += */,
+                               float *dgamma /* += */, float *dbeta /* += */);
+
+    // ---- element-wise -------------------------------------------------------------------------
+    void (*silu_forward)(Backend *be, const void *x, void *y, size_t n_elems);
+    void (*silu_backward)(Backend *be, const void *x, const void *dy, void *dx /* += */,
+                          size_t n_elems);
+    void (*add)(Backend *be, const void *a, const void *b, void *y, size_t n_elems);  // y = a + b
+    void (*accumulate)(Backend *be, const void *src, void *dst, size_t n_elems);      // dst += src
+
+    // ---- boxes of channels x positions (concat, split, Detect's level flattening) ---------------
+    // Views src as (N, src_c, src_s) and dst as (N, dst_c, dst_s), s being the flattened spatial
+    // positions, and copies the box of count_c channels x count_s positions starting at
+    // (src_c0, src_s0) to (dst_c0, dst_s0); adds instead of copying when `accumulate`.
+    void (*copy_box)(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
+                     int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
+                     int64_t count_c, int64_t count_s, bool accumulate);
+
+    // ---- resampling and pooling ---------------------------------------------------------------
+    // Nearest-neighbour upsampling by an integer factor: (N, C, H, W) -> (N, C, H*f, W*f).
+    void (*upsample_nearest_forward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
+                                     int64_t factor, const void *x, void *y);
+    void (*upsample_nearest_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
+                                      int64_t factor, const void *dy, void *dx /* += */);
+    // Max-pool with kernel k (odd), stride 1 and padding k / 2 (SPPF's pool): the shape is kept and
+    // padding never wins. Backward routes each gradient to the first maximum of its window in
+    // row-major order, as PyTorch does (a NaN wins, as there); it recomputes the maxima from x
+    // instead of storing indices.
+    void (*maxpool_forward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                            const void *x, void *y);
+    void (*maxpool_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                             const void *x, const void *dy, void *dx /* += */);
+    // Adaptive average pool to 1x1: (N, C, H, W) -> (N, C).
+    void (*avgpool_forward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, void *y);
+    void (*avgpool_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy,
+                             void *dx /* += */);
+
+    // ---- dense --------------------------------------------------------------------------------
+    // y (N, out) = x (N, in) * w^T + b, w (out, in), b (out) or NULL.
+    void (*linear_forward)(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
+                           const float *w, const float *b, void *y);
+    void (*linear_backward)(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
+                            const float *w, const void *dy, void *dx /* += ; NULL: skip */,
+                            float *dw /* += */, float *db /* += ; NULL: no bias */);
+    // Row-major C (m, n) = alpha * op(A) op(B) + beta * C, op(A) (m, k), op(B) (k, n); float32.
+    void (*gemm)(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                 int64_t ldc);
+
+    // ---- optimizer and EMA over a chunk table (see MultiTensorChunk) ---------------------------
+    // Every update below is element-wise and follows the float operations written beside it, in
+    // that order and each rounded (never fused into a multiply-add), so that backends agree to a
+    // few ulps and the CPU result does not depend on the number of threads. p is chunk.tensor, g
+    // chunk.grad, and each state buffer is indexed with chunk.state_offset + i.
+    //
+    // Copies `chunks` into the backend (the caller keeps its array) and returns the table that the
+    // calls below take; free it with multi_tensor_release before the tensors it points to.
+    MultiTensorTable *(*multi_tensor_prepare)(Backend *be, const MultiTensorChunk *chunks, int n_chunks);
+    void (*multi_tensor_release)(Backend *be, MultiTensorTable *table);  // accepts NULL
+    // torch.optim.SGD (dampening 0, Nesterov), lr, wd of the chunk's group, b = momentum_buffer:
+    //   if wd ≠ 0: g = g + wd·p;  b = b·momentum + g;  g = g + momentum·b;  p = p + (−lr)·g
+    void (*optim_sgd_step)(Backend *be, const MultiTensorTable *table, float *momentum_buffer, SgdStepScalars s);
+    // torch.optim.AdamW, m = exp_avg, v = exp_avg_sq, decay and neg_step_size of the chunk's group:
+    //   p = p·decay;  m = lerp(m, g, lerp_w);  v = v·beta2;  v = v + (one_minus_beta2·g)·g;
+    //   p = p + (neg_step_size·m) / (sqrt(v) / bias_correction2_sqrt + eps)
+    // with PyTorch's lerp(a, b, w): a + w·(b − a) when |w| < 0.5, else b − (b − a)·(1 − w).
+    void (*optim_adamw_step)(Backend *be, const MultiTensorTable *table, float *exp_avg, float *exp_avg_sq,
+                             AdamwStepScalars s);
+    // Σ g² over the table: each chunk's sum of (double)g·(double)g in double (in an order of the
+    // backend's own within the chunk), then the chunk sums added in chunk order on the host. Waits
+    // for the result. The table is not const because a backend may keep its partial sums there.
+    double (*grad_sumsq)(Backend *be, MultiTensorTable *table);
+    // g = g·factor over the table.
+    void (*grads_scale)(Backend *be, const MultiTensorTable *table, float factor);
+    // EMA table (chunk.tensor the model's tensor m, e = ema): e = lerp(e, m, weight), the lerp above.
+    void (*ema_update)(Backend *be, const MultiTensorTable *table, float *ema, float weight);
+
+    void (*destroy)(Backend *be);
+} BackendOps;
+
+struct Backend {
+    const BackendOps *ops;
+    const char *name;  // "cpu" or "cuda"
+    DType act;         // the activations' element type (see the conventions above)
+    bool host_memory;  // backend memory is plain host memory, which the host may read and write directly
+    void *ctx;         // the implementation's private state
+};
+
+// Frees the backend (its ops->destroy); accepts NULL.
+void backend_destroy(Backend *be);
+
+// Copies channels [src_c0, src_c0 + count) of src (N, src_c, HW) to channels [dst_c0, ...) of dst
+// (N, dst_c, HW): copy_box over all positions.
+void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const void *src, int64_t src_c, int64_t src_c0,
+                           void *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate);
+
+// Bytes of n activation elements, and the address of activation element `index` of `base`.
+static inline size_t backend_act_bytes(const Backend *be, int64_t n) { return (size_t)n * dtype_size(be->act); }
+static inline void *backend_act_at(const Backend *be, void *base, int64_t index) {
+    return (char *)base + backend_act_bytes(be, index);
+}
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,2 @@
+// An upward include: kernels/ knows nothing about layers.
+#include "layers/layer.h"
