@@ -58,6 +58,7 @@
 
 #include "framework/data/augment.h"
 #include "kernels/backend.h"
+#include "framework/core/clock.h"
 #include "framework/core/rng.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
@@ -2077,12 +2078,6 @@ static uint64_t run_seed(void) {
     return rng_mix64((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ((uint64_t)getpid() << 40)) >> 11;
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 enum {
     N_ENTRIES = 2 + N_FLAT_CASES + N_BOX_CASES + N_UPSAMPLE_CASES + N_POOL_CASES + N_AVG_CASES + N_BN_CASES +
                 N_CONV_CASES + N_LINEAR_CASES + N_GEMM_CASES + N_LOSS_CASES + N_MODULE_CASES + N_MODEL_CASES + 1
@@ -2193,7 +2188,7 @@ int main(void) {
         tests[i] = (struct CMUnitTest){.name = entries[i].name, .test_func = entry_test, .initial_state = &entries[i]};
     int failed = 0;
     char summary[N_ACT_TYPES][160];
-    const double t_all = seconds_now();
+    const double t_all = clock_monotonic_s();
     for (int k = 0; k < n_types; k++) {
         h.act = types[k];
         h.be[SIDE_REF] = cpu_backend_create(h.act);
@@ -2202,13 +2197,13 @@ int main(void) {
                h.be[SIDE_DUT]->name, h.cpu_only ? "" : h.act == DTYPE_F32 ? " (TF32 off)" : " (16-bit tensor cores)",
                h.cpu_only ? "0" : h.act == DTYPE_F32 ? "as printed" : "2e-2 where not bit-exact (tol_lowp)");
         const int64_t lines = h.n_lines, failed_lines = h.n_failed_lines;
-        const double t0 = seconds_now();
+        const double t0 = clock_monotonic_s();
         char group[64];
         snprintf(group, sizeof group, "backend compare %s", dtype_name(h.act));
         const int failed_type = cmocka_run_group_tests_name(group, tests, NULL, NULL);
         snprintf(summary[k], sizeof summary[k], "%s: %lld tensors compared, %lld failed, %d of %d cases failed, %.1f s",
                  dtype_name(h.act), (long long)(h.n_lines - lines), (long long)(h.n_failed_lines - failed_lines),
-                 failed_type, N_ENTRIES, seconds_now() - t0);
+                 failed_type, N_ENTRIES, clock_monotonic_s() - t0);
         failed += failed_type;
         backend_destroy(h.be[SIDE_REF]);
         backend_destroy(h.be[SIDE_DUT]);
@@ -2216,7 +2211,7 @@ int main(void) {
     printf("\n");
     for (int k = 0; k < n_types; k++) printf("%s\n", summary[k]);
     printf("%lld tensors compared, %lld failed, %d cases failed, %.1f s; seed %llu\n", (long long)h.n_lines,
-           (long long)h.n_failed_lines, failed, seconds_now() - t_all, (unsigned long long)h.seed);
+           (long long)h.n_failed_lines, failed, clock_monotonic_s() - t_all, (unsigned long long)h.seed);
     for (int i = 0; i < h.n_fail_kept; i++) printf("FAILED: %s\n", h.fail_lines[i]);
     return failed;
 }
