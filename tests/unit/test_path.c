@@ -15,7 +15,8 @@
 
 static void expect_join(const char *dir, const char *rel, PathClean clean, const char *want) {
     char *got = path_join(dir, rel, clean);
-    if (strcmp(got, want)) fail_msg("path_join(\"%s\", \"%s\", %d) = \"%s\", expected \"%s\"", dir, rel, clean, got, want);
+    if (strcmp(got, want))
+        fail_msg("path_join(\"%s\", \"%s\", %d) = \"%s\", expected \"%s\"", dir, rel, clean, got, want);
     free(got);
 }
 
