@@ -47,13 +47,24 @@ static Param declare_vector(Builder *b, const char *name, int64_t n, unsigned fl
     return builder_param(b, name, 1, (int64_t[]){n}, flags, init);
 }
 
-// Declares the convolution itself and its output; shared by both flavours.
-static void declare_conv(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, int64_t stride, int64_t pad,
-                         int64_t groups, int64_t dilation, const char *weight_name, unsigned flags, ParamInit init) {
-    cb->desc = conv_desc_make(in.n, in.c, in.h, in.w, c_out, k, stride, pad, dilation, groups);
-    int64_t fan_in = in.c / groups * k * k;
+// 0 for stride, groups and dilation: 1 (ConvBlockSpec); a pad < 0: autopad.
+static ConvBlockSpec conv_spec_resolve(ConvBlockSpec s) {
+    if (!s.stride) s.stride = 1;
+    if (!s.groups) s.groups = 1;
+    if (!s.dilation) s.dilation = 1;
+    if (s.pad < 0) s.pad = conv_autopad(s.k, s.dilation);
+    return s;
+}
+
+// Declares the convolution itself and its output; shared by both flavours. s: resolved.
+static void declare_conv(ConvBlock *cb, Builder *b, const ConvBlockSpec *s, const char *weight_name, unsigned flags,
+                         ParamInit init) {
+    const Shape in = s->in;
+    const int64_t c_out = s->c_out, k = s->k;
+    cb->desc = conv_desc_make(in.n, in.c, in.h, in.w, c_out, k, s->stride, s->pad, s->dilation, s->groups);
+    int64_t fan_in = in.c / s->groups * k * k;
     if (init.kind == PARAM_INIT_FAN_IN_UNIFORM) init.fan_in = fan_in;
-    cb->weight = builder_param(b, weight_name, 4, (int64_t[]){c_out, in.c / groups, k, k}, flags, init);
+    cb->weight = builder_param(b, weight_name, 4, (int64_t[]){c_out, in.c / s->groups, k, k}, flags, init);
     Shape out = shape_make(in.n, c_out, cb->desc.h_out, cb->desc.w_out);
     cb->conv_out = builder_tensor(b, out);
     cb->out = cb->conv_out;
@@ -67,14 +78,13 @@ static void declare_conv(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int
     builder_count_leaves(b, 1);
 }
 
-void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, int64_t stride, int64_t pad,
-                      int64_t groups, int64_t dilation, bool act) {
+void conv_block_build(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec) {
     memset(cb, 0, sizeof *cb);
-    if (pad < 0) pad = conv_autopad(k, dilation);
-    declare_conv(cb, b, in, c_out, k, stride, pad, groups, dilation, "conv.weight", 0,
-                 (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
+    const ConvBlockSpec s = conv_spec_resolve(*spec);
+    const int64_t c_out = s.c_out;
+    declare_conv(cb, b, &s, "conv.weight", 0, (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
     cb->batchnorm = true;
-    cb->act = act;
+    cb->act = s.act;
     cb->bn = builder_batchnorm_settings(b);
     cb->bn_weight = declare_vector(b, "bn.weight", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
     cb->bn_bias = declare_vector(b, "bn.bias", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 0});
@@ -85,7 +95,7 @@ void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_
     cb->save_invstd = builder_statistics(b, c_out);
     Shape out = cb->conv_out.shape;
     cb->out = builder_tensor(b, out);
-    if (act) builder_count_shared_activation(b);  // fused into the batch-norm slots: no tensor of its own
+    if (s.act) builder_count_shared_activation(b);  // fused into the batch-norm slots: no tensor of its own
     // thop counts batch norm as 2 ops per element, doubled for the affine part.
     builder_count_ops(b, 4.0 * (double)(out.c * out.h * out.w));
     builder_count_leaves(b, 1);
@@ -94,13 +104,12 @@ void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_
 
 void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, bool fixed) {
     memset(cb, 0, sizeof *cb);
+    const ConvBlockSpec s = conv_spec_resolve((ConvBlockSpec){.in = in, .c_out = c_out, .k = k, .pad = CONV_PAD_AUTO});
     if (fixed) {
-        declare_conv(cb, b, in, c_out, k, 1, conv_autopad(k, 1), 1, 1, "weight", PARAM_NO_GRAD,
-                     (ParamInit){.kind = PARAM_INIT_ARANGE});
+        declare_conv(cb, b, &s, "weight", PARAM_NO_GRAD, (ParamInit){.kind = PARAM_INIT_ARANGE});
         return;
     }
-    declare_conv(cb, b, in, c_out, k, 1, conv_autopad(k, 1), 1, 1, "weight", 0,
-                 (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
+    declare_conv(cb, b, &s, "weight", 0, (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
     cb->bias = declare_vector(b, "bias", c_out, PARAM_NO_DECAY,
                               (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM, .fan_in = in.c * k * k});
 }
@@ -161,16 +170,20 @@ void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const void
     if (dx) be->ops->conv2d_backward_data(be, &d, grad, cb->weight.value, dx);
 }
 
-void bottleneck_block_build(BottleneckBlock *bb, Builder *b, Shape in, int64_t c_out, bool shortcut, int64_t groups,
-                            int64_t k1, int64_t k2, double expansion) {
-    int64_t hidden = (int64_t)((double)c_out * expansion);  // Python's int(c2 * e)
+void bottleneck_block_build(BottleneckBlock *bb, Builder *b, const BottleneckSpec *spec) {
+    const Shape in = spec->in;
+    const int64_t c_out = spec->c_out;
+    int64_t hidden = (int64_t)((double)c_out * spec->expansion);  // Python's int(c2 * e)
     builder_push(b, "cv1");
-    conv_block_build(&bb->cv1, b, in, hidden, k1, 1, -1, 1, 1, true);
+    conv_block_build(&bb->cv1, b,
+                     &(ConvBlockSpec){.in = in, .c_out = hidden, .k = spec->k1, .pad = CONV_PAD_AUTO, .act = true});
     builder_pop(b);
     builder_push(b, "cv2");
-    conv_block_build(&bb->cv2, b, bb->cv1.out.shape, c_out, k2, 1, -1, groups, 1, true);
+    conv_block_build(&bb->cv2, b,
+                     &(ConvBlockSpec){.in = bb->cv1.out.shape, .c_out = c_out, .k = spec->k2, .pad = CONV_PAD_AUTO,
+                                      .groups = spec->groups, .act = true});
     builder_pop(b);
-    bb->add = shortcut && in.c == c_out;
+    bb->add = spec->shortcut && in.c == c_out;
     bb->out = bb->add ? builder_tensor(b, bb->cv2.out.shape) : bb->cv2.out;
     bb->d_hidden = builder_tensor(b, bb->cv1.out.shape);
 }

@@ -46,10 +46,24 @@ struct ConvBlock {
     ConvDesc deferred_desc;    // its shapes
 };
 
-// Declares Ultralytics' Conv(c1, c2, k, s, p, g, d, act) at the current prefix ("conv.weight",
-// "bn.weight", ...). pad < 0 means Ultralytics' autopad.
-void conv_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, int64_t stride, int64_t pad,
-                      int64_t groups, int64_t dilation, bool act);
+// Ultralytics' Conv(c1, c2, k, s, p, g, d, act), c1 being in.c, passed with designated
+// initializers: `&(ConvBlockSpec){.in = in, .c_out = c, .k = 3, .pad = CONV_PAD_AUTO, .act = true}`.
+// stride, groups and dilation left 0 mean 1 (Ultralytics' defaults); pad has no default (0 is no
+// padding), so every caller says CONV_PAD_AUTO or a number.
+enum { CONV_PAD_AUTO = -1 };  // pad: Ultralytics' autopad (conv_autopad); any pad < 0 means it
+typedef struct ConvBlockSpec {
+    Shape in;          // (N, C_in, H, W) input at the built (largest) size
+    int64_t c_out;
+    int64_t k;         // square kernel
+    int64_t stride;    // 0: 1
+    int64_t pad;       // on each side; CONV_PAD_AUTO: autopad
+    int64_t groups;    // 0: 1
+    int64_t dilation;  // 0: 1
+    bool act;          // SiLU after the batch norm
+} ConvBlockSpec;
+
+// Declares the Conv of `spec` at the current prefix ("conv.weight", "bn.weight", ...).
+void conv_block_build(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec);
 // Declares nn.Conv2d(c1, c2, k) with bias at the current prefix ("weight", "bias"). A `fixed`
 // convolution has no bias and no gradient (DFL's projection) and is initialised to 0..C_in-1.
 void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, bool fixed);
@@ -68,9 +82,19 @@ typedef struct BottleneckBlock {
     Tensor d_hidden;     // gradient of cv1's output
 } BottleneckBlock;
 
-// Ultralytics' Bottleneck(c1, c2, shortcut, g, k=(k1, k2), e) at the current prefix.
-void bottleneck_block_build(BottleneckBlock *bb, Builder *b, Shape in, int64_t c_out, bool shortcut, int64_t groups,
-                            int64_t k1, int64_t k2, double expansion);
+// Ultralytics' Bottleneck(c1, c2, shortcut, g, k=(k1, k2), e), c1 being in.c, passed with
+// designated initializers; groups left 0 means 1.
+typedef struct BottleneckSpec {
+    Shape in;          // (N, C_in, H, W) input at the built (largest) size
+    int64_t c_out;
+    bool shortcut;     // residual, when also C_in == c_out
+    int64_t groups;    // of cv2; 0: 1
+    int64_t k1, k2;    // cv1's and cv2's kernels
+    double expansion;  // cv1's channels: int(c_out * expansion), as Python rounds
+} BottleneckSpec;
+
+// Declares the Bottleneck of `spec` at the current prefix ("cv1.conv.weight", ...).
+void bottleneck_block_build(BottleneckBlock *bb, Builder *b, const BottleneckSpec *spec);
 void bottleneck_block_forward(BottleneckBlock *bb, Backend *be, const Tensor *x, bool train);
 void bottleneck_block_backward(BottleneckBlock *bb, Backend *be, const Tensor *x, const void *dout, void *dx);
 

@@ -42,7 +42,9 @@ static bool bottleneck_build(Layer *layer, Builder *b, Error *err) {
     Shape in = layer->in[0]->shape;
     for (int64_t j = 0; j < chain->n; j++) {
         if (chain->n > 1) builder_push(b, "%lld", (long long)j);
-        bottleneck_block_build(&chain->bottlenecks[j], b, in, cfg->c2, cfg->shortcut, cfg->g, 3, 3, 0.5);
+        bottleneck_block_build(&chain->bottlenecks[j], b,
+                               &(BottleneckSpec){.in = in, .c_out = cfg->c2, .shortcut = cfg->shortcut,
+                                                 .groups = cfg->g, .k1 = 3, .k2 = 3, .expansion = 0.5});
         if (chain->n > 1) builder_pop(b);
         in = chain->bottlenecks[j].out.shape;
     }

@@ -51,12 +51,14 @@ static bool c2f_build(Layer *layer, Builder *b, Error *err) {
     Shape in = layer->in[0]->shape;
     int64_t c = st->c = (int64_t)((double)cfg->c2 * cfg->e);
     builder_push(b, "cv1");
-    conv_block_build(&st->cv1, b, in, 2 * c, 1, 1, -1, 1, 1, true);
+    conv_block_build(&st->cv1, b,
+                     &(ConvBlockSpec){.in = in, .c_out = 2 * c, .k = 1, .pad = CONV_PAD_AUTO, .act = true});
     builder_pop(b);
     // Declared in Ultralytics' order (cv1, cv2, m) so that the state dict lists tensors as theirs does.
     Shape cat = shape_make(in.n, (2 + cfg->n) * c, in.h, in.w);
     builder_push(b, "cv2");
-    conv_block_build(&st->cv2, b, cat, cfg->c2, 1, 1, -1, 1, 1, true);
+    conv_block_build(&st->cv2, b,
+                     &(ConvBlockSpec){.in = cat, .c_out = cfg->c2, .k = 1, .pad = CONV_PAD_AUTO, .act = true});
     builder_pop(b);
     Shape half = shape_make(in.n, c, in.h, in.w);
     st->second_half = builder_tensor(b, half);
@@ -64,7 +66,9 @@ static bool c2f_build(Layer *layer, Builder *b, Error *err) {
     st->d_m = yp_calloc((size_t)cfg->n, sizeof *st->d_m);
     for (int64_t i = 0; i < cfg->n; i++) {
         builder_push(b, "m.%lld", (long long)i);
-        bottleneck_block_build(&st->m[i], b, half, c, cfg->shortcut, cfg->g, 3, 3, 1.0);
+        bottleneck_block_build(&st->m[i], b,
+                               &(BottleneckSpec){.in = half, .c_out = c, .shortcut = cfg->shortcut, .groups = cfg->g,
+                                                 .k1 = 3, .k2 = 3, .expansion = 1.0});
         builder_pop(b);
         st->d_m[i] = builder_tensor(b, half);
     }

@@ -48,20 +48,23 @@ static bool c3_build(Layer *layer, Builder *b, Error *err) {
     Shape in = layer->in[0]->shape;
     int64_t c = st->c = (int64_t)((double)cfg->c2 * cfg->e);
     builder_push(b, "cv1");
-    conv_block_build(&st->cv1, b, in, c, 1, 1, -1, 1, 1, true);
+    conv_block_build(&st->cv1, b, &(ConvBlockSpec){.in = in, .c_out = c, .k = 1, .pad = CONV_PAD_AUTO, .act = true});
     builder_pop(b);
     builder_push(b, "cv2");
-    conv_block_build(&st->cv2, b, in, c, 1, 1, -1, 1, 1, true);
+    conv_block_build(&st->cv2, b, &(ConvBlockSpec){.in = in, .c_out = c, .k = 1, .pad = CONV_PAD_AUTO, .act = true});
     builder_pop(b);
     Shape hidden = st->cv1.out.shape;
     Shape cat = shape_make(in.n, 2 * c, in.h, in.w);
     builder_push(b, "cv3");
-    conv_block_build(&st->cv3, b, cat, cfg->c2, 1, 1, -1, 1, 1, true);
+    conv_block_build(&st->cv3, b,
+                     &(ConvBlockSpec){.in = cat, .c_out = cfg->c2, .k = 1, .pad = CONV_PAD_AUTO, .act = true});
     builder_pop(b);
     block_chain_init(&st->m, BLOCK_KIND_BOTTLENECK, cfg->n);
     for (int64_t i = 0; i < cfg->n; i++) {
         builder_push(b, "m.%lld", (long long)i);
-        bottleneck_block_build(&st->m.bottlenecks[i], b, hidden, c, cfg->shortcut, cfg->g, 1, 3, 1.0);
+        bottleneck_block_build(&st->m.bottlenecks[i], b,
+                               &(BottleneckSpec){.in = hidden, .c_out = c, .shortcut = cfg->shortcut, .groups = cfg->g,
+                                                 .k1 = 1, .k2 = 3, .expansion = 1.0});
         builder_pop(b);
     }
     block_chain_finish(&st->m, b);

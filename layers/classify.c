@@ -45,7 +45,9 @@ static bool classify_build(Layer *layer, Builder *b, Error *err) {
     if (!module_check_kernel_fits(layer, b, in, cfg->k, pad, 1, err)) return false;
     ClassifyState *st = layer->state = yp_calloc(1, sizeof *st);
     builder_push(b, "conv");
-    conv_block_build(&st->conv, b, in, CLASSIFY_HIDDEN, cfg->k, cfg->s, cfg->p, cfg->g, 1, true);
+    conv_block_build(&st->conv, b,
+                     &(ConvBlockSpec){.in = in, .c_out = CLASSIFY_HIDDEN, .k = cfg->k, .stride = cfg->s, .pad = cfg->p,
+                                      .groups = cfg->g, .act = true});
     builder_pop(b);
     Shape conv_out = st->conv.out.shape;
     st->pooled = builder_tensor(b, shape_make(in.n, CLASSIFY_HIDDEN, 1, 1));

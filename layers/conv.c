@@ -46,7 +46,9 @@ static bool conv_build(Layer *layer, Builder *b, Error *err) {
     for (int64_t j = 0; j < chain->n; j++) {
         if (!module_check_kernel_fits(layer, b, in, cfg->k, pad, cfg->d, err)) return false;
         if (chain->n > 1) builder_push(b, "%lld", (long long)j);
-        conv_block_build(&chain->convs[j], b, in, cfg->c2, cfg->k, cfg->s, cfg->p, cfg->g, cfg->d, cfg->act);
+        conv_block_build(&chain->convs[j], b,
+                         &(ConvBlockSpec){.in = in, .c_out = cfg->c2, .k = cfg->k, .stride = cfg->s, .pad = cfg->p,
+                                          .groups = cfg->g, .dilation = cfg->d, .act = cfg->act});
         if (chain->n > 1) builder_pop(b);
         in = chain->convs[j].out.shape;
     }

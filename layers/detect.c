@@ -55,8 +55,11 @@ static void build_branch(BlockChain *chain, Builder *b, const char *name, int le
     builder_push(b, "%s.%d", name, level);
     for (int j = 0; j < DETECT_BRANCH_DEPTH; j++) {
         builder_push(b, "%d", j);
-        if (j + 1 < DETECT_BRANCH_DEPTH) conv_block_build(&chain->convs[j], b, in, hidden, 3, 1, -1, 1, 1, true);
-        else conv2d_block_build(&chain->convs[j], b, in, c_out, 1, false);
+        if (j + 1 < DETECT_BRANCH_DEPTH)
+            conv_block_build(&chain->convs[j], b,
+                             &(ConvBlockSpec){.in = in, .c_out = hidden, .k = 3, .pad = CONV_PAD_AUTO, .act = true});
+        else
+            conv2d_block_build(&chain->convs[j], b, in, c_out, 1, false);
         builder_pop(b);
         in = chain->convs[j].out.shape;
     }

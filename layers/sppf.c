@@ -51,11 +51,13 @@ static bool sppf_build(Layer *layer, Builder *b, Error *err) {
     Shape in = layer->in[0]->shape;
     int64_t c = st->c = cfg->c1 / 2;
     builder_push(b, "cv1");
-    conv_block_build(&st->cv1, b, in, c, 1, 1, -1, 1, 1, cfg->cv1_act);
+    conv_block_build(&st->cv1, b,
+                     &(ConvBlockSpec){.in = in, .c_out = c, .k = 1, .pad = CONV_PAD_AUTO, .act = cfg->cv1_act});
     builder_pop(b);
     Shape cat = shape_make(in.n, c * (cfg->n + 1), in.h, in.w);
     builder_push(b, "cv2");
-    conv_block_build(&st->cv2, b, cat, cfg->c2, 1, 1, -1, 1, 1, true);
+    conv_block_build(&st->cv2, b,
+                     &(ConvBlockSpec){.in = cat, .c_out = cfg->c2, .k = 1, .pad = CONV_PAD_AUTO, .act = true});
     builder_pop(b);
     builder_count_leaves(b, 1);  // one nn.MaxPool2d applied n times
     Shape hidden = st->cv1.out.shape;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "framework/core/json.h"
+#include "framework/core/path.h"
 #include "framework/core/yaml_doc.h"
 
 const char *const config_task_names[CONFIG_TASK_COUNT] = {"detect", "classify"};
@@ -137,38 +138,6 @@ typedef struct ValueSource {
     const char *what;      // the dotted key name, for messages
 } ValueSource;
 
-// Removes "." and "dir/.." components of an absolute path in place (lexically: symbolic links are
-// not resolved, and the file need not exist yet), so that messages show short paths.
-static void path_normalize(char *path) {
-    char *out = path;  // writes behind the reading position
-    for (const char *in = path; *in;) {
-        while (*in == '/') in++;
-        const char *end = strchr(in, '/');
-        size_t len = end ? (size_t)(end - in) : strlen(in);
-        if (len == 1 && in[0] == '.') {
-            // skip
-        } else if (len == 2 && in[0] == '.' && in[1] == '.') {
-            while (out > path && *--out != '/') {}
-        } else if (len) {
-            *out++ = '/';
-            memmove(out, in, len);
-            out += len;
-        }
-        in += len;
-    }
-    if (out == path) *out++ = '/';
-    *out = '\0';
-}
-
-static char *path_join(const char *dir, const char *path) {
-    size_t n = strlen(dir) + strlen(path) + 2;
-    char *out = yp_malloc(n);
-    if (path[0] == '/') snprintf(out, n, "%s", path);
-    else snprintf(out, n, "%s/%s", dir, path);
-    path_normalize(out);
-    return out;
-}
-
 static bool parse_int_in(const ValueSource *src, const yaml_node_t *node, int64_t min, int64_t max, int64_t *out,
                          Error *err) {
     if (!yaml_node_int(src->yd, node, src->what, out, err)) return false;
@@ -274,7 +243,7 @@ static bool parse_value(const ConfigKey *key, const ValueSource *src, yaml_node_
         if (!yaml_node_string(yd, node, key->name, &text, err)) return false;
         if (!*text) return yaml_doc_error_at(yd, node, err, "%s must not be empty", key->name);
         free(*slot);
-        *slot = key->type == KEY_PATH ? path_join(src->base_dir, text) : yp_strdup(text);
+        *slot = key->type == KEY_PATH ? path_join(src->base_dir, text, PATH_CLEAN_DOTDOT) : yp_strdup(text);
         return true;
     }
     case KEY_ENUM: {
@@ -433,11 +402,10 @@ static bool config_check(const ExperimentConfig *cfg, Error *err) {
 
 // The experiment file's folder as an absolute path.
 static char *absolute_dir_of(const char *path, const char *cwd) {
-    char *abs = path_join(cwd, path);
-    char *slash = strrchr(abs, '/');
-    if (slash == abs) slash[1] = '\0';
-    else *slash = '\0';
-    return abs;
+    char *abs = path_join(cwd, path, PATH_CLEAN_DOTDOT);
+    char *dir = path_dirname(abs);
+    free(abs);
+    return dir;
 }
 
 // The default run name: the experiment file's base name without its extension.

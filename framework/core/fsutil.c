@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "framework/core/path.h"
+
 struct FsAtomicFile {
     FILE *f;
     char *path;      // final name
@@ -31,28 +33,6 @@ static char *path_with_pid(const char *path, const char *suffix) {
     return s;
 }
 
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *s = yp_malloc(n);
-    snprintf(s, n, "%s/%s", dir, name);
-    return s;
-}
-
-// The directory holding `path` ("." for a bare name), owned by the caller.
-static char *path_parent(const char *path) {
-    char *s = yp_strdup(path);
-    size_t n = strlen(s);
-    while (n > 1 && s[n - 1] == '/') s[--n] = '\0';
-    char *slash = strrchr(s, '/');
-    if (!slash) {
-        free(s);
-        return yp_strdup(".");
-    }
-    if (slash == s) slash[1] = '\0';  // "/name" -> "/"
-    else *slash = '\0';
-    return s;
-}
-
 static bool fsync_path(const char *path, int flags, Error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
     if (fd < 0) return io_error(err, path, "cannot open to sync");
@@ -63,7 +43,7 @@ static bool fsync_path(const char *path, int flags, Error *err) {
 
 // Makes a rename or a new entry in the directory holding `path` durable.
 static bool fsync_parent(const char *path, Error *err) {
-    char *parent = path_parent(path);
+    char *parent = path_dirname(path);
     bool ok = fsync_path(parent, O_DIRECTORY, err);
     free(parent);
     return ok;
@@ -124,7 +104,7 @@ bool fs_remove_tree(const char *path, Error *err) {
     bool ok = true;
     for (struct dirent *e; ok && (e = readdir(dir));) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *child = path_join(path, e->d_name);
+        char *child = path_join(path, e->d_name, PATH_CLEAN_NONE);
         ok = fs_remove_tree(child, err);
         free(child);
     }
@@ -143,7 +123,7 @@ static bool fsync_tree(const char *path, Error *err) {
     bool ok = true;
     for (struct dirent *e; ok && (e = readdir(dir));) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *child = path_join(path, e->d_name);
+        char *child = path_join(path, e->d_name, PATH_CLEAN_NONE);
         ok = fsync_tree(child, err);
         free(child);
     }

@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 
 #include "framework/core/fsutil.h"
-#include "framework/data/image_io.h"
+#include "framework/core/path.h"
 #include "framework/core/yaml_doc.h"
-#include "framework/core/fsutil.h"
+#include "framework/data/image_io.h"
 
 const char *const dataset_split_names[DATASET_SPLIT_COUNT] = {"train", "val", "test"};
 
@@ -46,41 +46,6 @@ static void strlist_free(StrList *list) {
     for (int64_t i = 0; i < list->n; i++) free(list->items[i]);
     free(list->items);
     *list = (StrList){0};
-}
-
-// dir/rel, or rel when it is absolute, with "." components and repeated slashes removed (".." is
-// kept: without resolving links it cannot be removed safely). An empty result is ".".
-static char *path_join(const char *dir, const char *rel) {
-    size_t n = strlen(dir) + strlen(rel) + 3;
-    char *joined = yp_malloc(n);
-    if (rel[0] == '/' || !dir[0]) snprintf(joined, n, "%s", rel);
-    else snprintf(joined, n, "%s/%s", dir, rel);
-    char *out = yp_malloc(n);
-    size_t len = 0;
-    if (joined[0] == '/') out[len++] = '/';
-    char *save;
-    for (char *part = strtok_r(joined, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
-        if (!strcmp(part, ".")) continue;
-        if (len && out[len - 1] != '/') out[len++] = '/';
-        size_t m = strlen(part);
-        memcpy(out + len, part, m);
-        len += m;
-    }
-    if (!len) out[len++] = '.';
-    out[len] = '\0';
-    free(joined);
-    return out;
-}
-
-static char *path_dirname(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return yp_strdup(".");
-    if (slash == path) return yp_strdup("/");
-    size_t n = (size_t)(slash - path);
-    char *dir = yp_malloc(n + 1);
-    memcpy(dir, path, n);
-    dir[n] = '\0';
-    return dir;
 }
 
 static bool path_is_dir(const char *path) {
@@ -136,7 +101,7 @@ static bool walk_images(const char *dir, int depth, StrList *out, Error *err) {
     qsort(names.items, (size_t)names.n, sizeof *names.items, compare_strings);
     bool ok = true;
     for (int64_t i = 0; ok && i < names.n; i++) {
-        char *path = path_join(dir, names.items[i]);
+        char *path = path_join(dir, names.items[i], PATH_CLEAN_DOT);
         if (path_is_dir(path)) {
             ok = walk_images(path, depth + 1, out, err);
             free(path);
@@ -201,7 +166,7 @@ static bool list_entry(YamlDoc *yd, const yaml_node_t *node, const char *root, c
                        Error *err) {
     const char *text;
     if (!yaml_node_string(yd, node, split, &text, err)) return false;
-    char *path = path_join(root, text);
+    char *path = path_join(root, text, PATH_CLEAN_DOT);
     bool ok = true;
     Error inner = {0};
     if (path_is_dir(path)) {
@@ -213,7 +178,7 @@ static bool list_entry(YamlDoc *yd, const yaml_node_t *node, const char *root, c
         } else {
             char *dir = path_dirname(path), *cursor = buf;
             for (char *line; (line = next_line(&cursor));)
-                if (*line && path_is_image(line)) strlist_push(out, path_join(dir, line));
+                if (*line && path_is_image(line)) strlist_push(out, path_join(dir, line, PATH_CLEAN_DOT));
             free(dir);
             free(buf);
         }
@@ -324,7 +289,7 @@ static bool open_detect(const char *data, Dataset *ds, Error *err) {
         const char *text = NULL;
         if (path && !(yaml_node_is_plain(path) && yaml_text_is_null(yaml_node_text(path))))
             ok = yaml_node_string(yd, path, "path", &text, err);
-        if (ok) ds->root = path_join(yaml_dir, text ? text : ".");
+        if (ok) ds->root = path_join(yaml_dir, text ? text : ".", PATH_CLEAN_DOT);
         if (ok && !path_is_dir(ds->root))
             ok = yaml_doc_error_at(yd, path, err, "path: the dataset folder %s does not exist", ds->root);
     }
@@ -359,7 +324,7 @@ static bool list_subfolders(const char *dir, StrList *out, Error *err) {
     if (!d) return error_set(err, "%s: cannot list the folder: %s", dir, strerror(errno));
     for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
-        char *path = path_join(dir, e->d_name);
+        char *path = path_join(dir, e->d_name, PATH_CLEAN_DOT);
         if (path_is_dir(path)) strlist_push(out, yp_strdup(e->d_name));
         free(path);
     }
@@ -369,7 +334,7 @@ static bool list_subfolders(const char *dir, StrList *out, Error *err) {
 }
 
 static bool open_classify_split(const Dataset *ds, DatasetSplitId id, DatasetSource *src, Error *err) {
-    char *dir = path_join(ds->root, dataset_split_names[id]);
+    char *dir = path_join(ds->root, dataset_split_names[id], PATH_CLEAN_DOT);
     StrList folders = {0};
     bool ok = list_subfolders(dir, &folders, err);
     ClassImage *images = NULL;
@@ -384,7 +349,7 @@ static bool open_classify_split(const Dataset *ds, DatasetSplitId id, DatasetSou
             break;
         }
         StrList files = {0};
-        char *class_dir = path_join(dir, folders.items[f]);
+        char *class_dir = path_join(dir, folders.items[f], PATH_CLEAN_DOT);
         ok = walk_images(class_dir, 0, &files, err);
         free(class_dir);
         for (int64_t i = 0; i < files.n; i++) {
@@ -419,8 +384,8 @@ static bool open_classify(const char *data, Dataset *ds, Error *err) {
             return error_set(err, "%s: classification data is a folder with train/ and val/ class folders, not a file", data);
         return error_set(err, "%s: no such folder (classification data is a folder with train/ and val/ class folders)", data);
     }
-    ds->root = path_join(data, ".");
-    char *train = path_join(ds->root, "train");
+    ds->root = path_join(data, ".", PATH_CLEAN_DOT);
+    char *train = path_join(ds->root, "train", PATH_CLEAN_DOT);
     StrList classes = {0};
     bool ok = path_is_dir(train) ? list_subfolders(train, &classes, err)
                                  : error_set(err, "%s: no such folder: classification data needs train/<class>/ folders of images", train);
@@ -433,7 +398,7 @@ static bool open_classify(const char *data, Dataset *ds, Error *err) {
     ds->nc = (int)classes.n;
     ds->names = classes.items;
     for (int s = 0; ok && s < DATASET_SPLIT_COUNT; s++) {
-        char *dir = path_join(ds->root, dataset_split_names[s]);
+        char *dir = path_join(ds->root, dataset_split_names[s], PATH_CLEAN_DOT);
         bool exists = path_is_dir(dir);
         free(dir);
         if (!exists && s == DATASET_SPLIT_TEST) continue;

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +11,9 @@
 #include <unistd.h>
 
 #include "framework/core/fsutil.h"
-#include "framework/data/image_io.h"
+#include "framework/core/path.h"
 #include "framework/core/rng.h"
+#include "framework/data/image_io.h"
 
 const char *const synth_task_names[SYNTH_TASK_COUNT] = {"detect", "classify"};
 const char *const synth_shape_names[SYNTH_SHAPE_COUNT] = {"circle", "square", "triangle", "cross", "ring", "star"};
@@ -411,35 +411,6 @@ static Shape object_centred(const SynthConfig *cfg, int64_t index, Draws *d) {
 
 // ---- files ----------------------------------------------------------------------------------------
 
-// snprintf into a path buffer; a path that does not fit is a user error (a very long --out).
-static bool path_format(char *out, size_t cap, Error *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static bool path_format(char *out, size_t cap, Error *err, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) return error_set(err, "%.200s...: path too long", out);
-    return true;
-}
-
-static bool dir_make(const char *path, Error *err) {
-    if (mkdir(path, 0777) && errno != EEXIST) return error_set(err, "%s: cannot create directory: %s", path, strerror(errno));
-    return true;
-}
-
-// Creates every missing directory above `path` (mkdir -p of its parent).
-static bool dir_make_parents(const char *path, Error *err) {
-    char prefix[PATH_MAX];
-    snprintf(prefix, sizeof prefix, "%s", path);
-    for (char *slash = strchr(prefix + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-        *slash = '\0';
-        bool ok = dir_make(prefix, err);
-        *slash = '/';
-        if (!ok) return false;
-    }
-    return true;
-}
-
 static bool dir_is_empty(const char *path, bool *empty, Error *err) {
     DIR *dir = opendir(path);
     if (!dir) return error_set(err, "%s: cannot read directory: %s", path, strerror(errno));
@@ -526,13 +497,11 @@ static bool split_dirs_make(const SynthConfig *cfg, const char *root, SynthSplit
     char path[PATH_MAX];
     const char *name = split_names[split];
     if (cfg->task == SYNTH_TASK_DETECT)
-        return path_format(path, sizeof path, err, "%s/images", root) && dir_make(path, err) &&
-               path_format(path, sizeof path, err, "%s/images/%s", root, name) && dir_make(path, err) &&
-               path_format(path, sizeof path, err, "%s/labels", root) && dir_make(path, err) &&
-               path_format(path, sizeof path, err, "%s/labels/%s", root, name) && dir_make(path, err);
-    if (!path_format(path, sizeof path, err, "%s/%s", root, name) || !dir_make(path, err)) return false;
+        return path_format(path, sizeof path, err, "%s/images/%s", root, name) && fs_mkdir_p(path, err) &&
+               path_format(path, sizeof path, err, "%s/labels/%s", root, name) && fs_mkdir_p(path, err);
+    if (!path_format(path, sizeof path, err, "%s/%s", root, name) || !fs_mkdir_p(path, err)) return false;
     for (int64_t k = 0; k < cfg->n_classes; k++)
-        if (!path_format(path, sizeof path, err, "%s/%s/%s", root, name, synth_shape_names[k]) || !dir_make(path, err))
+        if (!path_format(path, sizeof path, err, "%s/%s/%s", root, name, synth_shape_names[k]) || !fs_mkdir_p(path, err))
             return false;
     return true;
 }
@@ -611,8 +580,11 @@ bool synth_generate(const SynthConfig *cfg, SynthSummary *summary, Error *err) {
         replace = !empty;
     } else if (errno != ENOENT) {
         return error_set(err, "%s: %s", out, strerror(errno));
-    } else if (!dir_make_parents(out, err)) {
-        return false;
+    } else {
+        char *parent = path_dirname(out);
+        bool made = fs_mkdir_p(parent, err);
+        free(parent);
+        if (!made) return false;
     }
 
     char partial[PATH_MAX], old[PATH_MAX];

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "framework/core/fsutil.h"
+#include "framework/core/path.h"
 #include "framework/core/safetensors.h"
 #include "framework/core/yaml_doc.h"
 
@@ -80,10 +81,10 @@ static float *download(const Graph *g, const float *src, int64_t n) {
 
 bool checkpoint_write_manifest(const char *dir, const TrainProgress *p, const ExperimentConfig *cfg, int n_stages,
                                const int (*layers)[2], Error *err) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/manifest.yaml", dir);
+    char path[PATH_MAX];
     FsAtomicFile *af = NULL;
-    if (!fs_atomic_file_open(path, &af, err)) return false;
+    if (!path_format(path, sizeof path, err, "%s/manifest.yaml", dir) || !fs_atomic_file_open(path, &af, err))
+        return false;
     FILE *f = fs_atomic_file_stream(af);
     fprintf(f,
             "# yolopipe checkpoint manifest\n"
@@ -98,8 +99,7 @@ bool checkpoint_write_manifest(const char *dir, const TrainProgress *p, const Ex
     for (int k = 0; k < n_stages; k++)
         fprintf(f, "  - {file: stage-%d.safetensors, layers: [%d, %d]}\n", k, layers[k][0], layers[k][1]);
     if (!fs_atomic_file_commit(af, err)) return false;
-    snprintf(path, sizeof path, "%s/config.yaml", dir);
-    if (!fs_atomic_file_open(path, &af, err)) return false;
+    if (!path_format(path, sizeof path, err, "%s/config.yaml", dir) || !fs_atomic_file_open(path, &af, err)) return false;
     config_write_yaml(cfg, fs_atomic_file_stream(af));
     return fs_atomic_file_commit(af, err);
 }
@@ -145,16 +145,16 @@ bool checkpoint_save_stage(const char *dir, int stage, const TrainProgress *prog
         {"optimizer_steps", counts[0]},
         {"ema_updates", counts[1]},
     };
-    char path[4200];
-    snprintf(path, sizeof path, "%s/stage-%d.safetensors", dir, stage);
-    bool ok = safetensors_write(path, l.tensors, l.n, meta, (int)(sizeof meta / sizeof *meta), err);
+    char path[PATH_MAX];
+    bool ok = path_format(path, sizeof path, err, "%s/stage-%d.safetensors", dir, stage) &&
+              safetensors_write(path, l.tensors, l.n, meta, (int)(sizeof meta / sizeof *meta), err);
     list_free(&l);
     return ok;
 }
 
 bool checkpoint_dir_begin(const char *dir, FsAtomicDir **out, Error *err) {
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", dir);
+    char parent[PATH_MAX];
+    if (!path_format(parent, sizeof parent, err, "%s", dir)) return false;
     char *slash = strrchr(parent, '/');
     if (slash) *slash = '\0';
     return (!slash || fs_mkdir_p(parent, err)) && fs_atomic_dir_begin(dir, out, err);
@@ -187,10 +187,9 @@ static bool manifest_number(YamlDoc *yd, yaml_node_t *root, const char *key, dou
 }
 
 bool checkpoint_read_progress(const char *dir, TrainProgress *progress, Error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/manifest.yaml", dir);
+    char path[PATH_MAX];
     YamlDoc *yd = NULL;
-    if (!yaml_doc_load(path, &yd, err)) return false;
+    if (!path_format(path, sizeof path, err, "%s/manifest.yaml", dir) || !yaml_doc_load(path, &yd, err)) return false;
     yaml_node_t *root = yaml_doc_root(yd);
     TrainProgress p = {0};
     int64_t format = 0;
@@ -238,9 +237,10 @@ static bool stage_files_open(const char *dir, StageFiles *sf, Error *err) {
     closedir(d);
     if (!n_stages) return error_set(err, "%s: no stage-<k>.safetensors file (not a yolopipe checkpoint?)", dir);
     for (int k = 0; k < n_stages; k++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/stage-%d.safetensors", dir, k);
-        if (!safetensors_read(path, &sf->files[k], err)) return stage_files_close(sf), false;
+        char path[PATH_MAX];
+        if (!path_format(path, sizeof path, err, "%s/stage-%d.safetensors", dir, k) ||
+            !safetensors_read(path, &sf->files[k], err))
+            return stage_files_close(sf), false;
         sf->n = k + 1;
     }
     return true;

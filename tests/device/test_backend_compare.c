@@ -58,6 +58,7 @@
 
 #include "framework/data/augment.h"
 #include "kernels/backend.h"
+#include "framework/core/clock.h"
 #include "framework/core/rng.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
@@ -1336,19 +1337,30 @@ static bool run_gemm(Harness *h, const void *params) {
 // bf16/fp16 activations tol_lowp: each side rounds it to 16 bits).
 static const double tol_loss_value = 1e-5, tol_loss_grad = 1e-4;
 
+// One evaluation of the detection loss on one side's memory.
+typedef struct LossCall {
+    int64_t batch;
+    const void *pred;          // (batch, C, 1, A) activations on the side's backend
+    int64_t n_pred;            // elements of pred and dpred
+    const TargetBox *targets;  // host memory
+    int64_t n_targets;
+    void *dpred;               // the gradient of pred, written on the backend; NULL: none
+    DetectLossParts *parts;    // written
+} LossCall;
+
 // The detection loss on a CPU backend's memory, as the executor computes it there: the
 // predictions widened to float (download_activation), the CPU loss, its gradient times grad_scale
-// rounded into dpred (upload_activation). n_pred: elements of pred and dpred.
-static double host_loss_compute(Backend *be, DetectLoss *dl, int64_t batch, const void *pred, int64_t n_pred,
-                                const TargetBox *targets, int64_t n_targets, float grad_scale, void *dpred,
-                                DetectLossParts *parts) {
+// rounded into dpred (upload_activation).
+static double host_loss_compute(Backend *be, DetectLoss *dl, float grad_scale, const LossCall *call) {
+    const int64_t n_pred = call->n_pred;
     float *host_pred = yp_malloc((size_t)n_pred * sizeof *host_pred);
-    float *host_dpred = dpred ? yp_malloc((size_t)n_pred * sizeof *host_dpred) : NULL;
-    be->ops->download_activation(be, host_pred, pred, (size_t)n_pred);
-    const double total = detect_loss_compute(dl, batch, host_pred, targets, n_targets, host_dpred, parts);
-    if (dpred) {
+    float *host_dpred = call->dpred ? yp_malloc((size_t)n_pred * sizeof *host_dpred) : NULL;
+    be->ops->download_activation(be, host_pred, call->pred, (size_t)n_pred);
+    const double total =
+        detect_loss_compute(dl, call->batch, host_pred, call->targets, call->n_targets, host_dpred, call->parts);
+    if (call->dpred) {
         for (int64_t i = 0; i < n_pred; i++) host_dpred[i] *= grad_scale;
-        be->ops->upload_activation(be, dpred, host_dpred, (size_t)n_pred);
+        be->ops->upload_activation(be, call->dpred, host_dpred, (size_t)n_pred);
     }
     free(host_pred);
     free(host_dpred);
@@ -1371,13 +1383,11 @@ static DutLoss dut_loss_create(Harness *h, const DetectLossConfig *cfg, int64_t 
     return l;
 }
 
-static double dut_loss_compute(Harness *h, DutLoss *l, int64_t batch, const void *pred, int64_t n_pred,
-                               const TargetBox *targets, int64_t n_targets, void *dpred, DetectLossParts *parts) {
+static double dut_loss_compute(Harness *h, DutLoss *l, const LossCall *call) {
     const float grad_scale = harness_grad_scale(h);
-    if (l->cpu)
-        return host_loss_compute(h->be[SIDE_DUT], l->cpu, batch, pred, n_pred, targets, n_targets, grad_scale, dpred,
-                                 parts);
-    return cuda_detect_loss_compute(l->cuda, batch, pred, targets, n_targets, grad_scale, dpred, parts);
+    if (l->cpu) return host_loss_compute(h->be[SIDE_DUT], l->cpu, grad_scale, call);
+    return cuda_detect_loss_compute(l->cuda, call->batch, call->pred, call->targets, call->n_targets, grad_scale,
+                                    call->dpred, call->parts);
 }
 
 static void dut_loss_destroy(DutLoss *l) {
@@ -1517,21 +1527,23 @@ static bool run_detect_loss(Harness *h, const void *params) {
     Error err = {0};
     if (!detect_loss_create(&cfg, B, &ref, &err)) fail_msg("%s", err.message);
     DetectLossParts ref_parts, dut_parts, again_parts;
-    const double ref_total =
-        host_loss_compute(h->be[SIDE_REF], ref, B, buf_at(pred, SIDE_REF), pred->n, targets, n_targets,
-                          harness_grad_scale(h), dpred ? buf_at(dpred, SIDE_REF) : NULL, &ref_parts);
+    const double ref_total = host_loss_compute(
+        h->be[SIDE_REF], ref, harness_grad_scale(h),
+        &(LossCall){.batch = B, .pred = buf_at(pred, SIDE_REF), .n_pred = pred->n, .targets = targets,
+                    .n_targets = n_targets, .dpred = dpred ? buf_at(dpred, SIDE_REF) : NULL, .parts = &ref_parts});
     DutLoss dl = dut_loss_create(h, &cfg, B, n_targets);
     void *dut_dpred = dpred ? buf_at(dpred, SIDE_DUT) : NULL;
-    const double dut_total =
-        dut_loss_compute(h, &dl, B, buf_at(pred, SIDE_DUT), pred->n, targets, n_targets, dut_dpred, &dut_parts);
+    LossCall dut_call = {.batch = B, .pred = buf_at(pred, SIDE_DUT), .n_pred = pred->n, .targets = targets,
+                         .n_targets = n_targets, .dpred = dut_dpred, .parts = &dut_parts};
+    const double dut_total = dut_loss_compute(h, &dl, &dut_call);
     snprintf(c.shape, sizeof c.shape, "A %d, %d boxes, fg %d", (int)A, (int)n_targets, (int)ref_parts.n_foreground);
     c.ok &= loss_items_compare(h, c.name, "loss,box,cls,dfl", c.shape, ref_total, &ref_parts, dut_total, &dut_parts,
                                harness_tol(h, tol_loss_value));
 
     // Determinism: a second run gives the same bits.
     float *first = dpred ? download_typed_new(h->be[SIDE_DUT], dpred->type, dut_dpred, dpred->n) : NULL;
-    const double again =
-        dut_loss_compute(h, &dl, B, buf_at(pred, SIDE_DUT), pred->n, targets, n_targets, dut_dpred, &again_parts);
+    dut_call.parts = &again_parts;
+    const double again = dut_loss_compute(h, &dl, &dut_call);
     c.ok &= loss_items_compare(h, c.name, "loss again", c.shape, dut_total, &dut_parts, again, &again_parts, tol_exact);
     if (dpred) {
         float *second = download_typed_new(h->be[SIDE_DUT], dpred->type, dut_dpred, dpred->n);
@@ -1823,11 +1835,15 @@ static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const G
         int64_t n_targets = random_targets(stream, batch, spec->nc, targets);
         DetectLossParts parts[2], cpu_parts;
         Layer *ref_out = graph_output(g), *dut_out = graph_output(gp->g[SIDE_DUT]);
-        loss[SIDE_REF][0] = host_loss_compute(h->be[SIDE_REF], dl, batch, ref_out->out.data, n_out, targets, n_targets,
-                                              harness_grad_scale(h), ref_out->dout.data, &parts[SIDE_REF]);
+        loss[SIDE_REF][0] = host_loss_compute(
+            h->be[SIDE_REF], dl, harness_grad_scale(h),
+            &(LossCall){.batch = batch, .pred = ref_out->out.data, .n_pred = n_out, .targets = targets,
+                        .n_targets = n_targets, .dpred = ref_out->dout.data, .parts = &parts[SIDE_REF]});
         DutLoss dut = dut_loss_create(h, &lc, batch, n_targets);
-        loss[SIDE_DUT][0] = dut_loss_compute(h, &dut, batch, dut_out->out.data, n_out, targets, n_targets,
-                                             dut_out->dout.data, &parts[SIDE_DUT]);
+        loss[SIDE_DUT][0] = dut_loss_compute(
+            h, &dut,
+            &(LossCall){.batch = batch, .pred = dut_out->out.data, .n_pred = n_out, .targets = targets,
+                        .n_targets = n_targets, .dpred = dut_out->dout.data, .parts = &parts[SIDE_DUT]});
         for (int side = 0; side < 2; side++) {
             Layer *l = graph_output(gp->g[side]);
             h->be[side]->ops->download_activation(h->be[side], dout[side], l->dout.data, (size_t)n_out);
@@ -2077,12 +2093,6 @@ static uint64_t run_seed(void) {
     return rng_mix64((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ((uint64_t)getpid() << 40)) >> 11;
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 enum {
     N_ENTRIES = 2 + N_FLAT_CASES + N_BOX_CASES + N_UPSAMPLE_CASES + N_POOL_CASES + N_AVG_CASES + N_BN_CASES +
                 N_CONV_CASES + N_LINEAR_CASES + N_GEMM_CASES + N_LOSS_CASES + N_MODULE_CASES + N_MODEL_CASES + 1
@@ -2193,7 +2203,7 @@ int main(void) {
         tests[i] = (struct CMUnitTest){.name = entries[i].name, .test_func = entry_test, .initial_state = &entries[i]};
     int failed = 0;
     char summary[N_ACT_TYPES][160];
-    const double t_all = seconds_now();
+    const double t_all = clock_monotonic_s();
     for (int k = 0; k < n_types; k++) {
         h.act = types[k];
         h.be[SIDE_REF] = cpu_backend_create(h.act);
@@ -2202,13 +2212,13 @@ int main(void) {
                h.be[SIDE_DUT]->name, h.cpu_only ? "" : h.act == DTYPE_F32 ? " (TF32 off)" : " (16-bit tensor cores)",
                h.cpu_only ? "0" : h.act == DTYPE_F32 ? "as printed" : "2e-2 where not bit-exact (tol_lowp)");
         const int64_t lines = h.n_lines, failed_lines = h.n_failed_lines;
-        const double t0 = seconds_now();
+        const double t0 = clock_monotonic_s();
         char group[64];
         snprintf(group, sizeof group, "backend compare %s", dtype_name(h.act));
         const int failed_type = cmocka_run_group_tests_name(group, tests, NULL, NULL);
         snprintf(summary[k], sizeof summary[k], "%s: %lld tensors compared, %lld failed, %d of %d cases failed, %.1f s",
                  dtype_name(h.act), (long long)(h.n_lines - lines), (long long)(h.n_failed_lines - failed_lines),
-                 failed_type, N_ENTRIES, seconds_now() - t0);
+                 failed_type, N_ENTRIES, clock_monotonic_s() - t0);
         failed += failed_type;
         backend_destroy(h.be[SIDE_REF]);
         backend_destroy(h.be[SIDE_DUT]);
@@ -2216,7 +2226,7 @@ int main(void) {
     printf("\n");
     for (int k = 0; k < n_types; k++) printf("%s\n", summary[k]);
     printf("%lld tensors compared, %lld failed, %d cases failed, %.1f s; seed %llu\n", (long long)h.n_lines,
-           (long long)h.n_failed_lines, failed, seconds_now() - t_all, (unsigned long long)h.seed);
+           (long long)h.n_failed_lines, failed, clock_monotonic_s() - t_all, (unsigned long long)h.seed);
     for (int i = 0; i < h.n_fail_kept; i++) printf("FAILED: %s\n", h.fail_lines[i]);
     return failed;
 }

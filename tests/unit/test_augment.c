@@ -13,13 +13,15 @@
 
 #include "framework/data/augment.h"
 #include "framework/core/rng.h"
+#include "tests/common/assert_close.h"
 
 static char source_root[512];
 
 static void assert_box(const AugBox *b, float x1, float y1, float x2, float y2) {
     // Hand-computed coordinates are exact in binary except for float rounding of the products.
     const float tol = 1e-4f;
-    if (fabsf(b->x1 - x1) > tol || fabsf(b->y1 - y1) > tol || fabsf(b->x2 - x2) > tol || fabsf(b->y2 - y2) > tol)
+    if (!close_enough(b->x1, x1, tol, 0.0) || !close_enough(b->y1, y1, tol, 0.0) ||
+        !close_enough(b->x2, x2, tol, 0.0) || !close_enough(b->y2, y2, tol, 0.0))
         fail_msg("box (%g, %g, %g, %g), expected (%g, %g, %g, %g)", b->x1, b->y1, b->x2, b->y2, x1, y1, x2, y2);
 }
 

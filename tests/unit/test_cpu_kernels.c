@@ -15,6 +15,7 @@
 #include "kernels/backend.h"
 #include "framework/core/rng.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tests/common/assert_close.h"
 #include "tests/unit/gradcheck.h"
 
 static Backend *be;  // created once for the whole group
@@ -64,26 +65,6 @@ static float *test_copy_of(const float *x, int64_t n) {
     return c;
 }
 
-// Passes when |got - want| <= atol + rtol * |want| everywhere; prints the first few failures.
-static bool test_close(const char *what, const float *got, const double *want, int64_t n, double atol,
-                       double rtol) {
-    int failures = 0;
-    double worst = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - want[i]);
-        double tol = atol + rtol * fabs(want[i]);
-        if (!(err <= tol)) {
-            if (failures < 5)
-                fprintf(stderr, "%s: index %lld got %.9g want %.9g (tol %.3g)\n", what, (long long)i,
-                        (double)got[i], want[i], tol);
-            failures++;
-        }
-        if (err > worst) worst = err;
-    }
-    if (failures) fprintf(stderr, "%s: %d of %lld differ, worst %.3g\n", what, failures, (long long)n, worst);
-    return failures == 0;
-}
-
 // Checks that a gradient buffer holds twice `once`, after a second identical backward call added
 // onto it. Tolerance 1e-6: the second call rounds its additions onto a non-zero buffer.
 static void test_expect_doubled(const char *what, TestBuf *g, const float *once) {
@@ -93,7 +74,7 @@ static void test_expect_doubled(const char *what, TestBuf *g, const float *once)
     for (int64_t i = 0; i < g->n; i++) want[i] = 2.0 * once[i];
     char label[128];
     snprintf(label, sizeof label, "%s accumulates", what);
-    assert_true(test_close(label, g->host, want, g->n, 1e-6, 1e-6));
+    assert_true(close_elements(label, g->host, want, g->n, 1e-6, 1e-6));
     free(want);
 }
 
@@ -267,7 +248,7 @@ static void test_conv_forward(void **state) {
         snprintf(what, sizeof what, "conv forward [%s]", conv_cases[c].name);
         // Float32 sums of <= 108 products of values in [-1, 1], summed in another order than the
         // double reference: a few ulps of sums of magnitude ~10.
-        assert_true(test_close(what, p.y.host, want, p.y.n, 1e-5, 1e-5));
+        assert_true(close_elements(what, p.y.host, want, p.y.n, 1e-5, 1e-5));
         free(want);
         conv_probe_destroy(&p);
     }
@@ -399,12 +380,12 @@ static void bn_check_train(int64_t n, int64_t c, int64_t hw, uint64_t seed) {
     TestBuf *outs[] = {&p.y, &p.smean, &p.sinvstd, &p.rmean, &p.rvar};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) test_buf_pull(outs[i]);
     // y: float32 rounding of (x - mean) * scale + shift, |y| <= ~4.
-    assert_true(test_close("bn train y", p.y.host, y, p.y.n, 1e-5, 1e-5));
+    assert_true(close_elements("bn train y", p.y.host, y, p.y.n, 1e-5, 1e-5));
     // Statistics: double sums rounded once to float, then a few float operations.
-    assert_true(test_close("bn save_mean", p.smean.host, mean, c, 1e-7, 1e-6));
-    assert_true(test_close("bn save_invstd", p.sinvstd.host, invstd, c, 1e-7, 1e-6));
-    assert_true(test_close("bn running_mean", p.rmean.host, rmean, c, 1e-7, 1e-6));
-    assert_true(test_close("bn running_var", p.rvar.host, rvar, c, 1e-7, 1e-6));
+    assert_true(close_elements("bn save_mean", p.smean.host, mean, c, 1e-7, 1e-6));
+    assert_true(close_elements("bn save_invstd", p.sinvstd.host, invstd, c, 1e-7, 1e-6));
+    assert_true(close_elements("bn running_mean", p.rmean.host, rmean, c, 1e-7, 1e-6));
+    assert_true(close_elements("bn running_var", p.rvar.host, rvar, c, 1e-7, 1e-6));
     free(y);
     free(mean);
     free(invstd);
@@ -438,7 +419,7 @@ static void test_batchnorm_infer(void **state) {
                               p.gamma.host[ch] + p.beta.host[ch];
             }
     // Float32 rounding of a few operations on values of magnitude <= ~5.
-    assert_true(test_close("bn infer y", p.y.host, want, p.y.n, 1e-5, 1e-5));
+    assert_true(close_elements("bn infer y", p.y.host, want, p.y.n, 1e-5, 1e-5));
     free(want);
     bn_probe_destroy(&p);
 }
@@ -585,10 +566,10 @@ static void test_silu(void **state) {
     be->ops->silu_forward(be, p.x.dev, p.y.dev, N);
     test_buf_pull(&p.y);
     // expf and the division are each within a few ulps.
-    assert_true(test_close("silu forward", p.y.host, want, N, 1e-6, 1e-5));
+    assert_true(close_elements("silu forward", p.y.host, want, N, 1e-6, 1e-5));
     be->ops->silu_backward(be, p.x.dev, p.r.dev, dx.dev, N);
     test_buf_pull(&dx);
-    assert_true(test_close("silu backward", dx.host, dwant, N, 1e-6, 1e-5));
+    assert_true(close_elements("silu backward", dx.host, dwant, N, 1e-6, 1e-5));
     // One output per probe; h = 1e-2 balances O(h^2) truncation against rounding / 2h.
     assert_true(gradcheck("silu dx", p.x.host, dx.host, N, silu_loss, &p, 1e-2f, 1e-4, 1e-3, 300));
     silu_loss(&p);  // gradcheck restores only the host copy
@@ -680,7 +661,7 @@ static void test_upsample(void **state) {
                 want_dx[src] += dy.host[dst];
             }
     // Sums of small integers: exact.
-    assert_true(test_close("upsample backward", dx.host, want_dx, n_in, 0.0, 0.0));
+    assert_true(close_elements("upsample backward", dx.host, want_dx, n_in, 0.0, 0.0));
     float *dx1 = test_copy_of(dx.host, n_in);
     be->ops->upsample_nearest_backward(be, N, C, H, W, F, dy.dev, dx.dev);
     test_expect_doubled("upsample dx", &dx, dx1);
@@ -766,7 +747,7 @@ static void test_maxpool(void **state) {
     maxpool_reference(p.x.host, p.r.host, want, want_dx);
     assert_memory_equal(p.y.host, want, (size_t)n * sizeof(float));
     // Sums of small integers: exact.
-    assert_true(test_close("maxpool backward ties", dx.host, want_dx, n, 0.0, 0.0));
+    assert_true(close_elements("maxpool backward ties", dx.host, want_dx, n, 0.0, 0.0));
     free(want_dx);
     free(want);
     test_buf_destroy(&dx);
@@ -795,8 +776,8 @@ static void test_avgpool(void **state) {
         want[p] = s / HW;
     }
     // A double sum rounded once to float, and one float division.
-    assert_true(test_close("avgpool forward", y.host, want, N * C, 1e-7, 1e-6));
-    assert_true(test_close("avgpool backward", dx.host, want_dx, N * C * HW, 1e-7, 1e-6));
+    assert_true(close_elements("avgpool forward", y.host, want, N * C, 1e-7, 1e-6));
+    assert_true(close_elements("avgpool backward", dx.host, want_dx, N * C * HW, 1e-7, 1e-6));
     float *dx1 = test_copy_of(dx.host, dx.n);
     be->ops->avgpool_backward(be, N, C, HW, dy.dev, dx.dev);
     test_expect_doubled("avgpool dx", &dx, dx1);
@@ -844,10 +825,10 @@ static void test_linear(void **state) {
     // Float32 sums of 5 products: a few ulps.
     be->ops->linear_forward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, p.b.dev, p.y.dev);
     test_buf_pull(&p.y);
-    assert_true(test_close("linear forward", p.y.host, want, p.y.n, 1e-6, 1e-6));
+    assert_true(close_elements("linear forward", p.y.host, want, p.y.n, 1e-6, 1e-6));
     be->ops->linear_forward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, NULL, p.y.dev);
     test_buf_pull(&p.y);
-    assert_true(test_close("linear forward, no bias", p.y.host, want_nobias, p.y.n, 1e-6, 1e-6));
+    assert_true(close_elements("linear forward, no bias", p.y.host, want_nobias, p.y.n, 1e-6, 1e-6));
 
     TestBuf dx = test_buf_create(p.x.n), dw = test_buf_create(p.w.n), db = test_buf_create(p.b.n);
     be->ops->linear_backward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, p.r.dev, dx.dev, dw.dev, db.dev);
@@ -870,7 +851,7 @@ static void test_linear(void **state) {
     test_buf_pull(&dw);
     double want_dw[LIN_OUT * LIN_IN];
     for (int i = 0; i < LIN_OUT * LIN_IN; i++) want_dw[i] = 3.0 * dw1[i];
-    assert_true(test_close("linear dw, thrice", dw.host, want_dw, dw.n, 1e-6, 1e-6));
+    assert_true(close_elements("linear dw, thrice", dw.host, want_dw, dw.n, 1e-6, 1e-6));
     free(dx1);
     free(dw1);
     free(db1);
@@ -910,7 +891,7 @@ static void test_gemm(void **state) {
         char what[64];
         snprintf(what, sizeof what, "gemm trans_a=%d trans_b=%d", ta, tb);
         // Float32 sums of 5 products: a few ulps.
-        assert_true(test_close(what, c.host, want, c.n, 1e-6, 1e-6));
+        assert_true(close_elements(what, c.host, want, c.n, 1e-6, 1e-6));
         test_buf_destroy(&a);
         test_buf_destroy(&b);
         test_buf_destroy(&c);

@@ -15,7 +15,8 @@
 #include <stdlib.h>
 
 #include "framework/core/dtype.h"
-#include "tests/unit/reference_file.h"
+#include "tests/common/assert_close.h"
+#include "tests/common/reference_file.h"
 
 // float16's value by its definition: sign, 5 exponent bits (bias 15), 10 mantissa bits, with
 // subnormals at exponent 0 and infinities / NaNs at 31.
@@ -117,7 +118,7 @@ static void test_bf16_range(void **state) {
     // bfloat16 keeps float32's exponent: 1e38 stays finite, within half a bfloat16 ulp (2^-8).
     const float big = bf16_to_float(float_to_bf16(1e38f));
     assert_true(isfinite(big));
-    assert_true(fabs((double)big - 1e38) <= 1e38 * 0x1p-8);
+    assert_close(big, 1e38, 0.0, 0x1p-8);
     // FLT_MAX lies above the largest bfloat16, (2 - 2^-7) 2^127, by more than half an ulp.
     assert_int_equal(float_to_bf16(FLT_MAX), 0x7f80);
     assert_int_equal(float_to_bf16(-INFINITY), 0xff80);

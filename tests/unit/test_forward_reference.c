@@ -17,14 +17,15 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "layers/graph.h"
-#include "tests/unit/reference_file.h"
+#include "tests/common/assert_close.h"
+#include "tests/common/reference_file.h"
 
 static void load(float *dst, const Record *r, int64_t count) {
     assert_int_equal(r->count, count);
     for (int64_t i = 0; i < count; i++) dst[i] = (float)r->values[i];
 }
 
-// Tolerances, relative to each tensor's largest value (see reference_max_relative_error), about ten times what
+// Tolerances, relative to each tensor's largest value (see close_peak_error), about ten times what
 // float32 against float64 gives here (2.5e-6, 1.1e-4, 1.4e-5 on tiny-detect): outputs pass ~25
 // conv/BN layers; gradients twice as many, through batch norms over as few as 12 values (2 images
 // of 2x3 at stride 32) whose small standard deviations amplify rounding; running variances are
@@ -57,7 +58,7 @@ static void run_reference(const char *model, int64_t h, int64_t w) {
     Layer *out = graph_output(g);
     const Record *want_out = reference_find(&ref, "", "output");
     assert_int_equal(tensor_elems(&out->out), want_out->count);
-    double err_out = reference_max_relative_error(out->out.data, want_out);
+    double err_out = close_peak_error_f64(out->out.data, want_out->values, want_out->count);
     load(out->dout.data, reference_find(&ref, "", "r"), tensor_elems(&out->out));
     graph_zero_grads(g);
     graph_backward(g);
@@ -71,7 +72,7 @@ static void run_reference(const char *model, int64_t h, int64_t w) {
         const Record *r = reference_find(&ref, buffer ? "buffer:" : "grad:", p->name);
         if (!r) fail_msg("%s: no reference for %s", model, p->name);
         assert_int_equal(r->count, p->n_elems);
-        double e = reference_max_relative_error((buffer ? g->buffer_data : g->grad_data) + p->offset, r);
+        double e = close_peak_error_f64((buffer ? g->buffer_data : g->grad_data) + p->offset, r->values, r->count);
         if (buffer) err_buffer = fmax(err_buffer, e);
         else if (e > err_grad) err_grad = e, worst_grad = p->name;
     }

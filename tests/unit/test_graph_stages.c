@@ -26,6 +26,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "layers/graph.h"
+#include "tests/common/assert_close.h"
 #include "tests/unit/gradcheck.h"
 
 enum { MAX_STAGES = 4, SEED_PARAMS = 7, SEED_INPUT = 11, SEED_DLOSS = 12 };
@@ -154,24 +155,14 @@ static void assert_concat_equal(const Pipeline *p, const Graph *full, bool buffe
     assert_int_equal(at, buffers ? full->buffer_elems : full->param_elems);
 }
 
-// Relative difference of two gradient tensors, scaled by the largest magnitude of `want`.
-static double max_relative_diff(const float *got, const float *want, int64_t n) {
-    double worst = 0.0, scale = 1e-30;
-    for (int64_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)got[i] - (double)want[i]));
-        scale = fmax(scale, fabs((double)want[i]));
-    }
-    return worst / scale;
-}
-
 // Every trainable tensor of `got` (whose offsets are its own) against the same one in `want` (whose
-// offsets are `want_base` further on): at most `tolerance` (relative_diff).
+// offsets are `want_base` further on): at most `tolerance` relative to the tensor's peak.
 static void assert_grads_close(const Graph *got, const Graph *want, int64_t want_base, double tolerance) {
     for (int i = 0; i < got->n_params; i++) {
         const ParamInfo *p = &got->params[i];
         if (p->flags & (PARAM_BUFFER | PARAM_NO_GRAD)) continue;
-        double diff = max_relative_diff(got->grad_data + p->offset, want->grad_data + want_base + p->offset, p->n_elems);
-        if (diff > tolerance) fail_msg("%s: gradients differ by %.3g of the largest", p->name, diff);
+        assert_close_peak(p->name, got->grad_data + p->offset, want->grad_data + want_base + p->offset, p->n_elems,
+                          tolerance);
     }
 }
 
@@ -321,7 +312,7 @@ static void check_param_tables(const ModelCase *mc) {
     assert_int_equal(buffer_elems, full->buffer_elems);
     assert_int_equal(activation_elems, full->activation_elems);
     assert_int_equal(leaves, full->leaf_modules);
-    assert_true(fabs(ops - full->ops) <= 1e-9 * full->ops);  // a sum of the same terms regrouped
+    assert_close(ops, full->ops, 0.0, 1e-9);  // a sum of the same terms regrouped
     graph_destroy(full);
     model_spec_destroy(spec);
 }

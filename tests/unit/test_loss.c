@@ -15,7 +15,8 @@
 
 #include "layers/loss.h"
 #include "tests/unit/gradcheck.h"
-#include "tests/unit/reference_file.h"
+#include "tests/common/assert_close.h"
+#include "tests/common/reference_file.h"
 
 // Reference tolerances, float32 against float64. Loss values: relative 1e-5; the assigner, boxes
 // and DFL run in double, only the class BCE (every anchor x class) in float (measured: 1e-9).
@@ -82,8 +83,6 @@ static DetectLoss *loss_make(const DetectLossConfig *cfg, int64_t max_batch) {
     return loss;
 }
 
-static double relative(double got, double want) { return fabs(got - want) / fmax(fabs(want), 1e-30); }
-
 
 static void check_reference_case(const Reference *ref, const char *name) {
     DetectCase c = case_load(ref, name);
@@ -98,12 +97,12 @@ static void check_reference_case(const Reference *ref, const char *name) {
     double got[4] = {total, parts.box, parts.cls, parts.dfl};
     for (int j = 0; j < 4; j++) {
         if (want[j] == 0) assert_true(got[j] == 0);  // no foreground: box and DFL exactly 0
-        else if (relative(got[j], want[j]) > loss_tol)
+        else if (!close_enough(got[j], want[j], 0.0, loss_tol))
             fail_msg("%s: loss %d is %.9g, Ultralytics %.9g", name, j, got[j], want[j]);
     }
     assert_int_equal(parts.n_foreground, (int64_t)want[4]);
     assert_int_equal(parts.n_instances, c.n_targets);
-    double grad_err = reference_max_relative_error(dpred, want_grad);
+    double grad_err = close_peak_error_f64(dpred, want_grad->values, want_grad->count);
     printf("%s: total %.9g (Ultralytics %.9g), gradient error %.2e of its largest value\n", name, total, want[0],
            grad_err);
     assert_true(grad_err <= grad_tol);
@@ -132,8 +131,8 @@ static void test_classify_reference(void **state) {
     for (int64_t i = 0; i < batch * nc; i++) logits[i] = (float)x->values[i];
     for (int64_t i = 0; i < batch; i++) labels[i] = (int32_t)y->values[i];
     double loss = classify_loss_compute(batch, nc, logits, labels, grad);
-    assert_true(relative(loss, find(&ref, "cls", "loss")->values[0]) <= loss_tol);
-    assert_true(reference_max_relative_error(grad, g) <= grad_tol);
+    assert_close(loss, find(&ref, "cls", "loss")->values[0], 0.0, loss_tol);
+    assert_true(close_peak_error_f64(grad, g->values, g->count) <= grad_tol);
     free(logits);
     free(grad);
     free(labels);
@@ -274,10 +273,10 @@ static void test_detect_no_targets(void **state) {
         for (int64_t j = 4 * cfg.reg_max * A; j < C * A; j++) {
             double x = pred[i * C * A + j];
             want += log1p(exp(x));
-            assert_true(fabs(dpred[i * C * A + j] - batch * cfg.cls_gain / (1 + exp(-x))) <= 1e-6);
+            assert_close(dpred[i * C * A + j], batch * cfg.cls_gain / (1 + exp(-x)), 1e-6, 0.0);
         }
     want *= batch * cfg.cls_gain;
-    assert_true(isfinite(total) && relative(total, want) <= loss_tol);
+    assert_close(total, want, 0.0, loss_tol);
     assert_true(parts.box == 0 && parts.dfl == 0 && parts.n_foreground == 0 && parts.n_instances == 0);
     for (int64_t i = 0; i < batch; i++)
         for (int64_t j = 0; j < 4 * cfg.reg_max * A; j++) assert_true(dpred[i * C * A + j] == 0.0f);

@@ -17,7 +17,8 @@
 #include "framework/eval/metrics.h"
 #include "framework/eval/nms.h"
 #include "framework/core/sort.h"
-#include "reference_file.h"
+#include "tests/common/assert_close.h"
+#include "tests/common/reference_file.h"
 
 // Decoded boxes and scores: float32 like Ultralytics, but expf, the softmax sum and DFL's 1x1
 // convolution round in a different order than torch's vectorised kernels: distances (up to 15 grid
@@ -261,8 +262,8 @@ static void test_match_reference(void **state) {
 }
 
 // Fails when got and want differ by more than metric_tol; returns the larger of worst and the difference.
-static double assert_close(double got, double want, const char *what, double worst) {
-    if (fabs(got - want) > metric_tol) fail_msg("%s: got %.17g, want %.17g", what, got, want);
+static double metric_check(double got, double want, const char *what, double worst) {
+    assert_close_named(what, got, want, metric_tol, 0.0);
     return fmax(worst, fabs(got - want));
 }
 
@@ -300,11 +301,11 @@ static void test_validation_reference(void **state) {
     const double *sum = reference_require(&fx->ref, "val:summary")->values;
     assert_int_equal(s->n_images, (int64_t)sum[0]);
     assert_int_equal(s->n_instances, (int64_t)sum[1]);
-    double worst = assert_close(s->p, sum[2], "mean precision", 0.0);
-    worst = assert_close(s->r, sum[3], "mean recall", worst);
-    worst = assert_close(s->map50, sum[4], "mAP50", worst);
-    worst = assert_close(s->map50_95, sum[5], "mAP50-95", worst);
-    worst = assert_close(s->fitness, sum[6], "fitness", worst);
+    double worst = metric_check(s->p, sum[2], "mean precision", 0.0);
+    worst = metric_check(s->r, sum[3], "mean recall", worst);
+    worst = metric_check(s->map50, sum[4], "mAP50", worst);
+    worst = metric_check(s->map50_95, sum[5], "mAP50-95", worst);
+    worst = metric_check(s->fitness, sum[6], "fitness", worst);
     const Record *classes = reference_require(&fx->ref, "val:classes");
     const double *p = reference_require(&fx->ref, "val:p")->values, *r = reference_require(&fx->ref, "val:r")->values;
     const double *ap = reference_require(&fx->ref, "val:ap")->values;
@@ -317,10 +318,10 @@ static void test_validation_reference(void **state) {
     }
     for (int64_t ci = 0; ci < classes->count; ci++) {
         const DetectClassMetrics *k = &s->classes[(int64_t)classes->values[ci]];
-        worst = assert_close(k->p, p[ci], "class precision", worst);
-        worst = assert_close(k->r, r[ci], "class recall", worst);
+        worst = metric_check(k->p, p[ci], "class precision", worst);
+        worst = metric_check(k->r, r[ci], "class recall", worst);
         for (int t = 0; t < DETECT_METRICS_N_IOU; t++)
-            worst = assert_close(k->ap[t], ap[ci * DETECT_METRICS_N_IOU + t], "AP", worst);
+            worst = metric_check(k->ap[t], ap[ci * DETECT_METRICS_N_IOU + t], "AP", worst);
     }
     printf("metrics: largest difference from Ultralytics %.2e\n", worst);
     detect_summary_print(s, NULL, stdout);

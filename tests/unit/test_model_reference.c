@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "layers/graph.h"
+#include "tests/common/assert_close.h"
 
 static char source_root[512];
 
@@ -60,7 +61,7 @@ static void test_model_totals(void **state) {
             assert_int_equal(g->leaf_modules, leaves);
             // Ops are counted as Ultralytics' profiler counts them (inference path, DFL included), so the
             // only difference allowed is the reference's rounding to 6 decimals.
-            if (fabs(graph_gflops(g) - gflops[s]) > 1e-6)
+            if (!close_enough(graph_gflops(g), gflops[s], 1e-6, 0.0))
                 fail_msg("%s%s at %lld: %.6f GFLOPs, Ultralytics %.6f", model, scale, (long long)sizes[s],
                          graph_gflops(g), gflops[s]);
             graph_destroy(g);

@@ -27,6 +27,7 @@
 #include "framework/core/safetensors.h"
 #include "gradcheck.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tests/common/assert_close.h"
 
 static SafetensorsFile *ref;
 
@@ -90,30 +91,20 @@ static float *f32_copy(const char *name, int64_t *n) {
     return out;
 }
 
-// Largest |got − want| over the tensor, relative to its largest |want|.
-static double max_relative_error(const float *got, const float *want, int64_t n) {
-    double worst = 0.0, scale = 1e-30;
-    for (int64_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)got[i] - (double)want[i]));
-        scale = fmax(scale, fabs((double)want[i]));
-    }
-    return worst / scale;
-}
-
-static void assert_close(const char *what, const float *got, const char *want_name, int64_t n, double tol) {
+// got against the reference tensor want_name: at most tol relative to the tensor's peak.
+static void assert_matches_reference(const char *what, const float *got, const char *want_name, int64_t n,
+                                     double tol) {
     int64_t n_want;
     float *want = f32_copy(want_name, &n_want);
     assert_int_equal(n_want, n);
-    double e = max_relative_error(got, want, n);
+    double e = close_peak_error(got, want, n);
     free(want);
     if (!(e <= tol)) fail_msg("%s: relative error %.3g > %.3g", what, e, tol);
 }
 
 // The schedule's doubles follow Ultralytics' formulas operation for operation (np.interp's and
 // LambdaLR's arithmetic, Python's round): they must agree to the last bit but for libm's cos.
-static void assert_value(const char *what, double got, double want) {
-    if (!(fabs(got - want) <= 1e-15 * fabs(want))) fail_msg("%s: %.17g, Ultralytics %.17g", what, got, want);
-}
+static const double schedule_rtol = 1e-15;
 
 // ---- helpers -----------------------------------------------------------------------------------
 
@@ -124,7 +115,8 @@ static void test_accumulate_and_decay(void **state) {
         int64_t nbs = i64("accum.inputs", 2 * i), batch = i64("accum.inputs", 2 * i + 1);
         int64_t acc = optim_accumulate(nbs, batch);
         assert_int_equal(acc, i64("accum.accumulate", i));
-        assert_value("scaled weight decay", optim_scaled_weight_decay(0.0005, batch, acc, nbs), f64("accum.decay", i));
+        assert_close_named("scaled weight decay", optim_scaled_weight_decay(0.0005, batch, acc, nbs),
+                           f64("accum.decay", i), 0.0, schedule_rtol);
     }
 }
 
@@ -136,9 +128,10 @@ static void test_auto_choice(void **state) {
         for (int k = 0; k < 5; k++) in[k] = i64("auto.inputs", 5 * i + k);
         OptimAutoChoice c = optim_auto_choose(in[0], in[1], in[2], in[3], (int)in[4]);
         assert_int_equal(c.kind, i64("auto.kind", i));
-        assert_value("auto lr0", c.lr0, f64("auto.values", 3 * i));
-        assert_value("auto momentum", c.momentum, f64("auto.values", 3 * i + 1));
-        assert_value("auto warmup_bias_lr", c.warmup_bias_lr, f64("auto.values", 3 * i + 2));
+        assert_close_named("auto lr0", c.lr0, f64("auto.values", 3 * i), 0.0, schedule_rtol);
+        assert_close_named("auto momentum", c.momentum, f64("auto.values", 3 * i + 1), 0.0, schedule_rtol);
+        assert_close_named("auto warmup_bias_lr", c.warmup_bias_lr, f64("auto.values", 3 * i + 2), 0.0,
+                           schedule_rtol);
     }
 }
 
@@ -176,10 +169,10 @@ static void test_schedule_points(void **state) {
         char what[96];
         for (int g = 0; g < OPTIM_GROUP_COUNT; g++) {
             snprintf(what, sizeof what, "case %lld ni %lld lr[%s]", (long long)c, (long long)ni, optim_group_name(g));
-            assert_value(what, it.hyper.lr[g], f64("sched.lr", 3 * i + g));
+            assert_close_named(what, it.hyper.lr[g], f64("sched.lr", 3 * i + g), 0.0, schedule_rtol);
         }
         snprintf(what, sizeof what, "case %lld ni %lld momentum", (long long)c, (long long)ni);
-        assert_value(what, it.hyper.momentum, f64("sched.momentum", i));
+        assert_close_named(what, it.hyper.momentum, f64("sched.momentum", i), 0.0, schedule_rtol);
         assert_int_equal(it.accumulate, i64("sched.accumulate", i));
     }
 }
@@ -286,7 +279,7 @@ static void run_training(OptimKind kind, const char *prefix) {
     if (accumulate > nb * epochs) accumulate = nb * epochs;
     assert_int_equal(accumulate, i64("train.accumulate", 0));
     double wd = optim_scaled_weight_decay(0.05, batch, accumulate, OPTIM_NBS);
-    assert_value("weight decay", wd, f64("train.weight_decay", 0));
+    assert_close_named("weight decay", wd, f64("train.weight_decay", 0), 0.0, schedule_rtol);
     OptimSchedule s = {.kind = kind,
                        .lr0 = kind == OPTIM_SGD ? 0.01 : 0.002,
                        .lrf = 0.01,
@@ -310,8 +303,9 @@ static void run_training(OptimKind kind, const char *prefix) {
         for (int64_t i = 0; i < nb; i++) {
             int64_t ni = i + nb * epoch;
             OptimIteration it = optim_schedule_at(&s, ni, epoch);
-            for (int g = 0; g < OPTIM_GROUP_COUNT; g++) assert_value("lr", it.hyper.lr[g], f64(KEY("lr"), 3 * ni + g));
-            assert_value("momentum", it.hyper.momentum, f64(KEY("momentum"), ni));
+            for (int g = 0; g < OPTIM_GROUP_COUNT; g++)
+                assert_close_named("lr", it.hyper.lr[g], f64(KEY("lr"), 3 * ni + g), 0.0, schedule_rtol);
+            assert_close_named("momentum", it.hyper.momentum, f64(KEY("momentum"), ni), 0.0, schedule_rtol);
             assert_int_equal(it.accumulate, i64(KEY("accumulate"), ni));
             for (int64_t k = 0; k < n_params; k++) grads[k] += iter_grads[ni * n_params + k];  // backward
             memcpy(buffers, iter_buffers + ni * n_buffers, (size_t)n_buffers * sizeof *buffers);  // forward
@@ -320,7 +314,8 @@ static void run_training(OptimKind kind, const char *prefix) {
             if (!step) continue;
             double norm = optim_clip_grad_norm(opt, OPTIM_CLIP_MAX_NORM);
             double want = f64(KEY("grad_norm"), ni);
-            if (!(fabs(norm - want) <= train_tol * want)) fail_msg("ni %lld: grad norm %.9g, PyTorch %.9g", (long long)ni, norm, want);
+            if (!close_enough(norm, want, 0.0, train_tol))
+                fail_msg("ni %lld: grad norm %.9g, PyTorch %.9g", (long long)ni, norm, want);
             optim_step(opt, &it.hyper);
             memset(grads, 0, (size_t)n_params * sizeof *grads);
             ema_update(ema);
@@ -328,7 +323,7 @@ static void run_training(OptimKind kind, const char *prefix) {
         }
     }
 
-    assert_close("parameters", params, KEY("params"), n_params, train_tol);
+    assert_matches_reference("parameters", params, KEY("params"), n_params, train_tol);
     int n_kinds = kind == OPTIM_SGD ? 1 : 2;
     static const char *const state_names[2][2] = {{"momentum_buffer", NULL}, {"exp_avg", "exp_avg_sq"}};
     assert_int_equal(optim_state_count(opt), n_kinds * n_p);
@@ -344,14 +339,14 @@ static void run_training(OptimKind kind, const char *prefix) {
             assert_ptr_equal(st->data, first->data + (op[i].value - params));
             assert_int_equal(st->n_elems, op[i].n_elems);
         }
-        assert_close(state_names[kind][k], first->data, KEY(state_names[kind][k]), n_params, train_tol);
+        assert_matches_reference(state_names[kind][k], first->data, KEY(state_names[kind][k]), n_params, train_tol);
     }
     assert_null(optim_state_find(opt, "model.0.conv.weight.nothing"));
     assert_int_equal(optim_step_count(opt), kind == OPTIM_ADAMW ? i64(KEY("step"), 0) : 7);
 
     int64_t n0;
     float *ema_data = ema_get(ema, 0, &n0);
-    assert_close("EMA", ema_data, KEY("ema"), n_params + n_buffers, train_tol);
+    assert_matches_reference("EMA", ema_data, KEY("ema"), n_params + n_buffers, train_tol);
     assert_int_equal(ema_updates(ema), i64(KEY("ema_updates"), 0));
     int64_t n_found;
     assert_ptr_equal(ema_find(ema, ema_name(ema, n_p), &n_found), ema_data + n_params);  // buffers follow

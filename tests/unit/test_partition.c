@@ -19,6 +19,7 @@
 #include "framework/cli/cli.h"
 #include "framework/core/fsutil.h"
 #include "partition/partition.h"
+#include "tests/common/assert_close.h"
 #include "tests/unit/gradcheck.h"
 
 static char tmp_dir[] = "/tmp/yp-partition-XXXXXX";
@@ -485,7 +486,7 @@ static void test_cost_model(void **state) {
     int64_t params = 0;
     for (int l = 0; l < c->n_layers; l++) flops += c->layers[l].flops, params += c->layers[l].param_bytes;
     // Relative 1e-12: the same FLOPs summed in another order and scaled by the micro-batch.
-    assert_true(fabs(flops / 8 / 1e9 - graph_gflops(m.g)) <= 1e-12 * graph_gflops(m.g));
+    assert_close(flops / 8 / 1e9, graph_gflops(m.g), 0.0, 1e-12);
     assert_int_equal(params, 3157200 * 4);
     assert_int_equal(c->input_bytes, 3 * 640 * 640 * 8 * 4);
     assert_int_equal(c->layers[4].output_bytes, 64 * 80 * 80 * 8 * 4);

@@ -18,16 +18,11 @@
 
 #include "schedule/program.h"
 #include "schedule/simulate.h"
+#include "tests/common/assert_close.h"
 
 // Bubble fractions are ratios of exact integer times: only the final division rounds (< 1e-15).
 static const double ratio_tol = 1e-12;
 
-// |got - want| <= tol, with both values in the message.
-#define assert_near(got, want, tol) assert_near_at((got), (want), (tol), #got, __LINE__)
-static void assert_near_at(double got, double want, double tol, const char *what, int line) {
-    if (!(fabs(got - want) <= tol))
-        fail_msg("line %d: %s = %.17g, expected %.17g (tolerance %g)", line, what, got, want, tol);
-}
 
 // ---- plans -----------------------------------------------------------------------------------------
 
@@ -321,16 +316,16 @@ static void test_bubble_gpipe_1f1b(void **state) {
                 for (SchedKind kind = SCHED_KIND_GPIPE; kind <= SCHED_KIND_1F1B; kind++) {
                     SchedSim *sim = simulate(&plan, kind);
                     // F = 1 and B = 2 per stage: step (m + p - 1) (F + B), busy m (F + B) on every rank.
-                    assert_near(sim->step_s, 3.0 * (m + p - 1), 0.0);
+                    assert_close(sim->step_s, 3.0 * (m + p - 1), 0.0, 0.0);
                     for (int r = 0; r < p; r++) {
-                        assert_near(sim->busy_s[r], 3.0 * m, 0.0);
-                        assert_near(sim->bubble[r], (double)(p - 1) / (m + p - 1), ratio_tol);
+                        assert_close(sim->busy_s[r], 3.0 * m, 0.0, 0.0);
+                        assert_close(sim->bubble[r], (double)(p - 1) / (m + p - 1), ratio_tol, 0.0);
                     }
                     // Activations in flight: GPipe all m everywhere, 1F1B at most p - s on stage s.
                     for (int r = 0; r < p; r++)
                         assert_int_equal(sim->peak_activation_bytes[r],
                                          kind == SCHED_KIND_GPIPE ? m : (m < p - r ? m : p - r));
-                    assert_near(sim->images_per_s, m * 4 / sim->step_s, 1e-12 * sim->images_per_s);
+                    assert_close(sim->images_per_s, m * 4 / sim->step_s, 1e-12 * sim->images_per_s, 0.0);
                     sched_sim_destroy(sim);
                 }
                 free(plan.cuts);
@@ -352,9 +347,9 @@ static void test_bubble_interleaved(void **state) {
                 PipelinePlan plan = plan_make(p, v, m, 1, true);
                 SchedSim *sim = simulate(&plan, SCHED_KIND_INTERLEAVED);
                 for (int r = 0; r < p; r++) {
-                    assert_near(sim->busy_s[r], 3.0 * v * m, 0.0);
+                    assert_close(sim->busy_s[r], 3.0 * v * m, 0.0, 0.0);
                     double bubble_over_ideal = (sim->step_s - sim->busy_s[r]) / sim->busy_s[r];
-                    if (fabs(bubble_over_ideal - (double)(p - 1) / (v * m)) > ratio_tol)
+                    if (!close_enough(bubble_over_ideal, (double)(p - 1) / (v * m), ratio_tol, 0.0))
                         fail_msg("p=%d v=%d m=%d rank %d: bubble/ideal %g, expected %g", p, v, m, r, bubble_over_ideal,
                                  (double)(p - 1) / (v * m));
                 }
@@ -374,7 +369,7 @@ static void test_bubble_zb_h1(void **state) {
             PipelinePlan plan = plan_make(p, 1, m, 1, false);
             SchedSim *zb = simulate(&plan, SCHED_KIND_ZB_H1), *base = simulate(&plan, SCHED_KIND_1F1B);
             assert_true(zb->step_s < base->step_s);
-            assert_near(zb->step_s, 3.0 * m + (p - 1), 0.0);
+            assert_close(zb->step_s, 3.0 * m + (p - 1), 0.0, 0.0);
             int64_t peak_zb = 0, peak_base = 0;
             for (int r = 0; r < p; r++) {
                 peak_zb = zb->peak_activation_bytes[r] > peak_zb ? zb->peak_activation_bytes[r] : peak_zb;
@@ -399,7 +394,7 @@ static void test_communication_costs(void **state) {
     plan.link = (LinkModel){.latency_s = 0.5, .bandwidth_bytes_per_s = 100};
     SchedSim *sim = simulate(&plan, SCHED_KIND_GPIPE);
     double acts = 1 + (0.5 + 3.00) + (0.5 + 3.01), grads = (0.5 + 3.00) + (0.5 + 3.01);
-    assert_near(sim->step_s, acts + 1 + 2 + grads + 2, 1e-12);
+    assert_close(sim->step_s, acts + 1 + 2 + grads + 2, 1e-12, 0.0);
     assert_int_equal(sim->link_bytes[0 * 2 + 1], 601);
     assert_int_equal(sim->link_bytes[1 * 2 + 0], 601);
     assert_int_equal(sim->link_bytes[0], 0);
@@ -411,12 +406,12 @@ static void test_communication_costs(void **state) {
     plan = plan_make(1, 1, 4, 2, false);
     plan.reduce_link = (LinkModel){.latency_s = 0.25, .bandwidth_bytes_per_s = 2000};
     sim = simulate(&plan, SCHED_KIND_1F1B);
-    assert_near(sim->step_s, 4 * 3.0 + 2.5, 0.0);
-    assert_near(sim->images_per_s, 2 * 4 * 4 / 14.5, 1e-12);
+    assert_close(sim->step_s, 4 * 3.0 + 2.5, 0.0, 0.0);
+    assert_close(sim->images_per_s, 2 * 4 * 4 / 14.5, 1e-12, 0.0);
     sched_sim_destroy(sim);
     plan.replicas = 1;  // the same programs, no reduction cost
     sim = simulate(&plan, SCHED_KIND_1F1B);
-    assert_near(sim->step_s, 12.0, 0.0);
+    assert_close(sim->step_s, 12.0, 0.0, 0.0);
     sched_sim_destroy(sim);
     free(plan.cuts);
 }

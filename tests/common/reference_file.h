@@ -24,7 +24,3 @@ const Record *reference_find(const Reference *ref, const char *prefix, const cha
 
 // The record named name; fails the running test when it is missing.
 const Record *reference_require(const Reference *ref, const char *name);
-
-// Largest |got - want| over a tensor, relative to its largest |want| (float32 results against a
-// float64 reference: per-element relative error is meaningless where want is near 0).
-double reference_max_relative_error(const float *got, const Record *want);

@@ -1,6 +1,4 @@
-#include "reference_file.h"
-
-#include <math.h>
+#include "tests/common/reference_file.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -60,13 +58,4 @@ const Record *reference_require(const Reference *ref, const char *name) {
     const Record *r = reference_find(ref, "", name);
     if (!r) fail_msg("no record %s in the reference file", name);
     return r;
-}
-
-double reference_max_relative_error(const float *got, const Record *want) {
-    double worst = 0.0, scale = 1e-30;
-    for (int64_t i = 0; i < want->count; i++) {
-        worst = fmax(worst, fabs((double)got[i] - want->values[i]));
-        scale = fmax(scale, fabs(want->values[i]));
-    }
-    return worst / scale;
 }
