@@ -1,29 +1,18 @@
-// `yolopipe train EXP.yaml [--set k=v]... [--resume]`, `yolopipe val EXP.yaml --weights DIR [--set k=v]...`
-// and `yolopipe export RUN [--weights last|best] --out FILE`.
+// `yolopipe train EXP.yaml [--set k=v]... [--resume]`, and what it shares with `yolopipe val`: the
+// experiment's arguments and running it on this process's rank.
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "framework/train/checkpoint.h"
 #include "framework/cli/cli.h"
 #include "framework/config/config.h"
 #include "framework/runtime/failure.h"
 #include "framework/train/trainer.h"
 
-typedef struct ExperimentArgs {
-    const char *path;
-    int n_set;
-    char **set;         // the values after each --set (argv entries)
-    bool resume;
-    bool trace;
-    const char *weights;
-} ExperimentArgs;
-
-// Parses EXP.yaml, --set k=v (repeatable) and the command's own flags.
-static bool parse_experiment_args(const char *command, const char *usage, int argc, char **argv, bool allow_resume,
-                                  bool allow_weights, ExperimentArgs *args) {
+bool cmd_experiment_args_parse(const char *command, const char *usage, int argc, char **argv, bool allow_resume,
+                               bool allow_weights, ExperimentArgs *args) {
     *args = (ExperimentArgs){.set = calloc((size_t)argc + 1, sizeof(char *))};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -100,7 +89,7 @@ static void share_cores(const Topology *topo) {
     omp_set_num_threads(threads);
 }
 
-static int run_with_config(const ExperimentArgs *args, bool validate_only) {
+int cmd_experiment_run(const ExperimentArgs *args, bool validate_only) {
     Error err = {0};
     ExperimentConfig *cfg = NULL;
     Transport *tr = NULL;
@@ -134,52 +123,6 @@ int cmd_train(int argc, char **argv) {
         "  --resume continues <output.dir>/<name>/weights/last (under any stages, replicas or schedule)\n"
         "  --trace  writes the measured timeline of the third batch to <run>/trace.json (output.trace)\n";
     ExperimentArgs args;
-    if (!parse_experiment_args("train", usage, argc, argv, true, false, &args)) return YP_EXIT_USAGE;
-    return run_with_config(&args, false);
-}
-
-int cmd_val(int argc, char **argv) {
-    static const char usage[] =
-        "usage: yolopipe val EXP.yaml --weights DIR [--set section.key=value]...\n"
-        "  validates the EMA weights of checkpoint DIR (e.g. runs/default/weights/best) on the validation split\n";
-    ExperimentArgs args;
-    if (!parse_experiment_args("val", usage, argc, argv, false, true, &args)) return YP_EXIT_USAGE;
-    return run_with_config(&args, true);
-}
-
-int cmd_export(int argc, char **argv) {
-    static const char usage[] =
-        "usage: yolopipe export RUN [--weights last|best] --out FILE.safetensors\n"
-        "  writes the EMA weights of RUN/weights/<best> (default; last when there is no best) as one\n"
-        "  safetensors file with Ultralytics' state-dict names\n";
-    const char *run = NULL, *out = NULL, *which = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) which = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
-        else if (argv[i][0] == '-' || run) {
-            fprintf(stderr, "yolopipe export: unexpected argument: %s\n%s", argv[i], usage);
-            return YP_EXIT_USAGE;
-        } else run = argv[i];
-    }
-    if (!run || !out) {
-        fprintf(stderr, "yolopipe export: %s\n%s", run ? "missing --out FILE" : "missing RUN", usage);
-        return YP_EXIT_USAGE;
-    }
-    if (which && strcmp(which, "last") && strcmp(which, "best")) {
-        fprintf(stderr, "yolopipe export: --weights must be last or best, found '%s'\n", which);
-        return YP_EXIT_USAGE;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/weights/%s", run, which ? which : "best");
-    TrainProgress progress;
-    Error err = {0};
-    if (!which && !checkpoint_read_progress(dir, &progress, &err))
-        snprintf(dir, sizeof dir, "%s/weights/last", run);
-    if (!checkpoint_export(dir, out, &err)) {
-        fprintf(stderr, "%s\n", err.message);
-        return YP_EXIT_USAGE;
-    }
-    printf("wrote %s (EMA weights of %s)\n", out, dir);
-    return 0;
+    if (!cmd_experiment_args_parse("train", usage, argc, argv, true, false, &args)) return YP_EXIT_USAGE;
+    return cmd_experiment_run(&args, false);
 }
