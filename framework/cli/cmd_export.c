@@ -1,34 +1,44 @@
 // `yolopipe export RUN [--weights last|best] --out FILE`: a checkpoint's EMA weights as one
 // safetensors file with Ultralytics' names.
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "framework/cli/cli.h"
 #include "framework/train/checkpoint.h"
 
+typedef struct ExportArgs {
+    const char *run, *out, *which;
+} ExportArgs;
+
+static const CliOption export_options[] = {
+    {.name = "weights", .value = CLI_VALUE_STRING, .offset = offsetof(ExportArgs, which), .metavar = "last|best",
+     .help = "which checkpoint (default best; last when there is no best)"},
+    {.name = "out", .value = CLI_VALUE_STRING, .offset = offsetof(ExportArgs, out), .metavar = "FILE.safetensors",
+     .required = true, .help = "the file to write"},
+};
+
+static const CliPositional export_positionals[] = {{.metavar = "RUN", .offset = offsetof(ExportArgs, run)}};
+
+const CliCommand cmd_export_cli = {
+    .name = "export",
+    .summary = "a checkpoint's EMA weights as safetensors, with Ultralytics' names",
+    .description = "Writes the EMA weights of RUN/weights/<best> (or <last>) as one safetensors file with\n"
+                   "Ultralytics' state-dict names.\n",
+    .positionals = export_positionals,
+    .n_positionals = 1,
+    .options = export_options,
+    .n_options = sizeof export_options / sizeof *export_options,
+    .run = cmd_export,
+};
+
 int cmd_export(int argc, char **argv) {
-    static const char usage[] =
-        "usage: yolopipe export RUN [--weights last|best] --out FILE.safetensors\n"
-        "  writes the EMA weights of RUN/weights/<best> (default; last when there is no best) as one\n"
-        "  safetensors file with Ultralytics' state-dict names\n";
-    const char *run = NULL, *out = NULL, *which = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) which = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
-        else if (argv[i][0] == '-' || run) {
-            fprintf(stderr, "yolopipe export: unexpected argument: %s\n%s", argv[i], usage);
-            return YP_EXIT_USAGE;
-        } else run = argv[i];
-    }
-    if (!run || !out) {
-        fprintf(stderr, "yolopipe export: %s\n%s", run ? "missing --out FILE" : "missing RUN", usage);
-        return YP_EXIT_USAGE;
-    }
-    if (which && strcmp(which, "last") && strcmp(which, "best")) {
-        fprintf(stderr, "yolopipe export: --weights must be last or best, found '%s'\n", which);
-        return YP_EXIT_USAGE;
-    }
+    ExportArgs args = {0};
+    int rc = cli_parse(&cmd_export_cli, argc, argv, &args);
+    if (rc != CLI_PARSED) return rc;
+    const char *run = args.run, *out = args.out, *which = args.which;
+    if (which && strcmp(which, "last") && strcmp(which, "best"))
+        return cli_usage_error(&cmd_export_cli, "--weights must be last or best, found '%s'", which);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/weights/%s", run, which ? which : "best");
     TrainProgress progress;
