@@ -1,7 +1,7 @@
 // `yolopipe info MODEL.yaml [--scale S] [--imgsz N] [--nc K] [--json]`: the layer table and summary
 // of a model, as Ultralytics' model.info() prints it.
+#include <stddef.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "framework/cli/cli.h"
 #include "framework/core/json.h"
@@ -14,44 +14,30 @@ typedef struct InfoArgs {
     bool json;
 } InfoArgs;
 
-static const char info_usage[] = "usage: yolopipe info MODEL.yaml [--scale S] [--imgsz N] [--nc K] [--json]\n";
+static const CliOption info_options[] = {
+    {.name = "scale", .value = CLI_VALUE_STRING, .offset = offsetof(InfoArgs, model.scale), .metavar = "S",
+     .help = "one of the model file's scales (default: its first, with a notice)"},
+    {.name = "imgsz", .value = CLI_VALUE_POSITIVE, .offset = offsetof(InfoArgs, imgsz), .metavar = "N",
+     .help = "square input image size (default 640; rounded up to a multiple of 32)"},
+    {.name = "nc", .value = CLI_VALUE_POSITIVE, .offset = offsetof(InfoArgs, model.nc), .metavar = "K",
+     .help = "class count (default: the model file's nc)"},
+    {.name = "json", .value = CLI_VALUE_FLAG, .offset = offsetof(InfoArgs, json),
+     .help = "print one JSON object instead of the table, for scripts"},
+};
 
-static bool info_parse_args(int argc, char **argv, InfoArgs *args) {
-    *args = (InfoArgs){.imgsz = 640};
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc;
-        if (!strcmp(a, "--json")) {
-            args->json = true;
-        } else if (!strcmp(a, "--scale") && has_value) {
-            args->model.scale = argv[++i];
-        } else if (!strcmp(a, "--imgsz") && has_value) {
-            if (!cli_parse_positive(a, argv[++i], &args->imgsz)) return false;
-        } else if (!strcmp(a, "--nc") && has_value) {
-            if (!cli_parse_positive(a, argv[++i], &args->model.nc)) return false;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "yolopipe info: unknown option or missing value: %s\n%s", a, info_usage);
-            return false;
-        } else if (!args->model_path) {
-            args->model_path = a;
-        } else {
-            fprintf(stderr, "yolopipe info: one model file expected, found a second: %s\n%s", a, info_usage);
-            return false;
-        }
-    }
-    if (!args->model_path) {
-        fprintf(stderr, "yolopipe info: missing MODEL.yaml\n%s", info_usage);
-        return false;
-    }
-    // Ultralytics rounds the image size up to a multiple of the largest stride (32) with a warning.
-    if (args->imgsz % 32) {
-        int64_t rounded = (args->imgsz + 31) / 32 * 32;
-        fprintf(stderr, "yolopipe info: --imgsz %lld is not a multiple of 32; using %lld\n", (long long)args->imgsz,
-                (long long)rounded);
-        args->imgsz = rounded;
-    }
-    return true;
-}
+static const CliPositional info_positionals[] = {{.metavar = "MODEL.yaml", .offset = offsetof(InfoArgs, model_path)}};
+
+const CliCommand cmd_info_cli = {
+    .name = "info",
+    .summary = "layer table, parameters and GFLOPs of a model",
+    .description = "Prints one row per layer of the model (Ultralytics' YAML format) and a summary, as\n"
+                   "Ultralytics' model.info() does.\n",
+    .positionals = info_positionals,
+    .n_positionals = 1,
+    .options = info_options,
+    .n_options = sizeof info_options / sizeof *info_options,
+    .run = cmd_info,
+};
 
 static void format_from(const ModelRow *row, char *buf, size_t cap) {
     size_t used = 0;
@@ -97,8 +83,16 @@ static void print_json(const Graph *g, int64_t imgsz) {
 }
 
 int cmd_info(int argc, char **argv) {
-    InfoArgs args;
-    if (!info_parse_args(argc, argv, &args)) return YP_EXIT_USAGE;
+    InfoArgs args = {.imgsz = 640};
+    int rc = cli_parse(&cmd_info_cli, argc, argv, &args);
+    if (rc != CLI_PARSED) return rc;
+    // Ultralytics rounds the image size up to a multiple of the largest stride (32) with a warning.
+    if (args.imgsz % 32) {
+        int64_t rounded = (args.imgsz + 31) / 32 * 32;
+        fprintf(stderr, "yolopipe info: --imgsz %lld is not a multiple of 32; using %lld\n", (long long)args.imgsz,
+                (long long)rounded);
+        args.imgsz = rounded;
+    }
     Error err = {0};
     ModelSpec *spec = NULL;
     Graph *g = NULL;

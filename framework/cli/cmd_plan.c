@@ -3,6 +3,7 @@
 // partition into stages, each rank's program under the schedule, the validator's proof, and the
 // simulated timeline. Needs neither MPI nor a GPU.
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,37 +17,35 @@
 
 typedef struct PlanArgs {
     const char *path, *trace, *profile, *device;
-    int n_set;
-    char **set;
+    CliList set;
     bool json;
 } PlanArgs;
 
-static const char plan_usage[] =
-    "usage: yolopipe plan EXP.yaml [--set section.key=value]... [--json] [--trace FILE.json]\n"
-    "                     [--profile FILE.csv] [--device cpu|h100]\n"
-    "  partition, schedule, validation and simulated timeline of the experiment, without running it\n"
-    "  --profile  per-layer times measured by `yolopipe profile` instead of the FLOP estimate\n"
-    "  --device   device to plan for (default: cuda experiments h100, others cpu)\n";
+static const CliOption plan_options[] = {
+    CLI_OPTION_SET(PlanArgs, set),
+    {.name = "json", .value = CLI_VALUE_FLAG, .offset = offsetof(PlanArgs, json),
+     .help = "print one JSON object instead of the tables, for scripts"},
+    {.name = "trace", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, trace), .metavar = "FILE.json",
+     .help = "write the simulated timeline as a Chrome trace (for ui.perfetto.dev)"},
+    {.name = "profile", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, profile), .metavar = "FILE.csv",
+     .help = "per-layer times from `yolopipe profile` instead of the FLOP estimate"},
+    {.name = "device", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, device), .metavar = "cpu|h100",
+     .help = "device to plan for (default: h100 for cuda experiments, else cpu)"},
+};
 
-static bool plan_parse_args(int argc, char **argv, PlanArgs *a) {
-    *a = (PlanArgs){.set = calloc((size_t)argc + 1, sizeof(char *))};
-    for (int i = 0; i < argc; i++) {
-        const char *s = argv[i];
-        bool value = i + 1 < argc;
-        if (!strcmp(s, "--json")) a->json = true;
-        else if (!strcmp(s, "--set") && value) a->set[a->n_set++] = argv[++i];
-        else if (!strcmp(s, "--trace") && value) a->trace = argv[++i];
-        else if (!strcmp(s, "--profile") && value) a->profile = argv[++i];
-        else if (!strcmp(s, "--device") && value) a->device = argv[++i];
-        else if (!strcmp(s, "--help") || !strcmp(s, "-h")) return fputs(plan_usage, stdout), exit(0), false;
-        else if (s[0] == '-' || a->path) {
-            fprintf(stderr, "yolopipe plan: unexpected argument or missing value: %s\n%s", s, plan_usage);
-            return false;
-        } else a->path = s;
-    }
-    if (!a->path) fprintf(stderr, "yolopipe plan: missing EXP.yaml\n%s", plan_usage);
-    return a->path != NULL;
-}
+static const CliPositional plan_positionals[] = {{.metavar = "EXP.yaml", .offset = offsetof(PlanArgs, path)}};
+
+const CliCommand cmd_plan_cli = {
+    .name = "plan",
+    .summary = "partition, schedule and simulated timeline of an experiment",
+    .description = "Partition, schedule, validation and simulated timeline of the experiment, without running it\n"
+                   "(needs neither MPI nor a GPU).\n",
+    .positionals = plan_positionals,
+    .n_positionals = 1,
+    .options = plan_options,
+    .n_options = sizeof plan_options / sizeof *plan_options,
+    .run = cmd_plan,
+};
 
 // Everything plan builds, owned in one place.
 typedef struct PlanRun {
@@ -64,7 +63,7 @@ static void plan_run_destroy(PlanRun *r) {
 }
 
 static bool plan_build(PlanRun *r, const PlanArgs *a, Error *err) {
-    if (!config_load(a->path, a->n_set, a->set, &r->cfg, err)) return false;
+    if (!config_load(a->path, a->set.n, a->set.items, &r->cfg, err)) return false;
     const ExperimentConfig *cfg = r->cfg;
     // The class count only sizes the head: the synth: block's, else the model file's.
     ModelOptions mo = {.scale = cfg->scale, .nc = cfg->synth.present ? cfg->synth.synth.n_classes : 0};
@@ -144,8 +143,9 @@ static void plan_print_json(const PlanRun *r) {
 }
 
 int cmd_plan(int argc, char **argv) {
-    PlanArgs args;
-    if (!plan_parse_args(argc, argv, &args)) return free(args.set), YP_EXIT_USAGE;
+    PlanArgs args = {0};
+    int rc = cli_parse(&cmd_plan_cli, argc, argv, &args);
+    if (rc != CLI_PARSED) return rc;
     PlanRun run = {0};
     Error err = {0};
     bool ok = plan_build(&run, &args, &err);
@@ -164,6 +164,6 @@ int cmd_plan(int argc, char **argv) {
     }
     if (!ok) fprintf(stderr, "%s\n", err.message);
     plan_run_destroy(&run);
-    free(args.set);
+    free(args.set.items);
     return ok ? 0 : YP_EXIT_USAGE;
 }

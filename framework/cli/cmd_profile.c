@@ -1,6 +1,7 @@
 // `yolopipe profile EXP.yaml [--set k=v]... [--out FILE.csv] [--repeats N] [--nc K]`: times each
 // layer's training forward and backward for one micro-batch on the CPU backend and writes the
 // profile CSV (partition/cost.h) that the partitioner takes instead of its FLOP estimate.
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,57 +16,35 @@
 
 typedef struct ProfileArgs {
     const char *path;
-    int n_set;
-    char **set;  // the values after each --set (argv entries; the array is owned)
+    CliList set;
     const char *out;
     int64_t repeats, nc;
 } ProfileArgs;
 
-static const char profile_usage[] =
-    "usage: yolopipe profile EXP.yaml [--set section.key=value]... [--out FILE.csv] [--repeats N] [--nc K]\n"
-    "  times every layer's training forward and backward for one micro-batch\n"
-    "  (train.batch / (parallel.replicas x parallel.micro_batches) images of train.imgsz) on the CPU;\n"
-    "  the median of N passes (default 5) after one warm-up pass goes to FILE.csv\n"
-    "  (default <output.dir>/<name>/profile.csv); --nc sets the class count (default: the model file's)\n";
+static const CliOption profile_options[] = {
+    CLI_OPTION_SET(ProfileArgs, set),
+    {.name = "out", .value = CLI_VALUE_STRING, .offset = offsetof(ProfileArgs, out), .metavar = "FILE.csv",
+     .help = "where the profile goes (default <output.dir>/<name>/profile.csv)"},
+    {.name = "repeats", .value = CLI_VALUE_POSITIVE, .offset = offsetof(ProfileArgs, repeats), .metavar = "N",
+     .max = 1000, .help = "timed passes after one warm-up; the median is kept (default 5)"},
+    {.name = "nc", .value = CLI_VALUE_POSITIVE, .offset = offsetof(ProfileArgs, nc), .metavar = "K",
+     .help = "class count (default: the model file's)"},
+};
 
-static bool profile_parse_args(int argc, char **argv, ProfileArgs *args) {
-    *args = (ProfileArgs){.set = yp_calloc((size_t)argc + 1, sizeof(char *)), .repeats = 5};
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc;
-        if (!strcmp(a, "--set") && has_value) {
-            args->set[args->n_set++] = argv[++i];
-        } else if (!strncmp(a, "--set=", 6)) {
-            args->set[args->n_set++] = argv[i] + 6;
-        } else if (!strcmp(a, "--out") && has_value) {
-            args->out = argv[++i];
-        } else if (!strcmp(a, "--repeats") && has_value) {
-            if (!cli_parse_positive(a, argv[++i], &args->repeats)) return false;
-            if (args->repeats > 1000) {
-                fprintf(stderr, "yolopipe: --repeats expects at most 1000 passes, found %lld\n", (long long)args->repeats);
-                return false;
-            }
-        } else if (!strcmp(a, "--nc") && has_value) {
-            if (!cli_parse_positive(a, argv[++i], &args->nc)) return false;
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(profile_usage, stdout);
-            exit(0);
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "yolopipe profile: unknown option or missing value: %s\n%s", a, profile_usage);
-            return false;
-        } else if (!args->path) {
-            args->path = a;
-        } else {
-            fprintf(stderr, "yolopipe profile: one experiment file expected, found a second: %s\n%s", a, profile_usage);
-            return false;
-        }
-    }
-    if (!args->path) {
-        fprintf(stderr, "yolopipe profile: missing EXP.yaml\n%s", profile_usage);
-        return false;
-    }
-    return true;
-}
+static const CliPositional profile_positionals[] = {{.metavar = "EXP.yaml", .offset = offsetof(ProfileArgs, path)}};
+
+const CliCommand cmd_profile_cli = {
+    .name = "profile",
+    .summary = "per-layer times of one micro-batch, for the planner",
+    .description = "Times every layer's training forward and backward for one micro-batch on the CPU\n"
+                   "(train.batch / (parallel.replicas x parallel.micro_batches) images of train.imgsz) and writes\n"
+                   "the profile CSV that `yolopipe plan --profile` takes instead of its FLOP estimate.\n",
+    .positionals = profile_positionals,
+    .n_positionals = 1,
+    .options = profile_options,
+    .n_options = sizeof profile_options / sizeof *profile_options,
+    .run = cmd_profile,
+};
 
 static double now_s(void) {
     struct timespec ts;
@@ -191,16 +170,14 @@ static bool profile_run(const ProfileArgs *args, const ExperimentConfig *cfg, Er
 }
 
 int cmd_profile(int argc, char **argv) {
-    ProfileArgs args;
-    if (!profile_parse_args(argc, argv, &args)) {
-        free(args.set);
-        return YP_EXIT_USAGE;
-    }
+    ProfileArgs args = {.repeats = 5};
+    int rc = cli_parse(&cmd_profile_cli, argc, argv, &args);
+    if (rc != CLI_PARSED) return rc;
     Error err = {0};
     ExperimentConfig *cfg = NULL;
-    bool ok = config_load(args.path, args.n_set, args.set, &cfg, &err) && profile_run(&args, cfg, &err);
+    bool ok = config_load(args.path, args.set.n, args.set.items, &cfg, &err) && profile_run(&args, cfg, &err);
     if (!ok) fprintf(stderr, "%s\n", err.message);
     config_destroy(cfg);
-    free(args.set);
+    free(args.set.items);
     return ok ? 0 : YP_EXIT_USAGE;
 }

@@ -1,71 +1,55 @@
 // `yolopipe synth [--task detect|classify] [--out DIR] [--train N] [--val N] [--imgsz S] [--classes K]
 // [--seed S] [--force]`: writes a synthetic shapes dataset (framework/data/synth.h).
+#include <stddef.h>
 #include <stdio.h>
-#include <string.h>
 #include <time.h>
 
 #include "framework/cli/cli.h"
 #include "framework/data/synth.h"
 
-static const char synth_usage[] =
-    "usage: yolopipe synth [--task detect|classify] [--out DIR] [--train N] [--val N] [--imgsz S] [--classes K]\n"
-    "                      [--seed S] [--force]\n";
-
-static const char synth_help[] =
-    "\nWrites a dataset of coloured shapes (circle, square, triangle, cross, ring, star: the first K) on\n"
-    "textured backgrounds, in Ultralytics' layout, with DIR/data.yaml. The same options give the same files.\n\n"
-    "  --task     detect (default): 1-6 shapes per image, labels/*.txt; classify: one shape, DIR/train/<class>/\n"
-    "  --out      dataset directory (default data/shapes, or data/shapes-cls for classify)\n"
-    "  --train    training images (default 2000)\n"
-    "  --val      validation images (default 200)\n"
-    "  --imgsz    image side in pixels (default 256)\n"
-    "  --classes  number of shape classes, 1-6 (default 4)\n"
-    "  --seed     random seed (default 0)\n"
-    "  --force    replace an existing dataset directory\n";
-
-// The integer options, "--" + the key synth_config_set_int knows.
-static const char *const int_options[] = {"train", "val", "imgsz", "classes", "seed"};
-
-static bool synth_parse_args(int argc, char **argv, SynthConfig *cfg, bool *help) {
-    *cfg = synth_config_default();
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc, known = false;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            *help = true;
-            return true;
-        }
-        if (!strcmp(a, "--force")) {
-            cfg->force = known = true;
-        } else if (!strcmp(a, "--out") && has_value) {
-            cfg->out_dir = argv[++i];
-            known = true;
-        } else if (!strcmp(a, "--task") && has_value) {
-            if (!synth_task_parse(argv[++i], &cfg->task)) {
-                fprintf(stderr, "yolopipe synth: --task must be detect or classify, found '%s'\n", argv[i]);
-                return false;
-            }
-            known = true;
-        }
-        for (size_t k = 0; !known && has_value && k < sizeof int_options / sizeof *int_options; k++) {
-            if (strncmp(a, "--", 2) || strcmp(a + 2, int_options[k])) continue;
-            int64_t v;
-            Error err = {0};
-            if (!cli_parse_int(a, argv[++i], &v)) return false;
-            if (!synth_config_set_int(cfg, int_options[k], v, a, &err)) {
-                fprintf(stderr, "yolopipe synth: %s\n", err.message);
-                return false;
-            }
-            known = true;
-        }
-        if (!known) {
-            fprintf(stderr, "yolopipe synth: unknown option or missing value: %s\n%s", a, synth_usage);
-            return false;
-        }
-    }
-    if (!cfg->out_dir) cfg->out_dir = cfg->task == SYNTH_TASK_DETECT ? "data/shapes" : "data/shapes-cls";
-    return true;
+static bool synth_parse_task(void *args, const CliOption *option, const char *text, Error *err) {
+    if (synth_task_parse(text, &((SynthConfig *)args)->task)) return true;
+    return error_set(err, "--%s must be detect or classify, found '%s'", option->name, text);
 }
+
+// The integer options: the option's name is the key synth_config_set_int knows.
+static bool synth_parse_int(void *args, const CliOption *option, const char *text, Error *err) {
+    int64_t v;
+    char what[32];
+    snprintf(what, sizeof what, "--%s", option->name);
+    if (!cli_parse_int64(text, &v)) return error_set(err, "%s expects an integer, found '%s'", what, text);
+    return synth_config_set_int(args, option->name, v, what, err);
+}
+
+static const CliOption synth_options[] = {
+    {.name = "task", .value = CLI_VALUE_CUSTOM, .parse = synth_parse_task, .metavar = "detect|classify",
+     .help = "detect (default): 1-6 shapes per image, labels/*.txt;\nclassify: one shape, DIR/train/<class>/"},
+    {.name = "out", .value = CLI_VALUE_STRING, .offset = offsetof(SynthConfig, out_dir), .metavar = "DIR",
+     .help = "dataset directory (default data/shapes, or data/shapes-cls for classify)"},
+    {.name = "train", .value = CLI_VALUE_CUSTOM, .parse = synth_parse_int, .metavar = "N",
+     .help = "training images (default 2000)"},
+    {.name = "val", .value = CLI_VALUE_CUSTOM, .parse = synth_parse_int, .metavar = "N",
+     .help = "validation images (default 200)"},
+    {.name = "imgsz", .value = CLI_VALUE_CUSTOM, .parse = synth_parse_int, .metavar = "S",
+     .help = "image side in pixels (default 256)"},
+    {.name = "classes", .value = CLI_VALUE_CUSTOM, .parse = synth_parse_int, .metavar = "K",
+     .help = "number of shape classes, 1-6 (default 4)"},
+    {.name = "seed", .value = CLI_VALUE_CUSTOM, .parse = synth_parse_int, .metavar = "S",
+     .help = "random seed (default 0)"},
+    {.name = "force", .value = CLI_VALUE_FLAG, .offset = offsetof(SynthConfig, force),
+     .help = "replace an existing dataset directory"},
+};
+
+const CliCommand cmd_synth_cli = {
+    .name = "synth",
+    .summary = "write a synthetic shapes dataset",
+    .description = "Writes a dataset of coloured shapes (circle, square, triangle, cross, ring, star: the first K) on\n"
+                   "textured backgrounds, in Ultralytics' layout, with DIR/data.yaml. The same options give the same\n"
+                   "files.\n",
+    .options = synth_options,
+    .n_options = sizeof synth_options / sizeof *synth_options,
+    .run = cmd_synth,
+};
 
 static double seconds_now(void) {
     struct timespec t;
@@ -74,13 +58,10 @@ static double seconds_now(void) {
 }
 
 int cmd_synth(int argc, char **argv) {
-    SynthConfig cfg;
-    bool help = false;
-    if (!synth_parse_args(argc, argv, &cfg, &help)) return YP_EXIT_USAGE;
-    if (help) {
-        printf("%s%s", synth_usage, synth_help);
-        return 0;
-    }
+    SynthConfig cfg = synth_config_default();
+    int rc = cli_parse(&cmd_synth_cli, argc, argv, &cfg);
+    if (rc != CLI_PARSED) return rc;
+    if (!cfg.out_dir) cfg.out_dir = cfg.task == SYNTH_TASK_DETECT ? "data/shapes" : "data/shapes-cls";
     cfg.progress = stderr;
     Error err = {0};
     SynthSummary summary;

@@ -1,65 +1,16 @@
-// `yolopipe train EXP.yaml [--set k=v]... [--resume]`, `yolopipe val EXP.yaml --weights DIR [--set k=v]...`
-// and `yolopipe export RUN [--weights last|best] --out FILE`.
+// `yolopipe train EXP.yaml [--set k=v]... [--resume] [--trace]`, and what it shares with
+// `yolopipe val`: running an experiment on this process's rank.
 #include <omp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "framework/train/checkpoint.h"
 #include "framework/cli/cli.h"
 #include "framework/config/config.h"
 #include "framework/runtime/failure.h"
 #include "framework/train/trainer.h"
-
-typedef struct ExperimentArgs {
-    const char *path;
-    int n_set;
-    char **set;         // the values after each --set (argv entries)
-    bool resume;
-    bool trace;
-    const char *weights;
-} ExperimentArgs;
-
-// Parses EXP.yaml, --set k=v (repeatable) and the command's own flags.
-static bool parse_experiment_args(const char *command, const char *usage, int argc, char **argv, bool allow_resume,
-                                  bool allow_weights, ExperimentArgs *args) {
-    *args = (ExperimentArgs){.set = calloc((size_t)argc + 1, sizeof(char *))};
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--set") && i + 1 < argc) {
-            args->set[args->n_set++] = argv[++i];
-        } else if (!strncmp(a, "--set=", 6)) {
-            args->set[args->n_set++] = argv[i] + 6;
-        } else if (allow_resume && !strcmp(a, "--resume")) {
-            args->resume = true;
-        } else if (allow_resume && !strcmp(a, "--trace")) {
-            args->trace = true;
-        } else if (allow_weights && !strcmp(a, "--weights") && i + 1 < argc) {
-            args->weights = argv[++i];
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            exit(0);
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "yolopipe %s: unknown option or missing value: %s\n%s", command, a, usage);
-            return false;
-        } else if (!args->path) {
-            args->path = a;
-        } else {
-            fprintf(stderr, "yolopipe %s: one experiment file expected, found a second: %s\n%s", command, a, usage);
-            return false;
-        }
-    }
-    if (!args->path) {
-        fprintf(stderr, "yolopipe %s: missing EXP.yaml\n%s", command, usage);
-        return false;
-    }
-    if (allow_weights && !args->weights) {
-        fprintf(stderr, "yolopipe %s: missing --weights DIR\n%s", command, usage);
-        return false;
-    }
-    return true;
-}
 
 // The rank a launcher gave this process (mpirun, srun and other PMI launchers set these), or -1
 // when started without one.
@@ -100,13 +51,16 @@ static void share_cores(const Topology *topo) {
     omp_set_num_threads(threads);
 }
 
-static int run_with_config(const ExperimentArgs *args, bool validate_only) {
+int cmd_experiment_run(ExperimentArgs *args, bool validate_only) {
     Error err = {0};
     ExperimentConfig *cfg = NULL;
     Transport *tr = NULL;
-    int n_set = args->n_set;
-    if (args->trace) args->set[n_set++] = "output.trace=true";
-    bool ok = config_load(args->path, n_set, args->set, &cfg, &err) && open_transport(cfg, &tr, &err);
+    // --trace is the override output.trace=true, after the user's.
+    char **set = yp_calloc((size_t)args->set.n + 2, sizeof *set);
+    int n_set = args->set.n;
+    memcpy(set, args->set.items, (size_t)n_set * sizeof *set);
+    if (args->trace) set[n_set++] = "output.trace=true";
+    bool ok = config_load(args->path, n_set, set, &cfg, &err) && open_transport(cfg, &tr, &err);
     if (ok) {
         failure_install(&tr->topo, tr);
         share_cores(&tr->topo);
@@ -122,64 +76,38 @@ static int run_with_config(const ExperimentArgs *args, bool validate_only) {
     fflush(stdout);
     transport_destroy(tr);
     config_destroy(cfg);
-    free(args->set);
+    free(set);
+    free(args->set.items);
+    args->set = (CliList){0};
     return ok ? 0 : YP_EXIT_USAGE;
 }
 
+static const CliOption train_options[] = {
+    CLI_OPTION_SET(ExperimentArgs, set),
+    {.name = "resume", .value = CLI_VALUE_FLAG, .offset = offsetof(ExperimentArgs, resume),
+     .help = "continue <output.dir>/<name>/weights/last\n(under any stages, replicas or schedule)"},
+    {.name = "trace", .value = CLI_VALUE_FLAG, .offset = offsetof(ExperimentArgs, trace),
+     .help = "write the measured timeline of the third batch to <run>/trace.json\n(the same as --set output.trace=true)"},
+};
+
+static const CliPositional train_positionals[] = {{.metavar = "EXP.yaml", .offset = offsetof(ExperimentArgs, path)}};
+
+const CliCommand cmd_train_cli = {
+    .name = "train",
+    .summary = "train as an experiment file says (under mpirun for several ranks)",
+    .usage_prefix = "[mpirun -np N] ",
+    .description = "Trains as the experiment file says (experiments/SCHEMA.md); results in <output.dir>/<name>/.\n"
+                   "N = parallel.stages x parallel.replicas processes (one without mpirun).\n",
+    .positionals = train_positionals,
+    .n_positionals = 1,
+    .options = train_options,
+    .n_options = sizeof train_options / sizeof *train_options,
+    .run = cmd_train,
+};
+
 int cmd_train(int argc, char **argv) {
-    static const char usage[] =
-        "usage: [mpirun -np N] yolopipe train EXP.yaml [--set section.key=value]... [--resume] [--trace]\n"
-        "  trains as the experiment file says (experiments/SCHEMA.md); results in <output.dir>/<name>/\n"
-        "  N = parallel.stages x parallel.replicas processes (one without mpirun)\n"
-        "  --resume continues <output.dir>/<name>/weights/last (under any stages, replicas or schedule)\n"
-        "  --trace  writes the measured timeline of the third batch to <run>/trace.json (output.trace)\n";
-    ExperimentArgs args;
-    if (!parse_experiment_args("train", usage, argc, argv, true, false, &args)) return YP_EXIT_USAGE;
-    return run_with_config(&args, false);
-}
-
-int cmd_val(int argc, char **argv) {
-    static const char usage[] =
-        "usage: yolopipe val EXP.yaml --weights DIR [--set section.key=value]...\n"
-        "  validates the EMA weights of checkpoint DIR (e.g. runs/default/weights/best) on the validation split\n";
-    ExperimentArgs args;
-    if (!parse_experiment_args("val", usage, argc, argv, false, true, &args)) return YP_EXIT_USAGE;
-    return run_with_config(&args, true);
-}
-
-int cmd_export(int argc, char **argv) {
-    static const char usage[] =
-        "usage: yolopipe export RUN [--weights last|best] --out FILE.safetensors\n"
-        "  writes the EMA weights of RUN/weights/<best> (default; last when there is no best) as one\n"
-        "  safetensors file with Ultralytics' state-dict names\n";
-    const char *run = NULL, *out = NULL, *which = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) which = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(usage, stdout), 0;
-        else if (argv[i][0] == '-' || run) {
-            fprintf(stderr, "yolopipe export: unexpected argument: %s\n%s", argv[i], usage);
-            return YP_EXIT_USAGE;
-        } else run = argv[i];
-    }
-    if (!run || !out) {
-        fprintf(stderr, "yolopipe export: %s\n%s", run ? "missing --out FILE" : "missing RUN", usage);
-        return YP_EXIT_USAGE;
-    }
-    if (which && strcmp(which, "last") && strcmp(which, "best")) {
-        fprintf(stderr, "yolopipe export: --weights must be last or best, found '%s'\n", which);
-        return YP_EXIT_USAGE;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/weights/%s", run, which ? which : "best");
-    TrainProgress progress;
-    Error err = {0};
-    if (!which && !checkpoint_read_progress(dir, &progress, &err))
-        snprintf(dir, sizeof dir, "%s/weights/last", run);
-    if (!checkpoint_export(dir, out, &err)) {
-        fprintf(stderr, "%s\n", err.message);
-        return YP_EXIT_USAGE;
-    }
-    printf("wrote %s (EMA weights of %s)\n", out, dir);
-    return 0;
+    ExperimentArgs args = {0};
+    int rc = cli_parse(&cmd_train_cli, argc, argv, &args);
+    if (rc != CLI_PARSED) return rc;
+    return cmd_experiment_run(&args, false);
 }

@@ -1,4 +1,5 @@
-// yolopipe: the command-line entry point. Dispatches to one function per subcommand.
+// yolopipe: the command-line entry point. Dispatches to one command per file (cli.h), and `help`.
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,25 +12,63 @@
 #include "kernels/cuda/cuda_device.h"
 #endif
 
-typedef struct Command {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *help;
-} Command;
+static int cmd_help(int argc, char **argv);
 
-static const Command commands[] = {
-    {"info", cmd_info, "info MODEL.yaml [--scale S] [--imgsz N] [--nc K] [--json]   layer table, parameters, GFLOPs"},
-    {"plan", cmd_plan, "plan EXP.yaml [--set k=v]... [--json] [--trace F] [--profile CSV]  partition, schedule, timeline"},
-    {"profile", cmd_profile, "profile EXP.yaml [--set k=v]... [--out FILE.csv]           per-layer times for the planner"},
-    {"synth", cmd_synth, "synth [--task detect|classify] [--out DIR] [--train N] ...   write a synthetic shapes dataset"},
-    {"train", cmd_train, "train EXP.yaml [--set section.key=value]... [--resume]      train (experiments/SCHEMA.md)"},
-    {"val", cmd_val, "val EXP.yaml --weights DIR [--set section.key=value]...     validate a checkpoint"},
-    {"export", cmd_export, "export RUN [--weights last|best] --out FILE.safetensors  EMA weights, Ultralytics names"},
+typedef struct HelpArgs {
+    const char *command;
+} HelpArgs;
+
+static const CliPositional help_positionals[] = {
+    {.metavar = "COMMAND", .offset = offsetof(HelpArgs, command), .optional = true}};
+
+static const CliCommand help_cli = {
+    .name = "help",
+    .summary = "this list, or a command's usage and options",
+    .description = "Lists the commands, or prints COMMAND's usage and options (as yolopipe COMMAND --help does).\n",
+    .positionals = help_positionals,
+    .n_positionals = 1,
+    .run = cmd_help,
 };
 
-static void print_usage(FILE *f) {
-    fprintf(f, "yolopipe %s: pipeline- and data-parallel training for YOLO networks\n\nusage:\n", YP_VERSION);
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) fprintf(f, "  yolopipe %s\n", commands[i].help);
+static const CliCommand *const commands[] = {
+    &cmd_info_cli, &cmd_plan_cli, &cmd_profile_cli, &cmd_synth_cli, &cmd_train_cli, &cmd_val_cli, &cmd_export_cli,
+    &help_cli,
+};
+
+static const CliCommand *command_find(const char *name) {
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(name, commands[i]->name)) return commands[i];
+    return NULL;
+}
+
+// The command list: each command with its positional arguments and summary.
+static void print_commands(FILE *f) {
+    fprintf(f, "yolopipe %s: pipeline- and data-parallel training for YOLO networks\n\n", YP_VERSION);
+    fprintf(f, "usage: yolopipe COMMAND [ARGUMENTS] [OPTIONS]\n       yolopipe --version\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        const CliCommand *c = commands[i];
+        char synopsis[64];
+        int used = snprintf(synopsis, sizeof synopsis, "%s", c->name);
+        for (int k = 0; k < c->n_positionals && used > 0 && (size_t)used < sizeof synopsis; k++)
+            used += snprintf(synopsis + used, sizeof synopsis - (size_t)used, c->positionals[k].optional ? " [%s]" : " %s",
+                             c->positionals[k].metavar);
+        fprintf(f, "  %-20s %s\n", synopsis, c->summary);
+    }
+    fprintf(f, "\n`yolopipe help COMMAND` or `yolopipe COMMAND --help` shows a command's options.\n");
+}
+
+static int cmd_help(int argc, char **argv) {
+    HelpArgs args = {0};
+    int rc = cli_parse(&help_cli, argc, argv, &args);
+    if (rc != CLI_PARSED) return rc;
+    if (!args.command) {
+        print_commands(stdout);
+        return 0;
+    }
+    const CliCommand *c = command_find(args.command);
+    if (!c) return cli_usage_error(&help_cli, "unknown command '%s' (see yolopipe help)", args.command);
+    cli_print_help(c, stdout);
+    return 0;
 }
 
 // OpenMP threads that spin while idle steal the cores that OpenBLAS and the data loader need (a
@@ -43,9 +82,13 @@ static void ensure_passive_openmp(char **argv) {
 
 int main(int argc, char **argv) {
     ensure_passive_openmp(argv);
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        print_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? YP_EXIT_USAGE : 0;
+    if (argc < 2) {
+        print_commands(stderr);
+        return YP_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        print_commands(stdout);
+        return 0;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("yolopipe %s\n", YP_VERSION);
@@ -57,9 +100,8 @@ int main(int argc, char **argv) {
 #endif
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
-    fprintf(stderr, "yolopipe: unknown command '%s'\n", argv[1]);
-    print_usage(stderr);
+    const CliCommand *c = command_find(argv[1]);
+    if (c) return c->run(argc - 2, argv + 2);
+    fprintf(stderr, "yolopipe: unknown command '%s' (see yolopipe help)\n", argv[1]);
     return YP_EXIT_USAGE;
 }

@@ -1,0 +1,54 @@
+// `yolopipe export RUN [--weights last|best] --out FILE`: a checkpoint's EMA weights as one
+// safetensors file with Ultralytics' names.
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "framework/cli/cli.h"
+#include "framework/train/checkpoint.h"
+
+typedef struct ExportArgs {
+    const char *run, *out, *which;
+} ExportArgs;
+
+static const CliOption export_options[] = {
+    {.name = "weights", .value = CLI_VALUE_STRING, .offset = offsetof(ExportArgs, which), .metavar = "last|best",
+     .help = "which checkpoint (default best; last when there is no best)"},
+    {.name = "out", .value = CLI_VALUE_STRING, .offset = offsetof(ExportArgs, out), .metavar = "FILE.safetensors",
+     .required = true, .help = "the file to write"},
+};
+
+static const CliPositional export_positionals[] = {{.metavar = "RUN", .offset = offsetof(ExportArgs, run)}};
+
+const CliCommand cmd_export_cli = {
+    .name = "export",
+    .summary = "a checkpoint's EMA weights as safetensors, with Ultralytics' names",
+    .description = "Writes the EMA weights of RUN/weights/<best> (or <last>) as one safetensors file with\n"
+                   "Ultralytics' state-dict names.\n",
+    .positionals = export_positionals,
+    .n_positionals = 1,
+    .options = export_options,
+    .n_options = sizeof export_options / sizeof *export_options,
+    .run = cmd_export,
+};
+
+int cmd_export(int argc, char **argv) {
+    ExportArgs args = {0};
+    int rc = cli_parse(&cmd_export_cli, argc, argv, &args);
+    if (rc != CLI_PARSED) return rc;
+    const char *run = args.run, *out = args.out, *which = args.which;
+    if (which && strcmp(which, "last") && strcmp(which, "best"))
+        return cli_usage_error(&cmd_export_cli, "--weights must be last or best, found '%s'", which);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/weights/%s", run, which ? which : "best");
+    TrainProgress progress;
+    Error err = {0};
+    if (!which && !checkpoint_read_progress(dir, &progress, &err))
+        snprintf(dir, sizeof dir, "%s/weights/last", run);
+    if (!checkpoint_export(dir, out, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return YP_EXIT_USAGE;
+    }
+    printf("wrote %s (EMA weights of %s)\n", out, dir);
+    return 0;
+}
