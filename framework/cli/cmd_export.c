@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "framework/cli/cli.h"
+#include "framework/core/path.h"
 #include "framework/train/checkpoint.h"
 
 typedef struct ExportArgs {
@@ -39,13 +40,13 @@ int cmd_export(int argc, char **argv) {
     const char *run = args.run, *out = args.out, *which = args.which;
     if (which && strcmp(which, "last") && strcmp(which, "best"))
         return cli_usage_error(&cmd_export_cli, "--weights must be last or best, found '%s'", which);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/weights/%s", run, which ? which : "best");
+    char dir[PATH_MAX];
     TrainProgress progress;
     Error err = {0};
-    if (!which && !checkpoint_read_progress(dir, &progress, &err))
-        snprintf(dir, sizeof dir, "%s/weights/last", run);
-    if (!checkpoint_export(dir, out, &err)) {
+    bool ok = path_format(dir, sizeof dir, &err, "%s/weights/%s", run, which ? which : "best");
+    if (ok && !which && !checkpoint_read_progress(dir, &progress, &err))
+        ok = path_format(dir, sizeof dir, &err, "%s/weights/last", run);
+    if (!ok || !checkpoint_export(dir, out, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return YP_EXIT_USAGE;
     }

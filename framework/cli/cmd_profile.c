@@ -5,11 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "framework/cli/cli.h"
 #include "framework/config/config.h"
+#include "framework/core/clock.h"
 #include "framework/core/fsutil.h"
+#include "framework/core/path.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "layers/graph.h"
 #include "partition/cost.h"
@@ -46,12 +47,6 @@ const CliCommand cmd_profile_cli = {
     .run = cmd_profile,
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -70,18 +65,18 @@ static void profile_pass(Graph *g, uint64_t seed, double *times) {
     int n = g->n_layers;
     be->ops->fill_uniform(be, g->input.data, (size_t)tensor_elems(&g->input), 0.0f, 1.0f, seed);
     for (int i = 0; i < n; i++) {
-        double t0 = now_s();
+        double t0 = clock_monotonic_s();
         graph_forward_layers(g, i, i + 1, true);
-        times[i] = now_s() - t0;
+        times[i] = clock_monotonic_s() - t0;
     }
     for (int i = 0; i + 1 < n; i++)
         be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
     Layer *out = graph_output(g);
     be->ops->fill_uniform(be, out->dout.data, (size_t)tensor_elems(&out->out), -1.0f, 1.0f, seed + 1);
     for (int i = n - 1; i >= 0; i--) {
-        double t0 = now_s();
+        double t0 = clock_monotonic_s();
         graph_backward_layers(g, i, i + 1);
-        times[n + i] = now_s() - t0;
+        times[n + i] = clock_monotonic_s() - t0;
     }
 }
 
@@ -135,15 +130,14 @@ static bool profile_run(const ProfileArgs *args, const ExperimentConfig *cfg, Er
     if (cfg->device.backend == CONFIG_BACKEND_CUDA)
         return config_error_at(cfg, "device.backend", err, "device.backend: profile runs on the cpu backend only; use cpu or auto");
     int64_t micro = cfg->train.batch / (cfg->parallel.replicas * cfg->parallel.micro_batches);
-    char out_path[4096];
+    char out_path[PATH_MAX];
     if (args->out) {
-        snprintf(out_path, sizeof out_path, "%s", args->out);
+        if (!path_format(out_path, sizeof out_path, err, "%s", args->out)) return false;
     } else {
-        int n = snprintf(out_path, sizeof out_path, "%s/%s", cfg->output.dir, cfg->name);
-        if (n < 0 || (size_t)n + sizeof "/profile.csv" > sizeof out_path)
-            return error_set(err, "%s/%s: path too long", cfg->output.dir, cfg->name);
-        if (!fs_mkdir_p(out_path, err)) return false;
-        strcat(out_path, "/profile.csv");
+        char run_dir[PATH_MAX];
+        if (!path_format(run_dir, sizeof run_dir, err, "%s/%s", cfg->output.dir, cfg->name) ||
+            !path_format(out_path, sizeof out_path, err, "%s/profile.csv", run_dir) || !fs_mkdir_p(run_dir, err))
+            return false;
     }
     ModelSpec *spec = NULL;
     Graph *g = NULL;

@@ -2,9 +2,9 @@
 // [--seed S] [--force]`: writes a synthetic shapes dataset (framework/data/synth.h).
 #include <stddef.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "framework/cli/cli.h"
+#include "framework/core/clock.h"
 #include "framework/data/synth.h"
 
 static bool synth_parse_task(void *args, const CliOption *option, const char *text, Error *err) {
@@ -51,12 +51,6 @@ const CliCommand cmd_synth_cli = {
     .run = cmd_synth,
 };
 
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int cmd_synth(int argc, char **argv) {
     SynthConfig cfg = synth_config_default();
     int rc = cli_parse(&cmd_synth_cli, argc, argv, &cfg);
@@ -65,13 +59,13 @@ int cmd_synth(int argc, char **argv) {
     cfg.progress = stderr;
     Error err = {0};
     SynthSummary summary;
-    double start = seconds_now();
+    double start = clock_monotonic_s();
     if (!synth_generate(&cfg, &summary, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return YP_EXIT_USAGE;
     }
     printf("synth: %lld images", (long long)summary.n_images);
     if (cfg.task == SYNTH_TASK_DETECT) printf(", %lld boxes", (long long)summary.n_boxes);
-    printf(" in %.1f s: %s/data.yaml\n", seconds_now() - start, cfg.out_dir);
+    printf(" in %.1f s: %s/data.yaml\n", clock_monotonic_s() - start, cfg.out_dir);
     return 0;
 }
