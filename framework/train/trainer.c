@@ -74,6 +74,25 @@ static void trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double s
 
 // ---- the loop ----------------------------------------------------------------------------------------
 
+// What each rank adds into the one all-reduce of a training batch (doubles, summed element by
+// element): its loss parts and its share of the squared gradient norm. batch_wire_write fills one and
+// batch_wire_read takes it apart.
+typedef struct BatchWire {
+    TrainerLossWire loss;
+    double grad_sumsq;
+} BatchWire;
+enum { BATCH_WIRE_DOUBLES = TRAINER_LOSS_WIRE_DOUBLES + 1 };
+_Static_assert(sizeof(BatchWire) == BATCH_WIRE_DOUBLES * sizeof(double), "BatchWire travels as doubles: no padding");
+
+static BatchWire batch_wire_write(const ExecutorLoss *loss, double grad_sumsq) {
+    return (BatchWire){.loss = trainer_loss_wire_write(loss), .grad_sumsq = grad_sumsq};
+}
+
+static void batch_wire_read(const BatchWire *wire, ExecutorLoss *loss, double *grad_sumsq) {
+    *loss = trainer_loss_wire_read(&wire->loss);
+    *grad_sumsq = wire->grad_sumsq;
+}
+
 // One training batch on this rank, and the optimizer step when it ends an accumulation.
 // *data_wait_s gets the time spent waiting for the loader.
 static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHyper *hyper, int64_t *instances,
@@ -93,15 +112,18 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     loader_batch_free(&batch);
     // One collective per batch: the loss parts (from the last stages) and, before a step, the squared
     // gradient norm of every stage (replica 0's: the replicas' gradients are equal after the reduction).
-    double v[7] = {loss.box, loss.cls, loss.dfl, loss.ce, loss.n, loss.instances, 0};
+    double sumsq = 0;
     if (step && t->topo->replica == 0)
-        for (int c = 0; c < t->n_chunks; c++) v[6] += optim_grad_sumsq(t->chunks[c].optimizer);
-    t->tr->ops->allreduce_sum_f64(t->tr, v, 7, TRANSPORT_WORLD);
-    sums->box += v[0], sums->cls += v[1], sums->dfl += v[2], sums->ce += v[3], sums->n += v[4];
-    *instances = (int64_t)v[5];
+        for (int c = 0; c < t->n_chunks; c++) sumsq += optim_grad_sumsq(t->chunks[c].optimizer);
+    BatchWire wire = batch_wire_write(&loss, sumsq);
+    t->tr->ops->allreduce_sum_f64(t->tr, (double *)&wire, BATCH_WIRE_DOUBLES, TRANSPORT_WORLD);
+    ExecutorLoss all;
+    batch_wire_read(&wire, &all, &sumsq);
+    sums->box += all.box, sums->cls += all.cls, sums->dfl += all.dfl, sums->ce += all.ce, sums->n += all.n;
+    *instances = (int64_t)all.instances;
     t->at.bn_batches += t->topo->replicas * t->cfg->parallel.micro_batches;
     if (step) {
-        trainer_optimizer_step(t, &it.hyper, v[6]);
+        trainer_optimizer_step(t, &it.hyper, sumsq);
         t->at.last_step_iteration = t->at.iteration;
     }
     if (record) {

@@ -86,6 +86,28 @@ typedef struct ValResult {
     double fitness;
 } ValResult;
 
+// The loss parts as they travel between ranks: summed over the world by an all-reduce of doubles,
+// element by element, so the struct holds doubles only. trainer_loss_wire_write fills one and
+// trainer_loss_wire_read takes it apart; nothing else reads the fields.
+typedef struct TrainerLossWire {
+    double box, cls, dfl, ce;
+    double n;          // micro-batches (or validation batches) summed
+    double instances;  // ground-truth boxes seen
+} TrainerLossWire;
+enum { TRAINER_LOSS_WIRE_DOUBLES = 6 };
+_Static_assert(sizeof(TrainerLossWire) == TRAINER_LOSS_WIRE_DOUBLES * sizeof(double),
+               "TrainerLossWire travels as doubles: no padding");
+
+static inline TrainerLossWire trainer_loss_wire_write(const ExecutorLoss *loss) {
+    return (TrainerLossWire){.box = loss->box, .cls = loss->cls, .dfl = loss->dfl, .ce = loss->ce, .n = loss->n,
+                             .instances = loss->instances};
+}
+
+static inline ExecutorLoss trainer_loss_wire_read(const TrainerLossWire *wire) {
+    return (ExecutorLoss){.box = wire->box, .cls = wire->cls, .dfl = wire->dfl, .ce = wire->ce, .n = wire->n,
+                          .instances = wire->instances};
+}
+
 static inline bool path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

@@ -6,6 +6,110 @@
 #include "layers/graph.h"
 #include "layers/loss.h"
 
+// ---- the validation record ---------------------------------------------------------------------------
+//
+// What the last stage of a replica sends world rank 0 for each of its validation batches, as bytes
+// (world rank 0 gathers every rank's and concatenates them): a ValRecordBatch, then, detecting, per
+// image a ValRecordImage followed by its ValRecordDetections or, classifying, the batch's class
+// scores (n_images x nc floats). val_record_write writes a record and val_record_read reads one;
+// nothing else touches the bytes.
+
+typedef struct ValRecordBatch {
+    int64_t batch;     // index among the validation batches
+    int64_t n_images;
+} ValRecordBatch;
+
+typedef struct ValRecordImage {
+    int64_t n_detections;
+} ValRecordImage;
+
+typedef struct ValRecordDetection {
+    float box[4];  // x1 y1 x2 y2 in network-input pixels, as Detections holds it
+    float score;
+    int32_t cls;
+} ValRecordDetection;
+
+_Static_assert(sizeof(ValRecordBatch) == 2 * sizeof(int64_t), "ValRecordBatch travels as bytes: no padding");
+_Static_assert(sizeof(ValRecordImage) == sizeof(int64_t), "ValRecordImage travels as bytes: no padding");
+_Static_assert(sizeof(ValRecordDetection) == 5 * sizeof(float) + sizeof(int32_t),
+               "ValRecordDetection travels as bytes: no padding");
+
+// This rank's records, growing.
+typedef struct ValBlob {
+    char *data;
+    size_t size, cap;
+} ValBlob;
+
+static void blob_put(ValBlob *b, const void *src, size_t n) {
+    if (b->size + n > b->cap) {
+        b->cap = 2 * (b->size + n) + 4096;
+        b->data = yp_realloc(b->data, b->cap);
+    }
+    memcpy(b->data + b->size, src, n);
+    b->size += n;
+}
+
+static void blob_take(const char **cursor, void *dst, size_t n) {
+    memcpy(dst, *cursor, n);
+    *cursor += n;
+}
+
+// Appends the record of validation batch `b` (n_images images): the class scores in t->val_out
+// (classifying) or the detections in t->detections.
+static void val_record_write(const Trainer *t, ValBlob *blob, int64_t b, int64_t n_images) {
+    blob_put(blob, &(ValRecordBatch){.batch = b, .n_images = n_images}, sizeof(ValRecordBatch));
+    if (t->classify) {
+        blob_put(blob, t->val_out, (size_t)(n_images * t->spec->nc) * sizeof(float));
+        return;
+    }
+    const Detections *d = t->detections;
+    for (int64_t i = 0; i < n_images; i++) {
+        blob_put(blob, &(ValRecordImage){.n_detections = d->count[i]}, sizeof(ValRecordImage));
+        for (int64_t j = 0; j < d->count[i]; j++) {
+            int64_t at = i * d->max_det + j;
+            const float *box = d->boxes + at * 4;
+            ValRecordDetection det = {.box = {box[0], box[1], box[2], box[3]}, .score = d->scores[at], .cls = d->cls[at]};
+            blob_put(blob, &det, sizeof det);
+        }
+    }
+}
+
+// Reads the record at *cursor and moves past it. Detecting, its detections go into `d` (n_images and
+// counts included) unless d is NULL; classifying, *class_scores points at its scores inside the
+// record unless class_scores is NULL. With both NULL the record is only skipped.
+static ValRecordBatch val_record_read(const Trainer *t, const char **cursor, Detections *d, const float **class_scores) {
+    ValRecordBatch rec;
+    blob_take(cursor, &rec, sizeof rec);
+    YP_CHECK(rec.n_images >= 0 && rec.n_images <= t->micro);
+    if (t->classify) {
+        if (class_scores) *class_scores = (const float *)*cursor;
+        *cursor += (size_t)(rec.n_images * t->spec->nc) * sizeof(float);
+        return rec;
+    }
+    if (d) d->n_images = rec.n_images;
+    for (int64_t i = 0; i < rec.n_images; i++) {
+        ValRecordImage image;
+        blob_take(cursor, &image, sizeof image);
+        YP_CHECK(image.n_detections >= 0 && image.n_detections <= t->cfg->val.max_det);
+        if (!d) {
+            *cursor += (size_t)image.n_detections * sizeof(ValRecordDetection);
+            continue;
+        }
+        d->count[i] = image.n_detections;
+        for (int64_t j = 0; j < image.n_detections; j++) {
+            ValRecordDetection det;
+            blob_take(cursor, &det, sizeof det);
+            int64_t at = i * d->max_det + j;
+            memcpy(d->boxes + at * 4, det.box, sizeof det.box);
+            d->scores[at] = det.score;
+            d->cls[at] = det.cls;
+        }
+    }
+    return rec;
+}
+
+// ---- validation --------------------------------------------------------------------------------------
+
 // Swaps the model's weights with the EMA's on every chunk (validation scores the EMA, as Ultralytics does).
 void trainer_use_ema(Trainer *t, bool use) {
     Backend *be = t->be;
@@ -23,28 +127,6 @@ void trainer_use_ema(Trainer *t, bool use) {
             be->ops->upload(be, g->buffer_data, tc->live_buffers, (size_t)g->buffer_elems * sizeof(float));
         }
     }
-}
-
-// What the last stage sends world rank 0 per validation batch: its index, then per image the
-// detections (count, then boxes, scores, classes), or the class scores when classifying.
-typedef struct ValBlob {
-    char *data;
-    size_t size, cap;
-} ValBlob;
-
-static void blob_put(ValBlob *b, const void *src, size_t n) {
-    if (b->size + n > b->cap) {
-        b->cap = 2 * (b->size + n) + 4096;
-        b->data = yp_realloc(b->data, b->cap);
-    }
-    memcpy(b->data + b->size, src, n);
-    b->size += n;
-}
-
-static const void *blob_take(const char **cursor, size_t n) {
-    const void *p = *cursor;
-    *cursor += n;
-    return p;
 }
 
 static BatchRequest val_request(const Trainer *t, int64_t b, unsigned parts) {
@@ -69,21 +151,11 @@ static bool trainer_validate_batches(Trainer *t, const int64_t *order, ExecutorL
         if (parts && !loader_build(split, &t->val_options, order, &req, &batch, err)) return false;
         executor_forward(t->ex, req.n, side, batch.images, t->val_out, last ? &batch : NULL, loss);
         if (last) {
-            blob_put(blob, &b, sizeof b);
-            if (t->classify) {
-                blob_put(blob, t->val_out, (size_t)(req.n * t->spec->nc) * sizeof(float));
-            } else {
+            if (!t->classify) {
                 t->detections->n_images = req.n;
                 detect_decoder_nms(t->decoder, t->val_out, req.n, &nms, t->detections);
-                const Detections *d = t->detections;
-                for (int64_t i = 0; i < req.n; i++) {
-                    int64_t k = d->count[i];
-                    blob_put(blob, &k, sizeof k);
-                    blob_put(blob, d->boxes + i * d->max_det * 4, (size_t)k * 4 * sizeof(float));
-                    blob_put(blob, d->scores + i * d->max_det, (size_t)k * sizeof(float));
-                    blob_put(blob, d->cls + i * d->max_det, (size_t)k * sizeof(int32_t));
-                }
             }
+            val_record_write(t, blob, b, req.n);
         }
         loader_batch_free(&batch);
     }
@@ -96,16 +168,10 @@ static bool trainer_score(Trainer *t, const int64_t *order, const char *all, siz
     int64_t n_batches = loader_batch_count(split->n_samples, t->micro, false);
     const char **at = yp_calloc((size_t)n_batches, sizeof *at);  // where each batch's record starts
     for (const char *p = all; p < all + total;) {
-        int64_t b = *(const int64_t *)blob_take(&p, sizeof(int64_t));
+        const char *start = p;
+        int64_t b = val_record_read(t, &p, NULL, NULL).batch;
         YP_CHECK(b >= 0 && b < n_batches && !at[b]);
-        at[b] = p;
-        int64_t n = val_request(t, b, BATCH_PART_TARGETS).n;
-        if (t->classify) p += (size_t)(n * t->spec->nc) * sizeof(float);
-        else
-            for (int64_t i = 0; i < n; i++) {
-                int64_t k = *(const int64_t *)blob_take(&p, sizeof(int64_t));
-                p += (size_t)k * (6 * sizeof(float));
-            }
+        at[b] = start;
     }
     bool ok = true;
     if (t->metrics) detect_metrics_reset(t->metrics);
@@ -115,19 +181,11 @@ static bool trainer_score(Trainer *t, const int64_t *order, const char *all, siz
         BatchRequest req = val_request(t, b, BATCH_PART_TARGETS);
         if (!(ok = loader_build(split, &t->val_options, order, &req, &batch, err))) break;
         const char *p = at[b];
-        if (t->classify) {
-            classify_metrics_add(&res->classify, (const float *)p, batch.labels, req.n);
-        } else {
-            Detections *d = t->detections;
-            d->n_images = req.n;
-            for (int64_t i = 0; i < req.n; i++) {
-                int64_t k = d->count[i] = *(const int64_t *)blob_take(&p, sizeof(int64_t));
-                memcpy(d->boxes + i * d->max_det * 4, blob_take(&p, (size_t)k * 4 * sizeof(float)), (size_t)k * 4 * sizeof(float));
-                memcpy(d->scores + i * d->max_det, blob_take(&p, (size_t)k * sizeof(float)), (size_t)k * sizeof(float));
-                memcpy(d->cls + i * d->max_det, blob_take(&p, (size_t)k * sizeof(int32_t)), (size_t)k * sizeof(int32_t));
-            }
-            detect_metrics_add_batch(t->metrics, d, batch.targets, batch.n_targets, batch.h, batch.w);
-        }
+        const float *class_scores = NULL;
+        ValRecordBatch rec = val_record_read(t, &p, t->classify ? NULL : t->detections, &class_scores);
+        YP_CHECK(rec.n_images == req.n);
+        if (t->classify) classify_metrics_add(&res->classify, class_scores, batch.labels, req.n);
+        else detect_metrics_add_batch(t->metrics, t->detections, batch.targets, batch.n_targets, batch.h, batch.w);
         loader_batch_free(&batch);
     }
     free(at);
@@ -168,9 +226,9 @@ bool trainer_validate(Trainer *t, ValResult *res, Error *err) {
         free(order);
         return false;
     }
-    double loss[6] = {res->loss.box, res->loss.cls, res->loss.dfl, res->loss.ce, res->loss.n, res->loss.instances};
-    t->tr->ops->allreduce_sum_f64(t->tr, loss, 6, TRANSPORT_WORLD);
-    res->loss = (ExecutorLoss){loss[0], loss[1], loss[2], loss[3], loss[4], loss[5]};
+    TrainerLossWire loss = trainer_loss_wire_write(&res->loss);
+    t->tr->ops->allreduce_sum_f64(t->tr, (double *)&loss, TRAINER_LOSS_WIRE_DOUBLES, TRANSPORT_WORLD);
+    res->loss = trainer_loss_wire_read(&loss);
     void *all = NULL;
     size_t *sizes = yp_calloc((size_t)t->topo->world_size, sizeof *sizes);
     t->tr->ops->gather_bytes(t->tr, blob.data, blob.size, &all, sizes);
