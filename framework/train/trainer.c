@@ -24,7 +24,10 @@ static double world_sum(Trainer *t, double value) {
 // learns that one failed, so none goes on alone. Returns whether all succeeded.
 bool trainer_all_ranks_ok(Trainer *t, bool ok, Error *err) {
     double failed = world_sum(t, ok ? 0.0 : 1.0);
-    if (failed > 0 && ok) error_set(err, "%.0f other rank%s failed (see their messages)", failed, failed == 1 ? "" : "s");
+    if (failed > 0 && ok) {
+        error_set(err, "%.0f other rank%s failed (see their messages)", failed, failed == 1 ? "" : "s");
+        err->code = ERROR_CODE_PEER_FAILED;
+    }
     return failed == 0;
 }
 
@@ -267,7 +270,7 @@ bool trainer_run(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *
     bool shared = !ok;
     if (ok && !opt->resume) ok = trainer_write_config(&t, err);
     ok = ok && trainer_loop(&t, err);
-    if (!ok && !shared) shared = strstr(err->message, "other rank") != NULL;
+    if (!ok && !shared) shared = err->code == ERROR_CODE_PEER_FAILED;
     trainer_quiet_shared_error(&t, err, shared);
     trainer_destroy(&t);
     return ok;

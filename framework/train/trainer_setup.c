@@ -8,6 +8,7 @@
 #include "framework/train/loss_scale.h"
 #include "framework/train/trainer_internal.h"
 #include "layers/graph.h"
+#include "layers/layer.h"
 
 // The dataset: generated first (by world rank 0, the others wait) when missing and the experiment has
 // a synth: block.
@@ -47,7 +48,7 @@ static bool trainer_build_model(Trainer *t, Error *err) {
     if (t->spec->scale_defaulted)
         fprintf(t->out, "%s: no scale given, using the first one, '%s'\n", cfg->model, t->spec->scale);
     const char *head = t->spec->rows[t->spec->n_rows - 1].module;
-    bool head_classifies = !strcmp(head, "Classify");
+    bool head_classifies = layer_kind_find(head) == LAYER_KIND_CLASSIFY;
     if (head_classifies != t->classify)
         return config_error_at(cfg, "task", err, "task is %s but the model's last layer is %s", config_task_names[cfg->task],
                                head);
