@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 bool error_at(Error *err, const char *file, int line, int col, const char *fmt, ...) {
+    err->code = ERROR_CODE_NONE;
     int used = snprintf(err->message, sizeof err->message, "%s:%d:%d: ", file, line, col);
     if (used < 0 || (size_t)used >= sizeof err->message) return false;
     va_list ap;
@@ -16,6 +17,7 @@ bool error_at(Error *err, const char *file, int line, int col, const char *fmt, 
 }
 
 bool error_set(Error *err, const char *fmt, ...) {
+    err->code = ERROR_CODE_NONE;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);

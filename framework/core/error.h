@@ -22,8 +22,18 @@ extern "C" {
 
 enum { YP_EXIT_USAGE = 2 };
 
+// What kind of error an Error holds, for callers whose control flow depends on it (the message is for
+// people, never parsed). error_at and error_set set ERROR_CODE_NONE; a function that finds an error
+// of another kind assigns `code` after formatting the message.
+typedef enum ErrorCode {
+    ERROR_CODE_NONE,         // an error of this rank's own, or no error
+    ERROR_CODE_PEER_FAILED,  // another rank of the job failed (its message is on its stderr)
+    ERROR_CODE_COUNT
+} ErrorCode;
+
 typedef struct Error {
     char message[1024];  // one line, no trailing newline; empty while no error is set
+    ErrorCode code;
 } Error;
 
 // Formats "file:line:col: <fmt...>" into err (line and col are 1-based). Returns false so that a

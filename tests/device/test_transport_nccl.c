@@ -79,7 +79,7 @@ static void download(void *dst, const void *src, size_t n_bytes) {
 
 // An NCCL transport over a new MPI transport (*mpi: destroy it after the NCCL one).
 static Transport *nccl_transport(int stages, int replicas, RankOrder order, const Fixture *f, Transport **mpi) {
-    Error err = {{0}};
+    Error err = {0};
     if (!transport_mpi_create(stages, replicas, order, mpi, &err)) fail_msg("%s", err.message);
     Transport *t = transport_nccl_create(*mpi, f->compute);
     t->timeout_s = test_timeout_s;

@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
     }
     const char *mode = argv[1];
     Transport *t = NULL;
-    Error err = {{0}};
+    Error err = {0};
     if (!transport_mpi_create(atoi(argv[2]), atoi(argv[3]), RANK_ORDER_PIPELINE_FIRST, &t, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return YP_EXIT_USAGE;

@@ -27,7 +27,7 @@ static void for_each_layout(void (*check)(Transport *t)) {
         for (int stages = 1; stages <= n; stages++) {
             if (n % stages) continue;
             Transport *t = NULL;
-            Error err = {{0}};
+            Error err = {0};
             assert_true(transport_mpi_create(stages, n / stages, (RankOrder)order, &t, &err));
             t->timeout_s = test_timeout_s;
             check(t);
@@ -70,7 +70,7 @@ static void test_wrong_world_size(void **state) {
     (void)state;
     int n = world_size();
     Transport *t = NULL;
-    Error err = {{0}};
+    Error err = {0};
     assert_false(transport_mpi_create(n + 1, 1, RANK_ORDER_PIPELINE_FIRST, &t, &err));
     assert_null(t);
     char expected[256];

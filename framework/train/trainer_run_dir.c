@@ -1,0 +1,161 @@
+// The run directory <output.dir>/<name>/: its name, config.yaml, results.csv, the checkpoints under
+// weights/, and --resume from weights/last.
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/core/fsutil.h"
+#include "framework/train/trainer_internal.h"
+#include "layers/graph.h"
+
+// <output.dir>/<name>, or <name>2, <name>3, ... when it exists already (as Ultralytics' increment_path);
+// chosen by world rank 0 and shared.
+bool trainer_pick_run_dir(Trainer *t, Error *err) {
+    const ExperimentConfig *cfg = t->cfg;
+    bool ok = true;
+    if (t->lead) {
+        snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", cfg->output.dir, cfg->name);
+        for (int k = 2; path_exists(t->run_dir); k++)
+            snprintf(t->run_dir, sizeof t->run_dir, "%s/%s%d", cfg->output.dir, cfg->name, k);
+        ok = fs_mkdir_p(t->run_dir, err);
+    }
+    if (!trainer_all_ranks_ok(t, ok, err)) return false;
+    t->tr->ops->broadcast(t->tr, t->run_dir, sizeof t->run_dir, 0, TRANSPORT_WORLD);
+    return true;
+}
+
+// World rank 0 writes the resolved configuration into a new run directory (the other ranks return true).
+bool trainer_write_config(Trainer *t, Error *err) {
+    if (!t->lead) return true;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
+    config_write_yaml(t->cfg, f);
+    fclose(f);
+    fprintf(t->out, "run directory %s\n", t->run_dir);
+    return true;
+}
+
+// ---- results.csv -------------------------------------------------------------------------------------
+
+void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const ExecutorLoss *train,
+                               const ValResult *val, const OptimHyper *hyper, double images_per_s) {
+    if (!t->lead) return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.csv", t->run_dir);
+    bool fresh = !path_exists(path);
+    FILE *f = fopen(path, "a");
+    if (!f) {
+        fprintf(stderr, "yolopipe: cannot append to %s: %s\n", path, strerror(errno));
+        return;
+    }
+    double n = train->n ? train->n : 1.0, nv = val->loss.n ? val->loss.n : 1.0;
+    if (t->classify) {
+        if (fresh)
+            fprintf(f, "epoch,time,train/loss,metrics/accuracy_top1,metrics/accuracy_top5,val/loss,lr/pg0,lr/pg1,lr/pg2,"
+                       "images_per_s\n");
+        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", (long long)epoch + 1, seconds, train->ce / n,
+                classify_metrics_top1(&val->classify), classify_metrics_top5(&val->classify), val->loss.ce / nv,
+                hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s);
+    } else {
+        if (fresh)
+            fprintf(f, "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),"
+                       "metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,"
+                       "lr/pg2,images_per_s\n");
+        const DetectSummary *d = val->detect;
+        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n",
+                (long long)epoch + 1, seconds, train->box / n, train->cls / n, train->dfl / n, d ? d->p : 0,
+                d ? d->r : 0, d ? d->map50 : 0, d ? d->map50_95 : 0, val->loss.box / nv, val->loss.cls / nv,
+                val->loss.dfl / nv, hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s);
+    }
+    fclose(f);
+}
+
+// ---- checkpoints -------------------------------------------------------------------------------------
+
+// Every stage of replica 0 writes its file into a directory world rank 0 began and then commits. The
+// gradients accumulated since the last step are summed over the replicas first (what the next step's
+// reduction would do), so the checkpoint resumes under any number of replicas.
+bool trainer_save(Trainer *t, const char *which, Error *err) {
+    char dir[4200], tmp[4200] = "";
+    snprintf(dir, sizeof dir, "%s/weights/%s", t->run_dir, which);
+    FsAtomicDir *ad = NULL;
+    bool ok = !t->lead || checkpoint_dir_begin(dir, &ad, err);
+    if (ad) snprintf(tmp, sizeof tmp, "%s", fs_atomic_dir_path(ad));
+    if (!trainer_all_ranks_ok(t, ok, err)) return false;
+    t->tr->ops->broadcast(t->tr, tmp, sizeof tmp, 0, TRANSPORT_WORLD);
+    for (int c = 0; ok && c < t->n_chunks; c++) {
+        ExecutorChunk *ch = executor_chunk(t->ex, c);
+        Graph *g = ch->graph;
+        float *grads = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
+        t->be->ops->download(t->be, grads, g->grad_data, (size_t)g->param_elems * sizeof(float));
+        if (t->topo->replicas > 1)
+            transport_wait(t->tr, t->tr->ops->iallreduce_sum_f32(t->tr, grads, (size_t)g->param_elems, TRANSPORT_REPLICAS),
+                           "the gradient sum over the replicas for a checkpoint");
+        CheckpointModel model = {.graph = g, .ema = t->chunks[c].ema, .optimizer = t->chunks[c].optimizer,
+                                 .grads = grads};
+        if (t->topo->replica == 0) ok = checkpoint_save_stage(tmp, ch->stage, &t->at, &model, err);
+        free(grads);
+    }
+    ok = trainer_all_ranks_ok(t, ok, err);
+    if (t->lead) {
+        int layers[PLAN_MAX_STAGES][2];
+        for (int k = 0; k < t->ep.plan.n_stages; k++)
+            layers[k][0] = t->ep.plan.stages[k].first_layer, layers[k][1] = t->ep.plan.stages[k].last_layer;
+        if (ok) ok = checkpoint_write_manifest(tmp, &t->at, t->cfg, t->ep.plan.n_stages, (const int(*)[2])layers, err);
+        if (ok) ok = fs_atomic_dir_commit(ad, err);
+        else fs_atomic_dir_abort(ad);
+    }
+    return trainer_all_ranks_ok(t, ok, err);
+}
+
+bool trainer_load(Trainer *t, const char *dir, bool with_optimizer, Error *err) {
+    bool ok = true;
+    for (int c = 0; ok && c < t->n_chunks; c++) {
+        Graph *g = executor_chunk(t->ex, c)->graph;
+        CheckpointModel model = {.graph = g, .ema = t->chunks[c].ema,
+                                 .optimizer = with_optimizer ? t->chunks[c].optimizer : NULL};
+        ok = checkpoint_load(dir, &t->at, &model, err);
+        // The saved gradients are the replicas' sum: one replica carries them into the next step.
+        if (ok && t->topo->replica > 0) graph_zero_grads(g);
+    }
+    return trainer_all_ranks_ok(t, ok, err);
+}
+
+// ---- resume ------------------------------------------------------------------------------------------
+
+bool trainer_resume(Trainer *t, Error *err) {
+    char dir[4200];
+    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", t->cfg->output.dir, t->cfg->name);
+    snprintf(dir, sizeof dir, "%s/weights/last", t->run_dir);
+    if (!path_exists(dir))
+        return config_error_at(t->cfg, "name", err, "--resume: %s does not exist (nothing to resume for run '%s')", dir,
+                               t->cfg->name);
+    // Resuming continues the same computation: only keys that do not change it may differ.
+    char saved_path[4300];
+    snprintf(saved_path, sizeof saved_path, "%s/config.yaml", dir);
+    ExperimentConfig *saved = NULL;
+    if (!config_load(saved_path, 0, NULL, &saved, err)) return false;
+    const char *key = config_resume_mismatch(saved, t->cfg);
+    const ParallelConfig *was = &saved->parallel;
+    int64_t saved_micro = saved->train.batch / (was->replicas * was->micro_batches);
+    config_destroy(saved);
+    if (key)
+        return config_error_at(t->cfg, key, err, "--resume: %s differs from the run being resumed (%s); resume with "
+                               "the same settings (only train.max_steps, train.workers, val.*, output.*, parallel.* and "
+                               "device.backend may change)",
+                               key, saved_path);
+    if (saved_micro != t->micro)
+        return config_error_at(t->cfg, "parallel.micro_batches", err,
+                               "--resume: micro-batches of %lld images, but the run being resumed used %lld (batch-norm "
+                               "statistics depend on it): keep train.batch / (parallel.replicas x parallel.micro_batches) = %lld",
+                               (long long)t->micro, (long long)saved_micro, (long long)saved_micro);
+    if (!trainer_load(t, dir, true, err)) return false;
+    if (t->at.epoch >= t->cfg->train.epochs)
+        return config_error_at(t->cfg, "train.epochs", err, "--resume: %s already finished its %lld epochs", t->run_dir,
+                               (long long)t->cfg->train.epochs);
+    fprintf(t->out, "resuming %s at epoch %lld, batch %lld (%lld optimizer steps done)\n", t->run_dir,
+            (long long)t->at.epoch + 1, (long long)t->at.batch, (long long)t->at.optimizer_steps);
+    return true;
+}
