@@ -1,4 +1,4 @@
-// The detection loss on the GPU (cuda_loss.h). The CPU loss (layers/loss_detect.c) runs an image
+// The detection loss on the GPU (cuda_loss.h). The CPU loss (kernels/cpu/cpu_loss.c) runs an image
 // per thread; here each stage is one kernel over the whole batch, queued on the backend's stream:
 //   decode     (image, anchor): every anchor's predicted box; clears claims and assignment
 //   topk       a block per ground truth: the topk largest alignment metrics over all anchors, ties
@@ -76,7 +76,7 @@ struct CudaDetectLoss {
 // ---- device helpers ------------------------------------------------------------------------------
 
 // Side s of an anchor, bin k at x[k * A]: the largest logit and sum of exp(logit - top), so that
-// bin k's probability is exp(x_k - top) / sum. The operations of loss_detect.c's dist_decode, which
+// bin k's probability is exp(x_k - top) / sum. The operations of cpu_loss.c's dist_decode, which
 // keeps the exponentials where this recomputes them (per-thread arrays would cost local memory).
 template <typename T>
 static __device__ void side_softmax(const T *x, int64_t A, int64_t R, double *top, double *sum) {
@@ -166,7 +166,7 @@ static __global__ void decode_kernel(int64_t A, int64_t R, int64_t C, const T *p
 // Grid-stride over the batch's ground truths, one block each. Dynamic shared memory: the threads'
 // lists, (topk, blockDim.x) metrics then (topk, blockDim.x) anchors, thread t's entry p at p * T + t.
 // Thread t walks anchors t, t + T, ... in increasing order and keeps the best topk of them as
-// loss_detect.c's gt_select_topk keeps them over all anchors; the ground truth's best topk over all
+// cpu_loss.c's gt_select_topk keeps them over all anchors; the ground truth's best topk over all
 // anchors are among those lists, and topk rounds of block_best, each taking the head of one list,
 // pop them in order.
 template <typename Act>  // T is the block's thread count here
@@ -295,7 +295,7 @@ static __global__ void norm_kernel(int64_t n_partials, int64_t batch_n, const do
     }
 }
 
-// The evaluation, loss_detect.c's image_evaluate, in two kernels over (image, anchor) that fill the
+// The evaluation, cpu_loss.c's image_evaluate, in two kernels over (image, anchor) that fill the
 // same per-block partial sums [box, cls, dfl]: the class terms, and the box terms, which need many
 // more registers. Both read the gradient's factor batch_n / norm from totals.
 

@@ -1,4 +1,4 @@
-// The detection loss of layers/loss.h (Ultralytics 8.4's v8DetectionLoss with its
+// The detection loss of kernels/cpu/cpu_loss.h (Ultralytics 8.4's v8DetectionLoss with its
 // TaskAlignedAssigner) on the CUDA backend: detect_loss_compute on the network output where it
 // lies, in device memory, so that only the targets go to the device and five numbers come back.
 //

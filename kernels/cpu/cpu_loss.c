@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers/loss.h"
+#include "kernels/cpu/cpu_loss.h"
 #include "kernels/loss_detect_math.h"
 
 typedef struct TopkEntry {
