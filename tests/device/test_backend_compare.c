@@ -6,7 +6,8 @@
 // accumulating outputs hold the same random prior on both sides (the result must be prior +
 // contribution), and every buffer has poisoned guard elements before and after it (a write out of
 // bounds shows as "wrote outside the buffer"). Inputs are checked unchanged after each kernel.
-// The detection loss runs on the device (kernels/cuda/cuda_loss.h) as the executor runs it there:
+// The detection loss runs on the device through the backend's detect_loss_* slots (kernels/backend.h;
+// kernels/cuda/cuda_loss.h) as the executor runs it there:
 // its cases and the detection models compare it with the CPU loss on the same predictions.
 //
 // The whole suite runs once per activation type (framework/core/dtype.h): fp32, then bf16 and fp16, each
@@ -62,7 +63,6 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_device.h"
-#include "kernels/cuda/cuda_loss.h"
 #include "layers/graph.h"
 #include "layers/loss.h"
 #include "tests/unit/gradcheck.h"
@@ -1327,7 +1327,7 @@ static bool run_gemm(Harness *h, const void *params) {
     return case_end(&c);
 }
 
-// ---- the detection loss on the device (kernels/cuda/cuda_loss.h) -----------------------------------------
+// ---- the detection loss on the device (the detect_loss_* slots; kernels/cuda/cuda_loss.h) ----------------
 
 // The device's loss against the CPU loss on the same predictions. Both run the same per-element
 // arithmetic in double (kernels/loss_detect_math.h); only summation orders and the GPU's exp, pow and
@@ -1355,35 +1355,28 @@ static double host_loss_compute(Backend *be, DetectLoss *dl, int64_t batch, cons
     return total;
 }
 
-// The detection loss on the dut's memory, as the executor runs it there: the CUDA loss, or in the
-// CPU self-check (dut memory is host memory) the CPU loss itself.
+// The detection loss on the dut's memory, as the executor runs it there: the dut backend's
+// detect_loss_* slots (the CUDA loss; in the CPU self-check the CPU backend's, the host loss behind
+// the converting transfers, which must then match host_loss_compute to the bit).
 typedef struct DutLoss {
-    DetectLoss *cpu;
-    CudaDetectLoss *cuda;
+    Backend *be;
+    BackendDetectLoss *loss;
 } DutLoss;
 
 static DutLoss dut_loss_create(Harness *h, const DetectLossConfig *cfg, int64_t max_batch, int64_t max_targets) {
-    DutLoss l = {0};
+    DutLoss l = {.be = h->be[SIDE_DUT]};
     Error err = {0};
-    bool ok = h->cpu_only ? detect_loss_create(cfg, max_batch, &l.cpu, &err)
-                          : cuda_detect_loss_create(h->be[SIDE_DUT], cfg, max_batch, max_targets, &l.cuda, &err);
-    if (!ok) fail_msg("%s", err.message);
+    if (!l.be->ops->detect_loss_create(l.be, cfg, max_batch, max_targets, &l.loss, &err)) fail_msg("%s", err.message);
     return l;
 }
 
-static double dut_loss_compute(Harness *h, DutLoss *l, int64_t batch, const void *pred, int64_t n_pred,
-                               const TargetBox *targets, int64_t n_targets, void *dpred, DetectLossParts *parts) {
-    const float grad_scale = harness_grad_scale(h);
-    if (l->cpu)
-        return host_loss_compute(h->be[SIDE_DUT], l->cpu, batch, pred, n_pred, targets, n_targets, grad_scale, dpred,
-                                 parts);
-    return cuda_detect_loss_compute(l->cuda, batch, pred, targets, n_targets, grad_scale, dpred, parts);
+static double dut_loss_compute(Harness *h, DutLoss *l, int64_t batch, const void *pred, const TargetBox *targets,
+                               int64_t n_targets, void *dpred, DetectLossParts *parts) {
+    return l->be->ops->detect_loss_compute(l->be, l->loss, batch, pred, targets, n_targets, harness_grad_scale(h),
+                                           dpred, parts);
 }
 
-static void dut_loss_destroy(DutLoss *l) {
-    detect_loss_destroy(l->cpu);
-    cuda_detect_loss_destroy(l->cuda);
-}
+static void dut_loss_destroy(DutLoss *l) { l->be->ops->detect_loss_destroy(l->be, l->loss); }
 
 // Compares [total, box, cls, dfl] item by item, each relative to its own size (the parts differ by
 // orders of magnitude; an item that is 0 must be 0), and the foreground and instance counts exactly.
@@ -1523,7 +1516,7 @@ static bool run_detect_loss(Harness *h, const void *params) {
     DutLoss dl = dut_loss_create(h, &cfg, B, n_targets);
     void *dut_dpred = dpred ? buf_at(dpred, SIDE_DUT) : NULL;
     const double dut_total =
-        dut_loss_compute(h, &dl, B, buf_at(pred, SIDE_DUT), pred->n, targets, n_targets, dut_dpred, &dut_parts);
+        dut_loss_compute(h, &dl, B, buf_at(pred, SIDE_DUT), targets, n_targets, dut_dpred, &dut_parts);
     snprintf(c.shape, sizeof c.shape, "A %d, %d boxes, fg %d", (int)A, (int)n_targets, (int)ref_parts.n_foreground);
     c.ok &= loss_items_compare(h, c.name, "loss,box,cls,dfl", c.shape, ref_total, &ref_parts, dut_total, &dut_parts,
                                harness_tol(h, tol_loss_value));
@@ -1531,7 +1524,7 @@ static bool run_detect_loss(Harness *h, const void *params) {
     // Determinism: a second run gives the same bits.
     float *first = dpred ? download_typed_new(h->be[SIDE_DUT], dpred->type, dut_dpred, dpred->n) : NULL;
     const double again =
-        dut_loss_compute(h, &dl, B, buf_at(pred, SIDE_DUT), pred->n, targets, n_targets, dut_dpred, &again_parts);
+        dut_loss_compute(h, &dl, B, buf_at(pred, SIDE_DUT), targets, n_targets, dut_dpred, &again_parts);
     c.ok &= loss_items_compare(h, c.name, "loss again", c.shape, dut_total, &dut_parts, again, &again_parts, tol_exact);
     if (dpred) {
         float *second = download_typed_new(h->be[SIDE_DUT], dpred->type, dut_dpred, dpred->n);
@@ -1826,8 +1819,8 @@ static bool graph_pair_loss(Harness *h, GraphPair *gp, const char *name, const G
         loss[SIDE_REF][0] = host_loss_compute(h->be[SIDE_REF], dl, batch, ref_out->out.data, n_out, targets, n_targets,
                                               harness_grad_scale(h), ref_out->dout.data, &parts[SIDE_REF]);
         DutLoss dut = dut_loss_create(h, &lc, batch, n_targets);
-        loss[SIDE_DUT][0] = dut_loss_compute(h, &dut, batch, dut_out->out.data, n_out, targets, n_targets,
-                                             dut_out->dout.data, &parts[SIDE_DUT]);
+        loss[SIDE_DUT][0] = dut_loss_compute(h, &dut, batch, dut_out->out.data, targets, n_targets, dut_out->dout.data,
+                                             &parts[SIDE_DUT]);
         for (int side = 0; side < 2; side++) {
             Layer *l = graph_output(gp->g[side]);
             h->be[side]->ops->download_activation(h->be[side], dout[side], l->dout.data, (size_t)n_out);
