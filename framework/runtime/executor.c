@@ -10,7 +10,11 @@
 
 enum { EXECUTOR_SIDE_STEP = 32, EXECUTOR_MAX_SIDES = 8192 / EXECUTOR_SIDE_STEP + 1 };
 
-// Message directions, the lowest bits of a tag: tag = (micro * n_cuts + cut) * 3 + direction.
+// What a message carries, the lowest digit of its tag in base MESSAGE_KIND_COUNT (message_tag):
+//   tag = (micro * (n_cuts + 1) + cut) * MESSAGE_KIND_COUNT + kind
+// with cut in [0, n_cuts) and micro in [0, micro_batches) (0 in validation); the stride n_cuts + 1
+// leaves one cut index per micro-batch unused. Tags stay below micro_batches * (n_cuts + 1) *
+// MESSAGE_KIND_COUNT, which executor_create checks against the transport's largest tag.
 typedef enum MessageKind { MESSAGE_ACTIVATION, MESSAGE_GRADIENT, MESSAGE_VALIDATION, MESSAGE_KIND_COUNT } MessageKind;
 
 // A pooled message buffer: sends copy into one, validation receives land in one.
@@ -37,7 +41,7 @@ struct Executor {
     TransportRequest **recv_pending;
     int *last_use;                  // index of the last instruction touching (chunk, micro) of this one, or -1
     int *final_weight_pass;         // 1 for a chunk's last BWD/BWD_WEIGHT of the batch
-    SchedSpan *spans;               // measured, relative to the batch start
+    SchedSpan *spans;               // measured in the last recorded batch, relative to its start
     int next_recv;                  // receives before this instruction index are complete
     // Each layer's measured compute over the run (micro-batch passes at train.imgsz after the first
     // batch), for executor_profile_write.
@@ -273,7 +277,13 @@ static void executor_post_receives(Executor *ex) {
     }
 }
 
-// Frees the send buffers whose transfer is done; returns one of at least `bytes`.
+// Frees the send buffers whose transfer is done; returns the smallest free one of at least `bytes`,
+// or adds one to the pool. The pool grows only while the run meets more sends in flight at once, or
+// larger messages, than before; it is bounded: a buffer is added only when every free one is too
+// small, so it never holds more than (the most sends in flight at once, at most a batch's SEND
+// instructions, in validation executor_limit_pending_sends' limit) x (the distinct message sizes:
+// cuts x input sides), and once it holds that many buffers of the largest size it stops growing. A
+// run without multi-scale stops after its first batch and its first validation batch.
 static MessageBuffer *executor_message_buffer(Executor *ex, size_t bytes) {
     MessageBuffer *pick = NULL;
     for (int s = 0; s < ex->n_sends; s++) {
@@ -622,6 +632,15 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
     int64_t run = ex->batches_run++;
     ex->measuring = run > 0 && b->side == ex->opt.cfg->train.imgsz &&
                     (ex->be->host_memory || run <= EXECUTOR_QUEUED_MEASURED_BATCHES);
+    // A recorded batch's spans become the trace (executor_trace_write), where each instruction's
+    // span shows its own work. A backend that queues its work (CUDA) returns from a forward or a
+    // backward once its kernels are queued, so a recorded batch waits for the backend at its start
+    // (the previous step's queued work is not this batch's) and after each compute instruction: a
+    // FWD or BWD span then ends when its kernels have run, and the next span starts after them.
+    // Results do not depend on these waits: the transports follow the backend's order
+    // (transport.h), and every transfer to the host and the loss wait for what they read. So other
+    // batches do not wait and the host queues ahead. On the CPU, synchronize does nothing.
+    if (record) ex->be->ops->synchronize(ex->be);
     double start = seconds_now();
     executor_post_receives(ex);
     ex->next_recv = 0;
@@ -631,10 +650,10 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
         failure_set_activity("%s", sched_instr_format(text, sizeof text, in));
         double t0 = seconds_now();
         executor_instr(ex, &st, i);
-        if (in->op == SCHED_OP_FWD || in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_INPUT ||
-            in->op == SCHED_OP_BWD_WEIGHT)
+        if (record && (in->op == SCHED_OP_FWD || in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_INPUT ||
+                       in->op == SCHED_OP_BWD_WEIGHT))
             ex->be->ops->synchronize(ex->be);
-        ex->spans[i] = (SchedSpan){.start_s = t0 - start, .end_s = seconds_now() - start};
+        if (record) ex->spans[i] = (SchedSpan){.start_s = t0 - start, .end_s = seconds_now() - start};
     }
     for (int c = 0; c < ex->n_chunks; c++)
         for (int s = 0; s < ex->chunks[c].n_slots; s++) YP_CHECK(ex->chunks[c].slot_micro[s] < 0);
