@@ -278,12 +278,11 @@ static void executor_post_receives(Executor *ex) {
 }
 
 // Frees the send buffers whose transfer is done; returns the smallest free one of at least `bytes`,
-// or adds one to the pool. The pool grows only while the run meets more sends in flight at once, or
-// larger messages, than before; it is bounded: a buffer is added only when every free one is too
-// small, so it never holds more than (the most sends in flight at once, at most a batch's SEND
-// instructions, in validation executor_limit_pending_sends' limit) x (the distinct message sizes:
-// cuts x input sides), and once it holds that many buffers of the largest size it stops growing. A
-// run without multi-scale stops after its first batch and its first validation batch.
+// or adds one to the pool when none fits. So the pool grows only when more sends are in flight at
+// once than before, or a message is larger than every free buffer. It is bounded by (the most sends
+// in flight at once: a batch's SEND instructions, in validation executor_limit_pending_sends' limit)
+// x (the distinct message sizes: cuts x input sides), and its buffers are kept for the rest of the
+// run: growth to a high-water mark, reached in the first batches at each size, not a step's cost.
 static MessageBuffer *executor_message_buffer(Executor *ex, size_t bytes) {
     MessageBuffer *pick = NULL;
     for (int s = 0; s < ex->n_sends; s++) {
