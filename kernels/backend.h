@@ -18,8 +18,10 @@
 //   gradients from several consumers add up and weight gradients add up over micro-batches. The
 //   caller zeroes a gradient buffer once, before the first contribution.
 // - Forward kernels overwrite their outputs.
-// - Nothing here allocates except `alloc`, `reserve_workspace` and `multi_tensor_prepare`, which
-//   their callers use at creation.
+// - Nothing here allocates except `alloc`, `reserve_workspace`, `reserve_activations`,
+//   `multi_tensor_prepare` and `detect_loss_create`, which their callers use at creation, and
+//   `reserve_render` and `detect_loss_reserve`, which grow what a batch needs before its work is
+//   queued, and only when it needs more than every batch before.
 // - A Backend is used by one thread at a time (its kernels share one workspace); a process that
 //   drives several streams of work creates one Backend for each.
 #pragma once
@@ -29,7 +31,10 @@
 #include <stdint.h>
 
 #include "kernels/augment_render.h"
+#include "kernels/loss_detect_config.h"
 #include "framework/core/dtype.h"
+#include "framework/core/error.h"
+#include "framework/core/targets.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -102,6 +107,9 @@ typedef struct AdamwStepScalars {
     float bias_correction2_sqrt;                // sqrt(1 − β2^t)
     float eps;
 } AdamwStepScalars;
+
+// A backend's detection loss (see the detect_loss_* slots); opaque, each backend defines it.
+typedef struct BackendDetectLoss BackendDetectLoss;
 
 typedef struct BackendOps {
     // ---- memory -------------------------------------------------------------------------------
@@ -259,6 +267,31 @@ typedef struct BackendOps {
     void (*grads_scale)(Backend *be, const MultiTensorTable *table, float factor);
     // EMA table (chunk.tensor the model's tensor m, e = ema): e = lerp(e, m, weight), the lerp above.
     void (*ema_update)(Backend *be, const MultiTensorTable *table, float *ema, float weight);
+
+    // ---- the detection loss (Ultralytics 8.4's v8DetectionLoss, kernels/cpu/cpu_loss.h) ----------
+    // Computed where the network output lies: on the CPU by the host loss (kernels/cpu/cpu_loss.c),
+    // on CUDA by its kernels (kernels/cuda/cuda_loss.h, which says how closely the two agree).
+    //
+    // Checks cfg (user errors in err, naming the field; a backend may refuse more, e.g. CUDA a topk
+    // above CUDA_DETECT_LOSS_MAX_TOPK) and allocates all work memory for batches of up to max_batch
+    // images and max_targets ground-truth boxes, waiting for the backend if it must. On failure *out
+    // is NULL. The caller owns *out and frees it with detect_loss_destroy, before the backend.
+    bool (*detect_loss_create)(Backend *be, const DetectLossConfig *cfg, int64_t max_batch, int64_t max_targets,
+                               BackendDetectLoss **out, Error *err);
+    void (*detect_loss_destroy)(Backend *be, BackendDetectLoss *loss);  // accepts NULL; waits for the backend
+    // Makes room for batches of up to max_targets boxes. Growing may wait for the backend: call it
+    // before a batch's work is queued (the executor does, at the start of each batch).
+    void (*detect_loss_reserve)(Backend *be, BackendDetectLoss *loss, int64_t max_targets);
+    // The loss of one batch (detect_loss_compute's contract, kernels/cpu/cpu_loss.h): pred
+    // (batch_n, 4 * reg_max + nc, A) is Detect's training output in backend memory, in the
+    // activation type; targets (n_targets, at most the reserved number; not retained) host memory.
+    // dpred (same shape as pred, overwritten; NULL: no gradient, as in validation) gets the loss
+    // gradient computed in float32, times grad_scale (fp16 loss scaling; 1 otherwise), rounded to
+    // the activation type when stored. Queued after the work already on the backend; waits for its
+    // own result and returns the total (box + cls + dfl) * batch_n, unscaled; *parts may be NULL.
+    double (*detect_loss_compute)(Backend *be, BackendDetectLoss *loss, int64_t batch_n, const void *pred,
+                                  const TargetBox *targets, int64_t n_targets, float grad_scale, void *dpred,
+                                  DetectLossParts *parts);
 
     void (*destroy)(Backend *be);
 } BackendOps;

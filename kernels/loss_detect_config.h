@@ -1,6 +1,7 @@
 // The detection loss's configuration, loss items and host-side set-up, shared by the CPU loss
-// (layers/loss_detect.c) and the CUDA one (kernels/cuda/cuda_loss.cu): plain data and the checks
-// and conversions both run before their own loops, so that kernels/ needs nothing from layers/.
+// (kernels/cpu/cpu_loss.c) and the CUDA one (kernels/cuda/cuda_loss.cu), the two implementations of
+// the ops table's detect_loss_* slots (kernels/backend.h): plain data, and the checks and
+// conversions both run before their own loops.
 #pragma once
 
 #include <stdbool.h>

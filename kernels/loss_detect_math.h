@@ -1,4 +1,4 @@
-// The per-element arithmetic of the detection loss, shared by the CPU loss (layers/loss_detect.c)
+// The per-element arithmetic of the detection loss, shared by the CPU loss (kernels/cpu/cpu_loss.c)
 // and the CUDA one (kernels/cuda/cuda_loss.cu): inline functions that compile as C and as CUDA
 // device code, so that both sides run the same operations in the same order. Only the loops,
 // the memory and the sums' order differ between the two.

@@ -61,7 +61,7 @@ char *sched_instr_format(char *buf, size_t n, const SchedInstr *in) {
         snprintf(buf, n, "%s m%d s%d c%d>r%d", name, in->micro, in->stage, in->cut, in->peer);
         break;
     case SCHED_OP_REDUCE_GRADS:
-        snprintf(buf, n, "%s s%d b%d", name, in->stage, in->bucket);
+        snprintf(buf, n, "%s s%d", name, in->stage);
         break;
     case SCHED_OP_STEP:
         snprintf(buf, n, "%s", name);
@@ -217,8 +217,7 @@ static void program_push(SchedProgram *prog, int *capacity, SchedInstr in) {
 }
 
 static SchedInstr instr_make(SchedOp op, int micro, int chunk, int stage) {
-    return (SchedInstr){.op = op, .micro = micro, .chunk = chunk, .stage = stage, .peer = -1, .cut = -1,
-                        .bucket = -1, .bytes = 0};
+    return (SchedInstr){.op = op, .micro = micro, .chunk = chunk, .stage = stage, .peer = -1, .cut = -1, .bytes = 0};
 }
 
 static SchedInstr instr_message(const Expander *x, bool send, Message msg, int rank) {
@@ -289,7 +288,6 @@ static void expander_build_program(const Expander *x, int rank, const PassList *
             program_push(prog, &capacity, instr_message(x, true, (Message){dir, cuts[j], ps->micro}, rank));
         if (i == last_weight[ps->chunk]) {
             SchedInstr reduce = instr_make(SCHED_OP_REDUCE_GRADS, -1, ps->chunk, stage);
-            reduce.bucket = ps->chunk;
             reduce.bytes = plan->stages[stage].param_bytes;
             program_push(prog, &capacity, reduce);
         }

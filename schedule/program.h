@@ -17,7 +17,12 @@
 //   - a SEND never blocks: the executor posts it asynchronously and keeps the buffer until it is done;
 //   - a RECV blocks until its message is there;
 //   - messages from rank a to rank b are matched in order, like NCCL point-to-point calls on one
-//     communicator: the k-th RECV on b from a gets the k-th SEND on a to b, so no tags are needed.
+//     communicator: the k-th RECV on b from a gets the k-th SEND on a to b, so a program carries no
+//     tags. The executor does tag its messages (direction, micro-batch and cut: message_tag in
+//     framework/runtime/executor.c) and its transports match by (peer, tag), so that it can post all
+//     of a batch's receives at the start, in any order. Both matchings pair the same messages: the
+//     validator proves that each in-order pair agrees on micro-batch, cut and direction, and a batch
+//     has one message per (cut, micro-batch, direction).
 // The generators keep each channel's receives in the order of its sends (a receive is hoisted before
 // a later one when the sender sends in that order), which never waits longer than the data needs.
 #pragma once
@@ -40,7 +45,7 @@ typedef enum SchedOp {
     SCHED_OP_BWD_INPUT,     // zb-h1's B: input gradients only (on the critical path)
     SCHED_OP_BWD_WEIGHT,    // zb-h1's W: weight gradients of a micro-batch whose BWD_INPUT is done
     SCHED_OP_SEND_GRAD,     // send the gradient of cut `cut` for `micro` to rank `peer`
-    SCHED_OP_REDUCE_GRADS,  // all-reduce gradient bucket `bucket` over the data-parallel replicas
+    SCHED_OP_REDUCE_GRADS,  // all-reduce the gradients of `chunk` over the data-parallel replicas
     SCHED_OP_STEP,          // optimizer step; the program's last instruction
     SCHED_OP_COUNT
 } SchedOp;
@@ -52,7 +57,6 @@ typedef struct SchedInstr {
     int stage;      // chunk * n_ranks + rank; -1 for STEP
     int peer;       // rank sent to or received from; -1 for other ops
     int cut;        // PlanCut.id for sends and receives; -1 for other ops
-    int bucket;     // REDUCE_GRADS: gradient bucket (one per chunk: bucket == chunk); -1 otherwise
     int64_t bytes;  // message size (the cut's bytes), reduced bytes (the stage's param_bytes), loaded
                     // input bytes (stage 0's input_bytes; 0 for targets); 0 otherwise
 } SchedInstr;
@@ -102,7 +106,7 @@ void sched_destroy(Schedule *s);
 // direction and bytes; nothing deadlocks; each stage LOADs before its FWD (stage 0 and the last
 // stage), a FWD has all its activations, a BWD/BWD_INPUT follows its FWD and has all its gradients,
 // a BWD_WEIGHT follows its BWD_INPUT, a send follows the pass that produced it, REDUCE_GRADS follows
-// every weight gradient of its bucket, STEP follows every backward and reduction of the rank; every
+// every weight gradient of its chunk, STEP follows every backward and reduction of the rank; every
 // stage runs every micro-batch forward and backward exactly once; no message is left over.
 // On failure err names the rank(s) and instruction(s) ("rank 1 #7 RECV_ACT m0 s1 c2<r0 ...") and,
 // when report is not NULL, a table of the last rounds and of where each rank stopped is written to

@@ -123,7 +123,7 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
                 if (plan->replicas == 1) break;
                 snprintf(name, sizeof name, "reduce s%d", in->stage);
                 trace_event(f, &first, name, TRACE_REDUCE, reduce_tid(p, r), span);
-                fprintf(f, ",\"args\":{\"bytes\":%lld,\"bucket\":%d}}", (long long)in->bytes, in->bucket);
+                fprintf(f, ",\"args\":{\"bytes\":%lld,\"chunk\":%d}}", (long long)in->bytes, in->chunk);
                 break;
             default: break;  // LOAD and STEP take no time
             }

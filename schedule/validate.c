@@ -93,7 +93,6 @@ static Outcome check_fields(Validator *v, int rank, int index) {
         return fail(v, rank, index, "stage %d, chunk %d is not a stage of rank %d (stage = chunk x %d + rank)",
                     in->stage, in->chunk, rank, v->p);
     if (in->op == SCHED_OP_REDUCE_GRADS) {
-        if (in->bucket != in->chunk) return fail(v, rank, index, "bucket %d should be chunk %d", in->bucket, in->chunk);
         if (in->bytes != plan->stages[in->stage].param_bytes)
             return fail(v, rank, index, "reduces %lld bytes, stage %d has %lld", (long long)in->bytes, in->stage,
                         (long long)plan->stages[in->stage].param_bytes);
@@ -234,7 +233,7 @@ static Outcome run_instr(Validator *v, int rank, int index, int round) {
     case SCHED_OP_REDUCE_GRADS:
         if ((micro = missing_weight(v, in->stage)) >= 0)
             return fail(v, rank, index, "reduces before the weight gradient of m%d s%d", micro, in->stage);
-        if (v->reduced[in->stage]) return fail(v, rank, index, "bucket reduced twice");
+        if (v->reduced[in->stage]) return fail(v, rank, index, "gradients reduced twice");
         v->reduced[in->stage] = 1;
         return RAN;
     case SCHED_OP_STEP:

@@ -4,17 +4,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "build_config.h"
 #include "framework/runtime/failure.h"
 #include "layers/loss.h"
 #include "schedule/simulate.h"
-#if YP_HAVE_CUDA
-#include "kernels/cuda/cuda_loss.h"
-#endif
 
 enum { EXECUTOR_SIDE_STEP = 32, EXECUTOR_MAX_SIDES = 8192 / EXECUTOR_SIDE_STEP + 1 };
 
-// Message directions, the lowest bits of a tag: tag = (micro * n_cuts + cut) * 3 + direction.
+// What a message carries, the lowest digit of its tag in base MESSAGE_KIND_COUNT (message_tag):
+//   tag = (micro * (n_cuts + 1) + cut) * MESSAGE_KIND_COUNT + kind
+// with cut in [0, n_cuts) and micro in [0, micro_batches) (0 in validation); the stride n_cuts + 1
+// leaves one cut index per micro-batch unused. Tags stay below micro_batches * (n_cuts + 1) *
+// MESSAGE_KIND_COUNT, which executor_create checks against the transport's largest tag.
 typedef enum MessageKind { MESSAGE_ACTIVATION, MESSAGE_GRADIENT, MESSAGE_VALIDATION, MESSAGE_KIND_COUNT } MessageKind;
 
 // A pooled message buffer: sends copy into one, validation receives land in one.
@@ -41,7 +41,7 @@ struct Executor {
     TransportRequest **recv_pending;
     int *last_use;                  // index of the last instruction touching (chunk, micro) of this one, or -1
     int *final_weight_pass;         // 1 for a chunk's last BWD/BWD_WEIGHT of the batch
-    SchedSpan *spans;               // measured, relative to the batch start
+    SchedSpan *spans;               // measured in the last recorded batch, relative to its start
     int next_recv;                  // receives before this instruction index are complete
     // Each layer's measured compute over the run (micro-batch passes at train.imgsz after the first
     // batch), for executor_profile_write.
@@ -52,15 +52,12 @@ struct Executor {
     int n_sends;
     MessageBuffer *sends;
 
-    // Last stage: the loss, on the host (downloading the output) or, for detection on a CUDA
-    // backend, where the output lies (executor_loss_on_device).
-    float *host_out, *host_dout;    // (micro x output elements); NULL when the loss runs on the device
-    TargetBox *mb_targets;
+    // Last stage: the loss. Classification's on the host (downloading the output); detection's on
+    // the backend, where the output lies (its detect_loss_* slots), one loss per input side.
+    float *host_out, *host_dout;    // classification: (micro x nc); NULL otherwise
+    TargetBox *mb_targets;          // (mb_targets_cap) one micro-batch's targets
     int64_t mb_targets_cap;
-    DetectLoss *losses[EXECUTOR_MAX_SIDES];
-#if YP_HAVE_CUDA
-    CudaDetectLoss *device_losses[EXECUTOR_MAX_SIDES];
-#endif
+    BackendDetectLoss *losses[EXECUTOR_MAX_SIDES];  // by side / EXECUTOR_SIDE_STEP; NULL until used
     bool recorded;
     double batch_s;                 // duration of the recorded batch
 };
@@ -72,7 +69,6 @@ static double seconds_now(void) {
 }
 
 static int64_t cut_elems(const Executor *ex, int cut);
-static bool executor_loss_on_device(const Executor *ex);
 
 // ---- set-up ------------------------------------------------------------------------------------------
 
@@ -189,7 +185,7 @@ bool executor_create(const ExecutorOptions *opt, Executor **out, Error *err) {
         return error_set(err, "%d micro-batches x %d cut tensors need message tags up to %lld, but the transport "
                               "allows %d: use fewer parallel.micro_batches",
                          ex->plan->micro_batches, ex->plan->n_cuts, (long long)tags, transport_max_tag(ex->tr));
-    if (executor_loads_targets(ex) && !executor_loss_on_device(ex)) {
+    if (executor_loads_targets(ex) && ex->classify) {
         int64_t elems = executor_output_elems(ex, ex->opt.max_side) * ex->micro;
         ex->host_out = ex->be->ops->host_alloc(ex->be, (size_t)elems * sizeof *ex->host_out);
         ex->host_dout = ex->be->ops->host_alloc(ex->be, (size_t)elems * sizeof *ex->host_dout);
@@ -215,10 +211,7 @@ void executor_destroy(Executor *ex) {
         free(ch->slot_micro);
         free(ch->layer_param_offset);
     }
-    for (int i = 0; i < EXECUTOR_MAX_SIDES; i++) detect_loss_destroy(ex->losses[i]);
-#if YP_HAVE_CUDA
-    for (int i = 0; i < EXECUTOR_MAX_SIDES; i++) cuda_detect_loss_destroy(ex->device_losses[i]);
-#endif
+    for (int i = 0; i < EXECUTOR_MAX_SIDES; i++) ex->be->ops->detect_loss_destroy(ex->be, ex->losses[i]);
     free(ex->chunks);
     free(ex->recv_data);
     free(ex->recv_pending);
@@ -284,7 +277,12 @@ static void executor_post_receives(Executor *ex) {
     }
 }
 
-// Frees the send buffers whose transfer is done; returns one of at least `bytes`.
+// Frees the send buffers whose transfer is done; returns the smallest free one of at least `bytes`,
+// or adds one to the pool when none fits. So the pool grows only when more sends are in flight at
+// once than before, or a message is larger than every free buffer. It is bounded by (the most sends
+// in flight at once: a batch's SEND instructions, in validation executor_limit_pending_sends' limit)
+// x (the distinct message sizes: cuts x input sides), and its buffers are kept for the rest of the
+// run: growth to a high-water mark, reached in the first batches at each size, not a step's cost.
 static MessageBuffer *executor_message_buffer(Executor *ex, size_t bytes) {
     MessageBuffer *pick = NULL;
     for (int s = 0; s < ex->n_sends; s++) {
@@ -363,52 +361,39 @@ static DetectLossConfig executor_loss_config(const Executor *ex, int64_t side) {
     return lc;
 }
 
-static DetectLoss *executor_loss_for(Executor *ex, int64_t side) {
-    DetectLoss **slot = &ex->losses[side / EXECUTOR_SIDE_STEP];
-    if (*slot) return *slot;
-    DetectLossConfig lc = executor_loss_config(ex, side);
-    Error err = {0};
-    if (!detect_loss_create(&lc, ex->micro, slot, &err)) yp_fatal("detection loss: %s", err.message);
-    return *slot;
-}
-
-// Detection on a CUDA backend: the loss runs on the device, on the output where it lies, so that
-// only the targets and a few numbers cross PCIe (kernels/cuda/cuda_loss.h). Classification's loss,
-// a few numbers per image, stays on the host.
-static bool executor_loss_on_device(const Executor *ex) {
-#if YP_HAVE_CUDA
-    return !ex->classify && !ex->be->host_memory;
-#else
-    (void)ex;
-    return false;
-#endif
-}
-
-// Before a batch's work is queued (growing waits for the device): the device loss for side x side
-// inputs, created on first use, makes room for all of the batch's boxes, more than any micro-batch's.
+// Before a batch's work is queued (a backend's loss may wait for the device to grow): the detection
+// loss for side x side inputs, created on first use, and room for all of the batch's boxes, more
+// than any micro-batch's, in the loss and in mb_targets.
+//
+// Allocation: nothing here allocates once the run has seen its largest batch of boxes and each of its
+// input sides. A loss is created once per side (its anchor grid and work memory depend on the side):
+// the sides are the multiples of 32 in the multi-scale range (loader_imgsz_range; train.imgsz alone
+// without multi-scale), validation's train.imgsz among them, so there are at most
+// (2 x multiscale x imgsz) / 32 + 1 losses and usually a handful. The boxes' buffers grow to the
+// most boxes a batch has had (a high-water mark: the data decides it, the plan cannot).
 static void executor_loss_reserve(Executor *ex, int64_t side, const Batch *data) {
-    if (!executor_loads_targets(ex) || !executor_loss_on_device(ex)) return;
-#if YP_HAVE_CUDA
-    CudaDetectLoss **slot = &ex->device_losses[side / EXECUTOR_SIDE_STEP];
+    if (!executor_loads_targets(ex) || ex->classify) return;
+    Backend *be = ex->be;
+    if (ex->mb_targets_cap < data->n_targets) {
+        ex->mb_targets_cap = data->n_targets;
+        ex->mb_targets = yp_realloc(ex->mb_targets, (size_t)ex->mb_targets_cap * sizeof *ex->mb_targets);
+    }
+    YP_CHECK(side > 0 && side / EXECUTOR_SIDE_STEP < EXECUTOR_MAX_SIDES);
+    BackendDetectLoss **slot = &ex->losses[side / EXECUTOR_SIDE_STEP];
     if (*slot) {
-        cuda_detect_loss_reserve(*slot, data->n_targets);
+        be->ops->detect_loss_reserve(be, *slot, data->n_targets);
         return;
     }
     DetectLossConfig lc = executor_loss_config(ex, side);
     Error err = {0};
-    if (!cuda_detect_loss_create(ex->be, &lc, ex->micro, data->n_targets, slot, &err))
+    if (!be->ops->detect_loss_create(be, &lc, ex->micro, data->n_targets, slot, &err))
         yp_fatal("detection loss: %s", err.message);
-#else
-    (void)side, (void)data;
-#endif
 }
 
-// The targets of images [first, first + n) of a batch, re-indexed from 0.
+// The targets of images [first, first + n) of a batch, re-indexed from 0, into mb_targets (which
+// executor_loss_reserve sized for the whole batch).
 static int64_t micro_targets(Executor *ex, const Batch *batch, int64_t first, int64_t n) {
-    if (ex->mb_targets_cap < batch->n_targets) {
-        ex->mb_targets_cap = batch->n_targets;
-        ex->mb_targets = yp_realloc(ex->mb_targets, (size_t)ex->mb_targets_cap * sizeof *ex->mb_targets);
-    }
+    YP_CHECK(ex->mb_targets_cap >= batch->n_targets);
     int64_t k = 0;
     for (int i = 0; i < batch->n_targets; i++) {
         TargetBox b = batch->targets[i];
@@ -433,30 +418,20 @@ static void executor_loss(Executor *ex, Graph *g, const Batch *data, int64_t fir
     Backend *be = ex->be;
     Layer *out = graph_output(g);
     loss->n++;
-#if YP_HAVE_CUDA
-    if (executor_loss_on_device(ex)) {
-        CudaDetectLoss *dl = ex->device_losses[g->input.shape.h / EXECUTOR_SIDE_STEP];
+    if (!ex->classify) {
+        BackendDetectLoss *dl = ex->losses[g->input.shape.h / EXECUTOR_SIDE_STEP];
         YP_CHECK(dl != NULL);  // executor_loss_reserve ran at the start of the batch
         int64_t n_targets = micro_targets(ex, data, first, n);
         DetectLossParts parts;
-        cuda_detect_loss_compute(dl, n, out->out.data, ex->mb_targets, n_targets, grad_scale,
-                                 train ? out->dout.data : NULL, &parts);
+        be->ops->detect_loss_compute(be, dl, n, out->out.data, ex->mb_targets, n_targets, grad_scale,
+                                     train ? out->dout.data : NULL, &parts);
         executor_loss_add(loss, &parts);
         return;
     }
-#endif
     int64_t n_out = tensor_elems(&out->out);
     be->ops->download_activation(be, ex->host_out, out->out.data, (size_t)n_out);
     float *dout = train ? ex->host_dout : NULL;
-    if (ex->classify) {
-        loss->ce += classify_loss_compute(n, ex->opt.spec->nc, ex->host_out, data->labels + first, dout);
-    } else {
-        int64_t n_targets = micro_targets(ex, data, first, n);
-        DetectLossParts parts;
-        detect_loss_compute(executor_loss_for(ex, g->input.shape.h), n, ex->host_out, ex->mb_targets, n_targets, dout,
-                            &parts);
-        executor_loss_add(loss, &parts);
-    }
+    loss->ce += classify_loss_compute(n, ex->opt.spec->nc, ex->host_out, data->labels + first, dout);
     if (!train) return;
     if (grad_scale != 1.0f)
         for (int64_t i = 0; i < n_out; i++) ex->host_dout[i] *= grad_scale;
@@ -656,6 +631,15 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
     int64_t run = ex->batches_run++;
     ex->measuring = run > 0 && b->side == ex->opt.cfg->train.imgsz &&
                     (ex->be->host_memory || run <= EXECUTOR_QUEUED_MEASURED_BATCHES);
+    // A recorded batch's spans become the trace (executor_trace_write), where each instruction's
+    // span shows its own work. A backend that queues its work (CUDA) returns from a forward or a
+    // backward once its kernels are queued, so a recorded batch waits for the backend at its start
+    // (the previous step's queued work is not this batch's) and after each compute instruction: a
+    // FWD or BWD span then ends when its kernels have run, and the next span starts after them.
+    // Results do not depend on these waits: the transports follow the backend's order
+    // (transport.h), and every transfer to the host and the loss wait for what they read. So other
+    // batches do not wait and the host queues ahead. On the CPU, synchronize does nothing.
+    if (record) ex->be->ops->synchronize(ex->be);
     double start = seconds_now();
     executor_post_receives(ex);
     ex->next_recv = 0;
@@ -665,10 +649,10 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
         failure_set_activity("%s", sched_instr_format(text, sizeof text, in));
         double t0 = seconds_now();
         executor_instr(ex, &st, i);
-        if (in->op == SCHED_OP_FWD || in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_INPUT ||
-            in->op == SCHED_OP_BWD_WEIGHT)
+        if (record && (in->op == SCHED_OP_FWD || in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_INPUT ||
+                       in->op == SCHED_OP_BWD_WEIGHT))
             ex->be->ops->synchronize(ex->be);
-        ex->spans[i] = (SchedSpan){.start_s = t0 - start, .end_s = seconds_now() - start};
+        if (record) ex->spans[i] = (SchedSpan){.start_s = t0 - start, .end_s = seconds_now() - start};
     }
     for (int c = 0; c < ex->n_chunks; c++)
         for (int s = 0; s < ex->chunks[c].n_slots; s++) YP_CHECK(ex->chunks[c].slot_micro[s] < 0);

@@ -1,6 +1,8 @@
 // Transport: moves bytes between the ranks of a job (DESIGN.md "Transport"). One interface, an ops
-// table like BackendOps, with an MPI implementation (transport_mpi.c, CPU buffers) and an NCCL one
-// (transport_nccl.c, GPU buffers; transport_nccl.h says what it adds to the rules below).
+// table like BackendOps, with four implementations (TransportKind): local (transport_local.c, one
+// process without a launcher), mpi (transport_mpi.c, host buffers), staged (transport_staged.c,
+// backend buffers through host buffers over a host transport) and nccl (transport_nccl.c, GPU
+// buffers; transport_nccl.h says what it adds to the rules below).
 //
 // What overlaps: isend, irecv and iallreduce_sum_f32 only start work and return a request; the
 // caller computes meanwhile and later completes the request with `test` (polling) or
@@ -40,11 +42,22 @@ typedef enum TransportGroup {
     TRANSPORT_GROUP_COUNT
 } TransportGroup;
 
+// Which implementation a transport is: what callers test (never the name) when a choice depends on
+// it, e.g. whether a launcher started the job (mpi) or the NCCL communicators need tearing down.
+typedef enum TransportKind {
+    TRANSPORT_KIND_LOCAL,   // transport_local_create: one rank, no launcher
+    TRANSPORT_KIND_MPI,     // transport_mpi_create: MPI over host memory
+    TRANSPORT_KIND_STAGED,  // transport_staged_create: backend memory staged through a host transport
+    TRANSPORT_KIND_NCCL,    // transport_nccl_create (transport_nccl.h): NCCL over GPU memory
+    TRANSPORT_KIND_COUNT
+} TransportKind;
+
 typedef struct TransportRequest TransportRequest;  // opaque; owned by the transport until completed
 typedef struct Transport Transport;
 
 typedef struct TransportOps {
-    const char *name;  // "mpi", "nccl" or "local"
+    TransportKind kind;
+    const char *name;  // for messages: "local", "mpi", "staged" or "nccl", as kind says
     // Non-blocking point-to-point between ranks of the PIPELINE group (peer = pipeline rank, may be
     // this rank itself). Messages are matched by (peer, tag); tag in [0, transport_max_tag(t)].
     // The buffer must stay valid and untouched until the request completes.

@@ -105,6 +105,7 @@ static void local_destroy(Transport *t) {
 }
 
 static const TransportOps local_ops = {
+    .kind = TRANSPORT_KIND_LOCAL,
     .name = "local",
     .isend = local_isend,
     .irecv = local_irecv,

@@ -189,6 +189,7 @@ static void mpi_destroy(Transport *t) {
 }
 
 static const TransportOps mpi_ops = {
+    .kind = TRANSPORT_KIND_MPI,
     .name = "mpi",
     .isend = mpi_isend,
     .irecv = mpi_irecv,

@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <nccl.h>
 
@@ -444,6 +443,7 @@ static void nccl_destroy(Transport *t) {
 }
 
 static const TransportOps nccl_ops = {
+    .kind = TRANSPORT_KIND_NCCL,
     .name = "nccl",
     .isend = nccl_isend,
     .irecv = nccl_irecv,
@@ -458,7 +458,7 @@ static const TransportOps nccl_ops = {
 };
 
 Transport *transport_nccl_create(Transport *mpi, void *compute_stream) {
-    YP_CHECK(mpi && strcmp(mpi->ops->name, "mpi") == 0);
+    YP_CHECK(mpi && mpi->ops->kind == TRANSPORT_KIND_MPI);
     TransportNccl *n = yp_calloc(1, sizeof *n);
     n->mpi = mpi;
     n->base.ops = &nccl_ops;

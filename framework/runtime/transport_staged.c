@@ -124,6 +124,7 @@ static void staged_destroy(Transport *t) {
 }
 
 static const TransportOps staged_ops = {
+    .kind = TRANSPORT_KIND_STAGED,
     .name = "staged",
     .isend = staged_isend,
     .irecv = staged_irecv,

@@ -33,7 +33,7 @@ static int trainer_gpu_count(void) {
 static bool trainer_open_gpu_transport(Trainer *t, int gpus, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
     ConfigTransport want = cfg->parallel.transport;
-    bool launched = strcmp(t->tr->ops->name, "mpi") == 0;
+    bool launched = t->tr->ops->kind == TRANSPORT_KIND_MPI;
     char why[256] = "this yolopipe was built without NCCL";
     bool possible = false;
 #if YP_HAVE_NCCL

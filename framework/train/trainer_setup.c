@@ -198,7 +198,7 @@ void trainer_destroy(Trainer *t) {
     free(t->chunks);
     executor_destroy(t->ex);
     if (t->be_tr && t->be_tr != t->tr) {
-        if (strcmp(t->be_tr->ops->name, "nccl") == 0) failure_install(t->topo, t->tr);  // before it goes
+        if (t->be_tr->ops->kind == TRANSPORT_KIND_NCCL) failure_install(t->topo, t->tr);  // before it goes
         transport_destroy(t->be_tr);
     }
     experiment_plan_clear(&t->ep);

@@ -74,6 +74,7 @@ void cpu_destroy(Backend *be) {
     free(ctx->workspace);
     free(ctx->act_scratch);
     free(ctx->weight_scratch);
+    free(ctx->loss_scratch);
     free(ctx);
     free(be);
 }

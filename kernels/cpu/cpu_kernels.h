@@ -28,6 +28,11 @@ typedef struct CpuContext {
     // to the largest layer's weights.
     float *weight_scratch;
     size_t weight_elems;
+    // The detection loss's float32 copies of a batch's prediction and of its gradient (cpu_loss.c),
+    // the gradient at loss_scratch + loss_elems; owned, grown by detect_loss_create to the largest
+    // batch of the backend's losses, which share it (one thread at a time).
+    float *loss_scratch;
+    size_t loss_elems;
 } CpuContext;
 
 // ---- cpu_backend.c ---------------------------------------------------------------------------------
@@ -126,12 +131,22 @@ double cpu_grad_sumsq(Backend *be, MultiTensorTable *table);
 void cpu_grads_scale(Backend *be, const MultiTensorTable *table, float factor);
 void cpu_ema_update(Backend *be, const MultiTensorTable *table, float *ema, float weight);
 
+// ---- cpu_loss.c: the detection loss slots -----------------------------------------------------------
+bool cpu_detect_loss_create(Backend *be, const DetectLossConfig *cfg, int64_t max_batch, int64_t max_targets,
+                            BackendDetectLoss **out, Error *err);
+void cpu_detect_loss_destroy(Backend *be, BackendDetectLoss *loss);
+void cpu_detect_loss_reserve(Backend *be, BackendDetectLoss *loss, int64_t max_targets);
+double cpu_detect_loss_compute(Backend *be, BackendDetectLoss *loss, int64_t batch_n, const void *pred,
+                               const TargetBox *targets, int64_t n_targets, float grad_scale, void *dpred,
+                               DetectLossParts *parts);
+
 // ---- cpu_lowp.c ------------------------------------------------------------------------------------
 // The ops table for bfloat16 and float16 activations.
 extern const BackendOps cpu_lowp_ops;
 
 // The slots that do not depend on the activation type (byte copies, float32 parameters, gradients
-// and optimizer state), shared by both ops tables.
+// and optimizer state; the detection loss, which converts through the table's own activation
+// transfers), shared by both ops tables.
 #define CPU_OPS_SHARED_SLOTS                          \
     .alloc = cpu_alloc,                               \
     .free = cpu_free,                                 \
@@ -157,4 +172,8 @@ extern const BackendOps cpu_lowp_ops;
     .grad_sumsq = cpu_grad_sumsq,                     \
     .grads_scale = cpu_grads_scale,                   \
     .ema_update = cpu_ema_update,                     \
+    .detect_loss_create = cpu_detect_loss_create,     \
+    .detect_loss_destroy = cpu_detect_loss_destroy,   \
+    .detect_loss_reserve = cpu_detect_loss_reserve,   \
+    .detect_loss_compute = cpu_detect_loss_compute,   \
     .destroy = cpu_destroy

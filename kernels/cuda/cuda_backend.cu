@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/cuda_loss.h"
 
 static void *cuda_alloc(Backend *be, size_t n_bytes) {
     (void)be;
@@ -208,6 +209,10 @@ static const BackendOps cuda_ops = {
     .grad_sumsq = cuda_grad_sumsq,
     .grads_scale = cuda_grads_scale,
     .ema_update = cuda_ema_update,
+    .detect_loss_create = cuda_detect_loss_create,
+    .detect_loss_destroy = cuda_detect_loss_destroy,
+    .detect_loss_reserve = cuda_detect_loss_reserve,
+    .detect_loss_compute = cuda_detect_loss_compute,
     .destroy = cuda_destroy,
 };
 

@@ -1,13 +1,15 @@
 // Check macros for the CUDA libraries, all built on YP_LIBRARY_CHECK (framework/core/error.h): each
 // evaluates its call once and, on failure, names the library, the call, its message, the file and
-// line, then aborts. Build with -DYP_CUDA_SYNC_DEBUG to synchronise after every kernel launch so
-// that asynchronous faults are reported at the launch that caused them.
+// line, then aborts. Configure with -Dgpu_sync_debug=true (build_config.h's YP_CUDA_SYNC_DEBUG) to
+// synchronise after every kernel launch so that asynchronous faults are reported at the launch that
+// caused them.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "build_config.h"
 #include "framework/core/error.h"
 
 #define CUDA_CHECK(call) YP_LIBRARY_CHECK("CUDA", call, cudaError_t, cudaSuccess, cudaGetErrorString)
@@ -16,7 +18,7 @@
 #define CUDNN_CHECK(call) YP_LIBRARY_CHECK("cuDNN", call, cudnnStatus_t, CUDNN_STATUS_SUCCESS, cudnnGetErrorString)
 
 // After a kernel launch: reports launch errors, and with YP_CUDA_SYNC_DEBUG execution errors too.
-#ifdef YP_CUDA_SYNC_DEBUG
+#if YP_CUDA_SYNC_DEBUG
 #define CUDA_CHECK_LAUNCH()                   \
     do {                                      \
         CUDA_CHECK(cudaGetLastError());       \

@@ -1,4 +1,4 @@
-// The detection loss on the GPU (cuda_loss.h). The CPU loss (layers/loss_detect.c) runs an image
+// The detection loss on the GPU (cuda_loss.h). The CPU loss (kernels/cpu/cpu_loss.c) runs an image
 // per thread; here each stage is one kernel over the whole batch, queued on the backend's stream:
 //   decode     (image, anchor): every anchor's predicted box; clears claims and assignment
 //   topk       a block per ground truth: the topk largest alignment metrics over all anchors, ties
@@ -47,7 +47,7 @@ static_assert(CUDA_DETECT_LOSS_MAX_TOPK * TOPK_THREADS * (sizeof(double) + sizeo
               "topk lists exceed the shared memory budget");
 static_assert(TOPK_THREADS % 32 == 0 && TOPK_THREADS <= 1024, "block reductions take whole warps");
 
-struct CudaDetectLoss {
+struct BackendDetectLoss {
     Backend *be;  // borrowed
     cudaStream_t stream;
     DetectLossConfig cfg;
@@ -76,7 +76,7 @@ struct CudaDetectLoss {
 // ---- device helpers ------------------------------------------------------------------------------
 
 // Side s of an anchor, bin k at x[k * A]: the largest logit and sum of exp(logit - top), so that
-// bin k's probability is exp(x_k - top) / sum. The operations of loss_detect.c's dist_decode, which
+// bin k's probability is exp(x_k - top) / sum. The operations of cpu_loss.c's dist_decode, which
 // keeps the exponentials where this recomputes them (per-thread arrays would cost local memory).
 template <typename T>
 static __device__ void side_softmax(const T *x, int64_t A, int64_t R, double *top, double *sum) {
@@ -166,7 +166,7 @@ static __global__ void decode_kernel(int64_t A, int64_t R, int64_t C, const T *p
 // Grid-stride over the batch's ground truths, one block each. Dynamic shared memory: the threads'
 // lists, (topk, blockDim.x) metrics then (topk, blockDim.x) anchors, thread t's entry p at p * T + t.
 // Thread t walks anchors t, t + T, ... in increasing order and keeps the best topk of them as
-// loss_detect.c's gt_select_topk keeps them over all anchors; the ground truth's best topk over all
+// cpu_loss.c's gt_select_topk keeps them over all anchors; the ground truth's best topk over all
 // anchors are among those lists, and topk rounds of block_best, each taking the head of one list,
 // pop them in order.
 template <typename Act>  // T is the block's thread count here
@@ -295,7 +295,7 @@ static __global__ void norm_kernel(int64_t n_partials, int64_t batch_n, const do
     }
 }
 
-// The evaluation, loss_detect.c's image_evaluate, in two kernels over (image, anchor) that fill the
+// The evaluation, cpu_loss.c's image_evaluate, in two kernels over (image, anchor) that fill the
 // same per-block partial sums [box, cls, dfl]: the class terms, and the box terms, which need many
 // more registers. Both read the gradient's factor batch_n / norm from totals.
 
@@ -399,9 +399,9 @@ static __global__ void finish_kernel(int64_t n_partials, const double *partials,
 
 // ---- host side -----------------------------------------------------------------------------------
 
-static void *loss_alloc(CudaDetectLoss *L, size_t n_bytes) { return L->be->ops->alloc(L->be, n_bytes); }
+static void *loss_alloc(BackendDetectLoss *L, size_t n_bytes) { return L->be->ops->alloc(L->be, n_bytes); }
 
-static void loss_free_targets(CudaDetectLoss *L) {
+static void loss_free_targets(BackendDetectLoss *L) {
     Backend *be = L->be;
     be->ops->free(be, L->gts);
     be->ops->free(be, L->gt_image);
@@ -411,7 +411,7 @@ static void loss_free_targets(CudaDetectLoss *L) {
 }
 
 bool cuda_detect_loss_create(Backend *be, const DetectLossConfig *cfg, int64_t max_batch, int64_t max_targets,
-                             CudaDetectLoss **out, Error *err) {
+                             BackendDetectLoss **out, Error *err) {
     *out = NULL;
     YP_CHECK(strcmp(be->name, "cuda") == 0 && max_targets >= 0);
     int64_t A = 0;
@@ -422,7 +422,7 @@ bool cuda_detect_loss_create(Backend *be, const DetectLossConfig *cfg, int64_t m
     if (max_batch > LOSS_MAX_IMAGES)
         return error_set(err, "detect loss: %lld images per micro-batch: the CUDA loss takes at most %d",
                          (long long)max_batch, LOSS_MAX_IMAGES);
-    CudaDetectLoss *L = (CudaDetectLoss *)yp_calloc(1, sizeof *L);
+    BackendDetectLoss *L = (BackendDetectLoss *)yp_calloc(1, sizeof *L);
     L->be = be;
     L->stream = cuda_ctx(be)->stream;
     L->cfg = *cfg;
@@ -446,15 +446,15 @@ bool cuda_detect_loss_create(Backend *be, const DetectLossConfig *cfg, int64_t m
     CUDA_CHECK(cudaMemcpyAsync(L->anchors, grid, 3 * (size_t)A * sizeof *grid, cudaMemcpyHostToDevice, L->stream));
     CUDA_CHECK(cudaStreamSynchronize(L->stream));  // before grid is freed
     free(grid);
-    cuda_detect_loss_reserve(L, max_targets);
+    cuda_detect_loss_reserve(be, L, max_targets);
     *out = L;
     return true;
 }
 
-void cuda_detect_loss_destroy(CudaDetectLoss *loss) {
+void cuda_detect_loss_destroy(Backend *be, BackendDetectLoss *loss) {
     if (!loss) return;
+    YP_CHECK(be == loss->be);
     CUDA_CHECK(cudaStreamSynchronize(loss->stream));  // kernels still queued use the buffers
-    Backend *be = loss->be;
     loss_free_targets(loss);
     be->ops->free(be, loss->anchors);
     be->ops->free(be, loss->boxes);
@@ -468,8 +468,8 @@ void cuda_detect_loss_destroy(CudaDetectLoss *loss) {
     free(loss);
 }
 
-void cuda_detect_loss_reserve(CudaDetectLoss *loss, int64_t max_targets) {
-    YP_CHECK(max_targets >= 0);
+void cuda_detect_loss_reserve(Backend *be, BackendDetectLoss *loss, int64_t max_targets) {
+    YP_CHECK(be == loss->be && max_targets >= 0);
     if (loss->gts && max_targets <= loss->gt_capacity) return;
     // At least double, so that a run whose batches slowly grow reallocates a few times only.
     int64_t cap = max_targets > 2 * loss->gt_capacity ? max_targets : 2 * loss->gt_capacity;
@@ -484,9 +484,10 @@ void cuda_detect_loss_reserve(CudaDetectLoss *loss, int64_t max_targets) {
     CUDA_CHECK(cudaMallocHost((void **)&loss->host_gt_image, n * sizeof(int32_t)));
 }
 
-double cuda_detect_loss_compute(CudaDetectLoss *loss, int64_t batch_n, const void *pred, const TargetBox *targets,
-                                int64_t n_targets, float grad_scale, void *dpred, DetectLossParts *parts) {
-    YP_CHECK(batch_n >= 1 && batch_n <= loss->max_batch && n_targets >= 0);
+double cuda_detect_loss_compute(Backend *be, BackendDetectLoss *loss, int64_t batch_n, const void *pred,
+                                const TargetBox *targets, int64_t n_targets, float grad_scale, void *dpred,
+                                DetectLossParts *parts) {
+    YP_CHECK(be == loss->be && batch_n >= 1 && batch_n <= loss->max_batch && n_targets >= 0);
     YP_CHECK(n_targets <= loss->gt_capacity);  // cuda_detect_loss_reserve made room before the step
     CudaContext *ctx = cuda_ctx(loss->be);
     const cudaStream_t stream = loss->stream;

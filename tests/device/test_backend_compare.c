@@ -6,7 +6,8 @@
 // accumulating outputs hold the same random prior on both sides (the result must be prior +
 // contribution), and every buffer has poisoned guard elements before and after it (a write out of
 // bounds shows as "wrote outside the buffer"). Inputs are checked unchanged after each kernel.
-// The detection loss runs on the device (kernels/cuda/cuda_loss.h) as the executor runs it there:
+// The detection loss runs on the device through the backend's detect_loss_* slots (kernels/backend.h;
+// kernels/cuda/cuda_loss.h) as the executor runs it there:
 // its cases and the detection models compare it with the CPU loss on the same predictions.
 //
 // The whole suite runs once per activation type (framework/core/dtype.h): fp32, then bf16 and fp16, each
@@ -63,7 +64,6 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_device.h"
-#include "kernels/cuda/cuda_loss.h"
 #include "layers/graph.h"
 #include "layers/loss.h"
 #include "tests/unit/gradcheck.h"
@@ -1328,7 +1328,7 @@ static bool run_gemm(Harness *h, const void *params) {
     return case_end(&c);
 }
 
-// ---- the detection loss on the device (kernels/cuda/cuda_loss.h) -----------------------------------------
+// ---- the detection loss on the device (the detect_loss_* slots; kernels/cuda/cuda_loss.h) ----------------
 
 // The device's loss against the CPU loss on the same predictions. Both run the same per-element
 // arithmetic in double (kernels/loss_detect_math.h); only summation orders and the GPU's exp, pow and
@@ -1367,33 +1367,27 @@ static double host_loss_compute(Backend *be, DetectLoss *dl, float grad_scale, c
     return total;
 }
 
-// The detection loss on the dut's memory, as the executor runs it there: the CUDA loss, or in the
-// CPU self-check (dut memory is host memory) the CPU loss itself.
+// The detection loss on the dut's memory, as the executor runs it there: the dut backend's
+// detect_loss_* slots (the CUDA loss; in the CPU self-check the CPU backend's, the host loss behind
+// the converting transfers, which must then match host_loss_compute to the bit).
 typedef struct DutLoss {
-    DetectLoss *cpu;
-    CudaDetectLoss *cuda;
+    Backend *be;
+    BackendDetectLoss *loss;
 } DutLoss;
 
 static DutLoss dut_loss_create(Harness *h, const DetectLossConfig *cfg, int64_t max_batch, int64_t max_targets) {
-    DutLoss l = {0};
+    DutLoss l = {.be = h->be[SIDE_DUT]};
     Error err = {0};
-    bool ok = h->cpu_only ? detect_loss_create(cfg, max_batch, &l.cpu, &err)
-                          : cuda_detect_loss_create(h->be[SIDE_DUT], cfg, max_batch, max_targets, &l.cuda, &err);
-    if (!ok) fail_msg("%s", err.message);
+    if (!l.be->ops->detect_loss_create(l.be, cfg, max_batch, max_targets, &l.loss, &err)) fail_msg("%s", err.message);
     return l;
 }
 
 static double dut_loss_compute(Harness *h, DutLoss *l, const LossCall *call) {
-    const float grad_scale = harness_grad_scale(h);
-    if (l->cpu) return host_loss_compute(h->be[SIDE_DUT], l->cpu, grad_scale, call);
-    return cuda_detect_loss_compute(l->cuda, call->batch, call->pred, call->targets, call->n_targets, grad_scale,
-                                    call->dpred, call->parts);
+    return l->be->ops->detect_loss_compute(l->be, l->loss, call->batch, call->pred, call->targets, call->n_targets,
+                                           harness_grad_scale(h), call->dpred, call->parts);
 }
 
-static void dut_loss_destroy(DutLoss *l) {
-    detect_loss_destroy(l->cpu);
-    cuda_detect_loss_destroy(l->cuda);
-}
+static void dut_loss_destroy(DutLoss *l) { l->be->ops->detect_loss_destroy(l->be, l->loss); }
 
 // Compares [total, box, cls, dfl] item by item, each relative to its own size (the parts differ by
 // orders of magnitude; an item that is 0 must be 0), and the foreground and instance counts exactly.

@@ -134,6 +134,7 @@ static void check_topology(Transport *t, const Fixture *f) {
     assert_int_equal(p->local_size, p->world_size);
     assert_int_equal(p->local_rank, w);
     assert_true(transport_max_tag(t) >= 32767);
+    assert_int_equal(t->ops->kind, TRANSPORT_KIND_NCCL);
     assert_string_equal(t->ops->name, "nccl");
 }
 

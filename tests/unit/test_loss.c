@@ -1,6 +1,7 @@
 // The training losses (layers/loss.h) against Ultralytics' own v8DetectionLoss and
 // v8ClassificationLoss (tests/reference/make_loss_reference.py, float64 on float32 inputs), against
-// finite differences, and on edge cases: no targets, a box covering the image, degenerate boxes.
+// finite differences, and on edge cases: no targets, a box covering the image, degenerate boxes;
+// and the CPU backend's detection loss slots against the host loss.
 #include <math.h>
 #include <omp.h>
 #include <setjmp.h>
@@ -13,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "framework/core/dtype.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "layers/loss.h"
 #include "tests/unit/gradcheck.h"
 #include "tests/common/assert_close.h"
@@ -361,6 +364,68 @@ static void test_detect_deterministic(void **state) {
     reference_free(&ref);
 }
 
+// The CPU backend's detect_loss_* slots (kernels/backend.h), what the executor calls: the host loss
+// on the prediction as the backend stores it (pred rounded to the activation type), its gradient
+// times grad_scale rounded to the activation type once, the total and parts unchanged, and no
+// gradient written without dpred. Reference: the host loss on the prediction rounded by
+// framework/core/dtype.h, its gradient scaled and rounded the same way; tolerance 0 (the slot runs the
+// same float operations on the same values, so any difference is a conversion or scaling bug).
+static void test_detect_backend_slots(void **state) {
+    (void)state;
+    Reference ref = load_fixture();
+    DetectCase c = case_load(&ref, "square");
+    const DType types[] = {DTYPE_F32, DTYPE_BF16, DTYPE_F16};
+    const float scales[] = {1.0f, 1024.0f};
+    float *host_pred = malloc((size_t)c.n_pred * sizeof *host_pred);
+    float *host_dpred = malloc((size_t)c.n_pred * sizeof *host_dpred);
+    DetectLoss *host = loss_make(&c.cfg, c.batch);
+    for (int t = 0; t < 3; t++) {
+        Backend *be = cpu_backend_create(types[t]);
+        be->ops->reserve_activations(be, (size_t)c.n_pred);
+        void *pred = be->ops->alloc(be, backend_act_bytes(be, c.n_pred));
+        void *dpred = be->ops->alloc(be, backend_act_bytes(be, c.n_pred));
+        be->ops->upload_activation(be, pred, c.pred, (size_t)c.n_pred);
+        for (int64_t i = 0; i < c.n_pred; i++) host_pred[i] = dtype_round(types[t], c.pred[i]);
+        DetectLossParts want_parts, parts;
+        double want = detect_loss_compute(host, c.batch, host_pred, c.targets, c.n_targets, host_dpred, &want_parts);
+
+        // Created for no boxes, then reserved for the batch's: the executor's order.
+        BackendDetectLoss *loss = NULL;
+        Error err = {0};
+        if (!be->ops->detect_loss_create(be, &c.cfg, c.batch, 0, &loss, &err)) fail_msg("%s", err.message);
+        be->ops->detect_loss_reserve(be, loss, c.n_targets);
+        for (int k = 0; k < 2; k++) {
+            for (int64_t i = 0; i < c.n_pred; i++) dtype_store(types[t], dpred, (size_t)i, NAN);  // unwritten shows
+            double total = be->ops->detect_loss_compute(be, loss, c.batch, pred, c.targets, c.n_targets, scales[k],
+                                                        dpred, &parts);
+            assert_true(total == want);
+            assert_memory_equal(&parts, &want_parts, sizeof parts);
+            for (int64_t i = 0; i < c.n_pred; i++) {
+                float got = dtype_load(types[t], dpred, (size_t)i);
+                float expect = dtype_round(types[t], host_dpred[i] * scales[k]);
+                if (dtype_float_bits(got) != dtype_float_bits(expect))
+                    fail_msg("%s, grad_scale %g: dpred[%lld] is %.9g, want %.9g", dtype_name(types[t]),
+                             (double)scales[k], (long long)i, (double)got, (double)expect);
+            }
+        }
+        // Validation: no gradient, dpred untouched.
+        for (int64_t i = 0; i < c.n_pred; i++) dtype_store(types[t], dpred, (size_t)i, 7.0f);
+        assert_true(be->ops->detect_loss_compute(be, loss, c.batch, pred, c.targets, c.n_targets, 1.0f, NULL,
+                                                 NULL) == want);
+        for (int64_t i = 0; i < c.n_pred; i++) assert_true(dtype_load(types[t], dpred, (size_t)i) == 7.0f);
+        be->ops->detect_loss_destroy(be, loss);
+        be->ops->detect_loss_destroy(be, NULL);
+        be->ops->free(be, pred);
+        be->ops->free(be, dpred);
+        backend_destroy(be);
+    }
+    detect_loss_destroy(host);
+    free(host_pred);
+    free(host_dpred);
+    case_free(&c);
+    reference_free(&ref);
+}
+
 static void test_detect_config_errors(void **state) {
     (void)state;
     DetectLoss *loss = NULL;
@@ -391,6 +456,7 @@ int main(void) {
         cmocka_unit_test(test_detect_no_targets),
         cmocka_unit_test(test_detect_extreme_boxes),
         cmocka_unit_test(test_detect_deterministic),
+        cmocka_unit_test(test_detect_backend_slots),
         cmocka_unit_test(test_detect_config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

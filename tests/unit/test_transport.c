@@ -93,6 +93,7 @@ static void check_topology(Transport *t) {
     assert_int_equal(p->local_size, p->world_size);
     assert_int_equal(p->local_rank, w);
     assert_true(transport_max_tag(t) >= 32767);
+    assert_int_equal(t->ops->kind, TRANSPORT_KIND_MPI);
     assert_string_equal(t->ops->name, "mpi");
 }
 

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers/loss.h"
+#include "kernels/cpu/cpu_loss.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/loss_detect_math.h"
 
 typedef struct TopkEntry {
@@ -240,16 +241,20 @@ static void image_assign(DetectLoss *L, ThreadScratch *t, int64_t i, const float
     L->n_fg[i] = n_fg;
 }
 
+// Grows the per-ground-truth buffers to n_targets when that is more than ever before.
+static void gt_reserve(DetectLoss *L, int64_t n_targets) {
+    if (n_targets <= L->gt_capacity) return;
+    L->gt_capacity = n_targets;
+    size_t n = (size_t)n_targets;
+    L->gts = yp_realloc(L->gts, n * sizeof *L->gts);
+    L->pos_overlap = yp_realloc(L->pos_overlap, n * sizeof *L->pos_overlap);
+    L->pos_align = yp_realloc(L->pos_align, n * sizeof *L->pos_align);
+}
+
 // Groups the targets by image into L->gts, growing the per-ground-truth buffers when this batch has
-// more than ever before.
+// more than ever before (never, behind the backend slots: detect_loss_reserve made room).
 static void targets_group(DetectLoss *L, int64_t batch_n, const TargetBox *targets, int64_t n_targets) {
-    if (n_targets > L->gt_capacity) {
-        L->gt_capacity = n_targets;
-        size_t n = (size_t)n_targets;
-        L->gts = yp_realloc(L->gts, n * sizeof *L->gts);
-        L->pos_overlap = yp_realloc(L->pos_overlap, n * sizeof *L->pos_overlap);
-        L->pos_align = yp_realloc(L->pos_align, n * sizeof *L->pos_align);
-    }
+    gt_reserve(L, n_targets);
     detect_loss_targets_group(&L->cfg, batch_n, targets, n_targets, L->gts, L->gt_start);
 }
 
@@ -337,4 +342,70 @@ double detect_loss_compute(DetectLoss *loss, int64_t batch_n, const float *pred,
                            int64_t n_targets, float *dpred, DetectLossParts *parts) {
     detect_loss_assign(loss, batch_n, pred, targets, n_targets);
     return detect_loss_evaluate(loss, pred, dpred, parts);
+}
+
+// ---- the CPU backend's detect_loss_* slots (kernels/backend.h) ---------------------------------------
+// The host loss on the backend's activations: the prediction widened to float32
+// (download_activation; a copy in float32), the loss, its float32 gradient times grad_scale (one
+// float multiplication, skipped when grad_scale is 1) rounded into dpred (upload_activation).
+
+struct BackendDetectLoss {
+    DetectLoss *loss;
+    size_t max_elems;  // prediction elements of a batch of max_batch images
+};
+
+// The float32 copies of a batch's prediction and gradient, in the context's loss scratch, which
+// detect_loss_create grew for the largest loss of this backend.
+static float *loss_scratch(Backend *be, size_t n_elems, int half) {
+    CpuContext *ctx = be->ctx;
+    YP_CHECK(n_elems <= ctx->loss_elems);
+    return ctx->loss_scratch + (size_t)half * ctx->loss_elems;
+}
+
+bool cpu_detect_loss_create(Backend *be, const DetectLossConfig *cfg, int64_t max_batch, int64_t max_targets,
+                            BackendDetectLoss **out, Error *err) {
+    *out = NULL;
+    YP_CHECK(max_targets >= 0);
+    DetectLoss *loss = NULL;
+    if (!detect_loss_create(cfg, max_batch, &loss, err)) return false;
+    gt_reserve(loss, max_targets);
+    BackendDetectLoss *l = yp_calloc(1, sizeof *l);
+    l->loss = loss;
+    l->max_elems = (size_t)(max_batch * loss->n_channels * loss->n_anchors);
+    CpuContext *ctx = be->ctx;
+    if (l->max_elems > ctx->loss_elems) {
+        free(ctx->loss_scratch);
+        ctx->loss_scratch = yp_malloc(2 * l->max_elems * sizeof *ctx->loss_scratch);
+        ctx->loss_elems = l->max_elems;
+    }
+    *out = l;
+    return true;
+}
+
+void cpu_detect_loss_destroy(Backend *be, BackendDetectLoss *loss) {
+    (void)be;
+    if (!loss) return;
+    detect_loss_destroy(loss->loss);
+    free(loss);
+}
+
+void cpu_detect_loss_reserve(Backend *be, BackendDetectLoss *loss, int64_t max_targets) {
+    (void)be;
+    YP_CHECK(max_targets >= 0);
+    gt_reserve(loss->loss, max_targets);
+}
+
+double cpu_detect_loss_compute(Backend *be, BackendDetectLoss *loss, int64_t batch_n, const void *pred,
+                               const TargetBox *targets, int64_t n_targets, float grad_scale, void *dpred,
+                               DetectLossParts *parts) {
+    YP_CHECK(batch_n >= 1 && batch_n <= loss->loss->max_batch);
+    size_t n = (size_t)(batch_n * loss->loss->n_channels * loss->loss->n_anchors);
+    float *host_pred = loss_scratch(be, n, 0), *host_dpred = dpred ? loss_scratch(be, n, 1) : NULL;
+    be->ops->download_activation(be, host_pred, pred, n);
+    double total = detect_loss_compute(loss->loss, batch_n, host_pred, targets, n_targets, host_dpred, parts);
+    if (!dpred) return total;
+    if (grad_scale != 1.0f)
+        for (size_t i = 0; i < n; i++) host_dpred[i] *= grad_scale;
+    be->ops->upload_activation(be, dpred, host_dpred, n);
+    return total;
 }
