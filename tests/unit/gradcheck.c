@@ -41,13 +41,22 @@ static double central_difference(float *x, int64_t i, float h, GradcheckLoss los
     return (plus - minus) / ((double)up - (double)down);
 }
 
-bool gradcheck(const char *what, float *x, const float *analytic, int64_t n, GradcheckLoss loss,
-               void *ctx, float h, double atol, double rtol, int64_t max_checks) {
+// The fourth-order five-point difference as Richardson's combination of the central differences at
+// h and 2h, each over the steps actually taken: (4 D(h) - D(2h)) / 3 cancels their common h^2 f'''/6
+// term, and equals (8 (L(x+h) - L(x-h)) - (L(x+2h) - L(x-2h))) / 12h for exact steps.
+static double five_point_difference(float *x, int64_t i, float h, GradcheckLoss loss, void *ctx) {
+    return (4.0 * central_difference(x, i, h, loss, ctx) - central_difference(x, i, 2 * h, loss, ctx)) / 3.0;
+}
+
+typedef double (*Difference)(float *x, int64_t i, float h, GradcheckLoss loss, void *ctx);
+
+static bool check(Difference difference, const char *what, float *x, const float *analytic, int64_t n,
+                  GradcheckLoss loss, void *ctx, float h, double atol, double rtol, int64_t max_checks) {
     int64_t step = n <= max_checks ? 1 : (n + max_checks - 1) / max_checks;
     int64_t probes = 0, failures = 0;
     for (int64_t i = 0; i < n; i += step) {
         probes++;
-        double numeric = central_difference(x, i, h, loss, ctx);
+        double numeric = difference(x, i, h, loss, ctx);
         double ana = analytic[i];
         double tol = atol + rtol * fmax(fabs(numeric), fabs(ana));
         if (fabs(numeric - ana) <= tol) continue;
@@ -55,10 +64,20 @@ bool gradcheck(const char *what, float *x, const float *analytic, int64_t n, Gra
         // or moves towards the analytic value (a kink or truncation at this step).
         if (failures < 10)
             fprintf(stderr, "gradcheck %s: index %lld numeric %.6g (at h/2: %.6g) analytic %.6g (tol %.3g)\n", what,
-                    (long long)i, numeric, central_difference(x, i, h / 2, loss, ctx), ana, tol);
+                    (long long)i, numeric, difference(x, i, h / 2, loss, ctx), ana, tol);
         failures++;
     }
     if (failures)
         fprintf(stderr, "gradcheck %s: %lld of %lld probes failed\n", what, (long long)failures, (long long)probes);
     return failures == 0;
+}
+
+bool gradcheck(const char *what, float *x, const float *analytic, int64_t n, GradcheckLoss loss,
+               void *ctx, float h, double atol, double rtol, int64_t max_checks) {
+    return check(central_difference, what, x, analytic, n, loss, ctx, h, atol, rtol, max_checks);
+}
+
+bool gradcheck_five_point(const char *what, float *x, const float *analytic, int64_t n, GradcheckLoss loss, void *ctx,
+                          float h, double atol, double rtol, int64_t max_checks) {
+    return check(five_point_difference, what, x, analytic, n, loss, ctx, h, atol, rtol, max_checks);
 }
