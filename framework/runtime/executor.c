@@ -2,8 +2,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "framework/core/clock.h"
 #include "framework/runtime/failure.h"
 #include "layers/loss.h"
 #include "schedule/simulate.h"
@@ -61,12 +61,6 @@ struct Executor {
     bool recorded;
     double batch_s;                 // duration of the recorded batch
 };
-
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int64_t cut_elems(const Executor *ex, int cut);
 
@@ -456,7 +450,7 @@ static void executor_render_reserve(Executor *ex, const Batch *data) {
 // finishes what it has queued first, while measuring, so that each layer is charged its own kernels.
 static double executor_clock(Executor *ex) {
     if (ex->measuring && !ex->be->host_memory) ex->be->ops->synchronize(ex->be);
-    return seconds_now();
+    return clock_monotonic_s();
 }
 
 typedef struct BatchState {
@@ -640,25 +634,25 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
     // (transport.h), and every transfer to the host and the loss wait for what they read. So other
     // batches do not wait and the host queues ahead. On the CPU, synchronize does nothing.
     if (record) ex->be->ops->synchronize(ex->be);
-    double start = seconds_now();
+    double start = clock_monotonic_s();
     executor_post_receives(ex);
     ex->next_recv = 0;
     char text[96];
     for (int i = 0; i < ex->program->n_instrs; i++) {
         const SchedInstr *in = &ex->program->instrs[i];
         failure_set_activity("%s", sched_instr_format(text, sizeof text, in));
-        double t0 = seconds_now();
+        double t0 = clock_monotonic_s();
         executor_instr(ex, &st, i);
         if (record && (in->op == SCHED_OP_FWD || in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_INPUT ||
                        in->op == SCHED_OP_BWD_WEIGHT))
             ex->be->ops->synchronize(ex->be);
-        if (record) ex->spans[i] = (SchedSpan){.start_s = t0 - start, .end_s = seconds_now() - start};
+        if (record) ex->spans[i] = (SchedSpan){.start_s = t0 - start, .end_s = clock_monotonic_s() - start};
     }
     for (int c = 0; c < ex->n_chunks; c++)
         for (int s = 0; s < ex->chunks[c].n_slots; s++) YP_CHECK(ex->chunks[c].slot_micro[s] < 0);
     if (record) {
         ex->recorded = true;
-        ex->batch_s = seconds_now() - start;
+        ex->batch_s = clock_monotonic_s() - start;
     }
 }
 

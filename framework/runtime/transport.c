@@ -3,25 +3,21 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "framework/core/clock.h"
+
 // Sleeps between polls grow from the first to the last: short enough that a message that arrives
 // soon is seen soon, long enough that a waiting rank leaves its core to a rank that computes.
 static const long wait_first_sleep_ns = 20000, wait_max_sleep_ns = 1000000;
 
-static double monotonic_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void transport_wait(Transport *t, TransportRequest *r, const char *what) {
     if (t->ops->test(t, r)) return;
-    double start = monotonic_seconds();
+    double start = clock_monotonic_s();
     long sleep_ns = wait_first_sleep_ns;
     for (;;) {
         nanosleep(&(struct timespec){.tv_nsec = sleep_ns}, NULL);
         if (t->ops->test(t, r)) return;
         sleep_ns = sleep_ns * 2 < wait_max_sleep_ns ? sleep_ns * 2 : wait_max_sleep_ns;
-        if (t->timeout_s > 0 && monotonic_seconds() - start > t->timeout_s) {
+        if (t->timeout_s > 0 && clock_monotonic_s() - start > t->timeout_s) {
             const Topology *p = &t->topo;
             fprintf(stderr, "yolopipe: rank %d (pipeline rank %d, replica %d): timed out after %g s waiting for %s\n",
                     p->world_rank, p->pipeline_rank, p->replica, t->timeout_s, what);

@@ -3,17 +3,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "framework/core/clock.h"
 #include "framework/train/loss_scale.h"
 #include "framework/train/trainer_internal.h"
 #include "layers/graph.h"
-
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double world_sum(Trainer *t, double value) {
     t->tr->ops->allreduce_sum_f64(t->tr, &value, 1, TRANSPORT_WORLD);
@@ -101,9 +95,9 @@ static void batch_wire_read(const BatchWire *wire, ExecutorLoss *loss, double *g
 static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHyper *hyper, int64_t *instances,
                           double *data_wait_s, Error *err) {
     Batch batch = {0};
-    double wait_start = seconds_now();
+    double wait_start = clock_monotonic_s();
     if (t->train_loader && !loader_next(t->train_loader, &batch, err)) return false;
-    *data_wait_s = seconds_now() - wait_start;
+    *data_wait_s = clock_monotonic_s() - wait_start;
     OptimIteration it = optim_schedule_at(&t->schedule, t->at.iteration, epoch);
     *hyper = it.hyper;
     bool step = t->at.iteration - t->at.last_step_iteration >= it.accumulate;
@@ -130,9 +124,10 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
         t->at.last_step_iteration = t->at.iteration;
     }
     if (record) {
-        char path[4300];
-        snprintf(path, sizeof path, "%s/trace.json", t->run_dir);
-        if (!executor_trace_write(t->ex, path, err)) return false;
+        char path[PATH_MAX];
+        if (!path_format(path, sizeof path, err, "%s/trace.json", t->run_dir) ||
+            !executor_trace_write(t->ex, path, err))
+            return false;
         fprintf(t->out, "\ntrace of batch %lld (every rank of replica 0) written to %s\n", (long long)t->at.iteration,
                 path);
     }
@@ -172,15 +167,15 @@ static void trainer_print_step_times(Trainer *t) {
 }
 
 static bool trainer_write_profile(Trainer *t, Error *err) {
-    char path[4300];
-    snprintf(path, sizeof path, "%s/profile.csv", t->run_dir);
-    return executor_profile_write(t->ex, path, err);
+    char path[PATH_MAX];
+    return path_format(path, sizeof path, err, "%s/profile.csv", t->run_dir) &&
+           executor_profile_write(t->ex, path, err);
 }
 
 static bool trainer_loop(Trainer *t, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
     const TrainConfig *tc = &cfg->train;
-    double run_start = seconds_now();
+    double run_start = clock_monotonic_s();
     OptimHyper hyper = optim_schedule_at(&t->schedule, t->at.iteration, t->at.epoch).hyper;
     bool stop = false;
     t->step_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->step_times);
@@ -200,14 +195,14 @@ static bool trainer_loop(Trainer *t, Error *err) {
                                                                .imgsz_per_batch = t->step_sides});
         ExecutorLoss sums = {0};
         int64_t skipped_before = t->at.loss_scale.skipped, steps_before = t->at.optimizer_steps;
-        double epoch_start = seconds_now();
+        double epoch_start = clock_monotonic_s();
         int64_t images = 0;
         while (!stop && t->at.batch < t->batches_per_epoch) {
-            double batch_start = seconds_now();
+            double batch_start = clock_monotonic_s();
             int64_t instances = 0;
             double data_wait_s = 0;
             if (!trainer_batch(t, epoch, &sums, &hyper, &instances, &data_wait_s, err)) return false;
-            double batch_s = seconds_now() - batch_start;
+            double batch_s = clock_monotonic_s() - batch_start;
             t->step_times[t->n_step_times] = batch_s;
             t->compute_times[t->n_step_times++] = batch_s - data_wait_s;
             stop = tc->max_steps > 0 && t->at.optimizer_steps >= tc->max_steps;
@@ -219,7 +214,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
             ProgressStep ps = {.epoch = epoch + 1, .epochs = tc->epochs, .step = t->at.batch,
                                .steps = t->batches_per_epoch, .box = sums.box / n, .cls = sums.cls / n,
                                .dfl = sums.dfl / n, .ce = sums.ce / n, .classify = t->classify, .instances = instances,
-                               .imgsz = side, .images_per_s = (double)images / (seconds_now() - epoch_start),
+                               .imgsz = side, .images_per_s = (double)images / (clock_monotonic_s() - epoch_start),
                                .lr = hyper.lr[OPTIM_GROUP_WEIGHT]};
             progress_step(&t->progress_line, &ps);
         }
@@ -228,7 +223,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
             fprintf(t->out, "fp16: %lld of %lld optimizer steps skipped (gradients overflowed); loss scale now %g\n",
                     (long long)(t->at.loss_scale.skipped - skipped_before),
                     (long long)(t->at.optimizer_steps - steps_before), t->at.loss_scale.scale);
-        double images_per_s = (double)images / (seconds_now() - epoch_start);
+        double images_per_s = (double)images / (clock_monotonic_s() - epoch_start);
         if (stop && t->at.batch < t->batches_per_epoch) {
             fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
             trainer_print_step_times(t);
@@ -245,7 +240,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
             if (!ok) return false;
             trainer_print_validation(t, &val);
         }
-        trainer_write_results_row(t, epoch, seconds_now() - run_start, &sums, &val, &hyper, images_per_s);
+        trainer_write_results_row(t, epoch, clock_monotonic_s() - run_start, &sums, &val, &hyper, images_per_s);
         bool best = val.loss.n && val.fitness > t->at.best_fitness;
         if (best) t->at.best_fitness = val.fitness;
         if (!trainer_save(t, "last", err) || (best && !trainer_save(t, "best", err))) return false;

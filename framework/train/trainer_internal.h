@@ -15,6 +15,7 @@
 #include "framework/config/config.h"
 #include "framework/config/experiment_plan.h"
 #include "framework/core/error.h"
+#include "framework/core/path.h"
 #include "framework/data/dataset.h"
 #include "framework/data/loader.h"
 #include "framework/eval/metrics.h"
@@ -63,15 +64,17 @@ typedef struct Trainer {
     int64_t micro;     // images per forward pass
     int64_t max_side;  // the graphs are built for max_side x max_side
 
-    // Validation: detections on the last stage, metrics on world rank 0.
+    // Validation: detections on the last stage, metrics on world rank 0; made at the first validation
+    // (val_ready), on every rank, and kept for the later ones.
+    bool val_ready;
     DetectDecoder *decoder;
     Detections *detections;
     DetectMetrics *metrics;
-    float *val_out;
+    float *val_out;  // the head's outputs of one batch; NULL on ranks that do not load the targets
 
     OptimSchedule schedule;
     TrainProgress at;
-    char run_dir[4096];
+    char run_dir[PATH_MAX];
     int64_t batches_per_epoch;
     int *step_sides;  // (batches_per_epoch) input side of each batch of the current epoch
     int n_step_times;

@@ -14,10 +14,10 @@ bool trainer_pick_run_dir(Trainer *t, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
     bool ok = true;
     if (t->lead) {
-        snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", cfg->output.dir, cfg->name);
-        for (int k = 2; path_exists(t->run_dir); k++)
-            snprintf(t->run_dir, sizeof t->run_dir, "%s/%s%d", cfg->output.dir, cfg->name, k);
-        ok = fs_mkdir_p(t->run_dir, err);
+        ok = path_format(t->run_dir, sizeof t->run_dir, err, "%s/%s", cfg->output.dir, cfg->name);
+        for (int k = 2; ok && path_exists(t->run_dir); k++)
+            ok = path_format(t->run_dir, sizeof t->run_dir, err, "%s/%s%d", cfg->output.dir, cfg->name, k);
+        ok = ok && fs_mkdir_p(t->run_dir, err);
     }
     if (!trainer_all_ranks_ok(t, ok, err)) return false;
     t->tr->ops->broadcast(t->tr, t->run_dir, sizeof t->run_dir, 0, TRANSPORT_WORLD);
@@ -27,8 +27,8 @@ bool trainer_pick_run_dir(Trainer *t, Error *err) {
 // World rank 0 writes the resolved configuration into a new run directory (the other ranks return true).
 bool trainer_write_config(Trainer *t, Error *err) {
     if (!t->lead) return true;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
+    char path[PATH_MAX];
+    if (!path_format(path, sizeof path, err, "%s/config.yaml", t->run_dir)) return false;
     FILE *f = fopen(path, "w");
     if (!f) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
     config_write_yaml(t->cfg, f);
@@ -42,8 +42,12 @@ bool trainer_write_config(Trainer *t, Error *err) {
 void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const ExecutorLoss *train,
                                const ValResult *val, const OptimHyper *hyper, double images_per_s) {
     if (!t->lead) return;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/results.csv", t->run_dir);
+    char path[PATH_MAX];
+    Error err = {0};
+    if (!path_format(path, sizeof path, &err, "%s/results.csv", t->run_dir)) {
+        fprintf(stderr, "yolopipe: cannot append to results.csv: %s\n", err.message);
+        return;
+    }
     bool fresh = !path_exists(path);
     FILE *f = fopen(path, "a");
     if (!f) {
@@ -78,11 +82,14 @@ void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const 
 // gradients accumulated since the last step are summed over the replicas first (what the next step's
 // reduction would do), so the checkpoint resumes under any number of replicas.
 bool trainer_save(Trainer *t, const char *which, Error *err) {
-    char dir[4200], tmp[4200] = "";
-    snprintf(dir, sizeof dir, "%s/weights/%s", t->run_dir, which);
+    char dir[PATH_MAX], tmp[PATH_MAX] = "";  // tmp travels to every rank: the same size everywhere
     FsAtomicDir *ad = NULL;
-    bool ok = !t->lead || checkpoint_dir_begin(dir, &ad, err);
-    if (ad) snprintf(tmp, sizeof tmp, "%s", fs_atomic_dir_path(ad));
+    bool ok = !t->lead || (path_format(dir, sizeof dir, err, "%s/weights/%s", t->run_dir, which) &&
+                           checkpoint_dir_begin(dir, &ad, err));
+    if (ad && !(ok = path_format(tmp, sizeof tmp, err, "%s", fs_atomic_dir_path(ad)))) {
+        fs_atomic_dir_abort(ad);
+        ad = NULL;
+    }
     if (!trainer_all_ranks_ok(t, ok, err)) return false;
     t->tr->ops->broadcast(t->tr, tmp, sizeof tmp, 0, TRANSPORT_WORLD);
     for (int c = 0; ok && c < t->n_chunks; c++) {
@@ -126,17 +133,19 @@ bool trainer_load(Trainer *t, const char *dir, bool with_optimizer, Error *err) 
 // ---- resume ------------------------------------------------------------------------------------------
 
 bool trainer_resume(Trainer *t, Error *err) {
-    char dir[4200];
-    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", t->cfg->output.dir, t->cfg->name);
-    snprintf(dir, sizeof dir, "%s/weights/last", t->run_dir);
+    char dir[PATH_MAX];
+    if (!path_format(t->run_dir, sizeof t->run_dir, err, "%s/%s", t->cfg->output.dir, t->cfg->name) ||
+        !path_format(dir, sizeof dir, err, "%s/weights/last", t->run_dir))
+        return false;
     if (!path_exists(dir))
         return config_error_at(t->cfg, "name", err, "--resume: %s does not exist (nothing to resume for run '%s')", dir,
                                t->cfg->name);
     // Resuming continues the same computation: only keys that do not change it may differ.
-    char saved_path[4300];
-    snprintf(saved_path, sizeof saved_path, "%s/config.yaml", dir);
+    char saved_path[PATH_MAX];
     ExperimentConfig *saved = NULL;
-    if (!config_load(saved_path, 0, NULL, &saved, err)) return false;
+    if (!path_format(saved_path, sizeof saved_path, err, "%s/config.yaml", dir) ||
+        !config_load(saved_path, 0, NULL, &saved, err))
+        return false;
     const char *key = config_resume_mismatch(saved, t->cfg);
     const ParallelConfig *was = &saved->parallel;
     int64_t saved_micro = saved->train.batch / (was->replicas * was->micro_batches);

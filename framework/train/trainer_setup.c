@@ -17,17 +17,17 @@ static bool trainer_open_data(Trainer *t, Error *err) {
     bool ok = true;
     if (t->lead && !path_exists(cfg->data) && cfg->synth.present) {
         // The dataset folder is the data file's folder for detection (data.yaml inside it).
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", cfg->data);
-        if (!t->classify) {
+        char dir[PATH_MAX];
+        ok = path_format(dir, sizeof dir, err, "%s", cfg->data);  // the others wait for ok below
+        if (ok && !t->classify) {
             char *slash = strrchr(dir, '/');
             if (slash) *slash = '\0';
         }
         SynthConfig sc = cfg->synth.synth;
         sc.out_dir = dir;
         sc.progress = t->out;
-        fprintf(t->out, "%s does not exist: generating the synthetic dataset (synth: block)\n", cfg->data);
-        ok = synth_generate(&sc, NULL, err);
+        if (ok) fprintf(t->out, "%s does not exist: generating the synthetic dataset (synth: block)\n", cfg->data);
+        ok = ok && synth_generate(&sc, NULL, err);
     }
     if (!trainer_all_ranks_ok(t, ok, err)) return false;
     DatasetTask task = t->classify ? DATASET_TASK_CLASSIFY : DATASET_TASK_DETECT;

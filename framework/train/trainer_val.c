@@ -203,7 +203,8 @@ static bool trainer_score(Trainer *t, const int64_t *order, const char *all, siz
 bool trainer_validate(Trainer *t, ValResult *res, Error *err) {
     *res = (ValResult){.classify = {.nc = t->spec->nc}};
     const DatasetSplit *split = t->splits[DATASET_SPLIT_VAL];
-    if (!t->val_out) {
+    if (!t->val_ready) {
+        t->val_ready = true;
         int64_t side = t->cfg->train.imgsz;
         if (executor_loads_targets(t->ex))
             t->val_out = yp_malloc((size_t)(t->micro * executor_output_elems(t->ex, side)) * sizeof(float));
