@@ -1,0 +1,165 @@
+// The study file (experiments/STUDY.md documents every key): a base experiment, the points to run
+// (a sweep's product and/or an explicit list, filtered by `where:`), how to measure them, the
+// cluster they are simulated on, how long a full training is and what GPU time costs. Loaded with
+// every default filled in; every user error is "file:line:col: message".
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "framework/core/error.h"
+
+typedef enum StudyMode { STUDY_MODE_SIMULATE, STUDY_MODE_MEASURE, STUDY_MODE_BOTH, STUDY_MODE_COUNT } StudyMode;
+extern const char *const study_mode_names[STUDY_MODE_COUNT];
+
+// Where a value was written in the study file (1-based; line 0: a default).
+typedef struct StudyPos {
+    int line, col;
+} StudyPos;
+
+// One experiment override: `key` (dotted, "parallel.stages") = `value`, YAML text as `--set` takes it
+// (a scalar's text, or a flow collection such as "[[0, 9], [10, 22]]").
+typedef struct StudySetting {
+    char *key, *value;
+    StudyPos pos;  // of the value
+} StudySetting;
+
+// sweep: one key and its list of values; the points are the product of every axis, the first axis
+// varying slowest.
+typedef struct StudyAxis {
+    char *key;
+    StudyPos pos;          // of the key
+    int n_values;
+    StudySetting *values;  // key duplicated in each, for uniform handling
+} StudyAxis;
+
+// points: one explicit point, its settings in file order.
+typedef struct StudyExplicitPoint {
+    int n_settings;
+    StudySetting *settings;
+    StudyPos pos;
+} StudyExplicitPoint;
+
+// where: `lhs op rhs`, all must hold. lhs and rhs each name a swept key or a derived value
+// (world, nodes, gpus_per_node) or are a literal (number, or a word compared as text).
+typedef enum StudyCompare { STUDY_LT, STUDY_LE, STUDY_EQ, STUDY_NE, STUDY_GE, STUDY_GT } StudyCompare;
+typedef struct StudyConstraint {
+    char *text;  // as written, for "dropped: <text>" messages
+    char *lhs, *rhs;
+    StudyCompare op;
+    StudyPos pos;
+} StudyConstraint;
+
+typedef struct StudyMeasure {
+    int64_t steps;         // timed optimizer steps per point (default 6)
+    int64_t warmup;        // untimed steps before them (default 2)
+    char *launcher;        // template with {world} (and optionally {nodes}); default "mpirun -np {world} --oversubscribe"
+    double time_limit_s;   // per point, then the launched job is killed and the point recorded (default 600)
+} StudyMeasure;
+
+// A named device with peak rates (`device: {name: a100, peak_tflops: 312, efficiency: 0.45, ...}`),
+// or one of the planner's named devices (`device: h100`), or a profile CSV from `yolopipe profile`.
+typedef struct StudyDevice {
+    char *name;             // "cpu", "h100", "a100", or the spec's own name
+    char *profile;          // a profile CSV (resolved against the study file's folder), or NULL
+    double peak_flops;      // 0: the planner's figure for `name`
+    double efficiency;      // fraction of peak_flops training reaches (default 1 with a peak, else unused)
+    int64_t memory_bytes;   // per device; 0: the planner's figure for `name`
+} StudyDevice;
+
+typedef struct StudyLink {
+    double bandwidth_bytes_per_s;  // 0: the planner's default for the device
+    double latency_s;
+} StudyLink;
+
+// cluster: where simulated points run. With a `nodes` list every node count is one more sweep axis:
+// world = nodes x gpus_per_node, and parallel.replicas = world / parallel.stages (points where the
+// stages do not divide the world are dropped with that reason).
+typedef struct StudyCluster {
+    bool present;
+    int n_nodes;            // 0: world = parallel.stages x parallel.replicas, nodes = ceil(world / gpus_per_node)
+    int64_t *nodes;         // (n_nodes) node counts, from a list or a range {from, to, factor}
+    int64_t gpus_per_node;  // default 8
+    StudyDevice device;
+    StudyLink intra;        // between two GPUs of one node
+    StudyLink inter;        // one NIC between nodes
+    int64_t nics_per_node;  // default 1
+    double loader_images_per_s;  // per node; 0: the loader never limits
+    StudyPos pos;
+} StudyCluster;
+
+// train_for: turns a step into time to train.
+typedef struct StudyTrainFor {
+    bool present;
+    int64_t epochs;          // default: the experiment's train.epochs
+    int64_t images;          // training images per epoch; 0: counted from `dataset`
+    char *dataset;           // an Ultralytics dataset YAML (resolved), or NULL
+    double val_s_per_epoch;  // validation time added per epoch (default 0)
+} StudyTrainFor;
+
+typedef enum StudyPlatformKind { STUDY_PLATFORM_CLOUD, STUDY_PLATFORM_LOCAL } StudyPlatformKind;
+typedef struct StudyPlatform {
+    char *name;
+    StudyPlatformKind kind;
+    double on_demand_per_gpu_hour, spot_per_gpu_hour;  // cloud; spot 0: none
+    double purchase_per_gpu;                           // local: price of one GPU's share of the cluster
+    double years, utilisation;                         // local: amortisation period, fraction of time used
+    double watts_per_gpu, electricity_per_kwh;         // local: power of one GPU's share, its price
+} StudyPlatform;
+
+typedef struct StudyConfig {
+    char *path;        // the study file as given
+    char *name;        // default: the file's base name
+    char *experiment;  // resolved against the study file's folder
+    int n_set;
+    StudySetting *set; // applied to every point, before the point's own settings
+    int n_axes;
+    StudyAxis *axes;
+    int n_points;
+    StudyExplicitPoint *points;
+    int n_where;
+    StudyConstraint *where;
+    int64_t batch_per_gpu;  // > 0: train.batch = batch_per_gpu x world for each point (weak scaling)
+    StudyMode mode;         // default simulate
+    StudyMeasure measure;
+    StudyCluster cluster;
+    StudyTrainFor train_for;
+    int n_platforms;
+    StudyPlatform *platforms;
+    char *out;              // default studies/<name>, relative to the working directory
+} StudyConfig;
+
+// Loads `path` and applies each override "key=value" (study keys, e.g. `mode=simulate` or
+// `measure.steps=3`). Unknown keys, wrong types, empty sweeps, sweep keys no experiment has and values
+// out of range are user errors "file:line:col: ...". The caller destroys *out.
+bool study_config_load(const char *path, int n_overrides, char *const *overrides, StudyConfig **out, Error *err);
+void study_config_destroy(StudyConfig *s);  // accepts NULL
+
+// A stable text of everything that decides the points' results (not out, not the measure time limit),
+// for --resume to refuse a changed study. Writes the first differing key to *key (static text).
+bool study_config_same(const StudyConfig *a, const StudyConfig *b, const char **key);
+
+// One point to run: the experiment overrides that make it (the study's set:, then the point's
+// values, then what is derived: parallel.replicas from a cluster node count, train.batch from
+// batch_per_gpu) and where it runs.
+typedef struct StudyPoint {
+    int n_settings;
+    StudySetting *settings;  // owned copies, in the order config_load applies them
+    int64_t world;           // parallel.stages x parallel.replicas
+    int64_t nodes;           // ceil(world / cluster.gpus_per_node); 1 without a cluster
+    char *label;             // "parallel.stages=2 parallel.schedule=1f1b" (swept values only) for progress lines
+} StudyPoint;
+
+typedef struct StudyPoints {
+    int n;
+    StudyPoint *points;
+    int n_dropped;
+    char **dropped;          // one line per dropped combination: "<label>: <reason>" (owned)
+} StudyPoints;
+
+// Expands the sweep's product (times the cluster's node counts) and the explicit points, applies
+// where: and the derived settings, and drops (with the reason) combinations the base experiment
+// rejects (config_load fails) or a constraint excludes. Fails when the study file itself is wrong
+// (a constraint naming an unknown value) or nothing is left.
+bool study_points_expand(const StudyConfig *s, StudyPoints *out, Error *err);
+void study_points_clear(StudyPoints *p);
