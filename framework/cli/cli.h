@@ -105,7 +105,7 @@ int cli_usage_error(const CliCommand *cmd, const char *fmt, ...) __attribute__((
 
 // The commands, one file each (cmd_<name>.c).
 extern const CliCommand cmd_info_cli, cmd_plan_cli, cmd_profile_cli, cmd_synth_cli, cmd_train_cli, cmd_val_cli,
-    cmd_export_cli;
+    cmd_export_cli, cmd_study_cli;
 
 // What train and val take: the experiment file, its --set overrides and the command's own options.
 typedef struct ExperimentArgs {
@@ -129,3 +129,4 @@ int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_val(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_study(int argc, char **argv);

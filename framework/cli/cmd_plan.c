@@ -65,9 +65,7 @@ static void plan_run_destroy(PlanRun *r) {
 static bool plan_build(PlanRun *r, const PlanArgs *a, Error *err) {
     if (!config_load(a->path, a->set.n, a->set.items, &r->cfg, err)) return false;
     const ExperimentConfig *cfg = r->cfg;
-    // The class count only sizes the head: the synth: block's, else the model file's.
-    ModelOptions mo = {.scale = cfg->scale, .nc = cfg->synth.present ? cfg->synth.synth.n_classes : 0};
-    if (!model_spec_load(cfg->model, &mo, &r->spec, err)) return false;
+    if (!experiment_model_load(cfg, &r->spec, err)) return false;
     if (!experiment_plan_build(cfg, r->spec, a->device, a->profile, &r->ep, err)) {
         if (!strncmp(err->message, "--device", 8)) {
             Error device_err = *err;

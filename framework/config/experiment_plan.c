@@ -65,3 +65,8 @@ void experiment_plan_clear(ExperimentPlan *p) {
     graph_destroy(p->graph);
     *p = (ExperimentPlan){0};
 }
+
+bool experiment_model_load(const ExperimentConfig *cfg, ModelSpec **out, Error *err) {
+    ModelOptions mo = {.scale = cfg->scale, .nc = cfg->synth.present ? cfg->synth.synth.n_classes : 0};
+    return model_spec_load(cfg->model, &mo, out, err);
+}

@@ -32,6 +32,10 @@ typedef struct ExperimentPlan {
     Schedule *schedule;    // validated (owned)
 } ExperimentPlan;
 
+// Loads the experiment's model for planning: its scale, and as many classes as the synth: block
+// generates (else the model file's count; the count only sizes the head). The caller destroys *out.
+bool experiment_model_load(const ExperimentConfig *cfg, ModelSpec **out, Error *err);
+
 // Plans cfg's run of `spec` (borrowed; it must outlive the plan) for device `device_name` ("cpu",
 // "h100"; NULL: h100 for cuda experiments, else cpu), with per-layer costs from the profile CSV
 // `profile_path` (NULL: the FLOP estimate). User errors (parallel settings the model or the schedule

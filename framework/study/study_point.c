@@ -1,0 +1,116 @@
+// A point's prediction (experiment_plan_build + sched_simulate, as `yolopipe plan`) and its
+// measurement (measured.json).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "framework/config/experiment_plan.h"
+#include "framework/core/stats.h"
+#include "framework/core/yaml_doc.h"
+#include "framework/study/study_point.h"
+#include "schedule/simulate.h"
+
+const char *const study_term_names[STUDY_TERM_COUNT] = {"compute", "p2p", "allreduce", "optimizer", "loss", "loader"};
+
+// "key=value" for each of the point's settings, as config_load takes --set overrides.
+static char **point_overrides(const StudyPoint *p) {
+    char **out = yp_calloc((size_t)p->n_settings + 1, sizeof *out);
+    for (int i = 0; i < p->n_settings; i++) {
+        size_t n = strlen(p->settings[i].key) + strlen(p->settings[i].value) + 2;
+        out[i] = yp_malloc(n);
+        snprintf(out[i], n, "%s=%s", p->settings[i].key, p->settings[i].value);
+    }
+    return out;
+}
+
+static void overrides_free(int n, char **o) {
+    for (int i = 0; i < n; i++) free(o[i]);
+    free(o);
+}
+
+bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, StudyPrediction *out, Error *err) {
+    *out = (StudyPrediction){0};
+    char **overrides = point_overrides(p);
+    ExperimentConfig *cfg = NULL;
+    ModelSpec *spec = NULL;
+    ExperimentPlan ep = {0};
+    bool ok = config_load(s->experiment, p->n_settings, overrides, &cfg, err) &&
+              experiment_model_load(cfg, &spec, err) &&
+              experiment_plan_build(cfg, spec, s->cluster.device.name, s->cluster.device.profile, &ep, err);
+    if (ok) {
+        SchedSim *sim = sched_simulate(&ep.plan, ep.schedule);
+        const PipelinePlan *plan = &ep.plan;
+        out->step_s = sim->step_s;
+        out->images_per_s = sim->images_per_s;
+        out->train_epochs = cfg->train.epochs;
+        out->images_per_step = (int64_t)plan->replicas * plan->micro_batches * plan->micro_batch_images;
+        int critical = 0;
+        for (int r = 0; r < sim->n_ranks; r++) {
+            out->bubble += sim->bubble[r] / sim->n_ranks;
+            if (sim->peak_activation_bytes[r] > out->peak_activation_bytes)
+                out->peak_activation_bytes = sim->peak_activation_bytes[r];
+            if (sim->busy_s[r] > sim->busy_s[critical]) critical = r;
+            for (int d = 0; d < sim->n_ranks; d++) out->p2p_bytes += sim->link_bytes[r * sim->n_ranks + d];
+        }
+        out->p2p_bytes *= plan->replicas;
+        for (int k = 0; k < ep.report.n_stages; k++) {
+            if (ep.report.stages[k].memory_bytes > out->memory_bytes) out->memory_bytes = ep.report.stages[k].memory_bytes;
+            if (plan->replicas > 1) out->allreduce_bytes += plan->stages[k].param_bytes * plan->replicas;
+        }
+        out->memory_per_gpu = ep.device.memory_bytes;
+        out->terms_s[STUDY_TERM_COMPUTE] = sim->busy_s[critical];
+        out->terms_s[STUDY_TERM_P2P] = sim->step_s - sim->busy_s[critical];
+        sched_sim_destroy(sim);
+    }
+    experiment_plan_clear(&ep);
+    model_spec_destroy(spec);
+    config_destroy(cfg);
+    overrides_free(p->n_settings, overrides);
+    return ok;
+}
+
+// The largest entry of a list of integers at `key`, or -1 when absent.
+static int64_t list_max(YamlDoc *doc, const yaml_node_t *root, const char *key) {
+    const yaml_node_t *list = yaml_map_get(doc, root, key);
+    if (!list || list->type != YAML_SEQUENCE_NODE) return -1;
+    int64_t best = -1;
+    for (int i = 0; i < yaml_seq_len(list); i++) {
+        const char *t = yaml_node_text(yaml_seq_at(doc, list, i));
+        int64_t v = t ? strtoll(t, NULL, 10) : -1;
+        if (v > best) best = v;
+    }
+    return best;
+}
+
+bool study_point_read_measured(const char *path, int64_t warmup, StudyMeasurement *out, Error *err) {
+    *out = (StudyMeasurement){0};
+    YamlDoc *doc = NULL;  // JSON is YAML's flow style: the YAML reader takes it with positions
+    if (!yaml_doc_load(path, &doc, err)) return false;
+    yaml_node_t *root = yaml_doc_root(doc);
+    const yaml_node_t *batches = root && root->type == YAML_MAPPING_NODE ? yaml_map_get(doc, root, "batch_s") : NULL;
+    const yaml_node_t *images = root && root->type == YAML_MAPPING_NODE ? yaml_map_get(doc, root, "images_per_batch") : NULL;
+    bool ok = batches && batches->type == YAML_SEQUENCE_NODE && images;
+    if (!ok) {
+        yaml_doc_destroy(doc);
+        return error_set(err, "%s: no batch_s list or images_per_batch (not a measured.json of this version?)", path);
+    }
+    int n = yaml_seq_len(batches);
+    int skip = warmup < 1 ? 1 : (int)warmup;
+    if (skip >= n) skip = n > 1 ? 1 : 0;  // a short run: keep what there is past the first batch
+    double *times = yp_malloc((size_t)(n + 1) * sizeof *times);
+    int m = 0;
+    for (int i = skip; ok && i < n; i++) ok = yaml_node_number(doc, yaml_seq_at(doc, batches, i), "batch_s", &times[m++], err);
+    double per_batch = 0;
+    ok = ok && yaml_node_number(doc, images, "images_per_batch", &per_batch, err);
+    if (ok && m == 0) ok = error_set(err, "%s: no batch was timed", path);
+    if (ok) {
+        out->step_s = stats_median_in_place(times, m);
+        out->n_timed = m;
+        out->images_per_s = out->step_s > 0 ? per_batch / out->step_s : 0;
+        out->peak_activation_bytes = list_max(doc, root, "peak_activation_bytes");
+        out->peak_rss_bytes = list_max(doc, root, "peak_rss_bytes");
+    }
+    free(times);
+    yaml_doc_destroy(doc);
+    return ok;
+}
