@@ -1,11 +1,10 @@
 #include "kernels/backend.h"
 
-ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int64_t c_out, int64_t k,
-                        int64_t stride, int64_t pad, int64_t dilation, int64_t groups) {
-    ConvDesc d = {.n = n, .c_in = c_in, .h_in = h_in, .w_in = w_in, .c_out = c_out, .kh = k, .kw = k,
-                  .stride = stride, .pad = pad, .dilation = dilation, .groups = groups};
-    d.h_out = (h_in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
-    d.w_out = (w_in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+ConvDesc conv_desc_make(const ConvDesc *shape) {
+    ConvDesc d = *shape;
+    YP_CHECK(d.kh >= 1 && d.kw >= 1 && d.stride >= 1 && d.dilation >= 1 && d.groups >= 1);
+    d.h_out = (d.h_in + 2 * d.pad - d.dilation * (d.kh - 1) - 1) / d.stride + 1;
+    d.w_out = (d.w_in + 2 * d.pad - d.dilation * (d.kw - 1) - 1) / d.stride + 1;
     return d;
 }
 

@@ -50,9 +50,12 @@ typedef struct ConvDesc {
     int64_t kh, kw, stride, pad, dilation, groups;
 } ConvDesc;
 
-// Fills in h_out and w_out from the other fields (PyTorch's formula).
-ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int64_t c_out, int64_t k,
-                        int64_t stride, int64_t pad, int64_t dilation, int64_t groups);
+// `shape` with h_out and w_out filled in from the other fields (PyTorch's formula), which the caller
+// sets with designated initializers, every one of them (kh, kw, stride, dilation and groups at least
+// 1; shape's h_out and w_out are not read):
+//   conv_desc_make(&(ConvDesc){.n = n, .c_in = c, .h_in = h, .w_in = w, .c_out = c_out, .kh = 3, .kw = 3,
+//                              .stride = 1, .pad = 1, .dilation = 1, .groups = 1})
+ConvDesc conv_desc_make(const ConvDesc *shape);
 
 // Multiply-accumulates of one forward pass of the convolution (bias adds not counted).
 int64_t conv_desc_macs(const ConvDesc *d);

@@ -61,7 +61,9 @@ static void declare_conv(ConvBlock *cb, Builder *b, const ConvBlockSpec *s, cons
                          ParamInit init) {
     const Shape in = s->in;
     const int64_t c_out = s->c_out, k = s->k;
-    cb->desc = conv_desc_make(in.n, in.c, in.h, in.w, c_out, k, s->stride, s->pad, s->dilation, s->groups);
+    cb->desc = conv_desc_make(&(ConvDesc){.n = in.n, .c_in = in.c, .h_in = in.h, .w_in = in.w, .c_out = c_out, .kh = k,
+                                          .kw = k, .stride = s->stride, .pad = s->pad, .dilation = s->dilation,
+                                          .groups = s->groups});
     int64_t fan_in = in.c / s->groups * k * k;
     if (init.kind == PARAM_INIT_FAN_IN_UNIFORM) init.fan_in = fan_in;
     cb->weight = builder_param(b, weight_name, 4, (int64_t[]){c_out, in.c / s->groups, k, k}, flags, init);
@@ -123,11 +125,14 @@ static BatchNormActivation conv_block_bn_act(const ConvBlock *cb) {
 
 // Shapes the block's tensors for input x (at most the built size).
 static ConvDesc conv_block_resize(ConvBlock *cb, const Tensor *x) {
-    const ConvDesc *d = &cb->desc;
-    ConvDesc now = conv_desc_make(x->shape.n, x->shape.c, x->shape.h, x->shape.w, d->c_out, d->kh, d->stride, d->pad,
-                                  d->dilation, d->groups);
+    ConvDesc now = cb->desc;
+    now.n = x->shape.n;
+    now.c_in = x->shape.c;
+    now.h_in = x->shape.h;
+    now.w_in = x->shape.w;
+    now = conv_desc_make(&now);
     Shape out = shape_make(now.n, now.c_out, now.h_out, now.w_out);
-    YP_CHECK(x->shape.c == d->c_in && shape_elems(out) <= cb->conv_out.capacity);
+    YP_CHECK(x->shape.c == cb->desc.c_in && shape_elems(out) <= cb->conv_out.capacity);
     cb->conv_out.shape = cb->out.shape = out;
     return now;
 }

@@ -775,8 +775,9 @@ static void conv_reserve(Harness *h, const ConvDesc *d) {
 
 static bool run_conv(Harness *h, const void *params) {
     const ConvCase *cc = params;
-    ConvDesc d = conv_desc_make(cc->n, cc->c_in, cc->h, cc->w, cc->c_out, cc->k, cc->stride, cc->pad, cc->dilation,
-                                cc->groups);
+    ConvDesc d = conv_desc_make(&(ConvDesc){.n = cc->n, .c_in = cc->c_in, .h_in = cc->h, .w_in = cc->w,
+                                            .c_out = cc->c_out, .kh = cc->k, .kw = cc->k, .stride = cc->stride,
+                                            .pad = cc->pad, .dilation = cc->dilation, .groups = cc->groups});
     conv_reserve(h, &d);
     Shape xs = shape_make(d.n, d.c_in, d.h_in, d.w_in), ys = shape_make(d.n, d.c_out, d.h_out, d.w_out);
     Shape ws = shape_make(d.c_out, d.c_in / d.groups, d.kh, d.kw), bs = shape_make(1, d.c_out, 1, 1);

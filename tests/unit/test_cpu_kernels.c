@@ -167,11 +167,9 @@ static const ConvCase conv_cases[] = {
 enum { CONV_CASES = sizeof conv_cases / sizeof conv_cases[0] };
 
 static ConvDesc conv_case_desc(const ConvCase *cc) {
-    ConvDesc d = conv_desc_make(cc->n, cc->c_in, cc->h, cc->w, cc->c_out, cc->kh, cc->stride, cc->pad,
-                                cc->dilation, cc->groups);
-    d.kw = cc->kw;
-    d.w_out = (cc->w + 2 * cc->pad - cc->dilation * (cc->kw - 1) - 1) / cc->stride + 1;
-    return d;
+    return conv_desc_make(&(ConvDesc){.n = cc->n, .c_in = cc->c_in, .h_in = cc->h, .w_in = cc->w, .c_out = cc->c_out,
+                                      .kh = cc->kh, .kw = cc->kw, .stride = cc->stride, .pad = cc->pad,
+                                      .dilation = cc->dilation, .groups = cc->groups});
 }
 
 // Direct convolution, seven loops deep, accumulated in double.
