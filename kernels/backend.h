@@ -114,6 +114,29 @@ typedef struct AdamwStepScalars {
 // A backend's detection loss (see the detect_loss_* slots); opaque, each backend defines it.
 typedef struct BackendDetectLoss BackendDetectLoss;
 
+// ---- the arguments of the slots with many operands -----------------------------------------------
+// Passed by const pointer and filled with designated initializers, so that every operand is named
+// at the call: `be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = x, .src_c = c, ...})`. A field
+// left out is 0 (or NULL, or false).
+
+// A box of channels x positions (concat, split, Detect's level flattening): views src as
+// (N, src_c, src_s) and dst as (N, dst_c, dst_s), s being the flattened spatial positions, and
+// copies the box of count_c channels x count_s positions starting at (src_c0, src_s0) to
+// (dst_c0, dst_s0).
+typedef struct CopyBoxArgs {
+    int64_t n;
+    const void *src;
+    int64_t src_c, src_c0, src_s, src_s0;
+    void *dst;  // the box overwritten, or += with `accumulate`; the rest of dst untouched
+    int64_t dst_c, dst_c0, dst_s, dst_s0;
+    int64_t count_c, count_s;
+    bool accumulate;  // add the box onto dst instead of copying it
+} CopyBoxArgs;
+
+// Aborts unless the box lies inside both views (counts and n not negative): the check that every
+// backend's copy_box makes first.
+void copy_box_args_check(const CopyBoxArgs *a);
+
 typedef struct BackendOps {
     // ---- memory -------------------------------------------------------------------------------
     void *(*alloc)(Backend *be, size_t n_bytes);  // aborts on failure; contents undefined
@@ -205,12 +228,8 @@ typedef struct BackendOps {
     void (*accumulate)(Backend *be, const void *src, void *dst, size_t n_elems);      // dst += src
 
     // ---- boxes of channels x positions (concat, split, Detect's level flattening) ---------------
-    // Views src as (N, src_c, src_s) and dst as (N, dst_c, dst_s), s being the flattened spatial
-    // positions, and copies the box of count_c channels x count_s positions starting at
-    // (src_c0, src_s0) to (dst_c0, dst_s0); adds instead of copying when `accumulate`.
-    void (*copy_box)(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                     int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
-                     int64_t count_c, int64_t count_s, bool accumulate);
+    // Copies, or adds, the box that `a` describes (CopyBoxArgs).
+    void (*copy_box)(Backend *be, const CopyBoxArgs *a);
 
     // ---- resampling and pooling ---------------------------------------------------------------
     // Nearest-neighbour upsampling by an integer factor: (N, C, H, W) -> (N, C, H*f, W*f).
@@ -310,10 +329,20 @@ struct Backend {
 // Frees the backend (its ops->destroy); accepts NULL.
 void backend_destroy(Backend *be);
 
-// Copies channels [src_c0, src_c0 + count) of src (N, src_c, HW) to channels [dst_c0, ...) of dst
-// (N, dst_c, HW): copy_box over all positions.
-void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const void *src, int64_t src_c, int64_t src_c0,
-                           void *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate);
+// Channels [src_c0, src_c0 + count) of src (N, src_c, HW) and channels [dst_c0, dst_c0 + count) of
+// dst (N, dst_c, HW), for backend_copy_channels.
+typedef struct CopyChannelsArgs {
+    int64_t n, hw;
+    const void *src;
+    int64_t src_c, src_c0;
+    void *dst;  // those channels overwritten, or += with `accumulate`
+    int64_t dst_c, dst_c0;
+    int64_t count;
+    bool accumulate;
+} CopyChannelsArgs;
+
+// Copies (or adds) the channels of `a` from src to dst: copy_box over all positions.
+void backend_copy_channels(Backend *be, const CopyChannelsArgs *a);
 
 // Bytes of n activation elements, and the address of activation element `index` of `base`.
 static inline size_t backend_act_bytes(const Backend *be, int64_t n) { return (size_t)n * dtype_size(be->act); }

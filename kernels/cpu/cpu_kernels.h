@@ -92,9 +92,7 @@ void cpu_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
 void cpu_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
 void cpu_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
 void cpu_accumulate(Backend *be, const void *src, void *dst, size_t n_elems);
-void cpu_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                  int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
-                  int64_t count_c, int64_t count_s, bool accumulate);
+void cpu_copy_box(Backend *be, const CopyBoxArgs *a);
 
 // ---- cpu_pool.c ------------------------------------------------------------------------------------
 void cpu_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,

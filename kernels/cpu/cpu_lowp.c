@@ -203,19 +203,17 @@ static void cpu_lowp_accumulate(Backend *be, const void *src, void *dst, size_t 
     cpu_lowp_sum(be->act, dst, src, dst, n_elems);
 }
 
-static void cpu_lowp_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0,
-                              int64_t src_s, int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0,
-                              int64_t dst_s, int64_t dst_s0, int64_t count_c, int64_t count_s, bool accumulate) {
-    YP_CHECK(n >= 0 && count_c >= 0 && count_s >= 0);
-    YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);
-    YP_CHECK(src_s0 >= 0 && src_s0 + count_s <= src_s && dst_s0 >= 0 && dst_s0 + count_s <= dst_s);
+static void cpu_lowp_copy_box(Backend *be, const CopyBoxArgs *a) {
+    copy_box_args_check(a);
     const DType t = be->act;
+    const int64_t n = a->n, count_c = a->count_c, count_s = a->count_s;
 #pragma omp parallel for collapse(2) if (n * count_c * count_s >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t img = 0; img < n; img++) {
         for (int64_t ch = 0; ch < count_c; ch++) {
-            const void *s = (const char *)src + backend_act_bytes(be, (img * src_c + src_c0 + ch) * src_s + src_s0);
-            void *d = backend_act_at(be, dst, (img * dst_c + dst_c0 + ch) * dst_s + dst_s0);
-            if (accumulate) cpu_lowp_sum(t, d, s, d, (size_t)count_s);
+            const void *s =
+                (const char *)a->src + backend_act_bytes(be, (img * a->src_c + a->src_c0 + ch) * a->src_s + a->src_s0);
+            void *d = backend_act_at(be, a->dst, (img * a->dst_c + a->dst_c0 + ch) * a->dst_s + a->dst_s0);
+            if (a->accumulate) cpu_lowp_sum(t, d, s, d, (size_t)count_s);
             else memcpy(d, s, backend_act_bytes(be, count_s));
         }
     }

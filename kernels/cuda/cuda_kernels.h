@@ -103,9 +103,7 @@ void cuda_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
 void cuda_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
 void cuda_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
 void cuda_accumulate(Backend *be, const void *src, void *dst, size_t n_elems);
-void cuda_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                   int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
-                   int64_t count_c, int64_t count_s, bool accumulate);
+void cuda_copy_box(Backend *be, const CopyBoxArgs *a);
 // Conversions between float32 and the activation type (plain copies with float32 activations):
 // dst (rows, cols), dense, = src (rows, cols) with leading dimension src_ld, rounded;
 void cuda_act_round(Backend *be, int64_t rows, int64_t cols, const float *src, int64_t src_ld, void *dst);

@@ -1056,10 +1056,14 @@ static bool run_copy_box(Harness *h, const void *params) {
     Buf *dst = case_add(&c, bc->accumulate ? "dst +=" : "dst", bc->accumulate ? BUF_ACCUM : BUF_OUTPUT,
                         shape_make(bc->n, bc->dst_c, 1, bc->dst_s));
     case_ready(&c);
-    for (int side = 0; side < 2; side++)
-        h->be[side]->ops->copy_box(h->be[side], bc->n, buf_at(src, side), bc->src_c, bc->src_c0, bc->src_s,
-                                   bc->src_s0, buf_at(dst, side), bc->dst_c, bc->dst_c0, bc->dst_s, bc->dst_s0,
-                                   bc->count_c, bc->count_s, bc->accumulate);
+    CopyBoxArgs box = {.n = bc->n, .src_c = bc->src_c, .src_c0 = bc->src_c0, .src_s = bc->src_s, .src_s0 = bc->src_s0,
+                       .dst_c = bc->dst_c, .dst_c0 = bc->dst_c0, .dst_s = bc->dst_s, .dst_s0 = bc->dst_s0,
+                       .count_c = bc->count_c, .count_s = bc->count_s, .accumulate = bc->accumulate};
+    for (int side = 0; side < 2; side++) {
+        box.src = buf_at(src, side);
+        box.dst = buf_at(dst, side);
+        h->be[side]->ops->copy_box(h->be[side], &box);
+    }
     case_check(&c, dst, tol_exact);
     return case_end(&c);
 }
@@ -1581,8 +1585,12 @@ static bool run_empty(Harness *h, const void *params) {
         be->ops->silu_backward(be, s, s, d, 0);
         be->ops->add(be, s, s, d, 0);
         be->ops->accumulate(be, s, d, 0);
-        be->ops->copy_box(be, 2, buf_at(box, side), 3, 0, 5, 0, buf_at(box, side), 3, 1, 5, 0, 0, 5, false);
-        be->ops->copy_box(be, 2, buf_at(box, side), 3, 0, 5, 0, buf_at(box, side), 3, 1, 5, 0, 2, 0, true);
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = 2, .src = buf_at(box, side), .src_c = 3, .src_s = 5,
+                                             .dst = buf_at(box, side), .dst_c = 3, .dst_c0 = 1, .dst_s = 5,
+                                             .count_c = 0, .count_s = 5});
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = 2, .src = buf_at(box, side), .src_c = 3, .src_s = 5,
+                                             .dst = buf_at(box, side), .dst_c = 3, .dst_c0 = 1, .dst_s = 5,
+                                             .count_c = 2, .count_s = 0, .accumulate = true});
     }
     case_check(&c, dst, tol_exact);
     case_check(&c, box, tol_exact);

@@ -611,8 +611,10 @@ static void test_copy_box(void **state) {
     float *before = test_copy_of(dst.host, dst.n);
     for (int accumulate = 0; accumulate < 2; accumulate++) {
         test_buf_push(&dst);  // host still holds `before`
-        be->ops->copy_box(be, N, src.dev, SRC_C, SRC_C0, SRC_S, SRC_S0, dst.dev, DST_C, DST_C0, DST_S, DST_S0,
-                          COUNT_C, COUNT_S, accumulate);
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = N, .src = src.dev, .src_c = SRC_C, .src_c0 = SRC_C0, .src_s = SRC_S,
+                                             .src_s0 = SRC_S0, .dst = dst.dev, .dst_c = DST_C, .dst_c0 = DST_C0,
+                                             .dst_s = DST_S, .dst_s0 = DST_S0, .count_c = COUNT_C, .count_s = COUNT_S,
+                                             .accumulate = accumulate});
         float *got = malloc((size_t)dst.n * sizeof(float));
         assert_non_null(got);
         be->ops->download(be, got, dst.dev, (size_t)dst.n * sizeof(float));

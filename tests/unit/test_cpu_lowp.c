@@ -335,10 +335,13 @@ static void test_copy_box(void **state) {
     for (int accumulate = 0; accumulate <= 1; accumulate++) {
         TestAct src = test_act_create(N * SRC_C * SRC_S, -1.0f, 1.0f, 50);
         TestAct dst = test_act_create(N * DST_C * DST_S, -1.0f, 1.0f, 51);
-        env.lp->ops->copy_box(env.lp, N, src.lp, SRC_C, 3, SRC_S, 20, dst.lp, DST_C, 1, DST_S, 100, 5, 250,
-                              accumulate);
-        env.ref->ops->copy_box(env.ref, N, src.ref, SRC_C, 3, SRC_S, 20, dst.ref, DST_C, 1, DST_S, 100, 5, 250,
-                               accumulate);
+        CopyBoxArgs box = {.n = N, .src = src.lp, .src_c = SRC_C, .src_c0 = 3, .src_s = SRC_S, .src_s0 = 20,
+                           .dst = dst.lp, .dst_c = DST_C, .dst_c0 = 1, .dst_s = DST_S, .dst_s0 = 100, .count_c = 5,
+                           .count_s = 250, .accumulate = accumulate};
+        env.lp->ops->copy_box(env.lp, &box);
+        box.src = src.ref;
+        box.dst = dst.ref;
+        env.ref->ops->copy_box(env.ref, &box);
         test_act_expect(accumulate ? "copy_box accumulate dst" : "copy_box dst", &dst);
         test_act_expect("copy_box src", &src);
         test_act_destroy(&src);
