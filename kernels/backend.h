@@ -137,6 +137,40 @@ typedef struct CopyBoxArgs {
 // backend's copy_box makes first.
 void copy_box_args_check(const CopyBoxArgs *a);
 
+// The batch-norm slots (batchnorm_forward_train and the two after it say what they compute):
+// x, y, dy and dx are (N, C, HW) activations, every float pointer is (C).
+typedef struct BatchNormTrainArgs {
+    int64_t n, c, hw;
+    const void *x;
+    const float *gamma, *beta;
+    float *running_mean, *running_var;  // updated with PyTorch's rule
+    float momentum, eps;
+    BatchNormActivation act;
+    void *y;                            // overwritten
+    float *save_mean, *save_invstd;     // overwritten: the batch mean and 1 / sqrt(var + eps), for backward
+} BatchNormTrainArgs;
+
+typedef struct BatchNormInferArgs {
+    int64_t n, c, hw;
+    const void *x;
+    const float *gamma, *beta;
+    const float *running_mean, *running_var;  // normalise with these
+    float eps;
+    BatchNormActivation act;
+    void *y;  // overwritten
+} BatchNormInferArgs;
+
+typedef struct BatchNormBackwardArgs {
+    int64_t n, c, hw;
+    const void *x;   // forward's input
+    const void *dy;  // the gradient at forward's output y
+    const float *gamma, *beta;
+    const float *save_mean, *save_invstd;  // forward_train's
+    BatchNormActivation act;               // forward_train's
+    void *dx;                              // +=
+    float *dgamma, *dbeta;                 // +=
+} BatchNormBackwardArgs;
+
 typedef struct BackendOps {
     // ---- memory -------------------------------------------------------------------------------
     void *(*alloc)(Backend *be, size_t n_bytes);  // aborts on failure; contents undefined
@@ -208,17 +242,9 @@ typedef struct BackendOps {
     // bits of batch norm → silu_forward, and of silu_backward into a zeroed buffer → batch-norm
     // backward. Nothing is kept between forward and backward but the statistics: the fusion saves
     // the batch-norm output that SiLU's backward would read.
-    void (*batchnorm_forward_train)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                    const float *gamma, const float *beta, float *running_mean,
-                                    float *running_var, float momentum, float eps, BatchNormActivation act,
-                                    void *y, float *save_mean /* (C) */, float *save_invstd /* (C) */);
-    void (*batchnorm_forward_infer)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                    const float *gamma, const float *beta, const float *running_mean,
-                                    const float *running_var, float eps, BatchNormActivation act, void *y);
-    void (*batchnorm_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                               const void *dy, const float *gamma, const float *beta, const float *save_mean,
-                               const float *save_invstd, BatchNormActivation act, void *dx /* += */,
-                               float *dgamma /* += */, float *dbeta /* += */);
+    void (*batchnorm_forward_train)(Backend *be, const BatchNormTrainArgs *a);
+    void (*batchnorm_forward_infer)(Backend *be, const BatchNormInferArgs *a);
+    void (*batchnorm_backward)(Backend *be, const BatchNormBackwardArgs *a);
 
     // ---- element-wise -------------------------------------------------------------------------
     void (*silu_forward)(Backend *be, const void *x, void *y, size_t n_elems);

@@ -57,17 +57,9 @@ void cpu_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, c
                                 float *dw, float *dbias);
 
 // ---- cpu_norm.c ------------------------------------------------------------------------------------
-void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                 const float *gamma, const float *beta, float *running_mean,
-                                 float *running_var, float momentum, float eps, BatchNormActivation act,
-                                 void *y, float *save_mean, float *save_invstd);
-void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                 const float *gamma, const float *beta, const float *running_mean,
-                                 const float *running_var, float eps, BatchNormActivation act, void *y);
-void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                            const void *dy, const float *gamma, const float *beta, const float *save_mean,
-                            const float *save_invstd, BatchNormActivation act, void *dx, float *dgamma,
-                            float *dbeta);
+void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a);
+void cpu_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a);
+void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a);
 
 // SiLU's float operations, shared by the element-wise slots and batch norm's fused activation so
 // that both give the same bits. Full-precision expf and an IEEE division.

@@ -147,37 +147,33 @@ static void cpu_lowp_conv2d_backward_filter(Backend *be, const ConvDesc *d, cons
 
 // ---- batch norm ------------------------------------------------------------------------------------
 
-static void cpu_lowp_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                             const float *gamma, const float *beta, float *running_mean,
-                                             float *running_var, float momentum, float eps, BatchNormActivation act,
-                                             void *y, float *save_mean, float *save_invstd) {
-    const size_t n_elems = (size_t)(n * c * hw);
-    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
-    cpu_batchnorm_forward_train(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), gamma, beta,
-                                running_mean, running_var, momentum, eps, act, y32, save_mean, save_invstd);
-    cpu_lowp_store(be, y32, y, n_elems);
+// The float32 kernels run on a copy of the arguments whose activations are the widened operands.
+static void cpu_lowp_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
+    const size_t n_elems = (size_t)(a->n * a->c * a->hw);
+    BatchNormTrainArgs wide = *a;
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_elems);
+    wide.y = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
+    cpu_batchnorm_forward_train(be, &wide);
+    cpu_lowp_store(be, wide.y, a->y, n_elems);
 }
 
-static void cpu_lowp_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                             const float *gamma, const float *beta, const float *running_mean,
-                                             const float *running_var, float eps, BatchNormActivation act, void *y) {
-    const size_t n_elems = (size_t)(n * c * hw);
-    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
-    cpu_batchnorm_forward_infer(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), gamma, beta,
-                                running_mean, running_var, eps, act, y32);
-    cpu_lowp_store(be, y32, y, n_elems);
+static void cpu_lowp_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a) {
+    const size_t n_elems = (size_t)(a->n * a->c * a->hw);
+    BatchNormInferArgs wide = *a;
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_elems);
+    wide.y = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
+    cpu_batchnorm_forward_infer(be, &wide);
+    cpu_lowp_store(be, wide.y, a->y, n_elems);
 }
 
-static void cpu_lowp_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                        const void *dy, const float *gamma, const float *beta,
-                                        const float *save_mean, const float *save_invstd, BatchNormActivation act,
-                                        void *dx, float *dgamma, float *dbeta) {
-    const size_t n_elems = (size_t)(n * c * hw);
-    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_elems);
-    cpu_batchnorm_backward(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
-                           cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), gamma, beta, save_mean, save_invstd,
-                           act, dx32, dgamma, dbeta);
-    cpu_lowp_store(be, dx32, dx, n_elems);
+static void cpu_lowp_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
+    const size_t n_elems = (size_t)(a->n * a->c * a->hw);
+    BatchNormBackwardArgs wide = *a;
+    wide.dx = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, a->dx, n_elems);
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_elems);
+    wide.dy = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, a->dy, n_elems);
+    cpu_batchnorm_backward(be, &wide);
+    cpu_lowp_store(be, wide.dx, a->dx, n_elems);
 }
 
 // ---- element-wise ----------------------------------------------------------------------------------

@@ -85,16 +85,9 @@ void cuda_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const
                           const void *dy, void *dx, float *dw, float *db);
 
 // ---- cuda_norm.cu --------------------------------------------------------------------------------
-void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                  const float *gamma, const float *beta, float *running_mean, float *running_var,
-                                  float momentum, float eps, BatchNormActivation act, void *y, float *save_mean,
-                                  float *save_invstd);
-void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                  const float *gamma, const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, BatchNormActivation act, void *y);
-void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, const void *dy,
-                             const float *gamma, const float *beta, const float *save_mean, const float *save_invstd,
-                             BatchNormActivation act, void *dx, float *dgamma, float *dbeta);
+void cuda_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a);
+void cuda_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a);
+void cuda_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a);
 
 // ---- cuda_elementwise.cu -------------------------------------------------------------------------
 void cuda_fill(Backend *be, float *dst, float value, size_t n_elems);

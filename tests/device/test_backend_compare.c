@@ -875,10 +875,17 @@ static bool run_batchnorm_act(Harness *h, const BnCase *bc, BatchNormActivation 
     bn_shift_all(&c, bc->misaligned);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->batchnorm_forward_train(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side),
-                                                  buf_at(gamma, side), buf_at(beta, side), buf_at(rm, side),
-                                                  buf_at(rv, side), bc->momentum, bc->eps, act, buf_at(y, side),
-                                                  buf_at(sm, side), buf_at(si, side));
+        h->be[side]->ops->batchnorm_forward_train(h->be[side], &(BatchNormTrainArgs){.n = bc->n, .c = bc->c,
+                                                                                     .hw = bc->hw, .x = buf_at(x, side),
+                                                                                     .gamma = buf_at(gamma, side),
+                                                                                     .beta = buf_at(beta, side),
+                                                                                     .running_mean = buf_at(rm, side),
+                                                                                     .running_var = buf_at(rv, side),
+                                                                                     .momentum = bc->momentum,
+                                                                                     .eps = bc->eps, .act = act,
+                                                                                     .y = buf_at(y, side),
+                                                                                     .save_mean = buf_at(sm, side),
+                                                                                     .save_invstd = buf_at(si, side)});
     case_check(&c, y, tol_kernel);
     case_check(&c, rm, tol_kernel);
     case_check(&c, rv, tol_kernel);
@@ -900,9 +907,14 @@ static bool run_batchnorm_act(Harness *h, const BnCase *bc, BatchNormActivation 
     bn_shift_all(&c, bc->misaligned);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->batchnorm_forward_infer(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side),
-                                                  buf_at(gamma, side), buf_at(beta, side), buf_at(rm, side),
-                                                  buf_at(rv, side), bc->eps, act, buf_at(y, side));
+        h->be[side]->ops->batchnorm_forward_infer(h->be[side], &(BatchNormInferArgs){.n = bc->n, .c = bc->c,
+                                                                                     .hw = bc->hw, .x = buf_at(x, side),
+                                                                                     .gamma = buf_at(gamma, side),
+                                                                                     .beta = buf_at(beta, side),
+                                                                                     .running_mean = buf_at(rm, side),
+                                                                                     .running_var = buf_at(rv, side),
+                                                                                     .eps = bc->eps, .act = act,
+                                                                                     .y = buf_at(y, side)});
     case_check(&c, y, tol_kernel);
     ok &= case_end(&c);
 
@@ -937,10 +949,16 @@ static bool run_batchnorm_act(Harness *h, const BnCase *bc, BatchNormActivation 
     bn_shift_all(&c, bc->misaligned);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->batchnorm_backward(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side), buf_at(dy, side),
-                                             buf_at(gamma, side), buf_at(beta, side), buf_at(sm, side),
-                                             buf_at(si, side), act, buf_at(dx, side), buf_at(dgamma, side),
-                                             buf_at(dbeta, side));
+        h->be[side]->ops->batchnorm_backward(h->be[side], &(BatchNormBackwardArgs){.n = bc->n, .c = bc->c, .hw = bc->hw,
+                                                                                   .x = buf_at(x, side),
+                                                                                   .dy = buf_at(dy, side),
+                                                                                   .gamma = buf_at(gamma, side),
+                                                                                   .beta = buf_at(beta, side),
+                                                                                   .save_mean = buf_at(sm, side),
+                                                                                   .save_invstd = buf_at(si, side),
+                                                                                   .act = act, .dx = buf_at(dx, side),
+                                                                                   .dgamma = buf_at(dgamma, side),
+                                                                                   .dbeta = buf_at(dbeta, side)});
     case_check(&c, dx, tol_kernel);
     case_check(&c, dgamma, tol_kernel);
     case_check(&c, dbeta, tol_kernel);

@@ -333,9 +333,12 @@ static void bn_probe_destroy(BnProbe *p) {
 }
 
 static void bn_probe_train(BnProbe *p, BatchNormActivation act) {
-    be->ops->batchnorm_forward_train(be, p->n, p->c, p->hw, p->x.dev, p->gamma.dev, p->beta.dev,
-                                     p->rmean.dev, p->rvar.dev, bn_momentum, bn_eps, act, p->y.dev,
-                                     p->smean.dev, p->sinvstd.dev);
+    be->ops->batchnorm_forward_train(be, &(BatchNormTrainArgs){.n = p->n, .c = p->c, .hw = p->hw, .x = p->x.dev,
+                                                               .gamma = p->gamma.dev, .beta = p->beta.dev,
+                                                               .running_mean = p->rmean.dev, .running_var = p->rvar.dev,
+                                                               .momentum = bn_momentum, .eps = bn_eps, .act = act,
+                                                               .y = p->y.dev, .save_mean = p->smean.dev,
+                                                               .save_invstd = p->sinvstd.dev});
 }
 
 // Train-mode forward; the running statistics drift with every call but do not affect y.
@@ -404,8 +407,10 @@ static void test_batchnorm_train(void **state) {
 static void test_batchnorm_infer(void **state) {
     (void)state;
     BnProbe p = bn_probe_create(2, 4, 4096, 320);  // large enough for the threaded path
-    be->ops->batchnorm_forward_infer(be, p.n, p.c, p.hw, p.x.dev, p.gamma.dev, p.beta.dev, p.rmean.dev,
-                                     p.rvar.dev, bn_eps, BATCHNORM_ACT_NONE, p.y.dev);
+    be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
+                                                               .gamma = p.gamma.dev, .beta = p.beta.dev,
+                                                               .running_mean = p.rmean.dev, .running_var = p.rvar.dev,
+                                                               .eps = bn_eps, .act = BATCHNORM_ACT_NONE, .y = p.y.dev});
     test_buf_pull(&p.y);
     double *want = malloc((size_t)p.y.n * sizeof(double));
     assert_non_null(want);
@@ -427,8 +432,11 @@ static void test_batchnorm_backward(void **state) {
     BnProbe p = bn_probe_create(BN_N, BN_C, BN_HW, 330);
     bn_probe_train(&p, BATCHNORM_ACT_NONE);
     TestBuf dx = test_buf_create(p.x.n), dg = test_buf_create(p.c), db = test_buf_create(p.c);
-    be->ops->batchnorm_backward(be, p.n, p.c, p.hw, p.x.dev, p.r.dev, p.gamma.dev, p.beta.dev, p.smean.dev,
-                                p.sinvstd.dev, BATCHNORM_ACT_NONE, dx.dev, dg.dev, db.dev);
+    be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
+                                                             .dy = p.r.dev, .gamma = p.gamma.dev, .beta = p.beta.dev,
+                                                             .save_mean = p.smean.dev, .save_invstd = p.sinvstd.dev,
+                                                             .act = BATCHNORM_ACT_NONE, .dx = dx.dev, .dgamma = dg.dev,
+                                                             .dbeta = db.dev});
     test_buf_pull(&dx);
     test_buf_pull(&dg);
     test_buf_pull(&db);
@@ -441,8 +449,11 @@ static void test_batchnorm_backward(void **state) {
 
     float *dx1 = test_copy_of(dx.host, dx.n), *dg1 = test_copy_of(dg.host, dg.n), *db1 = test_copy_of(db.host, db.n);
     bn_loss(&p);  // gradcheck restores only the host copies; this re-uploads them and the statistics
-    be->ops->batchnorm_backward(be, p.n, p.c, p.hw, p.x.dev, p.r.dev, p.gamma.dev, p.beta.dev, p.smean.dev,
-                                p.sinvstd.dev, BATCHNORM_ACT_NONE, dx.dev, dg.dev, db.dev);
+    be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
+                                                             .dy = p.r.dev, .gamma = p.gamma.dev, .beta = p.beta.dev,
+                                                             .save_mean = p.smean.dev, .save_invstd = p.sinvstd.dev,
+                                                             .act = BATCHNORM_ACT_NONE, .dx = dx.dev, .dgamma = dg.dev,
+                                                             .dbeta = db.dev});
     test_expect_doubled("bn dx", &dx, dx1);
     test_expect_doubled("bn dgamma", &dg, dg1);
     test_expect_doubled("bn dbeta", &db, db1);
@@ -491,11 +502,18 @@ static void bn_check_silu_fused(int64_t n, int64_t c, int64_t hw, uint64_t seed)
         db[k] = test_buf_random(c, -1.0f, 1.0f, seed + 12);
     }
     be->ops->silu_backward(be, split.y.dev, split.r.dev, dz.dev, (size_t)elems);
-    be->ops->batchnorm_backward(be, n, c, hw, split.x.dev, dz.dev, split.gamma.dev, split.beta.dev, split.smean.dev,
-                                split.sinvstd.dev, BATCHNORM_ACT_NONE, dx[1].dev, dg[1].dev, db[1].dev);
-    be->ops->batchnorm_backward(be, n, c, hw, fused.x.dev, fused.r.dev, fused.gamma.dev, fused.beta.dev,
-                                fused.smean.dev, fused.sinvstd.dev, BATCHNORM_ACT_SILU, dx[0].dev, dg[0].dev,
-                                db[0].dev);
+    be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = n, .c = c, .hw = hw, .x = split.x.dev, .dy = dz.dev,
+                                                             .gamma = split.gamma.dev, .beta = split.beta.dev,
+                                                             .save_mean = split.smean.dev,
+                                                             .save_invstd = split.sinvstd.dev,
+                                                             .act = BATCHNORM_ACT_NONE, .dx = dx[1].dev,
+                                                             .dgamma = dg[1].dev, .dbeta = db[1].dev});
+    be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = n, .c = c, .hw = hw, .x = fused.x.dev,
+                                                             .dy = fused.r.dev, .gamma = fused.gamma.dev,
+                                                             .beta = fused.beta.dev, .save_mean = fused.smean.dev,
+                                                             .save_invstd = fused.sinvstd.dev,
+                                                             .act = BATCHNORM_ACT_SILU, .dx = dx[0].dev,
+                                                             .dgamma = dg[0].dev, .dbeta = db[0].dev});
     for (int k = 0; k < 2; k++) {
         test_buf_pull(&dx[k]);
         test_buf_pull(&dg[k]);
@@ -505,10 +523,16 @@ static void bn_check_silu_fused(int64_t n, int64_t c, int64_t hw, uint64_t seed)
     test_expect_bits("fused dgamma", dg[0].host, dg[1].host, c);
     test_expect_bits("fused dbeta", db[0].host, db[1].host, c);
 
-    be->ops->batchnorm_forward_infer(be, n, c, hw, fused.x.dev, fused.gamma.dev, fused.beta.dev, fused.rmean.dev,
-                                     fused.rvar.dev, bn_eps, BATCHNORM_ACT_SILU, fused.y.dev);
-    be->ops->batchnorm_forward_infer(be, n, c, hw, split.x.dev, split.gamma.dev, split.beta.dev, split.rmean.dev,
-                                     split.rvar.dev, bn_eps, BATCHNORM_ACT_NONE, split.y.dev);
+    be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = n, .c = c, .hw = hw, .x = fused.x.dev,
+                                                               .gamma = fused.gamma.dev, .beta = fused.beta.dev,
+                                                               .running_mean = fused.rmean.dev,
+                                                               .running_var = fused.rvar.dev, .eps = bn_eps,
+                                                               .act = BATCHNORM_ACT_SILU, .y = fused.y.dev});
+    be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = n, .c = c, .hw = hw, .x = split.x.dev,
+                                                               .gamma = split.gamma.dev, .beta = split.beta.dev,
+                                                               .running_mean = split.rmean.dev,
+                                                               .running_var = split.rvar.dev, .eps = bn_eps,
+                                                               .act = BATCHNORM_ACT_NONE, .y = split.y.dev});
     be->ops->silu_forward(be, split.y.dev, y.dev, (size_t)elems);
     test_buf_pull(&fused.y);
     test_buf_pull(&y);

@@ -260,26 +260,48 @@ static void test_batchnorm_case(BatchNormActivation act) {
     TestParam save_mean = test_param_create(C, 0.0f, 1.0f, 28), save_invstd = test_param_create(C, 0.0f, 1.0f, 29);
     TestParam dgamma = test_param_create(C, -1.0f, 1.0f, 30), dbeta = test_param_create(C, -1.0f, 1.0f, 31);
 
-    env.lp->ops->batchnorm_forward_infer(env.lp, N, C, HW, x.lp, gamma.lp, beta.lp, mean.lp, var.lp, 1e-3f, act,
-                                         y.lp);
-    env.ref->ops->batchnorm_forward_infer(env.ref, N, C, HW, x.ref, gamma.ref, beta.ref, mean.ref, var.ref, 1e-3f,
-                                          act, y.ref);
+    env.lp->ops->batchnorm_forward_infer(env.lp, &(BatchNormInferArgs){.n = N, .c = C, .hw = HW, .x = x.lp,
+                                                                       .gamma = gamma.lp, .beta = beta.lp,
+                                                                       .running_mean = mean.lp, .running_var = var.lp,
+                                                                       .eps = 1e-3f, .act = act, .y = y.lp});
+    env.ref->ops->batchnorm_forward_infer(env.ref, &(BatchNormInferArgs){.n = N, .c = C, .hw = HW, .x = x.ref,
+                                                                         .gamma = gamma.ref, .beta = beta.ref,
+                                                                         .running_mean = mean.ref,
+                                                                         .running_var = var.ref, .eps = 1e-3f,
+                                                                         .act = act, .y = y.ref});
     test_act_expect("batchnorm_forward_infer y", &y);
 
-    env.lp->ops->batchnorm_forward_train(env.lp, N, C, HW, x.lp, gamma.lp, beta.lp, mean.lp, var.lp, 0.1f, 1e-3f,
-                                         act, y.lp, save_mean.lp, save_invstd.lp);
-    env.ref->ops->batchnorm_forward_train(env.ref, N, C, HW, x.ref, gamma.ref, beta.ref, mean.ref, var.ref, 0.1f,
-                                          1e-3f, act, y.ref, save_mean.ref, save_invstd.ref);
+    env.lp->ops->batchnorm_forward_train(env.lp, &(BatchNormTrainArgs){.n = N, .c = C, .hw = HW, .x = x.lp,
+                                                                       .gamma = gamma.lp, .beta = beta.lp,
+                                                                       .running_mean = mean.lp, .running_var = var.lp,
+                                                                       .momentum = 0.1f, .eps = 1e-3f, .act = act,
+                                                                       .y = y.lp, .save_mean = save_mean.lp,
+                                                                       .save_invstd = save_invstd.lp});
+    env.ref->ops->batchnorm_forward_train(env.ref, &(BatchNormTrainArgs){.n = N, .c = C, .hw = HW, .x = x.ref,
+                                                                         .gamma = gamma.ref, .beta = beta.ref,
+                                                                         .running_mean = mean.ref,
+                                                                         .running_var = var.ref, .momentum = 0.1f,
+                                                                         .eps = 1e-3f, .act = act, .y = y.ref,
+                                                                         .save_mean = save_mean.ref,
+                                                                         .save_invstd = save_invstd.ref});
     test_act_expect("batchnorm_forward_train y", &y);
     test_param_expect("batchnorm running_mean", &mean);
     test_param_expect("batchnorm running_var", &var);
     test_param_expect("batchnorm save_mean", &save_mean);
     test_param_expect("batchnorm save_invstd", &save_invstd);
 
-    env.lp->ops->batchnorm_backward(env.lp, N, C, HW, x.lp, dy.lp, gamma.lp, beta.lp, save_mean.lp, save_invstd.lp,
-                                    act, dx.lp, dgamma.lp, dbeta.lp);
-    env.ref->ops->batchnorm_backward(env.ref, N, C, HW, x.ref, dy.ref, gamma.ref, beta.ref, save_mean.ref,
-                                     save_invstd.ref, act, dx.ref, dgamma.ref, dbeta.ref);
+    env.lp->ops->batchnorm_backward(env.lp, &(BatchNormBackwardArgs){.n = N, .c = C, .hw = HW, .x = x.lp, .dy = dy.lp,
+                                                                     .gamma = gamma.lp, .beta = beta.lp,
+                                                                     .save_mean = save_mean.lp,
+                                                                     .save_invstd = save_invstd.lp, .act = act,
+                                                                     .dx = dx.lp, .dgamma = dgamma.lp,
+                                                                     .dbeta = dbeta.lp});
+    env.ref->ops->batchnorm_backward(env.ref, &(BatchNormBackwardArgs){.n = N, .c = C, .hw = HW, .x = x.ref,
+                                                                       .dy = dy.ref, .gamma = gamma.ref,
+                                                                       .beta = beta.ref, .save_mean = save_mean.ref,
+                                                                       .save_invstd = save_invstd.ref, .act = act,
+                                                                       .dx = dx.ref, .dgamma = dgamma.ref,
+                                                                       .dbeta = dbeta.ref});
     test_act_expect("batchnorm_backward dx", &dx);
     test_act_expect("batchnorm_backward x", &x);
     test_act_expect("batchnorm_backward dy", &dy);
