@@ -171,6 +171,18 @@ typedef struct BatchNormBackwardArgs {
     float *dgamma, *dbeta;                 // +=
 } BatchNormBackwardArgs;
 
+// linear_backward's operands: x (N, in), dy (N, out) and dx (N, in) activations, w and dw (out, in),
+// db (out).
+typedef struct LinearBackwardArgs {
+    int64_t n, in, out;
+    const void *x;   // forward's input
+    const float *w;  // forward's weights
+    const void *dy;  // the gradient at forward's output y
+    void *dx;        // += ; NULL: skip
+    float *dw;       // +=
+    float *db;       // += ; NULL: no bias
+} LinearBackwardArgs;
+
 typedef struct BackendOps {
     // ---- memory -------------------------------------------------------------------------------
     void *(*alloc)(Backend *be, size_t n_bytes);  // aborts on failure; contents undefined
@@ -280,10 +292,10 @@ typedef struct BackendOps {
     // y (N, out) = x (N, in) * w^T + b, w (out, in), b (out) or NULL.
     void (*linear_forward)(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
                            const float *w, const float *b, void *y);
-    void (*linear_backward)(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
-                            const float *w, const void *dy, void *dx /* += ; NULL: skip */,
-                            float *dw /* += */, float *db /* += ; NULL: no bias */);
+    // dx (N, in) += dy · w; dw (out, in) += dy^T · x; db (out) += column sums of dy (LinearBackwardArgs).
+    void (*linear_backward)(Backend *be, const LinearBackwardArgs *a);
     // Row-major C (m, n) = alpha * op(A) op(B) + beta * C, op(A) (m, k), op(B) (k, n); float32.
+    // Its operands mirror cblas_sgemm's argument list on purpose, so it keeps them positional.
     void (*gemm)(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                  int64_t ldc);

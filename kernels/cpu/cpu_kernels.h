@@ -108,8 +108,7 @@ void cpu_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int
               int64_t ldc);
 void cpu_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
                         const float *w, const float *b, void *y);
-void cpu_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
-                         const float *w, const void *dy, void *dx, float *dw, float *db);
+void cpu_linear_backward(Backend *be, const LinearBackwardArgs *a);
 
 // ---- cpu_optim.c -----------------------------------------------------------------------------------
 MultiTensorTable *cpu_multi_tensor_prepare(Backend *be, const MultiTensorChunk *chunks, int n_chunks);

@@ -275,15 +275,18 @@ static void cpu_lowp_linear_forward(Backend *be, int64_t n, int64_t in, int64_t 
     cpu_lowp_store(be, y32, y, n_y);
 }
 
-static void cpu_lowp_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
-                                     const float *w, const void *dy, void *dx, float *dw, float *db) {
-    const size_t n_x = (size_t)(n * in), n_y = (size_t)(n * out);
-    float *dx32 = dx ? cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_x) : NULL;
+// The float32 kernel runs on a copy of the arguments whose activations and weights are the widened
+// operands.
+static void cpu_lowp_linear_backward(Backend *be, const LinearBackwardArgs *a) {
+    const size_t n_x = (size_t)(a->n * a->in), n_y = (size_t)(a->n * a->out);
+    LinearBackwardArgs wide = *a;
+    wide.dx = a->dx ? cpu_lowp_load(be, CPU_LOWP_OPERAND_2, a->dx, n_x) : NULL;
     // dw stays float32, as cuBLAS accumulates it on the GPU.
-    cpu_linear_backward(be, n, in, out, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),
-                        cpu_lowp_weights(be, w, (size_t)(in * out)), cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_y),
-                        dx32, dw, db);
-    if (dx) cpu_lowp_store(be, dx32, dx, n_x);
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_x);
+    wide.w = cpu_lowp_weights(be, a->w, (size_t)(a->in * a->out));
+    wide.dy = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, a->dy, n_y);
+    cpu_linear_backward(be, &wide);
+    if (a->dx) cpu_lowp_store(be, wide.dx, a->dx, n_x);
 }
 
 const BackendOps cpu_lowp_ops = {

@@ -81,8 +81,7 @@ void cuda_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, in
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 void cuda_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x, const float *w,
                          const float *b, void *y);
-void cuda_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x, const float *w,
-                          const void *dy, void *dx, float *dw, float *db);
+void cuda_linear_backward(Backend *be, const LinearBackwardArgs *a);
 
 // ---- cuda_norm.cu --------------------------------------------------------------------------------
 void cuda_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a);

@@ -1292,9 +1292,11 @@ static bool run_linear(Harness *h, const void *params) {
     case_fill_uniform(&c, w, -bound, bound);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->linear_backward(h->be[side], lc->n, lc->in, lc->out, buf_at(x, side), buf_at(w, side),
-                                          buf_at(dy, side), dx ? buf_at(dx, side) : NULL, buf_at(dw, side),
-                                          db ? buf_at(db, side) : NULL);
+        h->be[side]->ops->linear_backward(
+            h->be[side], &(LinearBackwardArgs){.n = lc->n, .in = lc->in, .out = lc->out, .x = buf_at(x, side),
+                                               .w = buf_at(w, side), .dy = buf_at(dy, side),
+                                               .dx = dx ? buf_at(dx, side) : NULL, .dw = buf_at(dw, side),
+                                               .db = db ? buf_at(db, side) : NULL});
     if (dx) case_check(&c, dx, tol_kernel);
     case_check(&c, dw, tol_kernel);
     if (db) case_check(&c, db, tol_kernel);

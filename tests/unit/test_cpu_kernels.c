@@ -272,12 +272,18 @@ static void test_conv_backward(void **state) {
         // in all), divided by 2h = 2e-2.
         char what[128];
         snprintf(what, sizeof what, "conv dx [%s]", cc->name);
-        assert_true(gradcheck(what, p.x.host, dx.host, p.x.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
+        assert_true(gradcheck(&(GradcheckSpec){.what = what, .x = p.x.host, .analytic = dx.host, .n = p.x.n,
+                                               .loss = conv_loss, .ctx = &p, .h = 1e-2f, .atol = 5e-4, .rtol = 1e-3,
+                                               .max_checks = 200}));
         snprintf(what, sizeof what, "conv dw [%s]", cc->name);
-        assert_true(gradcheck(what, p.w.host, dw.host, p.w.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
+        assert_true(gradcheck(&(GradcheckSpec){.what = what, .x = p.w.host, .analytic = dw.host, .n = p.w.n,
+                                               .loss = conv_loss, .ctx = &p, .h = 1e-2f, .atol = 5e-4, .rtol = 1e-3,
+                                               .max_checks = 200}));
         if (cc->bias) {
             snprintf(what, sizeof what, "conv dbias [%s]", cc->name);
-            assert_true(gradcheck(what, p.b.host, db.host, p.b.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
+            assert_true(gradcheck(&(GradcheckSpec){.what = what, .x = p.b.host, .analytic = db.host, .n = p.b.n,
+                                                   .loss = conv_loss, .ctx = &p, .h = 1e-2f, .atol = 5e-4, .rtol = 1e-3,
+                                                   .max_checks = 200}));
         }
 
         conv_loss(&p);  // gradcheck restores only the host copies
@@ -442,10 +448,16 @@ static void test_batchnorm_backward(void **state) {
     test_buf_pull(&db);
     // x enters through the batch statistics, so L is curved in x: h = 5e-3 keeps the O(h^2)
     // truncation and the float32 rounding of a whole channel's outputs (/ 2h) both below 1e-3.
-    assert_true(gradcheck("bn dx", p.x.host, dx.host, p.x.n, bn_loss, &p, 5e-3f, 1e-3, 1e-2, 200));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "bn dx", .x = p.x.host, .analytic = dx.host, .n = p.x.n,
+                                           .loss = bn_loss, .ctx = &p, .h = 5e-3f, .atol = 1e-3, .rtol = 1e-2,
+                                           .max_checks = 200}));
     // L is linear in gamma and beta: only rounding of the channel's 40 outputs, / 2h.
-    assert_true(gradcheck("bn dgamma", p.gamma.host, dg.host, p.c, bn_loss, &p, 1e-2f, 1e-4, 1e-4, 200));
-    assert_true(gradcheck("bn dbeta", p.beta.host, db.host, p.c, bn_loss, &p, 1e-2f, 1e-4, 1e-4, 200));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "bn dgamma", .x = p.gamma.host, .analytic = dg.host, .n = p.c,
+                                           .loss = bn_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-4, .rtol = 1e-4,
+                                           .max_checks = 200}));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "bn dbeta", .x = p.beta.host, .analytic = db.host, .n = p.c,
+                                           .loss = bn_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-4, .rtol = 1e-4,
+                                           .max_checks = 200}));
 
     float *dx1 = test_copy_of(dx.host, dx.n), *dg1 = test_copy_of(dg.host, dg.n), *db1 = test_copy_of(db.host, db.n);
     bn_loss(&p);  // gradcheck restores only the host copies; this re-uploads them and the statistics
@@ -593,7 +605,9 @@ static void test_silu(void **state) {
     test_buf_pull(&dx);
     assert_true(close_elements("silu backward", dx.host, dwant, N, 1e-6, 1e-5));
     // One output per probe; h = 1e-2 balances O(h^2) truncation against rounding / 2h.
-    assert_true(gradcheck("silu dx", p.x.host, dx.host, N, silu_loss, &p, 1e-2f, 1e-4, 1e-3, 300));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "silu dx", .x = p.x.host, .analytic = dx.host, .n = N,
+                                           .loss = silu_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-4, .rtol = 1e-3,
+                                           .max_checks = 300}));
     silu_loss(&p);  // gradcheck restores only the host copy
     float *dx1 = test_copy_of(dx.host, N);
     be->ops->silu_backward(be, p.x.dev, p.r.dev, dx.dev, N);
@@ -749,7 +763,9 @@ static void test_maxpool(void **state) {
     be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
     test_buf_pull(&dx);
     // L is piecewise linear and h = 1e-3 < half the spacing never crosses a kink: only rounding.
-    assert_true(gradcheck("maxpool dx", p.x.host, dx.host, n, maxpool_loss, &p, 1e-3f, 1e-4, 1e-4, 400));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "maxpool dx", .x = p.x.host, .analytic = dx.host, .n = n,
+                                           .loss = maxpool_loss, .ctx = &p, .h = 1e-3f, .atol = 1e-4, .rtol = 1e-4,
+                                           .max_checks = 400}));
     maxpool_loss(&p);  // gradcheck restores only the host copy
     float *dx1 = test_copy_of(dx.host, n);
     be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
@@ -855,23 +871,35 @@ static void test_linear(void **state) {
     assert_true(close_elements("linear forward, no bias", p.y.host, want_nobias, p.y.n, 1e-6, 1e-6));
 
     TestBuf dx = test_buf_create(p.x.n), dw = test_buf_create(p.w.n), db = test_buf_create(p.b.n);
-    be->ops->linear_backward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, p.r.dev, dx.dev, dw.dev, db.dev);
+    be->ops->linear_backward(be, &(LinearBackwardArgs){.n = LIN_N, .in = LIN_IN, .out = LIN_OUT, .x = p.x.dev,
+                                                       .w = p.w.dev, .dy = p.r.dev, .dx = dx.dev, .dw = dw.dev,
+                                                       .db = db.dev});
     test_buf_pull(&dx);
     test_buf_pull(&dw);
     test_buf_pull(&db);
     // L is linear in x, w and b: no truncation error, only rounding / 2h.
-    assert_true(gradcheck("linear dx", p.x.host, dx.host, p.x.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
-    assert_true(gradcheck("linear dw", p.w.host, dw.host, p.w.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
-    assert_true(gradcheck("linear db", p.b.host, db.host, p.b.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "linear dx", .x = p.x.host, .analytic = dx.host, .n = p.x.n,
+                                           .loss = linear_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-5, .rtol = 1e-4,
+                                           .max_checks = 100}));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "linear dw", .x = p.w.host, .analytic = dw.host, .n = p.w.n,
+                                           .loss = linear_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-5, .rtol = 1e-4,
+                                           .max_checks = 100}));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "linear db", .x = p.b.host, .analytic = db.host, .n = p.b.n,
+                                           .loss = linear_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-5, .rtol = 1e-4,
+                                           .max_checks = 100}));
 
     linear_loss(&p);  // gradcheck restores only the host copies
     float *dx1 = test_copy_of(dx.host, dx.n), *dw1 = test_copy_of(dw.host, dw.n), *db1 = test_copy_of(db.host, db.n);
-    be->ops->linear_backward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, p.r.dev, dx.dev, dw.dev, db.dev);
+    be->ops->linear_backward(be, &(LinearBackwardArgs){.n = LIN_N, .in = LIN_IN, .out = LIN_OUT, .x = p.x.dev,
+                                                       .w = p.w.dev, .dy = p.r.dev, .dx = dx.dev, .dw = dw.dev,
+                                                       .db = db.dev});
     test_expect_doubled("linear dx", &dx, dx1);
     test_expect_doubled("linear dw", &dw, dw1);
     test_expect_doubled("linear db", &db, db1);
     // NULL dx and db are skipped; dw still accumulates.
-    be->ops->linear_backward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, p.r.dev, NULL, dw.dev, NULL);
+    be->ops->linear_backward(be, &(LinearBackwardArgs){.n = LIN_N, .in = LIN_IN, .out = LIN_OUT, .x = p.x.dev,
+                                                       .w = p.w.dev, .dy = p.r.dev, .dx = NULL, .dw = dw.dev,
+                                                       .db = NULL});
     test_buf_pull(&dw);
     double want_dw[LIN_OUT * LIN_IN];
     for (int i = 0; i < LIN_OUT * LIN_IN; i++) want_dw[i] = 3.0 * dw1[i];

@@ -424,14 +424,20 @@ static void test_linear(void **state) {
         env.ref->ops->linear_forward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, with_bias ? b.ref : NULL, y.ref);
         test_act_expect(with_bias ? "linear_forward y (bias)" : "linear_forward y", &y);
     }
-    env.lp->ops->linear_backward(env.lp, N, IN, OUT, x.lp, w.lp, dy.lp, dx.lp, dw.lp, db.lp);
-    env.ref->ops->linear_backward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, dy.ref, dx.ref, dw.ref, db.ref);
+    env.lp->ops->linear_backward(env.lp, &(LinearBackwardArgs){.n = N, .in = IN, .out = OUT, .x = x.lp, .w = w.lp,
+                                                               .dy = dy.lp, .dx = dx.lp, .dw = dw.lp, .db = db.lp});
+    env.ref->ops->linear_backward(env.ref, &(LinearBackwardArgs){.n = N, .in = IN, .out = OUT, .x = x.ref,
+                                                                 .w = w_rounded.ref, .dy = dy.ref, .dx = dx.ref,
+                                                                 .dw = dw.ref, .db = db.ref});
     test_act_expect("linear_backward dx", &dx);
     test_param_expect("linear_backward dw", &dw);
     test_param_expect("linear_backward db", &db);
     // Without dx (the first layer) and without a bias: the weight gradient alone.
-    env.lp->ops->linear_backward(env.lp, N, IN, OUT, x.lp, w.lp, dy.lp, NULL, dw.lp, NULL);
-    env.ref->ops->linear_backward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, dy.ref, NULL, dw.ref, NULL);
+    env.lp->ops->linear_backward(env.lp, &(LinearBackwardArgs){.n = N, .in = IN, .out = OUT, .x = x.lp, .w = w.lp,
+                                                               .dy = dy.lp, .dx = NULL, .dw = dw.lp, .db = NULL});
+    env.ref->ops->linear_backward(env.ref, &(LinearBackwardArgs){.n = N, .in = IN, .out = OUT, .x = x.ref,
+                                                                 .w = w_rounded.ref, .dy = dy.ref, .dx = NULL,
+                                                                 .dw = dw.ref, .db = NULL});
     test_param_expect("linear_backward dw (no dx)", &dw);
     test_act_expect("linear_backward dx (untouched)", &dx);
     test_act_expect("linear x", &x);
