@@ -1,11 +1,10 @@
 #include "kernels/backend.h"
 
-ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int64_t c_out, int64_t k,
-                        int64_t stride, int64_t pad, int64_t dilation, int64_t groups) {
-    ConvDesc d = {.n = n, .c_in = c_in, .h_in = h_in, .w_in = w_in, .c_out = c_out, .kh = k, .kw = k,
-                  .stride = stride, .pad = pad, .dilation = dilation, .groups = groups};
-    d.h_out = (h_in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
-    d.w_out = (w_in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+ConvDesc conv_desc_make(const ConvDesc *shape) {
+    ConvDesc d = *shape;
+    YP_CHECK(d.kh >= 1 && d.kw >= 1 && d.stride >= 1 && d.dilation >= 1 && d.groups >= 1);
+    d.h_out = (d.h_in + 2 * d.pad - d.dilation * (d.kh - 1) - 1) / d.stride + 1;
+    d.w_out = (d.w_in + 2 * d.pad - d.dilation * (d.kw - 1) - 1) / d.stride + 1;
     return d;
 }
 
@@ -17,7 +16,17 @@ void backend_destroy(Backend *be) {
     if (be) be->ops->destroy(be);
 }
 
-void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const void *src, int64_t src_c, int64_t src_c0,
-                           void *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate) {
-    be->ops->copy_box(be, n, src, src_c, src_c0, hw, 0, dst, dst_c, dst_c0, hw, 0, count, hw, accumulate);
+void copy_box_args_check(const CopyBoxArgs *a) {
+    YP_CHECK(a->n >= 0 && a->count_c >= 0 && a->count_s >= 0);
+    YP_CHECK(a->src_c0 >= 0 && a->src_c0 + a->count_c <= a->src_c);
+    YP_CHECK(a->dst_c0 >= 0 && a->dst_c0 + a->count_c <= a->dst_c);
+    YP_CHECK(a->src_s0 >= 0 && a->src_s0 + a->count_s <= a->src_s);
+    YP_CHECK(a->dst_s0 >= 0 && a->dst_s0 + a->count_s <= a->dst_s);
+}
+
+void backend_copy_channels(Backend *be, const CopyChannelsArgs *a) {
+    be->ops->copy_box(be, &(CopyBoxArgs){.n = a->n, .src = a->src, .src_c = a->src_c, .src_c0 = a->src_c0,
+                                         .src_s = a->hw, .dst = a->dst, .dst_c = a->dst_c, .dst_c0 = a->dst_c0,
+                                         .dst_s = a->hw, .count_c = a->count, .count_s = a->hw,
+                                         .accumulate = a->accumulate});
 }

@@ -50,9 +50,12 @@ typedef struct ConvDesc {
     int64_t kh, kw, stride, pad, dilation, groups;
 } ConvDesc;
 
-// Fills in h_out and w_out from the other fields (PyTorch's formula).
-ConvDesc conv_desc_make(int64_t n, int64_t c_in, int64_t h_in, int64_t w_in, int64_t c_out, int64_t k,
-                        int64_t stride, int64_t pad, int64_t dilation, int64_t groups);
+// `shape` with h_out and w_out filled in from the other fields (PyTorch's formula), which the caller
+// sets with designated initializers, every one of them (kh, kw, stride, dilation and groups at least
+// 1; shape's h_out and w_out are not read):
+//   conv_desc_make(&(ConvDesc){.n = n, .c_in = c, .h_in = h, .w_in = w, .c_out = c_out, .kh = 3, .kw = 3,
+//                              .stride = 1, .pad = 1, .dilation = 1, .groups = 1})
+ConvDesc conv_desc_make(const ConvDesc *shape);
 
 // Multiply-accumulates of one forward pass of the convolution (bias adds not counted).
 int64_t conv_desc_macs(const ConvDesc *d);
@@ -110,6 +113,75 @@ typedef struct AdamwStepScalars {
 
 // A backend's detection loss (see the detect_loss_* slots); opaque, each backend defines it.
 typedef struct BackendDetectLoss BackendDetectLoss;
+
+// ---- the arguments of the slots with many operands -----------------------------------------------
+// Passed by const pointer and filled with designated initializers, so that every operand is named
+// at the call: `be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = x, .src_c = c, ...})`. A field
+// left out is 0 (or NULL, or false).
+
+// A box of channels x positions (concat, split, Detect's level flattening): views src as
+// (N, src_c, src_s) and dst as (N, dst_c, dst_s), s being the flattened spatial positions, and
+// copies the box of count_c channels x count_s positions starting at (src_c0, src_s0) to
+// (dst_c0, dst_s0).
+typedef struct CopyBoxArgs {
+    int64_t n;
+    const void *src;
+    int64_t src_c, src_c0, src_s, src_s0;
+    void *dst;  // the box overwritten, or += with `accumulate`; the rest of dst untouched
+    int64_t dst_c, dst_c0, dst_s, dst_s0;
+    int64_t count_c, count_s;
+    bool accumulate;  // add the box onto dst instead of copying it
+} CopyBoxArgs;
+
+// Aborts unless the box lies inside both views (counts and n not negative): the check that every
+// backend's copy_box makes first.
+void copy_box_args_check(const CopyBoxArgs *a);
+
+// The batch-norm slots (batchnorm_forward_train and the two after it say what they compute):
+// x, y, dy and dx are (N, C, HW) activations, every float pointer is (C).
+typedef struct BatchNormTrainArgs {
+    int64_t n, c, hw;
+    const void *x;
+    const float *gamma, *beta;
+    float *running_mean, *running_var;  // updated with PyTorch's rule
+    float momentum, eps;
+    BatchNormActivation act;
+    void *y;                            // overwritten
+    float *save_mean, *save_invstd;     // overwritten: the batch mean and 1 / sqrt(var + eps), for backward
+} BatchNormTrainArgs;
+
+typedef struct BatchNormInferArgs {
+    int64_t n, c, hw;
+    const void *x;
+    const float *gamma, *beta;
+    const float *running_mean, *running_var;  // normalise with these
+    float eps;
+    BatchNormActivation act;
+    void *y;  // overwritten
+} BatchNormInferArgs;
+
+typedef struct BatchNormBackwardArgs {
+    int64_t n, c, hw;
+    const void *x;   // forward's input
+    const void *dy;  // the gradient at forward's output y
+    const float *gamma, *beta;
+    const float *save_mean, *save_invstd;  // forward_train's
+    BatchNormActivation act;               // forward_train's
+    void *dx;                              // +=
+    float *dgamma, *dbeta;                 // +=
+} BatchNormBackwardArgs;
+
+// linear_backward's operands: x (N, in), dy (N, out) and dx (N, in) activations, w and dw (out, in),
+// db (out).
+typedef struct LinearBackwardArgs {
+    int64_t n, in, out;
+    const void *x;   // forward's input
+    const float *w;  // forward's weights
+    const void *dy;  // the gradient at forward's output y
+    void *dx;        // += ; NULL: skip
+    float *dw;       // +=
+    float *db;       // += ; NULL: no bias
+} LinearBackwardArgs;
 
 typedef struct BackendOps {
     // ---- memory -------------------------------------------------------------------------------
@@ -182,17 +254,9 @@ typedef struct BackendOps {
     // bits of batch norm → silu_forward, and of silu_backward into a zeroed buffer → batch-norm
     // backward. Nothing is kept between forward and backward but the statistics: the fusion saves
     // the batch-norm output that SiLU's backward would read.
-    void (*batchnorm_forward_train)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                    const float *gamma, const float *beta, float *running_mean,
-                                    float *running_var, float momentum, float eps, BatchNormActivation act,
-                                    void *y, float *save_mean /* (C) */, float *save_invstd /* (C) */);
-    void (*batchnorm_forward_infer)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                    const float *gamma, const float *beta, const float *running_mean,
-                                    const float *running_var, float eps, BatchNormActivation act, void *y);
-    void (*batchnorm_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                               const void *dy, const float *gamma, const float *beta, const float *save_mean,
-                               const float *save_invstd, BatchNormActivation act, void *dx /* += */,
-                               float *dgamma /* += */, float *dbeta /* += */);
+    void (*batchnorm_forward_train)(Backend *be, const BatchNormTrainArgs *a);
+    void (*batchnorm_forward_infer)(Backend *be, const BatchNormInferArgs *a);
+    void (*batchnorm_backward)(Backend *be, const BatchNormBackwardArgs *a);
 
     // ---- element-wise -------------------------------------------------------------------------
     void (*silu_forward)(Backend *be, const void *x, void *y, size_t n_elems);
@@ -202,12 +266,8 @@ typedef struct BackendOps {
     void (*accumulate)(Backend *be, const void *src, void *dst, size_t n_elems);      // dst += src
 
     // ---- boxes of channels x positions (concat, split, Detect's level flattening) ---------------
-    // Views src as (N, src_c, src_s) and dst as (N, dst_c, dst_s), s being the flattened spatial
-    // positions, and copies the box of count_c channels x count_s positions starting at
-    // (src_c0, src_s0) to (dst_c0, dst_s0); adds instead of copying when `accumulate`.
-    void (*copy_box)(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                     int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
-                     int64_t count_c, int64_t count_s, bool accumulate);
+    // Copies, or adds, the box that `a` describes (CopyBoxArgs).
+    void (*copy_box)(Backend *be, const CopyBoxArgs *a);
 
     // ---- resampling and pooling ---------------------------------------------------------------
     // Nearest-neighbour upsampling by an integer factor: (N, C, H, W) -> (N, C, H*f, W*f).
@@ -232,10 +292,10 @@ typedef struct BackendOps {
     // y (N, out) = x (N, in) * w^T + b, w (out, in), b (out) or NULL.
     void (*linear_forward)(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
                            const float *w, const float *b, void *y);
-    void (*linear_backward)(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
-                            const float *w, const void *dy, void *dx /* += ; NULL: skip */,
-                            float *dw /* += */, float *db /* += ; NULL: no bias */);
+    // dx (N, in) += dy · w; dw (out, in) += dy^T · x; db (out) += column sums of dy (LinearBackwardArgs).
+    void (*linear_backward)(Backend *be, const LinearBackwardArgs *a);
     // Row-major C (m, n) = alpha * op(A) op(B) + beta * C, op(A) (m, k), op(B) (k, n); float32.
+    // Its operands mirror cblas_sgemm's argument list on purpose, so it keeps them positional.
     void (*gemm)(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                  int64_t ldc);
@@ -307,10 +367,20 @@ struct Backend {
 // Frees the backend (its ops->destroy); accepts NULL.
 void backend_destroy(Backend *be);
 
-// Copies channels [src_c0, src_c0 + count) of src (N, src_c, HW) to channels [dst_c0, ...) of dst
-// (N, dst_c, HW): copy_box over all positions.
-void backend_copy_channels(Backend *be, int64_t n, int64_t hw, const void *src, int64_t src_c, int64_t src_c0,
-                           void *dst, int64_t dst_c, int64_t dst_c0, int64_t count, bool accumulate);
+// Channels [src_c0, src_c0 + count) of src (N, src_c, HW) and channels [dst_c0, dst_c0 + count) of
+// dst (N, dst_c, HW), for backend_copy_channels.
+typedef struct CopyChannelsArgs {
+    int64_t n, hw;
+    const void *src;
+    int64_t src_c, src_c0;
+    void *dst;  // those channels overwritten, or += with `accumulate`
+    int64_t dst_c, dst_c0;
+    int64_t count;
+    bool accumulate;
+} CopyChannelsArgs;
+
+// Copies (or adds) the channels of `a` from src to dst: copy_box over all positions.
+void backend_copy_channels(Backend *be, const CopyChannelsArgs *a);
 
 // Bytes of n activation elements, and the address of activation element `index` of `base`.
 static inline size_t backend_act_bytes(const Backend *be, int64_t n) { return (size_t)n * dtype_size(be->act); }

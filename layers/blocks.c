@@ -61,7 +61,9 @@ static void declare_conv(ConvBlock *cb, Builder *b, const ConvBlockSpec *s, cons
                          ParamInit init) {
     const Shape in = s->in;
     const int64_t c_out = s->c_out, k = s->k;
-    cb->desc = conv_desc_make(in.n, in.c, in.h, in.w, c_out, k, s->stride, s->pad, s->dilation, s->groups);
+    cb->desc = conv_desc_make(&(ConvDesc){.n = in.n, .c_in = in.c, .h_in = in.h, .w_in = in.w, .c_out = c_out, .kh = k,
+                                          .kw = k, .stride = s->stride, .pad = s->pad, .dilation = s->dilation,
+                                          .groups = s->groups});
     int64_t fan_in = in.c / s->groups * k * k;
     if (init.kind == PARAM_INIT_FAN_IN_UNIFORM) init.fan_in = fan_in;
     cb->weight = builder_param(b, weight_name, 4, (int64_t[]){c_out, in.c / s->groups, k, k}, flags, init);
@@ -123,11 +125,14 @@ static BatchNormActivation conv_block_bn_act(const ConvBlock *cb) {
 
 // Shapes the block's tensors for input x (at most the built size).
 static ConvDesc conv_block_resize(ConvBlock *cb, const Tensor *x) {
-    const ConvDesc *d = &cb->desc;
-    ConvDesc now = conv_desc_make(x->shape.n, x->shape.c, x->shape.h, x->shape.w, d->c_out, d->kh, d->stride, d->pad,
-                                  d->dilation, d->groups);
+    ConvDesc now = cb->desc;
+    now.n = x->shape.n;
+    now.c_in = x->shape.c;
+    now.h_in = x->shape.h;
+    now.w_in = x->shape.w;
+    now = conv_desc_make(&now);
     Shape out = shape_make(now.n, now.c_out, now.h_out, now.w_out);
-    YP_CHECK(x->shape.c == d->c_in && shape_elems(out) <= cb->conv_out.capacity);
+    YP_CHECK(x->shape.c == cb->desc.c_in && shape_elems(out) <= cb->conv_out.capacity);
     cb->conv_out.shape = cb->out.shape = out;
     return now;
 }
@@ -138,14 +143,23 @@ void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train)
     if (!cb->batchnorm) return;
     int64_t hw = d.h_out * d.w_out;
     if (train)
-        be->ops->batchnorm_forward_train(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
-                                         cb->bn_bias.value, cb->running_mean.value, cb->running_var.value,
-                                         cb->bn.momentum, cb->bn.eps, conv_block_bn_act(cb), cb->out.data,
-                                         cb->save_mean, cb->save_invstd);
+        be->ops->batchnorm_forward_train(be, &(BatchNormTrainArgs){.n = d.n, .c = d.c_out, .hw = hw,
+                                                                   .x = cb->conv_out.data, .gamma = cb->bn_weight.value,
+                                                                   .beta = cb->bn_bias.value,
+                                                                   .running_mean = cb->running_mean.value,
+                                                                   .running_var = cb->running_var.value,
+                                                                   .momentum = cb->bn.momentum, .eps = cb->bn.eps,
+                                                                   .act = conv_block_bn_act(cb), .y = cb->out.data,
+                                                                   .save_mean = cb->save_mean,
+                                                                   .save_invstd = cb->save_invstd});
     else
-        be->ops->batchnorm_forward_infer(be, d.n, d.c_out, hw, cb->conv_out.data, cb->bn_weight.value,
-                                         cb->bn_bias.value, cb->running_mean.value, cb->running_var.value, cb->bn.eps,
-                                         conv_block_bn_act(cb), cb->out.data);
+        be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = d.n, .c = d.c_out, .hw = hw,
+                                                                   .x = cb->conv_out.data, .gamma = cb->bn_weight.value,
+                                                                   .beta = cb->bn_bias.value,
+                                                                   .running_mean = cb->running_mean.value,
+                                                                   .running_var = cb->running_var.value,
+                                                                   .eps = cb->bn.eps, .act = conv_block_bn_act(cb),
+                                                                   .y = cb->out.data});
 }
 
 void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const void *dout, void *dx) {
@@ -157,9 +171,14 @@ void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const void
         // Deferred: W reads the gradient later, so it goes to the block's own buffer, not scratch.
         void *d_conv_out = defer ? cb->d_conv.data : cb->scratch;
         be->ops->zero(be, d_conv_out, out_bytes);
-        be->ops->batchnorm_backward(be, d.n, d.c_out, d.h_out * d.w_out, cb->conv_out.data, dout, cb->bn_weight.value,
-                                    cb->bn_bias.value, cb->save_mean, cb->save_invstd, conv_block_bn_act(cb),
-                                    d_conv_out, cb->bn_weight.grad, cb->bn_bias.grad);
+        be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = d.n, .c = d.c_out, .hw = d.h_out * d.w_out,
+                                                                 .x = cb->conv_out.data, .dy = dout,
+                                                                 .gamma = cb->bn_weight.value,
+                                                                 .beta = cb->bn_bias.value, .save_mean = cb->save_mean,
+                                                                 .save_invstd = cb->save_invstd,
+                                                                 .act = conv_block_bn_act(cb), .dx = d_conv_out,
+                                                                 .dgamma = cb->bn_weight.grad,
+                                                                 .dbeta = cb->bn_bias.grad});
         grad = d_conv_out;
     } else if (defer) {
         be->ops->copy(be, cb->d_conv.data, dout, out_bytes);  // dout belongs to the caller, who may reuse it

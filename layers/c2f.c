@@ -88,13 +88,17 @@ static void c2f_forward(Layer *layer, Backend *be, bool train) {
     conv_block_forward(&st->cv1, be, x, train);
     st->second_half.shape = shape_make(n, c, x->shape.h, x->shape.w);
     st->cat.shape = shape_make(n, cat_c, x->shape.h, x->shape.w);
-    backend_copy_channels(be, n, hw, st->cv1.out.data, 2 * c, 0, st->cat.data, cat_c, 0, 2 * c, false);
-    backend_copy_channels(be, n, hw, st->cv1.out.data, 2 * c, c, st->second_half.data, c, 0, c, false);
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = st->cv1.out.data, .src_c = 2 * c,
+                                                  .dst = st->cat.data, .dst_c = cat_c, .count = 2 * c});
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = st->cv1.out.data, .src_c = 2 * c,
+                                                  .src_c0 = c, .dst = st->second_half.data, .dst_c = c, .count = c});
     const Tensor *prev = &st->second_half;
     for (int64_t i = 0; i < cfg->n; i++) {
         bottleneck_block_forward(&st->m[i], be, prev, train);
         prev = &st->m[i].out;
-        backend_copy_channels(be, n, hw, prev->data, c, 0, st->cat.data, cat_c, (2 + i) * c, c, false);
+        backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = prev->data, .src_c = c,
+                                                      .dst = st->cat.data, .dst_c = cat_c, .dst_c0 = (2 + i) * c,
+                                                      .count = c});
     }
     conv_block_forward(&st->cv2, be, &st->cat, train);
     layer->out.shape = st->cv2.out.shape;
@@ -110,15 +114,20 @@ static void c2f_backward(Layer *layer, Backend *be) {
     conv_block_backward(&st->cv2, be, &st->cat, layer->dout.data, st->d_cat.data);
     // Each bottleneck's output feeds the concat and the next bottleneck: start from the concat's share.
     for (int64_t i = 0; i < cfg->n; i++)
-        backend_copy_channels(be, n, hw, st->d_cat.data, cat_c, (2 + i) * c, st->d_m[i].data, c, 0, c, false);
+        backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = st->d_cat.data, .src_c = cat_c,
+                                                      .src_c0 = (2 + i) * c, .dst = st->d_m[i].data, .dst_c = c,
+                                                      .count = c});
     be->ops->zero(be, st->d_second_half.data, backend_act_bytes(be, (int64_t)half_elems));
     for (int64_t i = cfg->n - 1; i >= 0; i--) {
         const Tensor *in = i ? &st->m[i - 1].out : &st->second_half;
         void *d_in = i ? st->d_m[i - 1].data : st->d_second_half.data;
         bottleneck_block_backward(&st->m[i], be, in, st->d_m[i].data, d_in);
     }
-    backend_copy_channels(be, n, hw, st->d_cat.data, cat_c, 0, st->d_cv1.data, 2 * c, 0, 2 * c, false);
-    backend_copy_channels(be, n, hw, st->d_second_half.data, c, 0, st->d_cv1.data, 2 * c, c, c, true);
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = st->d_cat.data, .src_c = cat_c,
+                                                  .dst = st->d_cv1.data, .dst_c = 2 * c, .count = 2 * c});
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = st->d_second_half.data, .src_c = c,
+                                                  .dst = st->d_cv1.data, .dst_c = 2 * c, .dst_c0 = c, .count = c,
+                                                  .accumulate = true});
     conv_block_backward(&st->cv1, be, x, st->d_cv1.data, layer->din[0] ? layer->din[0]->data : NULL);
 }
 

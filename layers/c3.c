@@ -85,8 +85,10 @@ static void c3_forward(Layer *layer, Backend *be, bool train) {
     conv_block_forward(&st->cv2, be, x, train);
     block_chain_forward(&st->m, be, &st->cv1.out, train);
     st->cat.shape = shape_make(n, 2 * c, x->shape.h, x->shape.w);
-    backend_copy_channels(be, n, hw, block_chain_out(&st->m, st->m.n - 1)->data, c, 0, st->cat.data, 2 * c, 0, c, false);
-    backend_copy_channels(be, n, hw, st->cv2.out.data, c, 0, st->cat.data, 2 * c, c, c, false);
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = block_chain_out(&st->m, st->m.n - 1)->data,
+                                                  .src_c = c, .dst = st->cat.data, .dst_c = 2 * c, .count = c});
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = st->cv2.out.data, .src_c = c,
+                                                  .dst = st->cat.data, .dst_c = 2 * c, .dst_c0 = c, .count = c});
     conv_block_forward(&st->cv3, be, &st->cat, train);
     layer->out.shape = st->cv3.out.shape;
 }
@@ -99,8 +101,10 @@ static void c3_backward(Layer *layer, Backend *be) {
     void *dx = layer->din[0] ? layer->din[0]->data : NULL;
     be->ops->zero(be, st->d_cat.data, backend_act_bytes(be, 2 * (int64_t)hidden_elems));
     conv_block_backward(&st->cv3, be, &st->cat, layer->dout.data, st->d_cat.data);
-    backend_copy_channels(be, n, hw, st->d_cat.data, 2 * c, 0, st->d_m_out.data, c, 0, c, false);
-    backend_copy_channels(be, n, hw, st->d_cat.data, 2 * c, c, st->d_cv2.data, c, 0, c, false);
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = st->d_cat.data, .src_c = 2 * c,
+                                                  .dst = st->d_m_out.data, .dst_c = c, .count = c});
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = n, .hw = hw, .src = st->d_cat.data, .src_c = 2 * c, .src_c0 = c,
+                                                  .dst = st->d_cv2.data, .dst_c = c, .count = c});
     be->ops->zero(be, st->d_cv1.data, backend_act_bytes(be, (int64_t)hidden_elems));
     block_chain_backward(&st->m, be, &st->cv1.out, st->d_m_out.data, st->d_cv1.data);
     conv_block_backward(&st->cv2, be, x, st->d_cv2.data, dx);

@@ -83,8 +83,10 @@ static void classify_backward(Layer *layer, Backend *be) {
     ClassifyState *st = layer->state;
     Shape s = st->conv.out.shape;
     be->ops->zero(be, st->d_pooled.data, backend_act_bytes(be, tensor_elems(&st->pooled)));
-    be->ops->linear_backward(be, s.n, CLASSIFY_HIDDEN, cfg->c2, st->pooled.data, st->weight.value, layer->dout.data,
-                             st->d_pooled.data, st->weight.grad, st->bias.grad);
+    be->ops->linear_backward(be, &(LinearBackwardArgs){.n = s.n, .in = CLASSIFY_HIDDEN, .out = cfg->c2,
+                                                       .x = st->pooled.data, .w = st->weight.value,
+                                                       .dy = layer->dout.data, .dx = st->d_pooled.data,
+                                                       .dw = st->weight.grad, .db = st->bias.grad});
     be->ops->zero(be, st->d_conv.data, backend_act_bytes(be, shape_elems(s)));
     be->ops->avgpool_backward(be, s.n, CLASSIFY_HIDDEN, shape_hw(s), st->d_pooled.data, st->d_conv.data);
     conv_block_backward(&st->conv, be, layer->in[0], st->d_conv.data, layer->din[0] ? layer->din[0]->data : NULL);

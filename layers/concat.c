@@ -41,8 +41,9 @@ static void concat_forward(Layer *layer, Backend *be, bool train) {
     int64_t c0 = 0;
     for (int k = 0; k < layer->n_in; k++) {
         const Tensor *x = layer->in[k];
-        backend_copy_channels(be, s.n, shape_hw(s), x->data, x->shape.c, 0, layer->out.data, layer->c_out, c0,
-                              x->shape.c, false);
+        backend_copy_channels(be, &(CopyChannelsArgs){.n = s.n, .hw = shape_hw(s), .src = x->data, .src_c = x->shape.c,
+                                                      .dst = layer->out.data, .dst_c = layer->c_out, .dst_c0 = c0,
+                                                      .count = x->shape.c});
         c0 += x->shape.c;
     }
 }
@@ -53,8 +54,10 @@ static void concat_backward(Layer *layer, Backend *be) {
     for (int k = 0; k < layer->n_in; k++) {
         const Tensor *x = layer->in[k];
         if (layer->din[k])
-            backend_copy_channels(be, s.n, shape_hw(s), layer->dout.data, layer->c_out, c0, layer->din[k]->data,
-                                  x->shape.c, 0, x->shape.c, true);
+            backend_copy_channels(be, &(CopyChannelsArgs){.n = s.n, .hw = shape_hw(s), .src = layer->dout.data,
+                                                          .src_c = layer->c_out, .src_c0 = c0,
+                                                          .dst = layer->din[k]->data, .dst_c = x->shape.c,
+                                                          .count = x->shape.c, .accumulate = true});
         c0 += x->shape.c;
     }
 }

@@ -112,10 +112,13 @@ static void detect_forward(Layer *layer, Backend *be, bool train) {
         int64_t hw = shape_hw(layer->in[i]->shape);
         block_chain_forward(&lv->box, be, layer->in[i], train);
         block_chain_forward(&lv->cls, be, layer->in[i], train);
-        be->ops->copy_box(be, n, block_chain_out(&lv->box, DETECT_BRANCH_DEPTH - 1)->data, n_box, 0, hw, 0,
-                          layer->out.data, layer->c_out, 0, a_total, a0, n_box, hw, false);
-        be->ops->copy_box(be, n, block_chain_out(&lv->cls, DETECT_BRANCH_DEPTH - 1)->data, cfg->nc, 0, hw, 0,
-                          layer->out.data, layer->c_out, n_box, a_total, a0, cfg->nc, hw, false);
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = block_chain_out(&lv->box, DETECT_BRANCH_DEPTH - 1)->data,
+                                             .src_c = n_box, .src_s = hw, .dst = layer->out.data, .dst_c = layer->c_out,
+                                             .dst_s = a_total, .dst_s0 = a0, .count_c = n_box, .count_s = hw});
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = block_chain_out(&lv->cls, DETECT_BRANCH_DEPTH - 1)->data,
+                                             .src_c = cfg->nc, .src_s = hw, .dst = layer->out.data,
+                                             .dst_c = layer->c_out, .dst_c0 = n_box, .dst_s = a_total, .dst_s0 = a0,
+                                             .count_c = cfg->nc, .count_s = hw});
         a0 += hw;
     }
 }
@@ -127,10 +130,12 @@ static void detect_backward(Layer *layer, Backend *be) {
     for (int i = 0; i < st->n_levels; i++) {
         DetectLevel *lv = &st->levels[i];
         int64_t hw = shape_hw(layer->in[i]->shape);
-        be->ops->copy_box(be, n, layer->dout.data, layer->c_out, 0, a_total, a0, lv->d_box.data, n_box, 0, hw, 0,
-                          n_box, hw, false);
-        be->ops->copy_box(be, n, layer->dout.data, layer->c_out, n_box, a_total, a0, lv->d_cls.data, cfg->nc, 0, hw,
-                          0, cfg->nc, hw, false);
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = layer->dout.data, .src_c = layer->c_out, .src_s = a_total,
+                                             .src_s0 = a0, .dst = lv->d_box.data, .dst_c = n_box, .dst_s = hw,
+                                             .count_c = n_box, .count_s = hw});
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = layer->dout.data, .src_c = layer->c_out, .src_c0 = n_box,
+                                             .src_s = a_total, .src_s0 = a0, .dst = lv->d_cls.data, .dst_c = cfg->nc,
+                                             .dst_s = hw, .count_c = cfg->nc, .count_s = hw});
         void *dx = layer->din[i] ? layer->din[i]->data : NULL;
         block_chain_backward(&lv->box, be, layer->in[i], lv->d_box.data, dx);
         block_chain_backward(&lv->cls, be, layer->in[i], lv->d_cls.data, dx);

@@ -84,12 +84,15 @@ static void sppf_forward(Layer *layer, Backend *be, bool train) {
     int64_t c = st->c, cat_c = c * (cfg->n + 1), hw = shape_hw(s);
     conv_block_forward(&st->cv1, be, x, train);
     st->cat.shape = shape_make(s.n, cat_c, s.h, s.w);
-    backend_copy_channels(be, s.n, hw, st->cv1.out.data, c, 0, st->cat.data, cat_c, 0, c, false);
+    backend_copy_channels(be, &(CopyChannelsArgs){.n = s.n, .hw = hw, .src = st->cv1.out.data, .src_c = c,
+                                                  .dst = st->cat.data, .dst_c = cat_c, .count = c});
     const Tensor *prev = &st->cv1.out;
     for (int64_t j = 0; j < cfg->n; j++) {
         st->pooled[j].shape = prev->shape;
         be->ops->maxpool_forward(be, s.n, c, s.h, s.w, cfg->k, prev->data, st->pooled[j].data);
-        backend_copy_channels(be, s.n, hw, st->pooled[j].data, c, 0, st->cat.data, cat_c, (j + 1) * c, c, false);
+        backend_copy_channels(be, &(CopyChannelsArgs){.n = s.n, .hw = hw, .src = st->pooled[j].data, .src_c = c,
+                                                      .dst = st->cat.data, .dst_c = cat_c, .dst_c0 = (j + 1) * c,
+                                                      .count = c});
         prev = &st->pooled[j];
     }
     conv_block_forward(&st->cv2, be, &st->cat, train);
@@ -109,7 +112,8 @@ static void sppf_backward(Layer *layer, Backend *be) {
     // pooled[j] feeds the concat and pooled[j + 1]; walk the chain backwards.
     for (int64_t j = cfg->n - 1; j >= -1; j--) {
         Tensor *d = j >= 0 ? &st->d_pooled[j] : &st->d_cv1;
-        backend_copy_channels(be, s.n, hw, st->d_cat.data, cat_c, (j + 1) * c, d->data, c, 0, c, false);
+        backend_copy_channels(be, &(CopyChannelsArgs){.n = s.n, .hw = hw, .src = st->d_cat.data, .src_c = cat_c,
+                                                      .src_c0 = (j + 1) * c, .dst = d->data, .dst_c = c, .count = c});
         if (j + 1 < cfg->n) {
             const Tensor *pool_in = j >= 0 ? &st->pooled[j] : &st->cv1.out;
             be->ops->maxpool_backward(be, s.n, c, s.h, s.w, cfg->k, pool_in->data, st->d_pooled[j + 1].data, d->data);

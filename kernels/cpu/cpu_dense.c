@@ -46,11 +46,14 @@ void cpu_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const v
 }
 
 // dx (N, in) += dy · w; dw (out, in) += dy^T · x; db (out) += column sums of dy.
-void cpu_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x_mem,
-                         const float *w, const void *dy_mem, void *dx_mem, float *dw, float *db) {
-    const float *x = x_mem;
-    const float *dy = dy_mem;
-    float *dx = dx_mem;
+void cpu_linear_backward(Backend *be, const LinearBackwardArgs *a) {
+    const int64_t n = a->n, in = a->in, out = a->out;
+    const float *x = a->x;
+    const float *w = a->w;
+    const float *dy = a->dy;
+    float *dx = a->dx;
+    float *dw = a->dw;
+    float *db = a->db;
     (void)be;
     if (dx) cpu_sgemm(false, false, n, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);
     cpu_sgemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);

@@ -63,15 +63,15 @@ void cpu_accumulate(Backend *be, const void *src_mem, void *dst_mem, size_t n_el
     for (size_t i = 0; i < n_elems; i++) dst[i] += src[i];
 }
 
-void cpu_copy_box(Backend *be, int64_t n, const void *src_mem, int64_t src_c, int64_t src_c0, int64_t src_s,
-                  int64_t src_s0, void *dst_mem, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
-                  int64_t count_c, int64_t count_s, bool accumulate) {
-    const float *src = src_mem;
-    float *dst = dst_mem;
+void cpu_copy_box(Backend *be, const CopyBoxArgs *a) {
+    const float *src = a->src;
+    float *dst = a->dst;
+    const int64_t n = a->n, src_c = a->src_c, src_c0 = a->src_c0, src_s = a->src_s, src_s0 = a->src_s0;
+    const int64_t dst_c = a->dst_c, dst_c0 = a->dst_c0, dst_s = a->dst_s, dst_s0 = a->dst_s0;
+    const int64_t count_c = a->count_c, count_s = a->count_s;
+    const bool accumulate = a->accumulate;
     (void)be;
-    YP_CHECK(n >= 0 && count_c >= 0 && count_s >= 0);
-    YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);
-    YP_CHECK(src_s0 >= 0 && src_s0 + count_s <= src_s && dst_s0 >= 0 && dst_s0 + count_s <= dst_s);
+    copy_box_args_check(a);
 #pragma omp parallel for collapse(2) if (n * count_c * count_s >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t img = 0; img < n; img++) {
         for (int64_t ch = 0; ch < count_c; ch++) {

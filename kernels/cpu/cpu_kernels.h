@@ -57,17 +57,9 @@ void cpu_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, c
                                 float *dw, float *dbias);
 
 // ---- cpu_norm.c ------------------------------------------------------------------------------------
-void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                 const float *gamma, const float *beta, float *running_mean,
-                                 float *running_var, float momentum, float eps, BatchNormActivation act,
-                                 void *y, float *save_mean, float *save_invstd);
-void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                 const float *gamma, const float *beta, const float *running_mean,
-                                 const float *running_var, float eps, BatchNormActivation act, void *y);
-void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                            const void *dy, const float *gamma, const float *beta, const float *save_mean,
-                            const float *save_invstd, BatchNormActivation act, void *dx, float *dgamma,
-                            float *dbeta);
+void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a);
+void cpu_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a);
+void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a);
 
 // SiLU's float operations, shared by the element-wise slots and batch norm's fused activation so
 // that both give the same bits. Full-precision expf and an IEEE division.
@@ -92,9 +84,7 @@ void cpu_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
 void cpu_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
 void cpu_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
 void cpu_accumulate(Backend *be, const void *src, void *dst, size_t n_elems);
-void cpu_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                  int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
-                  int64_t count_c, int64_t count_s, bool accumulate);
+void cpu_copy_box(Backend *be, const CopyBoxArgs *a);
 
 // ---- cpu_pool.c ------------------------------------------------------------------------------------
 void cpu_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
@@ -118,8 +108,7 @@ void cpu_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int
               int64_t ldc);
 void cpu_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
                         const float *w, const float *b, void *y);
-void cpu_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
-                         const float *w, const void *dy, void *dx, float *dw, float *db);
+void cpu_linear_backward(Backend *be, const LinearBackwardArgs *a);
 
 // ---- cpu_optim.c -----------------------------------------------------------------------------------
 MultiTensorTable *cpu_multi_tensor_prepare(Backend *be, const MultiTensorChunk *chunks, int n_chunks);

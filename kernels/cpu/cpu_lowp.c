@@ -147,37 +147,33 @@ static void cpu_lowp_conv2d_backward_filter(Backend *be, const ConvDesc *d, cons
 
 // ---- batch norm ------------------------------------------------------------------------------------
 
-static void cpu_lowp_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                             const float *gamma, const float *beta, float *running_mean,
-                                             float *running_var, float momentum, float eps, BatchNormActivation act,
-                                             void *y, float *save_mean, float *save_invstd) {
-    const size_t n_elems = (size_t)(n * c * hw);
-    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
-    cpu_batchnorm_forward_train(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), gamma, beta,
-                                running_mean, running_var, momentum, eps, act, y32, save_mean, save_invstd);
-    cpu_lowp_store(be, y32, y, n_elems);
+// The float32 kernels run on a copy of the arguments whose activations are the widened operands.
+static void cpu_lowp_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
+    const size_t n_elems = (size_t)(a->n * a->c * a->hw);
+    BatchNormTrainArgs wide = *a;
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_elems);
+    wide.y = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
+    cpu_batchnorm_forward_train(be, &wide);
+    cpu_lowp_store(be, wide.y, a->y, n_elems);
 }
 
-static void cpu_lowp_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                             const float *gamma, const float *beta, const float *running_mean,
-                                             const float *running_var, float eps, BatchNormActivation act, void *y) {
-    const size_t n_elems = (size_t)(n * c * hw);
-    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
-    cpu_batchnorm_forward_infer(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), gamma, beta,
-                                running_mean, running_var, eps, act, y32);
-    cpu_lowp_store(be, y32, y, n_elems);
+static void cpu_lowp_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a) {
+    const size_t n_elems = (size_t)(a->n * a->c * a->hw);
+    BatchNormInferArgs wide = *a;
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_elems);
+    wide.y = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
+    cpu_batchnorm_forward_infer(be, &wide);
+    cpu_lowp_store(be, wide.y, a->y, n_elems);
 }
 
-static void cpu_lowp_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                        const void *dy, const float *gamma, const float *beta,
-                                        const float *save_mean, const float *save_invstd, BatchNormActivation act,
-                                        void *dx, float *dgamma, float *dbeta) {
-    const size_t n_elems = (size_t)(n * c * hw);
-    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_elems);
-    cpu_batchnorm_backward(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
-                           cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), gamma, beta, save_mean, save_invstd,
-                           act, dx32, dgamma, dbeta);
-    cpu_lowp_store(be, dx32, dx, n_elems);
+static void cpu_lowp_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
+    const size_t n_elems = (size_t)(a->n * a->c * a->hw);
+    BatchNormBackwardArgs wide = *a;
+    wide.dx = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, a->dx, n_elems);
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_elems);
+    wide.dy = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, a->dy, n_elems);
+    cpu_batchnorm_backward(be, &wide);
+    cpu_lowp_store(be, wide.dx, a->dx, n_elems);
 }
 
 // ---- element-wise ----------------------------------------------------------------------------------
@@ -203,19 +199,17 @@ static void cpu_lowp_accumulate(Backend *be, const void *src, void *dst, size_t 
     cpu_lowp_sum(be->act, dst, src, dst, n_elems);
 }
 
-static void cpu_lowp_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0,
-                              int64_t src_s, int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0,
-                              int64_t dst_s, int64_t dst_s0, int64_t count_c, int64_t count_s, bool accumulate) {
-    YP_CHECK(n >= 0 && count_c >= 0 && count_s >= 0);
-    YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);
-    YP_CHECK(src_s0 >= 0 && src_s0 + count_s <= src_s && dst_s0 >= 0 && dst_s0 + count_s <= dst_s);
+static void cpu_lowp_copy_box(Backend *be, const CopyBoxArgs *a) {
+    copy_box_args_check(a);
     const DType t = be->act;
+    const int64_t n = a->n, count_c = a->count_c, count_s = a->count_s;
 #pragma omp parallel for collapse(2) if (n * count_c * count_s >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t img = 0; img < n; img++) {
         for (int64_t ch = 0; ch < count_c; ch++) {
-            const void *s = (const char *)src + backend_act_bytes(be, (img * src_c + src_c0 + ch) * src_s + src_s0);
-            void *d = backend_act_at(be, dst, (img * dst_c + dst_c0 + ch) * dst_s + dst_s0);
-            if (accumulate) cpu_lowp_sum(t, d, s, d, (size_t)count_s);
+            const void *s =
+                (const char *)a->src + backend_act_bytes(be, (img * a->src_c + a->src_c0 + ch) * a->src_s + a->src_s0);
+            void *d = backend_act_at(be, a->dst, (img * a->dst_c + a->dst_c0 + ch) * a->dst_s + a->dst_s0);
+            if (a->accumulate) cpu_lowp_sum(t, d, s, d, (size_t)count_s);
             else memcpy(d, s, backend_act_bytes(be, count_s));
         }
     }
@@ -281,15 +275,18 @@ static void cpu_lowp_linear_forward(Backend *be, int64_t n, int64_t in, int64_t 
     cpu_lowp_store(be, y32, y, n_y);
 }
 
-static void cpu_lowp_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x,
-                                     const float *w, const void *dy, void *dx, float *dw, float *db) {
-    const size_t n_x = (size_t)(n * in), n_y = (size_t)(n * out);
-    float *dx32 = dx ? cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_x) : NULL;
+// The float32 kernel runs on a copy of the arguments whose activations and weights are the widened
+// operands.
+static void cpu_lowp_linear_backward(Backend *be, const LinearBackwardArgs *a) {
+    const size_t n_x = (size_t)(a->n * a->in), n_y = (size_t)(a->n * a->out);
+    LinearBackwardArgs wide = *a;
+    wide.dx = a->dx ? cpu_lowp_load(be, CPU_LOWP_OPERAND_2, a->dx, n_x) : NULL;
     // dw stays float32, as cuBLAS accumulates it on the GPU.
-    cpu_linear_backward(be, n, in, out, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_x),
-                        cpu_lowp_weights(be, w, (size_t)(in * out)), cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_y),
-                        dx32, dw, db);
-    if (dx) cpu_lowp_store(be, dx32, dx, n_x);
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_x);
+    wide.w = cpu_lowp_weights(be, a->w, (size_t)(a->in * a->out));
+    wide.dy = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, a->dy, n_y);
+    cpu_linear_backward(be, &wide);
+    if (a->dx) cpu_lowp_store(be, wide.dx, a->dx, n_x);
 }
 
 const BackendOps cpu_lowp_ops = {

@@ -17,12 +17,13 @@ static inline float bn_grad_in(BatchNormActivation act, float x, float dy, float
     return act == BATCHNORM_ACT_SILU ? cpu_silu_grad((x - mean) * scale + shift, dy) : dy;
 }
 
-void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
-                                 const float *gamma, const float *beta, float *running_mean,
-                                 float *running_var, float momentum, float eps, BatchNormActivation act,
-                                 void *y_mem, float *save_mean, float *save_invstd) {
-    const float *x = x_mem;
-    float *y = y_mem;
+void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
+    const int64_t n = a->n, c = a->c, hw = a->hw;
+    const float *x = a->x, *gamma = a->gamma, *beta = a->beta;
+    float *y = a->y, *running_mean = a->running_mean, *running_var = a->running_var;
+    float *save_mean = a->save_mean, *save_invstd = a->save_invstd;
+    const float momentum = a->momentum, eps = a->eps;
+    const BatchNormActivation act = a->act;
     (void)be;
     const int64_t m = n * hw;
     YP_CHECK(m > 0 && act < BATCHNORM_ACT_COUNT);
@@ -62,11 +63,13 @@ void cpu_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, 
     }
 }
 
-void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
-                                 const float *gamma, const float *beta, const float *running_mean,
-                                 const float *running_var, float eps, BatchNormActivation act, void *y_mem) {
-    const float *x = x_mem;
-    float *y = y_mem;
+void cpu_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a) {
+    const int64_t n = a->n, c = a->c, hw = a->hw;
+    const float *x = a->x, *gamma = a->gamma, *beta = a->beta;
+    const float *running_mean = a->running_mean, *running_var = a->running_var;
+    float *y = a->y;
+    const float eps = a->eps;
+    const BatchNormActivation act = a->act;
     (void)be;
     YP_CHECK(act < BATCHNORM_ACT_COUNT);
 #pragma omp parallel for collapse(2) if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)
@@ -85,13 +88,12 @@ void cpu_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, 
 // dz through the fused SiLU, recomputed in each of the two passes rather than stored):
 //   dbeta = sum(g), dgamma = sum(g * xhat),
 //   dx = gamma * invstd * (g - sum(g) / m - xhat * sum(g * xhat) / m).
-void cpu_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x_mem,
-                            const void *dy_mem, const float *gamma, const float *beta, const float *save_mean,
-                            const float *save_invstd, BatchNormActivation act, void *dx_mem, float *dgamma,
-                            float *dbeta) {
-    const float *x = x_mem;
-    const float *dy = dy_mem;
-    float *dx = dx_mem;
+void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
+    const int64_t n = a->n, c = a->c, hw = a->hw;
+    const float *x = a->x, *dy = a->dy, *gamma = a->gamma, *beta = a->beta;
+    const float *save_mean = a->save_mean, *save_invstd = a->save_invstd;
+    float *dx = a->dx, *dgamma = a->dgamma, *dbeta = a->dbeta;
+    const BatchNormActivation act = a->act;
     (void)be;
     const int64_t m = n * hw;
     YP_CHECK(m > 0 && act < BATCHNORM_ACT_COUNT);

@@ -101,8 +101,12 @@ void cuda_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const 
 }
 
 // dx (N, in) += dy · w; dw (out, in) += dy^T · x; db (out) += column sums of dy.
-void cuda_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x, const float *w,
-                          const void *dy, void *dx, float *dw, float *db) {
+void cuda_linear_backward(Backend *be, const LinearBackwardArgs *a) {
+    const int64_t n = a->n, in = a->in, out = a->out;
+    const void *x = a->x, *dy = a->dy;
+    const float *w = a->w;
+    void *dx = a->dx;
+    float *dw = a->dw, *db = a->db;
     if (be->act == DTYPE_F32) {
         const float *xf = (const float *)x, *dyf = (const float *)dy;
         if (dx) cuda_gemm(be, false, false, n, in, out, 1.0f, dyf, out, w, in, 1.0f, (float *)dx, in);

@@ -122,18 +122,14 @@ static __global__ void copy_box_kernel(int64_t n, const T *src, int64_t src_c, i
     }
 }
 
-void cuda_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                   int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
-                   int64_t count_c, int64_t count_s, bool accumulate) {
-    YP_CHECK(n >= 0 && count_c >= 0 && count_s >= 0);
-    YP_CHECK(src_c0 >= 0 && src_c0 + count_c <= src_c && dst_c0 >= 0 && dst_c0 + count_c <= dst_c);
-    YP_CHECK(src_s0 >= 0 && src_s0 + count_s <= src_s && dst_s0 >= 0 && dst_s0 + count_s <= dst_s);
-    if (n == 0 || count_c == 0 || count_s == 0) return;
+void cuda_copy_box(Backend *be, const CopyBoxArgs *a) {
+    copy_box_args_check(a);
+    if (a->n == 0 || a->count_c == 0 || a->count_s == 0) return;
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
-        copy_box_kernel<<<cuda_plane_grid(n, count_c, count_s), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
-            n, (const T *)src, src_c, src_c0, src_s, src_s0, (T *)dst, dst_c, dst_c0, dst_s, dst_s0, count_c, count_s,
-            accumulate);
+        copy_box_kernel<<<cuda_plane_grid(a->n, a->count_c, a->count_s), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+            a->n, (const T *)a->src, a->src_c, a->src_c0, a->src_s, a->src_s0, (T *)a->dst, a->dst_c, a->dst_c0,
+            a->dst_s, a->dst_s0, a->count_c, a->count_s, a->accumulate);
     });
     CUDA_CHECK_LAUNCH();
 }

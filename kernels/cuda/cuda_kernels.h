@@ -81,20 +81,12 @@ void cuda_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, in
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 void cuda_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x, const float *w,
                          const float *b, void *y);
-void cuda_linear_backward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x, const float *w,
-                          const void *dy, void *dx, float *dw, float *db);
+void cuda_linear_backward(Backend *be, const LinearBackwardArgs *a);
 
 // ---- cuda_norm.cu --------------------------------------------------------------------------------
-void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                  const float *gamma, const float *beta, float *running_mean, float *running_var,
-                                  float momentum, float eps, BatchNormActivation act, void *y, float *save_mean,
-                                  float *save_invstd);
-void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                  const float *gamma, const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, BatchNormActivation act, void *y);
-void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, const void *dy,
-                             const float *gamma, const float *beta, const float *save_mean, const float *save_invstd,
-                             BatchNormActivation act, void *dx, float *dgamma, float *dbeta);
+void cuda_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a);
+void cuda_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a);
+void cuda_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a);
 
 // ---- cuda_elementwise.cu -------------------------------------------------------------------------
 void cuda_fill(Backend *be, float *dst, float value, size_t n_elems);
@@ -103,9 +95,7 @@ void cuda_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
 void cuda_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
 void cuda_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
 void cuda_accumulate(Backend *be, const void *src, void *dst, size_t n_elems);
-void cuda_copy_box(Backend *be, int64_t n, const void *src, int64_t src_c, int64_t src_c0, int64_t src_s,
-                   int64_t src_s0, void *dst, int64_t dst_c, int64_t dst_c0, int64_t dst_s, int64_t dst_s0,
-                   int64_t count_c, int64_t count_s, bool accumulate);
+void cuda_copy_box(Backend *be, const CopyBoxArgs *a);
 // Conversions between float32 and the activation type (plain copies with float32 activations):
 // dst (rows, cols), dense, = src (rows, cols) with leading dimension src_ld, rounded;
 void cuda_act_round(Backend *be, int64_t rows, int64_t cols, const float *src, int64_t src_ld, void *dst);

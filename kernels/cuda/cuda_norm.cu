@@ -186,11 +186,8 @@ static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, con
     }
 }
 
-void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                  const float *gamma, const float *beta, float *running_mean, float *running_var,
-                                  float momentum, float eps, BatchNormActivation act, void *y, float *save_mean,
-                                  float *save_invstd) {
-    const int64_t m = n * hw;
+void cuda_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
+    const int64_t n = a->n, c = a->c, hw = a->hw, m = n * hw;
     YP_CHECK(m > 0 && c >= 0);
     if (c == 0) return;
     CudaContext *ctx = cuda_ctx(be);
@@ -198,36 +195,36 @@ void cuda_batchnorm_forward_train(Backend *be, int64_t n, int64_t c, int64_t hw,
     double *partials = ctx->reduce_scratch, *scale = partials + 2 * c * parts;
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
-        const T *xt = (const T *)x;
+        const T *xt = (const T *)a->x;
         bn_sums_kernel<false, false><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(
             n, c, hw, parts, xt, (const T *)NULL, NULL, NULL, NULL, NULL, partials);
         CUDA_CHECK_LAUNCH();
         bn_train_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
-            c, hw, m, parts, xt, gamma, running_mean, running_var, momentum, eps, partials, scale, save_mean,
-            save_invstd);
+            c, hw, m, parts, xt, a->gamma, a->running_mean, a->running_var, a->momentum, a->eps, partials, scale,
+            a->save_mean, a->save_invstd);
         CUDA_CHECK_LAUNCH();
-        bn_act_dispatch(act, [&](auto silu) {
+        bn_act_dispatch(a->act, [&](auto silu) {
             bn_normalise_kernel<decltype(silu)::value><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-                n, c, hw, xt, save_mean, scale, beta, (T *)y);
+                n, c, hw, xt, a->save_mean, scale, a->beta, (T *)a->y);
         });
     });
     CUDA_CHECK_LAUNCH();
 }
 
-void cuda_batchnorm_forward_infer(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x,
-                                  const float *gamma, const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, BatchNormActivation act, void *y) {
+void cuda_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a) {
+    const int64_t n = a->n, c = a->c, hw = a->hw;
     YP_CHECK(n >= 0 && c >= 0 && hw >= 0 && c <= CUDA_REDUCE_SCRATCH);
     if (n == 0 || c == 0 || hw == 0) return;
     CudaContext *ctx = cuda_ctx(be);
     double *scale = ctx->reduce_scratch;
-    bn_infer_scale_kernel<<<cuda_blocks((size_t)c), CUDA_THREADS, 0, ctx->stream>>>(c, gamma, running_var, eps, scale);
+    bn_infer_scale_kernel<<<cuda_blocks((size_t)c), CUDA_THREADS, 0, ctx->stream>>>(c, a->gamma, a->running_var,
+                                                                                    a->eps, scale);
     CUDA_CHECK_LAUNCH();
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
-        bn_act_dispatch(act, [&](auto silu) {
+        bn_act_dispatch(a->act, [&](auto silu) {
             bn_normalise_kernel<decltype(silu)::value><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-                n, c, hw, (const T *)x, running_mean, scale, beta, (T *)y);
+                n, c, hw, (const T *)a->x, a->running_mean, scale, a->beta, (T *)a->y);
         });
     });
     CUDA_CHECK_LAUNCH();
@@ -270,10 +267,8 @@ static __global__ void bn_backward_dx_kernel(int64_t n, int64_t c, int64_t hw, c
     }
 }
 
-void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, const void *dy,
-                             const float *gamma, const float *beta, const float *save_mean, const float *save_invstd,
-                             BatchNormActivation act, void *dx, float *dgamma, float *dbeta) {
-    const int64_t m = n * hw;
+void cuda_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
+    const int64_t n = a->n, c = a->c, hw = a->hw, m = n * hw;
     YP_CHECK(m > 0 && c >= 0);
     if (c == 0) return;
     CudaContext *ctx = cuda_ctx(be);
@@ -281,17 +276,17 @@ void cuda_batchnorm_backward(Backend *be, int64_t n, int64_t c, int64_t hw, cons
     double *partials = ctx->reduce_scratch, *coef = partials + 2 * c * parts;
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
-        const T *xt = (const T *)x, *dyt = (const T *)dy;
-        bn_act_dispatch(act, [&](auto silu) {
+        const T *xt = (const T *)a->x, *dyt = (const T *)a->dy;
+        bn_act_dispatch(a->act, [&](auto silu) {
             constexpr bool kSilu = decltype(silu)::value;
             bn_sums_kernel<true, kSilu><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(
-                n, c, hw, parts, xt, dyt, gamma, beta, save_mean, save_invstd, partials);
+                n, c, hw, parts, xt, dyt, a->gamma, a->beta, a->save_mean, a->save_invstd, partials);
             CUDA_CHECK_LAUNCH();
             bn_backward_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
-                c, m, parts, partials, dgamma, dbeta, coef);
+                c, m, parts, partials, a->dgamma, a->dbeta, coef);
             CUDA_CHECK_LAUNCH();
             bn_backward_dx_kernel<kSilu><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-                n, c, hw, xt, dyt, gamma, beta, save_mean, save_invstd, coef, (T *)dx);
+                n, c, hw, xt, dyt, a->gamma, a->beta, a->save_mean, a->save_invstd, coef, (T *)a->dx);
         });
     });
     CUDA_CHECK_LAUNCH();

@@ -775,8 +775,9 @@ static void conv_reserve(Harness *h, const ConvDesc *d) {
 
 static bool run_conv(Harness *h, const void *params) {
     const ConvCase *cc = params;
-    ConvDesc d = conv_desc_make(cc->n, cc->c_in, cc->h, cc->w, cc->c_out, cc->k, cc->stride, cc->pad, cc->dilation,
-                                cc->groups);
+    ConvDesc d = conv_desc_make(&(ConvDesc){.n = cc->n, .c_in = cc->c_in, .h_in = cc->h, .w_in = cc->w,
+                                            .c_out = cc->c_out, .kh = cc->k, .kw = cc->k, .stride = cc->stride,
+                                            .pad = cc->pad, .dilation = cc->dilation, .groups = cc->groups});
     conv_reserve(h, &d);
     Shape xs = shape_make(d.n, d.c_in, d.h_in, d.w_in), ys = shape_make(d.n, d.c_out, d.h_out, d.w_out);
     Shape ws = shape_make(d.c_out, d.c_in / d.groups, d.kh, d.kw), bs = shape_make(1, d.c_out, 1, 1);
@@ -874,10 +875,17 @@ static bool run_batchnorm_act(Harness *h, const BnCase *bc, BatchNormActivation 
     bn_shift_all(&c, bc->misaligned);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->batchnorm_forward_train(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side),
-                                                  buf_at(gamma, side), buf_at(beta, side), buf_at(rm, side),
-                                                  buf_at(rv, side), bc->momentum, bc->eps, act, buf_at(y, side),
-                                                  buf_at(sm, side), buf_at(si, side));
+        h->be[side]->ops->batchnorm_forward_train(h->be[side], &(BatchNormTrainArgs){.n = bc->n, .c = bc->c,
+                                                                                     .hw = bc->hw, .x = buf_at(x, side),
+                                                                                     .gamma = buf_at(gamma, side),
+                                                                                     .beta = buf_at(beta, side),
+                                                                                     .running_mean = buf_at(rm, side),
+                                                                                     .running_var = buf_at(rv, side),
+                                                                                     .momentum = bc->momentum,
+                                                                                     .eps = bc->eps, .act = act,
+                                                                                     .y = buf_at(y, side),
+                                                                                     .save_mean = buf_at(sm, side),
+                                                                                     .save_invstd = buf_at(si, side)});
     case_check(&c, y, tol_kernel);
     case_check(&c, rm, tol_kernel);
     case_check(&c, rv, tol_kernel);
@@ -899,9 +907,14 @@ static bool run_batchnorm_act(Harness *h, const BnCase *bc, BatchNormActivation 
     bn_shift_all(&c, bc->misaligned);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->batchnorm_forward_infer(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side),
-                                                  buf_at(gamma, side), buf_at(beta, side), buf_at(rm, side),
-                                                  buf_at(rv, side), bc->eps, act, buf_at(y, side));
+        h->be[side]->ops->batchnorm_forward_infer(h->be[side], &(BatchNormInferArgs){.n = bc->n, .c = bc->c,
+                                                                                     .hw = bc->hw, .x = buf_at(x, side),
+                                                                                     .gamma = buf_at(gamma, side),
+                                                                                     .beta = buf_at(beta, side),
+                                                                                     .running_mean = buf_at(rm, side),
+                                                                                     .running_var = buf_at(rv, side),
+                                                                                     .eps = bc->eps, .act = act,
+                                                                                     .y = buf_at(y, side)});
     case_check(&c, y, tol_kernel);
     ok &= case_end(&c);
 
@@ -936,10 +949,16 @@ static bool run_batchnorm_act(Harness *h, const BnCase *bc, BatchNormActivation 
     bn_shift_all(&c, bc->misaligned);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->batchnorm_backward(h->be[side], bc->n, bc->c, bc->hw, buf_at(x, side), buf_at(dy, side),
-                                             buf_at(gamma, side), buf_at(beta, side), buf_at(sm, side),
-                                             buf_at(si, side), act, buf_at(dx, side), buf_at(dgamma, side),
-                                             buf_at(dbeta, side));
+        h->be[side]->ops->batchnorm_backward(h->be[side], &(BatchNormBackwardArgs){.n = bc->n, .c = bc->c, .hw = bc->hw,
+                                                                                   .x = buf_at(x, side),
+                                                                                   .dy = buf_at(dy, side),
+                                                                                   .gamma = buf_at(gamma, side),
+                                                                                   .beta = buf_at(beta, side),
+                                                                                   .save_mean = buf_at(sm, side),
+                                                                                   .save_invstd = buf_at(si, side),
+                                                                                   .act = act, .dx = buf_at(dx, side),
+                                                                                   .dgamma = buf_at(dgamma, side),
+                                                                                   .dbeta = buf_at(dbeta, side)});
     case_check(&c, dx, tol_kernel);
     case_check(&c, dgamma, tol_kernel);
     case_check(&c, dbeta, tol_kernel);
@@ -1055,10 +1074,14 @@ static bool run_copy_box(Harness *h, const void *params) {
     Buf *dst = case_add(&c, bc->accumulate ? "dst +=" : "dst", bc->accumulate ? BUF_ACCUM : BUF_OUTPUT,
                         shape_make(bc->n, bc->dst_c, 1, bc->dst_s));
     case_ready(&c);
-    for (int side = 0; side < 2; side++)
-        h->be[side]->ops->copy_box(h->be[side], bc->n, buf_at(src, side), bc->src_c, bc->src_c0, bc->src_s,
-                                   bc->src_s0, buf_at(dst, side), bc->dst_c, bc->dst_c0, bc->dst_s, bc->dst_s0,
-                                   bc->count_c, bc->count_s, bc->accumulate);
+    CopyBoxArgs box = {.n = bc->n, .src_c = bc->src_c, .src_c0 = bc->src_c0, .src_s = bc->src_s, .src_s0 = bc->src_s0,
+                       .dst_c = bc->dst_c, .dst_c0 = bc->dst_c0, .dst_s = bc->dst_s, .dst_s0 = bc->dst_s0,
+                       .count_c = bc->count_c, .count_s = bc->count_s, .accumulate = bc->accumulate};
+    for (int side = 0; side < 2; side++) {
+        box.src = buf_at(src, side);
+        box.dst = buf_at(dst, side);
+        h->be[side]->ops->copy_box(h->be[side], &box);
+    }
     case_check(&c, dst, tol_exact);
     return case_end(&c);
 }
@@ -1269,9 +1292,11 @@ static bool run_linear(Harness *h, const void *params) {
     case_fill_uniform(&c, w, -bound, bound);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->linear_backward(h->be[side], lc->n, lc->in, lc->out, buf_at(x, side), buf_at(w, side),
-                                          buf_at(dy, side), dx ? buf_at(dx, side) : NULL, buf_at(dw, side),
-                                          db ? buf_at(db, side) : NULL);
+        h->be[side]->ops->linear_backward(
+            h->be[side], &(LinearBackwardArgs){.n = lc->n, .in = lc->in, .out = lc->out, .x = buf_at(x, side),
+                                               .w = buf_at(w, side), .dy = buf_at(dy, side),
+                                               .dx = dx ? buf_at(dx, side) : NULL, .dw = buf_at(dw, side),
+                                               .db = db ? buf_at(db, side) : NULL});
     if (dx) case_check(&c, dx, tol_kernel);
     case_check(&c, dw, tol_kernel);
     if (db) case_check(&c, db, tol_kernel);
@@ -1580,8 +1605,12 @@ static bool run_empty(Harness *h, const void *params) {
         be->ops->silu_backward(be, s, s, d, 0);
         be->ops->add(be, s, s, d, 0);
         be->ops->accumulate(be, s, d, 0);
-        be->ops->copy_box(be, 2, buf_at(box, side), 3, 0, 5, 0, buf_at(box, side), 3, 1, 5, 0, 0, 5, false);
-        be->ops->copy_box(be, 2, buf_at(box, side), 3, 0, 5, 0, buf_at(box, side), 3, 1, 5, 0, 2, 0, true);
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = 2, .src = buf_at(box, side), .src_c = 3, .src_s = 5,
+                                             .dst = buf_at(box, side), .dst_c = 3, .dst_c0 = 1, .dst_s = 5,
+                                             .count_c = 0, .count_s = 5});
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = 2, .src = buf_at(box, side), .src_c = 3, .src_s = 5,
+                                             .dst = buf_at(box, side), .dst_c = 3, .dst_c0 = 1, .dst_s = 5,
+                                             .count_c = 2, .count_s = 0, .accumulate = true});
     }
     case_check(&c, dst, tol_exact);
     case_check(&c, box, tol_exact);

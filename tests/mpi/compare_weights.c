@@ -4,12 +4,14 @@
 // without replicas: replicas average theirs). Prints the largest relative difference
 // max|a - b| / max|b| over the tensors and exits 1 when it exceeds TOL, a tensor is missing or a
 // value is not finite.
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "framework/core/path.h"
 #include "framework/core/safetensors.h"
 
 enum { MAX_STAGES = 64 };
@@ -17,9 +19,12 @@ enum { MAX_STAGES = 64 };
 static int open_stages(const char *dir, SafetensorsFile **files) {
     int n = 0;
     for (; n < MAX_STAGES; n++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/stage-%d.safetensors", dir, n);
+        char path[PATH_MAX];
         Error err = {0};
+        if (!path_format(path, sizeof path, &err, "%s/stage-%d.safetensors", dir, n)) {
+            fprintf(stderr, "%s\n", err.message);
+            exit(2);
+        }
         FILE *probe = fopen(path, "rb");
         if (!probe) break;
         fclose(probe);

@@ -50,8 +50,15 @@ static double five_point_difference(float *x, int64_t i, float h, GradcheckLoss 
 
 typedef double (*Difference)(float *x, int64_t i, float h, GradcheckLoss loss, void *ctx);
 
-static bool check(Difference difference, const char *what, float *x, const float *analytic, int64_t n,
-                  GradcheckLoss loss, void *ctx, float h, double atol, double rtol, int64_t max_checks) {
+static bool check(Difference difference, const GradcheckSpec *s) {
+    const char *what = s->what;
+    float *x = s->x;
+    const float *analytic = s->analytic;
+    const int64_t n = s->n, max_checks = s->max_checks;
+    GradcheckLoss loss = s->loss;
+    void *ctx = s->ctx;
+    const float h = s->h;
+    const double atol = s->atol, rtol = s->rtol;
     int64_t step = n <= max_checks ? 1 : (n + max_checks - 1) / max_checks;
     int64_t probes = 0, failures = 0;
     for (int64_t i = 0; i < n; i += step) {
@@ -72,12 +79,6 @@ static bool check(Difference difference, const char *what, float *x, const float
     return failures == 0;
 }
 
-bool gradcheck(const char *what, float *x, const float *analytic, int64_t n, GradcheckLoss loss,
-               void *ctx, float h, double atol, double rtol, int64_t max_checks) {
-    return check(central_difference, what, x, analytic, n, loss, ctx, h, atol, rtol, max_checks);
-}
+bool gradcheck(const GradcheckSpec *s) { return check(central_difference, s); }
 
-bool gradcheck_five_point(const char *what, float *x, const float *analytic, int64_t n, GradcheckLoss loss, void *ctx,
-                          float h, double atol, double rtol, int64_t max_checks) {
-    return check(five_point_difference, what, x, analytic, n, loss, ctx, h, atol, rtol, max_checks);
-}
+bool gradcheck_five_point(const GradcheckSpec *s) { return check(five_point_difference, s); }

@@ -167,11 +167,9 @@ static const ConvCase conv_cases[] = {
 enum { CONV_CASES = sizeof conv_cases / sizeof conv_cases[0] };
 
 static ConvDesc conv_case_desc(const ConvCase *cc) {
-    ConvDesc d = conv_desc_make(cc->n, cc->c_in, cc->h, cc->w, cc->c_out, cc->kh, cc->stride, cc->pad,
-                                cc->dilation, cc->groups);
-    d.kw = cc->kw;
-    d.w_out = (cc->w + 2 * cc->pad - cc->dilation * (cc->kw - 1) - 1) / cc->stride + 1;
-    return d;
+    return conv_desc_make(&(ConvDesc){.n = cc->n, .c_in = cc->c_in, .h_in = cc->h, .w_in = cc->w, .c_out = cc->c_out,
+                                      .kh = cc->kh, .kw = cc->kw, .stride = cc->stride, .pad = cc->pad,
+                                      .dilation = cc->dilation, .groups = cc->groups});
 }
 
 // Direct convolution, seven loops deep, accumulated in double.
@@ -274,12 +272,18 @@ static void test_conv_backward(void **state) {
         // in all), divided by 2h = 2e-2.
         char what[128];
         snprintf(what, sizeof what, "conv dx [%s]", cc->name);
-        assert_true(gradcheck(what, p.x.host, dx.host, p.x.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
+        assert_true(gradcheck(&(GradcheckSpec){.what = what, .x = p.x.host, .analytic = dx.host, .n = p.x.n,
+                                               .loss = conv_loss, .ctx = &p, .h = 1e-2f, .atol = 5e-4, .rtol = 1e-3,
+                                               .max_checks = 200}));
         snprintf(what, sizeof what, "conv dw [%s]", cc->name);
-        assert_true(gradcheck(what, p.w.host, dw.host, p.w.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
+        assert_true(gradcheck(&(GradcheckSpec){.what = what, .x = p.w.host, .analytic = dw.host, .n = p.w.n,
+                                               .loss = conv_loss, .ctx = &p, .h = 1e-2f, .atol = 5e-4, .rtol = 1e-3,
+                                               .max_checks = 200}));
         if (cc->bias) {
             snprintf(what, sizeof what, "conv dbias [%s]", cc->name);
-            assert_true(gradcheck(what, p.b.host, db.host, p.b.n, conv_loss, &p, 1e-2f, 5e-4, 1e-3, 200));
+            assert_true(gradcheck(&(GradcheckSpec){.what = what, .x = p.b.host, .analytic = db.host, .n = p.b.n,
+                                                   .loss = conv_loss, .ctx = &p, .h = 1e-2f, .atol = 5e-4, .rtol = 1e-3,
+                                                   .max_checks = 200}));
         }
 
         conv_loss(&p);  // gradcheck restores only the host copies
@@ -335,9 +339,12 @@ static void bn_probe_destroy(BnProbe *p) {
 }
 
 static void bn_probe_train(BnProbe *p, BatchNormActivation act) {
-    be->ops->batchnorm_forward_train(be, p->n, p->c, p->hw, p->x.dev, p->gamma.dev, p->beta.dev,
-                                     p->rmean.dev, p->rvar.dev, bn_momentum, bn_eps, act, p->y.dev,
-                                     p->smean.dev, p->sinvstd.dev);
+    be->ops->batchnorm_forward_train(be, &(BatchNormTrainArgs){.n = p->n, .c = p->c, .hw = p->hw, .x = p->x.dev,
+                                                               .gamma = p->gamma.dev, .beta = p->beta.dev,
+                                                               .running_mean = p->rmean.dev, .running_var = p->rvar.dev,
+                                                               .momentum = bn_momentum, .eps = bn_eps, .act = act,
+                                                               .y = p->y.dev, .save_mean = p->smean.dev,
+                                                               .save_invstd = p->sinvstd.dev});
 }
 
 // Train-mode forward; the running statistics drift with every call but do not affect y.
@@ -406,8 +413,10 @@ static void test_batchnorm_train(void **state) {
 static void test_batchnorm_infer(void **state) {
     (void)state;
     BnProbe p = bn_probe_create(2, 4, 4096, 320);  // large enough for the threaded path
-    be->ops->batchnorm_forward_infer(be, p.n, p.c, p.hw, p.x.dev, p.gamma.dev, p.beta.dev, p.rmean.dev,
-                                     p.rvar.dev, bn_eps, BATCHNORM_ACT_NONE, p.y.dev);
+    be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
+                                                               .gamma = p.gamma.dev, .beta = p.beta.dev,
+                                                               .running_mean = p.rmean.dev, .running_var = p.rvar.dev,
+                                                               .eps = bn_eps, .act = BATCHNORM_ACT_NONE, .y = p.y.dev});
     test_buf_pull(&p.y);
     double *want = malloc((size_t)p.y.n * sizeof(double));
     assert_non_null(want);
@@ -429,22 +438,34 @@ static void test_batchnorm_backward(void **state) {
     BnProbe p = bn_probe_create(BN_N, BN_C, BN_HW, 330);
     bn_probe_train(&p, BATCHNORM_ACT_NONE);
     TestBuf dx = test_buf_create(p.x.n), dg = test_buf_create(p.c), db = test_buf_create(p.c);
-    be->ops->batchnorm_backward(be, p.n, p.c, p.hw, p.x.dev, p.r.dev, p.gamma.dev, p.beta.dev, p.smean.dev,
-                                p.sinvstd.dev, BATCHNORM_ACT_NONE, dx.dev, dg.dev, db.dev);
+    be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
+                                                             .dy = p.r.dev, .gamma = p.gamma.dev, .beta = p.beta.dev,
+                                                             .save_mean = p.smean.dev, .save_invstd = p.sinvstd.dev,
+                                                             .act = BATCHNORM_ACT_NONE, .dx = dx.dev, .dgamma = dg.dev,
+                                                             .dbeta = db.dev});
     test_buf_pull(&dx);
     test_buf_pull(&dg);
     test_buf_pull(&db);
     // x enters through the batch statistics, so L is curved in x: h = 5e-3 keeps the O(h^2)
     // truncation and the float32 rounding of a whole channel's outputs (/ 2h) both below 1e-3.
-    assert_true(gradcheck("bn dx", p.x.host, dx.host, p.x.n, bn_loss, &p, 5e-3f, 1e-3, 1e-2, 200));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "bn dx", .x = p.x.host, .analytic = dx.host, .n = p.x.n,
+                                           .loss = bn_loss, .ctx = &p, .h = 5e-3f, .atol = 1e-3, .rtol = 1e-2,
+                                           .max_checks = 200}));
     // L is linear in gamma and beta: only rounding of the channel's 40 outputs, / 2h.
-    assert_true(gradcheck("bn dgamma", p.gamma.host, dg.host, p.c, bn_loss, &p, 1e-2f, 1e-4, 1e-4, 200));
-    assert_true(gradcheck("bn dbeta", p.beta.host, db.host, p.c, bn_loss, &p, 1e-2f, 1e-4, 1e-4, 200));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "bn dgamma", .x = p.gamma.host, .analytic = dg.host, .n = p.c,
+                                           .loss = bn_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-4, .rtol = 1e-4,
+                                           .max_checks = 200}));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "bn dbeta", .x = p.beta.host, .analytic = db.host, .n = p.c,
+                                           .loss = bn_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-4, .rtol = 1e-4,
+                                           .max_checks = 200}));
 
     float *dx1 = test_copy_of(dx.host, dx.n), *dg1 = test_copy_of(dg.host, dg.n), *db1 = test_copy_of(db.host, db.n);
     bn_loss(&p);  // gradcheck restores only the host copies; this re-uploads them and the statistics
-    be->ops->batchnorm_backward(be, p.n, p.c, p.hw, p.x.dev, p.r.dev, p.gamma.dev, p.beta.dev, p.smean.dev,
-                                p.sinvstd.dev, BATCHNORM_ACT_NONE, dx.dev, dg.dev, db.dev);
+    be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
+                                                             .dy = p.r.dev, .gamma = p.gamma.dev, .beta = p.beta.dev,
+                                                             .save_mean = p.smean.dev, .save_invstd = p.sinvstd.dev,
+                                                             .act = BATCHNORM_ACT_NONE, .dx = dx.dev, .dgamma = dg.dev,
+                                                             .dbeta = db.dev});
     test_expect_doubled("bn dx", &dx, dx1);
     test_expect_doubled("bn dgamma", &dg, dg1);
     test_expect_doubled("bn dbeta", &db, db1);
@@ -493,11 +514,18 @@ static void bn_check_silu_fused(int64_t n, int64_t c, int64_t hw, uint64_t seed)
         db[k] = test_buf_random(c, -1.0f, 1.0f, seed + 12);
     }
     be->ops->silu_backward(be, split.y.dev, split.r.dev, dz.dev, (size_t)elems);
-    be->ops->batchnorm_backward(be, n, c, hw, split.x.dev, dz.dev, split.gamma.dev, split.beta.dev, split.smean.dev,
-                                split.sinvstd.dev, BATCHNORM_ACT_NONE, dx[1].dev, dg[1].dev, db[1].dev);
-    be->ops->batchnorm_backward(be, n, c, hw, fused.x.dev, fused.r.dev, fused.gamma.dev, fused.beta.dev,
-                                fused.smean.dev, fused.sinvstd.dev, BATCHNORM_ACT_SILU, dx[0].dev, dg[0].dev,
-                                db[0].dev);
+    be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = n, .c = c, .hw = hw, .x = split.x.dev, .dy = dz.dev,
+                                                             .gamma = split.gamma.dev, .beta = split.beta.dev,
+                                                             .save_mean = split.smean.dev,
+                                                             .save_invstd = split.sinvstd.dev,
+                                                             .act = BATCHNORM_ACT_NONE, .dx = dx[1].dev,
+                                                             .dgamma = dg[1].dev, .dbeta = db[1].dev});
+    be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = n, .c = c, .hw = hw, .x = fused.x.dev,
+                                                             .dy = fused.r.dev, .gamma = fused.gamma.dev,
+                                                             .beta = fused.beta.dev, .save_mean = fused.smean.dev,
+                                                             .save_invstd = fused.sinvstd.dev,
+                                                             .act = BATCHNORM_ACT_SILU, .dx = dx[0].dev,
+                                                             .dgamma = dg[0].dev, .dbeta = db[0].dev});
     for (int k = 0; k < 2; k++) {
         test_buf_pull(&dx[k]);
         test_buf_pull(&dg[k]);
@@ -507,10 +535,16 @@ static void bn_check_silu_fused(int64_t n, int64_t c, int64_t hw, uint64_t seed)
     test_expect_bits("fused dgamma", dg[0].host, dg[1].host, c);
     test_expect_bits("fused dbeta", db[0].host, db[1].host, c);
 
-    be->ops->batchnorm_forward_infer(be, n, c, hw, fused.x.dev, fused.gamma.dev, fused.beta.dev, fused.rmean.dev,
-                                     fused.rvar.dev, bn_eps, BATCHNORM_ACT_SILU, fused.y.dev);
-    be->ops->batchnorm_forward_infer(be, n, c, hw, split.x.dev, split.gamma.dev, split.beta.dev, split.rmean.dev,
-                                     split.rvar.dev, bn_eps, BATCHNORM_ACT_NONE, split.y.dev);
+    be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = n, .c = c, .hw = hw, .x = fused.x.dev,
+                                                               .gamma = fused.gamma.dev, .beta = fused.beta.dev,
+                                                               .running_mean = fused.rmean.dev,
+                                                               .running_var = fused.rvar.dev, .eps = bn_eps,
+                                                               .act = BATCHNORM_ACT_SILU, .y = fused.y.dev});
+    be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = n, .c = c, .hw = hw, .x = split.x.dev,
+                                                               .gamma = split.gamma.dev, .beta = split.beta.dev,
+                                                               .running_mean = split.rmean.dev,
+                                                               .running_var = split.rvar.dev, .eps = bn_eps,
+                                                               .act = BATCHNORM_ACT_NONE, .y = split.y.dev});
     be->ops->silu_forward(be, split.y.dev, y.dev, (size_t)elems);
     test_buf_pull(&fused.y);
     test_buf_pull(&y);
@@ -571,7 +605,9 @@ static void test_silu(void **state) {
     test_buf_pull(&dx);
     assert_true(close_elements("silu backward", dx.host, dwant, N, 1e-6, 1e-5));
     // One output per probe; h = 1e-2 balances O(h^2) truncation against rounding / 2h.
-    assert_true(gradcheck("silu dx", p.x.host, dx.host, N, silu_loss, &p, 1e-2f, 1e-4, 1e-3, 300));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "silu dx", .x = p.x.host, .analytic = dx.host, .n = N,
+                                           .loss = silu_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-4, .rtol = 1e-3,
+                                           .max_checks = 300}));
     silu_loss(&p);  // gradcheck restores only the host copy
     float *dx1 = test_copy_of(dx.host, N);
     be->ops->silu_backward(be, p.x.dev, p.r.dev, dx.dev, N);
@@ -613,8 +649,10 @@ static void test_copy_box(void **state) {
     float *before = test_copy_of(dst.host, dst.n);
     for (int accumulate = 0; accumulate < 2; accumulate++) {
         test_buf_push(&dst);  // host still holds `before`
-        be->ops->copy_box(be, N, src.dev, SRC_C, SRC_C0, SRC_S, SRC_S0, dst.dev, DST_C, DST_C0, DST_S, DST_S0,
-                          COUNT_C, COUNT_S, accumulate);
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = N, .src = src.dev, .src_c = SRC_C, .src_c0 = SRC_C0, .src_s = SRC_S,
+                                             .src_s0 = SRC_S0, .dst = dst.dev, .dst_c = DST_C, .dst_c0 = DST_C0,
+                                             .dst_s = DST_S, .dst_s0 = DST_S0, .count_c = COUNT_C, .count_s = COUNT_S,
+                                             .accumulate = accumulate});
         float *got = malloc((size_t)dst.n * sizeof(float));
         assert_non_null(got);
         be->ops->download(be, got, dst.dev, (size_t)dst.n * sizeof(float));
@@ -725,7 +763,9 @@ static void test_maxpool(void **state) {
     be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
     test_buf_pull(&dx);
     // L is piecewise linear and h = 1e-3 < half the spacing never crosses a kink: only rounding.
-    assert_true(gradcheck("maxpool dx", p.x.host, dx.host, n, maxpool_loss, &p, 1e-3f, 1e-4, 1e-4, 400));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "maxpool dx", .x = p.x.host, .analytic = dx.host, .n = n,
+                                           .loss = maxpool_loss, .ctx = &p, .h = 1e-3f, .atol = 1e-4, .rtol = 1e-4,
+                                           .max_checks = 400}));
     maxpool_loss(&p);  // gradcheck restores only the host copy
     float *dx1 = test_copy_of(dx.host, n);
     be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
@@ -831,23 +871,35 @@ static void test_linear(void **state) {
     assert_true(close_elements("linear forward, no bias", p.y.host, want_nobias, p.y.n, 1e-6, 1e-6));
 
     TestBuf dx = test_buf_create(p.x.n), dw = test_buf_create(p.w.n), db = test_buf_create(p.b.n);
-    be->ops->linear_backward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, p.r.dev, dx.dev, dw.dev, db.dev);
+    be->ops->linear_backward(be, &(LinearBackwardArgs){.n = LIN_N, .in = LIN_IN, .out = LIN_OUT, .x = p.x.dev,
+                                                       .w = p.w.dev, .dy = p.r.dev, .dx = dx.dev, .dw = dw.dev,
+                                                       .db = db.dev});
     test_buf_pull(&dx);
     test_buf_pull(&dw);
     test_buf_pull(&db);
     // L is linear in x, w and b: no truncation error, only rounding / 2h.
-    assert_true(gradcheck("linear dx", p.x.host, dx.host, p.x.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
-    assert_true(gradcheck("linear dw", p.w.host, dw.host, p.w.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
-    assert_true(gradcheck("linear db", p.b.host, db.host, p.b.n, linear_loss, &p, 1e-2f, 1e-5, 1e-4, 100));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "linear dx", .x = p.x.host, .analytic = dx.host, .n = p.x.n,
+                                           .loss = linear_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-5, .rtol = 1e-4,
+                                           .max_checks = 100}));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "linear dw", .x = p.w.host, .analytic = dw.host, .n = p.w.n,
+                                           .loss = linear_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-5, .rtol = 1e-4,
+                                           .max_checks = 100}));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "linear db", .x = p.b.host, .analytic = db.host, .n = p.b.n,
+                                           .loss = linear_loss, .ctx = &p, .h = 1e-2f, .atol = 1e-5, .rtol = 1e-4,
+                                           .max_checks = 100}));
 
     linear_loss(&p);  // gradcheck restores only the host copies
     float *dx1 = test_copy_of(dx.host, dx.n), *dw1 = test_copy_of(dw.host, dw.n), *db1 = test_copy_of(db.host, db.n);
-    be->ops->linear_backward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, p.r.dev, dx.dev, dw.dev, db.dev);
+    be->ops->linear_backward(be, &(LinearBackwardArgs){.n = LIN_N, .in = LIN_IN, .out = LIN_OUT, .x = p.x.dev,
+                                                       .w = p.w.dev, .dy = p.r.dev, .dx = dx.dev, .dw = dw.dev,
+                                                       .db = db.dev});
     test_expect_doubled("linear dx", &dx, dx1);
     test_expect_doubled("linear dw", &dw, dw1);
     test_expect_doubled("linear db", &db, db1);
     // NULL dx and db are skipped; dw still accumulates.
-    be->ops->linear_backward(be, LIN_N, LIN_IN, LIN_OUT, p.x.dev, p.w.dev, p.r.dev, NULL, dw.dev, NULL);
+    be->ops->linear_backward(be, &(LinearBackwardArgs){.n = LIN_N, .in = LIN_IN, .out = LIN_OUT, .x = p.x.dev,
+                                                       .w = p.w.dev, .dy = p.r.dev, .dx = NULL, .dw = dw.dev,
+                                                       .db = NULL});
     test_buf_pull(&dw);
     double want_dw[LIN_OUT * LIN_IN];
     for (int i = 0; i < LIN_OUT * LIN_IN; i++) want_dw[i] = 3.0 * dw1[i];

@@ -239,8 +239,10 @@ static void test_conv_case(const ConvDesc *d, bool with_bias) {
 static void test_conv(void **state) {
     (void)state;
     // Strided, padded, grouped, with a bias (im2col and col2im); then pointwise without (no workspace).
-    ConvDesc strided = conv_desc_make(2, 8, 40, 36, 12, 3, 2, 1, 1, 2);
-    ConvDesc pointwise = conv_desc_make(2, 16, 24, 24, 8, 1, 1, 0, 1, 1);
+    ConvDesc strided = conv_desc_make(&(ConvDesc){.n = 2, .c_in = 8, .h_in = 40, .w_in = 36, .c_out = 12, .kh = 3,
+                                                  .kw = 3, .stride = 2, .pad = 1, .dilation = 1, .groups = 2});
+    ConvDesc pointwise = conv_desc_make(&(ConvDesc){.n = 2, .c_in = 16, .h_in = 24, .w_in = 24, .c_out = 8, .kh = 1,
+                                                    .kw = 1, .stride = 1, .pad = 0, .dilation = 1, .groups = 1});
     test_conv_case(&strided, true);
     test_conv_case(&pointwise, false);
 }
@@ -258,26 +260,48 @@ static void test_batchnorm_case(BatchNormActivation act) {
     TestParam save_mean = test_param_create(C, 0.0f, 1.0f, 28), save_invstd = test_param_create(C, 0.0f, 1.0f, 29);
     TestParam dgamma = test_param_create(C, -1.0f, 1.0f, 30), dbeta = test_param_create(C, -1.0f, 1.0f, 31);
 
-    env.lp->ops->batchnorm_forward_infer(env.lp, N, C, HW, x.lp, gamma.lp, beta.lp, mean.lp, var.lp, 1e-3f, act,
-                                         y.lp);
-    env.ref->ops->batchnorm_forward_infer(env.ref, N, C, HW, x.ref, gamma.ref, beta.ref, mean.ref, var.ref, 1e-3f,
-                                          act, y.ref);
+    env.lp->ops->batchnorm_forward_infer(env.lp, &(BatchNormInferArgs){.n = N, .c = C, .hw = HW, .x = x.lp,
+                                                                       .gamma = gamma.lp, .beta = beta.lp,
+                                                                       .running_mean = mean.lp, .running_var = var.lp,
+                                                                       .eps = 1e-3f, .act = act, .y = y.lp});
+    env.ref->ops->batchnorm_forward_infer(env.ref, &(BatchNormInferArgs){.n = N, .c = C, .hw = HW, .x = x.ref,
+                                                                         .gamma = gamma.ref, .beta = beta.ref,
+                                                                         .running_mean = mean.ref,
+                                                                         .running_var = var.ref, .eps = 1e-3f,
+                                                                         .act = act, .y = y.ref});
     test_act_expect("batchnorm_forward_infer y", &y);
 
-    env.lp->ops->batchnorm_forward_train(env.lp, N, C, HW, x.lp, gamma.lp, beta.lp, mean.lp, var.lp, 0.1f, 1e-3f,
-                                         act, y.lp, save_mean.lp, save_invstd.lp);
-    env.ref->ops->batchnorm_forward_train(env.ref, N, C, HW, x.ref, gamma.ref, beta.ref, mean.ref, var.ref, 0.1f,
-                                          1e-3f, act, y.ref, save_mean.ref, save_invstd.ref);
+    env.lp->ops->batchnorm_forward_train(env.lp, &(BatchNormTrainArgs){.n = N, .c = C, .hw = HW, .x = x.lp,
+                                                                       .gamma = gamma.lp, .beta = beta.lp,
+                                                                       .running_mean = mean.lp, .running_var = var.lp,
+                                                                       .momentum = 0.1f, .eps = 1e-3f, .act = act,
+                                                                       .y = y.lp, .save_mean = save_mean.lp,
+                                                                       .save_invstd = save_invstd.lp});
+    env.ref->ops->batchnorm_forward_train(env.ref, &(BatchNormTrainArgs){.n = N, .c = C, .hw = HW, .x = x.ref,
+                                                                         .gamma = gamma.ref, .beta = beta.ref,
+                                                                         .running_mean = mean.ref,
+                                                                         .running_var = var.ref, .momentum = 0.1f,
+                                                                         .eps = 1e-3f, .act = act, .y = y.ref,
+                                                                         .save_mean = save_mean.ref,
+                                                                         .save_invstd = save_invstd.ref});
     test_act_expect("batchnorm_forward_train y", &y);
     test_param_expect("batchnorm running_mean", &mean);
     test_param_expect("batchnorm running_var", &var);
     test_param_expect("batchnorm save_mean", &save_mean);
     test_param_expect("batchnorm save_invstd", &save_invstd);
 
-    env.lp->ops->batchnorm_backward(env.lp, N, C, HW, x.lp, dy.lp, gamma.lp, beta.lp, save_mean.lp, save_invstd.lp,
-                                    act, dx.lp, dgamma.lp, dbeta.lp);
-    env.ref->ops->batchnorm_backward(env.ref, N, C, HW, x.ref, dy.ref, gamma.ref, beta.ref, save_mean.ref,
-                                     save_invstd.ref, act, dx.ref, dgamma.ref, dbeta.ref);
+    env.lp->ops->batchnorm_backward(env.lp, &(BatchNormBackwardArgs){.n = N, .c = C, .hw = HW, .x = x.lp, .dy = dy.lp,
+                                                                     .gamma = gamma.lp, .beta = beta.lp,
+                                                                     .save_mean = save_mean.lp,
+                                                                     .save_invstd = save_invstd.lp, .act = act,
+                                                                     .dx = dx.lp, .dgamma = dgamma.lp,
+                                                                     .dbeta = dbeta.lp});
+    env.ref->ops->batchnorm_backward(env.ref, &(BatchNormBackwardArgs){.n = N, .c = C, .hw = HW, .x = x.ref,
+                                                                       .dy = dy.ref, .gamma = gamma.ref,
+                                                                       .beta = beta.ref, .save_mean = save_mean.ref,
+                                                                       .save_invstd = save_invstd.ref, .act = act,
+                                                                       .dx = dx.ref, .dgamma = dgamma.ref,
+                                                                       .dbeta = dbeta.ref});
     test_act_expect("batchnorm_backward dx", &dx);
     test_act_expect("batchnorm_backward x", &x);
     test_act_expect("batchnorm_backward dy", &dy);
@@ -333,10 +357,13 @@ static void test_copy_box(void **state) {
     for (int accumulate = 0; accumulate <= 1; accumulate++) {
         TestAct src = test_act_create(N * SRC_C * SRC_S, -1.0f, 1.0f, 50);
         TestAct dst = test_act_create(N * DST_C * DST_S, -1.0f, 1.0f, 51);
-        env.lp->ops->copy_box(env.lp, N, src.lp, SRC_C, 3, SRC_S, 20, dst.lp, DST_C, 1, DST_S, 100, 5, 250,
-                              accumulate);
-        env.ref->ops->copy_box(env.ref, N, src.ref, SRC_C, 3, SRC_S, 20, dst.ref, DST_C, 1, DST_S, 100, 5, 250,
-                               accumulate);
+        CopyBoxArgs box = {.n = N, .src = src.lp, .src_c = SRC_C, .src_c0 = 3, .src_s = SRC_S, .src_s0 = 20,
+                           .dst = dst.lp, .dst_c = DST_C, .dst_c0 = 1, .dst_s = DST_S, .dst_s0 = 100, .count_c = 5,
+                           .count_s = 250, .accumulate = accumulate};
+        env.lp->ops->copy_box(env.lp, &box);
+        box.src = src.ref;
+        box.dst = dst.ref;
+        env.ref->ops->copy_box(env.ref, &box);
         test_act_expect(accumulate ? "copy_box accumulate dst" : "copy_box dst", &dst);
         test_act_expect("copy_box src", &src);
         test_act_destroy(&src);
@@ -397,14 +424,20 @@ static void test_linear(void **state) {
         env.ref->ops->linear_forward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, with_bias ? b.ref : NULL, y.ref);
         test_act_expect(with_bias ? "linear_forward y (bias)" : "linear_forward y", &y);
     }
-    env.lp->ops->linear_backward(env.lp, N, IN, OUT, x.lp, w.lp, dy.lp, dx.lp, dw.lp, db.lp);
-    env.ref->ops->linear_backward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, dy.ref, dx.ref, dw.ref, db.ref);
+    env.lp->ops->linear_backward(env.lp, &(LinearBackwardArgs){.n = N, .in = IN, .out = OUT, .x = x.lp, .w = w.lp,
+                                                               .dy = dy.lp, .dx = dx.lp, .dw = dw.lp, .db = db.lp});
+    env.ref->ops->linear_backward(env.ref, &(LinearBackwardArgs){.n = N, .in = IN, .out = OUT, .x = x.ref,
+                                                                 .w = w_rounded.ref, .dy = dy.ref, .dx = dx.ref,
+                                                                 .dw = dw.ref, .db = db.ref});
     test_act_expect("linear_backward dx", &dx);
     test_param_expect("linear_backward dw", &dw);
     test_param_expect("linear_backward db", &db);
     // Without dx (the first layer) and without a bias: the weight gradient alone.
-    env.lp->ops->linear_backward(env.lp, N, IN, OUT, x.lp, w.lp, dy.lp, NULL, dw.lp, NULL);
-    env.ref->ops->linear_backward(env.ref, N, IN, OUT, x.ref, w_rounded.ref, dy.ref, NULL, dw.ref, NULL);
+    env.lp->ops->linear_backward(env.lp, &(LinearBackwardArgs){.n = N, .in = IN, .out = OUT, .x = x.lp, .w = w.lp,
+                                                               .dy = dy.lp, .dx = NULL, .dw = dw.lp, .db = NULL});
+    env.ref->ops->linear_backward(env.ref, &(LinearBackwardArgs){.n = N, .in = IN, .out = OUT, .x = x.ref,
+                                                                 .w = w_rounded.ref, .dy = dy.ref, .dx = NULL,
+                                                                 .dw = dw.ref, .db = NULL});
     test_param_expect("linear_backward dw (no dx)", &dw);
     test_act_expect("linear_backward dx (untouched)", &dx);
     test_act_expect("linear x", &x);

@@ -107,12 +107,14 @@ static void run_case(const GradCase *c) {
     // gradients.
     char what[128];
     snprintf(what, sizeof what, "%s input", c->name);
-    bool ok =
-        gradcheck_five_point(what, x->data, dx, tensor_elems(x), projected_loss, &ctx, fd_step, fd_atol, fd_rtol, 300);
+    bool ok = gradcheck_five_point(&(GradcheckSpec){.what = what, .x = x->data, .analytic = dx, .n = tensor_elems(x),
+                                                    .loss = projected_loss, .ctx = &ctx, .h = fd_step, .atol = fd_atol,
+                                                    .rtol = fd_rtol, .max_checks = 300});
     snprintf(what, sizeof what, "%s parameters", c->name);
     if (n_params > 0)
-        ok &= gradcheck_five_point(what, g->param_data + first, grad, n_params, projected_loss, &ctx, fd_step, fd_atol,
-                                   fd_rtol, 300);
+        ok &= gradcheck_five_point(&(GradcheckSpec){.what = what, .x = g->param_data + first, .analytic = grad,
+                                                    .n = n_params, .loss = projected_loss, .ctx = &ctx, .h = fd_step,
+                                                    .atol = fd_atol, .rtol = fd_rtol, .max_checks = 300});
     free(dx);
     free(grad);
     free(r);

@@ -175,7 +175,9 @@ static void detect_gradcheck(const char *what, DetectLossConfig cfg, float *pred
     detect_loss_compute(loss, FD_BATCH, pred, targets, n_targets, dpred, &parts);
     assert_true(parts.n_foreground > 10);  // most box logits take part
     FdContext ctx = {loss, pred};
-    assert_true(gradcheck(what, pred, dpred, FD_ELEMS, evaluated_loss, &ctx, fd_step, fd_atol, fd_rtol, FD_ELEMS));
+    assert_true(gradcheck(&(GradcheckSpec){.what = what, .x = pred, .analytic = dpred, .n = FD_ELEMS,
+                                           .loss = evaluated_loss, .ctx = &ctx, .h = fd_step, .atol = fd_atol,
+                                           .rtol = fd_rtol, .max_checks = FD_ELEMS}));
     detect_loss_destroy(loss);
 }
 
@@ -237,8 +239,9 @@ static void test_classify_gradcheck(void **state) {
     classify_loss_compute(BATCH, NC, logits, labels, grad);
     ClassifyFd ctx = {BATCH, NC, logits, labels};
     // All in double from float logits: only truncation (h^2 f''', below 1e-5 here) remains.
-    assert_true(gradcheck("classify loss", logits, grad, BATCH * NC, classify_value, &ctx, fd_step, 1e-6, 1e-4,
-                          BATCH * NC));
+    assert_true(gradcheck(&(GradcheckSpec){.what = "classify loss", .x = logits, .analytic = grad, .n = BATCH * NC,
+                                           .loss = classify_value, .ctx = &ctx, .h = fd_step, .atol = 1e-6,
+                                           .rtol = 1e-4, .max_checks = BATCH * NC}));
 }
 
 // ---- edge cases and invariants -------------------------------------------------------------------
