@@ -11,6 +11,7 @@
 #include "framework/core/clock.h"
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
+#include "framework/core/sort.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "layers/graph.h"
 #include "partition/cost.h"
@@ -47,16 +48,6 @@ const CliCommand cmd_profile_cli = {
     .run = cmd_profile,
 };
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // One training pass, layer by layer: times[i] and times[n + i] get layer i's forward and backward.
 // The input and the output gradient are random; the other output gradients start at zero, as in
 // graph_backward.
@@ -91,9 +82,9 @@ static CostProfile *profile_measure(Graph *g, int64_t micro, int64_t imgsz, int 
     for (int i = 0; i < n; i++) {
         snprintf(p->rows[i].module, sizeof p->rows[i].module, "%s", g->layers[i].row->module);
         for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * 2 * (size_t)n + (size_t)i];
-        p->rows[i].fwd_s = median(one, repeats);
+        p->rows[i].fwd_s = sort_median(one, repeats);
         for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * 2 * (size_t)n + (size_t)(n + i)];
-        p->rows[i].bwd_s = median(one, repeats);
+        p->rows[i].bwd_s = sort_median(one, repeats);
     }
     free(one);
     free(times);

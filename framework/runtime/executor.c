@@ -367,11 +367,7 @@ static void chunk_release(ExecutorChunk *c, int micro) {
 
 // The detection loss's configuration for side x side inputs.
 static DetectLossConfig executor_loss_config(const Executor *ex, int64_t side) {
-    const Graph *g = ex->chunks[ex->n_chunks - 1].graph;
-    DetectLossConfig lc = detect_loss_config_default(ex->opt.spec->nc, ex->opt.spec->reg_max);
-    lc.n_levels = g->n_strides;
-    for (int i = 0; i < lc.n_levels; i++)
-        lc.levels[i] = (DetectLossLevel){.h = side / g->strides[i], .w = side / g->strides[i], .stride = g->strides[i]};
+    DetectLossConfig lc = detect_loss_config_for_graph(ex->chunks[ex->n_chunks - 1].graph, side);
     lc.box_gain = ex->opt.cfg->train.box;
     lc.cls_gain = ex->opt.cfg->train.cls;
     lc.dfl_gain = ex->opt.cfg->train.dfl;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "framework/core/clock.h"
+#include "framework/core/sort.h"
 #include "framework/train/loss_scale.h"
 #include "framework/train/trainer_internal.h"
 #include "layers/graph.h"
@@ -135,17 +136,11 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     return true;
 }
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double trainer_median_after_first(const double *values, int n) {
-    double *sorted = yp_malloc((size_t)(n - 1) * sizeof *sorted);
-    memcpy(sorted, values + 1, (size_t)(n - 1) * sizeof *sorted);
-    qsort(sorted, (size_t)(n - 1), sizeof *sorted, compare_doubles);
-    double median = sorted[(n - 1) / 2];
-    free(sorted);
+    double *rest = yp_malloc((size_t)(n - 1) * sizeof *rest);
+    memcpy(rest, values + 1, (size_t)(n - 1) * sizeof *rest);
+    double median = sort_median(rest, n - 1);
+    free(rest);
     return median;
 }
 
