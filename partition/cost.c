@@ -140,7 +140,9 @@ static const struct {
 };
 _Static_assert(sizeof profile_steps / sizeof *profile_steps == PROFILE_STEP_COUNT, "a name and unit per step line");
 
-static double *profile_step_field(CostProfile *p, ProfileStep k) { return (double *)((char *)p + profile_steps[k].offset); }
+static double *profile_step_field(CostProfile *p, ProfileStep k) {
+    return (double *)((char *)p + profile_steps[k].offset);
+}
 static double profile_step_get(const CostProfile *p, ProfileStep k) {
     return *(const double *)((const char *)p + profile_steps[k].offset);
 }

@@ -205,6 +205,7 @@ bool step_profile_measure(const StepProfileInput *in, CostProfile *p, StepProfil
     free(order);
     if (!ok) return false;
     p->loss_s_per_image = report->loss_s / (double)report->loss_images;
-    p->loader_images_per_s_per_worker = report->loader_batch_s > 0 ? (double)report->loader_images / report->loader_batch_s : 0;
+    p->loader_images_per_s_per_worker =
+        report->loader_batch_s > 0 ? (double)report->loader_images / report->loader_batch_s : 0;
     return true;
 }

@@ -242,7 +242,8 @@ static bool trainer_loop(Trainer *t, Error *err) {
         if (stop) fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
     }
     trainer_print_step_times(t);
-    fprintf(t->out, "results in %s (results.csv, weights/last, weights/best, profile.csv, measured.json)\n", t->run_dir);
+    fprintf(t->out, "results in %s (results.csv, weights/last, weights/best, profile.csv, measured.json)\n",
+            t->run_dir);
     return trainer_write_profile(t, err) && trainer_write_measured(t, err);
 }
 

@@ -85,8 +85,9 @@ static void measured_write(Trainer *t, FILE *f, const MeasuredRank *ranks, bool 
     fprintf(f, ",\n  \"world_size\": %d,\n  \"stages\": %d,\n  \"chunks\": %d,\n  \"replicas\": %d,\n"
                "  \"micro_batches\": %d,\n  \"micro_batch_images\": %lld,\n  \"images_per_batch\": %lld,\n"
                "  \"imgsz\": %lld,\n  \"batches\": %d,\n  \"optimizer_steps\": %lld",
-            world, plan->n_ranks, plan->chunks, plan->replicas, plan->micro_batches, (long long)plan->micro_batch_images,
-            (long long)t->cfg->train.batch, (long long)t->cfg->train.imgsz, n, (long long)t->at.optimizer_steps);
+            world, plan->n_ranks, plan->chunks, plan->replicas, plan->micro_batches,
+            (long long)plan->micro_batch_images, (long long)t->cfg->train.batch, (long long)t->cfg->train.imgsz, n,
+            (long long)t->at.optimizer_steps);
     measured_write_doubles(f, "batch_s", t->step_times, n);
     measured_write_doubles(f, "compute_s", t->compute_times, n);
     fputs(",\n  \"median_batch_s_after_first\": ", f);

@@ -129,7 +129,8 @@ TrainerOptimizerChoice trainer_optimizer_choice(const ExperimentConfig *cfg, int
 void trainer_build_optimizer(Trainer *t) {
     const ExperimentConfig *cfg = t->cfg;
     const TrainConfig *tc = &cfg->train;
-    TrainerOptimizerChoice choice = trainer_optimizer_choice(cfg, t->splits[DATASET_SPLIT_TRAIN]->n_samples, t->spec->nc);
+    TrainerOptimizerChoice choice =
+        trainer_optimizer_choice(cfg, t->splits[DATASET_SPLIT_TRAIN]->n_samples, t->spec->nc);
     OptimKind kind = choice.kind;
     double lr0 = choice.lr0, momentum = choice.momentum, warmup_bias_lr = choice.warmup_bias_lr;
     int64_t accumulate = choice.accumulate;

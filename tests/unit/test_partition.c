@@ -654,14 +654,14 @@ static void test_profile_reader_errors(void **state) {
     char *text;
     size_t n_bytes;
     assert_true(fs_read_file(path, &text, &n_bytes));
-    assert_string_equal(text, "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.125,0.25,4,64\n1,nn.Upsample,1e-06,0,4,64\n"
-                              "step,optimizer,1.25e-09,s_per_param_byte\nstep,ema,7.5e-11,s_per_param_byte\n"
-                              "step,loss,0.00015,s_per_image\n");
+    assert_string_equal(text, "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.125,0.25,4,64\n"
+                              "1,nn.Upsample,1e-06,0,4,64\nstep,optimizer,1.25e-09,s_per_param_byte\n"
+                              "step,ema,7.5e-11,s_per_param_byte\nstep,loss,0.00015,s_per_image\n");
     free(text);
     cost_profile_destroy(p);
     // An old file, as written before the step lines, still loads.
-    if (!cost_profile_load(write_file("old.csv", "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.5,1,8,160\n"), &q, &err))
-        fail_msg("%s", err.message);
+    const char *old = write_file("old.csv", "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.5,1,8,160\n");
+    if (!cost_profile_load(old, &q, &err)) fail_msg("%s", err.message);
     assert_true(q->n_layers == 1 && q->rows[0].bwd_s == 1 && q->loader_images_per_s_per_worker == 0);
     cost_profile_destroy(q);
 }
@@ -682,9 +682,11 @@ static void test_profile_step_errors(void **state) {
         {"step,optimizer,1e-9\n", "bad.csv:3:1: expected 4 comma-separated fields (step,name,value,unit), found fewer"},
         {"step,optimiser,1e-9,s_per_param_byte\n",
          "bad.csv:3:6: unknown step 'optimiser': expected optimizer, ema, loss or loader"},
-        {"step,ema,1e-9,s_per_param_byte\nstep,ema,2e-9,s_per_param_byte\n", "bad.csv:4:6: step 'ema' again (first on line 3)"},
+        {"step,ema,1e-9,s_per_param_byte\nstep,ema,2e-9,s_per_param_byte\n",
+         "bad.csv:4:6: step 'ema' again (first on line 3)"},
         {"step,loss,0.001,s_per_batch\n", "bad.csv:3:17: step 'loss' is in s_per_image, found 's_per_batch'"},
-        {"step,loader,-5,images_per_s_per_worker\n", "bad.csv:3:13: step 'loader' must be a non-negative number, found '-5'"},
+        {"step,loader,-5,images_per_s_per_worker\n",
+         "bad.csv:3:13: step 'loader' must be a non-negative number, found '-5'"},
         {"step,loss,0.001,s_per_image\n1,Conv,0.1,0.2,4,64\n",
          "bad.csv:4:1: a layer line after the step lines (from line 3): layers come first"},
     };
