@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "kernels/cpu/cpu_loss.h"
+#include "layers/graph.h"
 
 // v8ClassificationLoss: F.cross_entropy(logits, labels, reduction="mean"), not multiplied by the
 // batch size (Ultralytics 8.4). logits is Classify's training output (batch_n, nc, 1, 1), labels
@@ -20,3 +21,7 @@
 double classify_loss_compute(int64_t batch_n, int64_t nc, const float *logits, const int32_t *labels,
                              float *dlogits);
 
+// The detection loss's configuration for side x side inputs of g's model: nc and reg_max from its
+// spec, one level per Detect input with the graph's strides, Ultralytics' default gains and
+// assigner settings (the caller sets the experiment's train.box, train.cls and train.dfl).
+DetectLossConfig detect_loss_config_for_graph(const Graph *g, int64_t side);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,7 +119,33 @@ void cost_model_destroy(CostModel *m) {
 // ---- the profile CSV -----------------------------------------------------------------------------
 
 static const char profile_header[] = "layer,module,fwd_s,bwd_s,batch,imgsz";
-enum { PROFILE_FIELDS = 6 };
+enum { PROFILE_FIELDS = 6, PROFILE_STEP_FIELDS = 4 };
+
+// The step lines (cost.h): `step,<name>,<value>,<unit>`, in this order, each into its field.
+typedef enum ProfileStep {
+    PROFILE_STEP_OPTIMIZER,
+    PROFILE_STEP_EMA,
+    PROFILE_STEP_LOSS,
+    PROFILE_STEP_LOADER,
+    PROFILE_STEP_COUNT
+} ProfileStep;
+static const struct {
+    const char *name, *unit;
+    size_t offset;  // of its double in CostProfile
+} profile_steps[] = {
+    {"optimizer", "s_per_param_byte", offsetof(CostProfile, optimizer_s_per_param_byte)},
+    {"ema", "s_per_param_byte", offsetof(CostProfile, ema_s_per_param_byte)},
+    {"loss", "s_per_image", offsetof(CostProfile, loss_s_per_image)},
+    {"loader", "images_per_s_per_worker", offsetof(CostProfile, loader_images_per_s_per_worker)},
+};
+_Static_assert(sizeof profile_steps / sizeof *profile_steps == PROFILE_STEP_COUNT, "a name and unit per step line");
+
+static double *profile_step_field(CostProfile *p, ProfileStep k) {
+    return (double *)((char *)p + profile_steps[k].offset);
+}
+static double profile_step_get(const CostProfile *p, ProfileStep k) {
+    return *(const double *)((const char *)p + profile_steps[k].offset);
+}
 
 CostProfile *cost_profile_create(int n_layers, int64_t batch, int64_t imgsz) {
     YP_CHECK(n_layers > 0 && batch > 0 && imgsz > 0);
@@ -143,6 +170,10 @@ void cost_profile_write(const CostProfile *p, FILE *f) {
     for (int i = 0; i < p->n_layers; i++)
         fprintf(f, "%d,%s,%.9g,%.9g,%lld,%lld\n", i, p->rows[i].module, p->rows[i].fwd_s, p->rows[i].bwd_s,
                 (long long)p->batch, (long long)p->imgsz);
+    for (int k = 0; k < PROFILE_STEP_COUNT; k++) {
+        double v = profile_step_get(p, (ProfileStep)k);
+        if (v != 0) fprintf(f, "step,%s,%.9g,%s\n", profile_steps[k].name, v, profile_steps[k].unit);
+    }
 }
 
 // One line's fields, split at commas in place. Returns the field count (at most `cap`, more counts
@@ -219,6 +250,31 @@ static bool profile_parse_line(CostProfile *p, const char *path, int line, char 
     return true;
 }
 
+// Parses one step line into its field; seen[k] holds the line of step k so far (0: not yet).
+static bool profile_parse_step_line(CostProfile *p, const char *path, int line, char *text, int *seen, Error *err) {
+    char *f[PROFILE_STEP_FIELDS];
+    int col[PROFILE_STEP_FIELDS];
+    int n = csv_split(text, f, col, PROFILE_STEP_FIELDS);
+    if (n != PROFILE_STEP_FIELDS)
+        return error_at(err, path, line, 1, "expected %d comma-separated fields (step,name,value,unit), found %s",
+                        PROFILE_STEP_FIELDS, n > PROFILE_STEP_FIELDS ? "more" : "fewer");
+    int k = 0;
+    while (k < PROFILE_STEP_COUNT && strcmp(f[1], profile_steps[k].name)) k++;
+    if (k == PROFILE_STEP_COUNT)
+        return error_at(err, path, line, col[1], "unknown step '%s': expected optimizer, ema, loss or loader", f[1]);
+    if (seen[k]) return error_at(err, path, line, col[1], "step '%s' again (first on line %d)", f[1], seen[k]);
+    if (strcmp(f[3], profile_steps[k].unit))
+        return error_at(err, path, line, col[3], "step '%s' is in %s, found '%s'", f[1], profile_steps[k].unit, f[3]);
+    char *end;
+    errno = 0;
+    double v = strtod(f[2], &end);
+    if (errno || end == f[2] || *end || !isfinite(v) || v < 0)
+        return error_at(err, path, line, col[2], "step '%s' must be a non-negative number, found '%s'", f[1], f[2]);
+    *profile_step_field(p, (ProfileStep)k) = v;
+    seen[k] = line;
+    return true;
+}
+
 bool cost_profile_load(const char *path, CostProfile **out, Error *err) {
     *out = NULL;
     char *text;
@@ -227,7 +283,7 @@ bool cost_profile_load(const char *path, CostProfile **out, Error *err) {
     CostProfile *p = yp_calloc(1, sizeof *p);
     p->path = yp_strdup(path);
     bool ok = true;
-    int line = 0;
+    int line = 0, first_step_line = 0, seen[PROFILE_STEP_COUNT] = {0};
     for (char *s = text; ok && *s;) {
         char *nl = strchr(s, '\n');
         char *next = nl ? nl + 1 : s + strlen(s);
@@ -239,6 +295,12 @@ bool cost_profile_load(const char *path, CostProfile **out, Error *err) {
         if (line == 1) {
             if (strcmp(s, profile_header))
                 ok = error_at(err, path, 1, 1, "expected the header '%s', found '%s'", profile_header, s);
+        } else if (!strncmp(s, "step,", 5)) {
+            if (!first_step_line) first_step_line = line;
+            ok = profile_parse_step_line(p, path, line, s, seen, err);
+        } else if (*s && first_step_line) {
+            ok = error_at(err, path, line, 1, "a layer line after the step lines (from line %d): layers come first",
+                          first_step_line);
         } else if (*s) {
             ok = profile_parse_line(p, path, line, s, err);
         }

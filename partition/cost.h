@@ -68,6 +68,17 @@ typedef struct CostProfile {
     int64_t batch, imgsz;
     int n_layers;
     CostProfileRow *rows;  // owned
+    // The step's costs besides the layers (a `step` line each; 0 when the file has none: an older
+    // profile, or one taken without a dataset for the loss and the loader). Per parameter byte means
+    // per byte of the float32 parameters the stage holds (LayerCost.param_bytes summed, fixed ones
+    // included), so that a stage's cost is the figure times its PlanStage.param_bytes.
+    double optimizer_s_per_param_byte;      // one optimizer step as the trainer takes it: gradient norm,
+                                            // clipping, the update (the experiment's SGD or AdamW), zeroing
+    double ema_s_per_param_byte;            // one EMA update (parameters and running statistics)
+    double loss_s_per_image;                // the loss, forward and backward, of one micro-batch of `batch`
+                                            // images at imgsz (detection: assigner and gradient), per image
+    double loader_images_per_s_per_worker;  // training images one loader thread decodes and augments per
+                                            // second, as the experiment's augment: section says, at imgsz
 } CostProfile;
 
 // An empty profile of n_layers rows (times 0) for a writer to fill. The caller destroys it.
@@ -75,9 +86,17 @@ CostProfile *cost_profile_create(int n_layers, int64_t batch, int64_t imgsz);
 void cost_profile_destroy(CostProfile *p);  // accepts NULL
 
 // The CSV format: the header `layer,module,fwd_s,bwd_s,batch,imgsz`, then one line per layer in
-// order, times in seconds.
+// order, times in seconds; then, for each of the step's other costs that is not 0, one line
+// `step,<what>,<value>,<unit>`, in this order:
+//   step,optimizer,<s>,s_per_param_byte
+//   step,ema,<s>,s_per_param_byte
+//   step,loss,<s>,s_per_image
+//   step,loader,<images/s>,images_per_s_per_worker
+// The unit is written out so that the file says what each number is; the reader requires it.
 void cost_profile_write(const CostProfile *p, FILE *f);
-// Reads a CSV written by cost_profile_write. Malformed files are user errors "path:line:col: ...".
+// Reads a CSV written by cost_profile_write, with or without step lines (files written before they
+// existed load with those fields 0). Each step line at most once, after the layers, with its unit.
+// Malformed files are user errors "path:line:col: ...".
 bool cost_profile_load(const char *path, CostProfile **out, Error *err);
 
 // The cost model from a profile of the same model at the graph's input size (else a user error at

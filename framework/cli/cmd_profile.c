@@ -1,16 +1,22 @@
 // `yolopipe profile EXP.yaml [--set k=v]... [--out FILE.csv] [--repeats N] [--nc K]`: times each
-// layer's training forward and backward for one micro-batch on the CPU backend and writes the
-// profile CSV (partition/cost.h) that the partitioner takes instead of its FLOP estimate.
+// layer's training forward and backward for one micro-batch on the CPU backend, and the step's other
+// costs (optimizer, EMA, loss, loader: framework/train/step_profile.h), and writes the profile CSV
+// (partition/cost.h) that the partitioner takes instead of its FLOP estimate.
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "framework/cli/cli.h"
 #include "framework/config/config.h"
 #include "framework/core/clock.h"
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
+#include "framework/core/sort.h"
+#include "framework/config/experiment_data.h"
+#include "framework/data/dataset.h"
+#include "framework/train/step_profile.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "layers/graph.h"
 #include "partition/cost.h"
@@ -29,7 +35,7 @@ static const CliOption profile_options[] = {
     {.name = "repeats", .value = CLI_VALUE_POSITIVE, .offset = offsetof(ProfileArgs, repeats), .metavar = "N",
      .max = 1000, .help = "timed passes after one warm-up; the median is kept (default 5)"},
     {.name = "nc", .value = CLI_VALUE_POSITIVE, .offset = offsetof(ProfileArgs, nc), .metavar = "K",
-     .help = "class count (default: the model file's)"},
+     .help = "class count (default: the dataset's, as in training;\nwithout a dataset the model file's)"},
 };
 
 static const CliPositional profile_positionals[] = {{.metavar = "EXP.yaml", .offset = offsetof(ProfileArgs, path)}};
@@ -38,24 +44,17 @@ const CliCommand cmd_profile_cli = {
     .name = "profile",
     .summary = "per-layer times of one micro-batch, for the planner",
     .description = "Times every layer's training forward and backward for one micro-batch on the CPU\n"
-                   "(train.batch / (parallel.replicas x parallel.micro_batches) images of train.imgsz) and writes\n"
-                   "the profile CSV that `yolopipe plan --profile` takes instead of its FLOP estimate.\n",
+                   "(train.batch / (parallel.replicas x parallel.micro_batches) images of train.imgsz), the\n"
+                   "optimizer step and EMA update of the whole model, and, on the experiment's dataset (generated\n"
+                   "from its synth: block when missing), the loss of one micro-batch and the training loader's\n"
+                   "images/s per thread; writes the profile CSV that `yolopipe plan --profile` takes instead of\n"
+                   "its FLOP estimate.\n",
     .positionals = profile_positionals,
     .n_positionals = 1,
     .options = profile_options,
     .n_options = sizeof profile_options / sizeof *profile_options,
     .run = cmd_profile,
 };
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // One training pass, layer by layer: times[i] and times[n + i] get layer i's forward and backward.
 // The input and the output gradient are random; the other output gradients start at zero, as in
@@ -91,16 +90,16 @@ static CostProfile *profile_measure(Graph *g, int64_t micro, int64_t imgsz, int 
     for (int i = 0; i < n; i++) {
         snprintf(p->rows[i].module, sizeof p->rows[i].module, "%s", g->layers[i].row->module);
         for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * 2 * (size_t)n + (size_t)i];
-        p->rows[i].fwd_s = median(one, repeats);
+        p->rows[i].fwd_s = sort_median(one, repeats);
         for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * 2 * (size_t)n + (size_t)(n + i)];
-        p->rows[i].bwd_s = median(one, repeats);
+        p->rows[i].bwd_s = sort_median(one, repeats);
     }
     free(one);
     free(times);
     return p;
 }
 
-static void profile_print(const Graph *g, const CostProfile *p, const char *path) {
+static void profile_print(const Graph *g, const CostProfile *p) {
     printf("%3s  %-12s %10s %10s %10s %10s\n", "", "module", "fwd ms", "bwd ms", "GFLOPs", "GFLOP/s");
     double fwd = 0, bwd = 0, flops = 0;
     for (int i = 0; i < p->n_layers; i++) {
@@ -114,9 +113,44 @@ static void profile_print(const Graph *g, const CostProfile *p, const char *path
         flops += layer_flops;
     }
     printf("%s: %lld images of %lldx%lld per micro-batch: forward %.1f ms, backward %.1f ms, %.1f GFLOP/s "
-           "(forward + backward counted as 3x forward FLOPs)\nwrote %s\n",
+           "(forward + backward counted as 3x forward FLOPs)\n",
            g->spec->name, (long long)p->batch, (long long)p->imgsz, (long long)p->imgsz, 1e3 * fwd, 1e3 * bwd,
-           fwd + bwd > 0 ? 3.0 * flops / (fwd + bwd) / 1e9 : 0.0, path);
+           fwd + bwd > 0 ? 3.0 * flops / (fwd + bwd) / 1e9 : 0.0);
+}
+
+// The step lines, with the figures they were computed from.
+static void profile_print_steps(const ExperimentConfig *cfg, const CostProfile *p, const StepProfileReport *r,
+                                const char *path) {
+    double mb = (double)r->param_bytes / 1e6;
+    printf("optimizer step (%s, clipping included): %.2f ms for %.1f MB of parameters (%.3g s per byte)\n",
+           optim_kind_name(r->optimizer), 1e3 * r->optimizer_s, mb, p->optimizer_s_per_param_byte);
+    printf("EMA update: %.2f ms (%.3g s per parameter byte)\n", 1e3 * r->ema_s, p->ema_s_per_param_byte);
+    if (r->loss_images) {
+        printf("loss, forward and backward: %.2f ms per micro-batch of %lld images with %lld boxes "
+               "(%.3g s per image)\n",
+               1e3 * r->loss_s, (long long)r->loss_images, (long long)r->loss_targets, p->loss_s_per_image);
+        printf("loader: %.1f images/s per worker thread (%lld images of %lld px per batch, mosaic %g)\n",
+               p->loader_images_per_s_per_worker, (long long)r->loader_images, (long long)cfg->train.imgsz,
+               cfg->augment.mosaic);
+    }
+    printf("wrote %s\n", path);
+}
+
+// The training split when the experiment's data is there (generated from its synth: block when
+// missing), else NULL with a notice: the loss and loader lines are then left out.
+static bool profile_open_data(const ExperimentConfig *cfg, Dataset **ds, DatasetSplit **split, Error *err) {
+    *ds = NULL;
+    *split = NULL;
+    if (!experiment_data_generate(cfg, stderr, err)) return false;
+    struct stat st;
+    if (stat(cfg->data, &st) != 0) {
+        fprintf(stderr, "yolopipe profile: %s does not exist and the experiment has no synth: block: "
+                        "no loss and loader timings\n", cfg->data);
+        return true;
+    }
+    DatasetTask task = cfg->task == CONFIG_TASK_CLASSIFY ? DATASET_TASK_CLASSIFY : DATASET_TASK_DETECT;
+    int threads = cfg->train.workers > 0 ? (int)cfg->train.workers : 1;
+    return dataset_open(cfg->data, task, ds, err) && dataset_scan(*ds, DATASET_SPLIT_TRAIN, threads, split, err);
 }
 
 static bool profile_write(const CostProfile *p, const char *path, Error *err) {
@@ -142,7 +176,11 @@ static bool profile_run(const ProfileArgs *args, const ExperimentConfig *cfg, Er
     ModelSpec *spec = NULL;
     Graph *g = NULL;
     Backend *be = NULL;
-    bool ok = model_spec_load(cfg->model, &(ModelOptions){.scale = cfg->scale, .nc = args->nc}, &spec, err);
+    Dataset *ds = NULL;
+    DatasetSplit *split = NULL;
+    bool ok = profile_open_data(cfg, &ds, &split, err);
+    int64_t nc = args->nc ? args->nc : ds ? ds->nc : 0;
+    ok = ok && model_spec_load(cfg->model, &(ModelOptions){.scale = cfg->scale, .nc = nc}, &spec, err);
     if (ok && spec->scale_defaulted)
         fprintf(stderr, "yolopipe: %s: no scale given, using the first one, '%s'\n", cfg->model, spec->scale);
     if (ok) {
@@ -153,10 +191,17 @@ static bool profile_run(const ProfileArgs *args, const ExperimentConfig *cfg, Er
     }
     if (ok) {
         CostProfile *p = profile_measure(g, micro, cfg->train.imgsz, (int)args->repeats);
-        ok = profile_write(p, out_path, err);
-        if (ok) profile_print(g, p, out_path);
+        StepProfileReport report;
+        StepProfileInput in = {.cfg = cfg, .graph = g, .train = split, .repeats = (int)args->repeats};
+        ok = step_profile_measure(&in, p, &report, err) && profile_write(p, out_path, err);
+        if (ok) {
+            profile_print(g, p);
+            profile_print_steps(cfg, p, &report, out_path);
+        }
         cost_profile_destroy(p);
     }
+    dataset_split_destroy(split);
+    dataset_destroy(ds);
     graph_destroy(g);
     backend_destroy(be);
     model_spec_destroy(spec);

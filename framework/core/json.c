@@ -1,5 +1,7 @@
 #include "framework/core/json.h"
 
+#include <math.h>
+
 void json_write_string(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -16,3 +18,10 @@ void json_write_string(FILE *f, const char *s) {
     }
     fputc('"', f);
 }
+
+void json_write_number(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.10g", v);
+    else fputs("null", f);
+}
+
+void json_write_int(FILE *f, int64_t v) { fprintf(f, "%lld", (long long)v); }

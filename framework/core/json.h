@@ -1,7 +1,13 @@
-// Minimal JSON output helpers for the --json modes (one object per run, for scripts).
+// Minimal JSON output helpers for the --json modes and the run's records (one object per file, for
+// scripts).
 #pragma once
 
+#include <stdint.h>
 #include <stdio.h>
 
 // Writes s as a JSON string literal, quotes included, escaping what JSON requires.
 void json_write_string(FILE *f, const char *s);
+// Writes v with 10 significant digits (a nanosecond of a one-second time), or null when it is not
+// finite (JSON has no NaN or infinity).
+void json_write_number(FILE *f, double v);
+void json_write_int(FILE *f, int64_t v);

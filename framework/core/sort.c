@@ -47,3 +47,14 @@ void sort_order_descending(const float *keys, int64_t n, int64_t *order) {
     free(key);
     free(order_tmp);
 }
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double sort_median(double *values, int64_t n) {
+    YP_CHECK(n >= 1);
+    qsort(values, (size_t)n, sizeof *values, compare_doubles);
+    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}

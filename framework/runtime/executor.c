@@ -60,6 +60,7 @@ struct Executor {
     BackendDetectLoss *losses[EXECUTOR_MAX_SIDES];  // by side / EXECUTOR_SIDE_STEP; NULL until used
     bool recorded;
     double batch_s;                 // duration of the recorded batch
+    ExecutorStats stats;            // the training batches' traffic and activations (batches: batches_run)
 };
 
 static int64_t cut_elems(const Executor *ex, int cut);
@@ -129,6 +130,12 @@ static bool executor_build_chunk(Executor *ex, ExecutorChunk *c, Error *err) {
         if (!graph_create(ex->opt.spec, &go, &c->slots[s], err)) return false;
     }
     c->graph = c->slots[0];
+    // Saved activations per slot as the planner counts them (ExecutorStats): the range's own and the
+    // cut tensors received, whose out the external producers hold.
+    int64_t kept = c->graph->activation_elems;
+    for (int l = 0; l < c->layer_begin; l++)
+        if (graph_layer_has_memory(c->graph, l)) kept += shape_elems(c->graph->layers[l].out_shape);
+    c->slot_activation_bytes = (int64_t)backend_act_bytes(ex->be, kept);
     // Parameters are declared layer by layer, so each layer's gradients are one contiguous range.
     int n = c->layer_end - c->layer_begin;
     c->layer_param_offset = yp_malloc((size_t)(n + 1) * sizeof *c->layer_param_offset);
@@ -224,6 +231,12 @@ void executor_destroy(Executor *ex) {
 int executor_n_chunks(const Executor *ex) { return ex->n_chunks; }
 ExecutorChunk *executor_chunk(Executor *ex, int c) { return &ex->chunks[c]; }
 bool executor_loads_images(const Executor *ex) { return ex->chunks[0].stage == 0; }
+
+ExecutorStats executor_stats(const Executor *ex) {
+    ExecutorStats s = ex->stats;
+    s.batches = ex->batches_run;
+    return s;
+}
 bool executor_loads_targets(const Executor *ex) {
     return ex->chunks[ex->n_chunks - 1].stage == ex->plan->n_stages - 1;
 }
@@ -335,6 +348,16 @@ static Graph *chunk_slot(ExecutorChunk *c, int micro) {
     yp_fatal("stage %d: no free activation slot for micro-batch %d (%d slots)", c->stage, micro, c->n_slots);
 }
 
+// The high-water mark of saved activations: slots are taken only inside instructions and freed only
+// at their end, so sampling each instruction before its release sees every peak.
+static void executor_note_activations(Executor *ex) {
+    int64_t held = 0;
+    for (int c = 0; c < ex->n_chunks; c++)
+        for (int s = 0; s < ex->chunks[c].n_slots; s++)
+            if (ex->chunks[c].slot_micro[s] >= 0) held += ex->chunks[c].slot_activation_bytes;
+    if (held > ex->stats.peak_activation_bytes) ex->stats.peak_activation_bytes = held;
+}
+
 static void chunk_release(ExecutorChunk *c, int micro) {
     for (int s = 0; s < c->n_slots; s++)
         if (c->slot_micro[s] == micro) c->slot_micro[s] = -1;
@@ -344,11 +367,7 @@ static void chunk_release(ExecutorChunk *c, int micro) {
 
 // The detection loss's configuration for side x side inputs.
 static DetectLossConfig executor_loss_config(const Executor *ex, int64_t side) {
-    const Graph *g = ex->chunks[ex->n_chunks - 1].graph;
-    DetectLossConfig lc = detect_loss_config_default(ex->opt.spec->nc, ex->opt.spec->reg_max);
-    lc.n_levels = g->n_strides;
-    for (int i = 0; i < lc.n_levels; i++)
-        lc.levels[i] = (DetectLossLevel){.h = side / g->strides[i], .w = side / g->strides[i], .stride = g->strides[i]};
+    DetectLossConfig lc = detect_loss_config_for_graph(ex->chunks[ex->n_chunks - 1].graph, side);
     lc.box_gain = ex->opt.cfg->train.box;
     lc.cls_gain = ex->opt.cfg->train.cls;
     lc.dfl_gain = ex->opt.cfg->train.dfl;
@@ -467,6 +486,7 @@ static void executor_reduce(Executor *ex, BatchState *st, ExecutorChunk *c, int6
         transport_wait(ex->tr, st->reductions[0], "a gradient all-reduce over the replicas");
         memmove(st->reductions, st->reductions + 1, (size_t)--st->n_reductions * sizeof *st->reductions);
     }
+    ex->stats.allreduce_bytes += (end - begin) * (int64_t)sizeof(float);
     st->reductions[st->n_reductions++] = ex->tr->ops->iallreduce_sum_f32(
         ex->tr, c->graph->grad_data + begin, (size_t)(end - begin), TRANSPORT_REPLICAS);
 }
@@ -581,8 +601,10 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         Graph *g = chunk_slot(&ex->chunks[chunk_of_stage(ex, in->stage)], in->micro);
         Layer *layer = &g->layers[ex->plan->cuts[in->cut].layer];
         const Tensor *t = act ? &layer->out : &layer->dout;
-        executor_send(ex, t->data, cut_elems(ex, in->cut), in->peer,
+        int64_t elems = cut_elems(ex, in->cut);
+        executor_send(ex, t->data, elems, in->peer,
                       message_tag(ex, act ? MESSAGE_ACTIVATION : MESSAGE_GRADIENT, in->micro, in->cut));
+        if (in->peer != ex->topo.pipeline_rank) ex->stats.p2p_bytes += (int64_t)backend_act_bytes(be, elems);
         break;
     }
     case SCHED_OP_BWD:
@@ -602,6 +624,7 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         break;
     case SCHED_OP_COUNT: yp_fatal("bad instruction");
     }
+    executor_note_activations(ex);
     if (ex->last_use[i] >= 0)
         chunk_release(&ex->chunks[ex->last_use[i] / ex->plan->micro_batches], ex->last_use[i] % ex->plan->micro_batches);
 }
@@ -623,6 +646,7 @@ void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, Exe
     // The first batch warms up; on a backend that queues its work, measuring synchronises around every
     // layer (and so stops the host from queueing ahead), so only a few batches are measured there.
     int64_t run = ex->batches_run++;
+    if (b->reduce && ex->topo.replicas > 1) ex->stats.reducing_batches++;
     ex->measuring = run > 0 && b->side == ex->opt.cfg->train.imgsz &&
                     (ex->be->host_memory || run <= EXECUTOR_QUEUED_MEASURED_BATCHES);
     // A recorded batch's spans become the trace (executor_trace_write), where each instruction's

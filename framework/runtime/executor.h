@@ -56,6 +56,7 @@ typedef struct ExecutorChunk {
     Graph **slots;                // (n_slots); slots[0] == graph
     int *slot_micro;              // micro-batch in each slot, -1 when free
     int64_t *layer_param_offset;  // (layer_end - layer_begin + 1): first gradient element of each layer
+    int64_t slot_activation_bytes;  // saved activations one slot holds (see ExecutorStats)
 } ExecutorChunk;
 
 // Loss parts summed over micro-batches (last stage only; zero elsewhere).
@@ -74,6 +75,29 @@ typedef struct ExecutorBatch {
                         // that come back (fp16's dynamic loss scaling; 1 otherwise)
 } ExecutorBatch;
 
+// What this rank's training batches moved and held (validation left out), for the run's measured
+// record (framework/train: measured.json).
+//
+// Saved activations are counted as the planner counts a stage's PlanStage.activation_bytes
+// (partition/partition.c), so that peak_activation_bytes compares with the simulator's
+// SchedSim.peak_activation_bytes: per slot, its layers' tensors kept from forward to backward
+// (Graph.activation_elems: outputs, intermediate tensors, batch-norm statistics; with zb-h1 also
+// each convolution's output gradient kept for the weight pass, which the planner leaves out) plus
+// the cut tensors the stage receives, at the size the graphs were built for (the largest
+// multi-scale side), in the activation type. Not counted: output gradients (dout), the network
+// input, scratch, weights, gradients, optimizer state and message buffers. A slot holds them from
+// its micro-batch's first instruction (LOAD or RECV_ACT) to its last (BWD, BWD_WEIGHT or
+// SEND_GRAD), a little longer than the simulator's FWD-to-last-backward.
+typedef struct ExecutorStats {
+    int64_t batches;                // training batches run (the first included)
+    int64_t reducing_batches;       // of them, those that all-reduced gradients over the replicas
+    int64_t p2p_bytes;              // sent point to point to other ranks: activations forward, gradients
+                                    // backward (a hand-over between two chunks of this rank left out)
+    int64_t allreduce_bytes;        // gradient bytes this rank handed to all-reduces (the payload, not
+                                    // what the algorithm moves on the wire)
+    int64_t peak_activation_bytes;  // most bytes of saved activations in occupied slots at once
+} ExecutorStats;
+
 typedef struct Executor Executor;
 
 // Builds this rank's chunks. User errors (a model that does not fit) come back in err.
@@ -90,6 +114,9 @@ bool executor_loads_targets(const Executor *ex);  // holds the last stage (compu
 // steps the optimizer). Adds this rank's loss parts to *loss. With `record`, keeps the instructions'
 // measured spans for executor_trace_write.
 void executor_train_batch(Executor *ex, const ExecutorBatch *b, bool record, ExecutorLoss *loss);
+
+// This rank's counts so far (ExecutorStats).
+ExecutorStats executor_stats(const Executor *ex);
 
 // Forward-only pass of one validation batch of n images at side x side through the pipeline
 // (running statistics). Stage 0 passes `images`; the last stage gets the raw network output in

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "framework/core/clock.h"
+#include "framework/core/sort.h"
 #include "framework/train/loss_scale.h"
 #include "framework/train/trainer_internal.h"
 #include "layers/graph.h"
@@ -128,24 +129,18 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
         if (!path_format(path, sizeof path, err, "%s/trace.json", t->run_dir) ||
             !executor_trace_write(t->ex, path, err))
             return false;
+        t->trace_written = true;
         fprintf(t->out, "\ntrace of batch %lld (every rank of replica 0) written to %s\n", (long long)t->at.iteration,
                 path);
     }
     return true;
 }
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-// The median of values[1..n) (the first batch warms caches, threads and algorithm choices up).
-static double trainer_median_after_first(const double *values, int n) {
-    double *sorted = yp_malloc((size_t)(n - 1) * sizeof *sorted);
-    memcpy(sorted, values + 1, (size_t)(n - 1) * sizeof *sorted);
-    qsort(sorted, (size_t)(n - 1), sizeof *sorted, compare_doubles);
-    double median = sorted[(n - 1) / 2];
-    free(sorted);
+double trainer_median_after_first(const double *values, int n) {
+    double *rest = yp_malloc((size_t)(n - 1) * sizeof *rest);
+    memcpy(rest, values + 1, (size_t)(n - 1) * sizeof *rest);
+    double median = sort_median(rest, n - 1);
+    free(rest);
     return median;
 }
 
@@ -227,7 +222,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
         if (stop && t->at.batch < t->batches_per_epoch) {
             fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
             trainer_print_step_times(t);
-            return trainer_write_profile(t, err) && trainer_save(t, "last", err);
+            return trainer_write_profile(t, err) && trainer_save(t, "last", err) && trainer_write_measured(t, err);
         }
         t->at.epoch++;
         t->at.batch = 0;
@@ -247,8 +242,9 @@ static bool trainer_loop(Trainer *t, Error *err) {
         if (stop) fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
     }
     trainer_print_step_times(t);
-    fprintf(t->out, "results in %s (results.csv, weights/last, weights/best, profile.csv)\n", t->run_dir);
-    return trainer_write_profile(t, err);
+    fprintf(t->out, "results in %s (results.csv, weights/last, weights/best, profile.csv, measured.json)\n",
+            t->run_dir);
+    return trainer_write_profile(t, err) && trainer_write_measured(t, err);
 }
 
 // Errors every rank meets alike (bad data, a model that does not fit) are reported by world rank 0

@@ -9,6 +9,7 @@
 #include "framework/config/config.h"
 #include "framework/core/error.h"
 #include "framework/runtime/transport.h"
+#include "framework/train/optim.h"
 
 typedef struct TrainerOptions {
     bool resume;  // continue <output.dir>/<name>/weights/last instead of starting a new run
@@ -26,3 +27,15 @@ bool trainer_run(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *
 // prints the metrics table (`yolopipe val`).
 bool trainer_validate_checkpoint(const ExperimentConfig *cfg, const char *weights_dir, const TrainerOptions *opt,
                                  Error *err);
+
+// The optimizer the trainer builds for an experiment: train.optimizer, `auto` resolved as Ultralytics
+// does from the training images and the class count (optim_auto_choose), and the weight decay scaled
+// to the accumulation.
+typedef struct TrainerOptimizerChoice {
+    OptimKind kind;
+    double lr0, momentum, warmup_bias_lr;
+    int64_t accumulate;   // optim_accumulate(train.nbs, train.batch)
+    double weight_decay;  // optim_scaled_weight_decay of train.weight_decay
+} TrainerOptimizerChoice;
+
+TrainerOptimizerChoice trainer_optimizer_choice(const ExperimentConfig *cfg, int64_t n_train_images, int64_t nc);

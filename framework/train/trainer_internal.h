@@ -5,6 +5,7 @@
 //   trainer.c          the loop: one batch, the optimizer step, the epoch, the entry points
 //   trainer_val.c      validation through the pipeline and the records its last stages send rank 0
 //   trainer_run_dir.c  the run directory: its name, config.yaml, results.csv, weights/, --resume
+//   trainer_measured.c the run's measured record, measured.json
 #pragma once
 
 #include <stdbool.h>
@@ -80,6 +81,7 @@ typedef struct Trainer {
     int n_step_times;
     double *step_times;     // seconds of each training batch of the run (rank 0), for the summary
     double *compute_times;  // the same without the wait for the batch's data
+    bool trace_written;     // <run_dir>/trace.json holds this run's recorded batch
 } Trainer;
 
 typedef struct ValResult {
@@ -125,6 +127,9 @@ bool trainer_all_ranks_ok(Trainer *t, bool ok, Error *err);
 // fp16 scales the loss (its activations underflow without it); bf16 has float32's range.
 bool trainer_scales_loss(const ExperimentConfig *cfg);
 
+// The median of values[1..n), n >= 2 (the first batch warms caches, threads and algorithm choices up).
+double trainer_median_after_first(const double *values, int n);
+
 // ---- trainer_setup.c ---------------------------------------------------------------------------------
 
 // Fills *t from the experiment: data, backend, model, loaders and EMA (not the optimizer). On failure
@@ -155,3 +160,9 @@ void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const 
                                const ValResult *val, const OptimHyper *hyper, double images_per_s);
 bool trainer_save(Trainer *t, const char *which, Error *err);
 bool trainer_load(Trainer *t, const char *dir, bool with_optimizer, Error *err);
+
+// ---- trainer_measured.c ------------------------------------------------------------------------------
+
+// Writes <run_dir>/measured.json at world rank 0 from every rank's figures (collective: every rank
+// calls it once training has ended); every rank returns whether it was written.
+bool trainer_write_measured(Trainer *t, Error *err);

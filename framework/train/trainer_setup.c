@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framework/data/synth.h"
+#include "framework/config/experiment_data.h"
 #include "framework/runtime/failure.h"
 #include "framework/train/loss_scale.h"
 #include "framework/train/trainer_internal.h"
@@ -14,21 +14,7 @@
 // a synth: block.
 static bool trainer_open_data(Trainer *t, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
-    bool ok = true;
-    if (t->lead && !path_exists(cfg->data) && cfg->synth.present) {
-        // The dataset folder is the data file's folder for detection (data.yaml inside it).
-        char dir[PATH_MAX];
-        ok = path_format(dir, sizeof dir, err, "%s", cfg->data);  // the others wait for ok below
-        if (ok && !t->classify) {
-            char *slash = strrchr(dir, '/');
-            if (slash) *slash = '\0';
-        }
-        SynthConfig sc = cfg->synth.synth;
-        sc.out_dir = dir;
-        sc.progress = t->out;
-        if (ok) fprintf(t->out, "%s does not exist: generating the synthetic dataset (synth: block)\n", cfg->data);
-        ok = ok && synth_generate(&sc, NULL, err);
-    }
+    bool ok = !t->lead || experiment_data_generate(cfg, t->out, err);  // the others wait for ok
     if (!trainer_all_ranks_ok(t, ok, err)) return false;
     DatasetTask task = t->classify ? DATASET_TASK_CLASSIFY : DATASET_TASK_DETECT;
     if (!dataset_open(cfg->data, task, &t->dataset, err)) return false;
@@ -106,16 +92,7 @@ static bool trainer_build_loaders(Trainer *t, Error *err) {
     unsigned parts = (executor_loads_images(t->ex) ? (recipes ? BATCH_PART_RECIPES : BATCH_PART_IMAGES) : 0) |
                      (executor_loads_targets(t->ex) ? BATCH_PART_TARGETS : 0);
     if (!parts) return true;
-    LoaderOptions train = loader_options_train(cfg->train.batch, (uint64_t)cfg->train.seed);
-    AugmentSettings *aug = &train.aug;
-    aug->hsv_h = cfg->augment.hsv_h;
-    aug->hsv_s = cfg->augment.hsv_s;
-    aug->hsv_v = cfg->augment.hsv_v;
-    aug->translate = cfg->augment.translate;
-    aug->scale = cfg->augment.scale;
-    aug->fliplr = cfg->augment.fliplr;
-    aug->mosaic = cfg->augment.mosaic;
-    train.n_workers = (int)cfg->train.workers;
+    LoaderOptions train = experiment_train_loader_options(cfg);
     int64_t share = cfg->train.batch / cfg->parallel.replicas;
     train.share = (LoaderShare){.first = t->topo->replica * share, .n = share, .parts = parts};
     t->train_loader = loader_create(train_split, &train);
@@ -133,21 +110,31 @@ static void trainer_build_ema(Trainer *t) {
     }
 }
 
+TrainerOptimizerChoice trainer_optimizer_choice(const ExperimentConfig *cfg, int64_t n_train_images, int64_t nc) {
+    const TrainConfig *tc = &cfg->train;
+    TrainerOptimizerChoice c = {.kind = tc->optimizer == CONFIG_OPTIMIZER_ADAMW ? OPTIM_ADAMW : OPTIM_SGD,
+                                .lr0 = tc->lr0, .momentum = tc->momentum, .warmup_bias_lr = tc->warmup_bias_lr,
+                                .accumulate = optim_accumulate(tc->nbs, tc->batch)};
+    if (tc->optimizer == CONFIG_OPTIMIZER_AUTO) {
+        OptimAutoChoice a = optim_auto_choose(n_train_images, tc->batch, tc->nbs, tc->epochs, (int)nc);
+        c.kind = a.kind;
+        c.lr0 = a.lr0;
+        c.momentum = a.momentum;
+        c.warmup_bias_lr = a.warmup_bias_lr;
+    }
+    c.weight_decay = optim_scaled_weight_decay(tc->weight_decay, tc->batch, c.accumulate, tc->nbs);
+    return c;
+}
+
 void trainer_build_optimizer(Trainer *t) {
     const ExperimentConfig *cfg = t->cfg;
     const TrainConfig *tc = &cfg->train;
-    OptimKind kind = tc->optimizer == CONFIG_OPTIMIZER_ADAMW ? OPTIM_ADAMW : OPTIM_SGD;
-    double lr0 = tc->lr0, momentum = tc->momentum, warmup_bias_lr = tc->warmup_bias_lr;
-    if (tc->optimizer == CONFIG_OPTIMIZER_AUTO) {
-        OptimAutoChoice c = optim_auto_choose(t->splits[DATASET_SPLIT_TRAIN]->n_samples, tc->batch, tc->nbs, tc->epochs,
-                                              (int)t->spec->nc);
-        kind = c.kind;
-        lr0 = c.lr0;
-        momentum = c.momentum;
-        warmup_bias_lr = c.warmup_bias_lr;
-    }
-    int64_t accumulate = optim_accumulate(tc->nbs, tc->batch);
-    double decay = optim_scaled_weight_decay(tc->weight_decay, tc->batch, accumulate, tc->nbs);
+    TrainerOptimizerChoice choice =
+        trainer_optimizer_choice(cfg, t->splits[DATASET_SPLIT_TRAIN]->n_samples, t->spec->nc);
+    OptimKind kind = choice.kind;
+    double lr0 = choice.lr0, momentum = choice.momentum, warmup_bias_lr = choice.warmup_bias_lr;
+    int64_t accumulate = choice.accumulate;
+    double decay = choice.weight_decay;
     for (int c = 0; c < t->n_chunks; c++) {
         const ExecutorChunk *ch = executor_chunk(t->ex, c);
         const Graph *g = ch->graph;

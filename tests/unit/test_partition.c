@@ -543,6 +543,9 @@ static void test_profile_command(void **state) {
     assert_string_equal(p->rows[1].module, "Bottleneck");
     assert_string_equal(p->rows[22].module, "Detect");
     for (int i = 0; i < p->n_layers; i++) assert_true(p->rows[i].fwd_s > 0 && p->rows[i].bwd_s > 0);
+    // No dataset (none.yaml, no synth: block): the optimizer and EMA are timed, the loss and loader not.
+    assert_true(p->optimizer_s_per_param_byte > 0 && p->ema_s_per_param_byte > 0);
+    assert_true(p->loss_s_per_image == 0 && p->loader_images_per_s_per_worker == 0);
 
     Model m = model_load("tests/reference/models/tiny-detect.yaml", NULL, 64, 2);
     CostModel *c = NULL;
@@ -572,6 +575,34 @@ static void test_profile_command(void **state) {
     assert_string_equal(err.message, expected);
     cost_profile_destroy(p);
     model_free(&m);
+}
+
+// With a dataset (generated from the synth: block, 8 training images: the loader's 3 timed batches of
+// 4 run into a second epoch), the loss and loader lines are there too.
+static void test_profile_command_with_data(void **state) {
+    (void)state;
+    char model[1024], exp_text[2400], out[700];
+    snprintf(model, sizeof model, "%s/tests/reference/models/tiny-detect.yaml", getenv("YP_SOURCE_ROOT"));
+    snprintf(exp_text, sizeof exp_text,
+             "model: %s\ndata: %s/shapes/data.yaml\nsynth: {train: 8, val: 2, imgsz: 64, classes: 3, seed: 1}\n"
+             "train: {batch: 4, imgsz: 64, workers: 1}\nparallel: {micro_batches: 2}\n",
+             model, tmp_dir);
+    const char *exp_path = write_file("exp-data.yaml", exp_text);
+    char exp_copy[700];
+    snprintf(exp_copy, sizeof exp_copy, "%s", exp_path);
+    snprintf(out, sizeof out, "%s/profile-data.csv", tmp_dir);
+    char *argv[] = {exp_copy, "--out", out, "--repeats", "2"};
+    assert_int_equal(cmd_profile(5, argv), 0);
+    CostProfile *p = NULL;
+    Error err = {0};
+    if (!cost_profile_load(out, &p, &err)) fail_msg("%s", err.message);
+    assert_int_equal(p->n_layers, 23);
+    assert_true(p->optimizer_s_per_param_byte > 0 && p->ema_s_per_param_byte > 0);
+    assert_true(p->loss_s_per_image > 0 && p->loader_images_per_s_per_worker > 0);
+    cost_profile_destroy(p);
+    // The class count defaults to the dataset's; a model with fewer classes than the data is refused.
+    char *few[] = {exp_copy, "--out", out, "--repeats", "1", "--nc", "2"};
+    assert_int_equal(cmd_profile(7, few), 2);
 }
 
 static void test_profile_reader_errors(void **state) {
@@ -607,8 +638,64 @@ static void test_profile_reader_errors(void **state) {
     assert_int_equal(q->batch, 4);
     assert_string_equal(q->rows[1].module, "nn.Upsample");
     assert_true(q->rows[0].bwd_s == 0.25 && q->rows[1].fwd_s == 1e-6);
-    cost_profile_destroy(p);
+    // Without step lines (what a profile written before them holds): the step fields read 0.
+    assert_true(q->optimizer_s_per_param_byte == 0 && q->ema_s_per_param_byte == 0 && q->loss_s_per_image == 0 &&
+                q->loader_images_per_s_per_worker == 0);
     cost_profile_destroy(q);
+    // With them (values exact in 9 digits): the same numbers back; a 0 field writes no line.
+    p->optimizer_s_per_param_byte = 1.25e-9, p->ema_s_per_param_byte = 7.5e-11, p->loss_s_per_image = 1.5e-4;
+    f = fopen(path, "w");
+    cost_profile_write(p, f);
+    fclose(f);
+    if (!cost_profile_load(path, &q, &err)) fail_msg("%s", err.message);
+    assert_true(q->optimizer_s_per_param_byte == 1.25e-9 && q->ema_s_per_param_byte == 7.5e-11 &&
+                q->loss_s_per_image == 1.5e-4 && q->loader_images_per_s_per_worker == 0);
+    cost_profile_destroy(q);
+    char *text;
+    size_t n_bytes;
+    assert_true(fs_read_file(path, &text, &n_bytes));
+    assert_string_equal(text, "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.125,0.25,4,64\n"
+                              "1,nn.Upsample,1e-06,0,4,64\nstep,optimizer,1.25e-09,s_per_param_byte\n"
+                              "step,ema,7.5e-11,s_per_param_byte\nstep,loss,0.00015,s_per_image\n");
+    free(text);
+    cost_profile_destroy(p);
+    // An old file, as written before the step lines, still loads.
+    const char *old = write_file("old.csv", "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.5,1,8,160\n");
+    if (!cost_profile_load(old, &q, &err)) fail_msg("%s", err.message);
+    assert_true(q->n_layers == 1 && q->rows[0].bwd_s == 1 && q->loader_images_per_s_per_worker == 0);
+    cost_profile_destroy(q);
+}
+
+static void test_profile_step_errors(void **state) {
+    (void)state;
+    const char *head = "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.1,0.2,4,64\n";
+    char text[512];
+    snprintf(text, sizeof text, "%sstep,loader,120,images_per_s_per_worker\n", head);
+    CostProfile *p = NULL;
+    Error err = {0};
+    if (!cost_profile_load(write_file("one-step.csv", text), &p, &err)) fail_msg("%s", err.message);
+    assert_true(p->loader_images_per_s_per_worker == 120 && p->optimizer_s_per_param_byte == 0);
+    cost_profile_destroy(p);
+    struct {
+        const char *lines, *expected;
+    } cases[] = {
+        {"step,optimizer,1e-9\n", "bad.csv:3:1: expected 4 comma-separated fields (step,name,value,unit), found fewer"},
+        {"step,optimiser,1e-9,s_per_param_byte\n",
+         "bad.csv:3:6: unknown step 'optimiser': expected optimizer, ema, loss or loader"},
+        {"step,ema,1e-9,s_per_param_byte\nstep,ema,2e-9,s_per_param_byte\n",
+         "bad.csv:4:6: step 'ema' again (first on line 3)"},
+        {"step,loss,0.001,s_per_batch\n", "bad.csv:3:17: step 'loss' is in s_per_image, found 's_per_batch'"},
+        {"step,loader,-5,images_per_s_per_worker\n",
+         "bad.csv:3:13: step 'loader' must be a non-negative number, found '-5'"},
+        {"step,loss,0.001,s_per_image\n1,Conv,0.1,0.2,4,64\n",
+         "bad.csv:4:1: a layer line after the step lines (from line 3): layers come first"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(text, sizeof text, "%s%s", head, cases[i].lines);
+        expect_profile_error(text, cases[i].expected);
+    }
+    expect_profile_error("layer,module,fwd_s,bwd_s,batch,imgsz\nstep,loss,0.001,s_per_image\n",
+                         "bad.csv:2:1: no layer lines after the header");
 }
 
 static int make_tmp(void **state) {
@@ -631,7 +718,9 @@ int main(void) {
         cmocka_unit_test(test_manual_partitions),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_profile_reader_errors),
+        cmocka_unit_test(test_profile_step_errors),
         cmocka_unit_test(test_profile_command),
+        cmocka_unit_test(test_profile_command_with_data),
     };
     return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }
