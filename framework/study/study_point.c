@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "framework/config/experiment_plan.h"
-#include "framework/core/stats.h"
+#include "framework/core/sort.h"
 #include "framework/core/yaml_doc.h"
 #include "framework/study/study_point.h"
 #include "schedule/simulate.h"
@@ -104,7 +104,7 @@ bool study_point_read_measured(const char *path, int64_t warmup, StudyMeasuremen
     ok = ok && yaml_node_number(doc, images, "images_per_batch", &per_batch, err);
     if (ok && m == 0) ok = error_set(err, "%s: no batch was timed", path);
     if (ok) {
-        out->step_s = stats_median_in_place(times, m);
+        out->step_s = sort_median(times, m);
         out->n_timed = m;
         out->images_per_s = out->step_s > 0 ? per_batch / out->step_s : 0;
         out->peak_activation_bytes = list_max(doc, root, "peak_activation_bytes");

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "framework/core/fsutil.h"
-#include "framework/core/stats.h"
+#include "framework/core/sort.h"
 #include "framework/study/study_point.h"
 #include "framework/study/study_run.h"
 
@@ -97,7 +97,7 @@ static bool error_stats(const StudyTable *t, const char *key, const char *value,
         errs[(*n)++] = fabs(e);
         if (fabs(e) > *max) *max = fabs(e);
     }
-    if (*n) *median = stats_median_in_place(errs, *n);
+    if (*n) *median = sort_median(errs, *n);
     free(errs);
     return *n > 0;
 }
