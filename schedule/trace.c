@@ -10,6 +10,8 @@ typedef enum TraceCategory {
     TRACE_SEND,
     TRACE_RECV,
     TRACE_REDUCE,
+    TRACE_LOSS,
+    TRACE_OPTIMIZER,
     TRACE_COUNT
 } TraceCategory;
 
@@ -23,6 +25,8 @@ static const struct {
     [TRACE_SEND] = {"send", "yellow"},
     [TRACE_RECV] = {"recv", "grey"},
     [TRACE_REDUCE] = {"reduce", "terrible"},
+    [TRACE_LOSS] = {"loss", "olive"},
+    [TRACE_OPTIMIZER] = {"optimizer", "cq_build_running"},
 };
 _Static_assert(sizeof categories / sizeof categories[0] == TRACE_COUNT, "a name and colour per category");
 
@@ -37,9 +41,11 @@ static char pass_letter(SchedOp op) {
     }
 }
 
-// Tracks: rank r is tid r; the link from a to b is tid p + a p + b; rank r's reduce link p + p p + r.
+// Tracks: rank r is tid r; the link from a to b is tid p + a p + b; rank r's reduce channel
+// p + p p + r; the per-batch loss all-reduce p + p p + p.
 static int link_tid(int p, int src, int dst) { return p + src * p + dst; }
 static int reduce_tid(int p, int rank) { return p + p * p + rank; }
+static int loss_reduce_tid(int p) { return p + p * p + p; }
 
 static void trace_event(FILE *f, bool *first, const char *name, TraceCategory cat, int tid, const SchedSpan *span) {
     fprintf(f, "%s\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":0,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,"
@@ -60,10 +66,14 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
     const int p = s->n_ranks;
     bool first = true;
     char name[96];
+    const SchedSimTerms *t = &sim->terms;
     fprintf(f, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"schedule\":\"%s\",\"ranks\":%d,\"chunks\":%d,"
-               "\"micro_batches\":%d,\"replicas\":%d,\"step_s\":%.9g,\"images_per_s\":%.9g},\n\"traceEvents\":[",
+               "\"micro_batches\":%d,\"replicas\":%d,\"step_s\":%.9g,\"images_per_s\":%.9g,\"critical_rank\":%d,"
+               "\"compute_s\":%.9g,\"bubble_s\":%.9g,\"p2p_s\":%.9g,\"allreduce_s\":%.9g,\"loss_s\":%.9g,"
+               "\"optimizer_s\":%.9g,\"loader_s\":%.9g,\"p2p_bytes\":%lld,\"allreduce_bytes\":%.0f},\n\"traceEvents\":[",
             sched_kind_name(s->kind), p, plan->chunks, plan->micro_batches, plan->replicas, sim->step_s,
-            sim->images_per_s);
+            sim->images_per_s, t->critical_rank, t->compute_s, t->bubble_s, t->p2p_s, t->allreduce_s, t->loss_s,
+            t->optimizer_s, t->loader_s, (long long)sim->p2p_bytes, sim->allreduce_bytes);
     bool *linked = yp_calloc((size_t)p * (size_t)p, sizeof *linked);  // links that carry a message
     for (int r = 0; r < p; r++)
         for (int i = 0; i < s->programs[r].n_instrs; i++) {
@@ -85,6 +95,7 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
         }
     }
     free(linked);
+    if (sim->loss_reduce.end_s > sim->loss_reduce.start_s) trace_track(f, &first, loss_reduce_tid(p), "loss all-reduce");
     for (int r = 0; r < p; r++) {
         const SchedProgram *prog = &s->programs[r];
         for (int i = 0; i < prog->n_instrs; i++) {
@@ -119,15 +130,36 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
                 trace_event(f, &first, name, TRACE_RECV, r, span);
                 fprintf(f, ",\"args\":{\"bytes\":%lld,\"stage\":%d}}", (long long)in->bytes, in->stage);
                 break;
-            case SCHED_OP_REDUCE_GRADS:
-                if (plan->replicas == 1) break;
-                snprintf(name, sizeof name, "reduce s%d", in->stage);
-                trace_event(f, &first, name, TRACE_REDUCE, reduce_tid(p, r), span);
-                fprintf(f, ",\"args\":{\"bytes\":%lld,\"chunk\":%d}}", (long long)in->bytes, in->chunk);
-                break;
-            default: break;  // LOAD and STEP take no time
+            default: break;  // LOAD and STEP take no time; reductions are drawn below
             }
         }
+        const SchedSpan *opt = &sim->optimizer_spans[r], *stats = &sim->statistics_spans[r];
+        if (opt->end_s > opt->start_s) {
+            trace_event(f, &first, "optimizer", TRACE_OPTIMIZER, r, opt);
+            fprintf(f, "}");
+        }
+        if (stats->end_s > stats->start_s) {
+            trace_event(f, &first, "average statistics", TRACE_REDUCE, r, stats);
+            fprintf(f, "}");
+        }
+    }
+    int last_rank = (plan->n_stages - 1) % p;
+    for (int m = 0; m < plan->micro_batches; m++) {
+        if (sim->loss_spans[m].end_s <= sim->loss_spans[m].start_s) continue;
+        snprintf(name, sizeof name, "loss %d", m);
+        trace_event(f, &first, name, TRACE_LOSS, last_rank, &sim->loss_spans[m]);
+        fprintf(f, ",\"args\":{\"micro\":%d,\"stage\":%d}}", m, plan->n_stages - 1);
+    }
+    for (int i = 0; i < sim->n_reductions; i++) {
+        const SchedReduction *red = &sim->reductions[i];
+        snprintf(name, sizeof name, "reduce s%d", red->stage);
+        trace_event(f, &first, name, TRACE_REDUCE, reduce_tid(p, red->rank), &red->span);
+        fprintf(f, ",\"args\":{\"bytes\":%lld,\"stage\":%d,\"across_nodes\":\"%s\"}}", (long long)red->bytes,
+                red->stage, collective_algo_names[red->inter_algo]);
+    }
+    if (sim->loss_reduce.end_s > sim->loss_reduce.start_s) {
+        trace_event(f, &first, "loss all-reduce", TRACE_LOSS, loss_reduce_tid(p), &sim->loss_reduce);
+        fprintf(f, ",\"args\":{\"bytes\":%d}}", (int)PLAN_BATCH_REDUCE_BYTES);
     }
     fprintf(f, "\n]}\n");
 }

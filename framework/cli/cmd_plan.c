@@ -29,7 +29,7 @@ static const CliOption plan_options[] = {
      .help = "write the simulated timeline as a Chrome trace (for ui.perfetto.dev)"},
     {.name = "profile", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, profile), .metavar = "FILE.csv",
      .help = "per-layer times from `yolopipe profile` instead of the FLOP estimate"},
-    {.name = "device", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, device), .metavar = "cpu|h100",
+    {.name = "device", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, device), .metavar = "cpu|h100|a100",
      .help = "device to plan for (default: h100 for cuda experiments, else cpu)"},
 };
 
@@ -68,7 +68,8 @@ static bool plan_build(PlanRun *r, const PlanArgs *a, Error *err) {
     // The class count only sizes the head: the synth: block's, else the model file's.
     ModelOptions mo = {.scale = cfg->scale, .nc = cfg->synth.present ? cfg->synth.synth.n_classes : 0};
     if (!model_spec_load(cfg->model, &mo, &r->spec, err)) return false;
-    if (!experiment_plan_build(cfg, r->spec, a->device, a->profile, &r->ep, err)) {
+    PlanTarget target = {.device_name = a->device, .profile_path = a->profile};
+    if (!experiment_plan_build(cfg, r->spec, &target, &r->ep, err)) {
         if (!strncmp(err->message, "--device", 8)) {
             Error device_err = *err;
             error_set(err, "yolopipe plan: %.900s", device_err.message);

@@ -179,7 +179,7 @@ static double brute_force_best(const BruteForce *bf, int64_t cap) {
 
 static PartitionOptions options(const Setting *s) {
     return (PartitionOptions){.n_ranks = s->n_stages, .chunks = 1, .replicas = 1, .micro_batches = 8, .link = s->link,
-                              .reduce_link = s->link, .memory_cap_bytes = s->cap, .in_flight = s->in_flight};
+                              .cluster = {.intra = s->link, .intra_collective = s->link}, .memory_cap_bytes = s->cap, .in_flight = s->in_flight};
 }
 
 static bool plan_auto(const Model *m, const Setting *s, PipelinePlan *plan, PartitionReport *report, Error *err) {
@@ -345,7 +345,8 @@ static void test_manual_partitions(void **state) {
         PartitionOptions o = options(&s);
         o.replicas = 3;
         o.micro_batches = 4;
-        o.reduce_link = (LinkModel){1e-5, 1e10};
+        o.cluster = (ClusterModel){.gpus_per_node = 8, .intra = s.link, .intra_collective = {1e-5, 1e10},
+                                   .inter = {2e-5, 5e9}, .nics_per_node = 2, .rank_order = RANK_ORDER_REPLICA_FIRST};
         o.kind = (PartitionKind)kind;
         o.ranges = ranges;
         o.balance = balance;
@@ -359,8 +360,11 @@ static void test_manual_partitions(void **state) {
         assert_int_equal(plan.replicas, 3);
         assert_int_equal(plan.micro_batches, 4);
         assert_int_equal(plan.micro_batch_images, 8);
-        assert_true(plan.link.latency_s == 5e-6 && plan.link.bandwidth_bytes_per_s == 2.5e10);
-        assert_true(plan.reduce_link.latency_s == 1e-5 && plan.reduce_link.bandwidth_bytes_per_s == 1e10);
+        assert_true(plan.cluster.intra.latency_s == 5e-6 && plan.cluster.intra.bandwidth_bytes_per_s == 2.5e10);
+        assert_true(plan.cluster.intra_collective.latency_s == 1e-5 &&
+                    plan.cluster.intra_collective.bandwidth_bytes_per_s == 1e10);
+        assert_true(plan.cluster.gpus_per_node == 8 && plan.cluster.nics_per_node == 2 &&
+                    plan.cluster.inter.bandwidth_bytes_per_s == 5e9 && plan.cluster.rank_order == RANK_ORDER_REPLICA_FIRST);
         assert_int_equal(plan.stages[0].first_layer, 0);
         assert_int_equal(plan.stages[0].last_layer, 9);
         assert_int_equal(plan.stages[1].first_layer, 10);
