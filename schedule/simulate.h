@@ -127,5 +127,6 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
 
 // Prints a text timeline: a header line, then one row per rank of at most `width` columns (clamped to
 // [24, 100]); each character is one time slice showing the pass running at its middle: F, B, W for a
-// forward, backward (or B of zb-h1) and weight gradient, lower case for odd model chunks; '.' idle.
+// forward, backward (or B of zb-h1) and weight gradient, lower case for odd model chunks; L the
+// last stage's loss, O the optimizer step; '.' idle.
 void sched_timeline_print(FILE *f, const PipelinePlan *plan, const Schedule *s, const SchedSim *sim, int width);

@@ -197,6 +197,15 @@ void sched_timeline_print(FILE *f, const PipelinePlan *plan, const Schedule *s, 
                 break;
             }
         }
+        // Idle columns may hold the step terms: the last stage's loss, every rank's optimizer step.
+        for (int c = 0; c < cells; c++) {
+            double t = (c + 0.5) * sim->step_s / cells;
+            const SchedSpan *opt = &sim->optimizer_spans[r];
+            if (row[c] != '.') continue;
+            if (opt->start_s <= t && t < opt->end_s) row[c] = 'O';
+            for (int m = 0; m < plan->micro_batches && r == (plan->n_stages - 1) % p; m++)
+                if (sim->loss_spans[m].start_s <= t && t < sim->loss_spans[m].end_s) row[c] = 'L';
+        }
         row[cells] = '\0';
         snprintf(label, sizeof label, "r%d", r);
         fprintf(f, "%-*s|%s\n", label_len - 1, label, row);
