@@ -34,7 +34,7 @@ static const CliOption plan_options[] = {
     {.name = "device", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, device), .metavar = "cpu|h100|a100",
      .help = "device to plan for (default: h100 for cuda experiments, else cpu)"},
     {.name = "gpus-per-node", .value = CLI_VALUE_POSITIVE, .offset = offsetof(PlanArgs, gpus_per_node), .metavar = "N",
-     .help = "place N ranks per node, nodes joined by the device's NICs (default: every rank on one node)"},
+     .help = "N ranks per node, over the device's NICs (default: all on one node)"},
 };
 
 static const CliPositional plan_positionals[] = {{.metavar = "EXP.yaml", .offset = offsetof(PlanArgs, path)}};
