@@ -83,13 +83,17 @@ typedef struct CostProfile {
     int64_t batch, imgsz;
     int n_layers;
     CostProfileRow *rows;  // owned
-    // Step terms measured beside the layers (each flag false when the profile has no such value):
-    bool has_optimizer;
-    double optimizer_s_per_byte;  // optimizer step + EMA update, seconds per parameter byte
-    bool has_loss;
-    double loss_s;                // the loss (forward and backward) of one pass of `batch` images
-    bool has_loader;
-    double loader_images_per_s;   // the data loader's throughput on the profiled machine (one node)
+    // The step's costs besides the layers (a `step` line each; 0 when the file has none: an older
+    // profile, or one taken without a dataset for the loss and the loader). Per parameter byte means
+    // per byte of the float32 parameters the stage holds (LayerCost.param_bytes summed, fixed ones
+    // included), so that a stage's cost is the figure times its PlanStage.param_bytes.
+    double optimizer_s_per_param_byte;      // one optimizer step as the trainer takes it: gradient norm,
+                                            // clipping, the update (the experiment's SGD or AdamW), zeroing
+    double ema_s_per_param_byte;            // one EMA update (parameters and running statistics)
+    double loss_s_per_image;                // the loss, forward and backward, of one micro-batch of `batch`
+                                            // images at imgsz (detection: assigner and gradient), per image
+    double loader_images_per_s_per_worker;  // training images one loader thread decodes and augments per
+                                            // second, as the experiment's augment: section says, at imgsz
 } CostProfile;
 
 // An empty profile of n_layers rows (times 0) for a writer to fill. The caller destroys it.

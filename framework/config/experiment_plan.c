@@ -31,21 +31,24 @@ static void plan_step_terms(ExperimentPlan *p, const ExperimentConfig *cfg, cons
     PipelinePlan *plan = &p->plan;
     double mem = p->device.memory_bytes_per_s;
     YP_CHECK(mem > 0);
-    if (prof && prof->has_optimizer) {
-        plan->optimizer_s_per_byte = prof->optimizer_s_per_byte;
+    if (prof && prof->optimizer_s_per_param_byte > 0) {
+        plan->optimizer_s_per_byte = prof->optimizer_s_per_param_byte + prof->ema_s_per_param_byte;
         p->optimizer_source = "profile";
     } else {
         plan->optimizer_s_per_byte = cost_optimizer_passes(cfg->train.optimizer == CONFIG_OPTIMIZER_ADAMW) / mem;
         p->optimizer_source = "estimate";
     }
-    if (prof && prof->has_loss) {
-        plan->loss_s = prof->loss_s * (double)p->micro_batch_images / (double)prof->batch;
+    if (prof && prof->loss_s_per_image > 0) {
+        plan->loss_s = prof->loss_s_per_image * (double)p->micro_batch_images;
         p->loss_source = "profile";
     } else {
         plan->loss_s = PLAN_LOSS_PASSES * (double)p->cost->layers[p->cost->n_layers - 1].output_bytes / mem;
         p->loss_source = "estimate";
     }
-    if (!target->cluster && prof && prof->has_loader) plan->cluster.loader_images_per_s = prof->loader_images_per_s;
+    // Every stage-0 rank runs a loader of train.workers threads; on the default node they all load.
+    if (!target->cluster && prof && prof->loader_images_per_s_per_worker > 0)
+        plan->cluster.loader_images_per_s = prof->loader_images_per_s_per_worker * (double)cfg->train.workers *
+                                            (double)cfg->parallel.replicas;
 }
 
 bool experiment_plan_build(const ExperimentConfig *cfg, const ModelSpec *spec, const PlanTarget *target,

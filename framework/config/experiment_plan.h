@@ -43,12 +43,13 @@ typedef struct ExperimentPlan {
 ClusterModel experiment_plan_default_cluster(const CostDevice *device);
 
 // Plans cfg's run of `spec` (borrowed; it must outlive the plan) for `target`. The step terms:
-//   optimizer_s_per_byte: the profile's measured value, else cost_optimizer_passes(train.optimizer is
-//     AdamW) / the device's memory_bytes_per_s;
-//   loss_s per micro-batch: the profile's (scaled by micro-batch / profile batch), else ~8 streaming
-//     passes over the head's output (reading it and the targets' assignment, writing its gradient:
-//     an estimate) / memory_bytes_per_s;
-//   the loader's ceiling: the cluster's, else (default cluster) the profile's measured rate, else none.
+//   optimizer_s_per_byte: the profile's measured optimizer + EMA per parameter byte, else
+//     cost_optimizer_passes(train.optimizer is AdamW) / the device's memory_bytes_per_s;
+//   loss_s per micro-batch: the profile's per image x the micro-batch, else ~8 streaming passes over
+//     the head's output (reading it and the assignment, writing its gradient: an estimate) /
+//     memory_bytes_per_s;
+//   the loader's ceiling: the cluster's; on the default cluster the profile's images/s per worker x
+//     train.workers x the stage-0 ranks (one loader each), else none.
 // User errors (an unknown device, parallel settings the model or the schedule cannot take) come back
 // positioned at the experiment's key; an unknown device_name's message starts with "--device".
 bool experiment_plan_build(const ExperimentConfig *cfg, const ModelSpec *spec, const PlanTarget *target,
