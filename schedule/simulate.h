@@ -122,7 +122,9 @@ bool sched_in_flight(SchedKind kind, int n_ranks, int chunks, int micro_batches,
 // reduce channel has its own track after the ranks ("send F3 c12 → r2", "reduce s4", one per
 // bucket), and one track holds the per-batch "loss all-reduce", so no track holds overlapping
 // events. Categories fwd, bwd, wgrad, send, recv, reduce, loss, optimizer, each with its own "cname"
-// colour; otherData carries the step's terms and bytes.
+// colour; otherData carries the step's terms and bytes. It also draws a SchedSim that holds only
+// spans, step_s and images_per_s (a measured batch: framework/runtime/executor.c): the step terms'
+// arrays may then be NULL, and REDUCE_GRADS draws its instruction's own span.
 void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, const SchedSim *sim);
 
 // Prints a text timeline: a header line, then one row per rank of at most `width` columns (clamped to

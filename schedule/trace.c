@@ -66,14 +66,18 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
     const int p = s->n_ranks;
     bool first = true;
     char name[96];
-    const SchedSimTerms *t = &sim->terms;
     fprintf(f, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"schedule\":\"%s\",\"ranks\":%d,\"chunks\":%d,"
-               "\"micro_batches\":%d,\"replicas\":%d,\"step_s\":%.9g,\"images_per_s\":%.9g,\"critical_rank\":%d,"
-               "\"compute_s\":%.9g,\"bubble_s\":%.9g,\"p2p_s\":%.9g,\"allreduce_s\":%.9g,\"loss_s\":%.9g,"
-               "\"optimizer_s\":%.9g,\"loader_s\":%.9g,\"p2p_bytes\":%lld,\"allreduce_bytes\":%.0f},\n\"traceEvents\":[",
+               "\"micro_batches\":%d,\"replicas\":%d,\"step_s\":%.9g,\"images_per_s\":%.9g",
             sched_kind_name(s->kind), p, plan->chunks, plan->micro_batches, plan->replicas, sim->step_s,
-            sim->images_per_s, t->critical_rank, t->compute_s, t->bubble_s, t->p2p_s, t->allreduce_s, t->loss_s,
-            t->optimizer_s, t->loader_s, (long long)sim->p2p_bytes, sim->allreduce_bytes);
+            sim->images_per_s);
+    if (sim->optimizer_spans) {  // simulated: the terms and bytes
+        const SchedSimTerms *t = &sim->terms;
+        fprintf(f, ",\"critical_rank\":%d,\"compute_s\":%.9g,\"bubble_s\":%.9g,\"p2p_s\":%.9g,\"allreduce_s\":%.9g,"
+                   "\"loss_s\":%.9g,\"optimizer_s\":%.9g,\"loader_s\":%.9g,\"p2p_bytes\":%lld,\"allreduce_bytes\":%.0f",
+                t->critical_rank, t->compute_s, t->bubble_s, t->p2p_s, t->allreduce_s, t->loss_s, t->optimizer_s,
+                t->loader_s, (long long)sim->p2p_bytes, sim->allreduce_bytes);
+    }
+    fprintf(f, "},\n\"traceEvents\":[");
     bool *linked = yp_calloc((size_t)p * (size_t)p, sizeof *linked);  // links that carry a message
     for (int r = 0; r < p; r++)
         for (int i = 0; i < s->programs[r].n_instrs; i++) {
@@ -130,21 +134,30 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
                 trace_event(f, &first, name, TRACE_RECV, r, span);
                 fprintf(f, ",\"args\":{\"bytes\":%lld,\"stage\":%d}}", (long long)in->bytes, in->stage);
                 break;
-            default: break;  // LOAD and STEP take no time; reductions are drawn below
+            case SCHED_OP_REDUCE_GRADS:
+                // A simulated step draws its reductions below; a measured one (no reductions) the
+                // instruction's own span.
+                if (plan->replicas == 1 || sim->reductions) break;
+                snprintf(name, sizeof name, "reduce s%d", in->stage);
+                trace_event(f, &first, name, TRACE_REDUCE, reduce_tid(p, r), span);
+                fprintf(f, ",\"args\":{\"bytes\":%lld,\"chunk\":%d}}", (long long)in->bytes, in->chunk);
+                break;
+            default: break;  // LOAD and STEP take no time
             }
         }
-        const SchedSpan *opt = &sim->optimizer_spans[r], *stats = &sim->statistics_spans[r];
-        if (opt->end_s > opt->start_s) {
+        const SchedSpan *opt = sim->optimizer_spans ? &sim->optimizer_spans[r] : NULL;
+        const SchedSpan *stats = sim->statistics_spans ? &sim->statistics_spans[r] : NULL;
+        if (opt && opt->end_s > opt->start_s) {
             trace_event(f, &first, "optimizer", TRACE_OPTIMIZER, r, opt);
             fprintf(f, "}");
         }
-        if (stats->end_s > stats->start_s) {
+        if (stats && stats->end_s > stats->start_s) {
             trace_event(f, &first, "average statistics", TRACE_REDUCE, r, stats);
             fprintf(f, "}");
         }
     }
     int last_rank = (plan->n_stages - 1) % p;
-    for (int m = 0; m < plan->micro_batches; m++) {
+    for (int m = 0; m < plan->micro_batches && sim->loss_spans; m++) {
         if (sim->loss_spans[m].end_s <= sim->loss_spans[m].start_s) continue;
         snprintf(name, sizeof name, "loss %d", m);
         trace_event(f, &first, name, TRACE_LOSS, last_rank, &sim->loss_spans[m]);
@@ -200,10 +213,10 @@ void sched_timeline_print(FILE *f, const PipelinePlan *plan, const Schedule *s, 
         // Idle columns may hold the step terms: the last stage's loss, every rank's optimizer step.
         for (int c = 0; c < cells; c++) {
             double t = (c + 0.5) * sim->step_s / cells;
-            const SchedSpan *opt = &sim->optimizer_spans[r];
+            const SchedSpan *opt = sim->optimizer_spans ? &sim->optimizer_spans[r] : NULL;
             if (row[c] != '.') continue;
-            if (opt->start_s <= t && t < opt->end_s) row[c] = 'O';
-            for (int m = 0; m < plan->micro_batches && r == (plan->n_stages - 1) % p; m++)
+            if (opt && opt->start_s <= t && t < opt->end_s) row[c] = 'O';
+            for (int m = 0; m < plan->micro_batches && sim->loss_spans && r == (plan->n_stages - 1) % p; m++)
                 if (sim->loss_spans[m].start_s <= t && t < sim->loss_spans[m].end_s) row[c] = 'L';
         }
         row[cells] = '\0';

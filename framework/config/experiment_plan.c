@@ -51,10 +51,27 @@ static void plan_step_terms(ExperimentPlan *p, const ExperimentConfig *cfg, cons
                                             (double)cfg->parallel.replicas;
 }
 
+// A cluster the simulator can time: positive links where they are used, NICs when ranks span nodes.
+static bool plan_check_cluster(const ClusterModel *c, int64_t world, Error *err) {
+    if (c->gpus_per_node < 0) return error_set(err, "cluster: gpus_per_node must be 0 or more, found %d", c->gpus_per_node);
+    if (!(c->intra.bandwidth_bytes_per_s > 0) || !(c->intra_collective.bandwidth_bytes_per_s > 0) ||
+        c->intra.latency_s < 0 || c->intra_collective.latency_s < 0)
+        return error_set(err, "cluster: the intra-node links need a positive bandwidth and a latency of 0 or more");
+    if (c->gpus_per_node > 0 && world > c->gpus_per_node &&
+        (c->nics_per_node < 1 || !(c->inter.bandwidth_bytes_per_s > 0) || c->inter.latency_s < 0))
+        return error_set(err, "cluster: %lld ranks span nodes of %d: nics_per_node must be 1 or more and the NIC's "
+                              "bandwidth positive", (long long)world, c->gpus_per_node);
+    if (c->loader_images_per_s < 0) return error_set(err, "cluster: loader_images_per_s must be 0 or more");
+    if (c->cores_per_node < 0 || (c->cores_per_node > 0 && c->threads_per_rank < 1))
+        return error_set(err, "cluster: with cores_per_node, threads_per_rank must be 1 or more");
+    return true;
+}
+
 bool experiment_plan_build(const ExperimentConfig *cfg, const ModelSpec *spec, const PlanTarget *target,
                            ExperimentPlan *p, Error *err) {
     *p = (ExperimentPlan){0};
     const ParallelConfig *pc = &cfg->parallel;
+    if (target->cluster && !plan_check_cluster(target->cluster, pc->stages * pc->replicas, err)) return false;
     if (!plan_pick_device(cfg, target, &p->device, err)) return false;
     p->micro_batch_images = cfg->train.batch / (pc->replicas * pc->micro_batches);
     GraphOptions go = {.batch = p->micro_batch_images, .imgsz_h = cfg->train.imgsz, .imgsz_w = cfg->train.imgsz};
