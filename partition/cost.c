@@ -80,7 +80,8 @@ static CostModel *cost_model_describe(const Graph *g, int64_t micro_batch) {
         c->output_bytes = shape_elems(l->out_shape) / graph_batch * micro_batch * (int64_t)sizeof(float);
     }
     for (int p = 0; p < g->n_params; p++)
-        if (g->params[p].flags & PARAM_BUFFER) m->layers[g->params[p].layer].buffer_bytes += g->params[p].n_elems * (int64_t)sizeof(float);
+        if (g->params[p].flags & PARAM_BUFFER)
+            m->layers[g->params[p].layer].buffer_bytes += g->params[p].n_elems * (int64_t)sizeof(float);
     return m;
 }
 

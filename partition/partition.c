@@ -337,7 +337,8 @@ static void stage_buckets(const Partitioner *pt, PipelinePlan *plan, int k) {
         offset -= c->param_bytes;
         if (unbucketed_end - offset < (int64_t)PLAN_REDUCE_BUCKET_ELEMS * (int64_t)sizeof(float)) continue;
         plan->buckets = yp_realloc(plan->buckets, (size_t)(plan->n_buckets + 1) * sizeof *plan->buckets);
-        plan->buckets[plan->n_buckets++] = (PlanBucket){.stage = k, .bytes = unbucketed_end - offset, .ready_s = done_s};
+        plan->buckets[plan->n_buckets++] =
+            (PlanBucket){.stage = k, .bytes = unbucketed_end - offset, .ready_s = done_s};
         unbucketed_end = offset;
     }
     st->n_buckets = plan->n_buckets - st->first_bucket;

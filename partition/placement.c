@@ -10,7 +10,8 @@ int placement_world_rank(RankOrder order, int pipeline_size, int replicas, int p
     return pipeline_rank * replicas + replica;
 }
 
-void placement_locate(RankOrder order, int pipeline_size, int replicas, int world_rank, int *pipeline_rank, int *replica) {
+void placement_locate(RankOrder order, int pipeline_size, int replicas, int world_rank, int *pipeline_rank,
+                      int *replica) {
     YP_CHECK(pipeline_size > 0 && replicas > 0 && world_rank >= 0 && world_rank < pipeline_size * replicas);
     if (order == RANK_ORDER_PIPELINE_FIRST) {
         *replica = world_rank / pipeline_size;
@@ -43,7 +44,8 @@ LinkModel placement_nic_share(const ClusterModel *c, int sharers) {
 PlacementLink placement_p2p_link(const ClusterModel *c, int pipeline_size, int replicas, int a, int b) {
     if (a == b) return (PlacementLink){.cls = LINK_CLASS_LOCAL, .sharers = 1};
     int world = pipeline_size * replicas, n_nodes = placement_nodes(c, world);
-    int *leaving = yp_calloc((size_t)n_nodes, sizeof *leaving), *entering = yp_calloc((size_t)n_nodes, sizeof *entering);
+    int *leaving = yp_calloc((size_t)n_nodes, sizeof *leaving);
+    int *entering = yp_calloc((size_t)n_nodes, sizeof *entering);
     int sharers = 0;
     for (int d = 0; d < replicas; d++) {
         int wa = placement_world_rank(c->rank_order, pipeline_size, replicas, a, d);

@@ -19,7 +19,8 @@ typedef enum LinkClass {
 } LinkClass;
 
 int placement_world_rank(RankOrder order, int pipeline_size, int replicas, int pipeline_rank, int replica);
-void placement_locate(RankOrder order, int pipeline_size, int replicas, int world_rank, int *pipeline_rank, int *replica);
+void placement_locate(RankOrder order, int pipeline_size, int replicas, int world_rank, int *pipeline_rank,
+                      int *replica);
 
 int placement_node(const ClusterModel *c, int world_rank);
 // Nodes that a world of world_size ranks fills (1 when gpus_per_node is 0).

@@ -41,7 +41,8 @@ CollectiveCost collective_allreduce(const ClusterModel *c, const PlacementGroup 
     if (nodes > 1) {
         LinkModel nic = placement_nic_share(c, g->nic_sharers > local ? g->nic_sharers : local);
         double shard = bytes / local;
-        double ring = collective_ring_allreduce_s(nic, nodes, shard), tree = collective_tree_allreduce_s(nic, nodes, shard);
+        double ring = collective_ring_allreduce_s(nic, nodes, shard);
+        double tree = collective_tree_allreduce_s(nic, nodes, shard);
         bool use_tree = shard < collective_tree_threshold_bytes(nic, nodes);
         cost.inter_algo = use_tree ? COLLECTIVE_ALGO_TREE : COLLECTIVE_ALGO_RING;
         cost.inter_s = use_tree ? tree : ring;

@@ -241,7 +241,8 @@ static void segment_end(Sim *x, int r, double t) {
     span->end_s = t;
     x->out->busy_s[r] += t - span->start_s;
     rk->compute_s += t - span->start_s;
-    if (in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_WEIGHT) rk->held -= x->plan->stages[in->stage].activation_bytes;
+    if (in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_WEIGHT)
+        rk->held -= x->plan->stages[in->stage].activation_bytes;
     rk->pc++;
 }
 
@@ -397,7 +398,8 @@ static void sim_setup(Sim *x) {
                 x->channels[r * p + in->peer].n++;
                 linked[r * p + in->peer] = true;
             }
-            if (in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_WEIGHT) x->last_weight[r * plan->chunks + in->chunk] = i;
+            if (in->op == SCHED_OP_BWD || in->op == SCHED_OP_BWD_WEIGHT)
+                x->last_weight[r * plan->chunks + in->chunk] = i;
         }
     }
     for (int k = 0; k < p * p; k++) {

@@ -51,8 +51,8 @@ typedef struct SchedSpan {
                             // it to the message's arrival (the wait); REDUCE_GRADS: on the reduce link
 } SchedSpan;
 
-// What the step (a batch that ends an accumulation) is made of, along the critical rank (the last to reach the end of its program);
-// the terms add up to step_s.
+// What the step (a batch that ends an accumulation) is made of, along the critical rank (the last
+// to reach the end of its program); the terms add up to step_s.
 typedef struct SchedSimTerms {
     int critical_rank;
     double compute_s;    // its FWD, BWD, BWD_INPUT and BWD_WEIGHT passes (wall time)

@@ -99,7 +99,8 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
         }
     }
     free(linked);
-    if (sim->loss_reduce.end_s > sim->loss_reduce.start_s) trace_track(f, &first, loss_reduce_tid(p), "loss all-reduce");
+    if (sim->loss_reduce.end_s > sim->loss_reduce.start_s)
+        trace_track(f, &first, loss_reduce_tid(p), "loss all-reduce");
     for (int r = 0; r < p; r++) {
         const SchedProgram *prog = &s->programs[r];
         for (int i = 0; i < prog->n_instrs; i++) {

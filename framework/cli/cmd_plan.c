@@ -76,7 +76,8 @@ static bool plan_build(PlanRun *r, const PlanArgs *a, Error *err) {
     ClusterModel cluster;
     if (a->gpus_per_node > 0) {
         // The device's node (its links and NICs), gpus_per_node of it per node.
-        const CostDevice *d = cost_device_find(a->device ? a->device : cfg->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu");
+        const char *name = a->device ? a->device : cfg->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu";
+        const CostDevice *d = cost_device_find(name);
         if (!d) return error_set(err, "yolopipe plan: --device must be %s, found '%s'", cost_device_names, a->device);
         cluster = experiment_plan_default_cluster(d);
         cluster.gpus_per_node = (int)(a->gpus_per_node < INT32_MAX ? a->gpus_per_node : INT32_MAX);
@@ -104,9 +105,9 @@ static void plan_print_terms(const PlanRun *r) {
     int nodes = placement_nodes(&plan->cluster, world);
     printf("step terms (rank %d): compute %.2f ms, bubble %.2f, p2p %.2f, all-reduce %.2f, loss %.2f (%s), "
            "optimizer %.2f (%s), loader %.2f; per step %.2f MiB p2p, %.2f MiB all-reduce; %d node%s\n",
-           t->critical_rank, 1e3 * t->compute_s, 1e3 * t->bubble_s, 1e3 * t->p2p_s, 1e3 * t->allreduce_s, 1e3 * t->loss_s,
-           r->ep.loss_source, 1e3 * t->optimizer_s, r->ep.optimizer_source, 1e3 * t->loader_s, mib(sim->p2p_bytes),
-           sim->allreduce_bytes / (1 << 20), nodes, nodes == 1 ? "" : "s");
+           t->critical_rank, 1e3 * t->compute_s, 1e3 * t->bubble_s, 1e3 * t->p2p_s, 1e3 * t->allreduce_s,
+           1e3 * t->loss_s, r->ep.loss_source, 1e3 * t->optimizer_s, r->ep.optimizer_source, 1e3 * t->loader_s,
+           mib(sim->p2p_bytes), sim->allreduce_bytes / (1 << 20), nodes, nodes == 1 ? "" : "s");
 }
 
 static void plan_print_text(const PlanRun *r) {

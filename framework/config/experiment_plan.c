@@ -53,7 +53,8 @@ static void plan_step_terms(ExperimentPlan *p, const ExperimentConfig *cfg, cons
 
 // A cluster the simulator can time: positive links where they are used, NICs when ranks span nodes.
 static bool plan_check_cluster(const ClusterModel *c, int64_t world, Error *err) {
-    if (c->gpus_per_node < 0) return error_set(err, "cluster: gpus_per_node must be 0 or more, found %d", c->gpus_per_node);
+    if (c->gpus_per_node < 0)
+        return error_set(err, "cluster: gpus_per_node must be 0 or more, found %d", c->gpus_per_node);
     if (!(c->intra.bandwidth_bytes_per_s > 0) || !(c->intra_collective.bandwidth_bytes_per_s > 0) ||
         c->intra.latency_s < 0 || c->intra_collective.latency_s < 0)
         return error_set(err, "cluster: the intra-node links need a positive bandwidth and a latency of 0 or more");

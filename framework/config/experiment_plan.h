@@ -51,7 +51,8 @@ ClusterModel experiment_plan_default_cluster(const CostDevice *device);
 //   the loader's ceiling: the cluster's; on the default cluster the profile's images/s per worker x
 //     train.workers x the stage-0 ranks (one loader each), else none.
 // A cluster with links that cannot carry (not positive), or NICs missing where ranks span nodes, is
-// refused with a message starting "cluster:". User errors (an unknown device, parallel settings the model or the schedule cannot take) come back
+// refused with a message starting "cluster:". User errors (an unknown device, parallel settings the
+// model or the schedule cannot take) come back
 // positioned at the experiment's key; an unknown device_name's message starts with "--device".
 bool experiment_plan_build(const ExperimentConfig *cfg, const ModelSpec *spec, const PlanTarget *target,
                            ExperimentPlan *out, Error *err);

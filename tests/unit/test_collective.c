@@ -26,7 +26,9 @@ static ClusterModel h100_cluster(int nics) {
                           .inter = {14e-6, 48e9}, .nics_per_node = nics};
 }
 
-static double ring(double a, double b, int n, double bytes) { return 2.0 * (n - 1) / n * bytes / b + 2.0 * (n - 1) * a; }
+static double ring(double a, double b, int n, double bytes) {
+    return 2.0 * (n - 1) / n * bytes / b + 2.0 * (n - 1) * a;
+}
 static double tree(double a, double b, int n, double bytes) { return 2.0 * ceil(log2(n)) * a + 2.0 * bytes / b; }
 
 static void test_one_node_is_the_ring(void **state) {
@@ -43,7 +45,8 @@ static void test_one_node_is_the_ring(void **state) {
         }
     }
     // One member: nothing to do.
-    CollectiveCost none = collective_allreduce(&c, &(PlacementGroup){.n_members = 1, .n_nodes = 1, .per_node = 1}, 1000);
+    PlacementGroup alone = {.n_members = 1, .n_nodes = 1, .per_node = 1};
+    CollectiveCost none = collective_allreduce(&c, &alone, 1000);
     assert_true(none.time_s == 0.0 && none.bytes_sent == 0.0);
 }
 
@@ -83,7 +86,8 @@ static void test_hierarchical(void **state) {
 static void test_ring_tree_flip(void **state) {
     (void)state;
     const double a = 10e-6, b = 10e9;
-    ClusterModel c = {.gpus_per_node = 1, .intra = {a, b}, .intra_collective = {a, b}, .inter = {a, b}, .nics_per_node = 1};
+    ClusterModel c = {.gpus_per_node = 1, .intra = {a, b}, .intra_collective = {a, b}, .inter = {a, b},
+                      .nics_per_node = 1};
     for (int n = 5; n <= 1024; n = n * 2 + 1) {
         double want_star = n * a * b * (n - 1 - ceil(log2(n)));
         double star = collective_tree_threshold_bytes(c.inter, n);
@@ -125,7 +129,8 @@ static void test_terms_scale(void **state) {
     c.intra_collective = bandwidth_only;
     double prev = 0;
     for (int L = 2; L <= 8; L++) {
-        CollectiveCost cost = collective_allreduce(&c, &(PlacementGroup){.n_members = L, .n_nodes = 1, .per_node = L}, 1000000);
+        PlacementGroup g = {.n_members = L, .n_nodes = 1, .per_node = L};
+        CollectiveCost cost = collective_allreduce(&c, &g, 1000000);
         assert_true(cost.time_s > prev && cost.time_s < 2e-3);
         prev = cost.time_s;
     }

@@ -35,11 +35,11 @@ static PipelinePlan chain(int ranks, int micro_batches, int replicas) {
                                      .param_bytes = 4000, .activation_bytes = 1};
     plan.cuts = calloc((size_t)ranks + 1, sizeof *plan.cuts);
     for (int s = 0; s + 1 < ranks; s++) {
-        plan.cuts[plan.n_cuts] = (PlanCut){.id = plan.n_cuts, .layer = s, .from_stage = s, .to_stage = s + 1, .bytes = 300};
-        plan.n_cuts++;
+        int id = plan.n_cuts++;
+        plan.cuts[id] = (PlanCut){.id = id, .layer = s, .from_stage = s, .to_stage = s + 1, .bytes = 300};
         if (s == 0) {
-            plan.cuts[plan.n_cuts] = (PlanCut){.id = plan.n_cuts, .layer = 0, .from_stage = 0, .to_stage = 1, .bytes = 301};
-            plan.n_cuts++;
+            id = plan.n_cuts++;
+            plan.cuts[id] = (PlanCut){.id = id, .layer = 0, .from_stage = 0, .to_stage = 1, .bytes = 301};
         }
     }
     return plan;
@@ -218,13 +218,15 @@ static void weak_scaling(int stages, int micro_batches, RankOrder order) {
         snprintf(sets[2], sizeof sets[2], "parallel.micro_batches=%d", micro_batches);
         snprintf(sets[3], sizeof sets[3], "train.batch=%d", 16 * world);
         snprintf(sets[4], sizeof sets[4], "train.imgsz=320");
-        snprintf(sets[5], sizeof sets[5], "parallel.rank_order=%s", order == RANK_ORDER_PIPELINE_FIRST ? "pipeline-first" : "replica-first");
+        snprintf(sets[5], sizeof sets[5], "parallel.rank_order=%s",
+                 order == RANK_ORDER_PIPELINE_FIRST ? "pipeline-first" : "replica-first");
         char *items[6] = {sets[0], sets[1], sets[2], sets[3], sets[4], sets[5]};
         ExperimentConfig *cfg = NULL;
         ModelSpec *spec = NULL;
         Error err = {0};
         if (!config_load(path, 6, items, &cfg, &err)) fail_msg("%s", err.message);
-        if (!model_spec_load(cfg->model, &(ModelOptions){.scale = cfg->scale, .nc = 4}, &spec, &err)) fail_msg("%s", err.message);
+        if (!model_spec_load(cfg->model, &(ModelOptions){.scale = cfg->scale, .nc = 4}, &spec, &err))
+            fail_msg("%s", err.message);
         ClusterModel cluster = {.gpus_per_node = 8, .intra = h100->link, .intra_collective = h100->collective,
                                 .inter = h100->nic, .nics_per_node = 8};
         ExperimentPlan ep;
@@ -234,7 +236,8 @@ static void weak_scaling(int stages, int micro_batches, RankOrder order) {
         double per_gpu = sim->images_per_s / world;
         if (nodes == 1) first = per_gpu;
         if (per_gpu > prev * (1 + rtol))
-            fail_msg("S=%d: %d GPUs reach %.6g images/s per GPU, more than %.6g at half as many", stages, world, per_gpu, prev);
+            fail_msg("S=%d: %d GPUs reach %.6g images/s per GPU, more than %.6g at half as many", stages, world,
+                     per_gpu, prev);
         prev = per_gpu;
         sched_sim_destroy(sim);
         experiment_plan_clear(&ep);
