@@ -14,7 +14,12 @@ ClusterModel experiment_plan_default_cluster(const CostDevice *device) {
 
 static bool plan_pick_device(const ExperimentConfig *cfg, const PlanTarget *target, CostDevice *out, Error *err) {
     if (target->device) {
-        *out = *target->device;
+        const CostDevice *d = target->device;
+        if (!(d->flops_per_s > 0) || !(d->memory_bytes_per_s > 0) || d->memory_bytes < 0)
+            return error_set(err, "device %s: flops_per_s and memory_bytes_per_s must be positive, memory_bytes 0 or "
+                             "more", d->name ? d->name : "(custom)");
+        *out = *d;
+        if (!out->name) out->name = "custom";
         return true;
     }
     const char *name = target->device_name;

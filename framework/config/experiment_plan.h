@@ -18,7 +18,8 @@
 typedef struct PlanTarget {
     const char *device_name;       // "cpu", "h100", "a100" (cost_device_find); NULL: h100 for cuda
                                    // experiments, else cpu
-    const CostDevice *device;      // a custom device (borrowed); overrides device_name
+    const CostDevice *device;      // a custom device (borrowed; start from a named one's figures and change
+                                   // what differs); overrides device_name
     const char *profile_path;      // per-layer times (and the step terms it has) from `yolopipe profile`;
                                    // NULL: estimates from the device
     const ClusterModel *cluster;   // borrowed; NULL: every rank on one node, the device's links
