@@ -45,7 +45,7 @@ ClusterModel experiment_plan_default_cluster(const CostDevice *device);
 
 // Plans cfg's run of `spec` (borrowed; it must outlive the plan) for `target`. The step terms:
 //   optimizer_s_per_byte: the profile's measured optimizer + EMA per parameter byte, else
-//     cost_optimizer_passes(train.optimizer is AdamW) / the device's memory_bytes_per_s;
+//     cost_optimizer_passes(train.optimizer is AdamW, or auto) / the device's memory_bytes_per_s;
 //   loss_s per micro-batch: the profile's per image x the micro-batch, else ~8 streaming passes over
 //     the head's output (reading it and the assignment, writing its gradient: an estimate) /
 //     memory_bytes_per_s;

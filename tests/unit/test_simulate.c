@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -204,10 +205,30 @@ static void test_processor_sharing(void **state) {
 
 // ---- weak scaling ----------------------------------------------------------------------------------
 
-// YOLOv8n at 320 px, 16 images per GPU, on 1 to 128 nodes of 8 H100s: images/s per GPU never rises.
-static void weak_scaling(int stages, int micro_batches, RankOrder order) {
+typedef struct Loaded {
+    ExperimentConfig *cfg;
+    ModelSpec *spec;
+} Loaded;
+
+// experiments/default.yaml with the settings given.
+static Loaded load(int n, char **sets) {
     char path[4096];
     snprintf(path, sizeof path, "%s/experiments/default.yaml", getenv("YP_SOURCE_ROOT"));
+    Loaded l = {0};
+    Error err = {0};
+    if (!config_load(path, n, sets, &l.cfg, &err)) fail_msg("%s", err.message);
+    if (!model_spec_load(l.cfg->model, &(ModelOptions){.scale = l.cfg->scale, .nc = 4}, &l.spec, &err))
+        fail_msg("%s", err.message);
+    return l;
+}
+
+static void loaded_free(Loaded *l) {
+    model_spec_destroy(l->spec);
+    config_destroy(l->cfg);
+}
+
+// YOLOv8n at 320 px, 16 images per GPU, on 1 to 128 nodes of 8 H100s: images/s per GPU never rises.
+static void weak_scaling(int stages, int micro_batches, RankOrder order) {
     const CostDevice *h100 = cost_device_find("h100");
     double first = 0, prev = INFINITY;
     for (int nodes = 1; nodes <= 128; nodes *= 2) {
@@ -220,17 +241,12 @@ static void weak_scaling(int stages, int micro_batches, RankOrder order) {
         snprintf(sets[4], sizeof sets[4], "train.imgsz=320");
         snprintf(sets[5], sizeof sets[5], "parallel.rank_order=%s",
                  order == RANK_ORDER_PIPELINE_FIRST ? "pipeline-first" : "replica-first");
-        char *items[6] = {sets[0], sets[1], sets[2], sets[3], sets[4], sets[5]};
-        ExperimentConfig *cfg = NULL;
-        ModelSpec *spec = NULL;
-        Error err = {0};
-        if (!config_load(path, 6, items, &cfg, &err)) fail_msg("%s", err.message);
-        if (!model_spec_load(cfg->model, &(ModelOptions){.scale = cfg->scale, .nc = 4}, &spec, &err))
-            fail_msg("%s", err.message);
+        Loaded l = load(6, (char *[]){sets[0], sets[1], sets[2], sets[3], sets[4], sets[5]});
         ClusterModel cluster = {.gpus_per_node = 8, .intra = h100->link, .intra_collective = h100->collective,
                                 .inter = h100->nic, .nics_per_node = 8};
         ExperimentPlan ep;
-        if (!experiment_plan_build(cfg, spec, &(PlanTarget){.device_name = "h100", .cluster = &cluster}, &ep, &err))
+        Error err = {0};
+        if (!experiment_plan_build(l.cfg, l.spec, &(PlanTarget){.device_name = "h100", .cluster = &cluster}, &ep, &err))
             fail_msg("%s", err.message);
         SchedSim *sim = sched_simulate(&ep.plan, ep.schedule);
         double per_gpu = sim->images_per_s / world;
@@ -241,11 +257,46 @@ static void weak_scaling(int stages, int micro_batches, RankOrder order) {
         prev = per_gpu;
         sched_sim_destroy(sim);
         experiment_plan_clear(&ep);
-        model_spec_destroy(spec);
-        config_destroy(cfg);
+        loaded_free(&l);
     }
     // Communication does cost something at 1,024 GPUs.
     assert_true(prev < first);
+}
+
+// A custom device (half an H100's FLOP rate) doubles every estimated pass; devices and clusters the
+// simulator cannot time are refused with a message.
+static void test_plan_target(void **state) {
+    (void)state;
+    Loaded l = load(1, (char *[]){"parallel.replicas=1"});
+    CostDevice half = *cost_device_find("h100");
+    half.name = "half-h100";
+    half.flops_per_s /= 2;
+    ExperimentPlan a, b;
+    Error err = {0};
+    assert_true(experiment_plan_build(l.cfg, l.spec, &(PlanTarget){.device_name = "h100"}, &a, &err));
+    assert_true(experiment_plan_build(l.cfg, l.spec, &(PlanTarget){.device_name = "cpu", .device = &half}, &b, &err));
+    assert_string_equal(b.device.name, "half-h100");
+    for (int i = 0; i < a.cost->n_layers; i++) {
+        assert_close(b.cost->layers[i].fwd_s, 2 * a.cost->layers[i].fwd_s, 0.0, rtol);
+        assert_close(b.cost->layers[i].bwd_input_s, 2 * a.cost->layers[i].bwd_input_s, 0.0, rtol);
+    }
+    assert_string_equal(a.optimizer_source, "estimate");
+    // train.optimizer auto: AdamW's 14 passes at 0.7 x 3.35 TB/s.
+    assert_close(a.plan.optimizer_s_per_byte, 14 / (0.7 * 3.35e12), 0.0, rtol);
+    experiment_plan_clear(&a);
+    experiment_plan_clear(&b);
+    half.memory_bytes_per_s = 0;
+    assert_false(experiment_plan_build(l.cfg, l.spec, &(PlanTarget){.device = &half}, &a, &err));
+    assert_non_null(strstr(err.message, "device half-h100: flops_per_s and memory_bytes_per_s must be positive"));
+    // 2 ranks on nodes of 1 without NICs.
+    ClusterModel c = experiment_plan_default_cluster(cost_device_find("cpu"));
+    c.gpus_per_node = 1;
+    c.nics_per_node = 0;
+    assert_false(experiment_plan_build(l.cfg, l.spec, &(PlanTarget){.cluster = &c}, &a, &err));
+    assert_non_null(strstr(err.message, "cluster: 2 ranks span nodes of 1: nics_per_node must be 1 or more"));
+    assert_false(experiment_plan_build(l.cfg, l.spec, &(PlanTarget){.device_name = "tpu"}, &a, &err));
+    assert_string_equal(err.message, "--device must be cpu, h100 or a100, found 'tpu'");
+    loaded_free(&l);
 }
 
 static void test_weak_scaling(void **state) {
@@ -261,6 +312,7 @@ int main(void) {
         cmocka_unit_test(test_across_nodes),
         cmocka_unit_test(test_processor_sharing),
         cmocka_unit_test(test_weak_scaling),
+        cmocka_unit_test(test_plan_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
