@@ -8,21 +8,42 @@
 
 #include "framework/core/fsutil.h"
 
-// Effective rates for whole training passes, not peak figures:
+// Effective rates for whole training passes, not peak figures, and each device's node:
 //   cpu   measured with `yolopipe profile` (YOLOv8n, 160 px, 8 images per micro-batch, the 2 cores
-//         of this project's build machine): 48 GFLOP/s over forward and backward;
-//   h100  a tenth of the H100 SXM's dense bf16 tensor-core peak (989 TFLOP/s): YOLO's convolutions
-//         are small and memory-bound, far from the peak that large GEMMs reach.
+//         of this project's build machine): 48 GFLOP/s over forward and backward; ~10 GB/s of
+//         memory bandwidth for streaming passes (one DDR4 channel's worth); ranks of one machine
+//         exchange messages through shared memory (MPI, ~5 GB/s, 5 us); nodes over 10 GbE.
+//   h100  H100 SXM: a tenth of its dense bf16 tensor-core peak (989 TFLOP/s): YOLO's convolutions
+//         are small and memory-bound, far from the peak that large GEMMs reach; 0.7 x its 3.35 TB/s
+//         HBM3 (what streaming kernels reach); NVLink 4 (900 GB/s per GPU) gives ~150 GB/s to one
+//         point-to-point stream and ~370 GB/s of NCCL all-reduce bus bandwidth in an 8-GPU node
+//         (nccl-tests on DGX H100); one NDR InfiniBand NIC per GPU, 400 Gb/s ~ 48 GB/s achieved.
+//   a100  A100 SXM 80 GB: a tenth of 312 TFLOP/s dense bf16, as for the H100; 0.7 x 2.0 TB/s HBM2e;
+//         NVLink 3 (600 GB/s per GPU): ~100 GB/s per stream, ~230 GB/s all-reduce bus bandwidth
+//         (nccl-tests on DGX A100); one HDR NIC per GPU, 200 Gb/s ~ 24 GB/s achieved.
+// Per-step collective latencies follow NCCL's tuning model (src/graph/tuning.cc: hwLat of a ring
+// step with the Simple protocol, 3.4 us over NVLink, 14 us over the network).
 static const CostDevice cost_devices[] = {
-    {"cpu", 50e9},
-    {"h100", 1e14},
+    {.name = "cpu", .flops_per_s = 50e9, .memory_bytes_per_s = 10e9, .memory_bytes = 0,
+     .link = {5e-6, 5e9}, .collective = {5e-6, 5e9}, .nic = {20e-6, 1.15e9}, .nics_per_node = 1},
+    {.name = "h100", .flops_per_s = 1e14, .memory_bytes_per_s = 0.7 * 3.35e12, .memory_bytes = 80LL << 30,
+     .link = {10e-6, 150e9}, .collective = {3.4e-6, 370e9}, .nic = {14e-6, 48e9}, .nics_per_node = 8},
+    {.name = "a100", .flops_per_s = 3.12e13, .memory_bytes_per_s = 0.7 * 2.0e12, .memory_bytes = 80LL << 30,
+     .link = {10e-6, 100e9}, .collective = {3.4e-6, 230e9}, .nic = {14e-6, 24e9}, .nics_per_node = 8},
 };
+const char cost_device_names[] = "cpu, h100 or a100";
 
 const CostDevice *cost_device_find(const char *name) {
     for (size_t i = 0; i < sizeof cost_devices / sizeof *cost_devices; i++)
         if (!strcmp(cost_devices[i].name, name)) return &cost_devices[i];
     return NULL;
 }
+
+// Per step, in units of the parameter bytes: the squared gradient norm reads the gradients (1),
+// unscaling and clipping rescale them (2), SGD with momentum reads parameters, gradients and
+// momenta and writes parameters and momenta (5; AdamW has a second moment, 7), zeroing writes the
+// gradients (1), the EMA update reads the parameters and reads and writes its copy (3).
+double cost_optimizer_passes(bool adamw) { return 1 + 2 + (adamw ? 7 : 5) + 1 + 3; }
 
 static bool layer_reads_only_input(const Layer *l) {
     for (int k = 0; k < l->n_in; k++)
@@ -59,6 +80,9 @@ static CostModel *cost_model_describe(const Graph *g, int64_t micro_batch) {
         c->activation_bytes = l->activation_elems * (int64_t)sizeof(float) * micro_batch / graph_batch;
         c->output_bytes = shape_elems(l->out_shape) / graph_batch * micro_batch * (int64_t)sizeof(float);
     }
+    for (int p = 0; p < g->n_params; p++)
+        if (g->params[p].flags & PARAM_BUFFER)
+            m->layers[g->params[p].layer].buffer_bytes += g->params[p].n_elems * (int64_t)sizeof(float);
     return m;
 }
 

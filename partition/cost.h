@@ -19,6 +19,7 @@
 #include "framework/core/dtype.h"
 #include "framework/core/error.h"
 #include "layers/graph.h"
+#include "partition/plan.h"
 
 typedef struct LayerCost {
     double flops;              // forward FLOPs of one micro-batch (Ultralytics' GFLOPs x 1e9 x images)
@@ -29,6 +30,7 @@ typedef struct LayerCost {
     int64_t activation_bytes;  // kept from forward to backward: the graph's activation_elems x the activation
                                // type's size (4 until cost_model_set_activation_type), scaled to the micro-batch
     int64_t output_bytes;      // the layer's output for one micro-batch: what a cut tensor carries
+    int64_t buffer_bytes;      // float32 running statistics (batch norm), averaged over replicas each step
 } LayerCost;
 
 typedef struct CostModel {
@@ -44,14 +46,27 @@ typedef struct CostModel {
 // hundred bytes per layer).
 void cost_model_set_activation_type(CostModel *m, DType act);
 
-// Effective training throughput of a named device, for the FLOP estimate.
+// A device the planner knows: effective rates for the estimates, its memory, and the links of the
+// node it comes in (what a one-node plan uses when no cluster is given).
 typedef struct CostDevice {
     const char *name;
-    double flops_per_s;
+    double flops_per_s;          // effective training FLOP/s (the FLOP estimate)
+    double memory_bytes_per_s;   // effective memory bandwidth (optimizer, EMA and loss estimates)
+    int64_t memory_bytes;        // per device; 0: no cap
+    LinkModel link;              // point-to-point between two devices of one node
+    LinkModel collective;        // a ring step of an all-reduce inside the node (bus bandwidth)
+    LinkModel nic;               // one NIC between nodes
+    int nics_per_node;
 } CostDevice;
 
-// "cpu" or "h100" (see cost.c for the figures and where they come from); NULL for any other name.
+// "cpu", "h100" or "a100" (see cost.c for the figures and where they come from); NULL for any other
+// name. cost_device_names lists them for messages ("cpu, h100 or a100").
 const CostDevice *cost_device_find(const char *name);
+extern const char cost_device_names[];
+
+// Memory passes over the parameters per optimizer step (gradient norm, unscale/clip, the update,
+// zeroing the gradients, the EMA update; see cost.c): SGD and AdamW.
+double cost_optimizer_passes(bool adamw);
 
 // The FLOP estimate for micro-batches of `micro_batch` images at the graph's input size. The caller
 // destroys the result.

@@ -325,6 +325,25 @@ static int stage_last(const Partitioner *pt, const int *first_layers, int k) {
     return k + 1 < pt->n_stages ? first_layers[k + 1] - 1 : pt->topo.n - 1;
 }
 
+// Stage k's gradient buckets, appended to plan->buckets (the rule in partition.h).
+static void stage_buckets(const Partitioner *pt, PipelinePlan *plan, int k) {
+    PlanStage *st = &plan->stages[k];
+    st->first_bucket = plan->n_buckets;
+    int64_t offset = st->param_bytes, unbucketed_end = st->param_bytes;  // bytes into the stage's gradients
+    double done_s = 0;
+    for (int l = st->last_layer; l >= st->first_layer; l--) {
+        const LayerCost *c = &pt->cost->layers[l];
+        done_s += c->bwd_input_s + c->bwd_weight_s;
+        offset -= c->param_bytes;
+        if (unbucketed_end - offset < (int64_t)PLAN_REDUCE_BUCKET_ELEMS * (int64_t)sizeof(float)) continue;
+        plan->buckets = yp_realloc(plan->buckets, (size_t)(plan->n_buckets + 1) * sizeof *plan->buckets);
+        plan->buckets[plan->n_buckets++] =
+            (PlanBucket){.stage = k, .bytes = unbucketed_end - offset, .ready_s = done_s};
+        unbucketed_end = offset;
+    }
+    st->n_buckets = plan->n_buckets - st->first_bucket;
+}
+
 // Fills the plan and report for a partition of the layers; fails only on the memory cap.
 static bool partition_fill(Partitioner *pt, const int *first_layers, PipelinePlan *plan, PartitionReport *report,
                            Error *err) {
@@ -345,7 +364,7 @@ static bool partition_fill(Partitioner *pt, const int *first_layers, PipelinePla
 
     *plan = (PipelinePlan){.n_stages = S, .n_ranks = o->n_ranks, .chunks = o->chunks, .replicas = o->replicas,
                            .micro_batches = o->micro_batches, .micro_batch_images = pt->cost->micro_batch,
-                           .link = o->link, .reduce_link = o->reduce_link};
+                           .cluster = o->cluster};
     *report = (PartitionReport){.n_stages = S};
     // Cuts in (from_stage, layer, to_stage) order: producers in layer order are in stage order.
     for (int p = 0; p < n; p++) {
@@ -373,6 +392,7 @@ static bool partition_fill(Partitioner *pt, const int *first_layers, PipelinePla
             st->bwd_input_s += c->bwd_input_s;
             st->bwd_weight_s += c->bwd_weight_s;
             st->param_bytes += c->param_bytes;
+            st->buffer_bytes += c->buffer_bytes;
             r->params += pt->g->layers[l].n_params;
             r->gflops += c->flops / 1e9;
             r->compute_s += c->fwd_s + c->bwd_input_s + c->bwd_weight_s;
@@ -386,6 +406,7 @@ static bool partition_fill(Partitioner *pt, const int *first_layers, PipelinePla
             if (cut->to_stage == k) r->recv_bytes += cut->bytes;
             else r->send_bytes += cut->bytes;
         }
+        stage_buckets(pt, plan, k);
         r->time_s = stage_time(pt, first, last, pt->n_msgs);
         if (r->time_s > slowest) slowest = r->time_s, report->slowest_stage = k;
     }
@@ -428,5 +449,6 @@ bool partition_create(const Graph *g, const CostModel *cost, const PartitionOpti
 
 void partition_plan_clear(PipelinePlan *plan) {
     free(plan->cuts);
+    free(plan->buckets);
     *plan = (PipelinePlan){0};
 }

@@ -15,6 +15,11 @@
 // backward), input_bytes = the network input (stage 0 only). With chunks > 1 a device holds `chunks`
 // stages, and each stage gets an equal share of the cap (sufficient, and exact for chunks = 1).
 //
+// Each stage's gradient buckets (PipelinePlan.buckets) follow the executor's rule (partition/plan.h):
+// walking the stage's layers from the last, a bucket closes after a layer's backward once the
+// gradients not yet bucketed, from that layer's first parameter to the last one not bucketed, reach
+// PLAN_REDUCE_BUCKET_ELEMS floats; its ready_s is the backward time of the layers walked so far.
+//
 // What cannot be cut (the rule the executor relies on): a stage boundary falls between layers,
 // never inside one; the last layer (Detect or Classify, whose output the loss needs) is in the last
 // stage, which contiguity guarantees; the network input is read by layer 0 alone (model_spec_load's
@@ -45,7 +50,7 @@ typedef struct PartitionOptions {
     int chunks;                  // model chunks per rank; n_stages = n_ranks x chunks
     int replicas, micro_batches; // copied into the plan
     LinkModel link;              // prices cut tensors; latency 0 and bandwidth INFINITY make them free
-    LinkModel reduce_link;       // copied into the plan
+    ClusterModel cluster;        // copied into the plan (the partitioner prices every cut with `link`)
     int64_t memory_cap_bytes;    // per device; 0: no cap
     const int *in_flight;        // n_stages entries: micro-batches whose activations each stage holds
                                  // at once under the schedule (not owned); NULL: micro_batches each
@@ -82,5 +87,5 @@ typedef struct PartitionReport {
 bool partition_create(const Graph *g, const CostModel *cost, const PartitionOptions *opt, PipelinePlan *plan,
                       PartitionReport *report, Error *err);
 
-// Frees the plan's cuts and zeroes it. Accepts a zeroed plan.
+// Frees the plan's cuts and buckets and zeroes it. Accepts a zeroed plan.
 void partition_plan_clear(PipelinePlan *plan);

@@ -5,7 +5,7 @@
 // interleaved schedules a rank owns several stages ("model chunks"): stage k runs on rank k % ranks
 // as chunk k / ranks. A cut tensor is a layer output consumed by a later stage; it is sent straight
 // from its producer's stage to every consuming stage (YOLO's skip connections jump over stages),
-// never relayed. Times are per micro-batch.
+// never relayed. Times are per micro-batch unless said otherwise.
 #pragma once
 
 #include <stdint.h>
@@ -28,6 +28,8 @@ typedef struct PlanStage {
     int64_t param_bytes;           // parameters (gradients and optimizer state scale with it)
     int64_t activation_bytes;      // kept from forward to backward, per micro-batch in flight
     int64_t input_bytes;           // the network input it loads (stage 0 only), per micro-batch
+    int64_t buffer_bytes;          // running statistics, averaged over the replicas at every step
+    int first_bucket, n_buckets;   // its gradient buckets in PipelinePlan.buckets
 } PlanStage;
 
 typedef struct PlanCut {
@@ -43,6 +45,44 @@ typedef struct LinkModel {
     double bandwidth_bytes_per_s;
 } LinkModel;
 
+// The cluster a plan runs on (DESIGN.md "Cluster model"). World rank w (placed by rank_order:
+// partition/placement.h) sits on node w / gpus_per_node; two ranks of one node talk over `intra`,
+// two ranks of different nodes over one NIC each (`inter`), and a node's nics_per_node NICs are
+// shared by its ranks' inter-node traffic that runs at once. Collectives (schedule/collective.h) run
+// their in-node steps over `intra_collective` (NCCL's "bus bandwidth" of a ring inside the node,
+// usually above one point-to-point stream's) and their cross-node steps over the NICs.
+typedef struct ClusterModel {
+    int gpus_per_node;            // ranks per node; 0: every rank on one node
+    LinkModel intra;              // point-to-point, two ranks of one node
+    LinkModel intra_collective;   // one ring step of a collective inside a node
+    LinkModel inter;              // one NIC, between two nodes
+    int nics_per_node;            // >= 1 when ranks span nodes
+    RankOrder rank_order;         // how world ranks map to (pipeline rank, replica)
+    double loader_images_per_s;   // the data loader's ceiling per node; 0: no ceiling
+    // Processor sharing (CPU ranks oversubscribing cores): with cores_per_node > 0, k ranks of a node
+    // computing at once with k x threads_per_rank > cores_per_node each run at
+    // cores_per_node / (k x threads_per_rank) of their profiled speed. 0: every rank has its own cores.
+    int cores_per_node;
+    int threads_per_rank;         // compute threads of one rank (>= 1 with cores_per_node)
+} ClusterModel;
+
+// Gradient buckets: during a chunk's last whole backward (BWD, not zb-h1's split one) the executor
+// starts an all-reduce each time the finished layers' gradients reach PLAN_REDUCE_BUCKET_ELEMS
+// floats (framework/runtime/executor.c, executor_backward_bucketed); REDUCE_GRADS reduces the rest.
+enum { PLAN_REDUCE_BUCKET_ELEMS = 1 << 20 };
+
+// The per-batch all-reduce over every rank of the job after the program (the trainer's BatchWire:
+// six loss parts and the squared gradient norm, as doubles); framework/train/trainer.c asserts it.
+enum { PLAN_BATCH_REDUCE_BYTES = 7 * 8 };
+
+// One bucket started inside a stage's last backward.
+typedef struct PlanBucket {
+    int stage;
+    int64_t bytes;                 // float32 gradients
+    double ready_s;                // backward time (profiled seconds from the start of the stage's BWD,
+                                   // its loss excluded) after which the bucket's layers are done
+} PlanBucket;
+
 typedef struct PipelinePlan {
     int n_stages;                  // stages = ranks per pipeline x chunks
     int n_ranks;                   // ranks per pipeline (parallel.stages)
@@ -53,6 +93,15 @@ typedef struct PipelinePlan {
     PlanStage stages[PLAN_MAX_STAGES];
     int n_cuts;
     PlanCut *cuts;                 // owned; ordered by (from_stage, layer, to_stage)
-    LinkModel link;                // between pipeline neighbours (and any two ranks)
-    LinkModel reduce_link;         // within a data-parallel group
+    int n_buckets;
+    PlanBucket *buckets;           // owned; by stage, in the order the backward closes them
+    ClusterModel cluster;
+    // Step terms. The loss of one micro-batch on the last stage, computed at the start of its
+    // backward (the executor's executor_loss); the optimizer step with gradient clipping, zeroing and
+    // the EMA update, per parameter byte of a rank's stages (all memory-bound passes).
+    double loss_s;
+    double optimizer_s_per_byte;
+    // Batches per optimizer step (gradient accumulation, Ultralytics' round(nbs / batch)); only the
+    // batch that ends an accumulation reduces the gradients and steps. 0 counts as 1.
+    int accumulate;
 } PipelinePlan;

@@ -10,6 +10,8 @@ typedef enum TraceCategory {
     TRACE_SEND,
     TRACE_RECV,
     TRACE_REDUCE,
+    TRACE_LOSS,
+    TRACE_OPTIMIZER,
     TRACE_COUNT
 } TraceCategory;
 
@@ -23,6 +25,8 @@ static const struct {
     [TRACE_SEND] = {"send", "yellow"},
     [TRACE_RECV] = {"recv", "grey"},
     [TRACE_REDUCE] = {"reduce", "terrible"},
+    [TRACE_LOSS] = {"loss", "olive"},
+    [TRACE_OPTIMIZER] = {"optimizer", "cq_build_running"},
 };
 _Static_assert(sizeof categories / sizeof categories[0] == TRACE_COUNT, "a name and colour per category");
 
@@ -37,9 +41,11 @@ static char pass_letter(SchedOp op) {
     }
 }
 
-// Tracks: rank r is tid r; the link from a to b is tid p + a p + b; rank r's reduce link p + p p + r.
+// Tracks: rank r is tid r; the link from a to b is tid p + a p + b; rank r's reduce channel
+// p + p p + r; the per-batch loss all-reduce p + p p + p.
 static int link_tid(int p, int src, int dst) { return p + src * p + dst; }
 static int reduce_tid(int p, int rank) { return p + p * p + rank; }
+static int loss_reduce_tid(int p) { return p + p * p + p; }
 
 static void trace_event(FILE *f, bool *first, const char *name, TraceCategory cat, int tid, const SchedSpan *span) {
     fprintf(f, "%s\n{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":0,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,"
@@ -61,9 +67,17 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
     bool first = true;
     char name[96];
     fprintf(f, "{\"displayTimeUnit\":\"ms\",\"otherData\":{\"schedule\":\"%s\",\"ranks\":%d,\"chunks\":%d,"
-               "\"micro_batches\":%d,\"replicas\":%d,\"step_s\":%.9g,\"images_per_s\":%.9g},\n\"traceEvents\":[",
+               "\"micro_batches\":%d,\"replicas\":%d,\"step_s\":%.9g,\"images_per_s\":%.9g",
             sched_kind_name(s->kind), p, plan->chunks, plan->micro_batches, plan->replicas, sim->step_s,
             sim->images_per_s);
+    if (sim->optimizer_spans) {  // simulated: the terms and bytes
+        const SchedSimTerms *t = &sim->terms;
+        fprintf(f, ",\"critical_rank\":%d,\"compute_s\":%.9g,\"bubble_s\":%.9g,\"p2p_s\":%.9g,\"allreduce_s\":%.9g,"
+                   "\"loss_s\":%.9g,\"optimizer_s\":%.9g,\"loader_s\":%.9g,\"p2p_bytes\":%lld,\"allreduce_bytes\":%.0f",
+                t->critical_rank, t->compute_s, t->bubble_s, t->p2p_s, t->allreduce_s, t->loss_s, t->optimizer_s,
+                t->loader_s, (long long)sim->p2p_bytes, sim->allreduce_bytes);
+    }
+    fprintf(f, "},\n\"traceEvents\":[");
     bool *linked = yp_calloc((size_t)p * (size_t)p, sizeof *linked);  // links that carry a message
     for (int r = 0; r < p; r++)
         for (int i = 0; i < s->programs[r].n_instrs; i++) {
@@ -85,6 +99,8 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
         }
     }
     free(linked);
+    if (sim->loss_reduce.end_s > sim->loss_reduce.start_s)
+        trace_track(f, &first, loss_reduce_tid(p), "loss all-reduce");
     for (int r = 0; r < p; r++) {
         const SchedProgram *prog = &s->programs[r];
         for (int i = 0; i < prog->n_instrs; i++) {
@@ -120,7 +136,9 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
                 fprintf(f, ",\"args\":{\"bytes\":%lld,\"stage\":%d}}", (long long)in->bytes, in->stage);
                 break;
             case SCHED_OP_REDUCE_GRADS:
-                if (plan->replicas == 1) break;
+                // A simulated step draws its reductions below; a measured one (no reductions) the
+                // instruction's own span.
+                if (plan->replicas == 1 || sim->reductions) break;
                 snprintf(name, sizeof name, "reduce s%d", in->stage);
                 trace_event(f, &first, name, TRACE_REDUCE, reduce_tid(p, r), span);
                 fprintf(f, ",\"args\":{\"bytes\":%lld,\"chunk\":%d}}", (long long)in->bytes, in->chunk);
@@ -128,6 +146,34 @@ void sched_trace_write(FILE *f, const PipelinePlan *plan, const Schedule *s, con
             default: break;  // LOAD and STEP take no time
             }
         }
+        const SchedSpan *opt = sim->optimizer_spans ? &sim->optimizer_spans[r] : NULL;
+        const SchedSpan *stats = sim->statistics_spans ? &sim->statistics_spans[r] : NULL;
+        if (opt && opt->end_s > opt->start_s) {
+            trace_event(f, &first, "optimizer", TRACE_OPTIMIZER, r, opt);
+            fprintf(f, "}");
+        }
+        if (stats && stats->end_s > stats->start_s) {
+            trace_event(f, &first, "average statistics", TRACE_REDUCE, r, stats);
+            fprintf(f, "}");
+        }
+    }
+    int last_rank = (plan->n_stages - 1) % p;
+    for (int m = 0; m < plan->micro_batches && sim->loss_spans; m++) {
+        if (sim->loss_spans[m].end_s <= sim->loss_spans[m].start_s) continue;
+        snprintf(name, sizeof name, "loss %d", m);
+        trace_event(f, &first, name, TRACE_LOSS, last_rank, &sim->loss_spans[m]);
+        fprintf(f, ",\"args\":{\"micro\":%d,\"stage\":%d}}", m, plan->n_stages - 1);
+    }
+    for (int i = 0; i < sim->n_reductions; i++) {
+        const SchedReduction *red = &sim->reductions[i];
+        snprintf(name, sizeof name, "reduce s%d", red->stage);
+        trace_event(f, &first, name, TRACE_REDUCE, reduce_tid(p, red->rank), &red->span);
+        fprintf(f, ",\"args\":{\"bytes\":%lld,\"stage\":%d,\"across_nodes\":\"%s\"}}", (long long)red->bytes,
+                red->stage, collective_algo_names[red->inter_algo]);
+    }
+    if (sim->loss_reduce.end_s > sim->loss_reduce.start_s) {
+        trace_event(f, &first, "loss all-reduce", TRACE_LOSS, loss_reduce_tid(p), &sim->loss_reduce);
+        fprintf(f, ",\"args\":{\"bytes\":%d}}", (int)PLAN_BATCH_REDUCE_BYTES);
     }
     fprintf(f, "\n]}\n");
 }
@@ -164,6 +210,15 @@ void sched_timeline_print(FILE *f, const PipelinePlan *plan, const Schedule *s, 
                 if (span->start_s <= t) row[c] = (char)(in->chunk % 2 ? letter - 'A' + 'a' : letter);
                 break;
             }
+        }
+        // Idle columns may hold the step terms: the last stage's loss, every rank's optimizer step.
+        for (int c = 0; c < cells; c++) {
+            double t = (c + 0.5) * sim->step_s / cells;
+            const SchedSpan *opt = sim->optimizer_spans ? &sim->optimizer_spans[r] : NULL;
+            if (row[c] != '.') continue;
+            if (opt && opt->start_s <= t && t < opt->end_s) row[c] = 'O';
+            for (int m = 0; m < plan->micro_batches && sim->loss_spans && r == (plan->n_stages - 1) % p; m++)
+                if (sim->loss_spans[m].start_s <= t && t < sim->loss_spans[m].end_s) row[c] = 'L';
         }
         row[cells] = '\0';
         snprintf(label, sizeof label, "r%d", r);

@@ -12,6 +12,7 @@
 #include "framework/config/config.h"
 #include "framework/core/json.h"
 #include "framework/config/experiment_plan.h"
+#include "partition/placement.h"
 #include "schedule/program.h"
 #include "schedule/simulate.h"
 
@@ -19,6 +20,7 @@ typedef struct PlanArgs {
     const char *path, *trace, *profile, *device;
     CliList set;
     bool json;
+    int64_t gpus_per_node;  // 0: every rank on one node
 } PlanArgs;
 
 static const CliOption plan_options[] = {
@@ -29,8 +31,10 @@ static const CliOption plan_options[] = {
      .help = "write the simulated timeline as a Chrome trace (for ui.perfetto.dev)"},
     {.name = "profile", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, profile), .metavar = "FILE.csv",
      .help = "per-layer times from `yolopipe profile` instead of the FLOP estimate"},
-    {.name = "device", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, device), .metavar = "cpu|h100",
+    {.name = "device", .value = CLI_VALUE_STRING, .offset = offsetof(PlanArgs, device), .metavar = "cpu|h100|a100",
      .help = "device to plan for (default: h100 for cuda experiments, else cpu)"},
+    {.name = "gpus-per-node", .value = CLI_VALUE_POSITIVE, .offset = offsetof(PlanArgs, gpus_per_node), .metavar = "N",
+     .help = "N ranks per node, over the device's NICs (default: all on one node)"},
 };
 
 static const CliPositional plan_positionals[] = {{.metavar = "EXP.yaml", .offset = offsetof(PlanArgs, path)}};
@@ -66,7 +70,18 @@ static bool plan_build(PlanRun *r, const PlanArgs *a, Error *err) {
     if (!config_load(a->path, a->set.n, a->set.items, &r->cfg, err)) return false;
     const ExperimentConfig *cfg = r->cfg;
     if (!experiment_model_load(cfg, &r->spec, err)) return false;
-    if (!experiment_plan_build(cfg, r->spec, a->device, a->profile, &r->ep, err)) {
+    PlanTarget target = {.device_name = a->device, .profile_path = a->profile};
+    ClusterModel cluster;
+    if (a->gpus_per_node > 0) {
+        // The device's node (its links and NICs), gpus_per_node of it per node.
+        const char *name = a->device ? a->device : cfg->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu";
+        const CostDevice *d = cost_device_find(name);
+        if (!d) return error_set(err, "yolopipe plan: --device must be %s, found '%s'", cost_device_names, a->device);
+        cluster = experiment_plan_default_cluster(d);
+        cluster.gpus_per_node = (int)(a->gpus_per_node < INT32_MAX ? a->gpus_per_node : INT32_MAX);
+        target.cluster = &cluster;
+    }
+    if (!experiment_plan_build(cfg, r->spec, &target, &r->ep, err)) {
         if (!strncmp(err->message, "--device", 8)) {
             Error device_err = *err;
             error_set(err, "yolopipe plan: %.900s", device_err.message);
@@ -78,6 +93,20 @@ static bool plan_build(PlanRun *r, const PlanArgs *a, Error *err) {
 }
 
 static double mib(int64_t bytes) { return (double)bytes / (1 << 20); }
+
+// Where the step goes, along the critical rank, and what it sends.
+static void plan_print_terms(const PlanRun *r) {
+    const SchedSim *sim = r->sim;
+    const SchedSimTerms *t = &sim->terms;
+    const PipelinePlan *plan = &r->ep.plan;
+    int world = plan->n_ranks * plan->replicas;
+    int nodes = placement_nodes(&plan->cluster, world);
+    printf("step terms (rank %d): compute %.2f ms, bubble %.2f, p2p %.2f, all-reduce %.2f, loss %.2f (%s), "
+           "optimizer %.2f (%s), loader %.2f; per step %.2f MiB p2p, %.2f MiB all-reduce; %d node%s\n",
+           t->critical_rank, 1e3 * t->compute_s, 1e3 * t->bubble_s, 1e3 * t->p2p_s, 1e3 * t->allreduce_s,
+           1e3 * t->loss_s, r->ep.loss_source, 1e3 * t->optimizer_s, r->ep.optimizer_source, 1e3 * t->loader_s,
+           mib(sim->p2p_bytes), sim->allreduce_bytes / (1 << 20), nodes, nodes == 1 ? "" : "s");
+}
 
 static void plan_print_text(const PlanRun *r) {
     const ExperimentConfig *cfg = r->cfg;
@@ -98,9 +127,15 @@ static void plan_print_text(const PlanRun *r) {
                mib(s->send_bytes), 1e3 * s->time_s, k == r->ep.report.slowest_stage ? "  slowest" : "");
     }
     const SchedSim *sim = r->sim;
-    printf("schedule %s: step %.2f ms, %.1f images/s (per step: %lld images)\n", sched_kind_name(pc->schedule),
+    const PipelinePlan *plan = &r->ep.plan;
+    printf("schedule %s: step %.2f ms, %.1f images/s (per batch: %lld images", sched_kind_name(pc->schedule),
            1e3 * sim->step_s, sim->images_per_s,
-           (long long)(pc->replicas * pc->micro_batches * r->ep.plan.micro_batch_images));
+           (long long)(pc->replicas * pc->micro_batches * plan->micro_batch_images));
+    if (plan->accumulate > 1)
+        printf("; every %d%s batch reduces and steps, the others take %.2f ms", plan->accumulate,
+               plan->accumulate == 2 ? "nd" : plan->accumulate == 3 ? "rd" : "th", 1e3 * sim->batch_s);
+    printf(")\n");
+    plan_print_terms(r);
     printf("%5s %9s %9s %14s %12s\n", "rank", "busy ms", "bubble", "peak act MiB", "sent MiB");
     for (int rank = 0; rank < sim->n_ranks; rank++) {
         int64_t sent = 0;
@@ -137,7 +172,22 @@ static void plan_print_json(const PlanRun *r) {
     printf("], \"peak_activation_bytes\": [");
     for (int rank = 0; rank < sim->n_ranks; rank++)
         printf("%s%lld", rank ? ", " : "", (long long)sim->peak_activation_bytes[rank]);
-    printf("]}}\n");
+    const SchedSimTerms *t = &sim->terms;
+    const PipelinePlan *plan = &r->ep.plan;
+    printf("], \"accumulate\": %d, \"batch_time_s\": %.9g, \"mean_batch_time_s\": %.9g, \"loader_floor_s\": %.9g, "
+           "\"p2p_bytes\": %lld, \"allreduce_bytes\": %.0f, \"terms\": {\"critical_rank\": %d, \"compute_s\": %.9g, "
+           "\"bubble_s\": %.9g, \"p2p_s\": %.9g, \"allreduce_s\": %.9g, \"loss_s\": %.9g, \"optimizer_s\": %.9g, "
+           "\"loader_s\": %.9g}, \"loss_source\": \"%s\", \"optimizer_source\": \"%s\"}",
+           plan->accumulate, sim->batch_s, sim->mean_batch_s, sim->loader_floor_s, (long long)sim->p2p_bytes,
+           sim->allreduce_bytes, t->critical_rank, t->compute_s, t->bubble_s, t->p2p_s, t->allreduce_s, t->loss_s,
+           t->optimizer_s, t->loader_s, r->ep.loss_source, r->ep.optimizer_source);
+    const ClusterModel *c = &plan->cluster;
+    printf(", \"cluster\": {\"gpus_per_node\": %d, \"nodes\": %d, \"nics_per_node\": %d, \"intra_bytes_per_s\": %.6g, "
+           "\"intra_collective_bytes_per_s\": %.6g, \"inter_bytes_per_s\": %.6g, \"loader_images_per_s\": %.6g, "
+           "\"cores_per_node\": %d, \"threads_per_rank\": %d}}\n",
+           c->gpus_per_node, placement_nodes(c, plan->n_ranks * plan->replicas), c->nics_per_node,
+           c->intra.bandwidth_bytes_per_s, c->intra_collective.bandwidth_bytes_per_s, c->inter.bandwidth_bytes_per_s,
+           c->loader_images_per_s, c->cores_per_node, c->threads_per_rank);
 }
 
 int cmd_plan(int argc, char **argv) {

@@ -1,6 +1,7 @@
 #include "framework/config/config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,12 @@ static const char *const transport_names[CONFIG_TRANSPORT_COUNT] = {"auto", "mpi
 static const char *const backend_names[CONFIG_BACKEND_COUNT] = {"auto", "cpu", "cuda"};
 static const char *const render_names[CONFIG_RENDER_COUNT] = {"auto", "host", "backend"};
 const char *const config_precision_names[CONFIG_PRECISION_COUNT] = {"fp32", "tf32", "bf16", "fp16"};
+
+int64_t config_accumulate(int64_t nbs, int64_t batch) {
+    YP_CHECK(nbs > 0 && batch > 0);
+    int64_t a = (int64_t)nearbyint((double)nbs / (double)batch);
+    return a > 1 ? a : 1;
+}
 
 DType config_precision_activation_type(ConfigPrecision p) {
     return p == CONFIG_PRECISION_BF16 ? DTYPE_BF16 : p == CONFIG_PRECISION_FP16 ? DTYPE_F16 : DTYPE_F32;

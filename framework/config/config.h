@@ -42,6 +42,9 @@ extern const char *const config_optimizer_names[CONFIG_OPTIMIZER_COUNT];
 extern const char *const config_precision_names[CONFIG_PRECISION_COUNT];
 // The activations' element type of a precision (tf32 stores float32).
 DType config_precision_activation_type(ConfigPrecision p);
+// Batches per optimizer step for a global batch: Ultralytics' max(round(nbs / batch), 1), round half
+// to even as Python's.
+int64_t config_accumulate(int64_t nbs, int64_t batch);
 
 enum { CONFIG_MAX_STAGES = 64 };
 

@@ -35,7 +35,7 @@
 #include "layers/graph.h"
 
 enum {
-    EXECUTOR_BUCKET_ELEMS = 1 << 20,       // 4 MiB of float gradients per all-reduce bucket
+    EXECUTOR_BUCKET_ELEMS = PLAN_REDUCE_BUCKET_ELEMS,  // 4 MiB of float gradients per all-reduce bucket
     EXECUTOR_QUEUED_MEASURED_BATCHES = 8,  // batches whose layer times a GPU backend measures (after the first)
 };
 

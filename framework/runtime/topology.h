@@ -1,6 +1,7 @@
 // Where a rank sits in the job: S ranks per pipeline x D replicas = world size (DESIGN.md "Plan").
 //
-// Two rank orders (parallel.rank_order), so that the busiest links stay inside a node:
+// Two rank orders (parallel.rank_order; the arithmetic is partition/placement.h's), so that the busiest
+// links stay inside a node:
 //   pipeline-first: world rank = replica * pipeline_size + pipeline_rank (a pipeline's ranks are consecutive);
 //   replica-first:  world rank = pipeline_rank * replicas + replica (a stage's replicas are consecutive).
 // The transport fills a Topology from MPI (framework/runtime/transport.h); topology_make is the pure part.

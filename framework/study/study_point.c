@@ -10,7 +10,7 @@
 #include "framework/study/study_point.h"
 #include "schedule/simulate.h"
 
-const char *const study_term_names[STUDY_TERM_COUNT] = {"compute", "p2p", "allreduce", "optimizer", "loss", "loader"};
+const char *const study_term_names[STUDY_TERM_COUNT] = {"compute", "bubble", "p2p", "allreduce", "optimizer", "loss", "loader"};
 
 // "key=value" for each of the point's settings, as config_load takes --set overrides.
 static char **point_overrides(const StudyPoint *p) {
@@ -28,38 +28,78 @@ static void overrides_free(int n, char **o) {
     free(o);
 }
 
-bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, StudyPrediction *out, Error *err) {
+// The planner's target for a study's cluster: the named device (or the study's own figures over it),
+// its links unless the study gives them, the node size, NICs, loader ceiling and core sharing.
+static bool study_target(const StudyConfig *s, const ExperimentConfig *cfg, CostDevice *dev, ClusterModel *cl,
+                         PlanTarget *t, Error *err) {
+    const StudyDevice *sd = &s->cluster.device;
+    const char *name = sd->name ? sd->name : cfg->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu";
+    const CostDevice *base = cost_device_find(name);
+    if (base) *dev = *base;
+    else *dev = (CostDevice){.name = name};
+    dev->name = name;
+    if (sd->peak_flops > 0) dev->flops_per_s = sd->peak_flops * sd->efficiency;
+    if (sd->memory_bytes > 0) dev->memory_bytes = sd->memory_bytes;
+    if (sd->memory_bytes_per_s > 0) dev->memory_bytes_per_s = sd->memory_bytes_per_s;
+    if (!base && !(dev->flops_per_s > 0 && dev->memory_bytes_per_s > 0))
+        return error_set(err, "%s: device %s is not one the planner knows (%s): give its peak_tflops, efficiency and "
+                              "memory_tbps", s->path, name, cost_device_names);
+    *cl = experiment_plan_default_cluster(dev);
+    const StudyCluster *c = &s->cluster;
+    if (c->present) {
+        cl->gpus_per_node = (int)c->gpus_per_node;
+        if (c->intra.bandwidth_bytes_per_s > 0)
+            cl->intra = cl->intra_collective = (LinkModel){c->intra.latency_s, c->intra.bandwidth_bytes_per_s};
+        if (c->inter.bandwidth_bytes_per_s > 0) cl->inter = (LinkModel){c->inter.latency_s, c->inter.bandwidth_bytes_per_s};
+        if (c->nics_per_node > 0) cl->nics_per_node = (int)c->nics_per_node;
+        cl->loader_images_per_s = c->loader_images_per_s;
+        cl->cores_per_node = (int)c->cores_per_node;
+        cl->threads_per_rank = (int)c->threads_per_rank;
+    }
+    *t = (PlanTarget){.device = dev, .profile_path = sd->profile, .cluster = cl};
+    return true;
+}
+
+bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const char *profile, StudyPrediction *out,
+                          Error *err) {
     *out = (StudyPrediction){0};
     char **overrides = point_overrides(p);
     ExperimentConfig *cfg = NULL;
     ModelSpec *spec = NULL;
     ExperimentPlan ep = {0};
+    CostDevice dev;
+    ClusterModel cluster;
+    PlanTarget target;
     bool ok = config_load(s->experiment, p->n_settings, overrides, &cfg, err) &&
-              experiment_model_load(cfg, &spec, err) &&
-              experiment_plan_build(cfg, spec, s->cluster.device.name, s->cluster.device.profile, &ep, err);
+              experiment_model_load(cfg, &spec, err) && study_target(s, cfg, &dev, &cluster, &target, err);
+    if (ok && profile) target.profile_path = profile;
+    ok = ok && experiment_plan_build(cfg, spec, &target, &ep, err);
     if (ok) {
         SchedSim *sim = sched_simulate(&ep.plan, ep.schedule);
         const PipelinePlan *plan = &ep.plan;
-        out->step_s = sim->step_s;
+        out->step_s = sim->mean_batch_s;
         out->images_per_s = sim->images_per_s;
         out->train_epochs = cfg->train.epochs;
         out->images_per_step = (int64_t)plan->replicas * plan->micro_batches * plan->micro_batch_images;
-        int critical = 0;
         for (int r = 0; r < sim->n_ranks; r++) {
             out->bubble += sim->bubble[r] / sim->n_ranks;
             if (sim->peak_activation_bytes[r] > out->peak_activation_bytes)
                 out->peak_activation_bytes = sim->peak_activation_bytes[r];
-            if (sim->busy_s[r] > sim->busy_s[critical]) critical = r;
-            for (int d = 0; d < sim->n_ranks; d++) out->p2p_bytes += sim->link_bytes[r * sim->n_ranks + d];
         }
-        out->p2p_bytes *= plan->replicas;
-        for (int k = 0; k < ep.report.n_stages; k++) {
+        out->p2p_bytes = sim->p2p_bytes;
+        out->allreduce_bytes = (int64_t)sim->allreduce_bytes;
+        for (int k = 0; k < ep.report.n_stages; k++)
             if (ep.report.stages[k].memory_bytes > out->memory_bytes) out->memory_bytes = ep.report.stages[k].memory_bytes;
-            if (plan->replicas > 1) out->allreduce_bytes += plan->stages[k].param_bytes * plan->replicas;
-        }
         out->memory_per_gpu = ep.device.memory_bytes;
-        out->terms_s[STUDY_TERM_COMPUTE] = sim->busy_s[critical];
-        out->terms_s[STUDY_TERM_P2P] = sim->step_s - sim->busy_s[critical];
+        const SchedSimTerms *t = &sim->terms;
+        double *terms = out->terms_s;
+        terms[STUDY_TERM_COMPUTE] = t->compute_s;
+        terms[STUDY_TERM_BUBBLE] = t->bubble_s;
+        terms[STUDY_TERM_P2P] = t->p2p_s;
+        terms[STUDY_TERM_ALLREDUCE] = t->allreduce_s;
+        terms[STUDY_TERM_OPTIMIZER] = t->optimizer_s;
+        terms[STUDY_TERM_LOSS] = t->loss_s;
+        terms[STUDY_TERM_LOADER] = t->loader_s;
         sched_sim_destroy(sim);
     }
     experiment_plan_clear(&ep);

@@ -11,7 +11,8 @@
 // The modelled terms of a step, as the summary and points.csv show them (term_<name>_ms).
 typedef enum StudyTerm {
     STUDY_TERM_COMPUTE,    // the critical rank's forward and backward passes
-    STUDY_TERM_P2P,        // its waits for activations and gradients from other stages
+    STUDY_TERM_BUBBLE,     // its waits for messages not sent yet (the pipeline's fill and drain)
+    STUDY_TERM_P2P,        // its waits for messages on their way
     STUDY_TERM_ALLREDUCE,  // the gradient all-reduce not hidden behind backward
     STUDY_TERM_OPTIMIZER,  // optimizer and EMA step
     STUDY_TERM_LOSS,       // the loss on the last stage and its per-batch reduction
@@ -33,10 +34,13 @@ typedef struct StudyPrediction {
     double terms_s[STUDY_TERM_COUNT];
 } StudyPrediction;
 
-// Plans and simulates point p of study s on its cluster. A point the planner refuses (too many
-// stages for the model, nothing fits the memory) is a user error in *err, which the study records as
-// an invalid point.
-bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, StudyPrediction *out, Error *err);
+// Plans and simulates point p of study s on its cluster (schedule/simulate.h's SchedSimTerms are the
+// terms), with per-layer costs from `profile` when not NULL (else the study's device.profile, else
+// the FLOP estimate). A point the planner refuses (too many stages for the model, nothing fits the
+// memory) is a user error in *err, which the study records as an invalid point. step_s is the mean
+// batch time (gradient accumulation spreads the optimizer step over its batches), as measured.
+bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const char *profile, StudyPrediction *out,
+                          Error *err);
 
 typedef struct StudyMeasurement {
     double step_s;                  // median batch time after the warm-up batches

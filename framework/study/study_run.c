@@ -10,6 +10,7 @@
 #include "framework/core/clock.h"
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
+#include "framework/study/study_calibrate.h"
 #include "framework/study/study_launch.h"
 #include "framework/study/study_point.h"
 #include "framework/study/study_run.h"
@@ -446,14 +447,14 @@ static bool output_open(StudyRun *r, int n_cols, char **cols, Error *err) {
 }
 
 // Plans every point (fast) so that the study can say how long measuring will take.
-static void predict_all(StudyRun *r, PointResult *results) {
+static void predict_all(StudyRun *r, char *const *profiles, PointResult *results) {
     const StudyMeasure *m = &r->s->measure;
     r->point_expected_s = yp_calloc((size_t)r->points.n, sizeof *r->point_expected_s);
     for (int i = 0; i < r->points.n; i++) {
         Error err = {0};
         PointResult *res = &results[i];
         *res = (PointResult){.status = STATUS_OK};
-        if (!study_point_simulate(r->s, &r->points.points[i], &res->pred, &err)) {
+        if (!study_point_simulate(r->s, &r->points.points[i], profiles ? profiles[i] : NULL, &res->pred, &err)) {
             res->status = STATUS_INVALID;
             snprintf(res->reason, sizeof res->reason, "%s", err.message);
         }
@@ -461,6 +462,14 @@ static void predict_all(StudyRun *r, PointResult *results) {
             r->point_expected_s[i] = LAUNCH_OVERHEAD_GUESS_S + (double)(m->warmup + m->steps + 1) * res->pred.step_s;
         r->expected_s += r->point_expected_s[i];
     }
+}
+
+static void print_expected(const StudyRun *r, FILE *log) {
+    if (r->s->mode == STUDY_MODE_SIMULATE) return;
+    char expected[32];
+    format_duration(r->expected_s, expected, sizeof expected);
+    fprintf(log, "expected time: about %s (measuring %lld + %lld warm-up steps a point)\n", expected,
+            (long long)r->s->measure.steps, (long long)r->s->measure.warmup);
 }
 
 static bool run_plots(StudyRun *r) {
@@ -552,12 +561,10 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
     qsort_r(r.order, (size_t)r.points.n, sizeof *r.order, compare_world, r.points.points);
 
     PointResult *predicted = yp_calloc((size_t)r.points.n + 1, sizeof *predicted);
-    predict_all(&r, predicted);
-    char expected[32];
-    format_duration(r.expected_s, expected, sizeof expected);
-    if (s->mode != STUDY_MODE_SIMULATE) fprintf(log, "expected time: about %s (measuring %lld + %lld warm-up steps a point)\n",
-                                                expected, (long long)s->measure.steps, (long long)s->measure.warmup);
     if (opt->dry_run) {
+        predict_all(&r, NULL, predicted);
+        print_expected(&r, log);
+        if (s->cluster.calibrate) fprintf(log, "(planned with the FLOP estimate: the calibration profiles run only in the study)\n");
         for (int k = 0; k < r.points.n; k++) {
             const StudyPoint *p = &r.points.points[r.order[k]];
             const PointResult *pr = &predicted[r.order[k]];
@@ -574,6 +581,18 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
     char **cols;
     columns_build(&r, &n_cols, &cols);
     bool ok = output_open(&r, n_cols, cols, err);
+    // Profiles and measured ranks get the threads the simulation gives a rank.
+    char threads[24];
+    snprintf(threads, sizeof threads, "%lld", (long long)s->cluster.threads_per_rank);
+    if (ok && s->cluster.threads_per_rank > 0 && (s->mode != STUDY_MODE_SIMULATE || s->cluster.calibrate)) {
+        if (getenv("OMP_NUM_THREADS")) fprintf(log, "OMP_NUM_THREADS=%s is set: ranks run with it, not cluster.threads_per_rank\n", getenv("OMP_NUM_THREADS"));
+        else setenv("OMP_NUM_THREADS", threads, 1);
+    }
+    char **profiles = NULL;
+    if (ok && s->cluster.calibrate) ok = study_calibrate(s, &r.points, r.out, opt->self_exe, log, &profiles, err);
+    if (ok) predict_all(&r, profiles, predicted);
+    study_calibrate_free(r.points.n, profiles);
+    if (ok) print_expected(&r, log);
     double done_expected = 0, done_actual = 0, remaining = r.expected_s;
     for (int k = 0; ok && k < r.points.n; k++) {
         int i = r.order[k];

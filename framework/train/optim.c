@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "framework/config/config.h"
 #include "framework/train/pack_layout.h"
 
 static const char *const kind_names[] = {[OPTIM_SGD] = "SGD", [OPTIM_ADAMW] = "AdamW"};
@@ -57,11 +58,7 @@ OptimGroup optim_group_of(const char *name, unsigned flags) {
     return OPTIM_GROUP_WEIGHT;
 }
 
-int64_t optim_accumulate(int64_t nbs, int64_t batch) {
-    YP_CHECK(nbs > 0 && batch > 0);
-    int64_t a = (int64_t)nearbyint((double)nbs / (double)batch);  // half to even, as Python's round
-    return a > 1 ? a : 1;
-}
+int64_t optim_accumulate(int64_t nbs, int64_t batch) { return config_accumulate(nbs, batch); }
 
 double optim_scaled_weight_decay(double weight_decay, int64_t batch, int64_t accumulate, int64_t nbs) {
     return weight_decay * (double)batch * (double)accumulate / (double)nbs;

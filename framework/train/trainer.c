@@ -81,6 +81,7 @@ typedef struct BatchWire {
 } BatchWire;
 enum { BATCH_WIRE_DOUBLES = TRAINER_LOSS_WIRE_DOUBLES + 1 };
 _Static_assert(sizeof(BatchWire) == BATCH_WIRE_DOUBLES * sizeof(double), "BatchWire travels as doubles: no padding");
+_Static_assert(sizeof(BatchWire) == PLAN_BATCH_REDUCE_BYTES, "the simulator's loss all-reduce is this one");
 
 static BatchWire batch_wire_write(const ExecutorLoss *loss, double grad_sumsq) {
     return (BatchWire){.loss = trainer_loss_wire_write(loss), .grad_sumsq = grad_sumsq};

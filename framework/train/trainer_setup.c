@@ -38,7 +38,8 @@ static bool trainer_build_model(Trainer *t, Error *err) {
     if (head_classifies != t->classify)
         return config_error_at(cfg, "task", err, "task is %s but the model's last layer is %s", config_task_names[cfg->task],
                                head);
-    if (!experiment_plan_build(cfg, t->spec, t->be->host_memory ? "cpu" : "h100", NULL, &t->ep, err)) return false;
+    PlanTarget target = {.device_name = t->be->host_memory ? "cpu" : "h100"};
+    if (!experiment_plan_build(cfg, t->spec, &target, &t->ep, err)) return false;
     t->micro = t->ep.micro_batch_images;
     // The graphs hold the largest multi-scale input; smaller steps shrink them (graph_set_input_size).
     int smallest, largest;

@@ -64,5 +64,5 @@ expect_error "--set parallel.stages:1:1: stage count larger than useful: 23 laye
 expect_error "needs parallel.micro_batches (6) to be a multiple of parallel.stages (4)" \
   --set parallel.stages=4 --set parallel.schedule=interleaved --set parallel.chunks=2 \
   --set parallel.micro_batches=6 --set train.batch=24
-expect_error "--device must be cpu or h100, found 'tpu'" --device tpu
+expect_error "--device must be cpu, h100 or a100, found 'tpu'" --device tpu
 echo "plan checks passed"

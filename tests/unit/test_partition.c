@@ -179,7 +179,8 @@ static double brute_force_best(const BruteForce *bf, int64_t cap) {
 
 static PartitionOptions options(const Setting *s) {
     return (PartitionOptions){.n_ranks = s->n_stages, .chunks = 1, .replicas = 1, .micro_batches = 8, .link = s->link,
-                              .reduce_link = s->link, .memory_cap_bytes = s->cap, .in_flight = s->in_flight};
+                              .cluster = {.intra = s->link, .intra_collective = s->link}, .memory_cap_bytes = s->cap,
+                              .in_flight = s->in_flight};
 }
 
 static bool plan_auto(const Model *m, const Setting *s, PipelinePlan *plan, PartitionReport *report, Error *err) {
@@ -345,7 +346,8 @@ static void test_manual_partitions(void **state) {
         PartitionOptions o = options(&s);
         o.replicas = 3;
         o.micro_batches = 4;
-        o.reduce_link = (LinkModel){1e-5, 1e10};
+        o.cluster = (ClusterModel){.gpus_per_node = 8, .intra = s.link, .intra_collective = {1e-5, 1e10},
+                                   .inter = {2e-5, 5e9}, .nics_per_node = 2, .rank_order = RANK_ORDER_REPLICA_FIRST};
         o.kind = (PartitionKind)kind;
         o.ranges = ranges;
         o.balance = balance;
@@ -359,8 +361,12 @@ static void test_manual_partitions(void **state) {
         assert_int_equal(plan.replicas, 3);
         assert_int_equal(plan.micro_batches, 4);
         assert_int_equal(plan.micro_batch_images, 8);
-        assert_true(plan.link.latency_s == 5e-6 && plan.link.bandwidth_bytes_per_s == 2.5e10);
-        assert_true(plan.reduce_link.latency_s == 1e-5 && plan.reduce_link.bandwidth_bytes_per_s == 1e10);
+        assert_true(plan.cluster.intra.latency_s == 5e-6 && plan.cluster.intra.bandwidth_bytes_per_s == 2.5e10);
+        assert_true(plan.cluster.intra_collective.latency_s == 1e-5 &&
+                    plan.cluster.intra_collective.bandwidth_bytes_per_s == 1e10);
+        assert_true(plan.cluster.gpus_per_node == 8 && plan.cluster.nics_per_node == 2 &&
+                    plan.cluster.inter.bandwidth_bytes_per_s == 5e9);
+        assert_int_equal(plan.cluster.rank_order, RANK_ORDER_REPLICA_FIRST);
         assert_int_equal(plan.stages[0].first_layer, 0);
         assert_int_equal(plan.stages[0].last_layer, 9);
         assert_int_equal(plan.stages[1].first_layer, 10);
@@ -709,6 +715,72 @@ static int remove_tmp(void **state) {
     return fs_remove_tree(tmp_dir, &err) ? 0 : -1;
 }
 
+// Gradient buckets (partition.h's rule, as the executor closes them) for yolov8m in 1 to 4 stages:
+// each stage's buckets tile its gradients from the end, each starting at a layer's first parameter
+// and closing at the first layer that brings it to 4 MiB; what is left for REDUCE_GRADS is under
+// 4 MiB; a bucket is ready after the backward of the layers it covers and those after it. The
+// running statistics are the batch norms' means and variances: 2 floats per channel.
+static void test_buckets(void **state) {
+    (void)state;
+    Model m = yolov8("m");
+    const int64_t threshold = (int64_t)PLAN_REDUCE_BUCKET_ELEMS * 4;
+    for (int S = 1; S <= 4; S++) {
+        PipelinePlan plan;
+        PartitionReport report;
+        Error err = {0};
+        Setting setting = setting_1f1b(S, (LinkModel){0, INFINITY}, 0);
+        if (!plan_auto(&m, &setting, &plan, &report, &err)) fail_msg("%s", err.message);
+        int next = 0, n_buckets = 0;
+        for (int k = 0; k < S; k++) {
+            const PlanStage *st = &plan.stages[k];
+            assert_int_equal(st->first_bucket, next);
+            int64_t end = st->param_bytes;   // the gradients not bucketed yet end here
+            int layer = st->last_layer + 1;  // and start at this layer's parameters
+            double done_s = 0;
+            for (int b = st->first_bucket; b < st->first_bucket + st->n_buckets; b++) {
+                const PlanBucket *bk = &plan.buckets[b];
+                assert_int_equal(bk->stage, k);
+                assert_true(bk->bytes >= threshold);
+                // Walk down the layers it covers: it must end exactly at one's first parameter.
+                int64_t covered = 0, last_layer_bytes = 0;
+                while (covered < bk->bytes) {
+                    layer--;
+                    assert_true(layer >= st->first_layer);
+                    covered += m.cost->layers[layer].param_bytes;
+                    last_layer_bytes = m.cost->layers[layer].param_bytes;
+                    done_s += m.cost->layers[layer].bwd_input_s + m.cost->layers[layer].bwd_weight_s;
+                }
+                assert_int_equal(covered, bk->bytes);
+                assert_true(bk->bytes - last_layer_bytes < threshold);  // closed at the first layer that sufficed
+                assert_close(bk->ready_s, done_s, 0.0, 1e-12);
+                end -= bk->bytes;
+            }
+            assert_true(end >= 0 && end < threshold);
+            next += st->n_buckets;
+            n_buckets += st->n_buckets;
+            int64_t buffers = 0;
+            for (int l = st->first_layer; l <= st->last_layer; l++) buffers += m.cost->layers[l].buffer_bytes;
+            assert_int_equal(st->buffer_bytes, buffers);
+        }
+        assert_int_equal(plan.n_buckets, n_buckets);
+        // yolov8m: 25.9 M parameters, 104 MB: at most 24 buckets of 4 MiB or more; fewer, as a bucket
+        // takes whole layers (YOLOv8m's largest hold over 10 MB each).
+        int64_t total = 0;
+        for (int k = 0; k < S; k++) total += plan.stages[k].param_bytes;
+        assert_in_range(n_buckets, 1, total / threshold);
+        partition_plan_clear(&plan);
+    }
+    // Running statistics: a mean and a variance per batch-norm channel, 2 x 4 bytes.
+    int64_t buffers = 0;
+    for (int l = 0; l < m.g->n_layers; l++) buffers += m.cost->layers[l].buffer_bytes;
+    int64_t bn_channels = 0;
+    for (int p = 0; p < m.g->n_params; p++)
+        if (strstr(m.g->params[p].name, ".bn.running_mean")) bn_channels += m.g->params[p].n_elems;
+    assert_true(bn_channels > 0);
+    assert_int_equal(buffers, 2 * 4 * bn_channels);
+    model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cost_model),
@@ -716,6 +788,7 @@ int main(void) {
         cmocka_unit_test(test_dp_matches_brute_force),
         cmocka_unit_test(test_cut_tensors_yolov8n),
         cmocka_unit_test(test_manual_partitions),
+        cmocka_unit_test(test_buckets),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_profile_reader_errors),
         cmocka_unit_test(test_profile_step_errors),

@@ -61,8 +61,8 @@ static PipelinePlan plan_make(int ranks, int chunks, int micro_batches, int repl
         plan.cuts[c].id = c;
         plan.cuts[c].bytes = CUT_BYTES + c;
     }
-    plan.link = (LinkModel){.latency_s = 0, .bandwidth_bytes_per_s = INFINITY};
-    plan.reduce_link = (LinkModel){.latency_s = 0, .bandwidth_bytes_per_s = INFINITY};
+    plan.cluster.intra = (LinkModel){.latency_s = 0, .bandwidth_bytes_per_s = INFINITY};
+    plan.cluster.intra_collective = (LinkModel){.latency_s = 0, .bandwidth_bytes_per_s = INFINITY};
     return plan;
 }
 
@@ -104,8 +104,8 @@ static void test_validate_all_combinations(void **state) {
                         int replicas = 1 + (variant >> 1);
                         PipelinePlan plan = plan_make(p, chunks, m, replicas, skips);
                         // Some link costs, so that the simulator's waits are exercised too.
-                        plan.link = (LinkModel){.latency_s = 0.25, .bandwidth_bytes_per_s = 1000};
-                        plan.reduce_link = (LinkModel){.latency_s = 0.1, .bandwidth_bytes_per_s = 2000};
+                        plan.cluster.intra = (LinkModel){.latency_s = 0.25, .bandwidth_bytes_per_s = 1000};
+                        plan.cluster.intra_collective = (LinkModel){.latency_s = 0.1, .bandwidth_bytes_per_s = 2000};
                         const char *refusal = NULL;
                         if (kind != SCHED_KIND_INTERLEAVED && chunks > 1) refusal = "use parallel.chunks: 1";
                         else if (kind == SCHED_KIND_INTERLEAVED && chunks == 1) refusal = "needs parallel.chunks >= 2";
@@ -391,7 +391,7 @@ static void test_communication_costs(void **state) {
     // 1 (301 bytes) one after the other on link 0 -> 1 (3.5 s, 3.51 s); F1 (1 s), B1 (2 s); the two
     // gradients back on link 1 -> 0; B0 (2 s).
     PipelinePlan plan = plan_make(2, 1, 1, 1, false);
-    plan.link = (LinkModel){.latency_s = 0.5, .bandwidth_bytes_per_s = 100};
+    plan.cluster.intra = (LinkModel){.latency_s = 0.5, .bandwidth_bytes_per_s = 100};
     SchedSim *sim = simulate(&plan, SCHED_KIND_GPIPE);
     double acts = 1 + (0.5 + 3.00) + (0.5 + 3.01), grads = (0.5 + 3.00) + (0.5 + 3.01);
     assert_close(sim->step_s, acts + 1 + 2 + grads + 2, 1e-12, 0.0);
@@ -403,11 +403,18 @@ static void test_communication_costs(void **state) {
 
     // One stage, two replicas: the ring all-reduce of 4000 bytes over D = 2 moves 2 (D - 1) / D x 4000
     // bytes = 4000 at 2000 B/s plus 2 (D - 1) latencies of 0.25 s: 2.5 s after the last backward.
+    // Then the per-batch loss all-reduce of PLAN_BATCH_REDUCE_BYTES (56) over the world's 2 ranks on
+    // the same link: 56 / 2000 + 2 x 0.25 = 0.528 s. (56 / 2000 rounds: 1e-12.)
     plan = plan_make(1, 1, 4, 2, false);
-    plan.reduce_link = (LinkModel){.latency_s = 0.25, .bandwidth_bytes_per_s = 2000};
+    plan.cluster.intra_collective = (LinkModel){.latency_s = 0.25, .bandwidth_bytes_per_s = 2000};
     sim = simulate(&plan, SCHED_KIND_1F1B);
-    assert_close(sim->step_s, 4 * 3.0 + 2.5, 0.0, 0.0);
-    assert_close(sim->images_per_s, 2 * 4 * 4 / 14.5, 1e-12, 0.0);
+    assert_close(sim->step_s, 4 * 3.0 + 2.5 + 0.528, 1e-12, 0.0);
+    assert_close(sim->images_per_s, 2 * 4 * 4 / 15.028, 1e-12, 0.0);
+    assert_close(sim->terms.allreduce_s, 2.5, 1e-12, 0.0);
+    assert_close(sim->terms.loss_s, 0.528, 1e-12, 0.0);
+    assert_close(sim->terms.compute_s, 12.0, 0.0, 0.0);
+    // Bytes sent: each of the 2 ranks sends 2 (D - 1) / D x 4000 of gradients and 56 of loss parts.
+    assert_close(sim->allreduce_bytes, 2 * (4000.0 + 56.0), 0.0, 0.0);
     sched_sim_destroy(sim);
     plan.replicas = 1;  // the same programs, no reduction cost
     sim = simulate(&plan, SCHED_KIND_1F1B);
@@ -421,10 +428,10 @@ static void test_communication_costs(void **state) {
 // A tiny JSON syntax checker that also counts trace events by category and "ph".
 typedef struct Json {
     const char *p;
-    int n_complete, n_by_cat[6];
+    int n_complete, n_by_cat[8];
 } Json;
 
-static const char *const cats[] = {"fwd", "bwd", "wgrad", "send", "recv", "reduce"};
+static const char *const cats[] = {"fwd", "bwd", "wgrad", "send", "recv", "reduce", "loss", "optimizer"};
 
 static void json_ws(Json *j) {
     while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t' || *j->p == '\r') j->p++;
@@ -491,7 +498,7 @@ static bool json_value(Json *j, const char *key) {
         char s[128];
         if (!json_string(j, s, sizeof s)) return false;
         if (strcmp(key, "ph") == 0 && strcmp(s, "X") == 0) j->n_complete++;
-        for (int c = 0; c < 6 && strcmp(key, "cat") == 0; c++) j->n_by_cat[c] += strcmp(s, cats[c]) == 0;
+        for (int c = 0; c < 8 && strcmp(key, "cat") == 0; c++) j->n_by_cat[c] += strcmp(s, cats[c]) == 0;
         return true;
     }
     if (strncmp(j->p, "true", 4) == 0 || strncmp(j->p, "null", 4) == 0) return j->p += 4, true;
@@ -507,8 +514,8 @@ static void test_trace_and_timeline(void **state) {
     (void)state;
     const int p = 4, m = 8;
     PipelinePlan plan = plan_make(p, 2, m, 2, true);
-    plan.link = (LinkModel){.latency_s = 0.01, .bandwidth_bytes_per_s = 1e5};
-    plan.reduce_link = (LinkModel){.latency_s = 0.01, .bandwidth_bytes_per_s = 1e4};
+    plan.cluster.intra = (LinkModel){.latency_s = 0.01, .bandwidth_bytes_per_s = 1e5};
+    plan.cluster.intra_collective = (LinkModel){.latency_s = 0.01, .bandwidth_bytes_per_s = 1e4};
     Schedule *s = build_ok(&plan, SCHED_KIND_INTERLEAVED);
     SchedSim *sim = sched_simulate(&plan, s);
 
@@ -533,7 +540,9 @@ static void test_trace_and_timeline(void **state) {
     assert_int_equal(j.n_by_cat[2], 0);             // no W outside zb-h1
     assert_int_equal(j.n_by_cat[3], n_sends);
     assert_int_equal(j.n_by_cat[5], n_stages);      // one bucket per stage
-    assert_int_equal(j.n_complete, 2 * n_stages * m + n_sends + n_stages + j.n_by_cat[4]);  // + receive waits
+    assert_int_equal(j.n_by_cat[6], 1);             // the loss all-reduce (the plan's loss takes no time)
+    assert_int_equal(j.n_by_cat[7], 0);             // nor its optimizer
+    assert_int_equal(j.n_complete, 2 * n_stages * m + n_sends + n_stages + 1 + j.n_by_cat[4]);  // + receive waits
     assert_non_null(strstr(text, "\"name\":\"F3\""));
     assert_non_null(strstr(text, "\"name\":\"send F3 c"));
     free(text);

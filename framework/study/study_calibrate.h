@@ -1,0 +1,16 @@
+// cluster.calibrate: profiles measured on this machine for the points to plan with.
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "framework/core/error.h"
+#include "framework/study/study.h"
+
+// Runs `self_exe profile` once per distinct (model, scale, data, input size, micro-batch, precision)
+// among the points, into <out_dir>/profiles/profile-K.csv (kept: a resumed study reuses them), and
+// fills (*profiles)[i] with point i's profile path (NULL for a point the experiment rejects). The
+// threads are the process's OMP_NUM_THREADS, which the study sets to cluster.threads_per_rank.
+bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char *out_dir, const char *self_exe,
+                     FILE *log, char ***profiles, Error *err);
+void study_calibrate_free(int n, char **profiles);
