@@ -91,6 +91,11 @@ bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const char 
         for (int k = 0; k < ep.report.n_stages; k++)
             if (ep.report.stages[k].memory_bytes > out->memory_bytes) out->memory_bytes = ep.report.stages[k].memory_bytes;
         out->memory_per_gpu = ep.device.memory_bytes;
+        size_t n = (size_t)snprintf(out->partition, sizeof out->partition, "[");
+        for (int k = 0; k < plan->n_stages && n < sizeof out->partition; k++)
+            n += (size_t)snprintf(out->partition + n, sizeof out->partition - n, "%s[%d, %d]", k ? ", " : "",
+                                  plan->stages[k].first_layer, plan->stages[k].last_layer);
+        if (n < sizeof out->partition) snprintf(out->partition + n, sizeof out->partition - n, "]");
         const SchedSimTerms *t = &sim->terms;
         double *terms = out->terms_s;
         terms[STUDY_TERM_COMPUTE] = t->compute_s;

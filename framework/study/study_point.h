@@ -32,6 +32,7 @@ typedef struct StudyPrediction {
     int64_t p2p_bytes;              // sent between stages per step, all pipelines
     int64_t allreduce_bytes;        // gradient bytes all-reduced per step, all ranks
     double terms_s[STUDY_TERM_COUNT];
+    char partition[1024];           // the planned stages as parallel.partition takes them: "[[0, 11], [12, 22]]"
 } StudyPrediction;
 
 // Plans and simulates point p of study s on its cluster (schedule/simulate.h's SchedSimTerms are the

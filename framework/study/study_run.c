@@ -274,21 +274,28 @@ static void point_measure(StudyRun *r, int index, const StudyPoint *p, PointResu
     int n_words;
     char **words;
     YP_CHECK(launch_expand_template(s->measure.launcher, (long)p->world, (long)p->nodes, &n_words, &words, &err));
-    int n_args = n_words + 3 + 2 * (p->n_settings + 4);
+    enum { N_EXTRA = 5 };  // max_steps, output.dir, name, output.trace, partition
+    int n_args = n_words + 3 + 2 * (p->n_settings + N_EXTRA);
     char **argv = yp_calloc((size_t)n_args + 1, sizeof *argv);
-    char **owned = yp_calloc((size_t)p->n_settings + 4, sizeof *owned);
+    char **owned = yp_calloc((size_t)p->n_settings + N_EXTRA, sizeof *owned);
     int a = 0, n_owned = 0;
     for (int i = 0; i < n_words; i++) argv[a++] = words[i];
     argv[a++] = (char *)r->opt->self_exe;
     argv[a++] = "train";
     argv[a++] = s->experiment;
     char text[PATH_MAX + 64];
-    for (int i = 0; i < p->n_settings + 4; i++) {
+    // The run executes the layout the study planned (its partition comes from the same costs as the
+    // prediction, a calibration profile's when there is one), so the two describe the same pipeline.
+    bool partition_given = *point_value(p, "parallel.partition") != '\0';
+    for (int i = 0; i < p->n_settings + N_EXTRA; i++) {
+        int extra = i - p->n_settings;
         if (i < p->n_settings) snprintf(text, sizeof text, "%s=%s", p->settings[i].key, p->settings[i].value);
-        else if (i == p->n_settings) snprintf(text, sizeof text, "train.max_steps=%lld", (long long)(s->measure.warmup + s->measure.steps));
-        else if (i == p->n_settings + 1) snprintf(text, sizeof text, "output.dir=%s", runs);
-        else if (i == p->n_settings + 2) snprintf(text, sizeof text, "name=%s", name);
-        else snprintf(text, sizeof text, "output.trace=true");
+        else if (extra == 0) snprintf(text, sizeof text, "train.max_steps=%lld", (long long)(s->measure.warmup + s->measure.steps));
+        else if (extra == 1) snprintf(text, sizeof text, "output.dir=%s", runs);
+        else if (extra == 2) snprintf(text, sizeof text, "name=%s", name);
+        else if (extra == 3) snprintf(text, sizeof text, "output.trace=true");
+        else if (!partition_given && res->pred.partition[0]) snprintf(text, sizeof text, "parallel.partition=%s", res->pred.partition);
+        else continue;
         argv[a++] = "--set";
         argv[a++] = owned[n_owned++] = yp_strdup(text);
     }
