@@ -117,6 +117,7 @@ enum { CONFIG_N_KEYS = sizeof config_keys / sizeof *config_keys };
 
 int config_key_count(void) { return CONFIG_N_KEYS; }
 const char *config_key_name(int i) { return config_keys[i].name; }
+bool config_key_is_path(int i) { return config_keys[i].type == KEY_PATH; }
 
 // Defaults: Ultralytics' (cfg/default.yaml) for the training keys, one process for the parallel ones.
 static void config_set_defaults(ExperimentConfig *cfg) {

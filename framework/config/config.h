@@ -161,3 +161,6 @@ const char *config_resume_mismatch(const ExperimentConfig *saved, const Experime
 // The number of keys and the dotted name of key i ("train.lr0"), for documentation checks.
 int config_key_count(void);
 const char *config_key_name(int i);
+// Whether key i holds a path (resolved against the experiment file's folder, or the working
+// directory for --set), so that a study can resolve such values against its own folder.
+bool config_key_is_path(int i);

@@ -6,15 +6,18 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "framework/core/error.h"
 
 typedef enum StudyMode { STUDY_MODE_SIMULATE, STUDY_MODE_MEASURE, STUDY_MODE_BOTH, STUDY_MODE_COUNT } StudyMode;
 extern const char *const study_mode_names[STUDY_MODE_COUNT];
 
-// Where a value was written in the study file (1-based; line 0: a default).
+// Where a value was written (1-based; line 0: a default): in the study file, or in the text of a
+// "key=value" override (file is then its label "--set <key>").
 typedef struct StudyPos {
     int line, col;
+    const char *file;  // StudyConfig.path or one of its override_labels; NULL for a default
 } StudyPos;
 
 // One experiment override: `key` (dotted, "parallel.stages") = `value`, YAML text as `--set` takes it
@@ -65,6 +68,7 @@ typedef struct StudyDevice {
     double peak_flops;      // 0: the planner's figure for `name`
     double efficiency;      // fraction of peak_flops training reaches (default 1 with a peak, else unused)
     int64_t memory_bytes;   // per device; 0: the planner's figure for `name`
+    double memory_bytes_per_s;  // memory bandwidth (optimizer, EMA and loss estimates); 0: the planner's
 } StudyDevice;
 
 typedef struct StudyLink {
@@ -85,6 +89,9 @@ typedef struct StudyCluster {
     StudyLink inter;        // one NIC between nodes
     int64_t nics_per_node;  // default 1
     double loader_images_per_s;  // per node; 0: the loader never limits
+    int64_t cores_per_node;      // > 0: ranks of a node share this many cores (processor sharing)
+    int64_t threads_per_rank;    // compute threads of a rank (OMP_NUM_THREADS of measured ranks); 0: unset
+    bool calibrate;              // profile this machine before the points (study_calibrate.h)
     StudyPos pos;
 } StudyCluster;
 
@@ -127,6 +134,8 @@ typedef struct StudyConfig {
     int n_platforms;
     StudyPlatform *platforms;
     char *out;              // default studies/<name>, relative to the working directory
+    int n_override_labels;
+    char **override_labels; // "--set <key>" texts that positions of override values point to (owned)
 } StudyConfig;
 
 // Loads `path` and applies each override "key=value" (study keys, e.g. `mode=simulate` or
@@ -135,9 +144,14 @@ typedef struct StudyConfig {
 bool study_config_load(const char *path, int n_overrides, char *const *overrides, StudyConfig **out, Error *err);
 void study_config_destroy(StudyConfig *s);  // accepts NULL
 
-// A stable text of everything that decides the points' results (not out, not the measure time limit),
-// for --resume to refuse a changed study. Writes the first differing key to *key (static text).
-bool study_config_same(const StudyConfig *a, const StudyConfig *b, const char **key);
+// The number of study-file keys and the dotted name of key i ("measure.steps", "cost.local.years"),
+// for documentation checks (experiments/STUDY.md has a row for each).
+int study_key_count(void);
+const char *study_key_name(int i);
+
+// One line "key: value" for every key that decides the points' results (not name, out or the
+// measure time limit), in a fixed order: --resume compares the lines a study began with to these.
+void study_config_write_fingerprint(const StudyConfig *s, FILE *f);
 
 // One point to run: the experiment overrides that make it (the study's set:, then the point's
 // values, then what is derived: parallel.replicas from a cluster node count, train.batch from
@@ -147,7 +161,8 @@ typedef struct StudyPoint {
     StudySetting *settings;  // owned copies, in the order config_load applies them
     int64_t world;           // parallel.stages x parallel.replicas
     int64_t nodes;           // ceil(world / cluster.gpus_per_node); 1 without a cluster
-    char *label;             // "parallel.stages=2 parallel.schedule=1f1b" (swept values only) for progress lines
+    char *label;             // "parallel.stages=2 parallel.schedule=1f1b" (the point's own values, then
+                             // "nodes=4" with cluster node counts) for progress lines
 } StudyPoint;
 
 typedef struct StudyPoints {
@@ -157,9 +172,10 @@ typedef struct StudyPoints {
     char **dropped;          // one line per dropped combination: "<label>: <reason>" (owned)
 } StudyPoints;
 
-// Expands the sweep's product (times the cluster's node counts) and the explicit points, applies
-// where: and the derived settings, and drops (with the reason) combinations the base experiment
-// rejects (config_load fails) or a constraint excludes. Fails when the study file itself is wrong
-// (a constraint naming an unknown value) or nothing is left.
+// Expands the sweep's product and the explicit points (each times the cluster's node counts), applies
+// where: (to the product) and the derived settings, and drops (with the reason) combinations the base
+// experiment rejects (config_load fails), a constraint excludes, whose stages do not divide the
+// cluster's GPUs, or that repeat an earlier point. Fails when the base experiment no longer loads or
+// nothing is left (a constraint naming an unknown value is already an error of study_config_load).
 bool study_points_expand(const StudyConfig *s, StudyPoints *out, Error *err);
 void study_points_clear(StudyPoints *p);

@@ -1,5 +1,4 @@
 // Launching a measured point: fork, exec in its own process group, wait with a limit.
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

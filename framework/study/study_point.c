@@ -44,8 +44,14 @@ static bool study_target(const StudyConfig *s, const ExperimentConfig *cfg, Cost
     if (!base && !(dev->flops_per_s > 0 && dev->memory_bytes_per_s > 0))
         return error_set(err, "%s: device %s is not one the planner knows (%s): give its peak_tflops, efficiency and "
                               "memory_tbps", s->path, name, cost_device_names);
-    *cl = experiment_plan_default_cluster(dev);
     const StudyCluster *c = &s->cluster;
+    if (c->intra.bandwidth_bytes_per_s > 0)
+        dev->link = dev->collective = (LinkModel){c->intra.latency_s, c->intra.bandwidth_bytes_per_s};
+    if (c->inter.bandwidth_bytes_per_s > 0) dev->nic = (LinkModel){c->inter.latency_s, c->inter.bandwidth_bytes_per_s};
+    if (!base && !(dev->link.bandwidth_bytes_per_s > 0))
+        return error_set(err, "%s: device %s is not one the planner knows: give cluster.intra, the link between two of "
+                              "its devices in a node", s->path, name);
+    *cl = experiment_plan_default_cluster(dev);
     if (c->present) {
         cl->gpus_per_node = (int)c->gpus_per_node;
         if (c->intra.bandwidth_bytes_per_s > 0)

@@ -175,7 +175,7 @@ static void row_costs(const StudyRun *r, RowCells *row, const StudyPrediction *p
 
 typedef struct PointResult {
     StudyStatus status;
-    char reason[512];
+    char reason[1280];
     char run_dir[PATH_MAX];
     bool predicted, measured;
     StudyPrediction pred;
@@ -246,7 +246,7 @@ static void classify_failure(const char *log_path, const LaunchResult *lr, Point
     bool oom = strstr(last, "out of memory") || strstr(last, "Out of memory") || (lr->outcome == LAUNCH_SIGNALED && lr->exit_code == 9);
     if (lr->outcome == LAUNCH_TIMED_OUT) {
         res->status = STATUS_TIMEOUT;
-        snprintf(res->reason, sizeof res->reason, "killed at the time limit after %.0f s (log: %s)", lr->seconds, log_path);
+        snprintf(res->reason, sizeof res->reason, "killed at the time limit after %.0f s (log: %.300s)", lr->seconds, log_path);
     } else if (oom) {
         res->status = STATUS_OOM;
         snprintf(res->reason, sizeof res->reason, "out of memory: %.300s", last);
@@ -471,6 +471,22 @@ static void predict_all(StudyRun *r, char *const *profiles, PointResult *results
     }
 }
 
+// What scripts/run.sh does for mpirun, done for a launcher that is mpirun: as root Open MPI wants
+// its consent, and containers forbid its cross-memory attach. A value the user set is kept.
+static void mpirun_environment(const StudyConfig *s, FILE *log) {
+    size_t n = strcspn(s->measure.launcher, " \t");
+    const char *base = s->measure.launcher;
+    for (const char *c = base; c < s->measure.launcher + n; c++)
+        if (*c == '/') base = c + 1;
+    if (strncmp(base, "mpirun", 6) || base + 6 != s->measure.launcher + n) return;
+    if (geteuid() == 0 && !getenv("OMPI_ALLOW_RUN_AS_ROOT")) {
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        fprintf(log, "running as root: OMPI_ALLOW_RUN_AS_ROOT=1 for mpirun\n");
+    }
+    if (!getenv("OMPI_MCA_btl_vader_single_copy_mechanism")) setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+}
+
 static void print_expected(const StudyRun *r, FILE *log) {
     if (r->s->mode == STUDY_MODE_SIMULATE) return;
     char expected[32];
@@ -595,6 +611,7 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
         if (getenv("OMP_NUM_THREADS")) fprintf(log, "OMP_NUM_THREADS=%s is set: ranks run with it, not cluster.threads_per_rank\n", getenv("OMP_NUM_THREADS"));
         else setenv("OMP_NUM_THREADS", threads, 1);
     }
+    if (ok && s->mode != STUDY_MODE_SIMULATE) mpirun_environment(s, log);
     char **profiles = NULL;
     if (ok && s->cluster.calibrate) ok = study_calibrate(s, &r.points, r.out, opt->self_exe, log, &profiles, err);
     if (ok) predict_all(&r, profiles, predicted);

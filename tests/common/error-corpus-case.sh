@@ -1,27 +1,32 @@
 #!/bin/sh
-# One case of the malformed-model corpus. From the repository root, runs
-#   yolopipe info tests/model-errors/CASE.yaml [extra arguments from expected.tsv]
-# and requires: exit status 2, nothing on stdout, and stderr exactly the one line that
-# expected.tsv gives for CASE.yaml (a sanitizer report or a notice on stderr fails the case too).
+# One case of a YAML error corpus (tests/model-errors/, tests/study/errors/). From the repository
+# root, runs
+#   COMMAND... DIR/CASE.yaml [extra arguments from DIR/expected.tsv]
+# and requires: exit status 2, nothing on stdout, and stderr exactly the one line that expected.tsv
+# gives for CASE.yaml (a sanitizer report or a notice on stderr fails the case too).
 #
-# usage: run-case.sh REPO_ROOT YOLOPIPE CASE     (CASE: a file name in tests/model-errors, without .yaml)
+# usage: error-corpus-case.sh REPO_ROOT DIR CASE COMMAND...
+#   DIR: the corpus folder relative to REPO_ROOT; CASE: a file name in it, without .yaml;
+#   COMMAND: the program and its first arguments, e.g. `build/yolopipe info`.
 # exit: 0 pass, 1 fail.
 set -u
 
-if [ $# -ne 3 ]; then
-    echo "usage: $0 REPO_ROOT YOLOPIPE CASE" >&2
+if [ $# -lt 4 ]; then
+    echo "usage: $0 REPO_ROOT DIR CASE COMMAND..." >&2
     exit 1
 fi
 root=$1
-exe=$2
+dir=$2
 name=$3
+shift 3
+exe=$1
+shift
 case $exe in
 /*) ;;
 *) exe=$(pwd)/$exe ;;
 esac
 cd "$root" || exit 1
 
-dir=tests/model-errors
 file=$name.yaml
 if [ ! -f "$dir/$file" ]; then
     echo "FAIL $name: no file $dir/$file" >&2
@@ -42,7 +47,7 @@ trap 'rm -rf "$tmp"' EXIT
 printf '%s\n' "$expected" >"$tmp/expected-stderr"
 # $extra is split into words on purpose: "--scale n" is two arguments.
 # shellcheck disable=SC2086
-"$exe" info "$dir/$file" $extra >"$tmp/stdout" 2>"$tmp/stderr"
+"$exe" "$@" "$dir/$file" $extra >"$tmp/stdout" 2>"$tmp/stderr"
 status=$?
 
 failed=0
@@ -61,7 +66,7 @@ if ! cmp -s "$tmp/expected-stderr" "$tmp/stderr"; then
     failed=1
 fi
 if [ "$failed" -ne 0 ]; then
-    echo "command: (cd $root && $exe info $dir/$file${extra:+ $extra})" >&2
+    echo "command: (cd $root && $exe $* $dir/$file${extra:+ $extra})" >&2
     exit 1
 fi
 echo "ok $name: $expected"

@@ -1,17 +1,19 @@
 #!/bin/sh
-# Keeps the corpus and its list in step: every .yaml in this folder has exactly one line in
-# expected.tsv, every line names an existing file, has three tab-separated fields (file, extra
-# arguments or '-', expected stderr line) and expects a message at that file's path.
+# Keeps a YAML error corpus and its list in step: every .yaml in the corpus folder has exactly one
+# line in expected.tsv, every line names an existing file, has three tab-separated fields (file,
+# extra arguments or '-', expected stderr line) and expects a message at that file's path.
 #
-# usage: check-corpus.sh DIR     (DIR: tests/model-errors in the source tree)
+# usage: error-corpus-check.sh REPO_ROOT DIR     (DIR: the corpus folder relative to REPO_ROOT,
+#                                                 e.g. tests/model-errors)
 # exit: 0 pass, 1 fail.
 set -u
 
-if [ $# -ne 1 ]; then
-    echo "usage: $0 DIR" >&2
+if [ $# -ne 2 ]; then
+    echo "usage: $0 REPO_ROOT DIR" >&2
     exit 1
 fi
-cd "$1" || exit 1
+dir=$2
+cd "$1/$dir" || exit 1
 tab=$(printf '\t')
 failed=0
 
@@ -24,13 +26,13 @@ for path in *.yaml; do
     fi
 done
 
-if ! awk -F "$tab" '
+if ! awk -F "$tab" -v dir="$dir" '
     NF != 3 || $1 == "" || $2 == "" || $3 == "" {
         printf "FAIL: expected.tsv line %d: need 3 non-empty tab-separated fields, found %d\n", NR, NF; bad = 1; next
     }
     $1 !~ /\.yaml$/ { printf "FAIL: expected.tsv line %d: %s is not a .yaml file\n", NR, $1; bad = 1 }
-    index($3, "tests/model-errors/" $1 ":") != 1 {
-        printf "FAIL: expected.tsv line %d: the message must start with tests/model-errors/%s:\n", NR, $1; bad = 1
+    index($3, dir "/" $1 ":") != 1 {
+        printf "FAIL: expected.tsv line %d: the message must start with %s/%s:\n", NR, dir, $1; bad = 1
     }
     END { exit bad }' expected.tsv >&2; then
     failed=1
