@@ -101,6 +101,9 @@ typedef struct PipelinePlan {
     // the EMA update, per parameter byte of a rank's stages (all memory-bound passes).
     double loss_s;
     double optimizer_s_per_byte;
+    // Loading one micro-batch's images on stage 0's rank when it loads them on its training thread
+    // (train.workers: 0); 0 when a loader's threads prefetch them (their ceiling is the cluster's).
+    double load_s;
     // Batches per optimizer step (gradient accumulation, Ultralytics' round(nbs / batch)); only the
     // batch that ends an accumulation reduces the gradients and steps. 0 counts as 1.
     int accumulate;

@@ -18,7 +18,7 @@ typedef struct Arrivals {  // one directed channel's messages, in send order
 } Arrivals;
 
 typedef enum RankPhase { PHASE_RUN, PHASE_COMPUTE, PHASE_BLOCKED, PHASE_BARRIER, PHASE_DONE } RankPhase;
-typedef enum Segment { SEGMENT_PASS, SEGMENT_LOSS, SEGMENT_OPTIMIZER } Segment;
+typedef enum Segment { SEGMENT_PASS, SEGMENT_LOSS, SEGMENT_OPTIMIZER, SEGMENT_LOAD } Segment;
 // After the program: the optimizer, then the statistics average, then done.
 typedef enum Epilogue { EPILOGUE_OPTIMIZER, EPILOGUE_STATISTICS, EPILOGUE_DONE } Epilogue;
 
@@ -39,7 +39,7 @@ typedef struct RankSim {
     Epilogue epilogue;
     double blocked_since_s;
     // The critical-path terms, as this rank lives them.
-    double compute_s, loss_s, bubble_s, p2p_s, reduce_wait_s;
+    double compute_s, loss_s, load_s, bubble_s, p2p_s, reduce_wait_s;
     int64_t held;          // activation bytes held
 } RankSim;
 
@@ -219,6 +219,13 @@ static void segment_end(Sim *x, int r, double t) {
         return;
     }
     const SchedInstr *in = &x->s->programs[r].instrs[rk->pc];
+    if (rk->segment == SEGMENT_LOAD) {
+        x->out->spans[r][rk->pc].end_s = t;
+        x->out->busy_s[r] += t - rk->segment_start_s;
+        rk->load_s += t - rk->segment_start_s;
+        rk->pc++;
+        return;
+    }
     if (rk->segment == SEGMENT_LOSS) {
         x->out->loss_spans[in->micro].end_s = t;
         x->out->busy_s[r] += t - rk->segment_start_s;
@@ -361,7 +368,9 @@ static void rank_run(Sim *x, int r, double t) {
             break;
         case SCHED_OP_LOAD:
             *span = (SchedSpan){t, t};
-            rk->pc++;
+            // Inline loading occupies stage 0's rank (it shares the cores like a pass).
+            if (in->stage == 0 && x->plan->load_s > 0) segment_start(x, r, SEGMENT_LOAD, x->plan->load_s, t);
+            else rk->pc++;
             break;
         default:
             YP_CHECK(op_computes(in->op));
@@ -510,13 +519,14 @@ static void sim_terms(Sim *x) {
     }
     const RankSim *c = &x->ranks[critical];
     *t = (SchedSimTerms){.critical_rank = critical, .compute_s = c->compute_s, .bubble_s = c->bubble_s,
-                         .p2p_s = c->p2p_s, .allreduce_s = c->reduce_wait_s, .loss_s = c->loss_s};
+                         .p2p_s = c->p2p_s, .allreduce_s = c->reduce_wait_s, .loss_s = c->loss_s,
+                         .loader_s = c->load_s};
     t->loss_s += o->loss_reduce.end_s - o->loss_reduce.start_s;
     t->optimizer_s = o->optimizer_spans[last].end_s - o->optimizer_spans[last].start_s;
     t->allreduce_s += o->statistics_spans[last].end_s - o->statistics_spans[last].start_s;
     o->loader_floor_s = loader_floor_s(x->plan);
     o->step_s = max_d(engine_s, o->loader_floor_s);
-    t->loader_s = o->step_s - engine_s;
+    t->loader_s += o->step_s - engine_s;
 }
 
 void sched_sim_destroy(SchedSim *sim) {

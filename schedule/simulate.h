@@ -62,7 +62,8 @@ typedef struct SchedSimTerms {
                          // average of the rank that finishes last
     double loss_s;       // its loss passes (last stage) and the per-batch loss all-reduce
     double optimizer_s;  // the optimizer step and EMA of the rank that finishes last
-    double loader_s;     // how far the loader's ceiling is above the rest
+    double loader_s;     // its inline loading (train.workers: 0), plus how far the loader's ceiling is above
+                         // the rest
 } SchedSimTerms;
 
 // One gradient all-reduce (a bucket, or what REDUCE_GRADS started).

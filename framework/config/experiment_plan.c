@@ -52,6 +52,9 @@ static void plan_step_terms(ExperimentPlan *p, const ExperimentConfig *cfg, cons
         plan->loss_s = PLAN_LOSS_PASSES * (double)p->cost->layers[p->cost->n_layers - 1].output_bytes / mem;
         p->loss_source = "estimate";
     }
+    // Without loader threads stage 0 decodes and augments its images itself, at one worker's rate.
+    if (cfg->train.workers == 0 && prof && prof->loader_images_per_s_per_worker > 0)
+        plan->load_s = (double)p->micro_batch_images / prof->loader_images_per_s_per_worker;
     // Every stage-0 rank runs a loader of train.workers threads; on the default node they all load.
     if (!target->cluster && prof && prof->loader_images_per_s_per_worker > 0)
         plan->cluster.loader_images_per_s = prof->loader_images_per_s_per_worker * (double)cfg->train.workers *

@@ -54,7 +54,9 @@ ClusterModel experiment_plan_default_cluster(const CostDevice *device);
 //     the head's output (reading it and the assignment, writing its gradient: an estimate) /
 //     memory_bytes_per_s;
 //   the loader's ceiling: the cluster's; on the default cluster the profile's images/s per worker x
-//     train.workers x the stage-0 ranks (one loader each), else none.
+//     train.workers x the stage-0 ranks (one loader each), else none;
+//   load_s (train.workers: 0, stage 0 loads on its training thread): the micro-batch / the profile's
+//     images/s per worker; 0 without a profile (the loading is then not modelled).
 // A cluster with links that cannot carry (not positive), or NICs missing where ranks span nodes, is
 // refused with a message starting "cluster:". User errors (an unknown device, parallel settings the
 // model or the schedule cannot take) come back
