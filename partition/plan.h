@@ -62,7 +62,9 @@ typedef struct ClusterModel {
     // Processor sharing (CPU ranks oversubscribing cores): with cores_per_node > 0, k ranks of a node
     // computing at once with k x threads_per_rank > cores_per_node each run at
     // cores_per_node / (k x threads_per_rank) of their profiled speed. 0: every rank has its own cores.
-    int cores_per_node;
+    // Fractional: what the node's cores do together in units of one computing alone (cores that slow
+    // each other down through shared caches and memory count for less; a study calibrates it).
+    double cores_per_node;
     int threads_per_rank;         // compute threads of one rank (>= 1 with cores_per_node)
 } ClusterModel;
 

@@ -184,7 +184,7 @@ static void plan_print_json(const PlanRun *r) {
     const ClusterModel *c = &plan->cluster;
     printf(", \"cluster\": {\"gpus_per_node\": %d, \"nodes\": %d, \"nics_per_node\": %d, \"intra_bytes_per_s\": %.6g, "
            "\"intra_collective_bytes_per_s\": %.6g, \"inter_bytes_per_s\": %.6g, \"loader_images_per_s\": %.6g, "
-           "\"cores_per_node\": %d, \"threads_per_rank\": %d}}\n",
+           "\"cores_per_node\": %g, \"threads_per_rank\": %d}}\n",
            c->gpus_per_node, placement_nodes(c, plan->n_ranks * plan->replicas), c->nics_per_node,
            c->intra.bandwidth_bytes_per_s, c->intra_collective.bandwidth_bytes_per_s, c->inter.bandwidth_bytes_per_s,
            c->loader_images_per_s, c->cores_per_node, c->threads_per_rank);

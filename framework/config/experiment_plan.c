@@ -73,7 +73,7 @@ static bool plan_check_cluster(const ClusterModel *c, int64_t world, Error *err)
         return error_set(err, "cluster: %lld ranks span nodes of %d: nics_per_node must be 1 or more and the NIC's "
                               "bandwidth positive", (long long)world, c->gpus_per_node);
     if (c->loader_images_per_s < 0) return error_set(err, "cluster: loader_images_per_s must be 0 or more");
-    if (c->cores_per_node < 0 || (c->cores_per_node > 0 && c->threads_per_rank < 1))
+    if (!(c->cores_per_node >= 0) || (c->cores_per_node > 0 && c->threads_per_rank < 1))
         return error_set(err, "cluster: with cores_per_node, threads_per_rank must be 1 or more");
     return true;
 }

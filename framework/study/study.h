@@ -89,7 +89,8 @@ typedef struct StudyCluster {
     StudyLink inter;        // one NIC between nodes
     int64_t nics_per_node;  // default 1
     double loader_images_per_s;  // per node; 0: the loader never limits
-    int64_t cores_per_node;      // > 0: ranks of a node share this many cores (processor sharing)
+    double cores_per_node;       // > 0: ranks of a node share this many cores (processor sharing); calibrate:
+                                 // measures what they are worth when all compute at once
     int64_t threads_per_rank;    // compute threads of a rank (OMP_NUM_THREADS of measured ranks); 0: unset
     bool calibrate;              // profile this machine before the points (study_calibrate.h)
     StudyPos pos;
@@ -152,6 +153,9 @@ const char *study_key_name(int i);
 // One line "key: value" for every key that decides the points' results (not name, out or the
 // measure time limit), in a fixed order: --resume compares the lines a study began with to these.
 void study_config_write_fingerprint(const StudyConfig *s, FILE *f);
+// Whether two loadings of a study decide the same results, by the same keys as the fingerprint; the
+// first key that differs goes to *key (static text), NULL when none.
+bool study_config_same(const StudyConfig *a, const StudyConfig *b, const char **key);
 
 // One point to run: the experiment overrides that make it (the study's set:, then the point's
 // values, then what is derived: parallel.replicas from a cluster node count, train.batch from

@@ -12,6 +12,7 @@
 #include "framework/core/path.h"
 #include "framework/study/study_calibrate.h"
 #include "framework/study/study_launch.h"
+#include "partition/cost.h"
 
 // What a profile depends on, as text: two points with the same key share a profile.
 static bool profile_key(const StudyConfig *s, const StudyPoint *p, char *key, size_t cap, Error *err) {
@@ -35,13 +36,107 @@ static bool profile_key(const StudyConfig *s, const StudyPoint *p, char *key, si
     return ok;
 }
 
+// `self_exe profile EXP --set <point's settings>... --out path --repeats N`; free with argv_free.
+static char **profile_argv(const StudyConfig *s, const StudyPoint *p, const char *self_exe, const char *path,
+                           const char *repeats) {
+    char **argv = yp_calloc((size_t)(4 + 2 * p->n_settings + 4) + 1, sizeof *argv);
+    int a = 0;
+    argv[a++] = yp_strdup(self_exe);
+    argv[a++] = yp_strdup("profile");
+    argv[a++] = yp_strdup(s->experiment);
+    for (int k = 0; k < p->n_settings; k++) {
+        size_t n = strlen(p->settings[k].key) + strlen(p->settings[k].value) + 2;
+        argv[a++] = yp_strdup("--set");
+        argv[a] = yp_malloc(n);
+        snprintf(argv[a++], n, "%s=%s", p->settings[k].key, p->settings[k].value);
+    }
+    argv[a++] = yp_strdup("--out");
+    argv[a++] = yp_strdup(path);
+    argv[a++] = yp_strdup("--repeats");
+    argv[a++] = yp_strdup(repeats);
+    return argv;
+}
+
+static void argv_free(char **argv) {
+    for (char **a = argv; *a; a++) free(*a);
+    free(argv);
+}
+
+// Waits for a profile run; a failure is an error naming the point and the log.
+static bool profile_finish(const LaunchJob *job, const StudyConfig *s, const StudyPoint *p, const char *log_path,
+                           LaunchResult *lr, Error *err) {
+    if (!launch_wait(job, s->measure.time_limit_s, lr, err)) return false;
+    if (lr->outcome == LAUNCH_EXITED && lr->exit_code == 0) return true;
+    char last[400];
+    launch_log_last_line(log_path, last, sizeof last);
+    return error_set(err, "calibration: yolopipe profile failed for %s: %s (log: %s)", p->label, last, log_path);
+}
+
+// The layers' forward + backward seconds of a profile CSV.
+static bool profile_total_s(const char *path, double *total, Error *err) {
+    CostProfile *prof = NULL;
+    if (!cost_profile_load(path, &prof, err)) return false;
+    *total = 0;
+    for (int i = 0; i < prof->n_layers; i++) *total += prof->rows[i].fwd_s + prof->rows[i].bwd_s;
+    cost_profile_destroy(prof);
+    return true;
+}
+
+// C copies of point p's profile at once against the one alone (solo_path): the cores' worth.
+static bool measure_sharing(const StudyConfig *s, const StudyPoint *p, const char *dir, const char *solo_path,
+                            const char *self_exe, FILE *log, double *cores_out, Error *err) {
+    int c = (int)s->cluster.cores_per_node;
+    char path[PATH_MAX], log_path[PATH_MAX];
+    LaunchJob *jobs = yp_calloc((size_t)c, sizeof *jobs);
+    bool ok = true;
+    int started = 0;
+    bool measured_before = true;  // by an earlier run of this study (--resume)
+    for (int k = 0; measured_before && k < c; k++)
+        measured_before = path_format(path, sizeof path, err, "%s/shared-%d.csv", dir, k) && access(path, R_OK) == 0;
+    if (!measured_before) {
+        fprintf(log, "calibration: %d profiles at once, to see how much %d computing ranks slow each other ...\n", c, c);
+        fflush(log);
+    }
+    for (; ok && !measured_before && started < c; started++) {
+        ok = path_format(path, sizeof path, err, "%s/shared-%d.csv", dir, started) &&
+             path_format(log_path, sizeof log_path, err, "%s/shared-%d.log", dir, started);
+        if (!ok) break;
+        char **argv = profile_argv(s, p, self_exe, path, "15");
+        ok = launch_start(argv, log_path, &jobs[started], err);
+        argv_free(argv);
+        if (!ok) break;
+    }
+    double shared = 0, solo = 0;
+    for (int k = 0; k < (measured_before ? c : started); k++) {
+        LaunchResult lr;
+        Error job_err = {0};
+        bool job_ok = measured_before || (path_format(log_path, sizeof log_path, &job_err, "%s/shared-%d.log", dir, k) &&
+                                          profile_finish(&jobs[k], s, p, log_path, &lr, &job_err));
+        double t = 0;
+        job_ok = job_ok && path_format(path, sizeof path, &job_err, "%s/shared-%d.csv", dir, k) &&
+                 profile_total_s(path, &t, &job_err);
+        if (ok && !job_ok) ok = error_set(err, "%s", job_err.message);
+        shared += t / c;
+    }
+    free(jobs);
+    ok = ok && profile_total_s(solo_path, &solo, err);
+    if (ok) {
+        double slowdown = shared / solo, cores = (double)c / slowdown;
+        *cores_out = cores < 1 ? 1 : cores > c ? c : cores;
+        fprintf(log, "calibration: %d ranks computing at once each run %.2fx slower than one alone: the %d cores are "
+                     "worth %.2f (cluster.cores_per_node)\n", c, slowdown, c, *cores_out);
+    }
+    return ok;
+}
+
 bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char *out_dir, const char *self_exe,
-                     FILE *log, char ***profiles_out, Error *err) {
+                     FILE *log, char ***profiles_out, double *cores_per_node, Error *err) {
+    *cores_per_node = 0;
     char dir[PATH_MAX];
     if (!path_format(dir, sizeof dir, err, "%s/profiles", out_dir) || !fs_mkdir_p(dir, err)) return false;
     char **profiles = yp_calloc((size_t)points->n + 1, sizeof *profiles);
     char (*keys)[1024] = yp_calloc((size_t)points->n + 1, sizeof *keys);
-    int n_distinct = 0;
+    int n_distinct = 0, first_profiled = -1;
     bool ok = true;
     for (int i = 0; ok && i < points->n; i++) {
         Error point_err = {0};
@@ -57,45 +152,29 @@ bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char
              path_format(log_path, sizeof log_path, err, "%s/profile-%d.log", dir, n_distinct);
         n_distinct++;
         if (!ok) break;
+        const StudyPoint *p = &points->points[i];
+        if (first_profiled < 0) first_profiled = i;
         if (access(path, R_OK) == 0) {  // measured by an earlier run of this study (--resume)
-            fprintf(log, "calibration: %s (measured before) for %s\n", path, points->points[i].label);
+            fprintf(log, "calibration: %s (measured before) for %s\n", path, p->label);
             profiles[i] = yp_strdup(path);
             continue;
         }
-        const StudyPoint *p = &points->points[i];
-        int n_args = 4 + 2 * p->n_settings + 4;
-        char **argv = yp_calloc((size_t)n_args + 1, sizeof *argv);
-        int a = 0;
-        argv[a++] = (char *)self_exe;
-        argv[a++] = "profile";
-        argv[a++] = s->experiment;
-        for (int k = 0; k < p->n_settings; k++) {
-            size_t n = strlen(p->settings[k].key) + strlen(p->settings[k].value) + 2;
-            argv[a++] = "--set";
-            argv[a] = yp_malloc(n);
-            snprintf(argv[a++], n, "%s=%s", p->settings[k].key, p->settings[k].value);
-        }
-        argv[a++] = "--out";
-        argv[a++] = path;
-        argv[a++] = "--repeats";
-        argv[a++] = "7";
         fprintf(log, "calibration: profiling for %s ...\n", p->label);
         fflush(log);
+        char **argv = profile_argv(s, p, self_exe, path, "7");
+        LaunchJob job;
         LaunchResult lr;
-        ok = launch_run(argv, log_path, s->measure.time_limit_s, &lr, err);
-        if (ok && (lr.outcome != LAUNCH_EXITED || lr.exit_code != 0)) {
-            char last[400];
-            launch_log_last_line(log_path, last, sizeof last);
-            ok = error_set(err, "calibration: yolopipe profile failed for %s: %s (log: %s)", p->label, last, log_path);
-        }
+        ok = launch_start(argv, log_path, &job, err) && profile_finish(&job, s, p, log_path, &lr, err);
+        argv_free(argv);
         if (ok) {
             fprintf(log, "calibration: %s in %.0f s\n", path, lr.seconds);
             profiles[i] = yp_strdup(path);
         }
-        for (int k = 0; k < p->n_settings; k++) free(argv[4 + 2 * k]);
-        free(argv);
     }
     free(keys);
+    if (ok && first_profiled >= 0 && s->cluster.cores_per_node >= 2)
+        ok = measure_sharing(s, &points->points[first_profiled], dir, profiles[first_profiled], self_exe, log,
+                             cores_per_node, err);
     if (!ok) {
         study_calibrate_free(points->n, profiles);
         return false;

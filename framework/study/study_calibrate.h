@@ -11,6 +11,10 @@
 // among the points, into <out_dir>/profiles/profile-K.csv (kept: a resumed study reuses them), and
 // fills (*profiles)[i] with point i's profile path (NULL for a point the experiment rejects). The
 // threads are the process's OMP_NUM_THREADS, which the study sets to cluster.threads_per_rank.
+//
+// With cluster.cores_per_node C >= 2 it also runs C copies of the first profile at once: if each is
+// f times slower than alone, the node's cores are worth C / f cores that never slow each other (at
+// least 1, at most C), which *cores_per_node receives (0 without the measurement).
 bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char *out_dir, const char *self_exe,
-                     FILE *log, char ***profiles, Error *err);
+                     FILE *log, char ***profiles, double *cores_per_node, Error *err);
 void study_calibrate_free(int n, char **profiles);

@@ -53,7 +53,7 @@ static const StudyKey main_keys[] = {
     NUMBER("cluster.inter.latency_us", cluster.inter.latency_s, 0, 1e7, 1e-6),
     INT("cluster.nics_per_node", cluster.nics_per_node, 1, 64),
     RATE("cluster.loader_images_per_s", cluster.loader_images_per_s, 1e9, 1),
-    INT("cluster.cores_per_node", cluster.cores_per_node, 0, 1 << 20),
+    NUMBER("cluster.cores_per_node", cluster.cores_per_node, 0, 1 << 20, 1),
     INT("cluster.threads_per_rank", cluster.threads_per_rank, 1, 4096),
     OF_TYPE("cluster.calibrate", STUDY_KEY_BOOL, cluster.calibrate),
     INT("train_for.epochs", train_for.epochs, 1, 100000),
@@ -577,7 +577,7 @@ void study_config_destroy(StudyConfig *s) {
     free(s);
 }
 
-// ---- study_config_same -------------------------------------------------------------------------
+// ---- what decides the results: the fingerprint and study_config_same ----------------------------
 
 static void write_string(FILE *f, const char *text) {
     if (text) json_write_string(f, text);
@@ -657,4 +657,17 @@ void study_config_write_fingerprint(const StudyConfig *s, FILE *f) {
         fprintf(f, "%s: %s\n", main_keys[i].name, text);
         free(text);
     }
+}
+bool study_config_same(const StudyConfig *a, const StudyConfig *b, const char **key) {
+    *key = NULL;
+    if (a->cluster.present != b->cluster.present) *key = "cluster";
+    else if (a->train_for.present != b->train_for.present) *key = "train_for";
+    for (int i = 0; !*key && i < STUDY_N_MAIN_KEYS; i++) {
+        if (main_keys[i].resume_free) continue;
+        char *ta = key_value_text(&main_keys[i], a), *tb = key_value_text(&main_keys[i], b);
+        if (strcmp(ta, tb)) *key = main_keys[i].name;
+        free(ta);
+        free(tb);
+    }
+    return !*key;
 }

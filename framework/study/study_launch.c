@@ -71,11 +71,11 @@ static void sleep_s(double s) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
-bool launch_run(char *const *argv, const char *log_path, double time_limit_s, LaunchResult *out, Error *err) {
+bool launch_start(char *const *argv, const char *log_path, LaunchJob *job, Error *err) {
     int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (log < 0) return error_set(err, "%s: cannot create: %s", log_path, strerror(errno));
     pid_t parent = getpid();
-    double start = clock_monotonic_s();
+    job->start_s = clock_monotonic_s();
     pid_t pid = fork();
     if (pid < 0) {
         close(log);
@@ -95,14 +95,20 @@ bool launch_run(char *const *argv, const char *log_path, double time_limit_s, La
     }
     close(log);
     setpgid(pid, pid);  // also here: whichever of parent and child runs first
+    job->pid = pid;
+    return true;
+}
+
+bool launch_wait(const LaunchJob *job, double time_limit_s, LaunchResult *out, Error *err) {
+    pid_t pid = job->pid;
     int status = 0;
     bool timed_out = false;
     double term_at = 0;
     for (;;) {
         pid_t done = waitpid(pid, &status, WNOHANG);
         if (done == pid) break;
-        if (done < 0 && errno != EINTR) return error_set(err, "waiting for %s: %s", argv[0], strerror(errno));
-        double now = clock_monotonic_s() - start;
+        if (done < 0 && errno != EINTR) return error_set(err, "waiting for process %d: %s", (int)pid, strerror(errno));
+        double now = clock_monotonic_s() - job->start_s;
         if (!timed_out && time_limit_s > 0 && now > time_limit_s) {
             timed_out = true;
             term_at = now;
@@ -113,11 +119,16 @@ bool launch_run(char *const *argv, const char *log_path, double time_limit_s, La
         sleep_s(0.05);
     }
     if (timed_out) kill(-pid, SIGKILL);  // whatever of the group outlived its leader
-    out->seconds = clock_monotonic_s() - start;
-    if (timed_out) *out = (LaunchResult){LAUNCH_TIMED_OUT, 0, out->seconds};
-    else if (WIFSIGNALED(status)) *out = (LaunchResult){LAUNCH_SIGNALED, WTERMSIG(status), out->seconds};
-    else *out = (LaunchResult){LAUNCH_EXITED, WEXITSTATUS(status), out->seconds};
+    double seconds = clock_monotonic_s() - job->start_s;
+    if (timed_out) *out = (LaunchResult){LAUNCH_TIMED_OUT, 0, seconds};
+    else if (WIFSIGNALED(status)) *out = (LaunchResult){LAUNCH_SIGNALED, WTERMSIG(status), seconds};
+    else *out = (LaunchResult){LAUNCH_EXITED, WEXITSTATUS(status), seconds};
     return true;
+}
+
+bool launch_run(char *const *argv, const char *log_path, double time_limit_s, LaunchResult *out, Error *err) {
+    LaunchJob job;
+    return launch_start(argv, log_path, &job, err) && launch_wait(&job, time_limit_s, out, err);
 }
 
 void launch_log_last_line(const char *log_path, char *out, size_t cap) {

@@ -30,5 +30,14 @@ void launch_words_free(int n, char **words);
 // ends its job). False only when it could not be started at all.
 bool launch_run(char *const *argv, const char *log_path, double time_limit_s, LaunchResult *out, Error *err);
 
+// launch_run in two halves, for several processes at once: start, then wait (the limit counts from
+// the start).
+typedef struct LaunchJob {
+    int pid;
+    double start_s;
+} LaunchJob;
+bool launch_start(char *const *argv, const char *log_path, LaunchJob *job, Error *err);
+bool launch_wait(const LaunchJob *job, double time_limit_s, LaunchResult *out, Error *err);
+
 // The last non-empty line of a log (at most cap - 1 bytes), for a failed point's reason; "" if none.
 void launch_log_last_line(const char *log_path, char *out, size_t cap);

@@ -59,14 +59,14 @@ static bool study_target(const StudyConfig *s, const ExperimentConfig *cfg, Cost
         if (c->inter.bandwidth_bytes_per_s > 0) cl->inter = (LinkModel){c->inter.latency_s, c->inter.bandwidth_bytes_per_s};
         if (c->nics_per_node > 0) cl->nics_per_node = (int)c->nics_per_node;
         cl->loader_images_per_s = c->loader_images_per_s;
-        cl->cores_per_node = (int)c->cores_per_node;
+        cl->cores_per_node = c->cores_per_node;
         cl->threads_per_rank = (int)c->threads_per_rank;
     }
     *t = (PlanTarget){.device = dev, .profile_path = sd->profile, .cluster = cl};
     return true;
 }
 
-bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const char *profile, StudyPrediction *out,
+bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const StudyCosts *costs, StudyPrediction *out,
                           Error *err) {
     *out = (StudyPrediction){0};
     char **overrides = point_overrides(p);
@@ -78,7 +78,8 @@ bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const char 
     PlanTarget target;
     bool ok = config_load(s->experiment, p->n_settings, overrides, &cfg, err) &&
               experiment_model_load(cfg, &spec, err) && study_target(s, cfg, &dev, &cluster, &target, err);
-    if (ok && profile) target.profile_path = profile;
+    if (ok && costs->profile) target.profile_path = costs->profile;
+    if (ok && costs->cores_per_node > 0) cluster.cores_per_node = costs->cores_per_node;
     ok = ok && experiment_plan_build(cfg, spec, &target, &ep, err);
     if (ok) {
         SchedSim *sim = sched_simulate(&ep.plan, ep.schedule);

@@ -36,11 +36,15 @@ typedef struct StudyPrediction {
 } StudyPrediction;
 
 // Plans and simulates point p of study s on its cluster (schedule/simulate.h's SchedSimTerms are the
-// terms), with per-layer costs from `profile` when not NULL (else the study's device.profile, else
-// the FLOP estimate). A point the planner refuses (too many stages for the model, nothing fits the
+// terms), with per-layer costs from costs->profile when not NULL (else the study's device.profile,
+// else the FLOP estimate). A point the planner refuses (too many stages for the model, nothing fits the
 // memory) is a user error in *err, which the study records as an invalid point. step_s is the mean
 // batch time (gradient accumulation spreads the optimizer step over its batches), as measured.
-bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const char *profile, StudyPrediction *out,
+typedef struct StudyCosts {
+    const char *profile;    // per-layer and step costs measured here (cluster.calibrate), or NULL
+    double cores_per_node;  // the calibrated worth of the node's cores, or 0 for the study's figure
+} StudyCosts;
+bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const StudyCosts *costs, StudyPrediction *out,
                           Error *err);
 
 typedef struct StudyMeasurement {

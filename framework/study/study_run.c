@@ -330,8 +330,8 @@ static void point_run(StudyRun *r, int index, const StudyPoint *p, PointResult *
 
 // ---- --resume: what a study's results depend on, written when it begins ----------------------------
 
-// One "key: value" line per thing that decides the points' results, in a fixed order; --resume
-// compares the lines of the study as begun and as it is now. The experiment file's bytes count too.
+// What the points' results depend on (study_config_write_fingerprint), with the bytes of the base
+// experiment file, written when a study begins; --resume compares it line by line with the study now.
 static void fingerprint_write(const StudyConfig *s, FILE *f) {
     char *text;
     size_t n;
@@ -340,39 +340,8 @@ static void fingerprint_write(const StudyConfig *s, FILE *f) {
         for (size_t i = 0; i < n; i++) hash = (hash ^ (unsigned char)text[i]) * 1099511628211ull;
         free(text);
     }
-    fprintf(f, "experiment: %s\nexperiment.content: %016llx\n", s->experiment, (unsigned long long)hash);
-    for (int i = 0; i < s->n_set; i++) fprintf(f, "set.%s: %s\n", s->set[i].key, s->set[i].value);
-    for (int a = 0; a < s->n_axes; a++) {
-        fprintf(f, "sweep.%s:", s->axes[a].key);
-        for (int v = 0; v < s->axes[a].n_values; v++) fprintf(f, " %s", s->axes[a].values[v].value);
-        fputc('\n', f);
-    }
-    for (int p = 0; p < s->n_points; p++)
-        for (int i = 0; i < s->points[p].n_settings; i++)
-            fprintf(f, "points[%d].%s: %s\n", p, s->points[p].settings[i].key, s->points[p].settings[i].value);
-    for (int w = 0; w < s->n_where; w++) fprintf(f, "where[%d]: %s\n", w, s->where[w].text);
-    fprintf(f, "batch_per_gpu: %lld\nmode: %s\n", (long long)s->batch_per_gpu, study_mode_names[s->mode]);
-    fprintf(f, "measure.steps: %lld\nmeasure.warmup: %lld\nmeasure.launcher: %s\n", (long long)s->measure.steps,
-            (long long)s->measure.warmup, s->measure.launcher);
-    const StudyCluster *c = &s->cluster;
-    fprintf(f, "cluster.nodes:");
-    for (int i = 0; i < c->n_nodes; i++) fprintf(f, " %lld", (long long)c->nodes[i]);
-    fprintf(f, "\ncluster.gpus_per_node: %lld\ncluster.device: %s %s %.6g %.6g %lld\n", (long long)c->gpus_per_node,
-            c->device.name ? c->device.name : "", c->device.profile ? c->device.profile : "", c->device.peak_flops,
-            c->device.efficiency, (long long)c->device.memory_bytes);
-    fprintf(f, "cluster.intra: %.6g %.6g\ncluster.inter: %.6g %.6g\ncluster.nics_per_node: %lld\n",
-            c->intra.bandwidth_bytes_per_s, c->intra.latency_s, c->inter.bandwidth_bytes_per_s, c->inter.latency_s,
-            (long long)c->nics_per_node);
-    fprintf(f, "cluster.loader_images_per_s: %.6g\n", c->loader_images_per_s);
-    const StudyTrainFor *t = &s->train_for;
-    fprintf(f, "train_for: %lld %lld %s %.6g\n", (long long)t->epochs, (long long)t->images, t->dataset ? t->dataset : "",
-            t->val_s_per_epoch);
-    for (int p = 0; p < s->n_platforms; p++) {
-        const StudyPlatform *pl = &s->platforms[p];
-        fprintf(f, "cost.%s: %.6g %.6g %.6g %.6g %.6g %.6g %.6g\n", pl->name, pl->on_demand_per_gpu_hour,
-                pl->spot_per_gpu_hour, pl->purchase_per_gpu, pl->years, pl->utilisation, pl->watts_per_gpu,
-                pl->electricity_per_kwh);
-    }
+    fprintf(f, "experiment.content: %016llx\n", (unsigned long long)hash);
+    study_config_write_fingerprint(s, f);
 }
 
 // The first line where the saved fingerprint and the current one differ, as a message.
@@ -454,14 +423,15 @@ static bool output_open(StudyRun *r, int n_cols, char **cols, Error *err) {
 }
 
 // Plans every point (fast) so that the study can say how long measuring will take.
-static void predict_all(StudyRun *r, char *const *profiles, PointResult *results) {
+static void predict_all(StudyRun *r, char *const *profiles, double cores_per_node, PointResult *results) {
     const StudyMeasure *m = &r->s->measure;
     r->point_expected_s = yp_calloc((size_t)r->points.n, sizeof *r->point_expected_s);
     for (int i = 0; i < r->points.n; i++) {
         Error err = {0};
         PointResult *res = &results[i];
         *res = (PointResult){.status = STATUS_OK};
-        if (!study_point_simulate(r->s, &r->points.points[i], profiles ? profiles[i] : NULL, &res->pred, &err)) {
+        StudyCosts costs = {.profile = profiles ? profiles[i] : NULL, .cores_per_node = cores_per_node};
+        if (!study_point_simulate(r->s, &r->points.points[i], &costs, &res->pred, &err)) {
             res->status = STATUS_INVALID;
             snprintf(res->reason, sizeof res->reason, "%s", err.message);
         }
@@ -585,7 +555,7 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
 
     PointResult *predicted = yp_calloc((size_t)r.points.n + 1, sizeof *predicted);
     if (opt->dry_run) {
-        predict_all(&r, NULL, predicted);
+        predict_all(&r, NULL, 0, predicted);
         print_expected(&r, log);
         if (s->cluster.calibrate) fprintf(log, "(planned with the FLOP estimate: the calibration profiles run only in the study)\n");
         for (int k = 0; k < r.points.n; k++) {
@@ -613,8 +583,9 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
     }
     if (ok && s->mode != STUDY_MODE_SIMULATE) mpirun_environment(s, log);
     char **profiles = NULL;
-    if (ok && s->cluster.calibrate) ok = study_calibrate(s, &r.points, r.out, opt->self_exe, log, &profiles, err);
-    if (ok) predict_all(&r, profiles, predicted);
+    double cores = 0;
+    if (ok && s->cluster.calibrate) ok = study_calibrate(s, &r.points, r.out, opt->self_exe, log, &profiles, &cores, err);
+    if (ok) predict_all(&r, profiles, cores, predicted);
     study_calibrate_free(r.points.n, profiles);
     if (ok) print_expected(&r, log);
     double done_expected = 0, done_actual = 0, remaining = r.expected_s;
