@@ -9,6 +9,7 @@ packages=(
   libyaml-dev libopenblas-dev libcmocka-dev
   libopenmpi-dev openmpi-bin
   libpng-dev libjpeg62-turbo-dev
+  python3-matplotlib            # yolopipe study's figures (experiments/plot_study.py)
 )
 
 missing=()

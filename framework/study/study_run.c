@@ -485,7 +485,7 @@ static bool run_plots(StudyRun *r) {
         char *check[] = {(char *)pythons[i], "-c", "import matplotlib", NULL};
         LaunchResult lr;
         if (!launch_run(check, log_path, 60, &lr, &err) || lr.outcome != LAUNCH_EXITED || lr.exit_code != 0) continue;
-        char *argv[] = {(char *)pythons[i], script, r->csv, NULL};
+        char *argv[] = {(char *)pythons[i], script, r->csv, "--title", r->s->name, NULL};
         if (launch_run(argv, log_path, 300, &lr, &err) && lr.outcome == LAUNCH_EXITED && lr.exit_code == 0) {
             char *text;
             size_t n;
