@@ -233,7 +233,8 @@ def short_value(text):
 
 
 def group_label(keys, values, all_keys, empty="all points"):
-    parts = [f"{short_key(k, all_keys)}={short_value(v)}" for k, v in zip(keys, values)]
+    # An empty value is a key this point leaves at the experiment's value (set only by other points).
+    parts = [f"{short_key(k, all_keys)}={short_value(v)}" for k, v in zip(keys, values) if v != ""]
     return ", ".join(parts) if parts else empty
 
 
