@@ -104,7 +104,8 @@ typedef struct PipelinePlan {
     double loss_s;
     double optimizer_s_per_byte;
     // Loading one micro-batch's images on stage 0's rank when it loads them on its training thread
-    // (train.workers: 0); 0 when a loader's threads prefetch them (their ceiling is the cluster's).
+    // (train.workers: 0): the trainer loads the whole batch before the rank's program starts; 0 when
+    // a loader's threads prefetch them (their ceiling is the cluster's).
     double load_s;
     // Batches per optimizer step (gradient accumulation, Ultralytics' round(nbs / batch)); only the
     // batch that ends an accumulation reduces the gradients and steps. 0 counts as 1.

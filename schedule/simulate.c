@@ -40,6 +40,7 @@ typedef struct RankSim {
     double blocked_since_s;
     // The critical-path terms, as this rank lives them.
     double compute_s, loss_s, load_s, bubble_s, p2p_s, reduce_wait_s;
+    bool loaded;           // inline loading (plan.load_s) done
     int64_t held;          // activation bytes held
 } RankSim;
 
@@ -368,9 +369,12 @@ static void rank_run(Sim *x, int r, double t) {
             break;
         case SCHED_OP_LOAD:
             *span = (SchedSpan){t, t};
-            // Inline loading occupies stage 0's rank (it shares the cores like a pass).
-            if (in->stage == 0 && x->plan->load_s > 0) segment_start(x, r, SEGMENT_LOAD, x->plan->load_s, t);
-            else rk->pc++;
+            // Inline loading: the trainer loads the whole batch on stage 0's rank before its program
+            // runs (it shares the cores like a pass), so the first LOAD carries every micro-batch's.
+            if (in->stage == 0 && x->plan->load_s > 0 && !rk->loaded) {
+                rk->loaded = true;
+                segment_start(x, r, SEGMENT_LOAD, x->plan->load_s * x->plan->micro_batches, t);
+            } else rk->pc++;
             break;
         default:
             YP_CHECK(op_computes(in->op));
