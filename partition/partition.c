@@ -274,8 +274,10 @@ static bool memory_error(const Partitioner *pt, Error *err) {
     free(choice);
     char cap[160];
     cap_describe(pt, cap, sizeof cap);
-    return error_set(err, "no partition into %d stages fits %s: at best stage %d (layers %d-%d) needs %.1f MiB",
-                     S, cap, worst, worst_first, worst_last, mib(worst_bytes));
+    error_set(err, "no partition into %d stages fits %s: at best stage %d (layers %d-%d) needs %.1f MiB", S, cap,
+              worst, worst_first, worst_last, mib(worst_bytes));
+    err->code = ERROR_CODE_NO_FIT;
+    return false;
 }
 
 // ---- manual partitions ---------------------------------------------------------------------------
@@ -355,8 +357,10 @@ static bool partition_fill(Partitioner *pt, const int *first_layers, PipelinePla
         if (stage_fits(pt, k, first, last)) continue;
         char cap[160];
         cap_describe(pt, cap, sizeof cap);
-        return error_set(err, "stage %d (layers %d-%d) needs %.1f MiB, over %s", k, first, last,
-                         mib(stage_memory_bytes(pt, k, first, last)), cap);
+        error_set(err, "stage %d (layers %d-%d) needs %.1f MiB, over %s", k, first, last,
+                  mib(stage_memory_bytes(pt, k, first, last)), cap);
+        err->code = ERROR_CODE_NO_FIT;
+        return false;
     }
     int *stage_of = yp_malloc((size_t)n * sizeof *stage_of);
     for (int k = 0; k < S; k++)

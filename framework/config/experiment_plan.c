@@ -104,9 +104,13 @@ bool experiment_plan_build(const ExperimentConfig *cfg, const ModelSpec *spec, c
                            .memory_cap_bytes = p->device.memory_bytes,
                            .in_flight = in_flight, .kind = pc->partition.kind,
                            .ranges = (const int64_t(*)[2])pc->partition.ranges, .balance = pc->partition.balance};
-    if (!partition_create(p->graph, p->cost, &po, &p->plan, &p->report, err))
-        return config_error_at(cfg, pc->partition.kind == PARTITION_KIND_AUTO ? "parallel.stages" : "parallel.partition",
-                               err, "%s", err->message);
+    if (!partition_create(p->graph, p->cost, &po, &p->plan, &p->report, err)) {
+        ErrorCode code = err->code;  // positioning the message keeps what kind of error it is
+        config_error_at(cfg, pc->partition.kind == PARTITION_KIND_AUTO ? "parallel.stages" : "parallel.partition", err,
+                        "%s", err->message);
+        err->code = code;
+        return false;
+    }
     p->plan.cluster.rank_order = pc->rank_order;
     p->plan.accumulate = (int)config_accumulate(cfg->train.nbs, cfg->train.batch);
     plan_step_terms(p, cfg, target);

@@ -28,6 +28,7 @@ enum { YP_EXIT_USAGE = 2 };
 typedef enum ErrorCode {
     ERROR_CODE_NONE,         // an error of this rank's own, or no error
     ERROR_CODE_PEER_FAILED,  // another rank of the job failed (its message is on its stderr)
+    ERROR_CODE_NO_FIT,       // the layout does not fit the device's memory (the planner's cap)
     ERROR_CODE_COUNT
 } ErrorCode;
 

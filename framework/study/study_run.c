@@ -432,7 +432,7 @@ static void predict_all(StudyRun *r, char *const *profiles, double cores_per_nod
         *res = (PointResult){.status = STATUS_OK};
         StudyCosts costs = {.profile = profiles ? profiles[i] : NULL, .cores_per_node = cores_per_node};
         if (!study_point_simulate(r->s, &r->points.points[i], &costs, &res->pred, &err)) {
-            res->status = STATUS_INVALID;
+            res->status = err.code == ERROR_CODE_NO_FIT ? STATUS_OOM : STATUS_INVALID;
             snprintf(res->reason, sizeof res->reason, "%s", err.message);
         }
         if (r->s->mode != STUDY_MODE_SIMULATE && res->status == STATUS_OK)
