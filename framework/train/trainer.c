@@ -95,7 +95,7 @@ static void batch_wire_read(const BatchWire *wire, ExecutorLoss *loss, double *g
 // One training batch on this rank, and the optimizer step when it ends an accumulation.
 // *data_wait_s gets the time spent waiting for the loader.
 static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHyper *hyper, int64_t *instances,
-                          double *data_wait_s, Error *err) {
+                          double *data_wait_s, double *program_s, Error *err) {
     Batch batch = {0};
     double wait_start = clock_monotonic_s();
     if (t->train_loader && !loader_next(t->train_loader, &batch, err)) return false;
@@ -107,7 +107,9 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     ExecutorBatch eb = {.data = &batch, .side = t->step_sides[t->at.batch], .reduce = step,
                         .loss_scale = (float)t->at.loss_scale.scale};
     ExecutorLoss loss = {0};
+    double program_start = clock_monotonic_s();
     executor_train_batch(t->ex, &eb, record, &loss);
+    *program_s = clock_monotonic_s() - program_start;
     loader_batch_free(&batch);
     // One collective per batch: the loss parts (from the last stages) and, before a step, the squared
     // gradient norm of every stage (replica 0's: the replicas' gradients are equal after the reduction).
@@ -176,6 +178,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
     bool stop = false;
     t->step_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->step_times);
     t->compute_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->compute_times);
+    t->program_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->program_times);
     while (t->at.epoch < tc->epochs && !stop) {
         int64_t epoch = t->at.epoch;
         bool mosaic = epoch < tc->epochs - tc->close_mosaic;
@@ -196,10 +199,11 @@ static bool trainer_loop(Trainer *t, Error *err) {
         while (!stop && t->at.batch < t->batches_per_epoch) {
             double batch_start = clock_monotonic_s();
             int64_t instances = 0;
-            double data_wait_s = 0;
-            if (!trainer_batch(t, epoch, &sums, &hyper, &instances, &data_wait_s, err)) return false;
+            double data_wait_s = 0, program_s = 0;
+            if (!trainer_batch(t, epoch, &sums, &hyper, &instances, &data_wait_s, &program_s, err)) return false;
             double batch_s = clock_monotonic_s() - batch_start;
             t->step_times[t->n_step_times] = batch_s;
+            t->program_times[t->n_step_times] = program_s;
             t->compute_times[t->n_step_times++] = batch_s - data_wait_s;
             stop = tc->max_steps > 0 && t->at.optimizer_steps >= tc->max_steps;
             int side = t->step_sides[t->at.batch];

@@ -81,6 +81,7 @@ typedef struct Trainer {
     int n_step_times;
     double *step_times;     // seconds of each training batch of the run (rank 0), for the summary
     double *compute_times;  // the same without the wait for the batch's data
+    double *program_times;  // the executor's program alone (no loss all-reduce, no optimizer step)
     bool trace_written;     // <run_dir>/trace.json holds this run's recorded batch
 } Trainer;
 

@@ -90,6 +90,7 @@ static void measured_write(Trainer *t, FILE *f, const MeasuredRank *ranks, bool 
             (long long)t->at.optimizer_steps);
     measured_write_doubles(f, "batch_s", t->step_times, n);
     measured_write_doubles(f, "compute_s", t->compute_times, n);
+    measured_write_doubles(f, "program_s", t->program_times, n);
     fputs(",\n  \"median_batch_s_after_first\": ", f);
     json_write_number(f, median_batch);
     fputs(",\n  \"median_compute_s_after_first\": ", f);

@@ -198,5 +198,6 @@ void trainer_destroy(Trainer *t) {
     free(t->step_sides);
     free(t->step_times);
     free(t->compute_times);
+    free(t->program_times);
     if (t->sink) fclose(t->sink);
 }
