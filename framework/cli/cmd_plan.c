@@ -74,7 +74,7 @@ static bool plan_build(PlanRun *r, const PlanArgs *a, Error *err) {
     ClusterModel cluster;
     if (a->gpus_per_node > 0) {
         // The device's node (its links and NICs), gpus_per_node of it per node.
-        const char *name = a->device ? a->device : cfg->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu";
+        const char *name = a->device ? a->device : experiment_plan_default_device(cfg);
         const CostDevice *d = cost_device_find(name);
         if (!d) return error_set(err, "yolopipe plan: --device must be %s, found '%s'", cost_device_names, a->device);
         cluster = experiment_plan_default_cluster(d);

@@ -12,6 +12,10 @@ ClusterModel experiment_plan_default_cluster(const CostDevice *device) {
                           .inter = device->nic, .nics_per_node = device->nics_per_node};
 }
 
+const char *experiment_plan_default_device(const ExperimentConfig *cfg) {
+    return cfg->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu";
+}
+
 static bool plan_pick_device(const ExperimentConfig *cfg, const PlanTarget *target, CostDevice *out, Error *err) {
     if (target->device) {
         const CostDevice *d = target->device;
@@ -23,7 +27,7 @@ static bool plan_pick_device(const ExperimentConfig *cfg, const PlanTarget *targ
         return true;
     }
     const char *name = target->device_name;
-    if (!name) name = cfg->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu";
+    if (!name) name = experiment_plan_default_device(cfg);
     const CostDevice *d = cost_device_find(name);
     if (!d) return error_set(err, "--device must be %s, found '%s'", cost_device_names, name);
     *out = *d;

@@ -43,6 +43,9 @@ typedef struct ExperimentPlan {
 // generates (else the model file's count; the count only sizes the head). The caller destroys *out.
 bool experiment_model_load(const ExperimentConfig *cfg, ModelSpec **out, Error *err);
 
+// The device an experiment is planned for when none is named: "h100" for cuda experiments, else "cpu".
+const char *experiment_plan_default_device(const ExperimentConfig *cfg);
+
 // The default cluster for a device: one node holding every rank, the device's links, no loader
 // ceiling, no processor sharing.
 ClusterModel experiment_plan_default_cluster(const CostDevice *device);

@@ -11,19 +11,14 @@
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
 #include "framework/study/study_calibrate.h"
+#include "framework/study/study_internal.h"
 #include "framework/study/study_launch.h"
 #include "partition/cost.h"
 
 // What a profile depends on, as text: two points with the same key share a profile.
 static bool profile_key(const StudyConfig *s, const StudyPoint *p, char *key, size_t cap, Error *err) {
-    char **overrides = yp_calloc((size_t)p->n_settings + 1, sizeof *overrides);
-    for (int i = 0; i < p->n_settings; i++) {
-        size_t n = strlen(p->settings[i].key) + strlen(p->settings[i].value) + 2;
-        overrides[i] = yp_malloc(n);
-        snprintf(overrides[i], n, "%s=%s", p->settings[i].key, p->settings[i].value);
-    }
     ExperimentConfig *cfg = NULL;
-    bool ok = config_load(s->experiment, p->n_settings, overrides, &cfg, err);
+    bool ok = study_point_config_load(s, p, &cfg, err);
     if (ok) {
         const ParallelConfig *pc = &cfg->parallel;
         int64_t micro = cfg->train.batch / (pc->replicas * pc->micro_batches);
@@ -31,8 +26,6 @@ static bool profile_key(const StudyConfig *s, const StudyPoint *p, char *key, si
                  (long long)cfg->train.imgsz, (long long)micro, config_precision_names[cfg->device.precision]);
     }
     config_destroy(cfg);
-    for (int i = 0; i < p->n_settings; i++) free(overrides[i]);
-    free(overrides);
     return ok;
 }
 
@@ -45,10 +38,8 @@ static char **profile_argv(const StudyConfig *s, const StudyPoint *p, const char
     argv[a++] = yp_strdup("profile");
     argv[a++] = yp_strdup(s->experiment);
     for (int k = 0; k < p->n_settings; k++) {
-        size_t n = strlen(p->settings[k].key) + strlen(p->settings[k].value) + 2;
         argv[a++] = yp_strdup("--set");
-        argv[a] = yp_malloc(n);
-        snprintf(argv[a++], n, "%s=%s", p->settings[k].key, p->settings[k].value);
+        argv[a++] = study_setting_arg(&p->settings[k]);
     }
     argv[a++] = yp_strdup("--out");
     argv[a++] = yp_strdup(path);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "framework/config/config.h"
+#include "framework/config/experiment_plan.h"
 #include "framework/core/json.h"
 #include "framework/core/path.h"
 #include "framework/study/study_internal.h"
@@ -524,7 +525,7 @@ static bool finish(StudyLoad *ld, Error *err) {
         !check_train_for(ld, err))
         return false;
     // The planner's default device for the experiment (as `yolopipe plan` picks it).
-    if (!s->cluster.device.name) s->cluster.device.name = yp_strdup(ld->base->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu");
+    if (!s->cluster.device.name) s->cluster.device.name = yp_strdup(experiment_plan_default_device(ld->base));
     return true;
 }
 

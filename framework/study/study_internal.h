@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "framework/config/config.h"
 #include "framework/core/error.h"
 #include "framework/core/yaml_doc.h"
 #include "framework/study/study.h"
@@ -120,5 +121,11 @@ char *study_node_text(YamlDoc *yd, const yaml_node_t *node);
 const char *study_message_text(const char *message);
 // "key=value", as config_load's overrides take it. The caller frees it.
 char *study_setting_arg(const StudySetting *st);
+
+// The value point p's settings give `key` (the last one wins, as in config_load), or NULL.
+const char *study_point_value(const StudyPoint *p, const char *key);
+// The base experiment loaded with point p's settings (config_load's user errors as they are). The
+// caller destroys *out.
+bool study_point_config_load(const StudyConfig *s, const StudyPoint *p, ExperimentConfig **out, Error *err);
 // printf into a new string. The caller frees it.
 char *study_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -7,33 +7,17 @@
 #include "framework/config/experiment_plan.h"
 #include "framework/core/sort.h"
 #include "framework/core/yaml_doc.h"
+#include "framework/study/study_internal.h"
 #include "framework/study/study_point.h"
 #include "schedule/simulate.h"
 
 const char *const study_term_names[STUDY_TERM_COUNT] = {"compute", "bubble", "p2p", "allreduce", "optimizer", "loss", "loader"};
 
-// "key=value" for each of the point's settings, as config_load takes --set overrides.
-static char **point_overrides(const StudyPoint *p) {
-    char **out = yp_calloc((size_t)p->n_settings + 1, sizeof *out);
-    for (int i = 0; i < p->n_settings; i++) {
-        size_t n = strlen(p->settings[i].key) + strlen(p->settings[i].value) + 2;
-        out[i] = yp_malloc(n);
-        snprintf(out[i], n, "%s=%s", p->settings[i].key, p->settings[i].value);
-    }
-    return out;
-}
-
-static void overrides_free(int n, char **o) {
-    for (int i = 0; i < n; i++) free(o[i]);
-    free(o);
-}
-
 // The planner's target for a study's cluster: the named device (or the study's own figures over it),
 // its links unless the study gives them, the node size, NICs, loader ceiling and core sharing.
-static bool study_target(const StudyConfig *s, const ExperimentConfig *cfg, CostDevice *dev, ClusterModel *cl,
-                         PlanTarget *t, Error *err) {
+static bool study_target(const StudyConfig *s, CostDevice *dev, ClusterModel *cl, PlanTarget *t, Error *err) {
     const StudyDevice *sd = &s->cluster.device;
-    const char *name = sd->name ? sd->name : cfg->device.backend == CONFIG_BACKEND_CUDA ? "h100" : "cpu";
+    const char *name = sd->name;  // study_config_load names the planner's default when the file does not
     const CostDevice *base = cost_device_find(name);
     if (base) *dev = *base;
     else *dev = (CostDevice){.name = name};
@@ -69,15 +53,14 @@ static bool study_target(const StudyConfig *s, const ExperimentConfig *cfg, Cost
 bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const StudyCosts *costs, StudyPrediction *out,
                           Error *err) {
     *out = (StudyPrediction){0};
-    char **overrides = point_overrides(p);
     ExperimentConfig *cfg = NULL;
     ModelSpec *spec = NULL;
     ExperimentPlan ep = {0};
     CostDevice dev;
     ClusterModel cluster;
     PlanTarget target;
-    bool ok = config_load(s->experiment, p->n_settings, overrides, &cfg, err) &&
-              experiment_model_load(cfg, &spec, err) && study_target(s, cfg, &dev, &cluster, &target, err);
+    bool ok = study_point_config_load(s, p, &cfg, err) &&
+              experiment_model_load(cfg, &spec, err) && study_target(s, &dev, &cluster, &target, err);
     if (ok && costs->profile) target.profile_path = costs->profile;
     if (ok && costs->cores_per_node > 0) cluster.cores_per_node = costs->cores_per_node;
     ok = ok && experiment_plan_build(cfg, spec, &target, &ep, err);
@@ -117,7 +100,6 @@ bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const Study
     experiment_plan_clear(&ep);
     model_spec_destroy(spec);
     config_destroy(cfg);
-    overrides_free(p->n_settings, overrides);
     return ok;
 }
 

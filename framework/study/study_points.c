@@ -23,13 +23,21 @@ static void setting_add(StudyPoint *pt, const char *key, const char *value, Stud
     pt->settings[pt->n_settings++] = (StudySetting){yp_strdup(key), yp_strdup(value), pos};
 }
 
+bool study_point_config_load(const StudyConfig *s, const StudyPoint *p, ExperimentConfig **out, Error *err) {
+    char **args = yp_calloc((size_t)p->n_settings + 1, sizeof *args);
+    for (int i = 0; i < p->n_settings; i++) args[i] = study_setting_arg(&p->settings[i]);
+    bool ok = config_load(s->experiment, p->n_settings, args, out, err);
+    for (int i = 0; i < p->n_settings; i++) free(args[i]);
+    free(args);
+    return ok;
+}
+
 static void point_clear(StudyPoint *pt) {
     study_settings_free(pt->n_settings, pt->settings);
     free(pt->label);
 }
 
-// The value the point's settings give `key` (the last one wins, as in config_load), or NULL.
-static const char *setting_value(const StudyPoint *pt, const char *key) {
+const char *study_point_value(const StudyPoint *pt, const char *key) {
     for (int i = pt->n_settings - 1; i >= 0; i--)
         if (!strcmp(pt->settings[i].key, key)) return pt->settings[i].value;
     return NULL;
@@ -38,7 +46,7 @@ static const char *setting_value(const StudyPoint *pt, const char *key) {
 // The integer the point gives `key`, else `fallback` (the base experiment's). False when the point's
 // value is not an integer (config_load then says what is wrong with it).
 static bool setting_int(const StudyPoint *pt, const char *key, int64_t fallback, int64_t *out) {
-    const char *v = setting_value(pt, key);
+    const char *v = study_point_value(pt, key);
     if (!v) return *out = fallback, true;
     return yaml_text_int(v, out);
 }
@@ -101,7 +109,7 @@ static char *canonical_text(const StudyPoint *pt) {
     const StudySetting **last = yp_calloc((size_t)pt->n_settings + 1, sizeof *last);
     int n = 0;
     for (int i = 0; i < pt->n_settings; i++)
-        if (setting_value(pt, pt->settings[i].key) == pt->settings[i].value) last[n++] = &pt->settings[i];
+        if (study_point_value(pt, pt->settings[i].key) == pt->settings[i].value) last[n++] = &pt->settings[i];
     qsort(last, (size_t)n, sizeof *last, compare_keys);
     char *text = NULL;
     size_t n_bytes = 0;
@@ -166,14 +174,9 @@ static void add_candidate(Expansion *x, const StudySetting *const *values, int n
             }
     }
 
-    char **args = yp_calloc((size_t)pt.n_settings, sizeof *args);
-    for (int i = 0; i < pt.n_settings; i++) args[i] = study_setting_arg(&pt.settings[i]);
     ExperimentConfig *cfg = NULL;
     Error e = {0};
-    bool ok = config_load(s->experiment, pt.n_settings, args, &cfg, &e);
-    for (int i = 0; i < pt.n_settings; i++) free(args[i]);
-    free(args);
-    if (!ok) {
+    if (!study_point_config_load(s, &pt, &cfg, &e)) {
         drop(x, &pt, "%s", study_message_text(e.message));
         return;
     }

@@ -15,12 +15,6 @@ static double number_or(const StudyTable *t, int r, const char *col, double fall
     return study_table_number(t, r, col, &v) ? v : fallback;
 }
 
-// The cost columns a platform has: on demand (or the local cost) first.
-static void platform_cost_column(const StudyPlatform *pl, bool spot, char *out, size_t cap) {
-    if (pl->kind == STUDY_PLATFORM_LOCAL) snprintf(out, cap, "cost_%s", pl->name);
-    else snprintf(out, cap, "cost_%s_%s", pl->name, spot ? "spot" : "on_demand");
-}
-
 // The distinct world sizes of the ok rows, ascending.
 static int world_sizes(const StudyTable *t, double *out) {
     int n = 0;
@@ -72,7 +66,7 @@ static void write_best_table(const StudyConfig *s, const StudyTable *t, FILE *f)
                 number_or(t, fast, "images_per_s", NAN), fit >= 0 ? study_table_cell(t, fit, "label") : "none known");
         for (int p = 0; p < s->n_platforms; p++) {
             char col[160];
-            platform_cost_column(&s->platforms[p], false, col, sizeof col);
+            study_cost_column(&s->platforms[p], false, col, sizeof col);
             int cheap = best_row(t, worlds[i], col, -1, false);
             if (cheap < 0) fprintf(f, " – |");
             else fprintf(f, " %s: %.0f in %.1f h |", study_table_cell(t, cheap, "label"), number_or(t, cheap, col, NAN),
@@ -128,7 +122,7 @@ static void write_terms(const StudyTable *t, FILE *f) {
         n++;
         for (int k = 0; k < STUDY_TERM_COUNT; k++) {
             char col[64];
-            snprintf(col, sizeof col, "term_%s_ms", study_term_names[k]);
+            study_term_column((StudyTerm)k, col, sizeof col);
             share[k] += number_or(t, r, col, 0) / step;
         }
     }

@@ -11,6 +11,7 @@
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
 #include "framework/study/study_calibrate.h"
+#include "framework/study/study_internal.h"
 #include "framework/study/study_launch.h"
 #include "framework/study/study_point.h"
 #include "framework/study/study_run.h"
@@ -45,11 +46,10 @@ typedef struct StudyRun {
 typedef enum StudyStatus { STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_OOM, STATUS_INVALID } StudyStatus;
 static const char *const status_names[] = {"ok", "failed", "timeout", "oom", "invalid"};
 
+// The value point p's settings give `key`, "" when they leave it at the experiment's.
 static const char *point_value(const StudyPoint *p, const char *key) {
-    const char *v = "";
-    for (int i = 0; i < p->n_settings; i++)
-        if (!strcmp(p->settings[i].key, key)) v = p->settings[i].value;
-    return v;
+    const char *v = study_point_value(p, key);
+    return v ? v : "";
 }
 
 static void add_swept(StudyRun *r, const char *key) {
@@ -57,6 +57,13 @@ static void add_swept(StudyRun *r, const char *key) {
         if (!strcmp(r->swept[i], key)) return;
     r->swept = yp_realloc(r->swept, (size_t)(r->n_swept + 1) * sizeof *r->swept);
     r->swept[r->n_swept++] = yp_strdup(key);
+}
+
+void study_term_column(StudyTerm t, char *out, size_t cap) { snprintf(out, cap, "term_%s_ms", study_term_names[t]); }
+
+void study_cost_column(const StudyPlatform *pl, bool spot, char *out, size_t cap) {
+    if (pl->kind == STUDY_PLATFORM_LOCAL) snprintf(out, cap, "cost_%s", pl->name);
+    else snprintf(out, cap, "cost_%s_%s", pl->name, spot ? "spot" : "on_demand");
 }
 
 static void columns_build(StudyRun *r, int *n_cols, char ***cols) {
@@ -74,19 +81,16 @@ static void columns_build(StudyRun *r, int *n_cols, char ***cols) {
     for (int i = 0; i < N_FIXED_COLUMNS; i++) c[k++] = yp_strdup(fixed_columns[i]);
     char name[160];
     for (int t = 0; t < STUDY_TERM_COUNT; t++) {
-        snprintf(name, sizeof name, "term_%s_ms", study_term_names[t]);
+        study_term_column((StudyTerm)t, name, sizeof name);
         c[k++] = yp_strdup(name);
     }
     c[k++] = yp_strdup("time_to_train_h");
     for (int p = 0; p < s->n_platforms; p++) {
         const StudyPlatform *pl = &s->platforms[p];
-        if (pl->kind == STUDY_PLATFORM_LOCAL) {
-            snprintf(name, sizeof name, "cost_%s", pl->name);
-            c[k++] = yp_strdup(name);
-        } else {
-            snprintf(name, sizeof name, "cost_%s_on_demand", pl->name);
-            c[k++] = yp_strdup(name);
-            snprintf(name, sizeof name, "cost_%s_spot", pl->name);
+        study_cost_column(pl, false, name, sizeof name);
+        c[k++] = yp_strdup(name);
+        if (pl->kind == STUDY_PLATFORM_CLOUD) {
+            study_cost_column(pl, true, name, sizeof name);
             c[k++] = yp_strdup(name);
         }
     }
@@ -134,17 +138,23 @@ static void group_key(const StudyRun *r, const StudyTable *t, int row, char *out
     }
 }
 
-// Images/s per GPU of the group's first finished row (the smallest world: rows run by world size),
-// or 0.
-static double group_baseline(const StudyRun *r, const char *key) {
-    char other[2048];
-    for (int i = 0; i < r->table.n_rows; i++) {
-        if (strcmp(study_table_cell(&r->table, i, "status"), "ok")) continue;
-        group_key(r, &r->table, i, other, sizeof other);
-        double v;
-        if (!strcmp(other, key) && study_table_number(&r->table, i, "images_per_s_per_gpu", &v)) return v;
+// scaling_efficiency of the table's last row, whose images/s per GPU is per_gpu: over that of the
+// first earlier finished row of its group (the smallest world: rows run by world size), 1 without one.
+static void row_set_efficiency(StudyRun *r, double per_gpu) {
+    StudyTable *t = &r->table;
+    int row = t->n_rows - 1;
+    if (strcmp(study_table_cell(t, row, "status"), "ok")) return;
+    char key[2048], other[2048];
+    group_key(r, t, row, key, sizeof key);
+    double base = 0;
+    for (int i = 0; i < row; i++) {
+        if (strcmp(study_table_cell(t, i, "status"), "ok")) continue;
+        group_key(r, t, i, other, sizeof other);
+        if (!strcmp(other, key) && study_table_number(t, i, "images_per_s_per_gpu", &base)) break;
     }
-    return 0;
+    char text[32];
+    snprintf(text, sizeof text, "%.6g", base > 0 ? per_gpu / base : 1.0);
+    study_table_set(t, row, "scaling_efficiency", text);
 }
 
 static void row_costs(const StudyRun *r, RowCells *row, const StudyPrediction *pred, double step_s, int64_t world,
@@ -162,12 +172,12 @@ static void row_costs(const StudyRun *r, RowCells *row, const StudyPrediction *p
             // A GPU's share of the purchase over the hours it is in use, plus its electricity.
             double per_hour = pl->purchase_per_gpu / (pl->years * 365.25 * 24.0 * pl->utilisation) +
                               pl->watts_per_gpu / 1000.0 * pl->electricity_per_kwh;
-            snprintf(name, sizeof name, "cost_%s", pl->name);
+            study_cost_column(pl, false, name, sizeof name);
             cell_number(row, name, gpu_hours * per_hour);
         } else {
-            snprintf(name, sizeof name, "cost_%s_on_demand", pl->name);
+            study_cost_column(pl, false, name, sizeof name);
             cell_number(row, name, gpu_hours * pl->on_demand_per_gpu_hour);
-            snprintf(name, sizeof name, "cost_%s_spot", pl->name);
+            study_cost_column(pl, true, name, sizeof name);
             if (pl->spot_per_gpu_hour > 0) cell_number(row, name, gpu_hours * pl->spot_per_gpu_hour);
         }
     }
@@ -214,7 +224,7 @@ static void row_fill(StudyRun *r, int index, const StudyPoint *p, const PointRes
         cell_set(row, "allreduce_bytes_per_step", "%lld", (long long)pr->allreduce_bytes);
         char name[64];
         for (int t = 0; t < STUDY_TERM_COUNT; t++) {
-            snprintf(name, sizeof name, "term_%s_ms", study_term_names[t]);
+            study_term_column((StudyTerm)t, name, sizeof name);
             cell_number(row, name, 1e3 * pr->terms_s[t]);
         }
     }
@@ -226,14 +236,7 @@ static void row_fill(StudyRun *r, int index, const StudyPoint *p, const PointRes
         if (res->predicted) cell_number(row, "error_pct", 100.0 * (pr->step_s - m->step_s) / m->step_s);
     }
     cell_number(row, "images_per_s", images_per_s);
-    double per_gpu = images_per_s / (double)p->world;
-    cell_number(row, "images_per_s_per_gpu", per_gpu);
-    char key[2048];
-    RowCells probe = *row;  // group_key reads the cells just set through a one-row view
-    StudyTable one = {.n_cols = row->t->n_cols, .cols = row->t->cols, .n_rows = 1, .rows = &probe.cells};
-    group_key(r, &one, 0, key, sizeof key);
-    double base = group_baseline(r, key);
-    cell_number(row, "scaling_efficiency", base > 0 ? per_gpu / base : 1.0);
+    cell_number(row, "images_per_s_per_gpu", images_per_s / (double)p->world);
     row_costs(r, row, pr, step_s, p->world, res->epochs);
 }
 
@@ -274,32 +277,29 @@ static void point_measure(StudyRun *r, int index, const StudyPoint *p, PointResu
     int n_words;
     char **words;
     YP_CHECK(launch_expand_template(s->measure.launcher, (long)p->world, (long)p->nodes, &n_words, &words, &err));
+    // The run executes the layout the study planned (its partition comes from the same costs as the
+    // prediction, a calibration profile's when there is one), so the two describe the same pipeline.
     enum { N_EXTRA = 5 };  // max_steps, output.dir, name, output.trace, partition
-    int n_args = n_words + 3 + 2 * (p->n_settings + N_EXTRA);
-    char **argv = yp_calloc((size_t)n_args + 1, sizeof *argv);
-    char **owned = yp_calloc((size_t)p->n_settings + N_EXTRA, sizeof *owned);
-    int a = 0, n_owned = 0;
+    char **sets = yp_calloc((size_t)p->n_settings + N_EXTRA, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 0; i < p->n_settings; i++) sets[n_sets++] = study_setting_arg(&p->settings[i]);
+    sets[n_sets++] = study_printf("train.max_steps=%lld", (long long)(s->measure.warmup + s->measure.steps));
+    sets[n_sets++] = study_printf("output.dir=%s", runs);
+    sets[n_sets++] = study_printf("name=%s", name);
+    sets[n_sets++] = study_printf("output.trace=true");
+    if (!*point_value(p, "parallel.partition") && res->pred.partition[0])
+        sets[n_sets++] = study_printf("parallel.partition=%s", res->pred.partition);
+    char **argv = yp_calloc((size_t)(n_words + 3 + 2 * n_sets) + 1, sizeof *argv);
+    int a = 0;
     for (int i = 0; i < n_words; i++) argv[a++] = words[i];
     argv[a++] = (char *)r->opt->self_exe;
     argv[a++] = "train";
     argv[a++] = s->experiment;
-    char text[PATH_MAX + 64];
-    // The run executes the layout the study planned (its partition comes from the same costs as the
-    // prediction, a calibration profile's when there is one), so the two describe the same pipeline.
-    bool partition_given = *point_value(p, "parallel.partition") != '\0';
-    for (int i = 0; i < p->n_settings + N_EXTRA; i++) {
-        int extra = i - p->n_settings;
-        if (i < p->n_settings) snprintf(text, sizeof text, "%s=%s", p->settings[i].key, p->settings[i].value);
-        else if (extra == 0) snprintf(text, sizeof text, "train.max_steps=%lld", (long long)(s->measure.warmup + s->measure.steps));
-        else if (extra == 1) snprintf(text, sizeof text, "output.dir=%s", runs);
-        else if (extra == 2) snprintf(text, sizeof text, "name=%s", name);
-        else if (extra == 3) snprintf(text, sizeof text, "output.trace=true");
-        else if (!partition_given && res->pred.partition[0]) snprintf(text, sizeof text, "parallel.partition=%s", res->pred.partition);
-        else continue;
+    for (int i = 0; i < n_sets; i++) {
         argv[a++] = "--set";
-        argv[a++] = owned[n_owned++] = yp_strdup(text);
+        argv[a++] = sets[i];
     }
-    LaunchResult lr;
+    LaunchResult lr = {0};
     remove(json);  // a stale record from an earlier, killed study must not pass for this run's
     if (!launch_run(argv, log_path, s->measure.time_limit_s, &lr, &err)) {
         res->status = STATUS_FAILED;
@@ -313,8 +313,8 @@ static void point_measure(StudyRun *r, int index, const StudyPoint *p, PointResu
         res->measured = true;
     }
     *wall_s = lr.seconds;
-    for (int i = 0; i < n_owned; i++) free(owned[i]);
-    free(owned);
+    for (int i = 0; i < n_sets; i++) free(sets[i]);
+    free(sets);
     free(argv);
     launch_words_free(n_words, words);
 }
@@ -608,6 +608,7 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
         for (int c = 0; c < n_cols; c++) row.cells[c] = yp_strdup("");
         row_fill(&r, i, p, &res, &row);
         study_table_add(&r.table, row.cells);
+        row_set_efficiency(&r, (res.measured ? res.meas.images_per_s : res.pred.images_per_s) / (double)p->world);
         for (int c = 0; c < n_cols; c++) free(row.cells[c]);
         free(row.cells);
         ok = study_table_append_file(&r.table, r.table.n_rows - 1, r.csv, err);

@@ -8,6 +8,7 @@
 
 #include "framework/core/error.h"
 #include "framework/study/study.h"
+#include "framework/study/study_point.h"
 #include "framework/study/study_table.h"
 
 typedef struct StudyRunOptions {
@@ -21,6 +22,11 @@ typedef struct StudyRunOptions {
 // Runs the study. User errors (an out folder in use, --resume against a changed study) come back in
 // err; a point that fails is a row with its reason, not an error.
 bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err);
+
+// The names of points.csv's columns of a modelled term ("term_compute_ms") and of a platform's cost
+// ("cost_<name>" for a local cluster, "cost_<name>_on_demand" or, with spot, "cost_<name>_spot").
+void study_term_column(StudyTerm t, char *out, size_t cap);
+void study_cost_column(const StudyPlatform *pl, bool spot, char *out, size_t cap);
 
 // What study_run writes besides the table (study_report.c).
 //   summary.md: the best layout per GPU count, the error table, the modelled terms.

@@ -60,6 +60,13 @@ bool study_table_number(const StudyTable *t, int r, const char *name, double *ou
     return true;
 }
 
+void study_table_set(StudyTable *t, int r, const char *name, const char *text) {
+    int c = study_table_col(t, name);
+    YP_CHECK(c >= 0 && r >= 0 && r < t->n_rows);
+    free(t->rows[r][c]);
+    t->rows[r][c] = yp_strdup(text);
+}
+
 static void write_cell(FILE *f, const char *s) {
     if (!strpbrk(s, ",\"\n\r")) {
         fputs(s, f);

@@ -30,6 +30,9 @@ const char *study_table_cell(const StudyTable *t, int r, const char *name);
 // The cell as a number; false (and *out untouched) when empty or not a number.
 bool study_table_number(const StudyTable *t, int r, const char *name, double *out);
 
+// Sets row r's cell in column `name` (which must exist) to a copy of text.
+void study_table_set(StudyTable *t, int r, const char *name, const char *text);
+
 // Appends a row (n_cols cells, copied) to the table in memory.
 void study_table_add(StudyTable *t, char *const *cells);
 
