@@ -417,15 +417,6 @@ static char *absolute_dir_of(const char *path, const char *cwd) {
 }
 
 // The default run name: the experiment file's base name without its extension.
-static char *default_name(const char *path) {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    char *name = yp_strdup(base);
-    char *dot = strrchr(name, '.');
-    if (dot && dot != name) *dot = '\0';
-    return name;
-}
-
 bool config_load(const char *path, int n_overrides, char *const *overrides, ExperimentConfig **out, Error *err) {
     *out = NULL;
     char cwd[PATH_MAX];
@@ -439,7 +430,7 @@ bool config_load(const char *path, int n_overrides, char *const *overrides, Expe
     char *base_dir = absolute_dir_of(path, cwd);
     bool ok = apply_mapping(yd, yaml_doc_root(yd), "", base_dir, cfg, err);
     for (int i = 0; ok && i < n_overrides; i++) ok = apply_override(overrides[i], cwd, cfg, err);
-    if (ok && !cfg->name) cfg->name = default_name(path);
+    if (ok && !cfg->name) cfg->name = path_stem(path);
     if (ok && cfg->synth.present && !cfg->synth.task_given)
         cfg->synth.synth.task = cfg->task == CONFIG_TASK_CLASSIFY ? SYNTH_TASK_CLASSIFY : SYNTH_TASK_DETECT;
     if (ok) ok = config_check(cfg, err);

@@ -39,6 +39,14 @@ void path_clean(char *path, PathClean clean) {
     path[len] = '\0';
 }
 
+char *path_stem(const char *path) {
+    const char *base = strrchr(path, '/');
+    char *name = yp_strdup(base ? base + 1 : path);
+    char *dot = strrchr(name, '.');
+    if (dot && dot != name) *dot = '\0';
+    return name;
+}
+
 char *path_dirname(const char *path) {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;

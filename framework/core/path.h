@@ -30,6 +30,10 @@ void path_clean(char *path, PathClean clean);
 // for a bare name, "/" for a name just below the root. Owned by the caller (free).
 char *path_dirname(const char *path);
 
+// The file's name after its last '/' without its last extension ("experiments/default.yaml" ->
+// "default"; a leading dot is kept: ".hidden" stays). Owned by the caller (free).
+char *path_stem(const char *path);
+
 // Path buffers: a path built from pieces goes into `char path[PATH_MAX]` (the longest path the
 // kernel takes, its NUL included) through path_format, which fails clearly instead of truncating.
 // Formats like snprintf(out, cap, fmt, ...); when the result does not fit, returns false with

@@ -506,20 +506,11 @@ static void set_defaults(StudyConfig *s) {
     s->cluster = (StudyCluster){.gpus_per_node = 8, .nics_per_node = 1};
 }
 
-// The study's default name: the file's base name without its extension.
-static char *default_name(const char *path) {
-    const char *base = strrchr(path, '/');
-    char *name = yp_strdup(base ? base + 1 : path);
-    char *dot = strrchr(name, '.');
-    if (dot && dot != name) *dot = '\0';
-    return name;
-}
-
 // Everything that needs the whole file and its overrides, then the defaults that depend on them.
 static bool finish(StudyLoad *ld, Error *err) {
     StudyConfig *s = ld->s;
     s->cluster.present = section_given(ld, "cluster.", &s->cluster.pos);
-    if (!s->name) s->name = default_name(s->path);
+    if (!s->name) s->name = path_stem(s->path);  // the file's base name without its extension
     if (!s->out) s->out = study_printf("studies/%s", s->name);
     if (!check_experiment(ld, err) || !check_conflicts(s, err) || !study_check_where(s, err) || !check_launcher(ld, err) ||
         !check_train_for(ld, err))

@@ -85,6 +85,21 @@ static void test_dirname(void **state) {
     expect_dirname("//", "/");
 }
 
+static void expect_stem(const char *path, const char *want) {
+    char *got = path_stem(path);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_stem(void **state) {
+    (void)state;
+    expect_stem("experiments/default.yaml", "default");
+    expect_stem("default.yaml", "default");
+    expect_stem("a.b/study.tar.gz", "study.tar");  // only the last extension
+    expect_stem("dir/name", "name");
+    expect_stem(".hidden", ".hidden");
+}
+
 static void test_format(void **state) {
     (void)state;
     Error err = {0};
@@ -105,6 +120,7 @@ static void test_format(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_join_as_given),
+        cmocka_unit_test(test_stem),
         cmocka_unit_test(test_join_drops_dots),
         cmocka_unit_test(test_join_resolves_dotdot),
         cmocka_unit_test(test_clean_in_place),
