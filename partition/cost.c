@@ -25,7 +25,8 @@
 // step with the Simple protocol, 3.4 us over NVLink, 14 us over the network).
 static const CostDevice cost_devices[] = {
     {.name = "cpu", .flops_per_s = 50e9, .memory_bytes_per_s = 10e9, .memory_bytes = 0,
-     .link = {5e-6, 5e9}, .collective = {5e-6, 5e9}, .nic = {20e-6, 1.15e9}, .nics_per_node = 1},
+     .link = {5e-6, 5e9}, .collective = {5e-6, 5e9}, .nic = {20e-6, 1.15e9}, .nics_per_node = 1,
+     .host_progress = true},
     {.name = "h100", .flops_per_s = 1e14, .memory_bytes_per_s = 0.7 * 3.35e12, .memory_bytes = 80LL << 30,
      .link = {10e-6, 150e9}, .collective = {3.4e-6, 370e9}, .nic = {14e-6, 48e9}, .nics_per_node = 8},
     {.name = "a100", .flops_per_s = 3.12e13, .memory_bytes_per_s = 0.7 * 2.0e12, .memory_bytes = 80LL << 30,
@@ -51,15 +52,16 @@ static bool layer_reads_only_input(const Layer *l) {
     return true;
 }
 
-// Splits a layer's backward time into B and W (the rules in cost.h).
-static void layer_cost_split_backward(LayerCost *c, const Layer *l, double bwd_s) {
+// Splits a layer's backward time into B and W (the rules in cost.h); weight_s is the measured W, or
+// negative for half of it.
+static void layer_cost_split_backward(LayerCost *c, const Layer *l, double bwd_s, double weight_s) {
     if (layer_reads_only_input(l)) {
         c->bwd_weight_s = bwd_s;
     } else if (l->n_grads == 0) {
         c->bwd_input_s = bwd_s;
     } else {
-        c->bwd_input_s = 0.5 * bwd_s;
-        c->bwd_weight_s = 0.5 * bwd_s;
+        c->bwd_weight_s = weight_s >= 0 ? weight_s : 0.5 * bwd_s;
+        c->bwd_input_s = bwd_s - c->bwd_weight_s;
     }
 }
 
@@ -104,7 +106,7 @@ CostModel *cost_model_estimate(const Graph *g, int64_t micro_batch, double flops
         // Backward: the input gradient and the weight gradient each cost about one forward.
         const Layer *l = &g->layers[i];
         double bwd_s = (layer_reads_only_input(l) || l->n_grads == 0 ? 1.0 : 2.0) * c->fwd_s;
-        layer_cost_split_backward(c, l, bwd_s);
+        layer_cost_split_backward(c, l, bwd_s, -1);
     }
     return m;
 }
@@ -128,7 +130,8 @@ bool cost_model_measured(const Graph *g, int64_t micro_batch, const CostProfile 
     for (int i = 0; i < g->n_layers; i++) {
         LayerCost *c = &m->layers[i];
         c->fwd_s = profile->rows[i].fwd_s * scale;
-        layer_cost_split_backward(c, &g->layers[i], profile->rows[i].bwd_s * scale);
+        const CostProfileRow *row = &profile->rows[i];
+        layer_cost_split_backward(c, &g->layers[i], row->bwd_s * scale, row->bwd_weight_s >= 0 ? row->bwd_weight_s * scale : -1);
     }
     *out = m;
     return true;
@@ -142,8 +145,10 @@ void cost_model_destroy(CostModel *m) {
 
 // ---- the profile CSV -----------------------------------------------------------------------------
 
-static const char profile_header[] = "layer,module,fwd_s,bwd_s,batch,imgsz";
-enum { PROFILE_FIELDS = 6, PROFILE_STEP_FIELDS = 4 };
+static const char profile_header[] = "layer,module,fwd_s,bwd_s,batch,imgsz,bwd_weight_s";
+enum { PROFILE_FIELDS = 7, PROFILE_STEP_FIELDS = 4 };
+// Files written before bwd_weight_s: the header and lines without it.
+static const char profile_header_unsplit[] = "layer,module,fwd_s,bwd_s,batch,imgsz";
 
 // The step lines (cost.h): `step,<name>,<value>,<unit>`, in this order, each into its field.
 typedef enum ProfileStep {
@@ -178,6 +183,7 @@ CostProfile *cost_profile_create(int n_layers, int64_t batch, int64_t imgsz) {
     p->imgsz = imgsz;
     p->n_layers = n_layers;
     p->rows = yp_calloc((size_t)n_layers, sizeof *p->rows);
+    for (int i = 0; i < n_layers; i++) p->rows[i].bwd_weight_s = -1;
     return p;
 }
 
@@ -191,9 +197,13 @@ void cost_profile_destroy(CostProfile *p) {
 void cost_profile_write(const CostProfile *p, FILE *f) {
     fprintf(f, "%s\n", profile_header);
     // %.9g keeps nanoseconds of a one-second layer; the reader takes any strtod number.
-    for (int i = 0; i < p->n_layers; i++)
-        fprintf(f, "%d,%s,%.9g,%.9g,%lld,%lld\n", i, p->rows[i].module, p->rows[i].fwd_s, p->rows[i].bwd_s,
-                (long long)p->batch, (long long)p->imgsz);
+    for (int i = 0; i < p->n_layers; i++) {
+        const CostProfileRow *r = &p->rows[i];
+        fprintf(f, "%d,%s,%.9g,%.9g,%lld,%lld,", i, r->module, r->fwd_s, r->bwd_s, (long long)p->batch,
+                (long long)p->imgsz);
+        if (r->bwd_weight_s >= 0) fprintf(f, "%.9g", r->bwd_weight_s);
+        fputc('\n', f);
+    }
     for (int k = 0; k < PROFILE_STEP_COUNT; k++) {
         double v = profile_step_get(p, (ProfileStep)k);
         if (v != 0) fprintf(f, "step,%s,%.9g,%s\n", profile_steps[k].name, v, profile_steps[k].unit);
@@ -238,13 +248,15 @@ static bool csv_integer(const char *path, int line, int col, const char *name, c
 }
 
 // Parses one data line (1-based `line`) into p->rows[n_rows]; the first one sets batch and imgsz.
-static bool profile_parse_line(CostProfile *p, const char *path, int line, char *text, Error *err) {
+// `split`: the header has bwd_weight_s.
+static bool profile_parse_line(CostProfile *p, const char *path, int line, char *text, bool split, Error *err) {
     char *f[PROFILE_FIELDS];
     int col[PROFILE_FIELDS];
-    int n = csv_split(text, f, col, PROFILE_FIELDS);
-    if (n != PROFILE_FIELDS)
-        return error_at(err, path, line, 1, "expected %d comma-separated fields (%s), found %s", PROFILE_FIELDS,
-                        profile_header, n > PROFILE_FIELDS ? "more" : "fewer");
+    int want = split ? PROFILE_FIELDS : PROFILE_FIELDS - 1;
+    int n = csv_split(text, f, col, want);
+    if (n != want)
+        return error_at(err, path, line, 1, "expected %d comma-separated fields (%s), found %s", want,
+                        split ? profile_header : profile_header_unsplit, n > want ? "more" : "fewer");
     int64_t layer, batch = 0, imgsz = 0;
     char *end;
     errno = 0;
@@ -261,6 +273,13 @@ static bool profile_parse_line(CostProfile *p, const char *path, int line, char 
         !csv_integer(path, line, col[4], "batch", f[4], &batch, err) ||
         !csv_integer(path, line, col[5], "imgsz", f[5], &imgsz, err))
         return false;
+    row.bwd_weight_s = -1;
+    if (split && f[6][0]) {
+        if (!csv_number(path, line, col[6], "bwd_weight_s", f[6], &row.bwd_weight_s, err)) return false;
+        if (row.bwd_weight_s > row.bwd_s)
+            return error_at(err, path, line, col[6], "bwd_weight_s %s is more than bwd_s %s: it is a part of it", f[6],
+                            f[3]);
+    }
     if (p->n_layers == 0) {
         p->batch = batch;
         p->imgsz = imgsz;
@@ -308,6 +327,7 @@ bool cost_profile_load(const char *path, CostProfile **out, Error *err) {
     p->path = yp_strdup(path);
     bool ok = true;
     int line = 0, first_step_line = 0, seen[PROFILE_STEP_COUNT] = {0};
+    bool split = true;
     for (char *s = text; ok && *s;) {
         char *nl = strchr(s, '\n');
         char *next = nl ? nl + 1 : s + strlen(s);
@@ -317,8 +337,10 @@ bool cost_profile_load(const char *path, CostProfile **out, Error *err) {
         }
         line++;
         if (line == 1) {
-            if (strcmp(s, profile_header))
-                ok = error_at(err, path, 1, 1, "expected the header '%s', found '%s'", profile_header, s);
+            split = !strcmp(s, profile_header);
+            if (!split && strcmp(s, profile_header_unsplit))
+                ok = error_at(err, path, 1, 1, "expected the header '%s' (or one without bwd_weight_s), found '%s'",
+                              profile_header, s);
         } else if (!strncmp(s, "step,", 5)) {
             if (!first_step_line) first_step_line = line;
             ok = profile_parse_step_line(p, path, line, s, seen, err);
@@ -326,7 +348,7 @@ bool cost_profile_load(const char *path, CostProfile **out, Error *err) {
             ok = error_at(err, path, line, 1, "a layer line after the step lines (from line %d): layers come first",
                           first_step_line);
         } else if (*s) {
-            ok = profile_parse_line(p, path, line, s, err);
+            ok = profile_parse_line(p, path, line, s, split, err);
         }
         s = next;
     }

@@ -10,9 +10,11 @@
 //     parameters (Upsample, Concat) has W = 0 and its backward is B alone.
 //   - Profile: the measured backward time is split by the same rules: all of it to W for a layer
 //     reading only the network input, all to B for a layer without trained parameters, otherwise
-//     half and half.
+//     as the profile measured it (its bwd_weight_s: `yolopipe profile` times B and W apart), or
+//     half and half in a profile without it.
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -57,6 +59,10 @@ typedef struct CostDevice {
     LinkModel collective;        // a ring step of an all-reduce inside the node (bus bandwidth)
     LinkModel nic;               // one NIC between nodes
     int nics_per_node;
+    // Messages move only inside the sender's and receiver's transport calls (MPI over shared memory
+    // on the CPU: no progress thread, no single-copy), so a message sent before a pass leaves when
+    // the pass's first layer ends (ClusterModel.host_progress).
+    bool host_progress;
 } CostDevice;
 
 // "cpu", "h100" or "a100" (see cost.c for the figures and where they come from); NULL for any other
@@ -76,6 +82,9 @@ CostModel *cost_model_estimate(const Graph *g, int64_t micro_batch, double flops
 typedef struct CostProfileRow {
     char module[32];  // as written in the model YAML ("Conv", "nn.Upsample")
     double fwd_s, bwd_s;
+    // The weight-gradient part of bwd_s (Zero Bubble's W, timed with the split backward and scaled to
+    // bwd_s), or -1 when not measured: the cost model then splits half and half.
+    double bwd_weight_s;
 } CostProfileRow;
 
 typedef struct CostProfile {
@@ -100,8 +109,9 @@ typedef struct CostProfile {
 CostProfile *cost_profile_create(int n_layers, int64_t batch, int64_t imgsz);
 void cost_profile_destroy(CostProfile *p);  // accepts NULL
 
-// The CSV format: the header `layer,module,fwd_s,bwd_s,batch,imgsz`, then one line per layer in
-// order, times in seconds; then, for each of the step's other costs that is not 0, one line
+// The CSV format: the header `layer,module,fwd_s,bwd_s,batch,imgsz,bwd_weight_s`, then one line per
+// layer in order, times in seconds (bwd_weight_s empty when not measured; files from before it, with
+// the header and lines without that column, still load); then, for each of the step's other costs that is not 0, one line
 // `step,<what>,<value>,<unit>`, in this order:
 //   step,optimizer,<s>,s_per_param_byte
 //   step,ema,<s>,s_per_param_byte

@@ -386,7 +386,10 @@ static bool partition_fill(Partitioner *pt, const int *first_layers, PipelinePla
         PlanStage *st = &plan->stages[k];
         PartitionStageReport *r = &report->stages[k];
         *st = (PlanStage){.first_layer = first, .last_layer = last, .input_bytes = first == 0 ? pt->cost->input_bytes : 0,
-                          .activation_bytes = stage_activation_bytes(pt, first, last)};
+                          .activation_bytes = stage_activation_bytes(pt, first, last),
+                          .fwd_first_layer_s = pt->cost->layers[first].fwd_s,
+                          .bwd_first_layer_input_s = pt->cost->layers[last].bwd_input_s,
+                          .bwd_first_layer_weight_s = pt->cost->layers[last].bwd_weight_s};
         *r = (PartitionStageReport){.first_layer = first, .last_layer = last, .activation_bytes = st->activation_bytes,
                                     .in_flight = stage_in_flight(pt, k),
                                     .memory_bytes = stage_memory_bytes(pt, k, first, last)};

@@ -8,6 +8,7 @@
 // never relayed. Times are per micro-batch unless said otherwise.
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum { PLAN_MAX_STAGES = 64 };
@@ -30,6 +31,9 @@ typedef struct PlanStage {
     int64_t input_bytes;           // the network input it loads (stage 0 only), per micro-batch
     int64_t buffer_bytes;          // running statistics, averaged over the replicas at every step
     int first_bucket, n_buckets;   // its gradient buckets in PipelinePlan.buckets
+    // The layer each pass starts with (forward: the first; backward: the last), input- and weight-
+    // gradient parts: where a pass first lets messages move under ClusterModel.host_progress.
+    double fwd_first_layer_s, bwd_first_layer_input_s, bwd_first_layer_weight_s;
 } PlanStage;
 
 typedef struct PlanCut {
@@ -66,6 +70,11 @@ typedef struct ClusterModel {
     // each other down through shared caches and memory count for less; a study calibrates it).
     double cores_per_node;
     int threads_per_rank;         // compute threads of one rank (>= 1 with cores_per_node)
+    // A message moves only when its sender calls the transport after the receiver has answered its
+    // header (a rendezvous without a progress thread): the executor tests what is in flight between
+    // layers, so a message sent before a pass leaves when that pass's first layer ends, and at once
+    // when the sender waits instead. false: the transport moves it on its own (NCCL on the GPU).
+    bool host_progress;
 } ClusterModel;
 
 // Gradient buckets: during a chunk's last whole backward (BWD, not zb-h1's split one) the executor

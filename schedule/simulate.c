@@ -269,6 +269,48 @@ static void recv_complete(Sim *x, int r, const Arrivals *a, int k, double reache
     rk->pc++;
 }
 
+// When a message that rank r sends at t starts to move under ClusterModel.host_progress: at r's next
+// transport call after the receiver has answered its header. Sends, loads and receives whose message
+// is there return at once; a receive or a step that waits polls, so the message moves then; a pass
+// tests what is in flight after its first layer (the loss runs before the last stage's backward);
+// after the program the optimizer step runs first.
+static double host_progress_start(const Sim *x, int r, double t) {
+    if (!x->plan->cluster.host_progress) return t;
+    const PipelinePlan *plan = x->plan;
+    const SchedProgram *prog = &x->s->programs[r];
+    int *unread = yp_calloc((size_t)x->p, sizeof *unread);  // receives passed per peer
+    double start = -1;
+    for (int i = x->ranks[r].pc + 1; i < prog->n_instrs && start < 0; i++) {
+        const SchedInstr *in = &prog->instrs[i];
+        const PlanStage *st = &plan->stages[in->stage];
+        switch (in->op) {
+        case SCHED_OP_FWD: start = t + st->fwd_first_layer_s / sim_rate(x, r); break;
+        case SCHED_OP_BWD_INPUT:
+        case SCHED_OP_BWD: {
+            double first = st->bwd_first_layer_input_s + (in->op == SCHED_OP_BWD ? st->bwd_first_layer_weight_s : 0);
+            if (in->stage == plan->n_stages - 1) first += plan->loss_s;
+            start = t + first / sim_rate(x, r);
+            break;
+        }
+        case SCHED_OP_BWD_WEIGHT: start = t + st->bwd_weight_s / sim_rate(x, r); break;  // one call, no tests
+        case SCHED_OP_RECV_ACT:
+        case SCHED_OP_RECV_GRAD: {
+            const Arrivals *a = &x->channels[in->peer * x->p + r];
+            int k = a->read + unread[in->peer]++;
+            if (k >= a->n || a->arrive[k] > t) start = t;
+            break;
+        }
+        case SCHED_OP_STEP: start = t; break;
+        default: break;
+        }
+    }
+    free(unread);
+    if (start >= 0) return start;
+    int64_t params = 0;
+    for (int c = 0; c < plan->chunks; c++) params += plan->stages[c * x->p + r].param_bytes;
+    return t + (x->steps ? (double)params * x->optimizer_rate : 0.0) / sim_rate(x, r);
+}
+
 static void instr_send(Sim *x, int r, const SchedInstr *in, double t) {
     const int p = x->p;
     Arrivals *a = &x->channels[r * p + in->peer];
@@ -278,7 +320,7 @@ static void instr_send(Sim *x, int r, const SchedInstr *in, double t) {
         const LinkModel *link = &x->links[r * p + in->peer];
         YP_CHECK(link->bandwidth_bytes_per_s > 0);
         double *free_at = &x->link_free[r * p + in->peer];
-        span->start_s = max_d(t, *free_at);
+        span->start_s = max_d(host_progress_start(x, r, t), *free_at);
         span->end_s = *free_at = span->start_s + link->latency_s + (double)in->bytes / link->bandwidth_bytes_per_s;
         x->out->link_bytes[r * p + in->peer] += in->bytes;
     }

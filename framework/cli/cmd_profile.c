@@ -57,8 +57,11 @@ const CliCommand cmd_profile_cli = {
 };
 
 // One training pass, layer by layer: times[i] and times[n + i] get layer i's forward and backward.
-// The input and the output gradient are random; the other output gradients start at zero, as in
-// graph_backward.
+// One timed pass: the forward of each layer into times[0, n), the backward of each into [n, 2n),
+// and the backward again split into its input pass (B) and weight pass (W, run right after each
+// layer's B so that it holds that layer's deferred gradients only), W into [2n, 3n) and B + W into
+// [3n, 4n). The input and the output gradient are random; the other output gradients start at zero,
+// as in graph_backward.
 static void profile_pass(Graph *g, uint64_t seed, double *times) {
     Backend *be = g->be;
     int n = g->n_layers;
@@ -68,31 +71,51 @@ static void profile_pass(Graph *g, uint64_t seed, double *times) {
         graph_forward_layers(g, i, i + 1, true);
         times[i] = clock_monotonic_s() - t0;
     }
-    for (int i = 0; i + 1 < n; i++)
-        be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
-    Layer *out = graph_output(g);
-    be->ops->fill_uniform(be, out->dout.data, (size_t)tensor_elems(&out->out), -1.0f, 1.0f, seed + 1);
-    for (int i = n - 1; i >= 0; i--) {
-        double t0 = clock_monotonic_s();
-        graph_backward_layers(g, i, i + 1);
-        times[n + i] = clock_monotonic_s() - t0;
+    for (int split = 0; split < 2; split++) {
+        for (int i = 0; i + 1 < n; i++)
+            be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
+        Layer *out = graph_output(g);
+        be->ops->fill_uniform(be, out->dout.data, (size_t)tensor_elems(&out->out), -1.0f, 1.0f, seed + 1);
+        for (int i = n - 1; i >= 0; i--) {
+            double t0 = clock_monotonic_s();
+            if (!split) {
+                graph_backward_layers(g, i, i + 1);
+                times[n + i] = clock_monotonic_s() - t0;
+                continue;
+            }
+            graph_backward_input_layers(g, i, i + 1);
+            double t1 = clock_monotonic_s();
+            graph_backward_weight(g);
+            double t2 = clock_monotonic_s();
+            times[2 * n + i] = t2 - t1;
+            times[3 * n + i] = t2 - t0;
+        }
     }
 }
 
-// Times the graph: one warm-up pass, then the median of `repeats` passes per layer.
+enum { PROFILE_PASS_TIMES = 4 };  // per layer: forward, backward, W, B + W
+
+// Times the graph: one warm-up pass, then the median of `repeats` passes per layer. The W share is
+// the median of W / (B + W), applied to the (unsplit) backward time.
 static CostProfile *profile_measure(Graph *g, int64_t micro, int64_t imgsz, int repeats) {
     int n = g->n_layers;
-    double *times = yp_malloc((size_t)repeats * 2 * (size_t)n * sizeof *times);
+    size_t per_pass = PROFILE_PASS_TIMES * (size_t)n;
+    double *times = yp_malloc((size_t)repeats * per_pass * sizeof *times);
     double *one = yp_malloc((size_t)repeats * sizeof *one);
     profile_pass(g, 1, times);
-    for (int r = 0; r < repeats; r++) profile_pass(g, 2 + 2 * (uint64_t)r, times + (size_t)r * 2 * (size_t)n);
+    for (int r = 0; r < repeats; r++) profile_pass(g, 2 + 2 * (uint64_t)r, times + (size_t)r * per_pass);
     CostProfile *p = cost_profile_create(n, micro, imgsz);
     for (int i = 0; i < n; i++) {
         snprintf(p->rows[i].module, sizeof p->rows[i].module, "%s", g->layers[i].row->module);
-        for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * 2 * (size_t)n + (size_t)i];
+        for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * per_pass + (size_t)i];
         p->rows[i].fwd_s = sort_median(one, repeats);
-        for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * 2 * (size_t)n + (size_t)(n + i)];
+        for (int r = 0; r < repeats; r++) one[r] = times[(size_t)r * per_pass + (size_t)(n + i)];
         p->rows[i].bwd_s = sort_median(one, repeats);
+        for (int r = 0; r < repeats; r++) {
+            const double *t = times + (size_t)r * per_pass;
+            one[r] = t[3 * n + i] > 0 ? t[2 * n + i] / t[3 * n + i] : 0.0;
+        }
+        p->rows[i].bwd_weight_s = sort_median(one, repeats) * p->rows[i].bwd_s;
     }
     free(one);
     free(times);
@@ -186,7 +209,7 @@ static bool profile_run(const ProfileArgs *args, const ExperimentConfig *cfg, Er
     if (ok) {
         be = cpu_backend_create(DTYPE_F32);
         GraphOptions go = {.batch = micro, .imgsz_h = cfg->train.imgsz, .imgsz_w = cfg->train.imgsz, .be = be,
-                           .seed = (uint64_t)cfg->train.seed};
+                           .seed = (uint64_t)cfg->train.seed, .split_backward = true};
         ok = graph_create(spec, &go, &g, err);
     }
     if (ok) {

@@ -9,7 +9,8 @@ enum { PLAN_LOSS_PASSES = 8 };
 
 ClusterModel experiment_plan_default_cluster(const CostDevice *device) {
     return (ClusterModel){.gpus_per_node = 0, .intra = device->link, .intra_collective = device->collective,
-                          .inter = device->nic, .nics_per_node = device->nics_per_node};
+                          .inter = device->nic, .nics_per_node = device->nics_per_node,
+                          .host_progress = device->host_progress};
 }
 
 const char *experiment_plan_default_device(const ExperimentConfig *cfg) {

@@ -558,7 +558,9 @@ static void test_profile_command(void **state) {
     if (!cost_model_measured(m.g, 2, p, &c, &err)) fail_msg("%s", err.message);
     assert_int_equal(c->profile_batch, 0);
     assert_true(c->layers[5].fwd_s == p->rows[5].fwd_s);
-    assert_true(c->layers[5].bwd_input_s + c->layers[5].bwd_weight_s == p->rows[5].bwd_s);
+    // Layer 5 (a Conv): B and W as the profile measured them.
+    assert_true(c->layers[5].bwd_weight_s == p->rows[5].bwd_weight_s);
+    assert_true(fabs(c->layers[5].bwd_input_s + c->layers[5].bwd_weight_s - p->rows[5].bwd_s) <= 1e-15);
     assert_true(c->layers[0].bwd_input_s == 0 && c->layers[0].bwd_weight_s == p->rows[0].bwd_s);
     assert_true(c->layers[11].bwd_weight_s == 0 && c->layers[11].bwd_input_s == p->rows[11].bwd_s);
     assert_int_equal(c->layers[5].output_bytes, m.cost->layers[5].output_bytes);
@@ -605,6 +607,13 @@ static void test_profile_command_with_data(void **state) {
     assert_int_equal(p->n_layers, 23);
     assert_true(p->optimizer_s_per_param_byte > 0 && p->ema_s_per_param_byte > 0);
     assert_true(p->loss_s_per_image > 0 && p->loader_images_per_s_per_worker > 0);
+    // B and W timed apart: W is a part of each backward, strictly inside it for some layer.
+    int split = 0;
+    for (int i = 0; i < p->n_layers; i++) {
+        assert_true(p->rows[i].bwd_weight_s >= 0 && p->rows[i].bwd_weight_s <= p->rows[i].bwd_s);
+        split += p->rows[i].bwd_weight_s > 0 && p->rows[i].bwd_weight_s < p->rows[i].bwd_s;
+    }
+    assert_true(split > 0);
     cost_profile_destroy(p);
     // The class count defaults to the dataset's; a model with fewer classes than the data is refused.
     char *few[] = {exp_copy, "--out", out, "--repeats", "1", "--nc", "2"};
@@ -614,11 +623,19 @@ static void test_profile_command_with_data(void **state) {
 static void test_profile_reader_errors(void **state) {
     (void)state;
     expect_profile_error("layer,module,fwd_s\n0,Conv,1\n",
-                         "bad.csv:1:1: expected the header 'layer,module,fwd_s,bwd_s,batch,imgsz', found 'layer,module,fwd_s'");
+                         "bad.csv:1:1: expected the header 'layer,module,fwd_s,bwd_s,batch,imgsz,bwd_weight_s' (or one without "
+                         "bwd_weight_s), found 'layer,module,fwd_s'");
     expect_profile_error("layer,module,fwd_s,bwd_s,batch,imgsz\n",
                          "bad.csv:1:1: no layer lines after the header");
     expect_profile_error("layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.1,0.2,4\n",
                          "bad.csv:2:1: expected 6 comma-separated fields (layer,module,fwd_s,bwd_s,batch,imgsz), found fewer");
+    expect_profile_error("layer,module,fwd_s,bwd_s,batch,imgsz,bwd_weight_s\n0,Conv,0.1,0.2,4,64\n",
+                         "bad.csv:2:1: expected 7 comma-separated fields (layer,module,fwd_s,bwd_s,batch,imgsz,"
+                         "bwd_weight_s), found fewer");
+    expect_profile_error("layer,module,fwd_s,bwd_s,batch,imgsz,bwd_weight_s\n0,Conv,0.1,0.2,4,64,0.3\n",
+                         "bad.csv:2:21: bwd_weight_s 0.3 is more than bwd_s 0.2: it is a part of it");
+    expect_profile_error("layer,module,fwd_s,bwd_s,batch,imgsz,bwd_weight_s\n0,Conv,0.1,0.2,4,64,w\n",
+                         "bad.csv:2:21: bwd_weight_s must be a non-negative number of seconds, found 'w'");
     expect_profile_error("layer,module,fwd_s,bwd_s,batch,imgsz\n1,Conv,0.1,0.2,4,64\n",
                          "bad.csv:2:1: expected layer 0, found '1'");
     expect_profile_error("layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,-0.1,0.2,4,64\n",
@@ -632,6 +649,7 @@ static void test_profile_reader_errors(void **state) {
     snprintf(p->rows[0].module, sizeof p->rows[0].module, "Conv");
     snprintf(p->rows[1].module, sizeof p->rows[1].module, "nn.Upsample");
     p->rows[0].fwd_s = 0.125, p->rows[0].bwd_s = 0.25, p->rows[1].fwd_s = 1e-6, p->rows[1].bwd_s = 0;
+    p->rows[0].bwd_weight_s = 0.0625;  // layer 1's is not measured
     char path[600];
     snprintf(path, sizeof path, "%s/round.csv", tmp_dir);
     FILE *f = fopen(path, "w");
@@ -644,6 +662,7 @@ static void test_profile_reader_errors(void **state) {
     assert_int_equal(q->batch, 4);
     assert_string_equal(q->rows[1].module, "nn.Upsample");
     assert_true(q->rows[0].bwd_s == 0.25 && q->rows[1].fwd_s == 1e-6);
+    assert_true(q->rows[0].bwd_weight_s == 0.0625 && q->rows[1].bwd_weight_s == -1);
     // Without step lines (what a profile written before them holds): the step fields read 0.
     assert_true(q->optimizer_s_per_param_byte == 0 && q->ema_s_per_param_byte == 0 && q->loss_s_per_image == 0 &&
                 q->loader_images_per_s_per_worker == 0);
@@ -660,15 +679,16 @@ static void test_profile_reader_errors(void **state) {
     char *text;
     size_t n_bytes;
     assert_true(fs_read_file(path, &text, &n_bytes));
-    assert_string_equal(text, "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.125,0.25,4,64\n"
-                              "1,nn.Upsample,1e-06,0,4,64\nstep,optimizer,1.25e-09,s_per_param_byte\n"
+    assert_string_equal(text, "layer,module,fwd_s,bwd_s,batch,imgsz,bwd_weight_s\n0,Conv,0.125,0.25,4,64,0.0625\n"
+                              "1,nn.Upsample,1e-06,0,4,64,\nstep,optimizer,1.25e-09,s_per_param_byte\n"
                               "step,ema,7.5e-11,s_per_param_byte\nstep,loss,0.00015,s_per_image\n");
     free(text);
     cost_profile_destroy(p);
-    // An old file, as written before the step lines, still loads.
+    // An old file, as written before the step lines and bwd_weight_s, still loads.
     const char *old = write_file("old.csv", "layer,module,fwd_s,bwd_s,batch,imgsz\n0,Conv,0.5,1,8,160\n");
     if (!cost_profile_load(old, &q, &err)) fail_msg("%s", err.message);
-    assert_true(q->n_layers == 1 && q->rows[0].bwd_s == 1 && q->loader_images_per_s_per_worker == 0);
+    assert_true(q->n_layers == 1 && q->rows[0].bwd_s == 1 && q->rows[0].bwd_weight_s == -1 &&
+                q->loader_images_per_s_per_worker == 0);
     cost_profile_destroy(q);
 }
 

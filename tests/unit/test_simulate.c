@@ -1,7 +1,8 @@
 // The simulator's cluster model and step terms (schedule/simulate.h): gradient buckets overlapping
 // the last backward, the loss, the loss all-reduce, the optimizer and the statistics average,
-// gradient accumulation, the loader's ceiling, NIC sharing across nodes, processor sharing, and
-// weak scaling of a real model from 8 to 1,024 GPUs.
+// gradient accumulation, the loader's ceiling, NIC sharing across nodes, processor sharing, messages
+// that move only inside the sender's transport calls, and weak scaling of a real model from 8 to
+// 1,024 GPUs.
 //
 // References: timelines worked out by hand in the comments (integer and binary-exact costs, so
 // most times are exact; where a division by a non-power of two rounds, rtol 1e-12); for weak
@@ -263,6 +264,32 @@ static void weak_scaling(int stages, int micro_batches, RankOrder order) {
     assert_true(prev < first);
 }
 
+// Host progress (ClusterModel.host_progress): two stages, gpipe, two micro-batches, F = 1, B = 2 s,
+// first layers F 0.25 s and B 0.5 + 0.25 s, free links. Without it the step is 9 s: F0 [0, 1] and
+// F1 [1, 2] on rank 0, F0 [1, 2] and F1 [2, 3] on rank 1, its B0 [3, 5] and B1 [5, 7], rank 0's B0
+// [5, 7] and B1 [7, 9]. With it, rank 0's F0 messages move once F1's first layer ends, at 1.25, so
+// rank 1 runs F0 [1.25, 2.25], F1 [2.25, 3.25] (F1's messages move at once: rank 0 then waits),
+// B0 [3.25, 5.25]; B0's gradient moves after B1's first layer, at 6, so rank 0 runs B0 [6, 8] and
+// B1 [8, 10] (B1's gradient moves at once: rank 1 then waits at STEP).
+static void test_host_progress(void **state) {
+    (void)state;
+    PipelinePlan plan = chain(2, 2, 1);
+    for (int s = 0; s < 2; s++) {
+        plan.stages[s].fwd_first_layer_s = 0.25;
+        plan.stages[s].bwd_first_layer_input_s = 0.5;
+        plan.stages[s].bwd_first_layer_weight_s = 0.25;
+    }
+    SchedSim *sim = simulate(&plan, SCHED_KIND_GPIPE);
+    assert_close(sim->step_s, 9.0, 0.0, rtol);
+    sched_sim_destroy(sim);
+    plan.cluster.host_progress = true;
+    sim = simulate(&plan, SCHED_KIND_GPIPE);
+    assert_close(sim->step_s, 10.0, 0.0, rtol);
+    assert_close(sim->terms.p2p_s + sim->terms.bubble_s + sim->terms.compute_s, 10.0, 0.0, rtol);
+    sched_sim_destroy(sim);
+    free(plan.cuts);
+}
+
 // A custom device (half an H100's FLOP rate) doubles every estimated pass; devices and clusters the
 // simulator cannot time are refused with a message.
 static void test_plan_target(void **state) {
@@ -311,6 +338,7 @@ int main(void) {
         cmocka_unit_test(test_step_terms),
         cmocka_unit_test(test_across_nodes),
         cmocka_unit_test(test_processor_sharing),
+        cmocka_unit_test(test_host_progress),
         cmocka_unit_test(test_weak_scaling),
         cmocka_unit_test(test_plan_target),
     };
