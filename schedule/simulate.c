@@ -282,7 +282,7 @@ static double host_progress_start(const Sim *x, int r, double t) {
     double start = -1;
     for (int i = x->ranks[r].pc + 1; i < prog->n_instrs && start < 0; i++) {
         const SchedInstr *in = &prog->instrs[i];
-        const PlanStage *st = &plan->stages[in->stage];
+        const PlanStage *st = op_computes(in->op) ? &plan->stages[in->stage] : NULL;
         switch (in->op) {
         case SCHED_OP_FWD: start = t + st->fwd_first_layer_s / sim_rate(x, r); break;
         case SCHED_OP_BWD_INPUT:
