@@ -269,6 +269,13 @@ static void recv_complete(Sim *x, int r, const Arrivals *a, int k, double reache
     rk->pc++;
 }
 
+// The profiled seconds of rank r's optimizer step (0 in a batch that does not step).
+static double rank_optimizer_s(const Sim *x, int r) {
+    int64_t params = 0;
+    for (int c = 0; c < x->plan->chunks; c++) params += x->plan->stages[c * x->p + r].param_bytes;
+    return x->steps ? (double)params * x->optimizer_rate : 0.0;
+}
+
 // When a message that rank r sends at t starts to move under ClusterModel.host_progress: at r's next
 // transport call after the receiver has answered its header. Sends, loads and receives whose message
 // is there return at once; a receive or a step that waits polls, so the message moves then; a pass
@@ -305,10 +312,7 @@ static double host_progress_start(const Sim *x, int r, double t) {
         }
     }
     free(unread);
-    if (start >= 0) return start;
-    int64_t params = 0;
-    for (int c = 0; c < plan->chunks; c++) params += plan->stages[c * x->p + r].param_bytes;
-    return t + (x->steps ? (double)params * x->optimizer_rate : 0.0) / sim_rate(x, r);
+    return start >= 0 ? start : t + rank_optimizer_s(x, r) / sim_rate(x, r);
 }
 
 static void instr_send(Sim *x, int r, const SchedInstr *in, double t) {
@@ -337,13 +341,10 @@ static void instr_send(Sim *x, int r, const SchedInstr *in, double t) {
 static void rank_epilogue(Sim *x, int r, double t) {
     RankSim *rk = &x->ranks[r];
     const PipelinePlan *plan = x->plan;
-    int64_t params = 0, buffers = 0;
-    for (int c = 0; c < plan->chunks; c++) {
-        params += plan->stages[c * x->p + r].param_bytes;
-        buffers += plan->stages[c * x->p + r].buffer_bytes;
-    }
+    int64_t buffers = 0;
+    for (int c = 0; c < plan->chunks; c++) buffers += plan->stages[c * x->p + r].buffer_bytes;
     if (rk->epilogue == EPILOGUE_OPTIMIZER) {
-        segment_start(x, r, SEGMENT_OPTIMIZER, x->steps ? (double)params * x->optimizer_rate : 0.0, t);
+        segment_start(x, r, SEGMENT_OPTIMIZER, rank_optimizer_s(x, r), t);
         return;
     }
     if (rk->epilogue == EPILOGUE_STATISTICS) {
