@@ -160,7 +160,9 @@ bool trainer_resume(Trainer *t, Error *err);
 void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const ExecutorLoss *train,
                                const ValResult *val, const OptimHyper *hyper, double images_per_s);
 bool trainer_save(Trainer *t, const char *which, Error *err);
-bool trainer_load(Trainer *t, const char *dir, bool with_optimizer, Error *err);
+// Loads checkpoint `dir` into every chunk: with `resume`, the optimizer state too, and the position
+// must be a batch of this run; without, the weights, buffers and EMA only (validation).
+bool trainer_load(Trainer *t, const char *dir, bool resume, Error *err);
 
 // ---- trainer_measured.c ------------------------------------------------------------------------------
 

@@ -117,13 +117,16 @@ bool trainer_save(Trainer *t, const char *which, Error *err) {
     return trainer_all_ranks_ok(t, ok, err);
 }
 
-bool trainer_load(Trainer *t, const char *dir, bool with_optimizer, Error *err) {
+bool trainer_load(Trainer *t, const char *dir, bool resume, Error *err) {
+    const TrainConfig *tc = &t->cfg->train;
+    CheckpointResume position = {.epochs = tc->epochs, .batches_per_epoch = t->batches_per_epoch,
+                                 .passes_per_batch = tc->batch / t->micro, .seed = tc->seed,
+                                 .loss_scaling = trainer_scales_loss(t->cfg)};
     bool ok = true;
     for (int c = 0; ok && c < t->n_chunks; c++) {
         Graph *g = executor_chunk(t->ex, c)->graph;
-        CheckpointModel model = {.graph = g, .ema = t->chunks[c].ema,
-                                 .optimizer = with_optimizer ? t->chunks[c].optimizer : NULL};
-        ok = checkpoint_load(dir, &t->at, &model, err);
+        CheckpointModel model = {.graph = g, .ema = t->chunks[c].ema, .optimizer = resume ? t->chunks[c].optimizer : NULL};
+        ok = checkpoint_load(dir, resume ? &position : NULL, &t->at, &model, err);
         // The saved gradients are the replicas' sum: one replica carries them into the next step.
         if (ok && t->topo->replica > 0) graph_zero_grads(g);
     }
