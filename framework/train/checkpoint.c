@@ -186,11 +186,12 @@ typedef struct ManifestReader {
     Error *err;
 } ManifestReader;
 
-// Text from a file, for a message: at most 40 characters, control characters as '?' (the message
-// stays one line).
+// Text from a file, for a message: its first 40 characters (then "..."), control characters as '?'
+// (the message stays one line). buf holds at least 44 bytes.
 static const char *shown(const char *text, char *buf, size_t cap) {
-    size_t n = 0, max = cap > 44 ? 40 : cap - 4;
-    for (; text[n] && n < max; n++) buf[n] = (unsigned char)text[n] < 0x20 || text[n] == 0x7f ? '?' : text[n];
+    YP_CHECK(cap >= 44);
+    size_t n = 0;
+    for (; text[n] && n < 40; n++) buf[n] = (unsigned char)text[n] < 0x20 || text[n] == 0x7f ? '?' : text[n];
     snprintf(buf + n, cap - n, "%s", text[n] ? "..." : "");
     return buf;
 }
@@ -216,7 +217,7 @@ static bool decimal_int(const char *text, int64_t *out) {
     return true;
 }
 
-// "the integer 5", "an integer from 0 to 3", "an integer >= 0", for messages.
+// "5", "an integer from 0 to 3", "an integer >= 0", for messages.
 static const char *int_range_text(int64_t lo, int64_t hi, char *buf, size_t cap) {
     if (lo == hi) snprintf(buf, cap, "%lld", (long long)lo);
     else if (hi == INT64_MAX) snprintf(buf, cap, "an integer >= %lld", (long long)lo);
@@ -247,21 +248,13 @@ static bool manifest_int(const ManifestReader *r, const char *key, int64_t lo, i
     return node && node_int(r, node, key, lo, hi, why, out);
 }
 
-// Reads a finite number; *node gets its node (for a range error).
-static bool manifest_finite(const ManifestReader *r, const char *key, const char *must, double *out,
-                            yaml_node_t **node) {
-    if (!(*node = manifest_value(r, key))) return false;
-    if (yaml_node_is_plain(*node) && yaml_text_number(yaml_node_text(*node), out) && isfinite(*out)) return true;
-    char found[64];
-    return yaml_doc_error_at(r->yd, *node, r->err, "%s must be %s, found %s", key, must,
-                             found_text(*node, found, sizeof found));
-}
-
+// Reads a finite number that `valid` accepts; `must` says which, for the message.
 static bool manifest_number(const ManifestReader *r, const char *key, bool (*valid)(double), const char *must,
                             double *out) {
-    yaml_node_t *node = NULL;
-    if (!manifest_finite(r, key, must, out, &node)) return false;
-    if (valid(*out)) return true;
+    yaml_node_t *node = manifest_value(r, key);
+    if (!node) return false;
+    if (yaml_node_is_plain(node) && yaml_text_number(yaml_node_text(node), out) && isfinite(*out) && valid(*out))
+        return true;
     char found[64];
     return yaml_doc_error_at(r->yd, node, r->err, "%s must be %s, found %s", key, must,
                              found_text(node, found, sizeof found));
