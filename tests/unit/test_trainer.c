@@ -1,6 +1,7 @@
 // The training loop end to end on tiny synthetic datasets: a resumed run continues bit for bit,
 // checkpoints restore every tensor, the exported file carries Ultralytics' state-dict names and
 // shapes, a classifier trains and validates, and bad input is a positioned user error.
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -260,6 +261,102 @@ static void test_checkpoint_restores_everything(void **state) {
     model_spec_destroy(spec);
 }
 
+// The model, its EMA and its AdamW state over layers [begin, end) of spec (end 0: all), initialised from `seed`.
+typedef struct TestModel {
+    Graph *graph;
+    Optimizer *optimizer;
+    ModelEma *ema;
+} TestModel;
+
+static TestModel test_model_create(const ModelSpec *spec, Backend *be, int begin, int end, uint64_t seed) {
+    TestModel m = {0};
+    Error err = {0};
+    GraphOptions go = {.batch = 1, .imgsz_h = 64, .imgsz_w = 64, .be = be, .seed = seed, .layer_begin = begin,
+                       .layer_end = end};
+    if (!graph_create(spec, &go, &m.graph, &err)) fail_msg("%s", err.message);
+    OptimParam *params = malloc((size_t)m.graph->n_params * sizeof *params);
+    m.optimizer = optim_create(be, OPTIM_ADAMW, 1e-3, params,
+                               optim_params_from_graph(m.graph, m.graph->layer_begin, m.graph->layer_end, params));
+    free(params);
+    EmaEntry *entries = malloc((size_t)m.graph->n_params * sizeof *entries);
+    m.ema = ema_create(be, entries, ema_entries_from_graph(m.graph, m.graph->layer_begin, m.graph->layer_end, entries),
+                       EMA_DECAY, EMA_TAU);
+    free(entries);
+    return m;
+}
+
+static void test_model_destroy(TestModel *m) {
+    ema_destroy(m->ema);
+    optim_destroy(m->optimizer);
+    graph_destroy(m->graph);
+}
+
+// Writes a two-stage checkpoint as trainer_save does (each stage its file, then the manifest).
+static void save_pipeline(const char *dir, const TestModel *stages, int cut, const ExperimentConfig *cfg) {
+    Error err = {0};
+    FsAtomicDir *ad = NULL;
+    TrainProgress at = {.last_step_iteration = -1, .best_fitness = -1, .loss_scale = {.scale = 1}};
+    assert_true(checkpoint_dir_begin(dir, &ad, &err));
+    for (int k = 0; k < 2; k++)
+        assert_true(checkpoint_save_stage(fs_atomic_dir_path(ad), k, &at,
+                                          &(CheckpointModel){.graph = stages[k].graph, .ema = stages[k].ema,
+                                                             .optimizer = stages[k].optimizer},
+                                          &err));
+    const int layers[2][2] = {{0, cut - 1}, {cut, stages[1].graph->n_layers - 1}};
+    assert_true(checkpoint_write_manifest(fs_atomic_dir_path(ad), &at, cfg, 2, layers, &err));
+    assert_true(fs_atomic_dir_commit(ad, &err));
+}
+
+// A pipeline's checkpoint (two stage files) loads into another partitioning (the whole model): every
+// parameter arrives by name. A NaN in the second stage file is refused, naming that file and tensor.
+static void test_pipeline_checkpoint_is_checked(void **state) {
+    (void)state;
+    char path[1024], dir[700];
+    snprintf(path, sizeof path, "%s/tests/reference/models/tiny-detect.yaml", root);
+    snprintf(dir, sizeof dir, "%s/pipeline-ckpt", tmp);
+    ModelSpec *spec = NULL;
+    Error err = {0};
+    assert_true(model_spec_load(path, &(ModelOptions){0}, &spec, &err));
+    Backend *be = cpu_backend_create(DTYPE_F32);
+    enum { CUT = 6 };
+    TestModel stages[2] = {test_model_create(spec, be, 0, CUT, 1), test_model_create(spec, be, CUT, 0, 2)};
+    TestModel whole = test_model_create(spec, be, 0, 0, 3);
+    ExperimentConfig *cfg = experiment("pipeline-ckpt", "model: m.yaml\ndata: d.yaml", 0, NULL, &err);
+    assert_non_null(cfg);
+    save_pipeline(dir, stages, CUT, cfg);
+    TrainProgress loaded;
+    CheckpointModel into = {.graph = whole.graph, .ema = whole.ema, .optimizer = whole.optimizer};
+    if (!checkpoint_load(dir, NULL, &loaded, &into, &err)) fail_msg("%s", err.message);
+    int found = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < stages[k].graph->n_params; i++) {
+            const ParamInfo *a = &stages[k].graph->params[i];
+            const float *from = (a->flags & PARAM_BUFFER ? stages[k].graph->buffer_data : stages[k].graph->param_data);
+            for (int j = 0; j < whole.graph->n_params; j++) {
+                const ParamInfo *b = &whole.graph->params[j];
+                const float *to = (b->flags & PARAM_BUFFER ? whole.graph->buffer_data : whole.graph->param_data);
+                if (strcmp(a->name, b->name)) continue;
+                assert_memory_equal(from + a->offset, to + b->offset, (size_t)a->n_elems * sizeof(float));
+                found++;
+            }
+        }
+    assert_int_equal(found, whole.graph->n_params);
+
+    const ParamInfo *first = &stages[1].graph->params[0];
+    stages[1].graph->param_data[first->offset + 2] = NAN;
+    save_pipeline(dir, stages, CUT, cfg);
+    assert_false(checkpoint_load(dir, NULL, &loaded, &into, &err));
+    char want[1200];
+    snprintf(want, sizeof want, "%s/stage-1.safetensors: tensor '%s' holds NaN at element 2; a checkpoint holds finite values only",
+             dir, first->name);
+    assert_string_equal(err.message, want);
+    config_destroy(cfg);
+    for (int k = 0; k < 2; k++) test_model_destroy(&stages[k]);
+    test_model_destroy(&whole);
+    backend_destroy(be);
+    model_spec_destroy(spec);
+}
+
 static void test_classifier_trains_and_validates(void **state) {
     (void)state;
     char body[1024];
@@ -321,6 +418,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_restores_everything),
+        cmocka_unit_test(test_pipeline_checkpoint_is_checked),
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_backend_rendering_trains_alike),
         cmocka_unit_test(test_export_has_ultralytics_names),
