@@ -130,8 +130,8 @@ static void test_resume_is_bit_identical(void **state) {
 
 // fp16's dynamic loss scale skips the steps whose gradients overflowed (here the first six, at the
 // initial scale of 2^16): AdamW counts only the steps it took, for its bias correction, and a resumed
-// run must too (it once restarted that count from all steps, skipped ones included: the weights
-// then differed by up to 12 %).
+// run must too (it once restarted that count from all steps, skipped ones included, and its weights
+// then differed from the uninterrupted run's).
 static void test_fp16_resume_after_skipped_steps(void **state) {
     (void)state;
     Error err = {0};
