@@ -84,7 +84,7 @@ typedef struct CheckpointResume {
 bool checkpoint_load(const char *dir, const CheckpointResume *resume, TrainProgress *progress,
                      const CheckpointModel *model, Error *err);
 
-// Reads only the manifest (for `export` and for checks before building a model).
+// Reads only the manifest, checked as above (its stage ranges against no particular model).
 bool checkpoint_read_progress(const char *dir, const CheckpointResume *resume, TrainProgress *progress, Error *err);
 
 // Writes the EMA weights (what validation scores) as one safetensors file with Ultralytics'
