@@ -96,22 +96,41 @@ static void assert_same_tensors(const SafetensorsFile *a, const SafetensorsFile 
     }
 }
 
+// Trains run `whole` with whole_set, and run `split` with split_set (the same with fewer steps); returns
+// where `split` stopped.
+static TrainProgress train_whole_and_split(const char *whole, const char *split, int n_set, char **whole_set,
+                                           char **split_set) {
+    Error err = {0};
+    if (!train(whole, detect_body(), n_set, whole_set, false, &err)) fail_msg("%s", err.message);
+    if (!train(split, detect_body(), n_set, split_set, false, &err)) fail_msg("%s", err.message);
+    TrainProgress at;
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/runs/%s/weights/last", tmp, split);
+    if (!checkpoint_read_progress(dir, NULL, &at, &err)) fail_msg("%s", err.message);
+    return at;
+}
+
+// Resumes `split` with whole_set: its last checkpoint must then equal `whole`'s bit for bit.
+static void resume_and_compare(const char *whole, const char *split, int n_set, char **whole_set) {
+    Error err = {0};
+    if (!train(split, detect_body(), n_set, whole_set, true, &err)) fail_msg("%s", err.message);
+    SafetensorsFile *a = read_last(whole), *b = read_last(split);
+    assert_same_tensors(a, b);
+    for (int i = 0; i < a->n_metadata; i++)
+        assert_string_equal(a->metadata[i].value, safetensors_file_metadata(b, a->metadata[i].key));
+    safetensors_file_destroy(a);
+    safetensors_file_destroy(b);
+}
+
 static void test_resume_is_bit_identical(void **state) {
     (void)state;
     Error err = {0};
     char *six[] = {"train.max_steps=6"}, *three[] = {"train.max_steps=3"};
-    if (!train("whole", detect_body(), 1, six, false, &err)) fail_msg("%s", err.message);
-    if (!train("split", detect_body(), 1, three, false, &err)) fail_msg("%s", err.message);
-    TrainProgress half;
-    char dir[700];
-    snprintf(dir, sizeof dir, "%s/runs/split/weights/last", tmp);
-    assert_true(checkpoint_read_progress(dir, NULL, &half, &err));
+    TrainProgress half = train_whole_and_split("whole", "split", 1, six, three);
     assert_int_equal(half.optimizer_steps, 3);
-    if (!train("split", detect_body(), 1, six, true, &err)) fail_msg("%s", err.message);
-
-    SafetensorsFile *a = read_last("whole"), *b = read_last("split");
-    assert_same_tensors(a, b);
+    resume_and_compare("whole", "split", 1, six);
     TrainProgress pa, pb;
+    char dir[700];
     snprintf(dir, sizeof dir, "%s/runs/whole/weights/last", tmp);
     assert_true(checkpoint_read_progress(dir, NULL, &pa, &err));
     snprintf(dir, sizeof dir, "%s/runs/split/weights/last", tmp);
@@ -119,8 +138,6 @@ static void test_resume_is_bit_identical(void **state) {
     assert_int_equal(pa.optimizer_steps, 6);
     assert_int_equal(pa.iteration, pb.iteration);
     assert_true(pa.epoch >= 1);  // the runs crossed an epoch boundary
-    safetensors_file_destroy(a);
-    safetensors_file_destroy(b);
 
     // Resuming with settings that change the computation is refused, naming the key.
     char *changed[] = {"train.max_steps=9", "train.lr0=0.02"};
@@ -134,25 +151,14 @@ static void test_resume_is_bit_identical(void **state) {
 // then differed from the uninterrupted run's).
 static void test_fp16_resume_after_skipped_steps(void **state) {
     (void)state;
-    Error err = {0};
     char *whole[] = {"train.max_steps=14", "device.precision=fp16", "train.epochs=6", "train.optimizer=AdamW"};
     char *split[] = {"train.max_steps=10", "device.precision=fp16", "train.epochs=6", "train.optimizer=AdamW"};
-    if (!train("fp16-whole", detect_body(), 4, whole, false, &err)) fail_msg("%s", err.message);
-    if (!train("fp16-split", detect_body(), 4, split, false, &err)) fail_msg("%s", err.message);
-    TrainProgress half;
-    char dir[700];
-    snprintf(dir, sizeof dir, "%s/runs/fp16-split/weights/last", tmp);
-    assert_true(checkpoint_read_progress(dir, NULL, &half, &err));
+    TrainProgress half = train_whole_and_split("fp16-whole", "fp16-split", 4, whole, split);
     // Some steps skipped and some taken before the checkpoint, so the two counts differ there.
     if (half.loss_scale.skipped == 0 || half.loss_scale.skipped >= half.optimizer_steps)
         fail_msg("%lld of %lld steps skipped: the test needs some of each", (long long)half.loss_scale.skipped,
                  (long long)half.optimizer_steps);
-    if (!train("fp16-split", detect_body(), 4, whole, true, &err)) fail_msg("%s", err.message);
-    SafetensorsFile *a = read_last("fp16-whole"), *b = read_last("fp16-split");
-    assert_same_tensors(a, b);
-    assert_string_equal(safetensors_file_metadata(a, "optimizer_steps"), safetensors_file_metadata(b, "optimizer_steps"));
-    safetensors_file_destroy(a);
-    safetensors_file_destroy(b);
+    resume_and_compare("fp16-whole", "fp16-split", 4, whole);
 }
 
 // Images rendered by the backend from recipes (augment.render: backend) train exactly as the host
