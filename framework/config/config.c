@@ -67,6 +67,7 @@ static const ConfigKey config_keys[] = {
     {"synth", KEY_SYNTH, OFF(synth), 0, 0, NULL, 0},
     INT("train.epochs", train.epochs, 1, 100000),
     INT("train.max_steps", train.max_steps, 0, 1e12),
+    INT("train.max_skipped_steps", train.max_skipped_steps, 1, 1e9),
     INT("train.batch", train.batch, 1, 1 << 20),
     INT("train.imgsz", train.imgsz, 32, 8192),
     FLOAT("train.multiscale", train.multiscale, 0, 0.9),
@@ -123,7 +124,7 @@ bool config_key_is_path(int i) { return config_keys[i].type == KEY_PATH; }
 static void config_set_defaults(ExperimentConfig *cfg) {
     cfg->task = CONFIG_TASK_DETECT;
     cfg->synth = (ConfigSynth){.synth = synth_config_default()};
-    cfg->train = (TrainConfig){.epochs = 100, .batch = 16, .imgsz = 640, .optimizer = CONFIG_OPTIMIZER_AUTO,
+    cfg->train = (TrainConfig){.epochs = 100, .max_skipped_steps = 100, .batch = 16, .imgsz = 640, .optimizer = CONFIG_OPTIMIZER_AUTO,
                                .lr0 = 0.01, .lrf = 0.01, .momentum = 0.937, .weight_decay = 5e-4,
                                .warmup_epochs = 3.0, .warmup_momentum = 0.8, .warmup_bias_lr = 0.1, .nbs = 64,
                                .box = 7.5, .cls = 0.5, .dfl = 1.5, .close_mosaic = 10, .seed = 0, .workers = 2};
@@ -504,7 +505,7 @@ static void write_value(const ConfigKey *key, const ExperimentConfig *cfg, FILE 
 }
 
 static bool key_free_on_resume(const char *name) {
-    static const char *const free_keys[] = {"name", "train.max_steps", "train.workers", "device.backend",
+    static const char *const free_keys[] = {"name", "train.max_steps", "train.max_skipped_steps", "train.workers", "device.backend",
                                             "device.deterministic", "augment.render"};
     for (size_t i = 0; i < sizeof free_keys / sizeof *free_keys; i++)
         if (!strcmp(name, free_keys[i])) return true;

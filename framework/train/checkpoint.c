@@ -93,11 +93,11 @@ bool checkpoint_write_manifest(const char *dir, const TrainProgress *p, const Ex
             "format: %d\n"
             "epoch: %lld\nbatch: %lld\niteration: %lld\nlast_step_iteration: %lld\noptimizer_steps: %lld\n"
             "bn_batches: %lld\nbest_fitness: %.17g\nseed: %lld\n"
-            "loss_scale: %.17g\nloss_scale_good_steps: %lld\nskipped_steps: %lld\nstages:\n",
+            "loss_scale: %.17g\nloss_scale_good_steps: %lld\nskipped_steps: %lld\nskipped_in_a_row: %lld\nstages:\n",
             CHECKPOINT_FORMAT_VERSION, (long long)p->epoch, (long long)p->batch, (long long)p->iteration,
             (long long)p->last_step_iteration, (long long)p->optimizer_steps, (long long)p->bn_batches,
             p->best_fitness, (long long)p->seed, p->loss_scale.scale, (long long)p->loss_scale.good_steps,
-            (long long)p->loss_scale.skipped);
+            (long long)p->loss_scale.skipped, (long long)p->loss_scale.in_a_row);
     for (int k = 0; k < n_stages; k++)
         fprintf(f, "  - {file: stage-%d.safetensors, layers: [%d, %d]}\n", k, layers[k][0], layers[k][1]);
     if (!fs_atomic_file_commit(af, err)) return false;
@@ -274,7 +274,7 @@ static bool loss_scale_off(double v) { return v == 1; }
 static bool manifest_keys_known(const ManifestReader *r) {
     static const char *const known[] = {"format", "epoch", "batch", "iteration", "last_step_iteration",
                                         "optimizer_steps", "bn_batches", "best_fitness", "seed", "loss_scale",
-                                        "loss_scale_good_steps", "skipped_steps", "stages"};
+                                        "loss_scale_good_steps", "skipped_steps", "skipped_in_a_row", "stages"};
     const yaml_node_t *root = r->root;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
         yaml_node_t *key = yaml_doc_node(r->yd, p->key);
@@ -384,7 +384,8 @@ static bool manifest_read(const char *dir, const CheckpointResume *resume, int n
                          scaling ? "a power of two > 0" : "1 (loss scaling is fp16's only)", &p.loss_scale.scale) &&
          manifest_int(&r, "loss_scale_good_steps", 0, good_max, " (steps since the scale last changed)",
                       &p.loss_scale.good_steps) &&
-         manifest_int(&r, "skipped_steps", 0, p.optimizer_steps, " (at most optimizer_steps)", &p.loss_scale.skipped);
+         manifest_int(&r, "skipped_steps", 0, p.optimizer_steps, " (at most optimizer_steps)", &p.loss_scale.skipped) &&
+         manifest_int(&r, "skipped_in_a_row", 0, p.loss_scale.skipped, " (at most skipped_steps)", &p.loss_scale.in_a_row);
     int n = 0;
     ok = ok && manifest_stages(&r, n_layers, &n);
     yaml_doc_destroy(yd);
@@ -504,7 +505,8 @@ bool checkpoint_load(const char *dir, const CheckpointResume *resume, TrainProgr
     TrainProgress at;
     if (!manifest_read(dir, resume, g->n_layers, &at, &n_stages, err) || !stage_files_open(dir, n_stages, &sf, err))
         return false;
-    // Every EMA update follows an optimizer step (taken or skipped); the optimizer counts the steps it took.
+    // The EMA is updated after each optimizer step taken (none after a skipped one), and the
+    // optimizer counts the steps it took.
     int64_t optimizer_steps = 0, ema_updates_done = 0;
     bool ok = stage_files_count(&sf, "optimizer_steps", at.optimizer_steps, " (the manifest's optimizer_steps)",
                                 &optimizer_steps, err) &&

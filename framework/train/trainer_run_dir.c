@@ -40,7 +40,8 @@ bool trainer_write_config(Trainer *t, Error *err) {
 // ---- results.csv -------------------------------------------------------------------------------------
 
 void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const ExecutorLoss *train,
-                               const ValResult *val, const OptimHyper *hyper, double images_per_s) {
+                               const ValResult *val, const OptimHyper *hyper, double images_per_s,
+                               int64_t skipped_steps) {
     if (!t->lead) return;
     char path[PATH_MAX];
     Error err = {0};
@@ -58,20 +59,20 @@ void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const 
     if (t->classify) {
         if (fresh)
             fprintf(f, "epoch,time,train/loss,metrics/accuracy_top1,metrics/accuracy_top5,val/loss,lr/pg0,lr/pg1,lr/pg2,"
-                       "images_per_s\n");
-        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", (long long)epoch + 1, seconds, train->ce / n,
-                classify_metrics_top1(&val->classify), classify_metrics_top5(&val->classify), val->loss.ce / nv,
-                hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s);
+                       "images_per_s,train/skipped_steps\n");
+        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%lld\n", (long long)epoch + 1, seconds,
+                train->ce / n, classify_metrics_top1(&val->classify), classify_metrics_top5(&val->classify),
+                val->loss.ce / nv, hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s, (long long)skipped_steps);
     } else {
         if (fresh)
             fprintf(f, "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),"
                        "metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,"
-                       "lr/pg2,images_per_s\n");
+                       "lr/pg2,images_per_s,train/skipped_steps\n");
         const DetectSummary *d = val->detect;
-        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n",
+        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%lld\n",
                 (long long)epoch + 1, seconds, train->box / n, train->cls / n, train->dfl / n, d ? d->p : 0,
                 d ? d->r : 0, d ? d->map50 : 0, d ? d->map50_95 : 0, val->loss.box / nv, val->loss.cls / nv,
-                val->loss.dfl / nv, hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s);
+                val->loss.dfl / nv, hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s, (long long)skipped_steps);
     }
     fclose(f);
 }

@@ -159,7 +159,8 @@ bool trainer_setup(Trainer *t, const ExperimentConfig *cfg, const TrainerOptions
     *t = (Trainer){.cfg = cfg, .out = opt->out, .classify = cfg->task == CONFIG_TASK_CLASSIFY, .tr = opt->transport,
                    .topo = &opt->transport->topo,
                    .at = {.last_step_iteration = -1, .best_fitness = -1, .seed = cfg->train.seed,
-                          .loss_scale = loss_scale_make(trainer_scales_loss(cfg))}};
+                          .loss_scale = loss_scale_make(trainer_scales_loss(cfg))},
+                   .loss_finite = true};
     t->lead = t->topo->world_rank == 0;
     if (!t->lead) t->out = t->sink = fopen("/dev/null", "w");
     YP_CHECK(t->out);
