@@ -83,11 +83,13 @@ resume "$last/manifest.yaml:10:7: seed must be 0 (train.seed), found 4"
 fresh; manifest 's/^loss_scale: 1$/loss_scale: 1024/'
 resume "$last/manifest.yaml:11:13: loss_scale must be 1 (loss scaling is fp16's only), found 1024"
 fresh; manifest 's/layers: \[0, 22\]/layers: [0, 99]/'
-resume "$last/manifest.yaml:15:45: stages[0].layers[1] must be 22 (the model's last layer), found 99"
+resume "$last/manifest.yaml:16:45: stages[0].layers[1] must be 22 (the model's last layer), found 99"
 fresh; manifest 's/^format: 1$/format: "1"/'
 resume "$last/manifest.yaml:2:9: format must be 1 (the format this yolopipe reads), found a quoted string '1'"
 fresh; manifest '$a epochs: 7'
-resume "$last/manifest.yaml:16:1: unknown key 'epochs' in a checkpoint manifest"
+resume "$last/manifest.yaml:17:1: unknown key 'epochs' in a checkpoint manifest"
+fresh; manifest 's/^skipped_in_a_row: 0$/skipped_in_a_row: 1/'
+resume "$last/manifest.yaml:14:19: skipped_in_a_row must be 0 (at most skipped_steps), found 1"
 # Without an experiment to resume (export), the manifest's own rules still hold.
 fresh; manifest 's/^epoch: 0$/epoch: -1/'
 expect "$last/manifest.yaml:3:8: epoch must be an integer >= 0, found -1" export "$dir/ck" --weights last --out "$tmp/x.safetensors"
