@@ -17,25 +17,17 @@ export OMP_NUM_THREADS=1
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-# 8 images, 4 per step: 2 optimizer steps per epoch.
-cat > "$tmp/exp.yaml" <<EOF
-name: nf
-model: $root/experiments/models/yolov8.yaml
-scale: n
-data: data/nf/data.yaml
-synth: {train: 8, val: 4, imgsz: 64, classes: 3, seed: 1}
-train: {epochs: 3, batch: 4, imgsz: 64, nbs: 4, warmup_epochs: 0, close_mosaic: 0, workers: 1}
-parallel: {micro_batches: 2}
-val: {period: 0}
-output: {dir: $tmp/runs}
-EOF
+# tests/mpi/tiny.yaml on 8 images, 4 per step: 2 optimizer steps per epoch.
+exp=(train "$root/tests/mpi/tiny.yaml" --set "model=$root/experiments/models/yolov8.yaml" --set "data=$tmp/data/nf/data.yaml"
+     --set "synth={train: 8, val: 4, imgsz: 64, classes: 3, seed: 1}" --set train.batch=4 --set train.nbs=4
+     --set parallel.micro_batches=2 --set val.period=0 --set "output.dir=$tmp/runs")
 
 train() {  # train NAME NAN_STEPS|none [--set k=v]...: the run's exit status; stdout in NAME.out, stderr in NAME.err
     local name=$1 steps=$2
     shift 2
     local hook=(env -u YOLOPIPE_NAN_GRADS)
     [ "$steps" = none ] || hook=(env "YOLOPIPE_NAN_GRADS=$steps")
-    "${hook[@]}" "$yolopipe" train "$tmp/exp.yaml" --set "name=$name" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+    "${hook[@]}" "$yolopipe" "${exp[@]}" --set "name=$name" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
 }
 
 expect_ok() {  # expect_ok NAME NAN_STEPS [--set k=v]...
@@ -75,7 +67,7 @@ for p in fp32 bf16; do
 done
 
 # The hook's value is checked like any input.
-YOLOPIPE_NAN_GRADS=3-1 "$yolopipe" train "$tmp/exp.yaml" --set name=bad >/dev/null 2>"$tmp/bad.err"
+YOLOPIPE_NAN_GRADS=3-1 "$yolopipe" "${exp[@]}" --set name=bad >/dev/null 2>"$tmp/bad.err"
 rc=$?
 [ $rc = 2 ] && [ "$(cat "$tmp/bad.err")" = "YOLOPIPE_NAN_GRADS: expected an optimizer step or a range FIRST-LAST (steps from 1), found '3-1'" ] ||
     fail "YOLOPIPE_NAN_GRADS=3-1: exit $rc: $(cat "$tmp/bad.err")"

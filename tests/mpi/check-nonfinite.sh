@@ -14,16 +14,8 @@
 #
 # usage: check-nonfinite.sh SOURCE_ROOT YOLOPIPE COMPARE_WEIGHTS
 set -u
-export OMP_NUM_THREADS=1
-src=$(realpath "$1") yolopipe=$(realpath "$2") compare=$(realpath "$3")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0
-common=(--set device.backend=cpu --set "model=$src/experiments/models/yolov8.yaml" --set "data=$work/data/tiny/data.yaml"
-        --set "output.dir=$work/runs" --set parallel.micro_batches=4 --set val.period=0)
-
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/tiny-env.sh"
+common+=(--set val.period=0)
 
 run() {  # run NAME NP NAN_STEPS [--set k=v]...: the exit status; stdout and stderr in NAME.out, NAME.err
     local name=$1 np=$2 steps=$3
