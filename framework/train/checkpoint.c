@@ -385,7 +385,10 @@ static bool manifest_read(const char *dir, const CheckpointResume *resume, int n
          manifest_int(&r, "loss_scale_good_steps", 0, good_max, " (steps since the scale last changed)",
                       &p.loss_scale.good_steps) &&
          manifest_int(&r, "skipped_steps", 0, p.optimizer_steps, " (at most optimizer_steps)", &p.loss_scale.skipped) &&
-         manifest_int(&r, "skipped_in_a_row", 0, p.loss_scale.skipped, " (at most skipped_steps)", &p.loss_scale.in_a_row);
+         // Checkpoints written before skipped_in_a_row existed resume counting from 0.
+         (!yaml_map_get(yd, r.root, "skipped_in_a_row") ||
+          manifest_int(&r, "skipped_in_a_row", 0, p.loss_scale.skipped, " (at most skipped_steps)",
+                       &p.loss_scale.in_a_row));
     int n = 0;
     ok = ok && manifest_stages(&r, n_layers, &n);
     yaml_doc_destroy(yd);
