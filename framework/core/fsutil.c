@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -49,28 +50,99 @@ static bool fsync_parent(const char *path, Error *err) {
     return ok;
 }
 
-bool fs_read_file(const char *path, char **bytes, size_t *n_bytes) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    size_t cap = 1 << 16, len = 0;
+// The caps of fs_read_file, per kind. None is meant to be reached by a real file: each is a
+// hundred times or more the largest such file seen in practice.
+static const struct {
+    size_t max_bytes;
+    const char *what;  // "larger than the N MiB limit for <what>"
+} read_limits[FS_READ_KIND_COUNT] = {
+    [FS_READ_YAML] = {(size_t)16 << 20, "YAML files"},                // hand-written: kilobytes
+    [FS_READ_IMAGE_LIST] = {(size_t)1 << 30, "image lists"},          // 10 million paths
+    [FS_READ_LABELS] = {(size_t)1 << 20, "label files"},              // ~25,000 boxes in one image
+    [FS_READ_IMAGE] = {(size_t)256 << 20, "images"},                  // an 8K RGBA PNG is ~130 MiB raw
+    [FS_READ_SAFETENSORS] = {(size_t)64 << 30, "safetensors files"},  // the largest YOLO checkpoint: ~1 GiB
+    [FS_READ_CSV] = {(size_t)1 << 30, "CSV files"},                   // a study of a million points
+    [FS_READ_TEXT] = {(size_t)64 << 20, "text files"},
+};
+_Static_assert(sizeof read_limits / sizeof read_limits[0] == FS_READ_KIND_COUNT, "a cap for every FsReadKind");
+
+// Fails with errno `code` and "path: <fmt...>" in err.
+static bool read_failure(Error *err, int code, const char *path, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static bool read_failure(Error *err, int code, const char *path, const char *fmt, ...) {
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    error_set(err, "%s: %s", path, reason);
+    errno = code;
+    return false;
+}
+
+static bool read_too_large(Error *err, const char *path, FsReadKind kind) {
+    size_t mib = read_limits[kind].max_bytes >> 20;
+    if (mib >= 1024) return read_failure(err, EFBIG, path, "larger than the %zu GiB limit for %s", mib >> 10, read_limits[kind].what);
+    return read_failure(err, EFBIG, path, "larger than the %zu MiB limit for %s", mib, read_limits[kind].what);
+}
+
+// Reads fd to its end, up to kind's cap (one more byte means "too large").
+static bool read_bounded(int fd, const char *path, FsReadKind kind, size_t size_hint, char **bytes, size_t *n_bytes,
+                         Error *err) {
+    size_t max_bytes = read_limits[kind].max_bytes;
+    if (size_hint > max_bytes) return read_too_large(err, path, kind);
+    // fstat's size is only a hint: /proc files say 0, and a file may grow while it is read.
+    size_t cap = (size_hint > 65536 ? size_hint : 65536) + 2, len = 0;
     char *buf = yp_malloc(cap);
     for (;;) {
-        if (len + 1 >= cap) buf = yp_realloc(buf, cap *= 2);
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
+        if (len + 1 >= cap) buf = yp_realloc(buf, cap = cap * 2 < max_bytes + 2 ? cap * 2 : max_bytes + 2);
+        ssize_t got = read(fd, buf + len, cap - len - 1);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int code = errno;
+            free(buf);
+            return read_failure(err, code, path, "cannot read: %s", strerror(code));
+        }
         if (got == 0) break;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        errno = EIO;
-        return false;
+        len += (size_t)got;
+        if (len > max_bytes) {
+            free(buf);
+            return read_too_large(err, path, kind);
+        }
     }
     buf[len] = '\0';
     *bytes = buf;
     *n_bytes = len;
     return true;
+}
+
+bool fs_read_file(const char *path, FsReadKind kind, char **bytes, size_t *n_bytes, Error *err) {
+    *bytes = NULL;
+    *n_bytes = 0;
+    // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int code = errno;
+        return read_failure(err, code, path, "cannot open: %s", strerror(code));
+    }
+    struct stat st;
+    bool ok;
+    if (fstat(fd, &st) != 0) {
+        int code = errno;
+        ok = read_failure(err, code, path, "cannot stat: %s", strerror(code));
+    } else if (S_ISDIR(st.st_mode)) {
+        ok = read_failure(err, EISDIR, path, "is a directory");
+    } else if (!S_ISREG(st.st_mode)) {
+        ok = read_failure(err, EINVAL, path, "not a regular file (a device, FIFO or socket)");
+    } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        int code = errno;
+        ok = read_failure(err, code, path, "cannot read: %s", strerror(code));
+    } else {
+        ok = read_bounded(fd, path, kind, st.st_size > 0 ? (size_t)st.st_size : 0, bytes, n_bytes, err);
+    }
+    int code = errno;
+    close(fd);
+    errno = code;
+    return ok;
 }
 
 bool fs_mkdir_p(const char *path, Error *err) {

@@ -154,7 +154,7 @@ bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
     *out = NULL;
     size_t n_bytes = 0;
     char *buf;
-    if (!fs_read_file(path, &buf, &n_bytes)) return error_at(err, path, 1, 1, "cannot open file: %s", strerror(errno));
+    if (!fs_read_file(path, FS_READ_YAML, &buf, &n_bytes, err)) return false;
     bool ok = doc_parse(path, buf, n_bytes, out, err);
     free(buf);
     return ok;
