@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +204,45 @@ static bool fsync_tree(const char *path, Error *err) {
     return ok && fsync_path(path, O_DIRECTORY, err);
 }
 
+// ---- what an atomic write may replace ----------------------------------------------------------
+
+// Refuses to replace `path` when it exists as something else than `want` (S_IFREG or S_IFDIR):
+// renaming over a device node or a FIFO would turn it into a plain file (`export --out /dev/full`
+// as root once printed "wrote /dev/full"), and a directory over a file, or the reverse, loses it.
+static bool check_replaceable(const char *path, mode_t want, Error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) return errno == ENOENT || io_error(err, path, "cannot stat");
+    if ((st.st_mode & S_IFMT) == want) return true;
+    if (S_ISDIR(st.st_mode)) return error_set(err, "%s: is a directory; give the name of a file to write", path);
+    if (want == S_IFDIR) return error_set(err, "%s: exists and is not a directory; refusing to replace it", path);
+    return error_set(err, "%s: not a regular file (a device, FIFO or socket); refusing to replace it", path);
+}
+
+// Removes "<name>.tmp-<pid>" entries beside `path` whose process is gone (killed mid-write, they
+// would pile up with every kill): only that exact pattern, only in path's own directory, never one
+// of a live process (kill(pid, 0) tells; EPERM means alive under another user). Best effort: a
+// leftover costs disk space, never correctness.
+static void remove_stale_temps(const char *path) {
+    char *dir = path_dirname(path);
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    size_t n_name = strlen(name);
+    DIR *d = *name ? opendir(dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, name, n_name) || strncmp(e->d_name + n_name, ".tmp-", 5)) continue;
+        const char *pid_text = e->d_name + n_name + 5;
+        if (!*pid_text || strlen(pid_text) > 9 || strspn(pid_text, "0123456789") != strlen(pid_text)) continue;
+        long pid = strtol(pid_text, NULL, 10);
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *stale = path_join(dir, e->d_name, PATH_CLEAN_NONE);
+        Error ignored;
+        fs_remove_tree(stale, &ignored);
+        free(stale);
+    }
+    if (d) closedir(d);
+    free(dir);
+}
+
 // ---- one file ----------------------------------------------------------------------------------
 
 static void atomic_file_free(FsAtomicFile *af) {
@@ -213,6 +253,8 @@ static void atomic_file_free(FsAtomicFile *af) {
 
 bool fs_atomic_file_open(const char *path, FsAtomicFile **out, Error *err) {
     *out = NULL;
+    if (!check_replaceable(path, S_IFREG, err)) return false;
+    remove_stale_temps(path);
     FsAtomicFile *af = yp_calloc(1, sizeof *af);
     af->path = yp_strdup(path);
     af->tmp_path = path_with_pid(path, ".tmp-");
@@ -264,6 +306,8 @@ static void atomic_dir_free(FsAtomicDir *ad) {
 
 bool fs_atomic_dir_begin(const char *path, FsAtomicDir **out, Error *err) {
     *out = NULL;
+    if (!check_replaceable(path, S_IFDIR, err)) return false;
+    remove_stale_temps(path);
     FsAtomicDir *ad = yp_calloc(1, sizeof *ad);
     ad->path = yp_strdup(path);
     ad->tmp_path = path_with_pid(path, ".tmp-");

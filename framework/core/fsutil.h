@@ -49,7 +49,9 @@ bool fs_read_file(const char *path, FsReadKind kind, char **bytes, size_t *n_byt
 typedef struct FsAtomicFile FsAtomicFile;
 
 // Opens "<path>.tmp-<pid>" for writing (binary). The caller writes through
-// fs_atomic_file_stream() and then either commits or aborts; both free *out.
+// fs_atomic_file_stream() and then either commits or aborts; both free *out. Refuses when <path>
+// exists and is not a regular file (a device, a FIFO, a folder: never replaced by a plain file), and
+// first removes the "<path>.tmp-<pid>" of processes that are no longer alive.
 bool fs_atomic_file_open(const char *path, FsAtomicFile **out, Error *err);
 // The stream to write to; owned by the FsAtomicFile (do not fclose it).
 FILE *fs_atomic_file_stream(FsAtomicFile *af);
@@ -68,7 +70,8 @@ bool fs_write_file_atomic(const char *path, const void *data, size_t n_bytes, Er
 typedef struct FsAtomicDir FsAtomicDir;
 
 // Creates the empty directory "<path>.tmp-<pid>" (removing a stale one left by a crashed process
-// with the same id); the caller writes files into fs_atomic_dir_path() and then commits or aborts.
+// with the same id, and those of processes no longer alive); the caller writes files into
+// fs_atomic_dir_path() and then commits or aborts. Refuses when <path> exists and is not a directory.
 bool fs_atomic_dir_begin(const char *path, FsAtomicDir **out, Error *err);
 // The temporary directory to write into; owned by the FsAtomicDir.
 const char *fs_atomic_dir_path(const FsAtomicDir *ad);

@@ -3,7 +3,11 @@
 #   - bounded reads: an experiment that is a FIFO (without a writer: opening it would wait forever),
 #     a folder, /dev/zero as the model or the dataset (read whole, it grows until memory runs out),
 #     a YAML file over the 16 MiB cap (sparse: nothing is written) each end in one line naming the
-#     file and the reason, exit 2, within a hard time limit.
+#     file and the reason, exit 2, within a hard time limit;
+#   - safe writes: `export --out` a FIFO or a folder is refused and leaves it as it was (a FIFO
+#     stands in for /dev/full: replacing it needs no root and harms nothing); the "last.tmp-<pid>"
+#     folders of killed runs are removed at the next save (only those of dead processes, only that
+#     exact name); a write past `ulimit -f` is one line naming the file, not a death by SIGXFSZ.
 # Usage: check-files.sh SOURCE_ROOT YOLOPIPE
 set -euo pipefail
 root=$1 yolopipe=$2
@@ -32,7 +36,7 @@ name: files
 model: $model
 data: data/files/data.yaml
 synth: {train: 4, val: 2, imgsz: 64, classes: 3, seed: 1}
-train: {epochs: 1, batch: 2, imgsz: 64, nbs: 2, warmup_epochs: 0, close_mosaic: 0, workers: 1}
+train: {epochs: 2, batch: 2, imgsz: 64, nbs: 2, warmup_epochs: 0, close_mosaic: 0, workers: 1}
 parallel: {micro_batches: 1}
 output: {dir: $tmp/runs}
 EOF
@@ -47,4 +51,35 @@ expect_error "/dev/zero: not a regular file (a device, FIFO or socket)" plan "$t
 expect_error "/dev/zero: not a regular file (a device, FIFO or socket)" train "$tmp/exp.yaml" --set data=/dev/zero
 truncate -s 17M "$tmp/huge.yaml"
 expect_error "$tmp/huge.yaml: larger than the 16 MiB limit for YAML files" info "$tmp/huge.yaml"
+
+# ---- safe writes -------------------------------------------------------------------------------------
+"$yolopipe" train "$tmp/exp.yaml" --set train.max_steps=1 > "$tmp/out" 2>&1 || fail "the first run: $(cat "$tmp/out")"
+run=$tmp/runs/files
+mkfifo "$tmp/out.fifo"
+expect_error "$tmp/out.fifo: not a regular file (a device, FIFO or socket); refusing to replace it" \
+  export "$run" --out "$tmp/out.fifo"
+[[ -p $tmp/out.fifo ]] || fail "export --out a FIFO replaced it"
+mkdir "$tmp/out.d"
+expect_error "$tmp/out.d: is a directory; give the name of a file to write" export "$run" --out "$tmp/out.d"
+
+# A process that has ended, for its id; this shell ($$) is alive.
+sleep 0 & dead=$!
+wait "$dead"
+weights=$run/weights
+mkdir -p "$weights/last.tmp-$dead/sub" "$weights/last.tmp-$$" "$weights/last.tmp-${dead}x" "$weights/lastx.tmp-$dead"
+touch "$weights/last.tmp-$dead/sub/stage-0.safetensors"
+"$yolopipe" train "$tmp/exp.yaml" --resume --set train.max_steps=2 > "$tmp/out" 2>&1 || fail "the resumed run: $(cat "$tmp/out")"
+[[ ! -e $weights/last.tmp-$dead ]] || fail "a dead process's last.tmp-$dead is still there after a save"
+for kept in "last.tmp-$$" "last.tmp-${dead}x" "lastx.tmp-$dead"; do
+  [[ -d $weights/$kept ]] || fail "$kept was removed (a live process's, or not our temporary name)"
+done
+
+set +e
+(ulimit -f 64; exec "$yolopipe" export "$run" --out "$tmp/big.safetensors") > "$tmp/out" 2> "$tmp/err"
+rc=$?
+set -e
+[[ $rc == 2 ]] || fail "export past ulimit -f: exit $rc, expected 2: $(cat "$tmp/err")"
+grep -Eqx "$tmp/big\.safetensors\.tmp-[0-9]+: write failed: File too large" "$tmp/err" && [[ $(wc -l < "$tmp/err") == 1 ]] ||
+  fail "export past ulimit -f: expected one line naming the file, got: $(cat "$tmp/err")"
+[[ ! -e $tmp/big.safetensors ]] || fail "export past ulimit -f left a partial file"
 echo "file checks passed"
