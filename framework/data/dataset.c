@@ -495,6 +495,14 @@ static DatasetSkip scan_labels(const char *label_path, int nc, ScanResult *r) {
     }
     // A device, a folder or an oversized file under the label's name is a broken label, not a missing one.
     if (!text) return scan_reject(r, DATASET_SKIP_LABEL_UNREADABLE, "%s", why.message);
+    const char *nul = memchr(text, '\0', n_bytes);
+    if (nul) {
+        int line = 1;
+        for (const char *c = text; c < nul; c++) line += *c == '\n';
+        free(text);
+        // The line splitter would stop at it and drop the rest of the file without a word.
+        return scan_reject(r, DATASET_SKIP_LABEL_UNREADABLE, "%s:%d: a NUL byte: a label file is text", label_path, line);
+    }
     static const char *const field_names[5] = {"class", "cx", "cy", "w", "h"};
     int64_t cap = 0;
     char *cursor = text;

@@ -7,7 +7,9 @@
 #   - safe writes: `export --out` a FIFO or a folder is refused and leaves it as it was (a FIFO
 #     stands in for /dev/full: replacing it needs no root and harms nothing); the "last.tmp-<pid>"
 #     folders of killed runs are removed at the next save (only those of dead processes, only that
-#     exact name); a write past `ulimit -f` is one line naming the file, not a death by SIGXFSZ.
+#     exact name); a write past `ulimit -f` is one line naming the file, not a death by SIGXFSZ;
+#   - data of the other task's layout (a detection dataset YAML under `task: classify`, a folder under
+#     detect) is reported at the experiment's task or data value (it once had no position).
 # Usage: check-files.sh SOURCE_ROOT YOLOPIPE
 set -euo pipefail
 root=$1 yolopipe=$2
@@ -82,4 +84,10 @@ set -e
 grep -Eqx "$tmp/big\.safetensors\.tmp-[0-9]+: write failed: File too large" "$tmp/err" && [[ $(wc -l < "$tmp/err") == 1 ]] ||
   fail "export past ulimit -f: expected one line naming the file, got: $(cat "$tmp/err")"
 [[ ! -e $tmp/big.safetensors ]] || fail "export past ulimit -f left a partial file"
+
+# ---- the task and the data's layout ------------------------------------------------------------------
+expect_error "--set task:1:1: task is classify but data $tmp/data/files/data.yaml is not a folder: classification data is \
+a folder with train/ and val/ class folders (a dataset YAML is for task: detect)" train "$tmp/exp.yaml" --set task=classify
+expect_error "--set data:1:1: data $tmp/data/files is a folder but the task is detect: detection data is a dataset YAML \
+(class folders are for task: classify)" train "$tmp/exp.yaml" --set data="$tmp/data/files"
 echo "file checks passed"

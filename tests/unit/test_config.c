@@ -164,6 +164,38 @@ static void test_errors(void **state) {
 );
 }
 
+// The run's name is one folder under output.dir (it once escaped it with '..', and long names failed
+// without a position or a reason), and YAML tags are refused (`!!str 4` was read as the number 4).
+static void test_name_and_tags(void **state) {
+    (void)state;
+    load_fails("name: ../../../x\nmodel: m.yaml\ndata: d\n", 0, NULL,
+               "exp.yaml:1:7: name '../../../x' is not a folder name (no '/', '.' or '..'): the run's folder must be "
+               "inside output.dir");
+    char *dotdot[] = {"name=.."};
+    load_fails(minimal, 1, dotdot,
+               "--set name:1:1: name '..' is not a folder name (no '/', '.' or '..'): the run's folder must be inside "
+               "output.dir");
+    static const int lengths[] = {241, 300, 5000};
+    for (int i = 0; i < 3; i++) {
+        char text[6000], expected[128];
+        int n = snprintf(text, sizeof text, "model: m.yaml\ndata: d\nname: ");
+        memset(text + n, 'x', (size_t)lengths[i]);
+        snprintf(text + n + lengths[i], sizeof text - (size_t)(n + lengths[i]), "\n");
+        snprintf(expected, sizeof expected, "exp.yaml:3:7: name longer than 240 bytes (%d): it names the run's folder",
+                 lengths[i]);
+        load_fails(text, 0, NULL, expected);
+    }
+    ExperimentConfig *cfg = load_ok("model: m.yaml\ndata: d\nname: a.b..c\n", 0, NULL);  // dots inside are fine
+    config_destroy(cfg);
+
+    load_fails("model: m.yaml\ndata: d\ntrain: {epochs: !!str 4}\n", 0, NULL,
+               "exp.yaml:3:17: YAML tags are not supported (found '!!str'): write the plain value");
+    load_fails("model: !path m.yaml\ndata: d\n", 0, NULL,
+               "exp.yaml:1:8: YAML tags are not supported (found '!path'): write the plain value");
+    char *tagged[] = {"train.epochs=!!int 4"};
+    load_fails(minimal, 1, tagged, "--set train.epochs:1:1: YAML tags are not supported (found '!!int'): write the plain value");
+}
+
 // The resolved YAML is itself an experiment file giving the same configuration (compared by
 // writing it again: the text must be identical).
 static void test_resolved_round_trip(void **state) {
@@ -229,6 +261,7 @@ int main(void) {
         cmocka_unit_test(test_defaults_and_paths),
         cmocka_unit_test(test_every_kind_and_overrides),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_name_and_tags),
         cmocka_unit_test(test_resolved_round_trip),
         cmocka_unit_test(test_schema_documents_every_key),
     };

@@ -290,6 +290,37 @@ static void test_detect_files_not_regular(void **state) {
     dataset_destroy(ds);
 }
 
+// A NUL byte in a label file once ended the file there without a word (the boxes after it were
+// dropped): the image is skipped and counted as an unreadable label file, naming the line.
+static void test_detect_label_nul(void **state) {
+    (void)state;
+    write_png("nul/images/train/a.png", 16, 16);
+    write_png("nul/images/train/b.png", 16, 16);
+    write_text("nul/labels/train/b.txt", "0 0.5 0.5 0.2 0.2\n");
+    write_text("nul/data.yaml", "train: images/train\nval: images/train\nnames: [a]\n");
+    char path[512];
+    snprintf(path, sizeof path, "%s/nul/labels/train/a.txt", temp_dir);
+    static const char label[] = "0 0.5 0.5 0.2 0.2\n0 0.4\0 0.5 0.2 0.2\n0 0.1 0.1 0.1 0.1\n";
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(label, 1, sizeof label - 1, f), sizeof label - 1);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/nul/data.yaml", temp_dir);
+    Dataset *ds;
+    Error err = {0};
+    if (!dataset_open(path, DATASET_TASK_DETECT, &ds, &err)) fail_msg("%s", err.message);
+    DatasetSplit *split;
+    if (!dataset_scan(ds, DATASET_SPLIT_TRAIN, 1, &split, &err)) fail_msg("%s", err.message);
+    char expected[2048];
+    snprintf(expected, sizeof expected,
+             "train: 1 images, 1 boxes, 1 skipped (1 unreadable label file)\n"
+             "  %s/nul/labels/train/a.txt:2: a NUL byte: a label file is text\n",
+             temp_dir);
+    assert_string_equal(summary_of(split), expected);
+    dataset_split_destroy(split);
+    dataset_destroy(ds);
+}
+
 static void test_classify(void **state) {
     (void)state;
     write_png("cls/train/dog/d0.png", 12, 12);
@@ -332,6 +363,7 @@ int main(void) {
         cmocka_unit_test(test_detect_scan_and_summary), cmocka_unit_test(test_detect_more_notes),
         cmocka_unit_test(test_detect_lists),            cmocka_unit_test(test_detect_yaml_errors),
         cmocka_unit_test(test_classify),                cmocka_unit_test(test_detect_files_not_regular),
+        cmocka_unit_test(test_detect_label_nul),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     char command[512];
