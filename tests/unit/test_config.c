@@ -188,12 +188,19 @@ static void test_name_and_tags(void **state) {
     ExperimentConfig *cfg = load_ok("model: m.yaml\ndata: d\nname: a.b..c\n", 0, NULL);  // dots inside are fine
     config_destroy(cfg);
 
-    load_fails("model: m.yaml\ndata: d\ntrain: {epochs: !!str 4}\n", 0, NULL,
-               "exp.yaml:3:17: YAML tags are not supported (found '!!str'): write the plain value");
-    load_fails("model: !path m.yaml\ndata: d\n", 0, NULL,
-               "exp.yaml:1:8: YAML tags are not supported (found '!path'): write the plain value");
+    // A tag in the file, a local tag, and one in a --set value.
     char *tagged[] = {"train.epochs=!!int 4"};
-    load_fails(minimal, 1, tagged, "--set train.epochs:1:1: YAML tags are not supported (found '!!int'): write the plain value");
+    static const struct { const char *text, *where, *tag; int n_set; } tags[] = {
+        {"model: m.yaml\ndata: d\ntrain: {epochs: !!str 4}\n", "exp.yaml:3:17", "!!str", 0},
+        {"model: !path m.yaml\ndata: d\n", "exp.yaml:1:8", "!path", 0},
+        {minimal, "--set train.epochs:1:1", "!!int", 1},
+    };
+    for (int i = 0; i < 3; i++) {
+        char expected[256];
+        snprintf(expected, sizeof expected, "%s: YAML tags are not supported (found '%s'): write the plain value",
+                 tags[i].where, tags[i].tag);
+        load_fails(tags[i].text, tags[i].n_set, tagged, expected);
+    }
 }
 
 // The resolved YAML is itself an experiment file giving the same configuration (compared by

@@ -52,6 +52,23 @@ static char *summary_of(const DatasetSplit *split) {
     return buf;
 }
 
+// Opens temp_dir/rel for detection, scans its train split and compares the summary with `expected`
+// (where each %s stands for temp_dir).
+static void expect_train_summary(const char *rel, const char *expected_fmt) {
+    char path[512], expected[4096];
+    snprintf(path, sizeof path, "%s/%s", temp_dir, rel);
+    const char *t = temp_dir;
+    snprintf(expected, sizeof expected, expected_fmt, t, t, t, t, t);
+    Dataset *ds;
+    Error err = {0};
+    if (!dataset_open(path, DATASET_TASK_DETECT, &ds, &err)) fail_msg("%s", err.message);
+    DatasetSplit *split;
+    if (!dataset_scan(ds, DATASET_SPLIT_TRAIN, 2, &split, &err)) fail_msg("%s", err.message);
+    assert_string_equal(summary_of(split), expected);
+    dataset_split_destroy(split);
+    dataset_destroy(ds);
+}
+
 // Opening `rel` must fail with exactly "temp_dir/<expected>".
 static void expect_open_error(const char *rel, DatasetTask task, const char *expected_fmt, ...) {
     char path[1024], expected[2048], tail[1024];
@@ -271,23 +288,12 @@ static void test_detect_files_not_regular(void **state) {
     write_text("odd/labels/train/c.txt", "");
     snprintf(target, sizeof target, "%s/odd/labels/train/c.txt", temp_dir);
     assert_int_equal(truncate(target, (off_t)2 << 20), 0);
-    snprintf(path, sizeof path, "%s/odd/data.yaml", temp_dir);
-    Dataset *ds;
-    Error err = {0};
-    if (!dataset_open(path, DATASET_TASK_DETECT, &ds, &err)) fail_msg("%s", err.message);
-    DatasetSplit *split;
-    if (!dataset_scan(ds, DATASET_SPLIT_TRAIN, 2, &split, &err)) fail_msg("%s", err.message);
-    char expected[4096];
-    const char *t = temp_dir;
-    snprintf(expected, sizeof expected,
-             "train: 2 images, 1 boxes, 3 skipped (1 unreadable image, 2 unreadable label file), 1 without a label file\n"
-             "  %s/odd/labels/train/b.txt: not a regular file (a device, FIFO or socket)\n"
-             "  %s/odd/labels/train/c.txt: larger than the 1 MiB limit for label files\n"
-             "  %s/odd/images/train/zero.png: not a regular file (a device, FIFO or socket)\n",
-             t, t, t);
-    assert_string_equal(summary_of(split), expected);
-    dataset_split_destroy(split);
-    dataset_destroy(ds);
+    expect_train_summary("odd/data.yaml",
+                         "train: 2 images, 1 boxes, 3 skipped (1 unreadable image, 2 unreadable label file), 1 without a "
+                         "label file\n"
+                         "  %s/odd/labels/train/b.txt: not a regular file (a device, FIFO or socket)\n"
+                         "  %s/odd/labels/train/c.txt: larger than the 1 MiB limit for label files\n"
+                         "  %s/odd/images/train/zero.png: not a regular file (a device, FIFO or socket)\n");
 }
 
 // A NUL byte in a label file once ended the file there without a word (the boxes after it were
@@ -305,20 +311,8 @@ static void test_detect_label_nul(void **state) {
     assert_non_null(f);
     assert_int_equal(fwrite(label, 1, sizeof label - 1, f), sizeof label - 1);
     fclose(f);
-    snprintf(path, sizeof path, "%s/nul/data.yaml", temp_dir);
-    Dataset *ds;
-    Error err = {0};
-    if (!dataset_open(path, DATASET_TASK_DETECT, &ds, &err)) fail_msg("%s", err.message);
-    DatasetSplit *split;
-    if (!dataset_scan(ds, DATASET_SPLIT_TRAIN, 1, &split, &err)) fail_msg("%s", err.message);
-    char expected[2048];
-    snprintf(expected, sizeof expected,
-             "train: 1 images, 1 boxes, 1 skipped (1 unreadable label file)\n"
-             "  %s/nul/labels/train/a.txt:2: a NUL byte: a label file is text\n",
-             temp_dir);
-    assert_string_equal(summary_of(split), expected);
-    dataset_split_destroy(split);
-    dataset_destroy(ds);
+    expect_train_summary("nul/data.yaml", "train: 1 images, 1 boxes, 1 skipped (1 unreadable label file)\n"
+                                          "  %s/nul/labels/train/a.txt:2: a NUL byte: a label file is text\n");
 }
 
 static void test_classify(void **state) {
