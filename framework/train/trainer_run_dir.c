@@ -74,7 +74,8 @@ void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const 
                 d ? d->r : 0, d ? d->map50 : 0, d ? d->map50_95 : 0, val->loss.box / nv, val->loss.cls / nv,
                 val->loss.dfl / nv, hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s, (long long)skipped_steps);
     }
-    fclose(f);
+    // A full disk or `ulimit -f` shows here; the run goes on (the checkpoints hold its state).
+    if ((ferror(f) | fclose(f)) != 0) fprintf(stderr, "yolopipe: cannot append to %s: %s\n", path, strerror(errno));
 }
 
 // ---- checkpoints -------------------------------------------------------------------------------------
