@@ -116,7 +116,7 @@ bool checkpoint_save_stage(const char *dir, int stage, const TrainProgress *prog
     int64_t nbt_model = progress->bn_batches, nbt_ema = 0;  // ModelEMA copies floating entries only
     list_add_state_dict(&l, g, "", params, buffers, &nbt_model);
     // Gradients accumulated since the last optimizer step (an epoch can end between two steps).
-    const float *grads = model->grads ? model->grads : list_keep(&l, download(g, g->grad_data, g->param_elems));
+    const float *grads = list_keep(&l, download(g, g->grad_data, g->param_elems));
     for (int i = 0; i < g->n_params; i++) {
         const ParamInfo *p = &g->params[i];
         if (!(p->flags & (PARAM_BUFFER | PARAM_NO_GRAD)))

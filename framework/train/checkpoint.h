@@ -45,7 +45,6 @@ typedef struct CheckpointModel {
     Graph *graph;
     ModelEma *ema;
     Optimizer *optimizer;
-    const float *grads;  // saving: host memory, the gradients to save instead of the graph's (summed over replicas), or NULL
 } CheckpointModel;
 
 // Writes the checkpoint directory `dir` of a single-stage model (replacing an existing one atomically).

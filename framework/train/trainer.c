@@ -49,6 +49,27 @@ static void trainer_average_buffers(Trainer *t) {
     }
 }
 
+// Before the checkpoints at an epoch's end (or a stop), the replicas' state since the last step goes
+// where a resumed run finds it: the gradients accumulated since then summed into replica 0 (the
+// others zeroed; the next step's reduction adds them as it would have) and the running statistics
+// averaged. An uninterrupted run does the same, so that it computes what a resumed one does, bit
+// for bit. Once per epoch end, not per checkpoint: averaging equal values again is not exact.
+static void trainer_gather_replicas(Trainer *t) {
+    if (t->topo->replicas == 1) return;
+    for (int c = 0; c < t->n_chunks; c++) {
+        Graph *g = executor_chunk(t->ex, c)->graph;
+        size_t bytes = (size_t)g->param_elems * sizeof(float);
+        float *grads = yp_malloc(bytes + 1);
+        t->be->ops->download(t->be, grads, g->grad_data, bytes);
+        transport_wait(t->tr, t->tr->ops->iallreduce_sum_f32(t->tr, grads, (size_t)g->param_elems, TRANSPORT_REPLICAS),
+                       "the gradient sum over the replicas for a checkpoint");
+        if (t->topo->replica == 0) t->be->ops->upload(t->be, g->grad_data, grads, bytes);
+        else graph_zero_grads(g);
+        free(grads);
+    }
+    trainer_average_buffers(t);
+}
+
 // Whether the run has skipped train.max_skipped_steps steps in a row: every rank counts the same.
 static bool trainer_diverged(const Trainer *t) { return t->at.loss_scale.in_a_row >= t->cfg->train.max_skipped_steps; }
 
@@ -290,6 +311,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
         if (stop && t->at.batch < t->batches_per_epoch) {
             fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
             trainer_print_step_times(t);
+            trainer_gather_replicas(t);
             return trainer_write_profile(t, err) && trainer_save(t, "last", err) && trainer_write_measured(t, err);
         }
         t->at.epoch++;
@@ -306,6 +328,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
         trainer_write_results_row(t, epoch, clock_monotonic_s() - run_start, &sums, &val, &hyper, images_per_s, skipped);
         bool best = val.loss.n && val.fitness > t->at.best_fitness;
         if (best) t->at.best_fitness = val.fitness;
+        trainer_gather_replicas(t);
         if (!trainer_save(t, "last", err) || (best && !trainer_save(t, "best", err))) return false;
         if (stop) fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
     }

@@ -80,9 +80,9 @@ void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const 
 
 // ---- checkpoints -------------------------------------------------------------------------------------
 
-// Every stage of replica 0 writes its file into a directory world rank 0 began and then commits. The
-// gradients accumulated since the last step are summed over the replicas first (what the next step's
-// reduction would do), so the checkpoint resumes under any number of replicas.
+// Every stage of replica 0 writes its file into a directory world rank 0 began and then commits.
+// Replica 0 holds the replicas' gradient sum and averaged running statistics by then
+// (trainer_gather_replicas), so the checkpoint resumes under any number of replicas.
 bool trainer_save(Trainer *t, const char *which, Error *err) {
     char dir[PATH_MAX], tmp[PATH_MAX] = "";  // tmp travels to every rank: the same size everywhere
     FsAtomicDir *ad = NULL;
@@ -96,16 +96,8 @@ bool trainer_save(Trainer *t, const char *which, Error *err) {
     t->tr->ops->broadcast(t->tr, tmp, sizeof tmp, 0, TRANSPORT_WORLD);
     for (int c = 0; ok && c < t->n_chunks; c++) {
         ExecutorChunk *ch = executor_chunk(t->ex, c);
-        Graph *g = ch->graph;
-        float *grads = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
-        t->be->ops->download(t->be, grads, g->grad_data, (size_t)g->param_elems * sizeof(float));
-        if (t->topo->replicas > 1)
-            transport_wait(t->tr, t->tr->ops->iallreduce_sum_f32(t->tr, grads, (size_t)g->param_elems, TRANSPORT_REPLICAS),
-                           "the gradient sum over the replicas for a checkpoint");
-        CheckpointModel model = {.graph = g, .ema = t->chunks[c].ema, .optimizer = t->chunks[c].optimizer,
-                                 .grads = grads};
+        CheckpointModel model = {.graph = ch->graph, .ema = t->chunks[c].ema, .optimizer = t->chunks[c].optimizer};
         if (t->topo->replica == 0) ok = checkpoint_save_stage(tmp, ch->stage, &t->at, &model, err);
-        free(grads);
     }
     ok = trainer_all_ranks_ok(t, ok, err);
     if (t->lead) {
