@@ -49,6 +49,31 @@ static void trainer_average_buffers(Trainer *t) {
     }
 }
 
+// The running statistics as a step's accumulation begins (the loop's start, each step's end): a skipped
+// step takes back what its forward passes made non-finite.
+static void trainer_keep_buffers(Trainer *t) {
+    for (int c = 0; c < t->n_chunks; c++) {
+        const Graph *g = executor_chunk(t->ex, c)->graph;
+        t->be->ops->copy(t->be, t->chunks[c].step_buffers, g->buffer_data, (size_t)g->buffer_elems * sizeof(float));
+    }
+}
+
+// A forward pass that overflowed (a NaN loss) leaves NaN in the running statistics, and from there in
+// the EMA's after the next step taken and in every checkpoint (which then no longer loads). On a
+// skipped step, each chunk whose statistics are not all finite gets back those of the step's start;
+// finite ones stay as PyTorch leaves them (an fp16 overflow in the backward pass, say).
+static void trainer_restore_broken_buffers(Trainer *t) {
+    for (int c = 0; c < t->n_chunks; c++) {
+        Graph *g = executor_chunk(t->ex, c)->graph;
+        float *host = t->chunks[c].live_buffers;
+        t->be->ops->download(t->be, host, g->buffer_data, (size_t)g->buffer_elems * sizeof(float));
+        int64_t i = 0;
+        while (i < g->buffer_elems && isfinite(host[i])) i++;
+        if (i < g->buffer_elems)
+            t->be->ops->copy(t->be, g->buffer_data, t->chunks[c].step_buffers, (size_t)g->buffer_elems * sizeof(float));
+    }
+}
+
 // Whether the run has skipped train.max_skipped_steps steps in a row: every rank counts the same.
 static bool trainer_diverged(const Trainer *t) { return t->at.loss_scale.in_a_row >= t->cfg->train.max_skipped_steps; }
 
@@ -56,7 +81,8 @@ static bool trainer_diverged(const Trainer *t) { return t->at.loss_scale.in_a_ro
 // to 10 (the squared norms of the stages summed over the pipeline, in sumsq, of the gradients as they
 // are: scaled), step, zero the gradients, update the EMA. In every precision a step whose global norm
 // is not finite (or after a batch whose loss was not) is skipped: parameters, optimizer state and EMA
-// stay as they were (fp16 also halves its loss scale). Every rank sees the same sumsq and losses
+// stay as they were, running statistics that went non-finite return to the step's start (fp16 also
+// halves its loss scale). Every rank sees the same sumsq and losses
 // (all-reduced over the world), so all skip together. Fails after train.max_skipped_steps in a row.
 static bool trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double sumsq, Error *err) {
     double scale = t->at.loss_scale.scale;
@@ -71,7 +97,9 @@ static bool trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double s
         }
         graph_zero_grads(executor_chunk(t->ex, c)->graph);
     }
+    if (!step) trainer_restore_broken_buffers(t);
     trainer_average_buffers(t);
+    trainer_keep_buffers(t);
     for (int c = 0; step && c < t->n_chunks; c++) ema_update(t->chunks[c].ema);
     t->at.optimizer_steps++;
     if (!trainer_diverged(t)) return true;
@@ -230,6 +258,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
     double run_start = clock_monotonic_s();
     OptimHyper hyper = optim_schedule_at(&t->schedule, t->at.iteration, t->at.epoch).hyper;
     bool stop = false;
+    trainer_keep_buffers(t);
     t->step_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->step_times);
     t->compute_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->compute_times);
     t->program_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->program_times);
