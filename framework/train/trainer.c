@@ -82,8 +82,8 @@ static bool trainer_diverged(const Trainer *t) { return t->at.loss_scale.in_a_ro
 // are: scaled), step, zero the gradients, update the EMA. In every precision a step whose global norm
 // is not finite (or after a batch whose loss was not) is skipped: parameters, optimizer state and EMA
 // stay as they were, running statistics that went non-finite return to the step's start (fp16 also
-// halves its loss scale). Every rank sees the same sumsq and losses
-// (all-reduced over the world), so all skip together. Fails after train.max_skipped_steps in a row.
+// halves its loss scale). Every rank sees the same sumsq and losses (all-reduced over the world), so
+// all skip together. Fails after train.max_skipped_steps in a row.
 static bool trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double sumsq, Error *err) {
     double scale = t->at.loss_scale.scale;
     bool step = loss_scale_update(&t->at.loss_scale, trainer_scales_loss(t->cfg), isfinite(sumsq) && t->loss_finite);
