@@ -49,14 +49,38 @@ static void trainer_average_buffers(Trainer *t) {
     }
 }
 
+// The running statistics as a step's accumulation begins (the loop's start, each step's end): a skipped
+// step takes back what its forward passes made non-finite.
+static void trainer_keep_buffers(Trainer *t) {
+    for (int c = 0; c < t->n_chunks; c++) {
+        const Graph *g = executor_chunk(t->ex, c)->graph;
+        t->be->ops->copy(t->be, t->chunks[c].step_buffers, g->buffer_data, (size_t)g->buffer_elems * sizeof(float));
+    }
+}
+
+// A forward pass that overflowed (a NaN loss) leaves NaN in the running statistics, and from there in
+// the EMA's after the next step taken and in every checkpoint (which then no longer loads). On a
+// skipped step, each chunk whose statistics are not all finite gets back those of the step's start;
+// finite ones stay as PyTorch leaves them (an fp16 overflow in the backward pass, say).
+static void trainer_restore_broken_buffers(Trainer *t) {
+    for (int c = 0; c < t->n_chunks; c++) {
+        Graph *g = executor_chunk(t->ex, c)->graph;
+        float *host = t->chunks[c].live_buffers;
+        t->be->ops->download(t->be, host, g->buffer_data, (size_t)g->buffer_elems * sizeof(float));
+        int64_t i = 0;
+        while (i < g->buffer_elems && isfinite(host[i])) i++;
+        if (i < g->buffer_elems)
+            t->be->ops->copy(t->be, g->buffer_data, t->chunks[c].step_buffers, (size_t)g->buffer_elems * sizeof(float));
+    }
+}
+
 // Before the checkpoints at an epoch's end (or a stop), the replicas' state since the last step goes
 // where a resumed run finds it: the gradients accumulated since then summed into replica 0 (the
 // others zeroed; the next step's reduction adds them as it would have) and the running statistics
 // averaged. An uninterrupted run does the same, so that it computes what a resumed one does, bit
 // for bit. Once per epoch end, not per checkpoint: averaging equal values again is not exact.
 static void trainer_gather_replicas(Trainer *t) {
-    if (t->topo->replicas == 1) return;
-    for (int c = 0; c < t->n_chunks; c++) {
+    for (int c = 0; t->topo->replicas > 1 && c < t->n_chunks; c++) {
         Graph *g = executor_chunk(t->ex, c)->graph;
         size_t bytes = (size_t)g->param_elems * sizeof(float);
         float *grads = yp_malloc(bytes + 1);
@@ -68,6 +92,7 @@ static void trainer_gather_replicas(Trainer *t) {
         free(grads);
     }
     trainer_average_buffers(t);
+    trainer_keep_buffers(t);  // what a skipped step restores: a resumed run keeps them at its start too
 }
 
 // Whether the run has skipped train.max_skipped_steps steps in a row: every rank counts the same.
@@ -77,8 +102,9 @@ static bool trainer_diverged(const Trainer *t) { return t->at.loss_scale.in_a_ro
 // to 10 (the squared norms of the stages summed over the pipeline, in sumsq, of the gradients as they
 // are: scaled), step, zero the gradients, update the EMA. In every precision a step whose global norm
 // is not finite (or after a batch whose loss was not) is skipped: parameters, optimizer state and EMA
-// stay as they were (fp16 also halves its loss scale). Every rank sees the same sumsq and losses
-// (all-reduced over the world), so all skip together. Fails after train.max_skipped_steps in a row.
+// stay as they were, running statistics that went non-finite return to the step's start (fp16 also
+// halves its loss scale). Every rank sees the same sumsq and losses (all-reduced over the world), so
+// all skip together. Fails after train.max_skipped_steps in a row.
 static bool trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double sumsq, Error *err) {
     double scale = t->at.loss_scale.scale;
     bool step = loss_scale_update(&t->at.loss_scale, trainer_scales_loss(t->cfg), isfinite(sumsq) && t->loss_finite);
@@ -92,7 +118,9 @@ static bool trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double s
         }
         graph_zero_grads(executor_chunk(t->ex, c)->graph);
     }
+    if (!step) trainer_restore_broken_buffers(t);
     trainer_average_buffers(t);
+    trainer_keep_buffers(t);
     for (int c = 0; step && c < t->n_chunks; c++) ema_update(t->chunks[c].ema);
     t->at.optimizer_steps++;
     if (!trainer_diverged(t)) return true;
@@ -251,6 +279,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
     double run_start = clock_monotonic_s();
     OptimHyper hyper = optim_schedule_at(&t->schedule, t->at.iteration, t->at.epoch).hyper;
     bool stop = false;
+    trainer_keep_buffers(t);
     t->step_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->step_times);
     t->compute_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->compute_times);
     t->program_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->program_times);

@@ -38,6 +38,8 @@ typedef struct TrainerChunk {
     ModelEma *ema;
     float *live_params, *live_buffers;  // the model's own weights while validation uses the EMA's
     float *ema_params, *ema_buffers;    // the EMA's weights in the graph's layout, to upload
+    float *step_buffers;  // (buffer_elems) backend memory, owned: the running statistics as the current
+                          // step's accumulation began, for a skipped step whose forward passes broke them
 } TrainerChunk;
 
 typedef struct Trainer {

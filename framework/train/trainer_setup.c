@@ -58,6 +58,7 @@ static bool trainer_build_model(Trainer *t, Error *err) {
         tc->live_buffers = yp_malloc((size_t)g->buffer_elems * sizeof(float) + 1);
         tc->ema_params = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
         tc->ema_buffers = yp_malloc((size_t)g->buffer_elems * sizeof(float) + 1);
+        tc->step_buffers = t->be->ops->alloc(t->be, (size_t)g->buffer_elems * sizeof(float) + 1);
     }
     const ParallelConfig *pc = &cfg->parallel;
     fprintf(t->out, "%s: %lld parameters, %.1f GFLOPs at %lld; %lld images per forward pass, %lld per step\n",
@@ -182,6 +183,7 @@ void trainer_destroy(Trainer *t) {
         free(tc->live_buffers);
         free(tc->ema_params);
         free(tc->ema_buffers);
+        t->be->ops->free(t->be, tc->step_buffers);
     }
     free(t->chunks);
     executor_destroy(t->ex);

@@ -7,7 +7,10 @@
 # stop the run with one error line and exit 2. Checks, independent of the code under test's own
 # reporting: two runs whose every step was skipped (2 and 4 steps) hold the same parameters bit for
 # bit and byte-identical exported EMA weights (the initial ones); a run with skips among good steps
-# resumes (the loader refuses non-finite weights, EMA and optimizer state).
+# resumes (the loader refuses non-finite weights, EMA and optimizer state). Without the hook, a
+# checkpoint edited to hold one huge but finite batch-norm weight makes the forward pass overflow: the
+# losses are NaN, every step is skipped, and the running statistics the NaN reached go back to the
+# step's start, so the run's checkpoints keep finite statistics and load (before, they held NaN).
 # Usage: check-nonfinite.sh SOURCE_ROOT YOLOPIPE COMPARE_WEIGHTS
 set -uo pipefail
 root=$1 yolopipe=$2 compare=$3
@@ -57,6 +60,20 @@ for p in fp32 bf16; do
     grep -q "^skipped_steps: 2$" "$tmp/runs/$p-mixed/weights/last/manifest.yaml" &&
     expect_ok "$p-mixed" none --resume --set device.precision=$p --set train.max_steps=6 ||
         fail "$p-mixed: $(cat "$tmp/runs/$p-mixed/weights/last/manifest.yaml" "$tmp/$p-mixed.err" 2>&1 | tr '\n' ' ')"
+
+    # A forward pass that overflows (3e38 as one weight of the first batch norm, from a checkpoint):
+    # steps 2 and 3 skipped; the checkpoints of epoch 1's end and of step 3 have finite statistics.
+    if expect_ok "$p-forward" none --set device.precision=$p --set train.max_steps=1 &&
+       python3 "$root/tests/cli/edit-safetensors.py" "$tmp/runs/$p-forward/weights/last/stage-0.safetensors" \
+           set model.0.bn.weight 0 3e38 &&
+       expect_ok "$p-forward" none --resume --set device.precision=$p --set train.max_steps=3; then
+        [ "$(grep -c "^$p: 1 of 1 optimizer steps skipped" "$tmp/$p-forward.out")" = 2 ] ||
+            fail "$p-forward: not both steps reported skipped: $(grep skipped "$tmp/$p-forward.out" | tr '\n' ' ')"
+        if out=$("$compare" "$tmp/runs/$p-forward/weights/last" "$tmp/runs/$p-forward/weights/last" 0 buffers 2>&1); then
+            echo "ok   $p: an overflowing forward pass leaves finite running statistics: $out"
+        else fail "$p-forward: $out"; fi
+        expect_ok "$p-forward" none --resume --set device.precision=$p --set train.max_steps=4
+    fi
 
     # train.max_skipped_steps in a row: steps 2, 3 and 4 skipped, the run stops at epoch 2 batch 2.
     train "$p-limit" 2-9 --set device.precision=$p --set train.max_skipped_steps=3

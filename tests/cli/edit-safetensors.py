@@ -3,6 +3,7 @@
   meta KEY=VALUE         sets a metadata string
   shape NAME=D0,D1,...   restates a tensor's shape (same element count, so the file stays well formed)
   nan NAME INDEX         writes a float32 NaN into element INDEX of an F32 tensor
+  set NAME INDEX VALUE   writes VALUE (a float32) there instead
 The result is a structurally valid file (header re-padded to 8 bytes); only its meaning is wrong.
 Usage: edit-safetensors.py FILE OP ARG [OP ARG...]"""
 import json
@@ -28,11 +29,12 @@ def main(argv):
             shape = [int(d) for d in dims.split(",")] if dims else []
             assert math.prod(shape) == math.prod(header[name]["shape"]), "the element count must stay"
             header[name]["shape"] = shape
-        elif op == "nan":
+        elif op in ("nan", "set"):
             name, index = ops.pop(0), int(ops.pop(0))
+            value = float("nan") if op == "nan" else float(ops.pop(0))
             assert header[name]["dtype"] == "F32"
             begin = header[name]["data_offsets"][0] + 4 * index
-            data[begin:begin + 4] = struct.pack("<f", float("nan"))
+            data[begin:begin + 4] = struct.pack("<f", value)
         else:
             sys.exit(f"unknown operation {op}")
     text = json.dumps(header, separators=(",", ":")).encode()

@@ -8,7 +8,12 @@
 # - every step skipped (4 steps) under 1, 2 stages, 2 replicas and 2 x 2 leaves the initial
 #   parameters, bit for bit the same in every layout (a rank that stepped alone would differ);
 # - 3 skipped steps in a row with train.max_skipped_steps=3 end a 2-stage run with exit 2 and the
-#   error once (rank 0 prints it; the others fail alike and quietly).
+#   error once (rank 0 prints it; the others fail alike and quietly);
+# - without the hook, a forward pass that overflows (a checkpoint with one batch-norm weight of 3e38,
+#   finite, so it loads, makes every loss NaN from stage 0 on): resumed under 1 process, 2 stages and
+#   2 stages x 2 replicas, steps 3 and 4 are skipped and the running statistics the NaN reached are
+#   restored on every rank, so parameters and running statistics stay the checkpoint's, bit for bit
+#   (the replicas average equal values); before, the statistics became NaN.
 # Before the fix the NaN reached every parameter of the last stage (compare_weights fails on
 # non-finite values) and the runs ended with exit 0.
 #
@@ -17,10 +22,12 @@ set -u
 source "$(dirname "$0")/tiny-env.sh"
 common+=(--set val.period=0)
 
-run() {  # run NAME NP NAN_STEPS [--set k=v]...: the exit status; stdout and stderr in NAME.out, NAME.err
+run() {  # run NAME NP NAN_STEPS|none [--set k=v]...: the exit status; stdout and stderr in NAME.out, NAME.err
     local name=$1 np=$2 steps=$3
     shift 3
-    local cmd=(env "YOLOPIPE_NAN_GRADS=$steps" "$yolopipe" train "$src/tests/mpi/tiny.yaml" "${common[@]}" --set "name=$name" "$@")
+    local hook=(env -u YOLOPIPE_NAN_GRADS)
+    [ "$steps" = none ] || hook=(env "YOLOPIPE_NAN_GRADS=$steps")
+    local cmd=("${hook[@]}" "$yolopipe" train "$src/tests/mpi/tiny.yaml" "${common[@]}" --set "name=$name" "$@")
     if [ "$np" = 1 ]; then "${cmd[@]}" >"$name.out" 2>"$name.err"
     else "$src/tests/mpi/mpirun.sh" "$np" "${cmd[@]}" >"$name.out" 2>"$name.err"; fi
 }
@@ -32,7 +39,7 @@ train() {  # train NAME NP NAN_STEPS [--set k=v]...
 
 check() {  # check NAME REFERENCE [buffers]: bit for bit, and finite
     local out
-    if out=$("$compare" "runs/$1/weights/last" "runs/$2/weights/last" 0 ${3:-}); then echo "ok   $1 vs $2: $out"
+    if out=$("$compare" "runs/$1/weights/last" "runs/$2/weights/last" 0 ${3:-} 2>&1); then echo "ok   $1 vs $2: $out"
     else fail "$1 vs $2: $out"; fi
 }
 
@@ -54,6 +61,21 @@ if train all-ref 1 1-4 "${all[@]}"; then
         name=all-s$stages-r$replicas
         train "$name" "$np" 1-4 "${all[@]}" --set parallel.stages=$stages --set parallel.replicas=$replicas &&
             check "$name" all-ref
+    done
+fi
+
+# A forward pass that overflows, from a checkpoint: steps 3 and 4 of the first epoch skipped.
+if train fwd-base 1 none --set train.max_steps=2 &&
+   python3 "$src/tests/cli/edit-safetensors.py" runs/fwd-base/weights/last/stage-0.safetensors set model.0.bn.weight 0 3e38; then
+    for layout in "1 1 1 4" "2 2 1 4" "4 2 2 2"; do
+        read -r np stages replicas micro <<<"$layout"
+        name=fwd-s$stages-r$replicas
+        cp -r runs/fwd-base "runs/$name"
+        train "$name" "$np" none --resume --set train.max_steps=4 --set parallel.stages=$stages \
+            --set parallel.replicas=$replicas --set parallel.micro_batches=$micro || continue
+        grep -q "^fp32: 2 of 2 optimizer steps skipped (the gradient norm or the loss was not finite)" "$name.out" ||
+            fail "$name: the skipped steps are not reported"
+        check "$name" fwd-base buffers
     done
 fi
 
