@@ -1,11 +1,18 @@
 #include "framework/runtime/topology.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "partition/placement.h"
 
 int topology_world_rank(const Topology *t, int pipeline_rank, int replica) {
     return placement_world_rank(t->order, t->pipeline_size, t->replicas, pipeline_rank, replica);
+}
+
+void topology_own_host(char host[TOPOLOGY_HOST_BYTES]) {
+    memset(host, 0, TOPOLOGY_HOST_BYTES);
+    if (gethostname(host, TOPOLOGY_HOST_BYTES - 1) != 0 || !host[0]) snprintf(host, TOPOLOGY_HOST_BYTES, "?");
 }
 
 const char *topology_host(const Topology *t, int world_rank) {

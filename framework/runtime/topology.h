@@ -31,6 +31,10 @@ typedef struct Topology {
 // The world rank of the rank at `pipeline_rank` in `replica`.
 int topology_world_rank(const Topology *t, int pipeline_rank, int replica);
 
+// Writes this process's host name (gethostname, cut to fit; "?" when unknown) into host: what a
+// transport puts in its topology's hosts.
+void topology_own_host(char host[TOPOLOGY_HOST_BYTES]);
+
 // World rank `world_rank`'s host name, or NULL when the topology knows none.
 const char *topology_host(const Topology *t, int world_rank);
 

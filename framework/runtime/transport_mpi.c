@@ -261,8 +261,8 @@ bool transport_mpi_create(int pipeline_size, int replicas, RankOrder order, Tran
     MPI_CHECK(MPI_Comm_free(&local));
 
     // Every rank's host name, for the messages that name a peer (topology_describe_peer).
-    char host[TOPOLOGY_HOST_BYTES] = "";
-    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "?");
+    char host[TOPOLOGY_HOST_BYTES];
+    topology_own_host(host);
     m->hosts = yp_malloc((size_t)world_size * TOPOLOGY_HOST_BYTES);
     MPI_CHECK(MPI_Allgather(host, TOPOLOGY_HOST_BYTES, MPI_CHAR, m->hosts, TOPOLOGY_HOST_BYTES, MPI_CHAR, MPI_COMM_WORLD));
     m->base.topo.hosts = m->hosts;
