@@ -195,7 +195,15 @@ bool executor_create(const ExecutorOptions *opt, Executor **out, Error *err) {
     return true;
 }
 
-static void executor_wait_send(Executor *ex, MessageBuffer *sb, const char *when);
+// Waits for the send in flight from sb, named by its cut and peer; `when` says why it is awaited.
+static void executor_wait_send(Executor *ex, MessageBuffer *sb, const char *when) {
+    char what[256], peer[128];
+    snprintf(what, sizeof what, "a send of layer %d's output (cut %d) to %s to be received (%s)",
+             ex->plan->cuts[sb->cut].layer, sb->cut, topology_describe_peer(&ex->topo, sb->peer, peer, sizeof peer),
+             when);
+    transport_wait(ex->tr, sb->pending, what);
+    sb->pending = NULL;
+}
 
 void executor_destroy(Executor *ex) {
     if (!ex) return;
@@ -306,16 +314,6 @@ static MessageBuffer *executor_message_buffer(Executor *ex, size_t bytes) {
     pick = &ex->sends[ex->n_sends++];
     *pick = (MessageBuffer){.data = ex->be->ops->alloc(ex->be, bytes), .capacity = bytes};
     return pick;
-}
-
-// Waits for the send in flight from sb, named by its cut and peer; `when` says why it is awaited.
-static void executor_wait_send(Executor *ex, MessageBuffer *sb, const char *when) {
-    char what[256], peer[128];
-    snprintf(what, sizeof what, "a send of layer %d's output (cut %d) to %s to be received (%s)",
-             ex->plan->cuts[sb->cut].layer, sb->cut, topology_describe_peer(&ex->topo, sb->peer, peer, sizeof peer),
-             when);
-    transport_wait(ex->tr, sb->pending, what);
-    sb->pending = NULL;
 }
 
 // Waits for the oldest sends while more than `limit` are in flight (a stage running ahead of its
@@ -495,18 +493,10 @@ typedef struct BatchState {
     int64_t *reduced_from;  // per chunk: gradients [reduced_from, param_elems) are being reduced
 } BatchState;
 
-// Waits for a bucket's gradient all-reduce, naming the replicas it runs over.
-static void executor_wait_reduction(Executor *ex, TransportRequest *r) {
-    char what[256], ranks[192];
-    snprintf(what, sizeof what, "a gradient all-reduce over %s",
-             transport_describe_group(ex->tr, TRANSPORT_REPLICAS, ranks, sizeof ranks));
-    transport_wait(ex->tr, r, what);
-}
-
 static void executor_reduce(Executor *ex, BatchState *st, ExecutorChunk *c, int64_t begin, int64_t end) {
     if (end <= begin) return;
     if (st->n_reductions == (int)(sizeof st->reductions / sizeof *st->reductions)) {
-        executor_wait_reduction(ex, st->reductions[0]);
+        transport_wait_group(ex->tr, st->reductions[0], TRANSPORT_REPLICAS, "a gradient all-reduce");
         memmove(st->reductions, st->reductions + 1, (size_t)--st->n_reductions * sizeof *st->reductions);
     }
     ex->stats.allreduce_bytes += (end - begin) * (int64_t)sizeof(float);
@@ -597,10 +587,8 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         break;  // the last stage's targets are in the batch already
     case SCHED_OP_RECV_ACT:
     case SCHED_OP_RECV_GRAD:
-        if (ex->recv_pending[i]) {
-            describe_message(ex, in, what, sizeof what);
-            transport_wait(ex->tr, ex->recv_pending[i], what);
-        }
+        describe_message(ex, in, what, sizeof what);
+        if (ex->recv_pending[i]) transport_wait(ex->tr, ex->recv_pending[i], what);
         ex->recv_pending[i] = NULL;
         ex->next_recv = i + 1;
         if (in->op == SCHED_OP_RECV_ACT) {
@@ -643,7 +631,8 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         }
         break;
     case SCHED_OP_STEP:
-        for (int r = 0; r < st->n_reductions; r++) executor_wait_reduction(ex, st->reductions[r]);
+        for (int r = 0; r < st->n_reductions; r++)
+            transport_wait_group(ex->tr, st->reductions[r], TRANSPORT_REPLICAS, "a gradient all-reduce");
         st->n_reductions = 0;
         break;
     case SCHED_OP_COUNT: yp_fatal("bad instruction");
@@ -711,7 +700,7 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const uint8_t *imag
     executor_set_input_size(ex, n, side);
     if (targets) executor_loss_reserve(ex, side, targets);
     Backend *be = ex->be;
-    char what[256];
+    char what[256], whom[128];
     for (int ci = 0; ci < ex->n_chunks; ci++) {
         ExecutorChunk *c = &ex->chunks[ci];
         Graph *g = c->graph;
@@ -722,7 +711,6 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const uint8_t *imag
             if (cut->to_stage != c->stage) continue;
             int peer = cut->from_stage % ex->plan->n_ranks;
             Tensor *t = &g->layers[cut->layer].out;
-            char whom[128];
             snprintf(what, sizeof what, "the validation activation of layer %d (cut %d) from %s", cut->layer, k,
                      topology_describe_peer(&ex->topo, peer, whom, sizeof whom));
             size_t bytes = backend_act_bytes(be, tensor_elems(t));

@@ -78,3 +78,15 @@ int transport_max_tag(const Transport *t) { return t->max_tag; }
 void transport_destroy(Transport *t) {
     if (t) t->ops->destroy(t);
 }
+
+void transport_wait_group(Transport *t, TransportRequest *r, TransportGroup group, const char *fmt, ...) {
+    char what[384], ranks[192];
+    va_list ap;
+    va_start(ap, fmt);
+    int used = vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (used >= 0 && (size_t)used < sizeof what)
+        snprintf(what + used, sizeof what - (size_t)used, " over %s",
+                 transport_describe_group(t, group, ranks, sizeof ranks));
+    transport_wait(t, r, what);
+}

@@ -106,6 +106,11 @@ bool transport_mpi_create(int pipeline_size, int replicas, RankOrder order, Tran
 // a signal's message says so too (failure_wait_begin).
 void transport_wait(Transport *t, TransportRequest *r, const char *what);
 
+// transport_wait for the collective r over `group`, named "<fmt...> over the <group> group (world
+// ranks ...)" (transport_describe_group).
+void transport_wait_group(Transport *t, TransportRequest *r, TransportGroup group, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 // How a message names the ranks of a collective: writes "the <group> group (world ranks 0, 1 on
 // HOST_A; 2, 3 on HOST_B)" (the ranks in group order, at most 8, then "..."; no hosts where the
 // topology knows none) into buf (n bytes, cut to fit) and returns buf.

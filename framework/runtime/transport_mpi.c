@@ -2,7 +2,6 @@
 #include "framework/runtime/transport_mpi.h"
 
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,37 +105,23 @@ static bool mpi_test(Transport *t, TransportRequest *r) {
     return done != 0;
 }
 
-// Waits for the collective r over `group`, named "<fmt...> over the <group> group (world ranks ...)".
-__attribute__((format(printf, 4, 5))) static void wait_collective(Transport *t, TransportRequest *r,
-                                                                  TransportGroup group, const char *fmt, ...) {
-    char what[384], ranks[192];
-    va_list ap;
-    va_start(ap, fmt);
-    int used = vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    if (used >= 0 && (size_t)used < sizeof what)
-        snprintf(what + used, sizeof what - (size_t)used, " over %s",
-                 transport_describe_group(t, group, ranks, sizeof ranks));
-    transport_wait(t, r, what);
-}
-
 static void mpi_allreduce_sum_f64(Transport *t, double *buf, size_t n_elems, TransportGroup group) {
     TransportRequest *r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, count_of(n_elems), MPI_DOUBLE, MPI_SUM, comm_of(t, group), &r->mpi));
-    wait_collective(t, r, group, "a sum of %zu doubles", n_elems);
+    transport_wait_group(t, r, group, "a sum of %zu doubles", n_elems);
 }
 
 static void mpi_broadcast(Transport *t, void *buf, size_t n_bytes, int root, TransportGroup group) {
     YP_CHECK(root >= 0 && root < group_size(t, group));
     TransportRequest *r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Ibcast(buf, count_of(n_bytes), MPI_BYTE, root, comm_of(t, group), &r->mpi));
-    wait_collective(t, r, group, "a broadcast of %zu bytes from rank %d", n_bytes, root);
+    transport_wait_group(t, r, group, "a broadcast of %zu bytes from rank %d", n_bytes, root);
 }
 
 static void mpi_barrier(Transport *t, TransportGroup group) {
     TransportRequest *r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Ibarrier(comm_of(t, group), &r->mpi));
-    wait_collective(t, r, group, "a barrier");
+    transport_wait_group(t, r, group, "a barrier");
 }
 
 static void mpi_gather_bytes(Transport *t, const void *buf, size_t n_bytes, void **all, size_t *sizes) {
@@ -148,7 +133,7 @@ static void mpi_gather_bytes(Transport *t, const void *buf, size_t n_bytes, void
     uint64_t *all_sizes = root ? yp_malloc((size_t)p->world_size * sizeof *all_sizes) : NULL;
     TransportRequest *r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Igather(&my_size, 1, MPI_UINT64_T, all_sizes, 1, MPI_UINT64_T, 0, comm, &r->mpi));
-    wait_collective(t, r, TRANSPORT_WORLD, "the sizes of a gather to world rank 0");
+    transport_wait_group(t, r, TRANSPORT_WORLD, "the sizes of a gather to world rank 0");
 
     int *counts = NULL, *displs = NULL;
     *all = NULL;
@@ -167,7 +152,7 @@ static void mpi_gather_bytes(Transport *t, const void *buf, size_t n_bytes, void
     }
     r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Igatherv(buf, count_of(n_bytes), MPI_BYTE, *all, counts, displs, MPI_BYTE, 0, comm, &r->mpi));
-    wait_collective(t, r, TRANSPORT_WORLD, "the bytes of a gather to world rank 0");
+    transport_wait_group(t, r, TRANSPORT_WORLD, "the bytes of a gather to world rank 0");
     free(counts);
     free(displs);
     free(all_sizes);
