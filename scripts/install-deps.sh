@@ -10,6 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libpng-dev libjpeg62-turbo-dev
   python3-matplotlib            # yolopipe study's figures (experiments/plot_study.py)
+  slurmctld slurmd slurm-client munge   # tests/mpi/check-slurm.sh: srun on a one-node cluster
 )
 
 missing=()

@@ -22,6 +22,7 @@ typedef struct MessageBuffer {
     float *data;               // backend memory
     size_t capacity;           // bytes
     TransportRequest *pending; // NULL when free
+    int peer, cut;             // of the send in flight, for the message of a wait for it
 } MessageBuffer;
 
 struct Executor {
@@ -194,10 +195,20 @@ bool executor_create(const ExecutorOptions *opt, Executor **out, Error *err) {
     return true;
 }
 
+// Waits for the send in flight from sb, named by its cut and peer; `when` says why it is awaited.
+static void executor_wait_send(Executor *ex, MessageBuffer *sb, const char *when) {
+    char what[256], peer[128];
+    snprintf(what, sizeof what, "a send of layer %d's output (cut %d) to %s to be received (%s)",
+             ex->plan->cuts[sb->cut].layer, sb->cut, topology_describe_peer(&ex->topo, sb->peer, peer, sizeof peer),
+             when);
+    transport_wait(ex->tr, sb->pending, what);
+    sb->pending = NULL;
+}
+
 void executor_destroy(Executor *ex) {
     if (!ex) return;
     for (int s = 0; s < ex->n_sends; s++) {
-        if (ex->sends[s].pending) transport_wait(ex->tr, ex->sends[s].pending, "a send to finish at exit");
+        if (ex->sends[s].pending) executor_wait_send(ex, &ex->sends[s], "at exit");
         ex->be->ops->free(ex->be, ex->sends[s].data);
     }
     free(ex->sends);
@@ -268,9 +279,10 @@ static int64_t cut_elems(const Executor *ex, int cut) {
 
 static void describe_message(const Executor *ex, const SchedInstr *in, char *buf, size_t n) {
     const PlanCut *c = &ex->plan->cuts[in->cut];
-    snprintf(buf, n, "the %s of layer %d (cut %d) for micro-batch %d from pipeline rank %d (world rank %d)",
-             in->op == SCHED_OP_RECV_ACT ? "activation" : "gradient", c->layer, in->cut, in->micro, in->peer,
-             topology_world_rank(&ex->topo, in->peer, ex->topo.replica));
+    char peer[128];
+    snprintf(buf, n, "the %s of layer %d (cut %d) for micro-batch %d from %s",
+             in->op == SCHED_OP_RECV_ACT ? "activation" : "gradient", c->layer, in->cut, in->micro,
+             topology_describe_peer(&ex->topo, in->peer, peer, sizeof peer));
 }
 
 // Posts every receive of the batch into its own buffer (sized for the largest input once).
@@ -311,18 +323,19 @@ static void executor_limit_pending_sends(Executor *ex, int limit) {
     for (int s = 0; s < ex->n_sends; s++) pending += ex->sends[s].pending != NULL;
     for (int s = 0; s < ex->n_sends && pending > limit; s++)
         if (ex->sends[s].pending) {
-            transport_wait(ex->tr, ex->sends[s].pending, "a validation activation to be received");
-            ex->sends[s].pending = NULL;
+            executor_wait_send(ex, &ex->sends[s], "validation, too many in flight");
             pending--;
         }
 }
 
-// Sends `elems` activations (in the backend's activation type: bf16 halves the bytes).
-static void executor_send(Executor *ex, const void *src, int64_t elems, int peer, int tag) {
+// Sends `elems` activations of cut `cut` (in the backend's activation type: bf16 halves the bytes).
+static void executor_send(Executor *ex, const void *src, int64_t elems, int peer, int cut, int tag) {
     size_t bytes = backend_act_bytes(ex->be, elems);
     MessageBuffer *sb = executor_message_buffer(ex, bytes);
     ex->be->ops->copy(ex->be, sb->data, src, bytes);
     sb->pending = ex->tr->ops->isend(ex->tr, sb->data, bytes, peer, tag);
+    sb->peer = peer;
+    sb->cut = cut;
 }
 
 // Lets the transport move messages while this rank computes: without a progress thread, a large
@@ -483,7 +496,7 @@ typedef struct BatchState {
 static void executor_reduce(Executor *ex, BatchState *st, ExecutorChunk *c, int64_t begin, int64_t end) {
     if (end <= begin) return;
     if (st->n_reductions == (int)(sizeof st->reductions / sizeof *st->reductions)) {
-        transport_wait(ex->tr, st->reductions[0], "a gradient all-reduce over the replicas");
+        transport_wait_group(ex->tr, st->reductions[0], TRANSPORT_REPLICAS, "a gradient all-reduce");
         memmove(st->reductions, st->reductions + 1, (size_t)--st->n_reductions * sizeof *st->reductions);
     }
     ex->stats.allreduce_bytes += (end - begin) * (int64_t)sizeof(float);
@@ -602,7 +615,7 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         Layer *layer = &g->layers[ex->plan->cuts[in->cut].layer];
         const Tensor *t = act ? &layer->out : &layer->dout;
         int64_t elems = cut_elems(ex, in->cut);
-        executor_send(ex, t->data, elems, in->peer,
+        executor_send(ex, t->data, elems, in->peer, in->cut,
                       message_tag(ex, act ? MESSAGE_ACTIVATION : MESSAGE_GRADIENT, in->micro, in->cut));
         if (in->peer != ex->topo.pipeline_rank) ex->stats.p2p_bytes += (int64_t)backend_act_bytes(be, elems);
         break;
@@ -619,7 +632,7 @@ static void executor_instr(Executor *ex, BatchState *st, int i) {
         break;
     case SCHED_OP_STEP:
         for (int r = 0; r < st->n_reductions; r++)
-            transport_wait(ex->tr, st->reductions[r], "the gradient all-reduce over the replicas");
+            transport_wait_group(ex->tr, st->reductions[r], TRANSPORT_REPLICAS, "a gradient all-reduce");
         st->n_reductions = 0;
         break;
     case SCHED_OP_COUNT: yp_fatal("bad instruction");
@@ -687,19 +700,19 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const uint8_t *imag
     executor_set_input_size(ex, n, side);
     if (targets) executor_loss_reserve(ex, side, targets);
     Backend *be = ex->be;
-    char what[256];
+    char what[256], whom[128];
     for (int ci = 0; ci < ex->n_chunks; ci++) {
         ExecutorChunk *c = &ex->chunks[ci];
         Graph *g = c->graph;
+        failure_set_activity("validation, stage %d of a batch of %lld images", c->stage, (long long)n);
         if (c->stage == 0) be->ops->upload_images(be, g->input.data, images, n, side, side);
         for (int k = 0; k < ex->plan->n_cuts; k++) {
             const PlanCut *cut = &ex->plan->cuts[k];
             if (cut->to_stage != c->stage) continue;
             int peer = cut->from_stage % ex->plan->n_ranks;
             Tensor *t = &g->layers[cut->layer].out;
-            snprintf(what, sizeof what, "the validation activation of layer %d (cut %d) from pipeline rank %d",
-                     cut->layer, k, peer);
-            failure_set_activity("validation: receiving %s", what);
+            snprintf(what, sizeof what, "the validation activation of layer %d (cut %d) from %s", cut->layer, k,
+                     topology_describe_peer(&ex->topo, peer, whom, sizeof whom));
             size_t bytes = backend_act_bytes(be, tensor_elems(t));
             MessageBuffer *sb = executor_message_buffer(ex, bytes);  // a free buffer to receive into
             sb->pending = ex->tr->ops->irecv(ex->tr, sb->data, bytes, peer, message_tag(ex, MESSAGE_VALIDATION, 0, k));
@@ -707,13 +720,12 @@ void executor_forward(Executor *ex, int64_t n, int64_t side, const uint8_t *imag
             sb->pending = NULL;
             be->ops->copy(be, t->data, sb->data, bytes);
         }
-        failure_set_activity("validation: forward of stage %d", c->stage);
         graph_forward(g, false);
         for (int k = 0; k < ex->plan->n_cuts; k++) {
             const PlanCut *cut = &ex->plan->cuts[k];
             if (cut->from_stage != c->stage) continue;
             executor_send(ex, g->layers[cut->layer].out.data, tensor_elems(&g->layers[cut->layer].out),
-                          cut->to_stage % ex->plan->n_ranks, message_tag(ex, MESSAGE_VALIDATION, 0, k));
+                          cut->to_stage % ex->plan->n_ranks, k, message_tag(ex, MESSAGE_VALIDATION, 0, k));
         }
         executor_limit_pending_sends(ex, 4 * (ex->plan->n_cuts + 1));
         if (c->stage == ex->plan->n_stages - 1) {

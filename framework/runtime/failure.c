@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { FAILURE_ACTIVITY_BYTES = 256, FAILURE_PREFIX_BYTES = 128 };
+enum { FAILURE_ACTIVITY_BYTES = 512, FAILURE_PREFIX_BYTES = 128 };
 
 static const char signal_reason[] = " (the launcher ends the job after another rank failed) while ";
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
@@ -16,12 +16,15 @@ static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
 // See failure.h. The activity is double-buffered: failure_set_activity writes the buffer that is
 // not current and then flips `current`, so a signal handler reads a finished text (and even if a
 // second update overtakes it, a NUL stays at the end of each buffer, so it never reads past it).
+// failure_wait_begin writes the activity and its wait into the other buffer the same way, and
+// failure_wait_end flips back to the untouched one (`before_wait`).
 static struct {
     Transport *transport;
     Topology topo;
     char signal_prefix[FAILURE_PREFIX_BYTES];  // "yolopipe: rank R (...): stopped by signal "
     char activity[2][FAILURE_ACTIVITY_BYTES];
     atomic_int current;
+    int before_wait;  // the buffer current before failure_wait_begin
 } failure = {.activity = {"starting up", "starting up"}};
 
 // Async-signal-safe string append (no strlen or stdio in a signal handler).
@@ -78,6 +81,19 @@ void failure_set_activity(const char *fmt, ...) {
     va_end(ap);
     atomic_store(&failure.current, next);
 }
+
+void failure_wait_begin(const char *what) {
+    int now = atomic_load(&failure.current);
+    char *next = failure.activity[1 - now];
+    // The buffers are distinct, but the compiler sees one object: copy the activity first, then append.
+    memcpy(next, failure.activity[now], FAILURE_ACTIVITY_BYTES);
+    size_t used = strnlen(next, FAILURE_ACTIVITY_BYTES - 1);
+    snprintf(next + used, FAILURE_ACTIVITY_BYTES - used, ", waiting for %s", what);
+    failure.before_wait = now;
+    atomic_store(&failure.current, 1 - now);
+}
+
+void failure_wait_end(void) { atomic_store(&failure.current, failure.before_wait); }
 
 _Noreturn void failure_user_error(const Error *err) {
     fprintf(stderr, "%s\n", err->message);

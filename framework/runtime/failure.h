@@ -25,6 +25,12 @@ void failure_install(const Topology *topo, Transport *t);
 // for the messages above; truncated to a few hundred bytes. Cheap: one vsnprintf, no allocation.
 void failure_set_activity(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+// While this rank waits for a peer (transport_wait): the messages above say "while <activity>,
+// waiting for <what>" (truncated like the activity) until failure_wait_end, which restores the
+// activity as it was. Main thread only; waits do not nest.
+void failure_wait_begin(const char *what);
+void failure_wait_end(void);
+
 // For a user error found on this rank only (the other ranks would wait for it forever): prints
 // err's line and ends the whole job with exit code 2 (plain exit(2) before failure_install).
 YP_NORETURN void failure_user_error(const Error *err);

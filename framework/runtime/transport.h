@@ -101,8 +101,20 @@ bool transport_mpi_create(int pipeline_size, int replicas, RankOrder order, Tran
 // Waits for r (which is then freed), polling with a growing sleep, for at most t->timeout_s
 // seconds. On timeout prints "yolopipe: rank R (pipeline rank P, replica D): timed out after X s
 // waiting for <what>" to stderr and ends the job with t->ops->abort(t, 1). `what` names what was
-// awaited, e.g. "the activation of layer 4 (cut 2) for micro-batch 3 from pipeline rank 0 (world rank 0)".
+// awaited and from whom (topology_describe_peer, transport_describe_group), e.g. "the activation of
+// layer 4 (cut 2) for micro-batch 3 from pipeline rank 0 (world rank 0 on node7)". While it waits,
+// a signal's message says so too (failure_wait_begin).
 void transport_wait(Transport *t, TransportRequest *r, const char *what);
+
+// transport_wait for the collective r over `group`, named "<fmt...> over the <group> group (world
+// ranks ...)" (transport_describe_group).
+void transport_wait_group(Transport *t, TransportRequest *r, TransportGroup group, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+// How a message names the ranks of a collective: writes "the <group> group (world ranks 0, 1 on
+// HOST_A; 2, 3 on HOST_B)" (the ranks in group order, at most 8, then "..."; no hosts where the
+// topology knows none) into buf (n bytes, cut to fit) and returns buf.
+char *transport_describe_group(const Transport *t, TransportGroup group, char *buf, size_t n);
 
 int transport_max_tag(const Transport *t);
 // The transport of a run started without a launcher: one rank, every group of size one

@@ -20,6 +20,7 @@ struct TransportRequest {
 typedef struct LocalTransport {
     Transport base;
     TransportRequest *unmatched;
+    char host[TOPOLOGY_HOST_BYTES];  // base.topo.hosts
 } LocalTransport;
 
 static TransportRequest *request_done(void) {
@@ -122,7 +123,8 @@ static const TransportOps local_ops = {
 Transport *transport_local_create(void) {
     LocalTransport *lt = yp_calloc(1, sizeof *lt);
     lt->base.ops = &local_ops;
-    lt->base.topo = (Topology){.world_size = 1, .pipeline_size = 1, .replicas = 1, .local_size = 1};
+    topology_own_host(lt->host);
+    lt->base.topo = (Topology){.world_size = 1, .pipeline_size = 1, .replicas = 1, .local_size = 1, .hosts = lt->host};
     lt->base.max_tag = INT_MAX;
     return &lt->base;
 }

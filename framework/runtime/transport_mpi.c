@@ -21,13 +21,12 @@ typedef struct TransportMpi {
     Transport base;  // first, so that a Transport * is a TransportMpi *
     MPI_Comm comms[TRANSPORT_GROUP_COUNT];
     TransportRequest *free_requests;
+    char *hosts;     // base.topo.hosts: world_size x TOPOLOGY_HOST_BYTES
     int n_pending;   // requests handed out and not yet completed
     bool owns_mpi;   // MPI_Init was called here, so destroy calls MPI_Finalize
     void (*poll)(void *context);  // transport_mpi_set_poll's hook, or NULL
     void *poll_context;
 } TransportMpi;
-
-static const char *const group_names[TRANSPORT_GROUP_COUNT] = {"world", "pipeline", "replicas"};
 
 const char *transport_mpi_error_string(int code, char buf[MPI_MAX_ERROR_STRING]) {
     int len = 0;
@@ -109,27 +108,20 @@ static bool mpi_test(Transport *t, TransportRequest *r) {
 static void mpi_allreduce_sum_f64(Transport *t, double *buf, size_t n_elems, TransportGroup group) {
     TransportRequest *r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, count_of(n_elems), MPI_DOUBLE, MPI_SUM, comm_of(t, group), &r->mpi));
-    char what[128];
-    snprintf(what, sizeof what, "a sum of %zu doubles over the %s group", n_elems, group_names[group]);
-    transport_wait(t, r, what);
+    transport_wait_group(t, r, group, "a sum of %zu doubles", n_elems);
 }
 
 static void mpi_broadcast(Transport *t, void *buf, size_t n_bytes, int root, TransportGroup group) {
     YP_CHECK(root >= 0 && root < group_size(t, group));
     TransportRequest *r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Ibcast(buf, count_of(n_bytes), MPI_BYTE, root, comm_of(t, group), &r->mpi));
-    char what[128];
-    snprintf(what, sizeof what, "a broadcast of %zu bytes from rank %d of the %s group", n_bytes, root,
-             group_names[group]);
-    transport_wait(t, r, what);
+    transport_wait_group(t, r, group, "a broadcast of %zu bytes from rank %d", n_bytes, root);
 }
 
 static void mpi_barrier(Transport *t, TransportGroup group) {
     TransportRequest *r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Ibarrier(comm_of(t, group), &r->mpi));
-    char what[128];
-    snprintf(what, sizeof what, "a barrier of the %s group", group_names[group]);
-    transport_wait(t, r, what);
+    transport_wait_group(t, r, group, "a barrier");
 }
 
 static void mpi_gather_bytes(Transport *t, const void *buf, size_t n_bytes, void **all, size_t *sizes) {
@@ -141,7 +133,7 @@ static void mpi_gather_bytes(Transport *t, const void *buf, size_t n_bytes, void
     uint64_t *all_sizes = root ? yp_malloc((size_t)p->world_size * sizeof *all_sizes) : NULL;
     TransportRequest *r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Igather(&my_size, 1, MPI_UINT64_T, all_sizes, 1, MPI_UINT64_T, 0, comm, &r->mpi));
-    transport_wait(t, r, "the sizes of a gather to world rank 0");
+    transport_wait_group(t, r, TRANSPORT_WORLD, "the sizes of a gather to world rank 0");
 
     int *counts = NULL, *displs = NULL;
     *all = NULL;
@@ -160,7 +152,7 @@ static void mpi_gather_bytes(Transport *t, const void *buf, size_t n_bytes, void
     }
     r = request_take(mpi_of(t));
     MPI_CHECK(MPI_Igatherv(buf, count_of(n_bytes), MPI_BYTE, *all, counts, displs, MPI_BYTE, 0, comm, &r->mpi));
-    transport_wait(t, r, "the bytes of a gather to world rank 0");
+    transport_wait_group(t, r, TRANSPORT_WORLD, "the bytes of a gather to world rank 0");
     free(counts);
     free(displs);
     free(all_sizes);
@@ -183,6 +175,7 @@ static void mpi_destroy(Transport *t) {
     }
     MPI_CHECK(MPI_Comm_free(&m->comms[TRANSPORT_PIPELINE]));
     MPI_CHECK(MPI_Comm_free(&m->comms[TRANSPORT_REPLICAS]));
+    free(m->hosts);
     bool owns_mpi = m->owns_mpi;
     free(m);
     if (owns_mpi) MPI_CHECK(MPI_Finalize());
@@ -251,6 +244,13 @@ bool transport_mpi_create(int pipeline_size, int replicas, RankOrder order, Tran
     MPI_CHECK(MPI_Comm_rank(local, &m->base.topo.local_rank));
     MPI_CHECK(MPI_Comm_size(local, &m->base.topo.local_size));
     MPI_CHECK(MPI_Comm_free(&local));
+
+    // Every rank's host name, for the messages that name a peer (topology_describe_peer).
+    char host[TOPOLOGY_HOST_BYTES];
+    topology_own_host(host);
+    m->hosts = yp_malloc((size_t)world_size * TOPOLOGY_HOST_BYTES);
+    MPI_CHECK(MPI_Allgather(host, TOPOLOGY_HOST_BYTES, MPI_CHAR, m->hosts, TOPOLOGY_HOST_BYTES, MPI_CHAR, MPI_COMM_WORLD));
+    m->base.topo.hosts = m->hosts;
 
     m->comms[TRANSPORT_WORLD] = MPI_COMM_WORLD;
     m->comms[TRANSPORT_PIPELINE] = transport_mpi_comm_split(p->replica, p->pipeline_rank);

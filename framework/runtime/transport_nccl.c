@@ -71,7 +71,6 @@ typedef struct TransportNccl {
     int n_pending;  // requests handed out and not yet completed
 } TransportNccl;
 
-static const char *const group_names[TRANSPORT_GROUP_COUNT] = {"world", "pipeline", "replicas"};
 
 bool transport_nccl_possible(int local_size, int gpus, char *why, size_t why_len) {
     YP_CHECK(local_size > 0 && gpus >= 0 && (why || why_len == 0));
@@ -92,13 +91,14 @@ static TransportNccl *nccl_of(Transport *t) { return (TransportNccl *)t; }
 static int me_of(const TransportNccl *n) { return n->base.topo.pipeline_rank; }
 
 static void describe_request(const TransportNccl *n, const TransportRequest *r, char *buf, size_t len) {
-    const Topology *p = &n->base.topo;
+    char whom[192];
     if (r->op == NCCL_OP_SUM)
-        snprintf(buf, len, "a sum of %zu floats over the %s group", r->n_bytes / sizeof(float), group_names[r->group]);
+        snprintf(buf, len, "a sum of %zu floats over %s", r->n_bytes / sizeof(float),
+                 transport_describe_group(&n->base, r->group, whom, sizeof whom));
     else
-        snprintf(buf, len, "a %s of %zu bytes (tag %d) %s pipeline rank %d (world rank %d)",
-                 r->op == NCCL_OP_SEND ? "send" : "receive", r->n_bytes, r->tag, r->op == NCCL_OP_SEND ? "to" : "from",
-                 r->peer, topology_world_rank(p, r->peer, p->replica));
+        snprintf(buf, len, "a %s of %zu bytes (tag %d) %s %s", r->op == NCCL_OP_SEND ? "send" : "receive", r->n_bytes,
+                 r->tag, r->op == NCCL_OP_SEND ? "to" : "from",
+                 topology_describe_peer(&n->base.topo, r->peer, whom, sizeof whom));
 }
 
 // ---- ending the job ----------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ static void check_async_error(TransportNccl *n, const TransportRequest *r) {
     ncclResult_t async = ncclSuccess;
     NCCL_CHECK(ncclCommGetAsyncError(r->link->comm, &async));
     if (async == ncclSuccess) return;
-    char what[192];
+    char what[320];
     describe_request(n, r, what, sizeof what);
     const Topology *p = &n->base.topo;
     fprintf(stderr, "yolopipe: rank %d (pipeline rank %d, replica %d): NCCL failed during %s: %s (%s)\n",
@@ -229,10 +229,10 @@ static void progress_peer(TransportNccl *n, int q) {
         TransportRequest *r = queue_take_tag(&p->receives, p->header[0]);
         if (!r) return;
         if (r->n_bytes != p->header[1]) {
-            const Topology *t = &n->base.topo;
-            yp_fatal("pipeline rank %d (world rank %d) sent %llu bytes with tag %d, but this rank's receive for that "
-                     "tag takes %zu bytes",
-                     q, topology_world_rank(t, q, t->replica), (unsigned long long)p->header[1], r->tag, r->n_bytes);
+            char whom[128];
+            yp_fatal("%s sent %llu bytes with tag %d, but this rank's receive for that tag takes %zu bytes",
+                     topology_describe_peer(&n->base.topo, q, whom, sizeof whom), (unsigned long long)p->header[1],
+                     r->tag, r->n_bytes);
         }
         launch_receive(n, q, r);
         post_header_receive(n, q);
@@ -416,9 +416,10 @@ static void nccl_destroy(Transport *t) {
             MPI_CHECK(MPI_Wait(&peer->header_recv, &status));
             MPI_CHECK(MPI_Test_cancelled(&status, &cancelled));
         }
+        char whom[128];
         if (peer->header_arrived || !cancelled)
-            yp_fatal("pipeline rank %d (world rank %d) sent a message with tag %llu that this rank never received", q,
-                     topology_world_rank(p, q, p->replica), (unsigned long long)peer->header[0]);
+            yp_fatal("%s sent a message with tag %llu that this rank never received",
+                     topology_describe_peer(p, q, whom, sizeof whom), (unsigned long long)peer->header[0]);
     }
     for (TransportRequest *r = n->free_requests, *next; r; r = next) {
         next = r->next;

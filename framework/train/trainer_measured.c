@@ -15,6 +15,7 @@
 // measured_write.
 typedef struct MeasuredRank {
     int32_t pipeline_rank, replica;
+    int32_t local_rank, local_size;  // on its host, as the transport found them
     int64_t peak_rss_bytes;
     ExecutorStats stats;
 } MeasuredRank;
@@ -27,6 +28,7 @@ static int64_t measured_peak_rss_bytes(void) {
 
 static MeasuredRank measured_rank_make(const Trainer *t) {
     return (MeasuredRank){.pipeline_rank = t->topo->pipeline_rank, .replica = t->topo->replica,
+                          .local_rank = t->topo->local_rank, .local_size = t->topo->local_size,
                           .peak_rss_bytes = measured_peak_rss_bytes(), .stats = executor_stats(t->ex)};
 }
 
@@ -45,6 +47,8 @@ static void measured_write_doubles(FILE *f, const char *key, const double *v, in
 typedef enum MeasuredRankField {
     MEASURED_PIPELINE_RANK,
     MEASURED_REPLICA,
+    MEASURED_LOCAL_RANK,
+    MEASURED_LOCAL_SIZE,
     MEASURED_PEAK_RSS,
     MEASURED_PEAK_ACTIVATIONS,
     MEASURED_P2P_PER_BATCH,
@@ -54,7 +58,7 @@ typedef enum MeasuredRankField {
 } MeasuredRankField;
 
 static const char *const measured_rank_keys[MEASURED_RANK_FIELD_COUNT] = {
-    "pipeline_rank", "replica", "peak_rss_bytes", "peak_activation_bytes", "p2p_bytes_per_batch",
+    "pipeline_rank", "replica", "local_rank", "local_size", "peak_rss_bytes", "peak_activation_bytes", "p2p_bytes_per_batch",
     "allreduce_bytes_per_batch", "allreduce_bytes_per_step"};
 
 static double measured_rank_value(const MeasuredRank *r, MeasuredRankField field) {
@@ -62,6 +66,8 @@ static double measured_rank_value(const MeasuredRank *r, MeasuredRankField field
     switch (field) {
     case MEASURED_PIPELINE_RANK: return r->pipeline_rank;
     case MEASURED_REPLICA: return r->replica;
+    case MEASURED_LOCAL_RANK: return r->local_rank;
+    case MEASURED_LOCAL_SIZE: return r->local_size;
     case MEASURED_PEAK_RSS: return (double)r->peak_rss_bytes;
     case MEASURED_PEAK_ACTIVATIONS: return (double)s->peak_activation_bytes;
     case MEASURED_P2P_PER_BATCH: return per(s->p2p_bytes, s->batches);
@@ -103,6 +109,15 @@ static void measured_write(Trainer *t, FILE *f, const MeasuredRank *ranks, bool 
         measured_write_doubles(f, measured_rank_keys[k], values, world);
     }
     free(values);
+    // Each rank's host, as its transport gathered them at start-up (null where unknown).
+    fputs(",\n  \"host\": [", f);
+    for (int r = 0; r < world; r++) {
+        const char *host = topology_host(t->topo, r);
+        if (r) fputs(", ", f);
+        if (host) json_write_string(f, host);
+        else fputs("null", f);
+    }
+    fputc(']', f);
     fputs(",\n  \"trace\": ", f);
     char path[PATH_MAX];
     Error err = {0};

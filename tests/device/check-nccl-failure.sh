@@ -38,5 +38,5 @@ expect_line "yolopipe: rank 0 (pipeline rank 0, replica 0): timed out after 1 s 
 echo "ok timeout (exit $rc, ${elapsed}s)"
 
 run_probe mismatch
-expect_line "pipeline rank 0 (world rank 0) sent 8 bytes with tag 3, but this rank's receive for that tag takes 4 bytes" mismatch
+expect_line "pipeline rank 0 (world rank 0 on $(hostname)) sent 8 bytes with tag 3, but this rank's receive for that tag takes 4 bytes" mismatch
 echo "ok mismatch (exit $rc, ${elapsed}s)"

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # A failing rank ends the whole job, with a message, within a bound (no hang): a receive that times
-# out, a rank killed by SIGKILL, an internal error and a user error found on one rank only.
-# Usage: check-failure.sh MPIRUN_SH FAILURE_PROBE
+# out, a rank killed by SIGKILL, an internal error and a user error found on one rank only; then,
+# with yolopipe itself, a stage stopped in the middle of validation through a pipeline: its peer
+# times out naming it by world rank and host.
+# Usage: check-failure.sh MPIRUN_SH FAILURE_PROBE SOURCE_ROOT YOLOPIPE
 # The 30 s bound is a behaviour bound (the job ends instead of hanging), not a performance check:
 # each case normally ends in 1-5 s.
 set -uo pipefail
-mpirun_sh=$1 probe=$2
+mpirun_sh=$1 probe=$2 src=$(realpath "$3") yolopipe=$(realpath "$4")
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+job=
+trap '[[ -n $job ]] && kill -9 $job 2>/dev/null; rm -rf "$tmp"' EXIT
 bound_s=30
 export MPIRUN_TIME_LIMIT=60
 
@@ -77,3 +80,45 @@ run_probe 2 user-error 1 2
 ((elapsed < bound_s)) || fail "user-error: job took ${elapsed}s"
 expect_line "probe.yaml:3:5: a user error only this rank found" user-error
 echo "ok user-error (exit $rc, ${elapsed}s)"
+
+# (5) Validation through 2 stages (yolopipe val, parallel.recv_timeout 2 s, 400 images: a few
+# seconds of validation) with one stage stopped by SIGSTOP a second in: stopping stage 0 leaves
+# stage 1 waiting for an activation, stopping stage 1 leaves stage 0's sends unreceived. Each wait
+# times out naming the stopped peer by pipeline rank, world rank and host.
+host=$(hostname)
+name=val-stop-$$
+exp=("$src/tests/mpi/tiny.yaml" --set "model=$src/experiments/models/yolov8.yaml" --set "data=$tmp/val/data.yaml"
+     --set "output.dir=$tmp/runs" --set "name=$name" --set parallel.recv_timeout=2)
+"$yolopipe" synth --out "$tmp/val" --train 8 --val 400 --imgsz 64 --classes 3 --seed 1 > "$tmp/out" 2>&1 || fail "synth"
+OMP_NUM_THREADS=1 "$yolopipe" train "${exp[@]}" --set train.max_steps=1 > "$tmp/out" 2>&1 || fail "val: training weights"
+
+# Runs the validation with world rank $1 stopped a second after setup (the "pipeline:" line).
+val_with_stopped_rank() {
+  local stopped=$1 start=$SECONDS pid=
+  "$mpirun_sh" 2 "$yolopipe" val "${exp[@]}" --set parallel.stages=2 --weights "$tmp/runs/$name/weights/last" \
+    > "$tmp/out" 2>&1 &
+  job=$!
+  for _ in $(seq 600); do grep -q '^pipeline:' "$tmp/out" && break; sleep 0.1; done
+  sleep 1
+  for p in $(pgrep -f -- "--set name=$name"); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$stopped" && pid=$p
+  done
+  [[ -n $pid ]] || fail "val: world rank $stopped not found"
+  kill -STOP "$pid"
+  wait "$job"
+  rc=$?
+  job=
+  elapsed=$((SECONDS - start))
+  [[ $rc != 0 ]] || fail "val, rank $stopped stopped: job exited 0"
+  ((elapsed < bound_s)) || fail "val, rank $stopped stopped: job took ${elapsed}s"
+}
+
+val_with_stopped_rank 0
+expect_line "yolopipe: rank 1 (pipeline rank 1, replica 0): timed out after 2 s waiting for the validation activation of layer" val-recv
+expect_line "from pipeline rank 0 (world rank 0 on $host)" val-recv
+echo "ok val-recv (exit $rc, ${elapsed}s): $(grep -m1 "timed out" "$tmp/out")"
+
+val_with_stopped_rank 1
+expect_line "yolopipe: rank 0 (pipeline rank 0, replica 0): timed out after 2 s waiting for a send of layer" val-send
+expect_line "to pipeline rank 1 (world rank 1 on $host) to be received" val-send
+echo "ok val-send (exit $rc, ${elapsed}s): $(grep -m1 "timed out" "$tmp/out")"

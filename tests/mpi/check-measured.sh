@@ -7,7 +7,8 @@
 # description, not from the executor's counters): each rank's peak saved activations equal the
 # simulated peak exactly (1f1b, one chunk: both count the same tensors), the bytes sent point to
 # point are the cut's bytes times the micro-batches, and a replica all-reduces exactly its stage's
-# parameter bytes per step. Zero tolerance: all are integer byte counts.
+# parameter bytes per step. Zero tolerance: all are integer byte counts. Each rank's placement: on
+# this one host, its host name is `hostname`'s and its local rank its world rank.
 #
 # usage: check-measured.sh SOURCE_ROOT YOLOPIPE
 set -u
@@ -34,7 +35,7 @@ run() {  # run NAME [--set k=v]...: trains on 2 ranks and plans the same experim
 
 check() {  # check NAME: measured.json against its plan
     if $python - "runs/$1/measured.json" "$1.plan.json" <<'PY'; then echo "ok   $1"; else echo "FAIL $1"; failures=$((failures + 1)); fi
-import json, statistics, sys
+import json, socket, statistics, sys
 m = json.load(open(sys.argv[1]))
 plan = json.load(open(sys.argv[2]))
 errors = []
@@ -52,11 +53,14 @@ expect(abs(m["median_batch_s_after_first"] - statistics.median(m["batch_s"][1:])
        "median_batch_s_after_first is the median of batch_s[1:]")
 expect(abs(m["images_per_s"] * m["median_batch_s_after_first"] - m["images_per_batch"]) < 1e-6 * m["images_per_batch"],
        "images_per_s = images_per_batch / median")
-per_rank = ["pipeline_rank", "replica", "peak_rss_bytes", "peak_activation_bytes", "p2p_bytes_per_batch",
+per_rank = ["pipeline_rank", "replica", "local_rank", "local_size", "host", "peak_rss_bytes", "peak_activation_bytes", "p2p_bytes_per_batch",
             "allreduce_bytes_per_batch", "allreduce_bytes_per_step"]
 for key in per_rank:
     expect(len(m[key]) == W, f"{key} has one entry per rank")
 expect(all(v > 0 for v in m["peak_rss_bytes"]), "peak_rss_bytes > 0")
+expect(m["host"] == [socket.gethostname()] * W, f"host {m['host']}: every rank on this host")
+expect(m["local_rank"] == list(range(W)) and m["local_size"] == [W] * W,
+       f"local_rank {m['local_rank']}, local_size {m['local_size']}: one host, so the world ranks")
 expect(all(v > 0 for v in m["peak_activation_bytes"]), "peak_activation_bytes > 0")
 stages = plan["stages"]
 mb = m["micro_batches"]

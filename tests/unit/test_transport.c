@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <mpi.h>
@@ -66,6 +67,37 @@ static void test_topology_map(void **state) {
     }
 }
 
+// How failure messages name ranks (topology_describe_peer, transport_describe_group), on a
+// topology made by hand: 2 stages x 6 replicas, replica-first (world rank = pipeline rank * 6 +
+// replica), world ranks 0-5 on host "a" and 6-11 on "b".
+static void test_describe_ranks(void **state) {
+    (void)state;
+    char hosts[12][TOPOLOGY_HOST_BYTES];
+    for (int w = 0; w < 12; w++) snprintf(hosts[w], sizeof hosts[w], "%s", w < 6 ? "a" : "b");
+    Transport t = {.topo = topology_make(2, 2, 6, RANK_ORDER_REPLICA_FIRST)};  // pipeline rank 0, replica 2
+    t.topo.hosts = hosts[0];
+    char buf[256];
+    assert_string_equal(topology_describe_peer(&t.topo, 1, buf, sizeof buf), "pipeline rank 1 (world rank 8 on b)");
+    assert_string_equal(transport_describe_group(&t, TRANSPORT_PIPELINE, buf, sizeof buf),
+                        "the pipeline group (world ranks 2 on a; 8 on b)");
+    assert_string_equal(transport_describe_group(&t, TRANSPORT_REPLICAS, buf, sizeof buf),
+                        "the replicas group (world ranks 0, 1, 2, 3, 4, 5 on a)");
+    assert_string_equal(transport_describe_group(&t, TRANSPORT_WORLD, buf, sizeof buf),
+                        "the world group (world ranks 0, 1, 2, 3, 4, 5 on a; 6, 7 on b; ... 12 ranks in all)");
+    // Cut to fit a short buffer, NUL-terminated.
+    assert_int_equal(strlen(transport_describe_group(&t, TRANSPORT_WORLD, buf, 16)), 15);
+    assert_int_equal(strlen(topology_describe_peer(&t.topo, 1, buf, 8)), 7);
+    // Without host names (topology_make's): ranks only.
+    t.topo.hosts = NULL;
+    assert_string_equal(topology_describe_peer(&t.topo, 1, buf, sizeof buf), "pipeline rank 1 (world rank 8)");
+    assert_string_equal(transport_describe_group(&t, TRANSPORT_PIPELINE, buf, sizeof buf),
+                        "the pipeline group (world ranks 2, 8)");
+    Transport one = {.topo = topology_make(0, 1, 1, RANK_ORDER_PIPELINE_FIRST)};
+    one.topo.hosts = hosts[0];
+    assert_string_equal(transport_describe_group(&one, TRANSPORT_WORLD, buf, sizeof buf),
+                        "the world group (world rank 0 on a)");
+}
+
 static void test_wrong_world_size(void **state) {
     (void)state;
     int n = world_size();
@@ -89,9 +121,12 @@ static void check_topology(Transport *t) {
     assert_int_equal(p->world_size, p->pipeline_size * p->replicas);
     assert_int_equal(rank_of(p->order, p->pipeline_size, p->replicas, p->pipeline_rank, p->replica), w);
     assert_int_equal(topology_world_rank(p, p->pipeline_rank, p->replica), w);
-    // One node: the node-local ranks are the world ranks.
+    // One node: the node-local ranks are the world ranks, and every rank's host is this one.
     assert_int_equal(p->local_size, p->world_size);
     assert_int_equal(p->local_rank, w);
+    char host[TOPOLOGY_HOST_BYTES] = "";
+    assert_int_equal(gethostname(host, sizeof host - 1), 0);
+    for (int r = 0; r < p->world_size; r++) assert_string_equal(topology_host(p, r), host);
     assert_true(transport_max_tag(t) >= 32767);
     assert_int_equal(t->ops->kind, TRANSPORT_KIND_MPI);
     assert_string_equal(t->ops->name, "mpi");
@@ -233,7 +268,8 @@ int main(int argc, char **argv) {
     int provided = 0;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_topology_map),      cmocka_unit_test(test_wrong_world_size),
+        cmocka_unit_test(test_topology_map),      cmocka_unit_test(test_describe_ranks),
+        cmocka_unit_test(test_wrong_world_size),
         cmocka_unit_test(test_topology_from_mpi), cmocka_unit_test(test_p2p_ring_by_tag),
         cmocka_unit_test(test_large_and_self),    cmocka_unit_test(test_allreduce),
         cmocka_unit_test(test_broadcast_barrier), cmocka_unit_test(test_gather_bytes),
