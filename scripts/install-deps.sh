@@ -10,6 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libpng-dev libjpeg62-turbo-dev
   python3-matplotlib            # yolopipe study's figures (experiments/plot_study.py)
+  clang libclang-rt-14-dev libomp-14-dev  # the fuzz targets (tests/fuzz): libFuzzer, and OpenMP under clang
 )
 
 missing=()
