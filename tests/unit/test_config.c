@@ -193,6 +193,31 @@ static void test_resolved_round_trip(void **state) {
     config_destroy(cfg);
 }
 
+// What the fuzzer (tests/fuzz/fuzz_experiment.c) found in that round trip: -0.0 written as "-0" read
+// back as 0 (a resume then refused the "changed" key), and text YAML may not hold as it is (DEL, C1
+// controls, line and paragraph separators, BOM, non-characters) written unescaped, so that the
+// resolved file did not load again.
+static void test_resolved_round_trip_special_values(void **state) {
+    (void)state;
+    char *set[] = {"name=\"del\\x7f nel\\x85 c1\\x9f ls\\u2028 ps\\u2029 bom\\ufeff nonchar\\ufffe\\uffff esc\\e\""};
+    ExperimentConfig *cfg = load_ok("model: m.yaml\ndata: d.yaml\ntrain: {lr0: -0.0}\n", 1, set);
+    char path[512];
+    snprintf(path, sizeof path, "%s/resolved.yaml", tmp_dir);
+    FILE *f = fopen(path, "w");
+    config_write_yaml(cfg, f);
+    fclose(f);
+    ExperimentConfig *again = NULL;
+    Error err = {0};
+    if (!config_load(path, 0, NULL, &again, &err)) fail_msg("%s", err.message);
+    assert_string_equal(again->name, cfg->name);
+    assert_string_equal(again->name, "del\x7f nel\xc2\x85 c1\xc2\x9f ls\xe2\x80\xa8 ps\xe2\x80\xa9 bom\xef\xbb\xbf nonchar"
+                                     "\xef\xbf\xbe\xef\xbf\xbf esc\x1b");
+    const char *mismatch = config_resume_mismatch(again, cfg);
+    if (mismatch) fail_msg("%s differs after the round trip", mismatch);
+    config_destroy(again);
+    config_destroy(cfg);
+}
+
 static void test_schema_documents_every_key(void **state) {
     (void)state;
     const char *root = getenv("YP_SOURCE_ROOT");
@@ -230,6 +255,7 @@ int main(void) {
         cmocka_unit_test(test_every_kind_and_overrides),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_resolved_round_trip),
+        cmocka_unit_test(test_resolved_round_trip_special_values),
         cmocka_unit_test(test_schema_documents_every_key),
     };
     return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
