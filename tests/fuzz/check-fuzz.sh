@@ -17,7 +17,10 @@ seconds=${YP_FUZZ_SECONDS:-30}
 build=${YP_FUZZ_BUILD:-$root/build-fuzz}
 targets=(${YP_FUZZ_TARGETS:-model_yaml experiment labels safetensors manifest})
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# The targets' scratch files (a file per input; a crashed process leaves its own behind): in memory
+# where possible.
+scratch=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d -p "$tmp")
+trap 'rm -rf "$tmp" "$scratch"' EXIT
 
 command -v clang >/dev/null || { echo "SKIP: clang is not installed (scripts/install-deps.sh installs it)"; exit 77; }
 printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return (void)d, (int)(n - n); }\n' > "$tmp/probe.c"
@@ -45,7 +48,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$tmp/new-$t"
   # -timeout: an input that runs this long is a hang (a finding), not a slow machine.
   set +e
-  "$exe" "${dict[@]}" -max_total_time="$seconds" -timeout=25 -print_final_stats=1 \
+  TMPDIR=$scratch "$exe" "${dict[@]}" -max_total_time="$seconds" -timeout=25 -print_final_stats=1 \
     -artifact_prefix="$build/fuzz-artifacts/$t-" "$tmp/new-$t" "$corpus" > "$tmp/$t.log" 2>&1
   rc=$?
   set -e

@@ -9,19 +9,28 @@
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
 
+enum { FUZZ_MAX_FILES = 8 };
+
 static char *scratch_dir;  // owned; set once, by the first fuzz_dir call
+static struct {
+    char *name, *path;  // owned
+} files[FUZZ_MAX_FILES];
+static int n_files;
 
 static void remove_scratch(void) {
     Error err;
     if (scratch_dir && !fs_remove_tree(scratch_dir, &err)) fprintf(stderr, "fuzz: %s\n", err.message);
+    for (int i = 0; i < n_files; i++) free(files[i].name), free(files[i].path);
+    free(scratch_dir);
+    scratch_dir = NULL;
 }
 
 const char *fuzz_dir(void) {
     if (scratch_dir) return scratch_dir;
     struct stat st;
-    const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0
-                           ? "/dev/shm"
-                           : getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base)
+        base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     char *dir = path_join(base, "yolopipe-fuzz-XXXXXX", PATH_CLEAN_NONE);
     if (!mkdtemp(dir)) {
         perror("fuzz: mkdtemp");
@@ -32,7 +41,14 @@ const char *fuzz_dir(void) {
     return scratch_dir;
 }
 
-char *fuzz_path(const char *name) { return path_join(fuzz_dir(), name, PATH_CLEAN_NONE); }
+const char *fuzz_file(const char *name) {
+    for (int i = 0; i < n_files; i++)
+        if (!strcmp(files[i].name, name)) return files[i].path;
+    if (n_files == FUZZ_MAX_FILES) abort();
+    files[n_files].name = yp_strdup(name);
+    files[n_files].path = path_join(fuzz_dir(), name, PATH_CLEAN_NONE);
+    return files[n_files++].path;
+}
 
 void fuzz_write_file(const char *path, const void *data, size_t size) {
     FILE *f = fopen(path, "wb");

@@ -18,15 +18,6 @@
 enum { MAX_OVERRIDES = 16 };
 static const char set_prefix[] = "--set ";
 
-static char *experiment_path, *resolved_path;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc, (void)argv;
-    experiment_path = fuzz_path("experiment.yaml");
-    resolved_path = fuzz_path("config.yaml");
-    return 0;
-}
-
 // config_write_yaml's text of cfg; the caller frees it.
 static char *resolved_text(const ExperimentConfig *cfg) {
     char *text = NULL;
@@ -40,6 +31,7 @@ static char *resolved_text(const ExperimentConfig *cfg) {
 
 // Loads the resolved configuration back and aborts unless it gives the same text.
 static void check_round_trip(const ExperimentConfig *cfg) {
+    const char *resolved_path = fuzz_file("config.yaml");
     char *first = resolved_text(cfg);
     fuzz_write_file(resolved_path, first, strlen(first));
     ExperimentConfig *again = NULL;
@@ -79,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         yaml = end + 1;
     }
     // The YAML part keeps its bytes as they came (NUL bytes included: the reader must refuse them).
+    const char *experiment_path = fuzz_file("experiment.yaml");
     fuzz_write_file(experiment_path, yaml, size - (size_t)(yaml - text));
 
     ExperimentConfig *cfg = NULL;

@@ -18,7 +18,6 @@
 enum { N_CLASSES = 3, IMAGE_SIZE = 16 };
 
 static Dataset *dataset;  // opened once: only the label file changes between inputs
-static char *label_path;
 
 static void fail(const char *what, const Error *err) {
     fprintf(stderr, "fuzz: %s: %s\n", what, err->message);
@@ -28,28 +27,21 @@ static void fail(const char *what, const Error *err) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     Error err = {0};
-    char *images = fuzz_path("images/train"), *labels = fuzz_path("labels/train");
-    if (!fs_mkdir_p(images, &err) || !fs_mkdir_p(labels, &err)) fail("scratch dataset", &err);
+    if (!fs_mkdir_p(fuzz_file("images/train"), &err) || !fs_mkdir_p(fuzz_file("labels/train"), &err))
+        fail("scratch dataset", &err);
     Image im;
     image_alloc(&im, IMAGE_SIZE, IMAGE_SIZE);
     memset(im.data, 128, (size_t)IMAGE_SIZE * IMAGE_SIZE * 3);
-    char *image_path = fuzz_path("images/train/a.png");
-    if (!image_write_png(image_path, &im, &err)) fail("scratch image", &err);
+    if (!image_write_png(fuzz_file("images/train/a.png"), &im, &err)) fail("scratch image", &err);
     image_free(&im);
     static const char yaml[] = "train: images/train\nval: images/train\nnames: [a, b, c]\n";
-    char *yaml_path = fuzz_path("data.yaml");
-    fuzz_write_file(yaml_path, yaml, sizeof yaml - 1);
-    if (!dataset_open(yaml_path, DATASET_TASK_DETECT, &dataset, &err)) fail("scratch dataset", &err);
-    label_path = fuzz_path("labels/train/a.txt");
-    free(yaml_path);
-    free(image_path);
-    free(labels);
-    free(images);
+    fuzz_write_file(fuzz_file("data.yaml"), yaml, sizeof yaml - 1);
+    if (!dataset_open(fuzz_file("data.yaml"), DATASET_TASK_DETECT, &dataset, &err)) fail("scratch dataset", &err);
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    fuzz_write_file(label_path, data, size);
+    fuzz_write_file(fuzz_file("labels/train/a.txt"), data, size);
     DatasetSplit *split = NULL;
     Error err = {0};
     if (!dataset_scan(dataset, DATASET_SPLIT_TRAIN, 0, &split, &err)) {

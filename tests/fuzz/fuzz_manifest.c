@@ -9,19 +9,16 @@
 #include "framework/train/checkpoint.h"
 #include "tests/fuzz/fuzz_common.h"
 
-static char *checkpoint_dir, *manifest_path;
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    checkpoint_dir = fuzz_path("last");
-    manifest_path = fuzz_path("last/manifest.yaml");
     Error err = {0};
-    if (!fs_mkdir_p(checkpoint_dir, &err)) abort();
+    if (!fs_mkdir_p(fuzz_file("last"), &err)) abort();
     return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    fuzz_write_file(manifest_path, data, size);
+    const char *checkpoint_dir = fuzz_file("last");
+    fuzz_write_file(fuzz_file("last/manifest.yaml"), data, size);
     TrainProgress progress;
     Error err = {0};
     if (!checkpoint_read_progress(checkpoint_dir, &progress, &err)) fuzz_check_error(&err);

@@ -12,15 +12,8 @@
 #include "layers/graph.h"
 #include "tests/fuzz/fuzz_common.h"
 
-static char *model_path;  // the file each input is written to (its name gives the model's name)
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc, (void)argv;
-    model_path = fuzz_path("yolov8.yaml");
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const char *model_path = fuzz_file("yolov8.yaml");  // its name gives the model's name
     fuzz_write_file(model_path, data, size);
     Error err = {0};
     ModelSpec *spec = NULL;

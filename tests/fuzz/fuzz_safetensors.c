@@ -14,15 +14,6 @@
 #include "framework/core/safetensors.h"
 #include "tests/fuzz/fuzz_common.h"
 
-static char *input_path, *copy_path;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    (void)argc, (void)argv;
-    input_path = fuzz_path("stage-0.safetensors");
-    copy_path = fuzz_path("copy.safetensors");
-    return 0;
-}
-
 static _Noreturn void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static _Noreturn void fail(const char *fmt, ...) {
     va_list ap;
@@ -65,6 +56,7 @@ static void check_same(const SafetensorsFile *a, const SafetensorsFile *b) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const char *input_path = fuzz_file("stage-0.safetensors"), *copy_path = fuzz_file("copy.safetensors");
     fuzz_write_file(input_path, data, size);
     SafetensorsFile *f = NULL;
     Error err = {0};
