@@ -53,13 +53,15 @@ for t in "${targets[@]}"; do
   rc=$?
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$tmp/$t.log")
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$tmp/$t.log")
+  rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$tmp/$t.log")
   cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$tmp/$t.log" | tail -1)
   if [[ $rc != 0 ]]; then
     grep -v '^#\|^INFO\|^stat::' "$tmp/$t.log" | tail -40 >&2
     echo "FAIL: fuzz_$t exit $rc after ${runs:-?} inputs; input kept as: $(grep -o "Test unit written to .*" "$tmp/$t.log" | tail -1)" >&2
     status=1
   else
-    echo "fuzz_$t: ${runs:-?} inputs in ${seconds}s, $cov, no crash"
+    echo "fuzz_$t: ${runs:-?} inputs in ${seconds}s (${rate:-?}/s), $cov, peak RSS ${rss:-?} MB, no crash"
   fi
 done
 exit $status
