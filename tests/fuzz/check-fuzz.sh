@@ -24,8 +24,9 @@ trap 'rm -rf "$tmp" "$scratch"' EXIT
 
 command -v clang >/dev/null || { echo "SKIP: clang is not installed (scripts/install-deps.sh installs it)"; exit 77; }
 printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return (void)d, (int)(n - n); }\n' > "$tmp/probe.c"
-clang -fsanitize=fuzzer,address,undefined "$tmp/probe.c" -o "$tmp/probe" 2> "$tmp/probe.log" ||
-  { echo "SKIP: clang cannot link libFuzzer with ASan/UBSan (install libclang-rt-14-dev): $(head -1 "$tmp/probe.log")"; exit 77; }
+# The probe must also run: a clang that "succeeds" without writing anything is no fuzzer.
+{ clang -fsanitize=fuzzer,address,undefined "$tmp/probe.c" -o "$tmp/probe" && "$tmp/probe" -runs=1; } > "$tmp/probe.log" 2>&1 ||
+  { echo "SKIP: clang cannot link libFuzzer with ASan/UBSan (install libclang-rt-14-dev): $(grep -m1 -i "error\|cannot\|no such" "$tmp/probe.log" || head -1 "$tmp/probe.log")"; exit 77; }
 
 if [[ ! -f $build/build.ninja ]]; then
   CC=clang meson setup "$build" "$root" -Dfuzz=true -Dtests=false -Dcuda=disabled -Dwerror=true \
