@@ -452,11 +452,14 @@ void graph_backward_weight(Graph *g) {
 }
 
 // Zeroes the output gradients of every layer with memory except `keep` (-1: none), at the shapes of
-// their outputs (set by forward, or by graph_set_input_size for external producers).
+// their outputs (set by forward, or by graph_set_input_size for external producers), and gives each
+// dout its output's shape: a stage adds received gradients into dout before the layer's backward
+// runs, and until then a range layer's dout would keep the previous pass's (multi-scale) shape.
 static void graph_zero_douts(Graph *g, int keep) {
     Backend *be = g->be;
     for (int i = 0; i < g->layer_end; i++) {
         if (i == keep || !graph_layer_has_memory(g, i)) continue;
+        g->layers[i].dout.shape = g->layers[i].out.shape;
         be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
     }
 }

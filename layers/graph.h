@@ -99,9 +99,10 @@ void graph_forward_layers(Graph *g, int begin, int end, bool train);
 // included), then runs the range's layers in reverse. Parameter gradients accumulate (call
 // graph_zero_grads to start a new step).
 void graph_backward(Graph *g);
-// Zeroes the output gradient of every layer with memory, at the current shapes: a stage that does
-// not end the model then adds the gradients it receives into its layers' dout and runs
-// graph_backward_layers over its range.
+// Zeroes the output gradient of every layer with memory, at the current shapes, and gives each dout
+// its out's shape (set by this pass's forward): a stage that does not end the model then adds the
+// gradients it receives into its layers' dout, over dout's shape, and runs graph_backward_layers
+// over its range.
 void graph_zero_activation_grads(Graph *g);
 // Runs the backward of layers [begin, end) only (inside the range), last first, without zeroing
 // anything: their output gradients must already hold values, and they accumulate into their

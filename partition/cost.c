@@ -322,7 +322,7 @@ bool cost_profile_load(const char *path, CostProfile **out, Error *err) {
     *out = NULL;
     char *text;
     size_t n_bytes;
-    if (!fs_read_file(path, &text, &n_bytes)) return error_set(err, "%s: cannot read: %s", path, strerror(errno));
+    if (!fs_read_file(path, FS_READ_CSV, &text, &n_bytes, err)) return false;
     CostProfile *p = yp_calloc(1, sizeof *p);
     p->path = yp_strdup(path);
     bool ok = true;

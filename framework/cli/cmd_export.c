@@ -1,8 +1,10 @@
 // `yolopipe export RUN [--weights last|best] --out FILE`: a checkpoint's EMA weights as one
 // safetensors file with Ultralytics' names.
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "framework/cli/cli.h"
 #include "framework/core/path.h"
@@ -41,10 +43,11 @@ int cmd_export(int argc, char **argv) {
     if (which && strcmp(which, "last") && strcmp(which, "best"))
         return cli_usage_error(&cmd_export_cli, "--weights must be last or best, found '%s'", which);
     char dir[PATH_MAX];
-    TrainProgress progress;
     Error err = {0};
+    struct stat st;
+    // Without --weights: last only where there is no best (a damaged best is an error, not skipped).
     bool ok = path_format(dir, sizeof dir, &err, "%s/weights/%s", run, which ? which : "best");
-    if (ok && !which && !checkpoint_read_progress(dir, &progress, &err))
+    if (ok && !which && stat(dir, &st) != 0 && errno == ENOENT)
         ok = path_format(dir, sizeof dir, &err, "%s/weights/last", run);
     if (!ok || !checkpoint_export(dir, out, &err)) {
         fprintf(stderr, "%s\n", err.message);

@@ -171,9 +171,8 @@ static bool profile_open_data(const ExperimentConfig *cfg, Dataset **ds, Dataset
                         "no loss and loader timings\n", cfg->data);
         return true;
     }
-    DatasetTask task = cfg->task == CONFIG_TASK_CLASSIFY ? DATASET_TASK_CLASSIFY : DATASET_TASK_DETECT;
     int threads = cfg->train.workers > 0 ? (int)cfg->train.workers : 1;
-    return dataset_open(cfg->data, task, ds, err) && dataset_scan(*ds, DATASET_SPLIT_TRAIN, threads, split, err);
+    return experiment_data_open(cfg, ds, err) && dataset_scan(*ds, DATASET_SPLIT_TRAIN, threads, split, err);
 }
 
 static bool profile_write(const CostProfile *p, const char *path, Error *err) {

@@ -1,4 +1,5 @@
 // yolopipe: the command-line entry point. Dispatches to one command per file (cli.h), and `help`.
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,9 @@ static void ensure_passive_openmp(char **argv) {
 
 int main(int argc, char **argv) {
     ensure_passive_openmp(argv);
+    // A write past `ulimit -f` then fails with EFBIG, which the writer reports naming the file,
+    // instead of SIGXFSZ ending the process without a word.
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         print_commands(stderr);
         return YP_EXIT_USAGE;

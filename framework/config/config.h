@@ -65,6 +65,7 @@ typedef struct ConfigSynth {
 
 typedef struct TrainConfig {
     int64_t epochs, max_steps, batch, imgsz;
+    int64_t max_skipped_steps;  // stop (an error) after this many optimizer steps in a row skipped for non-finite gradients
     double multiscale;
     ConfigOptimizer optimizer;
     double lr0, lrf;
@@ -155,7 +156,7 @@ bool config_error_at(const ExperimentConfig *cfg, const char *key, Error *err, c
 
 // For --resume: the first key whose value differs between the run's saved configuration and this
 // one, among the keys that change what training computes (everything but train.max_steps,
-// train.workers, val.*, output.* and name), or NULL when they agree.
+// train.max_skipped_steps, train.workers, val.*, output.* and name), or NULL when they agree.
 const char *config_resume_mismatch(const ExperimentConfig *saved, const ExperimentConfig *now);
 
 // The number of keys and the dotted name of key i ("train.lr0"), for documentation checks.

@@ -21,6 +21,22 @@ bool experiment_data_generate(const ExperimentConfig *cfg, FILE *progress, Error
     return synth_generate(&sc, NULL, err);
 }
 
+bool experiment_data_open(const ExperimentConfig *cfg, Dataset **ds, Error *err) {
+    *ds = NULL;
+    bool classify = cfg->task == CONFIG_TASK_CLASSIFY;
+    struct stat st;
+    bool exists = stat(cfg->data, &st) == 0;  // a missing one is for dataset_open to report
+    if (exists && classify && !S_ISDIR(st.st_mode))
+        return config_error_at(cfg, "task", err,
+                               "task is classify but data %s is not a folder: classification data is a folder with train/ "
+                               "and val/ class folders (a dataset YAML is for task: detect)", cfg->data);
+    if (exists && !classify && S_ISDIR(st.st_mode))
+        return config_error_at(cfg, "data", err,
+                               "data %s is a folder but the task is detect: detection data is a dataset YAML (class "
+                               "folders are for task: classify)", cfg->data);
+    return dataset_open(cfg->data, classify ? DATASET_TASK_CLASSIFY : DATASET_TASK_DETECT, ds, err);
+}
+
 LoaderOptions experiment_train_loader_options(const ExperimentConfig *cfg) {
     LoaderOptions o = loader_options_train(cfg->train.batch, (uint64_t)cfg->train.seed);
     const AugmentConfig *a = &cfg->augment;

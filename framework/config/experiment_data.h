@@ -15,6 +15,11 @@
 // without a synth: block is for the caller's open to report.
 bool experiment_data_generate(const ExperimentConfig *cfg, FILE *progress, Error *err);
 
+// Opens the experiment's dataset for its task (dataset_open). Data of the other task's layout (a
+// dataset YAML for `task: classify`, a folder for `task: detect`) is reported at the experiment's
+// `task` (classify) or `data` (detect) value, where the fix belongs. The caller destroys *ds.
+bool experiment_data_open(const ExperimentConfig *cfg, Dataset **ds, Error *err);
+
 // The training loader of the experiment: Ultralytics' defaults (loader_options_train) for train.batch
 // and train.seed, with train.workers threads and the augment: section's gains. The caller sets share
 // (which part of each batch this rank loads).

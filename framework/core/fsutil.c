@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -49,28 +51,99 @@ static bool fsync_parent(const char *path, Error *err) {
     return ok;
 }
 
-bool fs_read_file(const char *path, char **bytes, size_t *n_bytes) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    size_t cap = 1 << 16, len = 0;
+// The caps of fs_read_file, per kind. None is meant to be reached by a real file: each is a
+// hundred times or more the largest such file seen in practice.
+static const struct {
+    size_t max_bytes;
+    const char *what;  // "larger than the N MiB limit for <what>"
+} read_limits[FS_READ_KIND_COUNT] = {
+    [FS_READ_YAML] = {(size_t)16 << 20, "YAML files"},                // hand-written: kilobytes
+    [FS_READ_IMAGE_LIST] = {(size_t)1 << 30, "image lists"},          // 10 million paths
+    [FS_READ_LABELS] = {(size_t)1 << 20, "label files"},              // ~25,000 boxes in one image
+    [FS_READ_IMAGE] = {(size_t)256 << 20, "images"},                  // an 8K RGBA PNG is ~130 MiB raw
+    [FS_READ_SAFETENSORS] = {(size_t)64 << 30, "safetensors files"},  // the largest YOLO checkpoint: ~1 GiB
+    [FS_READ_CSV] = {(size_t)1 << 30, "CSV files"},                   // a study of a million points
+    [FS_READ_TEXT] = {(size_t)64 << 20, "text files"},
+};
+_Static_assert(sizeof read_limits / sizeof read_limits[0] == FS_READ_KIND_COUNT, "a cap for every FsReadKind");
+
+// Fails with errno `code` and "path: <fmt...>" in err.
+static bool read_failure(Error *err, int code, const char *path, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static bool read_failure(Error *err, int code, const char *path, const char *fmt, ...) {
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    error_set(err, "%s: %s", path, reason);
+    errno = code;
+    return false;
+}
+
+static bool read_too_large(Error *err, const char *path, FsReadKind kind) {
+    size_t mib = read_limits[kind].max_bytes >> 20;
+    if (mib >= 1024) return read_failure(err, EFBIG, path, "larger than the %zu GiB limit for %s", mib >> 10, read_limits[kind].what);
+    return read_failure(err, EFBIG, path, "larger than the %zu MiB limit for %s", mib, read_limits[kind].what);
+}
+
+// Reads fd to its end, up to kind's cap (one more byte means "too large").
+static bool read_bounded(int fd, const char *path, FsReadKind kind, size_t size_hint, char **bytes, size_t *n_bytes,
+                         Error *err) {
+    size_t max_bytes = read_limits[kind].max_bytes;
+    if (size_hint > max_bytes) return read_too_large(err, path, kind);
+    // fstat's size is only a hint: /proc files say 0, and a file may grow while it is read.
+    size_t cap = (size_hint > 65536 ? size_hint : 65536) + 2, len = 0;
     char *buf = yp_malloc(cap);
     for (;;) {
-        if (len + 1 >= cap) buf = yp_realloc(buf, cap *= 2);
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
+        if (len + 1 >= cap) buf = yp_realloc(buf, cap = cap * 2 < max_bytes + 2 ? cap * 2 : max_bytes + 2);
+        ssize_t got = read(fd, buf + len, cap - len - 1);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int code = errno;
+            free(buf);
+            return read_failure(err, code, path, "cannot read: %s", strerror(code));
+        }
         if (got == 0) break;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        free(buf);
-        errno = EIO;
-        return false;
+        len += (size_t)got;
+        if (len > max_bytes) {
+            free(buf);
+            return read_too_large(err, path, kind);
+        }
     }
     buf[len] = '\0';
     *bytes = buf;
     *n_bytes = len;
     return true;
+}
+
+bool fs_read_file(const char *path, FsReadKind kind, char **bytes, size_t *n_bytes, Error *err) {
+    *bytes = NULL;
+    *n_bytes = 0;
+    // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int code = errno;
+        return read_failure(err, code, path, "cannot open: %s", strerror(code));
+    }
+    struct stat st;
+    bool ok;
+    if (fstat(fd, &st) != 0) {
+        int code = errno;
+        ok = read_failure(err, code, path, "cannot stat: %s", strerror(code));
+    } else if (S_ISDIR(st.st_mode)) {
+        ok = read_failure(err, EISDIR, path, "is a directory");
+    } else if (!S_ISREG(st.st_mode)) {
+        ok = read_failure(err, EINVAL, path, "not a regular file (a device, FIFO or socket)");
+    } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        int code = errno;
+        ok = read_failure(err, code, path, "cannot read: %s", strerror(code));
+    } else {
+        ok = read_bounded(fd, path, kind, st.st_size > 0 ? (size_t)st.st_size : 0, bytes, n_bytes, err);
+    }
+    int code = errno;
+    close(fd);
+    errno = code;
+    return ok;
 }
 
 bool fs_mkdir_p(const char *path, Error *err) {
@@ -131,6 +204,45 @@ static bool fsync_tree(const char *path, Error *err) {
     return ok && fsync_path(path, O_DIRECTORY, err);
 }
 
+// ---- what an atomic write may replace ----------------------------------------------------------
+
+// Refuses to replace `path` when it exists as something else than `want` (S_IFREG or S_IFDIR):
+// renaming over a device node or a FIFO would turn it into a plain file (`export --out /dev/full`
+// as root once printed "wrote /dev/full"), and a directory over a file, or the reverse, loses it.
+static bool check_replaceable(const char *path, mode_t want, Error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) return errno == ENOENT || io_error(err, path, "cannot stat");
+    if ((st.st_mode & S_IFMT) == want) return true;
+    if (S_ISDIR(st.st_mode)) return error_set(err, "%s: is a directory; give the name of a file to write", path);
+    if (want == S_IFDIR) return error_set(err, "%s: exists and is not a directory; refusing to replace it", path);
+    return error_set(err, "%s: not a regular file (a device, FIFO or socket); refusing to replace it", path);
+}
+
+// Removes "<name>.tmp-<pid>" entries beside `path` whose process is gone (killed mid-write, they
+// would pile up with every kill): only that exact pattern, only in path's own directory, never one
+// of a live process (kill(pid, 0) tells; EPERM means alive under another user). Best effort: a
+// leftover costs disk space, never correctness.
+static void remove_stale_temps(const char *path) {
+    char *dir = path_dirname(path);
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    size_t n_name = strlen(name);
+    DIR *d = *name ? opendir(dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, name, n_name) || strncmp(e->d_name + n_name, ".tmp-", 5)) continue;
+        const char *pid_text = e->d_name + n_name + 5;
+        if (!*pid_text || strlen(pid_text) > 9 || strspn(pid_text, "0123456789") != strlen(pid_text)) continue;
+        long pid = strtol(pid_text, NULL, 10);
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *stale = path_join(dir, e->d_name, PATH_CLEAN_NONE);
+        Error ignored;
+        fs_remove_tree(stale, &ignored);
+        free(stale);
+    }
+    if (d) closedir(d);
+    free(dir);
+}
+
 // ---- one file ----------------------------------------------------------------------------------
 
 static void atomic_file_free(FsAtomicFile *af) {
@@ -141,6 +253,8 @@ static void atomic_file_free(FsAtomicFile *af) {
 
 bool fs_atomic_file_open(const char *path, FsAtomicFile **out, Error *err) {
     *out = NULL;
+    if (!check_replaceable(path, S_IFREG, err)) return false;
+    remove_stale_temps(path);
     FsAtomicFile *af = yp_calloc(1, sizeof *af);
     af->path = yp_strdup(path);
     af->tmp_path = path_with_pid(path, ".tmp-");
@@ -192,6 +306,8 @@ static void atomic_dir_free(FsAtomicDir *ad) {
 
 bool fs_atomic_dir_begin(const char *path, FsAtomicDir **out, Error *err) {
     *out = NULL;
+    if (!check_replaceable(path, S_IFDIR, err)) return false;
+    remove_stale_temps(path);
     FsAtomicDir *ad = yp_calloc(1, sizeof *ad);
     ad->path = yp_strdup(path);
     ad->tmp_path = path_with_pid(path, ".tmp-");

@@ -22,17 +22,36 @@ bool fs_mkdir_p(const char *path, Error *err);
 // never followed). A missing path is not an error.
 bool fs_remove_tree(const char *path, Error *err);
 
-// Reads the whole file at `path` into *bytes (NUL-terminated: text can be used as a string; the
-// caller frees it) and its length into *n_bytes. On failure returns false with errno set and
-// nothing allocated, so that each caller words the error for its own context.
-bool fs_read_file(const char *path, char **bytes, size_t *n_bytes);
+// What a file read whole holds: each kind has a size cap, far above any real file of that kind, so
+// that a file that is not what it claims (a runaway log, a disk image named .yaml) fails with a
+// message instead of exhausting memory. Tables indexed by it are sized FS_READ_KIND_COUNT.
+typedef enum FsReadKind {
+    FS_READ_YAML,         // model, experiment, dataset, study YAMLs and checkpoint manifests
+    FS_READ_IMAGE_LIST,   // a dataset's .txt list of image paths
+    FS_READ_LABELS,       // one image's label file
+    FS_READ_IMAGE,        // one PNG or JPEG
+    FS_READ_SAFETENSORS,  // weights, checkpoints' stage files
+    FS_READ_CSV,          // profiles, study tables
+    FS_READ_TEXT,         // small text the program wrote itself (study fingerprints, logs)
+    FS_READ_KIND_COUNT
+} FsReadKind;
+
+// Reads the whole regular file at `path` into *bytes (NUL-terminated: text can be used as a string;
+// the caller frees it) and its length into *n_bytes. A directory, a device, a FIFO or a socket is
+// refused without blocking, and so is a file larger than `kind`'s cap. On failure returns false
+// with nothing allocated, errno set (ENOENT for a missing file, EISDIR, EINVAL for a file that is not
+// regular, EFBIG over the cap) and err holding "path: reason" (e.g. "path: is a directory",
+// "path: larger than the 16 MiB limit for YAML files").
+bool fs_read_file(const char *path, FsReadKind kind, char **bytes, size_t *n_bytes, Error *err);
 
 // ---- one file ----------------------------------------------------------------------------------
 
 typedef struct FsAtomicFile FsAtomicFile;
 
 // Opens "<path>.tmp-<pid>" for writing (binary). The caller writes through
-// fs_atomic_file_stream() and then either commits or aborts; both free *out.
+// fs_atomic_file_stream() and then either commits or aborts; both free *out. Refuses when <path>
+// exists and is not a regular file (a device, a FIFO, a folder: never replaced by a plain file), and
+// first removes the "<path>.tmp-<pid>" of processes that are no longer alive.
 bool fs_atomic_file_open(const char *path, FsAtomicFile **out, Error *err);
 // The stream to write to; owned by the FsAtomicFile (do not fclose it).
 FILE *fs_atomic_file_stream(FsAtomicFile *af);
@@ -51,7 +70,8 @@ bool fs_write_file_atomic(const char *path, const void *data, size_t n_bytes, Er
 typedef struct FsAtomicDir FsAtomicDir;
 
 // Creates the empty directory "<path>.tmp-<pid>" (removing a stale one left by a crashed process
-// with the same id); the caller writes files into fs_atomic_dir_path() and then commits or aborts.
+// with the same id, and those of processes no longer alive); the caller writes files into
+// fs_atomic_dir_path() and then commits or aborts. Refuses when <path> exists and is not a directory.
 bool fs_atomic_dir_begin(const char *path, FsAtomicDir **out, Error *err);
 // The temporary directory to write into; owned by the FsAtomicDir.
 const char *fs_atomic_dir_path(const FsAtomicDir *ad);

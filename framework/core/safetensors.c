@@ -520,9 +520,8 @@ bool safetensors_read(const char *path, SafetensorsFile **out, Error *err) {
     SafetensorsFile *file = yp_calloc(1, sizeof *file);
     file->path = yp_strdup(path);
     char *bytes = NULL;
-    bool read = fs_read_file(path, &bytes, &file->n_bytes);
+    bool read = fs_read_file(path, FS_READ_SAFETENSORS, &bytes, &file->n_bytes, err);
     file->bytes = (unsigned char *)bytes;
-    if (!read) error_set(err, "%s: cannot open: %s", path, strerror(errno));
     if (!read || !file_parse(file, err)) {
         safetensors_file_destroy(file);
         return false;

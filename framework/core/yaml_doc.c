@@ -105,6 +105,39 @@ static bool check_duplicate_keys(YamlDoc *yd, Error *err) {
     return true;
 }
 
+// Rejects any explicit tag ("!!str 4", "!foo"): the document API resolves a tag into the same node
+// as an untagged value, so "!!str 4" would silently read as the number 4. Only the event stream
+// shows whether a tag was written. Runs on text that has already parsed.
+static bool check_no_tags(const char *path, const char *buf, size_t n_bytes, Error *err) {
+    yaml_parser_t parser;
+    YP_CHECK(yaml_parser_initialize(&parser));
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, n_bytes);
+    bool ok = true, done = false;
+    while (ok && !done) {
+        yaml_event_t e;
+        if (!yaml_parser_parse(&parser, &e)) {
+            ok = parser_error(&parser, path, buf, n_bytes, err);
+            break;
+        }
+        const yaml_char_t *tag = e.type == YAML_SCALAR_EVENT           ? e.data.scalar.tag
+                                 : e.type == YAML_SEQUENCE_START_EVENT ? e.data.sequence_start.tag
+                                 : e.type == YAML_MAPPING_START_EVENT  ? e.data.mapping_start.tag
+                                                                       : NULL;
+        static const char core[] = "tag:yaml.org,2002:";  // what "!!" stands for
+        if (tag && !strncmp((const char *)tag, core, sizeof core - 1))
+            ok = error_at(err, path, (int)e.start_mark.line + 1, (int)e.start_mark.column + 1,
+                          "YAML tags are not supported (found '!!%.60s'): write the plain value",
+                          (const char *)tag + sizeof core - 1);
+        else if (tag)
+            ok = error_at(err, path, (int)e.start_mark.line + 1, (int)e.start_mark.column + 1,
+                          "YAML tags are not supported (found '%.60s'): write the plain value", (const char *)tag);
+        done = e.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&e);
+    }
+    yaml_parser_delete(&parser);
+    return ok;
+}
+
 // Parses n_bytes of buf, reporting positions against `path`.
 static bool doc_parse(const char *path, const char *buf, size_t n_bytes, YamlDoc **out, Error *err) {
     *out = NULL;
@@ -139,7 +172,7 @@ static bool doc_parse(const char *path, const char *buf, size_t n_bytes, YamlDoc
                               "a second YAML document is not allowed here; remove everything after '---'");
             yaml_document_delete(&second);
         }
-        if (ok) ok = check_duplicate_keys(yd, err);
+        if (ok) ok = check_no_tags(path, buf, n_bytes, err) && check_duplicate_keys(yd, err);
     }
     yaml_parser_delete(&parser);
     if (!ok) {
@@ -154,7 +187,7 @@ bool yaml_doc_load(const char *path, YamlDoc **out, Error *err) {
     *out = NULL;
     size_t n_bytes = 0;
     char *buf;
-    if (!fs_read_file(path, &buf, &n_bytes)) return error_at(err, path, 1, 1, "cannot open file: %s", strerror(errno));
+    if (!fs_read_file(path, FS_READ_YAML, &buf, &n_bytes, err)) return false;
     bool ok = doc_parse(path, buf, n_bytes, out, err);
     free(buf);
     return ok;

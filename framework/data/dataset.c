@@ -115,12 +115,12 @@ static bool walk_images(const char *dir, int depth, StrList *out, Error *err) {
     return ok;
 }
 
-// Reads a whole text file, without a UTF-8 byte-order mark. NULL (errno set) when it cannot be read.
-static char *read_text(const char *path) {
+// Reads a whole text file, without a UTF-8 byte-order mark, and its length in bytes (a NUL byte
+// inside makes it longer than strlen). NULL (err and errno set) when it cannot be read.
+static char *read_text(const char *path, FsReadKind kind, size_t *n_bytes, Error *err) {
     char *buf;
-    size_t len;
-    if (!fs_read_file(path, &buf, &len)) return NULL;
-    if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) memmove(buf, buf + 3, len - 2);
+    if (!fs_read_file(path, kind, &buf, n_bytes, err)) return NULL;
+    if (*n_bytes >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) memmove(buf, buf + 3, (*n_bytes -= 3) + 1);
     return buf;
 }
 
@@ -171,19 +171,21 @@ static bool list_entry(YamlDoc *yd, const yaml_node_t *node, const char *root, c
     Error inner = {0};
     if (path_is_dir(path)) {
         ok = walk_images(path, 0, out, &inner);
-    } else if (path_is_file(path)) {
-        char *buf = read_text(path);
-        if (!buf) {
-            ok = yaml_doc_error_at(yd, node, err, "%s: cannot read the image list %s: %s", split, path, strerror(errno));
-        } else {
+    } else {
+        size_t n_bytes;
+        char *buf = read_text(path, FS_READ_IMAGE_LIST, &n_bytes, &inner);
+        if (buf) {
             char *dir = path_dirname(path), *cursor = buf;
             for (char *line; (line = next_line(&cursor));)
                 if (*line && path_is_image(line)) strlist_push(out, path_join(dir, line, PATH_CLEAN_DOT));
             free(dir);
             free(buf);
+        } else if (errno == ENOENT) {
+            inner = (Error){0};
+            ok = yaml_doc_error_at(yd, node, err, "%s: '%s' does not exist (no folder or image list at %s)", split, text, path);
+        } else {
+            ok = false;  // inner says why (a device, a FIFO, too large), below
         }
-    } else {
-        ok = yaml_doc_error_at(yd, node, err, "%s: '%s' does not exist (no folder or image list at %s)", split, text, path);
     }
     if (!ok && inner.message[0]) yaml_doc_error_at(yd, node, err, "%s: %s", split, inner.message);
     free(path);
@@ -484,12 +486,23 @@ static void drop_duplicate_boxes(ScanResult *r) {
 }
 
 static DatasetSkip scan_labels(const char *label_path, int nc, ScanResult *r) {
-    if (!path_is_file(label_path)) {
+    Error why;
+    size_t n_bytes;
+    char *text = read_text(label_path, FS_READ_LABELS, &n_bytes, &why);
+    if (!text && (errno == ENOENT || errno == ENOTDIR)) {
         r->unlabelled = true;
         return DATASET_SKIP_COUNT;
     }
-    char *text = read_text(label_path);
-    if (!text) return scan_reject(r, DATASET_SKIP_LABEL_UNREADABLE, "%s: cannot read: %s", label_path, strerror(errno));
+    // A device, a folder or an oversized file under the label's name is a broken label, not a missing one.
+    if (!text) return scan_reject(r, DATASET_SKIP_LABEL_UNREADABLE, "%s", why.message);
+    const char *nul = memchr(text, '\0', n_bytes);
+    if (nul) {
+        int line = 1;
+        for (const char *c = text; c < nul; c++) line += *c == '\n';
+        free(text);
+        // The line splitter would stop at it and drop the rest of the file without a word.
+        return scan_reject(r, DATASET_SKIP_LABEL_UNREADABLE, "%s:%d: a NUL byte: a label file is text", label_path, line);
+    }
     static const char *const field_names[5] = {"class", "cx", "cy", "w", "h"};
     int64_t cap = 0;
     char *cursor = text;

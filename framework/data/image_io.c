@@ -213,7 +213,7 @@ bool image_read(const char *path, Image *out, Error *err) {
     *out = (Image){0};
     char *bytes;
     size_t len;
-    if (!fs_read_file(path, &bytes, &len)) return error_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (!fs_read_file(path, FS_READ_IMAGE, &bytes, &len, err)) return false;
     bool ok = image_decode((const uint8_t *)bytes, len, path, out, err);
     free(bytes);
     return ok;

@@ -336,7 +336,8 @@ static void fingerprint_write(const StudyConfig *s, FILE *f) {
     char *text;
     size_t n;
     uint64_t hash = 1469598103934665603ull;  // FNV-1a of the experiment file
-    if (fs_read_file(s->experiment, &text, &n)) {
+    Error ignored;  // an unreadable experiment fails later, where it is loaded
+    if (fs_read_file(s->experiment, FS_READ_YAML, &text, &n, &ignored)) {
         for (size_t i = 0; i < n; i++) hash = (hash ^ (unsigned char)text[i]) * 1099511628211ull;
         free(text);
     }
@@ -348,8 +349,9 @@ static void fingerprint_write(const StudyConfig *s, FILE *f) {
 static bool fingerprint_check(const StudyConfig *s, const char *path, Error *err) {
     char *saved;
     size_t n_saved;
-    if (!fs_read_file(path, &saved, &n_saved))
-        return error_set(err, "--resume: %s: cannot read (%s): is this a study's output folder?", path, strerror(errno));
+    Error why;
+    if (!fs_read_file(path, FS_READ_TEXT, &saved, &n_saved, &why))
+        return error_set(err, "--resume: %s: is this a study's output folder?", why.message);
     char *now = NULL;
     size_t n_now = 0;
     FILE *f = open_memstream(&now, &n_now);
@@ -489,7 +491,8 @@ static bool run_plots(StudyRun *r) {
         if (launch_run(argv, log_path, 300, &lr, &err) && lr.outcome == LAUNCH_EXITED && lr.exit_code == 0) {
             char *text;
             size_t n;
-            if (fs_read_file(log_path, &text, &n)) {
+            Error ignored;  // the figures are made; a log that cannot be copied loses nothing
+            if (fs_read_file(log_path, FS_READ_TEXT, &text, &n, &ignored)) {
                 fputs(text, log);
                 free(text);
             }

@@ -140,10 +140,11 @@ bool study_table_read(const char *path, StudyTable *t, bool *exists, Error *err)
     *t = (StudyTable){0};
     char *text;
     size_t n_bytes;
-    *exists = fs_read_file(path, &text, &n_bytes);
+    *exists = fs_read_file(path, FS_READ_CSV, &text, &n_bytes, err);
     if (!*exists) {
-        if (errno == ENOENT) return true;
-        return error_set(err, "%s: cannot read: %s", path, strerror(errno));
+        if (errno != ENOENT) return false;
+        *err = (Error){0};
+        return true;
     }
     // A kill mid-append can leave a last row without its newline: it is not a finished point.
     if (n_bytes && text[n_bytes - 1] != '\n') {

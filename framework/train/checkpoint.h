@@ -45,7 +45,6 @@ typedef struct CheckpointModel {
     Graph *graph;
     ModelEma *ema;
     Optimizer *optimizer;
-    const float *grads;  // saving: host memory, the gradients to save instead of the graph's (summed over replicas), or NULL
 } CheckpointModel;
 
 // Writes the checkpoint directory `dir` of a single-stage model (replacing an existing one atomically).
@@ -62,14 +61,33 @@ bool checkpoint_save_stage(const char *dir, int stage, const TrainProgress *prog
 bool checkpoint_write_manifest(const char *dir, const TrainProgress *progress, const ExperimentConfig *cfg,
                                int n_stages, const int (*layers)[2], Error *err);
 
+// What resuming a run makes of a checkpoint: its position must be a batch of this experiment.
+typedef struct CheckpointResume {
+    int64_t epochs;             // train.epochs
+    int64_t batches_per_epoch;
+    int64_t passes_per_batch;   // forward passes per batch (replicas x micro-batches), which bn_batches counts
+    int64_t seed;               // train.seed
+    bool loss_scaling;          // fp16's dynamic loss scale; without it the scale is 1
+} CheckpointResume;
+
+// Everything read from a checkpoint is untrusted: every manifest and metadata value is parsed strictly
+// and range-checked (against the other values, the model, and `resume` unless NULL), every tensor's
+// dtype and shape must be the model's whole, and weights, buffers, EMA and optimizer state must be
+// finite. Errors are one line naming the file (with line:col in the manifest), the key or tensor and
+// the reason.
+
 // Reads `dir` into progress and the model's tensors, looking each up by name in every stage file (so
 // the model may be a stage of another partitioning than the one that wrote it). Every tensor the
-// model has must be present with its shape; the optimizer step count and EMA update count are restored. Errors name the file.
-bool checkpoint_load(const char *dir, TrainProgress *progress, const CheckpointModel *model, Error *err);
+// model has must be present with its shape; the optimizer's step count and the EMA's update count
+// come from the stage files' metadata.
+bool checkpoint_load(const char *dir, const CheckpointResume *resume, TrainProgress *progress,
+                     const CheckpointModel *model, Error *err);
 
-// Reads only the manifest (for `export` and for checks before building a model).
-bool checkpoint_read_progress(const char *dir, TrainProgress *progress, Error *err);
+// Reads only the manifest, checked as above (its stage ranges against no particular model).
+bool checkpoint_read_progress(const char *dir, const CheckpointResume *resume, TrainProgress *progress, Error *err);
 
 // Writes the EMA weights (what validation scores) as one safetensors file with Ultralytics'
-// state-dict names and shapes, loadable with safetensors.torch.load_file into the PyTorch model.
+// state-dict names and shapes, loadable with safetensors.torch.load_file into the PyTorch model. The
+// manifest is checked as above; each EMA tensor must have the model's tensor of its name beside it,
+// with the same dtype and shape, and finite values.
 bool checkpoint_export(const char *dir, const char *out_path, Error *err);

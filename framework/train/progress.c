@@ -22,10 +22,12 @@ void progress_step(Progress *p, const ProgressStep *s) {
     if (s->classify) snprintf(losses, sizeof losses, "loss %.4f", s->ce);
     else snprintf(losses, sizeof losses, "box %.4f  cls %.4f  dfl %.4f  inst %4lld", s->box, s->cls, s->dfl,
                   (long long)s->instances);
-    fprintf(p->out, "%sepoch %lld/%lld  step %lld/%lld  %s  size %lld  %.1f img/s  lr %.5f  mem %.0fM%s",
+    char skipped[40] = "";
+    if (s->skipped) snprintf(skipped, sizeof skipped, "  skipped %lld", (long long)s->skipped);
+    fprintf(p->out, "%sepoch %lld/%lld  step %lld/%lld  %s  size %lld  %.1f img/s  lr %.5f  mem %.0fM%s%s",
             p->live ? "\r\033[K" : "", (long long)s->epoch, (long long)s->epochs, (long long)s->step,
             (long long)s->steps, losses, (long long)s->imgsz, s->images_per_s, s->lr,
-            (double)progress_resident_bytes() / (1 << 20), p->live && !last ? "" : "\n");
+            (double)progress_resident_bytes() / (1 << 20), skipped, p->live && !last ? "" : "\n");
     p->line_open = p->live && !last;
     fflush(p->out);
 }

@@ -19,6 +19,7 @@ typedef struct ProgressStep {
     int64_t imgsz;               // input side of this batch
     double images_per_s;         // over the epoch so far
     double lr;                   // current learning rate of the weights group
+    int64_t skipped;             // optimizer steps of the epoch so far skipped for non-finite gradients
 } ProgressStep;
 
 typedef struct Progress {

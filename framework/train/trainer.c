@@ -1,5 +1,6 @@
 // The training loop (trainer.h): one batch and its share of the optimizer step, the epochs with
 // their validation, results row and checkpoints, and the two entry points.
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,14 +49,40 @@ static void trainer_average_buffers(Trainer *t) {
     }
 }
 
+// Before the checkpoints at an epoch's end (or a stop), the replicas' state since the last step goes
+// where a resumed run finds it: the gradients accumulated since then summed into replica 0 (the
+// others zeroed; the next step's reduction adds them as it would have) and the running statistics
+// averaged. An uninterrupted run does the same, so that it computes what a resumed one does, bit
+// for bit. Once per epoch end, not per checkpoint: averaging equal values again is not exact.
+static void trainer_gather_replicas(Trainer *t) {
+    if (t->topo->replicas == 1) return;
+    for (int c = 0; c < t->n_chunks; c++) {
+        Graph *g = executor_chunk(t->ex, c)->graph;
+        size_t bytes = (size_t)g->param_elems * sizeof(float);
+        float *grads = yp_malloc(bytes + 1);
+        t->be->ops->download(t->be, grads, g->grad_data, bytes);
+        transport_wait(t->tr, t->tr->ops->iallreduce_sum_f32(t->tr, grads, (size_t)g->param_elems, TRANSPORT_REPLICAS),
+                       "the gradient sum over the replicas for a checkpoint");
+        if (t->topo->replica == 0) t->be->ops->upload(t->be, g->grad_data, grads, bytes);
+        else graph_zero_grads(g);
+        free(grads);
+    }
+    trainer_average_buffers(t);
+}
+
+// Whether the run has skipped train.max_skipped_steps steps in a row: every rank counts the same.
+static bool trainer_diverged(const Trainer *t) { return t->at.loss_scale.in_a_row >= t->cfg->train.max_skipped_steps; }
+
 // Ultralytics' optimizer_step over all stages: unscale (fp16) and clip the whole model's gradient norm
 // to 10 (the squared norms of the stages summed over the pipeline, in sumsq, of the gradients as they
-// are: scaled), step unless the loss scale says the gradients overflowed, zero the gradients, update
-// the EMA (as Ultralytics does after a skipped step too). Every rank sees the same sumsq, so all skip
-// together.
-static void trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double sumsq) {
+// are: scaled), step, zero the gradients, update the EMA. In every precision a step whose global norm
+// is not finite (or after a batch whose loss was not) is skipped: parameters, optimizer state and EMA
+// stay as they were (fp16 also halves its loss scale). Every rank sees the same sumsq and losses
+// (all-reduced over the world), so all skip together. Fails after train.max_skipped_steps in a row.
+static bool trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double sumsq, Error *err) {
     double scale = t->at.loss_scale.scale;
-    bool step = loss_scale_update(&t->at.loss_scale, trainer_scales_loss(t->cfg), isfinite(sumsq));
+    bool step = loss_scale_update(&t->at.loss_scale, trainer_scales_loss(t->cfg), isfinite(sumsq) && t->loss_finite);
+    t->loss_finite = true;
     // Unscaling by a power of two is exact, so one multiplication does both.
     double factor = optim_clip_factor(sumsq / (scale * scale), OPTIM_CLIP_MAX_NORM) / scale;
     for (int c = 0; c < t->n_chunks; c++) {
@@ -66,8 +93,54 @@ static void trainer_optimizer_step(Trainer *t, const OptimHyper *hyper, double s
         graph_zero_grads(executor_chunk(t->ex, c)->graph);
     }
     trainer_average_buffers(t);
-    for (int c = 0; c < t->n_chunks; c++) ema_update(t->chunks[c].ema);
+    for (int c = 0; step && c < t->n_chunks; c++) ema_update(t->chunks[c].ema);
     t->at.optimizer_steps++;
+    if (!trainer_diverged(t)) return true;
+    return config_error_at(t->cfg, "train.max_skipped_steps", err,
+                           "%lld optimizer steps in a row skipped, the last at epoch %lld batch %lld: the gradient "
+                           "norm or the loss was not finite (train.max_skipped_steps is %lld); training diverged: "
+                           "lower train.lr0 or check the data",
+                           (long long)t->at.loss_scale.in_a_row, (long long)t->at.epoch + 1, (long long)t->at.batch + 1,
+                           (long long)t->cfg->train.max_skipped_steps);
+}
+
+// YOLOPIPE_NAN_GRADS=FIRST[-LAST], a test hook (experiments/SCHEMA.md): optimizer steps FIRST to LAST
+// (counted from 1 over the run) get a NaN in the first trainable gradient of the last pipeline stage's
+// ranks, as an overflow in the loss there would give. The other stages' gradients stay finite: only
+// the global norm tells them to skip.
+static bool trainer_read_nan_hook(Trainer *t, Error *err) {
+    const char *text = getenv("YOLOPIPE_NAN_GRADS");
+    if (!text) return true;
+    char *end;
+    errno = 0;
+    long long first = strtoll(text, &end, 10), last = first;
+    if (*end == '-') last = strtoll(end + 1, &end, 10);
+    if (errno || end == text || *end || first < 1 || last < first)
+        return error_set(err, "YOLOPIPE_NAN_GRADS: expected an optimizer step or a range FIRST-LAST (steps from 1), "
+                              "found '%.40s'", text);
+    t->nan_grads[0] = first, t->nan_grads[1] = last;
+    fprintf(t->out, "YOLOPIPE_NAN_GRADS: optimizer steps %lld to %lld get a NaN gradient on the last stage\n", first,
+            last);
+    return true;
+}
+
+static void trainer_poison_grads(Trainer *t) {
+    int64_t n = t->at.optimizer_steps + 1;
+    if (!t->nan_grads[0] || n < t->nan_grads[0] || n > t->nan_grads[1] ||
+        t->topo->pipeline_rank != t->topo->pipeline_size - 1)
+        return;
+    const float nan = NAN;
+    for (int c = 0; c < t->n_chunks; c++) {
+        const ExecutorChunk *ch = executor_chunk(t->ex, c);
+        const Graph *g = ch->graph;
+        for (int i = 0; i < g->n_params; i++) {
+            const ParamInfo *p = &g->params[i];
+            if (p->layer < ch->layer_begin || p->layer >= ch->layer_end || (p->flags & (PARAM_BUFFER | PARAM_NO_GRAD)))
+                continue;
+            t->be->ops->upload(t->be, g->grad_data + p->offset, &nan, sizeof nan);
+            break;
+        }
+    }
 }
 
 // ---- the loop ----------------------------------------------------------------------------------------
@@ -114,6 +187,7 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     // One collective per batch: the loss parts (from the last stages) and, before a step, the squared
     // gradient norm of every stage (replica 0's: the replicas' gradients are equal after the reduction).
     double sumsq = 0;
+    if (step) trainer_poison_grads(t);
     if (step && t->topo->replica == 0)
         for (int c = 0; c < t->n_chunks; c++) sumsq += optim_grad_sumsq(t->chunks[c].optimizer);
     BatchWire wire = batch_wire_write(&loss, sumsq);
@@ -122,10 +196,11 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     batch_wire_read(&wire, &all, &sumsq);
     sums->box += all.box, sums->cls += all.cls, sums->dfl += all.dfl, sums->ce += all.ce, sums->n += all.n;
     *instances = (int64_t)all.instances;
+    t->loss_finite = t->loss_finite && isfinite(all.box + all.cls + all.dfl + all.ce);
     t->at.bn_batches += t->topo->replicas * t->cfg->parallel.micro_batches;
     if (step) {
-        trainer_optimizer_step(t, &it.hyper, sumsq);
         t->at.last_step_iteration = t->at.iteration;
+        if (!trainer_optimizer_step(t, &it.hyper, sumsq, err)) return false;
     }
     if (record) {
         char path[PATH_MAX];
@@ -200,7 +275,10 @@ static bool trainer_loop(Trainer *t, Error *err) {
             double batch_start = clock_monotonic_s();
             int64_t instances = 0;
             double data_wait_s = 0, program_s = 0;
-            if (!trainer_batch(t, epoch, &sums, &hyper, &instances, &data_wait_s, &program_s, err)) return false;
+            if (!trainer_batch(t, epoch, &sums, &hyper, &instances, &data_wait_s, &program_s, err)) {
+                progress_end_line(&t->progress_line);
+                return false;
+            }
             double batch_s = clock_monotonic_s() - batch_start;
             t->step_times[t->n_step_times] = batch_s;
             t->program_times[t->n_step_times] = program_s;
@@ -215,18 +293,25 @@ static bool trainer_loop(Trainer *t, Error *err) {
                                .steps = t->batches_per_epoch, .box = sums.box / n, .cls = sums.cls / n,
                                .dfl = sums.dfl / n, .ce = sums.ce / n, .classify = t->classify, .instances = instances,
                                .imgsz = side, .images_per_s = (double)images / (clock_monotonic_s() - epoch_start),
-                               .lr = hyper.lr[OPTIM_GROUP_WEIGHT]};
+                               .lr = hyper.lr[OPTIM_GROUP_WEIGHT],
+                               .skipped = t->at.loss_scale.skipped - skipped_before};
             progress_step(&t->progress_line, &ps);
         }
         progress_end_line(&t->progress_line);
-        if (t->at.loss_scale.skipped > skipped_before)
+        int64_t skipped = t->at.loss_scale.skipped - skipped_before;
+        if (skipped && trainer_scales_loss(cfg))
             fprintf(t->out, "fp16: %lld of %lld optimizer steps skipped (gradients overflowed); loss scale now %g\n",
-                    (long long)(t->at.loss_scale.skipped - skipped_before),
-                    (long long)(t->at.optimizer_steps - steps_before), t->at.loss_scale.scale);
+                    (long long)skipped, (long long)(t->at.optimizer_steps - steps_before), t->at.loss_scale.scale);
+        else if (skipped)
+            fprintf(t->out, "%s: %lld of %lld optimizer steps skipped (the gradient norm or the loss was not finite); "
+                            "parameters, EMA and optimizer state kept\n",
+                    config_precision_names[cfg->device.precision], (long long)skipped,
+                    (long long)(t->at.optimizer_steps - steps_before));
         double images_per_s = (double)images / (clock_monotonic_s() - epoch_start);
         if (stop && t->at.batch < t->batches_per_epoch) {
             fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
             trainer_print_step_times(t);
+            trainer_gather_replicas(t);
             return trainer_write_profile(t, err) && trainer_save(t, "last", err) && trainer_write_measured(t, err);
         }
         t->at.epoch++;
@@ -240,9 +325,10 @@ static bool trainer_loop(Trainer *t, Error *err) {
             if (!ok) return false;
             trainer_print_validation(t, &val);
         }
-        trainer_write_results_row(t, epoch, clock_monotonic_s() - run_start, &sums, &val, &hyper, images_per_s);
+        trainer_write_results_row(t, epoch, clock_monotonic_s() - run_start, &sums, &val, &hyper, images_per_s, skipped);
         bool best = val.loss.n && val.fitness > t->at.best_fitness;
         if (best) t->at.best_fitness = val.fitness;
+        trainer_gather_replicas(t);
         if (!trainer_save(t, "last", err) || (best && !trainer_save(t, "best", err))) return false;
         if (stop) fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
     }
@@ -262,11 +348,11 @@ bool trainer_run(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *
     Trainer t;
     bool ok = trainer_setup(&t, cfg, opt, err);
     if (ok) trainer_build_optimizer(&t);
-    ok = ok && (opt->resume ? trainer_resume(&t, err) : trainer_pick_run_dir(&t, err));
+    ok = ok && trainer_read_nan_hook(&t, err) && (opt->resume ? trainer_resume(&t, err) : trainer_pick_run_dir(&t, err));
     bool shared = !ok;
     if (ok && !opt->resume) ok = trainer_write_config(&t, err);
     ok = ok && trainer_loop(&t, err);
-    if (!ok && !shared) shared = err->code == ERROR_CODE_PEER_FAILED;
+    if (!ok && !shared) shared = err->code == ERROR_CODE_PEER_FAILED || trainer_diverged(&t);
     trainer_quiet_shared_error(&t, err, shared);
     trainer_destroy(&t);
     return ok;

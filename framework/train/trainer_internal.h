@@ -75,6 +75,8 @@ typedef struct Trainer {
 
     OptimSchedule schedule;
     TrainProgress at;
+    bool loss_finite;  // every batch's loss since the last optimizer step was finite (a NaN loss skips the step)
+    int64_t nan_grads[2];  // YOLOPIPE_NAN_GRADS: first and last optimizer step (from 1) given a NaN gradient; 0: none
     char run_dir[PATH_MAX];
     int64_t batches_per_epoch;
     int *step_sides;  // (batches_per_epoch) input side of each batch of the current epoch
@@ -158,9 +160,12 @@ bool trainer_pick_run_dir(Trainer *t, Error *err);
 bool trainer_write_config(Trainer *t, Error *err);
 bool trainer_resume(Trainer *t, Error *err);
 void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const ExecutorLoss *train,
-                               const ValResult *val, const OptimHyper *hyper, double images_per_s);
+                               const ValResult *val, const OptimHyper *hyper, double images_per_s,
+                               int64_t skipped_steps);
 bool trainer_save(Trainer *t, const char *which, Error *err);
-bool trainer_load(Trainer *t, const char *dir, bool with_optimizer, Error *err);
+// Loads checkpoint `dir` into every chunk: with `resume`, the optimizer state too, and the position
+// must be a batch of this run; without, the weights, buffers and EMA only (validation).
+bool trainer_load(Trainer *t, const char *dir, bool resume, Error *err);
 
 // ---- trainer_measured.c ------------------------------------------------------------------------------
 

@@ -40,7 +40,8 @@ bool trainer_write_config(Trainer *t, Error *err) {
 // ---- results.csv -------------------------------------------------------------------------------------
 
 void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const ExecutorLoss *train,
-                               const ValResult *val, const OptimHyper *hyper, double images_per_s) {
+                               const ValResult *val, const OptimHyper *hyper, double images_per_s,
+                               int64_t skipped_steps) {
     if (!t->lead) return;
     char path[PATH_MAX];
     Error err = {0};
@@ -58,29 +59,30 @@ void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const 
     if (t->classify) {
         if (fresh)
             fprintf(f, "epoch,time,train/loss,metrics/accuracy_top1,metrics/accuracy_top5,val/loss,lr/pg0,lr/pg1,lr/pg2,"
-                       "images_per_s\n");
-        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", (long long)epoch + 1, seconds, train->ce / n,
-                classify_metrics_top1(&val->classify), classify_metrics_top5(&val->classify), val->loss.ce / nv,
-                hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s);
+                       "images_per_s,train/skipped_steps\n");
+        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%lld\n", (long long)epoch + 1, seconds,
+                train->ce / n, classify_metrics_top1(&val->classify), classify_metrics_top5(&val->classify),
+                val->loss.ce / nv, hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s, (long long)skipped_steps);
     } else {
         if (fresh)
             fprintf(f, "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),"
                        "metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,"
-                       "lr/pg2,images_per_s\n");
+                       "lr/pg2,images_per_s,train/skipped_steps\n");
         const DetectSummary *d = val->detect;
-        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n",
+        fprintf(f, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%lld\n",
                 (long long)epoch + 1, seconds, train->box / n, train->cls / n, train->dfl / n, d ? d->p : 0,
                 d ? d->r : 0, d ? d->map50 : 0, d ? d->map50_95 : 0, val->loss.box / nv, val->loss.cls / nv,
-                val->loss.dfl / nv, hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s);
+                val->loss.dfl / nv, hyper->lr[0], hyper->lr[1], hyper->lr[2], images_per_s, (long long)skipped_steps);
     }
-    fclose(f);
+    // A full disk or `ulimit -f` shows here; the run goes on (the checkpoints hold its state).
+    if ((ferror(f) | fclose(f)) != 0) fprintf(stderr, "yolopipe: cannot append to %s: %s\n", path, strerror(errno));
 }
 
 // ---- checkpoints -------------------------------------------------------------------------------------
 
-// Every stage of replica 0 writes its file into a directory world rank 0 began and then commits. The
-// gradients accumulated since the last step are summed over the replicas first (what the next step's
-// reduction would do), so the checkpoint resumes under any number of replicas.
+// Every stage of replica 0 writes its file into a directory world rank 0 began and then commits.
+// Replica 0 holds the replicas' gradient sum and averaged running statistics by then
+// (trainer_gather_replicas), so the checkpoint resumes under any number of replicas.
 bool trainer_save(Trainer *t, const char *which, Error *err) {
     char dir[PATH_MAX], tmp[PATH_MAX] = "";  // tmp travels to every rank: the same size everywhere
     FsAtomicDir *ad = NULL;
@@ -94,16 +96,8 @@ bool trainer_save(Trainer *t, const char *which, Error *err) {
     t->tr->ops->broadcast(t->tr, tmp, sizeof tmp, 0, TRANSPORT_WORLD);
     for (int c = 0; ok && c < t->n_chunks; c++) {
         ExecutorChunk *ch = executor_chunk(t->ex, c);
-        Graph *g = ch->graph;
-        float *grads = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
-        t->be->ops->download(t->be, grads, g->grad_data, (size_t)g->param_elems * sizeof(float));
-        if (t->topo->replicas > 1)
-            transport_wait(t->tr, t->tr->ops->iallreduce_sum_f32(t->tr, grads, (size_t)g->param_elems, TRANSPORT_REPLICAS),
-                           "the gradient sum over the replicas for a checkpoint");
-        CheckpointModel model = {.graph = g, .ema = t->chunks[c].ema, .optimizer = t->chunks[c].optimizer,
-                                 .grads = grads};
+        CheckpointModel model = {.graph = ch->graph, .ema = t->chunks[c].ema, .optimizer = t->chunks[c].optimizer};
         if (t->topo->replica == 0) ok = checkpoint_save_stage(tmp, ch->stage, &t->at, &model, err);
-        free(grads);
     }
     ok = trainer_all_ranks_ok(t, ok, err);
     if (t->lead) {
@@ -117,13 +111,16 @@ bool trainer_save(Trainer *t, const char *which, Error *err) {
     return trainer_all_ranks_ok(t, ok, err);
 }
 
-bool trainer_load(Trainer *t, const char *dir, bool with_optimizer, Error *err) {
+bool trainer_load(Trainer *t, const char *dir, bool resume, Error *err) {
+    const TrainConfig *tc = &t->cfg->train;
+    CheckpointResume position = {.epochs = tc->epochs, .batches_per_epoch = t->batches_per_epoch,
+                                 .passes_per_batch = tc->batch / t->micro, .seed = tc->seed,
+                                 .loss_scaling = trainer_scales_loss(t->cfg)};
     bool ok = true;
     for (int c = 0; ok && c < t->n_chunks; c++) {
         Graph *g = executor_chunk(t->ex, c)->graph;
-        CheckpointModel model = {.graph = g, .ema = t->chunks[c].ema,
-                                 .optimizer = with_optimizer ? t->chunks[c].optimizer : NULL};
-        ok = checkpoint_load(dir, &t->at, &model, err);
+        CheckpointModel model = {.graph = g, .ema = t->chunks[c].ema, .optimizer = resume ? t->chunks[c].optimizer : NULL};
+        ok = checkpoint_load(dir, resume ? &position : NULL, &t->at, &model, err);
         // The saved gradients are the replicas' sum: one replica carries them into the next step.
         if (ok && t->topo->replica > 0) graph_zero_grads(g);
     }

@@ -16,8 +16,7 @@ static bool trainer_open_data(Trainer *t, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
     bool ok = !t->lead || experiment_data_generate(cfg, t->out, err);  // the others wait for ok
     if (!trainer_all_ranks_ok(t, ok, err)) return false;
-    DatasetTask task = t->classify ? DATASET_TASK_CLASSIFY : DATASET_TASK_DETECT;
-    if (!dataset_open(cfg->data, task, &t->dataset, err)) return false;
+    if (!experiment_data_open(cfg, &t->dataset, err)) return false;
     int threads = cfg->train.workers > 0 ? (int)cfg->train.workers : 1;
     for (int s = DATASET_SPLIT_TRAIN; s <= DATASET_SPLIT_VAL; s++) {
         if (!dataset_scan(t->dataset, (DatasetSplitId)s, threads, &t->splits[s], err)) return false;
@@ -159,7 +158,8 @@ bool trainer_setup(Trainer *t, const ExperimentConfig *cfg, const TrainerOptions
     *t = (Trainer){.cfg = cfg, .out = opt->out, .classify = cfg->task == CONFIG_TASK_CLASSIFY, .tr = opt->transport,
                    .topo = &opt->transport->topo,
                    .at = {.last_step_iteration = -1, .best_fitness = -1, .seed = cfg->train.seed,
-                          .loss_scale = loss_scale_make(trainer_scales_loss(cfg))}};
+                          .loss_scale = loss_scale_make(trainer_scales_loss(cfg))},
+                   .loss_finite = true};
     t->lead = t->topo->world_rank == 0;
     if (!t->lead) t->out = t->sink = fopen("/dev/null", "w");
     YP_CHECK(t->out);

@@ -13,16 +13,8 @@
 #
 # usage: check-precision.sh SOURCE_ROOT YOLOPIPE COMPARE_WEIGHTS
 set -u
-export OMP_NUM_THREADS=1
-src=$(realpath "$1") yolopipe=$(realpath "$2") compare=$(realpath "$3")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-failures=0
-common=(--set device.backend=cpu --set "model=$src/experiments/models/yolov8.yaml" --set "data=$work/data/tiny/data.yaml"
-        --set "output.dir=$work/runs" --set train.max_steps=4 --set parallel.micro_batches=4)
-
-fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/tiny-env.sh"
+common+=(--set train.max_steps=4)
 
 train() {  # train NAME NP [--set k=v]...
     local name=$1 np=$2

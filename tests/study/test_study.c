@@ -378,7 +378,8 @@ static void read_study_md(char **text) {
     char path[1024];
     snprintf(path, sizeof path, "%s/experiments/STUDY.md", root);
     size_t n = 0;
-    if (!fs_read_file(path, text, &n)) fail_msg("cannot read %s", path);
+    Error err;
+    if (!fs_read_file(path, FS_READ_TEXT, text, &n, &err)) fail_msg("%s", err.message);
 }
 
 static bool is_study_key(const char *name) {

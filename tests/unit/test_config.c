@@ -164,6 +164,45 @@ static void test_errors(void **state) {
 );
 }
 
+// The run's name is one folder under output.dir (it once escaped it with '..', and long names failed
+// without a position or a reason), and YAML tags are refused (`!!str 4` was read as the number 4).
+static void test_name_and_tags(void **state) {
+    (void)state;
+    load_fails("name: ../../../x\nmodel: m.yaml\ndata: d\n", 0, NULL,
+               "exp.yaml:1:7: name '../../../x' is not a folder name (no '/', '.' or '..'): the run's folder must be "
+               "inside output.dir");
+    char *dotdot[] = {"name=.."};
+    load_fails(minimal, 1, dotdot,
+               "--set name:1:1: name '..' is not a folder name (no '/', '.' or '..'): the run's folder must be inside "
+               "output.dir");
+    static const int lengths[] = {241, 300, 5000};
+    for (int i = 0; i < 3; i++) {
+        char text[6000], expected[128];
+        int n = snprintf(text, sizeof text, "model: m.yaml\ndata: d\nname: ");
+        memset(text + n, 'x', (size_t)lengths[i]);
+        snprintf(text + n + lengths[i], sizeof text - (size_t)(n + lengths[i]), "\n");
+        snprintf(expected, sizeof expected, "exp.yaml:3:7: name longer than 240 bytes (%d): it names the run's folder",
+                 lengths[i]);
+        load_fails(text, 0, NULL, expected);
+    }
+    ExperimentConfig *cfg = load_ok("model: m.yaml\ndata: d\nname: a.b..c\n", 0, NULL);  // dots inside are fine
+    config_destroy(cfg);
+
+    // A tag in the file, a local tag, and one in a --set value.
+    char *tagged[] = {"train.epochs=!!int 4"};
+    static const struct { const char *text, *where, *tag; int n_set; } tags[] = {
+        {"model: m.yaml\ndata: d\ntrain: {epochs: !!str 4}\n", "exp.yaml:3:17", "!!str", 0},
+        {"model: !path m.yaml\ndata: d\n", "exp.yaml:1:8", "!path", 0},
+        {minimal, "--set train.epochs:1:1", "!!int", 1},
+    };
+    for (int i = 0; i < 3; i++) {
+        char expected[256];
+        snprintf(expected, sizeof expected, "%s: YAML tags are not supported (found '%s'): write the plain value",
+                 tags[i].where, tags[i].tag);
+        load_fails(tags[i].text, tags[i].n_set, tagged, expected);
+    }
+}
+
 // Writes cfg's resolved YAML to <tmp>/<name> (its path into path) and loads it.
 static ExperimentConfig *write_and_load(const ExperimentConfig *cfg, const char *name, char *path, size_t cap) {
     snprintf(path, cap, "%s/%s", tmp_dir, name);
@@ -251,6 +290,7 @@ int main(void) {
         cmocka_unit_test(test_defaults_and_paths),
         cmocka_unit_test(test_every_kind_and_overrides),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_name_and_tags),
         cmocka_unit_test(test_resolved_round_trip),
         cmocka_unit_test(test_resolved_round_trip_special_values),
         cmocka_unit_test(test_schema_documents_every_key),

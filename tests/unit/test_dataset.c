@@ -52,6 +52,23 @@ static char *summary_of(const DatasetSplit *split) {
     return buf;
 }
 
+// Opens temp_dir/rel for detection, scans its train split and compares the summary with `expected`
+// (where each %s stands for temp_dir).
+static void expect_train_summary(const char *rel, const char *expected_fmt) {
+    char path[512], expected[4096];
+    snprintf(path, sizeof path, "%s/%s", temp_dir, rel);
+    const char *t = temp_dir;
+    snprintf(expected, sizeof expected, expected_fmt, t, t, t, t, t);
+    Dataset *ds;
+    Error err = {0};
+    if (!dataset_open(path, DATASET_TASK_DETECT, &ds, &err)) fail_msg("%s", err.message);
+    DatasetSplit *split;
+    if (!dataset_scan(ds, DATASET_SPLIT_TRAIN, 2, &split, &err)) fail_msg("%s", err.message);
+    assert_string_equal(summary_of(split), expected);
+    dataset_split_destroy(split);
+    dataset_destroy(ds);
+}
+
 // Opening `rel` must fail with exactly "temp_dir/<expected>".
 static void expect_open_error(const char *rel, DatasetTask task, const char *expected_fmt, ...) {
     char path[1024], expected[2048], tail[1024];
@@ -252,6 +269,52 @@ static void test_detect_yaml_errors(void **state) {
                       temp_dir);
 }
 
+// Files that are not what their names say are skipped and counted, never read whole: an image and a
+// label that are links to /dev/zero (an endless device: read whole, it ends the process on memory)
+// and a label over the label cap (a sparse file, so the test writes nothing).
+static void test_detect_files_not_regular(void **state) {
+    (void)state;
+    write_png("odd/images/train/a.png", 16, 16);
+    write_png("odd/images/train/b.png", 16, 16);
+    write_png("odd/images/train/c.png", 16, 16);
+    write_png("odd/images/train/d.png", 16, 16);
+    write_text("odd/labels/train/a.txt", "0 0.5 0.5 0.2 0.2\n");
+    write_text("odd/data.yaml", "train: images/train\nval: images/train\nnames: [a]\n");
+    char path[512], target[512];
+    snprintf(path, sizeof path, "%s/odd/images/train/zero.png", temp_dir);
+    assert_int_equal(symlink("/dev/zero", path), 0);
+    snprintf(path, sizeof path, "%s/odd/labels/train/b.txt", temp_dir);
+    assert_int_equal(symlink("/dev/zero", path), 0);
+    write_text("odd/labels/train/c.txt", "");
+    snprintf(target, sizeof target, "%s/odd/labels/train/c.txt", temp_dir);
+    assert_int_equal(truncate(target, (off_t)2 << 20), 0);
+    expect_train_summary("odd/data.yaml",
+                         "train: 2 images, 1 boxes, 3 skipped (1 unreadable image, 2 unreadable label file), 1 without a "
+                         "label file\n"
+                         "  %s/odd/labels/train/b.txt: not a regular file (a device, FIFO or socket)\n"
+                         "  %s/odd/labels/train/c.txt: larger than the 1 MiB limit for label files\n"
+                         "  %s/odd/images/train/zero.png: not a regular file (a device, FIFO or socket)\n");
+}
+
+// A NUL byte in a label file once ended the file there without a word (the boxes after it were
+// dropped): the image is skipped and counted as an unreadable label file, naming the line.
+static void test_detect_label_nul(void **state) {
+    (void)state;
+    write_png("nul/images/train/a.png", 16, 16);
+    write_png("nul/images/train/b.png", 16, 16);
+    write_text("nul/labels/train/b.txt", "0 0.5 0.5 0.2 0.2\n");
+    write_text("nul/data.yaml", "train: images/train\nval: images/train\nnames: [a]\n");
+    char path[512];
+    snprintf(path, sizeof path, "%s/nul/labels/train/a.txt", temp_dir);
+    static const char label[] = "0 0.5 0.5 0.2 0.2\n0 0.4\0 0.5 0.2 0.2\n0 0.1 0.1 0.1 0.1\n";
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(label, 1, sizeof label - 1, f), sizeof label - 1);
+    fclose(f);
+    expect_train_summary("nul/data.yaml", "train: 1 images, 1 boxes, 1 skipped (1 unreadable label file)\n"
+                                          "  %s/nul/labels/train/a.txt:2: a NUL byte: a label file is text\n");
+}
+
 static void test_classify(void **state) {
     (void)state;
     write_png("cls/train/dog/d0.png", 12, 12);
@@ -293,7 +356,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detect_scan_and_summary), cmocka_unit_test(test_detect_more_notes),
         cmocka_unit_test(test_detect_lists),            cmocka_unit_test(test_detect_yaml_errors),
-        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_classify),                cmocka_unit_test(test_detect_files_not_regular),
+        cmocka_unit_test(test_detect_label_nul),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     char command[512];

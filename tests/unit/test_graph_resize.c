@@ -15,12 +15,17 @@
 #include "layers/graph.h"
 #include "tests/unit/gradcheck.h"
 
-static Graph *build(Backend *be, ModelSpec *spec, int64_t n, int64_t h, int64_t w) {
-    GraphOptions opt = {.batch = n, .imgsz_h = h, .imgsz_w = w, .be = be, .seed = 7};
+// A graph of layers [0, layer_end) (0: the whole model), as a pipeline's first stage builds it.
+static Graph *build_stage(Backend *be, ModelSpec *spec, int64_t n, int64_t h, int64_t w, int layer_end) {
+    GraphOptions opt = {.batch = n, .imgsz_h = h, .imgsz_w = w, .be = be, .seed = 7, .layer_end = layer_end};
     Graph *g = NULL;
     Error err = {0};
     if (!graph_create(spec, &opt, &g, &err)) fail_msg("%s", err.message);
     return g;
+}
+
+static Graph *build(Backend *be, ModelSpec *spec, int64_t n, int64_t h, int64_t w) {
+    return build_stage(be, spec, n, h, w, 0);
 }
 
 // One training forward and backward with a fixed input and output gradient.
@@ -33,13 +38,19 @@ static void run_step(Graph *g) {
     graph_backward(g);
 }
 
-static void test_shrunk_graph_matches_exact_graph(void **state) {
-    (void)state;
+static ModelSpec *load_tiny_detect(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/reference/models/tiny-detect.yaml", getenv("YP_SOURCE_ROOT"));
     ModelSpec *spec = NULL;
     Error err = {0};
     if (!model_spec_load(path, &(ModelOptions){0}, &spec, &err)) fail_msg("%s", err.message);
+    return spec;
+}
+
+static void test_shrunk_graph_matches_exact_graph(void **state) {
+    (void)state;
+    ModelSpec *spec = load_tiny_detect();
+    Error err = {0};
     Backend *be = cpu_backend_create(DTYPE_F32);
 
     Graph *big = build(be, spec, 3, 128, 96);
@@ -72,7 +83,47 @@ static void test_shrunk_graph_matches_exact_graph(void **state) {
     model_spec_destroy(spec);
 }
 
+// One training pass of a stage that does not end the model, as the executor runs it: forward, zero
+// the output gradients, add the gradient "received" from the next stage into its last layer's dout
+// (over dout's own shape, as the executor's accumulate does), backward.
+static void run_stage_step(Graph *g) {
+    test_fill_uniform(g->input.data, tensor_elems(&g->input), 0.0f, 1.0f, 11);
+    graph_forward(g, true);
+    graph_zero_activation_grads(g);
+    Tensor *dout = &g->layers[g->layer_end - 1].dout;
+    test_fill_uniform(dout->data, tensor_elems(dout), -1.0f, 1.0f, 12);
+    graph_zero_grads(g);
+    graph_backward_layers(g, g->layer_begin, g->layer_end);
+}
+
+// Multi-scale under a pipeline: a stage graph that ran a smaller step and then grows back must take
+// its received gradient at the new size. Issue 16 finding 5: dout kept the previous step's shape
+// until the layer's own backward, so the executor added only the first H*W of the new gradient, and
+// 2 stages differed from one process by 3.7e-2 relative after 3 multi-scale steps. Reference: a
+// fresh graph that only ran the large step (tolerance 0, same arithmetic on the same data).
+static void test_grown_stage_takes_whole_gradient(void **state) {
+    (void)state;
+    ModelSpec *spec = load_tiny_detect();
+    Error err = {0};
+    Backend *be = cpu_backend_create(DTYPE_F32);
+    Graph *stage = build_stage(be, spec, 2, 128, 96, 10);
+    if (!graph_set_input_size(stage, 2, 64, 96, &err)) fail_msg("%s", err.message);
+    run_stage_step(stage);
+    if (!graph_set_input_size(stage, 2, 128, 96, &err)) fail_msg("%s", err.message);
+    run_stage_step(stage);
+    for (int i = stage->layer_begin; i < stage->layer_end; i++)
+        assert_memory_equal(&stage->layers[i].dout.shape, &stage->layers[i].out.shape, sizeof(Shape));
+    Graph *exact = build_stage(be, spec, 2, 128, 96, 10);
+    run_stage_step(exact);
+    assert_memory_equal(stage->grad_data, exact->grad_data, (size_t)exact->param_elems * sizeof(float));
+    graph_destroy(exact);
+    graph_destroy(stage);
+    backend_destroy(be);
+    model_spec_destroy(spec);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_shrunk_graph_matches_exact_graph)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_shrunk_graph_matches_exact_graph),
+                                       cmocka_unit_test(test_grown_stage_takes_whole_gradient)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

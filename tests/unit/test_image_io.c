@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -142,6 +143,23 @@ static void test_bad_files(void **state) {
     snprintf(path, sizeof path, "%s/missing.png", temp_dir);
     assert_false(image_read(path, &im, &err));
     snprintf(expected, sizeof expected, "%s: cannot open: No such file or directory", path);
+    assert_string_equal(err.message, expected);
+
+    // Not files at all: a folder named like an image, and a device that never ends (read whole, it
+    // would exhaust memory).
+    snprintf(path, sizeof path, "%s/folder.png", temp_dir);
+    assert_int_equal(mkdir(path, 0777), 0);
+    assert_false(image_read(path, &im, &err));
+    snprintf(expected, sizeof expected, "%s: is a directory", path);
+    assert_string_equal(err.message, expected);
+    assert_false(image_read("/dev/zero", &im, &err));
+    assert_string_equal(err.message, "/dev/zero: not a regular file (a device, FIFO or socket)");
+    // Over the 256 MiB cap for images: a sparse file, nothing written.
+    snprintf(path, sizeof path, "%s/huge.png", temp_dir);
+    write_file(path, "", 0);
+    assert_int_equal(truncate(path, (off_t)257 << 20), 0);
+    assert_false(image_read(path, &im, &err));
+    snprintf(expected, sizeof expected, "%s: larger than the 256 MiB limit for images", path);
     assert_string_equal(err.message, expected);
 
     // A flipped bit in the pixel data fails the chunk's CRC.

@@ -474,18 +474,22 @@ static void test_graph_helpers(void **state) {
 }
 
 // fp16's loss scale follows torch.amp.GradScaler's update (init 2^16, backoff 0.5 on a non-finite
-// gradient with the step skipped, growth 2 after 2000 finite steps in a row); off, it stays 1.
+// gradient with the step skipped, growth 2 after 2000 finite steps in a row); off, it stays 1. In
+// both, a non-finite gradient skips the step and counts it, over the run and in a row.
 static void test_loss_scale(void **state) {
     (void)state;
     LossScale off = loss_scale_make(false);
     assert_true(off.scale == 1.0);
-    assert_true(loss_scale_update(&off, false, false));
-    assert_true(off.scale == 1.0 && off.skipped == 0);
+    assert_false(loss_scale_update(&off, false, false));  // fp32/bf16 skip a NaN step too
+    assert_false(loss_scale_update(&off, false, false));
+    assert_true(off.scale == 1.0 && off.skipped == 2 && off.in_a_row == 2);
+    assert_true(loss_scale_update(&off, false, true));
+    assert_true(off.scale == 1.0 && off.skipped == 2 && off.in_a_row == 0 && off.good_steps == 0);
 
     LossScale ls = loss_scale_make(true);
     assert_true(ls.scale == 65536.0);
     assert_false(loss_scale_update(&ls, true, false));
-    assert_true(ls.scale == 32768.0 && ls.skipped == 1 && ls.good_steps == 0);
+    assert_true(ls.scale == 32768.0 && ls.skipped == 1 && ls.in_a_row == 1 && ls.good_steps == 0);
     for (int i = 0; i < LOSS_SCALE_GROWTH_INTERVAL - 1; i++) assert_true(loss_scale_update(&ls, true, true));
     assert_true(ls.scale == 32768.0 && ls.good_steps == LOSS_SCALE_GROWTH_INTERVAL - 1);
     assert_false(loss_scale_update(&ls, true, false));  // an overflow restarts the count

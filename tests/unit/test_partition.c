@@ -678,7 +678,7 @@ static void test_profile_reader_errors(void **state) {
     cost_profile_destroy(q);
     char *text;
     size_t n_bytes;
-    assert_true(fs_read_file(path, &text, &n_bytes));
+    assert_true(fs_read_file(path, FS_READ_CSV, &text, &n_bytes, &err));
     assert_string_equal(text, "layer,module,fwd_s,bwd_s,batch,imgsz,bwd_weight_s\n0,Conv,0.125,0.25,4,64,0.0625\n"
                               "1,nn.Upsample,1e-06,0,4,64,\nstep,optimizer,1.25e-09,s_per_param_byte\n"
                               "step,ema,7.5e-11,s_per_param_byte\nstep,loss,0.00015,s_per_image\n");
