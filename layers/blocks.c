@@ -64,7 +64,7 @@ static void declare_conv(ConvBlock *cb, Builder *b, const ConvBlockSpec *s, cons
     cb->desc = conv_desc_make(&(ConvDesc){.n = in.n, .c_in = in.c, .h_in = in.h, .w_in = in.w, .c_out = c_out, .kh = k,
                                           .kw = k, .stride = s->stride, .pad = s->pad, .dilation = s->dilation,
                                           .groups = s->groups});
-    int64_t fan_in = in.c / s->groups * k * k;
+    int64_t fan_in = builder_elems(b, 3, (int64_t[]){in.c / s->groups, k, k});
     if (init.kind == PARAM_INIT_FAN_IN_UNIFORM) init.fan_in = fan_in;
     cb->weight = builder_param(b, weight_name, 4, (int64_t[]){c_out, in.c / s->groups, k, k}, flags, init);
     Shape out = shape_make(in.n, c_out, cb->desc.h_out, cb->desc.w_out);
@@ -76,7 +76,7 @@ static void declare_conv(ConvBlock *cb, Builder *b, const ConvBlockSpec *s, cons
         if (builder_backend(b)) conv_weight_queue_reserve(cb->queue);
     }
     builder_conv_workspace(b, &cb->desc);
-    builder_count_ops(b, (double)(c_out * cb->desc.h_out * cb->desc.w_out * fan_in));
+    builder_count_ops(b, (double)c_out * (double)cb->desc.h_out * (double)cb->desc.w_out * (double)fan_in);
     builder_count_leaves(b, 1);
 }
 
@@ -99,9 +99,9 @@ void conv_block_build(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec) {
     cb->out = builder_tensor(b, out);
     if (s.act) builder_count_shared_activation(b);  // fused into the batch-norm slots: no tensor of its own
     // thop counts batch norm as 2 ops per element, doubled for the affine part.
-    builder_count_ops(b, 4.0 * (double)(out.c * out.h * out.w));
+    builder_count_ops(b, 4.0 * (double)out.c * (double)out.h * (double)out.w);
     builder_count_leaves(b, 1);
-    cb->scratch = builder_scratch(b, shape_elems(out));
+    cb->scratch = builder_scratch(b, cb->out.capacity);
 }
 
 void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, bool fixed) {

@@ -100,6 +100,17 @@ void *builder_scratch(Builder *b, int64_t n_elems);
 // Reserves the backend's convolution workspace for d.
 void builder_conv_workspace(Builder *b, const ConvDesc *d);
 
+// The most elements a parameter or tensor, a layer's parameters or activations, or a graph's, may
+// hold: 2^40 (4 TiB of float32), far beyond any model yolopipe can train, and small enough that
+// nothing computed from such counts (bytes, micro-batches in flight, sums over layers) overflows
+// int64_t. A model past it is a user error at the row that crosses it.
+#define BUILDER_MAX_ELEMS ((int64_t)1 << 40)
+
+// The product of n non-negative factors, an element count; past BUILDER_MAX_ELEMS the builder
+// remembers that the layer is too large (graph_create then fails at its row) and
+// BUILDER_MAX_ELEMS + 1 is returned, so that callers' arithmetic stays in range.
+int64_t builder_elems(Builder *b, int n, const int64_t *factors);
+
 // Counts FLOPs the way Ultralytics' profiler (thop) does, and PyTorch leaf modules.
 void builder_count_ops(Builder *b, double ops);
 void builder_count_leaves(Builder *b, int64_t n);

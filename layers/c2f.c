@@ -34,11 +34,8 @@ static bool c2f_parse(Layer *layer, const ParseContext *ctx, Error *err) {
         !module_arg_number(layer, ctx, 3, "e", 0.5, &cfg->e, err))
         return false;
     cfg->c2 = module_scale_channels(ctx->spec, cfg->c2);
-    int64_t c = (int64_t)((double)cfg->c2 * cfg->e);
-    if (c < 1 || c % cfg->g)
-        return model_spec_error_at(ctx->spec, layer->row->args_node, err,
-                                   "C2f hidden channels int(c2 * e) = %lld must be positive and divisible by g = %lld",
-                                   (long long)c, (long long)cfg->g);
+    int64_t c;
+    if (!module_hidden_channels(layer, ctx, cfg->c2, cfg->e, cfg->g, &c, err)) return false;
     layer->c_out = cfg->c2;
     module_set_args_text(layer, 3, (int64_t[]){cfg->c1, cfg->c2, cfg->n}, 1);
     return true;

@@ -22,6 +22,7 @@ struct Builder {
     int depth;
     int param_cursor;        // with memory: the next ParamInfo to bind
     bool shared_activation_counted;
+    bool too_large;          // a count passed BUILDER_MAX_ELEMS (builder_elems)
 };
 
 Backend *builder_backend(const Builder *b) { return b->be; }
@@ -32,6 +33,23 @@ int64_t builder_imgsz_h(const Builder *b) { return b->g->input.shape.h; }
 ConvWeightQueue *builder_conv_weight_queue(const Builder *b) { return b->g->weight_queue; }
 
 static bool graph_in_range(const Graph *g, int layer) { return g->layer_begin <= layer && layer < g->layer_end; }
+
+int64_t builder_elems(Builder *b, int n, const int64_t *factors) {
+    int64_t product = 1;
+    for (int i = 0; i < n; i++) {
+        YP_CHECK(factors[i] >= 0);
+        if (__builtin_mul_overflow(product, factors[i], &product) || product > BUILDER_MAX_ELEMS) {
+            b->too_large = true;
+            return BUILDER_MAX_ELEMS + 1;
+        }
+    }
+    return product;
+}
+
+// *total += n for a count builder_elems gave, with the same limit.
+static void builder_add(Builder *b, int64_t *total, int64_t n) {
+    *total = builder_elems(b, 1, (int64_t[]){*total + n});
+}
 
 void builder_push(Builder *b, const char *fmt, ...) {
     YP_CHECK(b->depth < BUILDER_MAX_DEPTH);
@@ -75,25 +93,24 @@ Param builder_param(Builder *b, const char *name, int ndim, const int64_t *dims,
     int n = snprintf(full, sizeof full, "%s%s", b->prefix, name);
     YP_CHECK(n > 0 && (size_t)n < sizeof full && ndim <= PARAM_MAX_DIMS);
     if (!b->be) {  // describing: count, and append to the table when the layer is in the range
-        int64_t n_elems = 1;
-        for (int d = 0; d < ndim; d++) n_elems *= dims[d];
+        int64_t n_elems = builder_elems(b, ndim, dims);
         if (!(flags & PARAM_BUFFER)) {
-            b->layer->n_params += n_elems;
-            if (!(flags & PARAM_NO_GRAD)) b->layer->n_grads += n_elems;
+            builder_add(b, &b->layer->n_params, n_elems);
+            if (!(flags & PARAM_NO_GRAD)) builder_add(b, &b->layer->n_grads, n_elems);
         }
         if (!graph_in_range(g, b->layer->index)) return (Param){.n_elems = n_elems};
         g->params = yp_realloc(g->params, (size_t)(g->n_params + 1) * sizeof *g->params);
         ParamInfo *p = &g->params[g->n_params++];
-        *p = (ParamInfo){.ndim = ndim, .n_elems = 1, .flags = flags, .layer = b->layer->index, .init = init};
+        *p = (ParamInfo){.ndim = ndim, .n_elems = n_elems, .flags = flags, .layer = b->layer->index, .init = init};
         memcpy(p->name, full, (size_t)n + 1);
-        for (int d = 0; d < ndim; d++) p->n_elems *= (p->dims[d] = dims[d]);
+        memcpy(p->dims, dims, (size_t)ndim * sizeof *dims);
         if (flags & PARAM_BUFFER) {
             p->offset = g->buffer_elems;
-            g->buffer_elems += p->n_elems;
+            builder_add(b, &g->buffer_elems, p->n_elems);
         } else {
             p->offset = g->param_elems;
-            g->param_elems += p->n_elems;
-            if (!(flags & PARAM_NO_GRAD)) g->grad_elems += p->n_elems;
+            builder_add(b, &g->param_elems, p->n_elems);
+            if (!(flags & PARAM_NO_GRAD)) builder_add(b, &g->grad_elems, p->n_elems);
         }
         return (Param){.n_elems = p->n_elems};
     }
@@ -131,15 +148,15 @@ static void *graph_alloc_activation(Graph *g, int64_t n_elems) {
 }
 
 Tensor builder_tensor(Builder *b, Shape shape) {
-    Tensor t = {.shape = shape, .capacity = shape_elems(shape)};
+    Tensor t = {.shape = shape, .capacity = builder_elems(b, 4, (int64_t[]){shape.n, shape.c, shape.h, shape.w})};
     if (b->be) t.data = graph_alloc_activation(b->g, t.capacity);
-    else b->layer->activation_elems += t.capacity;
+    else builder_add(b, &b->layer->activation_elems, t.capacity);
     return t;
 }
 
 float *builder_statistics(Builder *b, int64_t n) {
     if (b->be) return graph_alloc(b->g, (size_t)n * sizeof(float));
-    b->layer->activation_elems += n;
+    builder_add(b, &b->layer->activation_elems, builder_elems(b, 1, &n));
     return NULL;
 }
 
@@ -213,6 +230,10 @@ static bool graph_build(Graph *g, Builder *b, int begin, int end, Error *err) {
         builder_push(b, "model");
         builder_push(b, "%d", i);
         if (!layer_kinds[layer->kind]->build(layer, b, err)) return false;
+        if (b->too_large)
+            return model_spec_error_at(g->spec, layer->row->node, err,
+                                       "layer %d is too large: a tensor or its parameters pass 2^40 elements (check its "
+                                       "channels, kernel and repeats, and the image size)", i);
         layer->out_shape = layer->out.shape;
         if (b->be) {
             layer->dout = layer->out;
@@ -293,9 +314,17 @@ bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, E
     g->spec = spec;
     g->n_layers = spec->n_rows;
     g->layers = yp_calloc((size_t)g->n_layers, sizeof *g->layers);
+    Builder b = {.g = g, .seed = opt->seed};
     Shape input = shape_make(opt->batch, spec->ch, opt->imgsz_h, opt->imgsz_w);
-    g->input = (Tensor){.shape = input, .capacity = shape_elems(input)};
+    g->input = (Tensor){.shape = input, .capacity = builder_elems(&b, 4, (int64_t[]){input.n, input.c, input.h, input.w})};
     g->built_input = input;
+    if (b.too_large) {
+        model_spec_error_at(spec, yaml_map_get(spec->yaml, yaml_doc_root(spec->yaml), "ch"), err,
+                            "the network input %lld x %lld x %lld x %lld (batch x ch x height x width) passes 2^40 elements",
+                            (long long)input.n, (long long)input.c, (long long)input.h, (long long)input.w);
+        graph_destroy(g);
+        return false;
+    }
 
     g->layer_begin = opt->layer_begin;
     g->layer_end = opt->layer_end ? opt->layer_end : g->n_layers;
@@ -304,7 +333,6 @@ bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, E
     if (opt->split_backward) g->weight_queue = conv_weight_queue_create();
 
     // Every layer is described: the range's shapes depend on all earlier layers.
-    Builder b = {.g = g, .seed = opt->seed};
     bool ok = graph_parse(g, err);
     bool classifier = ok && g->layers[g->n_layers - 1].kind == LAYER_KIND_CLASSIFY;
     g->batchnorm = classifier ? (BatchNormSettings){.eps = 1e-5f, .momentum = 0.1f}

@@ -75,6 +75,21 @@ int64_t module_scale_channels(const ModelSpec *spec, int64_t c2) {
     return (int64_t)ceil(scaled / 8.0) * 8;
 }
 
+bool module_hidden_channels(const Layer *layer, const ParseContext *ctx, int64_t c2, double e, int64_t g,
+                            int64_t *out, Error *err) {
+    const double max_hidden = (double)(1 << 30), c = (double)c2 * e;
+    if (!(c < max_hidden + 1))
+        return model_spec_error_at(ctx->spec, layer->row->args_node, err,
+                                   "%s hidden channels int(c2 * e) = %g must be at most %.0f", layer->row->module, floor(c),
+                                   max_hidden);
+    *out = (int64_t)c;
+    if (*out < 1 || *out % g)
+        return model_spec_error_at(ctx->spec, layer->row->args_node, err,
+                                   "%s hidden channels int(c2 * e) = %lld must be positive and divisible by g = %lld",
+                                   layer->row->module, (long long)*out, (long long)g);
+    return true;
+}
+
 bool module_check_kernel_fits(const Layer *layer, Builder *b, Shape in, int64_t k, int64_t pad, int64_t dilation,
                               Error *err) {
     int64_t extent = dilation * (k - 1) + 1;

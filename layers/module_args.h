@@ -30,6 +30,12 @@ bool module_arg_number(const Layer *layer, const ParseContext *ctx, int k, const
 // Ultralytics' output channels for a module that scales by width: ceil(min(c2, max_channels) * width / 8) * 8.
 int64_t module_scale_channels(const ModelSpec *spec, int64_t c2);
 
+// The hidden channels int(c2 * e) of C2f and C3 into *out. Fails, at the row's arguments, unless
+// they are at least 1, divisible by g and at most 2^30 (an `e` such as 1e300 must not reach the
+// conversion to an integer).
+bool module_hidden_channels(const Layer *layer, const ParseContext *ctx, int64_t c2, double e, int64_t g,
+                            int64_t *out, Error *err);
+
 // Fails, at the row's kernel argument, when a k x k kernel with `dilation` does not fit an input of
 // `in`'s size padded by `pad` on each side (the convolution would have no output).
 bool module_check_kernel_fits(const Layer *layer, Builder *b, Shape in, int64_t k, int64_t pad, int64_t dilation,

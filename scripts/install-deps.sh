@@ -11,6 +11,7 @@ packages=(
   libpng-dev libjpeg62-turbo-dev
   python3-matplotlib            # yolopipe study's figures (experiments/plot_study.py)
   slurmctld slurmd slurm-client munge   # tests/mpi/check-slurm.sh: srun on a one-node cluster
+  clang libclang-rt-14-dev libomp-14-dev  # the fuzz targets (tests/fuzz): libFuzzer, and OpenMP under clang
 )
 
 missing=()

@@ -17,8 +17,8 @@ typedef struct InfoArgs {
 static const CliOption info_options[] = {
     {.name = "scale", .value = CLI_VALUE_STRING, .offset = offsetof(InfoArgs, model.scale), .metavar = "S",
      .help = "one of the model file's scales (default: its first, with a notice)"},
-    {.name = "imgsz", .value = CLI_VALUE_POSITIVE, .offset = offsetof(InfoArgs, imgsz), .metavar = "N",
-     .help = "square input image size (default 640; rounded up to a multiple of 32)"},
+    {.name = "imgsz", .value = CLI_VALUE_POSITIVE, .offset = offsetof(InfoArgs, imgsz), .metavar = "N", .max = 8192,
+     .help = "square input size <= 8192 (default 640; rounded up to a multiple of 32)"},
     {.name = "nc", .value = CLI_VALUE_POSITIVE, .offset = offsetof(InfoArgs, model.nc), .metavar = "K",
      .help = "class count (default: the model file's nc)"},
     {.name = "json", .value = CLI_VALUE_FLAG, .offset = offsetof(InfoArgs, json),

@@ -230,7 +230,9 @@ static bool parse_value(const ConfigKey *key, const ValueSource *src, yaml_node_
         if (!(v >= key->min && v <= key->max))
             return yaml_doc_error_at(yd, node, err, "%s must be between %g and %g, found %s", key->name, key->min,
                                      key->max, yaml_node_text(node));
-        *(double *)field = v;
+        // + 0.0 turns -0.0 into 0.0: written as "-0" it would read back as the integer 0, and a
+        // resumed run would find the key changed.
+        *(double *)field = v + 0.0;
         return true;
     }
     case KEY_BOOL: {

@@ -5,14 +5,40 @@
 #include <string.h>
 #include <unistd.h>
 
+// Keeps a message one line whatever user text it quotes (a YAML scalar that spans lines, a file name
+// with a newline in it): control characters become escapes, "\n" for a newline, "\x1B" for ESC.
+static void message_make_one_line(Error *err) {
+    const unsigned char *p = (const unsigned char *)err->message;
+    while (*p >= 0x20 && *p != 0x7F) p++;
+    if (!*p) return;  // the usual case: nothing to escape
+    char out[sizeof err->message];
+    size_t n = 0;
+    for (p = (const unsigned char *)err->message; *p; p++) {
+        char escape[8] = {(char)*p, '\0'};
+        if (*p < 0x20 || *p == 0x7F) {
+            const char *named = *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : *p == '\t' ? "\\t" : NULL;
+            if (named) snprintf(escape, sizeof escape, "%s", named);
+            else snprintf(escape, sizeof escape, "\\x%02X", *p);
+        }
+        size_t len = strlen(escape);
+        if (n + len >= sizeof out) break;  // truncated, as vsnprintf truncates
+        memcpy(out + n, escape, len);
+        n += len;
+    }
+    out[n] = '\0';
+    memcpy(err->message, out, n + 1);
+}
+
 bool error_at(Error *err, const char *file, int line, int col, const char *fmt, ...) {
     err->code = ERROR_CODE_NONE;
     int used = snprintf(err->message, sizeof err->message, "%s:%d:%d: ", file, line, col);
-    if (used < 0 || (size_t)used >= sizeof err->message) return false;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message + used, sizeof err->message - (size_t)used, fmt, ap);
-    va_end(ap);
+    if (used >= 0 && (size_t)used < sizeof err->message) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message + used, sizeof err->message - (size_t)used, fmt, ap);
+        va_end(ap);
+    }
+    message_make_one_line(err);
     return false;
 }
 
@@ -22,6 +48,7 @@ bool error_set(Error *err, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+    message_make_one_line(err);
     return false;
 }
 

@@ -158,7 +158,7 @@ static void mpi_gather_bytes(Transport *t, const void *buf, size_t n_bytes, void
     free(all_sizes);
 }
 
-static _Noreturn void mpi_abort(Transport *t, int exit_code) {
+static __attribute__((noreturn)) void mpi_abort(Transport *t, int exit_code) {
     (void)t;
     fflush(stdout);
     fflush(stderr);

@@ -103,7 +103,7 @@ static void describe_request(const TransportNccl *n, const TransportRequest *r, 
 
 // ---- ending the job ----------------------------------------------------------------------------------
 
-static _Noreturn void nccl_abort(Transport *t, int exit_code) {
+static __attribute__((noreturn)) void nccl_abort(Transport *t, int exit_code) {
     TransportNccl *n = nccl_of(t);
     // Stops this rank's kernels that wait for a lost peer. Results are ignored: the job ends anyway,
     // and a failure here must not re-enter the failure path.

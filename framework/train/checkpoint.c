@@ -230,7 +230,10 @@ static const char *int_range_text(int64_t lo, int64_t hi, char *buf, size_t cap)
 static bool node_int(const ManifestReader *r, const yaml_node_t *node, const char *what, int64_t lo, int64_t hi,
                      const char *why, int64_t *out) {
     const char *text = yaml_node_is_plain(node) ? yaml_node_text(node) : NULL;
-    if (text && decimal_int(text, out) && *out >= lo && *out <= hi) return true;
+    // *out only ever receives a value in range: manifest_read computes with it (the iteration a
+    // batch is) before it looks at whether reading it failed (fuzz_manifest: batch 2^63 - 1 overflowed).
+    int64_t v;
+    if (text && decimal_int(text, &v) && v >= lo && v <= hi) return *out = v, true;
     char range[96], found[64];
     return yaml_doc_error_at(r->yd, node, r->err, "%s must be %s%s, found %s", what,
                              int_range_text(lo, hi, range, sizeof range), why, found_text(node, found, sizeof found));

@@ -67,7 +67,10 @@ model=$root/tests/reference/models/tiny-detect.yaml
 expect_usage_error "yolopipe info: --json takes no value" info "$model" --json=1
 expect_usage_error "yolopipe plan: unknown option --jso (see yolopipe plan --help)" plan "$exp" --jso
 expect_usage_error "yolopipe train: unknown option --res (see yolopipe train --help)" train "$exp" --res
-expect_usage_error "yolopipe info: --imgsz expects a positive integer, found '6x'" info "$model" --imgsz=6x
+expect_usage_error "yolopipe info: --imgsz expects an integer from 1 to 8192, found '6x'" info "$model" --imgsz=6x
+# Rounded up to a multiple of 32, the largest int64 overflowed (as train.imgsz, at most 8192).
+expect_usage_error "yolopipe info: --imgsz expects an integer from 1 to 8192, found '9223372036854775807'" \
+  info "$model" --imgsz=9223372036854775807
 expect_usage_error "yolopipe profile: --repeats expects an integer from 1 to 1000, found '1001'" \
   profile "$exp" --repeats 1001
 expect_usage_error "yolopipe info: missing MODEL.yaml (see yolopipe info --help)" info --json
