@@ -7,16 +7,18 @@
 # or `kill -9` of the launcher would) and one random rank (the runtime must end the others). The
 # final weights (parameters and batch-norm buffers, weights/last) of both must be bit-identical.
 #
-# usage: tests/soak/soak.sh [--epochs E] [--kills K] [--build DIR] [--work DIR] [--seed S]
+# usage: tests/soak/soak.sh [--epochs E] [--kills K] [--build DIR] [--work DIR] [--seed S] [--reference RUN]
 #   --epochs  epochs of each run (default 24: about 20 minutes a run on a quiet 2-core machine;
 #             the script prints the reference's time, and a run under 20 minutes is reported)
 #   --kills   how many SIGKILLs at least (default 10)
 #   --build   the build directory with yolopipe and tests/compare_weights (default build)
 #   --work    where both run directories go (default a new temporary directory, kept)
 #   --seed    seeds the kill times (default: the current time), printed so that a run can be repeated
+#   --reference  an uninterrupted run directory of the same experiment and epochs to compare with
+#             (e.g. an earlier soak's WORK/runs/reference) instead of training one
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
-epochs=24 kills=10 build=build work="" seed=$(date +%s)
+epochs=24 kills=10 build=build work="" seed=$(date +%s) reference=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --epochs) epochs=$2; shift 2 ;;
@@ -24,6 +26,7 @@ while [[ $# -gt 0 ]]; do
         --build) build=$2; shift 2 ;;
         --work) work=$2; shift 2 ;;
         --seed) seed=$2; shift 2 ;;
+        --reference) reference=$(realpath "$2"); shift 2 ;;
         *) echo "soak.sh: unknown argument '$1' (see the usage at the top of the script)" >&2; exit 2 ;;
     esac
 done
@@ -51,11 +54,17 @@ train() {
     job=$!
 }
 
-start=$(date +%s)
-train reference
-wait $job || { echo "soak: the reference run failed (see $work/reference.log)"; exit 1; }
-reference_s=$(($(date +%s) - start))
-echo "reference: $reference_s s uninterrupted"
+if [[ -z $reference ]]; then
+    start=$(date +%s)
+    train reference
+    wait $job || { echo "soak: the reference run failed (see $work/reference.log)"; exit 1; }
+    reference_s=$(($(date +%s) - start))
+    reference=$work/runs/reference
+else  # its results.csv: the last row's time column is the run's training time
+    reference_s=$(awk -F, 'END { printf "%d", $2 }' "$reference/results.csv")
+    [[ -d $reference/weights/last ]] || { echo "soak: $reference has no weights/last" >&2; exit 2; }
+fi
+echo "reference: $reference_s s uninterrupted ($reference)"
 ((reference_s >= 1200)) || echo "soak: note: the reference ran under 20 minutes; give more --epochs for a full soak"
 
 # Kill times: uniform in [20 s, the reference's time per epoch x 2], so that a kill lands in
@@ -92,7 +101,8 @@ while :; do
                 echo "soak: FAIL: processes of the killed job still run after 60 s"; kill -9 -- -$job; exit 1
             fi
             wait $job 2>/dev/null || true
-            [[ -d $work/runs/soak/weights/last ]] || resume=()  # killed before the first checkpoint
+            # Killed before the first checkpoint: start afresh in the same run directory.
+            [[ -d $work/runs/soak/weights/last ]] || { resume=(); rm -rf "$work/runs/soak"; }
             continue
         fi
     fi
@@ -101,7 +111,7 @@ while :; do
 done
 soak_s=$(($(date +%s) - start))
 echo "soak: $n_kills kills, $n_starts starts, $soak_s s"
-if "$compare" "$work/runs/reference/weights/last" "$work/runs/soak/weights/last" 0 buffers; then
+if "$compare" "$reference/weights/last" "$work/runs/soak/weights/last" 0 buffers; then
     echo "soak: PASS: the final weights are bit-identical to the uninterrupted run's"
 else
     echo "soak: FAIL: the final weights differ from the uninterrupted run's"; exit 1
