@@ -111,9 +111,15 @@ void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int6
         declare_conv(cb, b, &s, "weight", PARAM_NO_GRAD, (ParamInit){.kind = PARAM_INIT_ARANGE});
         return;
     }
+    conv2d_block_build_spec(cb, b, &s);
+}
+
+void conv2d_block_build_spec(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec) {
+    memset(cb, 0, sizeof *cb);
+    const ConvBlockSpec s = conv_spec_resolve(*spec);
     declare_conv(cb, b, &s, "weight", 0, (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
-    cb->bias = declare_vector(b, "bias", c_out, PARAM_NO_DECAY,
-                              (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM, .fan_in = in.c * k * k});
+    cb->bias = declare_vector(b, "bias", s.c_out, PARAM_NO_DECAY,
+                              (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM, .fan_in = s.in.c / s.groups * s.k * s.k});
 }
 
 void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value) { builder_param_fill(b, cb->bias, value); }

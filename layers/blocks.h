@@ -67,6 +67,9 @@ void conv_block_build(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec);
 // Declares nn.Conv2d(c1, c2, k) with bias at the current prefix ("weight", "bias"). A `fixed`
 // convolution has no bias and no gradient (DFL's projection) and is initialised to 0..C_in-1.
 void conv2d_block_build(ConvBlock *cb, Builder *b, Shape in, int64_t c_out, int64_t k, bool fixed);
+// Declares nn.Conv2d with bias for any kernel, stride, padding and groups of `spec` (spec->act is not
+// read) at the current prefix ("weight", "bias").
+void conv2d_block_build_spec(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec);
 // Sets the bias of a plain Conv2d to `value` (Detect's prior), at creation.
 void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value);
 

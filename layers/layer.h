@@ -31,6 +31,7 @@ typedef enum LayerKind {
     LAYER_KIND_CONCAT,
     LAYER_KIND_DETECT,
     LAYER_KIND_CLASSIFY,
+    LAYER_KIND_C3K2,
     LAYER_KIND_COUNT
 } LayerKind;
 

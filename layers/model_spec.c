@@ -205,7 +205,7 @@ static bool read_row(ModelSpec *spec, yaml_node_t *node, ModelRow *row, Error *e
         return model_spec_error_at(spec, row->module_node, err, "the module must be a name such as Conv or C2f, found %s",
                                    yaml_node_describe_found(row->module_node, found, sizeof found));
     if (layer_kind_find(row->module) == LAYER_KIND_COUNT) {
-        char known[256] = "";
+        char known[1024] = "";
         for (int k = 0; k < LAYER_KIND_COUNT; k++) {
             strcat(known, k ? ", " : "");
             strcat(known, layer_kinds[k]->name);

@@ -138,6 +138,8 @@ static const GradCase cases[] = {
     {"C2f n1", "  - [-1, 1, C2f, [16]]\n", 7, 9},
     {"C3 n2", "  - [-1, 2, C3, [8]]\n", 9, 7},
     {"C3 no shortcut", "  - [-1, 1, C3, [16, False]]\n", 7, 7},
+    {"C3k2 n2", "  - [-1, 2, C3k2, [8, False, 0.5]]\n", 9, 7},
+    {"C3k2 c3k no shortcut", "  - [-1, 1, C3k2, [16, True, 0.5, False, 1, False]]\n", 7, 9},
     // SPPF's wiring (concat of the chained pools, their backward chain, the shortcut) with k = 1
     // pools, which have no kinks: with k > 1, moving one cv1 weight shifts a whole map and switches
     // maxima in many windows within +/- h, so central differences measure an average slope. The
