@@ -68,7 +68,7 @@ static void run_case(const GradCase *c) {
     for (int i = 0; i < g->n_params; i++) {
         const ParamInfo *p = &g->params[i];
         size_t n = strlen(p->name);
-        if (g->layers[p->layer].kind == LAYER_KIND_DETECT && n > 7 && !strcmp(p->name + n - 7, ".2.bias"))
+        if (layer_kinds[g->layers[p->layer].kind]->detect_head && n > 7 && !strcmp(p->name + n - 7, ".2.bias"))
             be->ops->fill(be, g->param_data + p->offset, 0.0f, (size_t)p->n_elems);
     }
     test_fill_uniform(g->input.data, tensor_elems(&g->input), -1.0f, 1.0f, 11);
