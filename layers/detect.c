@@ -187,27 +187,13 @@ static void detect_forward(Layer *layer, Backend *be, bool train) {
         int64_t hw = shape_hw(layer->in[i]->shape);
         block_chain_forward(&lv->box, be, layer->in[i], train);
         block_chain_forward(&lv->cls, be, layer->in[i], train);
-        be->ops->copy_box(be, &(CopyBoxArgs){.n = n,
-                                             .src = branch_last(&lv->box)->out.data,
-                                             .src_c = n_box,
-                                             .src_s = hw,
-                                             .dst = layer->out.data,
-                                             .dst_c = layer->c_out,
-                                             .dst_s = a_total,
-                                             .dst_s0 = a0,
-                                             .count_c = n_box,
-                                             .count_s = hw});
-        be->ops->copy_box(be, &(CopyBoxArgs){.n = n,
-                                             .src = branch_last(&lv->cls)->out.data,
-                                             .src_c = cfg->nc,
-                                             .src_s = hw,
-                                             .dst = layer->out.data,
-                                             .dst_c = layer->c_out,
-                                             .dst_c0 = n_box,
-                                             .dst_s = a_total,
-                                             .dst_s0 = a0,
-                                             .count_c = cfg->nc,
-                                             .count_s = hw});
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = branch_last(&lv->box)->out.data,
+                                             .src_c = n_box, .src_s = hw, .dst = layer->out.data, .dst_c = layer->c_out,
+                                             .dst_s = a_total, .dst_s0 = a0, .count_c = n_box, .count_s = hw});
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = branch_last(&lv->cls)->out.data,
+                                             .src_c = cfg->nc, .src_s = hw, .dst = layer->out.data,
+                                             .dst_c = layer->c_out, .dst_c0 = n_box, .dst_s = a_total, .dst_s0 = a0,
+                                             .count_c = cfg->nc, .count_s = hw});
         a0 += hw;
     }
 }
@@ -219,27 +205,12 @@ static void detect_backward(Layer *layer, Backend *be) {
     for (int i = 0; i < st->n_levels; i++) {
         DetectLevel *lv = &st->levels[i];
         int64_t hw = shape_hw(layer->in[i]->shape);
-        be->ops->copy_box(be, &(CopyBoxArgs){.n = n,
-                                             .src = layer->dout.data,
-                                             .src_c = layer->c_out,
-                                             .src_s = a_total,
-                                             .src_s0 = a0,
-                                             .dst = lv->d_box.data,
-                                             .dst_c = n_box,
-                                             .dst_s = hw,
-                                             .count_c = n_box,
-                                             .count_s = hw});
-        be->ops->copy_box(be, &(CopyBoxArgs){.n = n,
-                                             .src = layer->dout.data,
-                                             .src_c = layer->c_out,
-                                             .src_c0 = n_box,
-                                             .src_s = a_total,
-                                             .src_s0 = a0,
-                                             .dst = lv->d_cls.data,
-                                             .dst_c = cfg->nc,
-                                             .dst_s = hw,
-                                             .count_c = cfg->nc,
-                                             .count_s = hw});
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = layer->dout.data, .src_c = layer->c_out, .src_s = a_total,
+                                             .src_s0 = a0, .dst = lv->d_box.data, .dst_c = n_box, .dst_s = hw,
+                                             .count_c = n_box, .count_s = hw});
+        be->ops->copy_box(be, &(CopyBoxArgs){.n = n, .src = layer->dout.data, .src_c = layer->c_out, .src_c0 = n_box,
+                                             .src_s = a_total, .src_s0 = a0, .dst = lv->d_cls.data, .dst_c = cfg->nc,
+                                             .dst_s = hw, .count_c = cfg->nc, .count_s = hw});
         void *dx = layer->din[i] ? layer->din[i]->data : NULL;
         block_chain_backward(&lv->box, be, layer->in[i], lv->d_box.data, dx);
         block_chain_backward(&lv->cls, be, layer->in[i], lv->d_cls.data, dx);
@@ -260,21 +231,11 @@ static void detect_destroy_state(Layer *layer) {
 }
 
 const LayerKindOps layer_kind_detect = {
-    .name = "Detect",
-    .parse = detect_parse,
-    .build = detect_build,
-    .forward = detect_forward,
-    .backward = detect_backward,
-    .destroy_state = detect_destroy_state,
-    .detect_head = true,
+    .name = "Detect", .parse = detect_parse, .build = detect_build, .forward = detect_forward,
+    .backward = detect_backward, .destroy_state = detect_destroy_state, .detect_head = true,
 };
 
 const LayerKindOps layer_kind_v10detect = {
-    .name = "v10Detect",
-    .parse = v10detect_parse,
-    .build = detect_build,
-    .forward = detect_forward,
-    .backward = detect_backward,
-    .destroy_state = detect_destroy_state,
-    .detect_head = true,
+    .name = "v10Detect", .parse = v10detect_parse, .build = detect_build, .forward = detect_forward,
+    .backward = detect_backward, .destroy_state = detect_destroy_state, .detect_head = true,
 };

@@ -135,7 +135,8 @@ void builder_param_fill(Builder *b, Param p, float value) {
 
 void builder_param_copy(Builder *b, Param dst, Param src) {
     YP_CHECK(dst.n_elems == src.n_elems);
-    if (b->be && b->init_params && dst.n_elems) b->be->ops->copy(b->be, dst.value, src.value, (size_t)dst.n_elems * sizeof(float));
+    if (b->be && b->init_params && dst.n_elems)
+        b->be->ops->copy(b->be, dst.value, src.value, (size_t)dst.n_elems * sizeof(float));
 }
 
 static void *graph_alloc(Graph *g, size_t n_bytes) {
