@@ -245,6 +245,18 @@ void block_chain_destroy(BlockChain *chain) {
     free(chain->d_between);
 }
 
+void block_chain_copy_params(BlockChain *dst, const BlockChain *src, Builder *b) {
+    YP_CHECK(dst->kind == BLOCK_KIND_CONV && src->kind == BLOCK_KIND_CONV && dst->n == src->n);
+    for (int64_t j = 0; j < dst->n; j++) {
+        ConvBlock *d = &dst->convs[j];
+        const ConvBlock *s = &src->convs[j];
+        builder_param_copy(b, d->weight, s->weight);
+        builder_param_copy(b, d->bias, s->bias);
+        builder_param_copy(b, d->bn_weight, s->bn_weight);
+        builder_param_copy(b, d->bn_bias, s->bn_bias);
+    }
+}
+
 Tensor *block_chain_out(BlockChain *chain, int64_t j) {
     return chain->kind == BLOCK_KIND_CONV ? &chain->convs[j].out : &chain->bottlenecks[j].out;
 }

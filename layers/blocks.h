@@ -120,6 +120,8 @@ typedef struct BlockChain {
 void block_chain_init(BlockChain *chain, BlockKind kind, int64_t n);
 void block_chain_finish(BlockChain *chain, Builder *b);
 void block_chain_destroy(BlockChain *chain);
+// Copies src's parameters into dst, a chain of Convs of the same structure (a deep copy), at creation.
+void block_chain_copy_params(BlockChain *dst, const BlockChain *src, Builder *b);
 Tensor *block_chain_out(BlockChain *chain, int64_t j);  // output of block j; j = n - 1: the chain's
 void block_chain_forward(BlockChain *chain, Backend *be, const Tensor *x, bool train);
 void block_chain_backward(BlockChain *chain, Backend *be, const Tensor *x, const void *dout, void *dx);

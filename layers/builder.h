@@ -72,6 +72,8 @@ Layer *builder_layer(const Builder *b);
 const struct ModelSpec *builder_spec(const Builder *b);
 // Records the stride of one Detect level (image size / feature map size), for the graph.
 void builder_set_stride(Builder *b, int level, int64_t stride);
+// Records the box bins per side of the model's detection head (1: no DFL), for the graph.
+void builder_set_reg_max(Builder *b, int64_t reg_max);
 // Image size the graph is built for.
 int64_t builder_imgsz_h(const Builder *b);
 
@@ -86,6 +88,10 @@ Param builder_param(Builder *b, const char *name, int ndim, const int64_t *dims,
 // the parameter, e.g. Detect's bias priors); does nothing while describing or when the graph shares
 // another graph's weights.
 void builder_param_fill(Builder *b, Param p, float value);
+// Sets a declared parameter to another's values (same element count): a deep copy such as Detect's
+// one-to-one branches, at creation; does nothing while describing or when the graph shares another
+// graph's weights.
+void builder_param_copy(Builder *b, Param dst, Param src);
 // The graph's split-backward queue (GraphOptions.split_backward), or NULL; owned by the graph.
 ConvWeightQueue *builder_conv_weight_queue(const Builder *b);
 

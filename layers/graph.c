@@ -133,6 +133,12 @@ void builder_param_fill(Builder *b, Param p, float value) {
     if (b->be && b->init_params) b->be->ops->fill(b->be, p.value, value, (size_t)p.n_elems);
 }
 
+void builder_param_copy(Builder *b, Param dst, Param src) {
+    YP_CHECK(dst.n_elems == src.n_elems);
+    if (b->be && b->init_params && dst.n_elems)
+        b->be->ops->copy(b->be, dst.value, src.value, (size_t)dst.n_elems * sizeof(float));
+}
+
 static void *graph_alloc(Graph *g, size_t n_bytes) {
     g->allocs = yp_realloc(g->allocs, (size_t)(g->n_allocs + 1) * sizeof *g->allocs);
     void *p = g->be->ops->alloc(g->be, n_bytes);
@@ -192,6 +198,8 @@ void builder_set_stride(Builder *b, int level, int64_t stride) {
     b->g->strides[level] = stride;
     if (level + 1 > b->g->n_strides) b->g->n_strides = level + 1;
 }
+
+void builder_set_reg_max(Builder *b, int64_t reg_max) { b->g->reg_max = reg_max; }
 
 // Resolves each row's inputs and runs its module's parse.
 static bool graph_parse(Graph *g, Error *err) {
@@ -392,17 +400,14 @@ Shape graph_layer_shape(const Graph *g, int layer) {
     if (layer < 0) return in;
     const Layer *l = &g->layers[layer];
     Shape built = l->out_shape;
-    switch (l->kind) {
-    case LAYER_KIND_CLASSIFY: return shape_make(in.n, built.c, 1, 1);
-    case LAYER_KIND_DETECT: {
+    if (l->kind == LAYER_KIND_CLASSIFY) return shape_make(in.n, built.c, 1, 1);
+    if (layer_kinds[l->kind]->detect_head) {
         int64_t anchors = 0;
         for (int k = 0; k < l->n_in; k++) anchors += shape_hw(graph_layer_shape(g, l->in_index[k]));
         return shape_make(in.n, built.c, anchors, 1);
     }
-    default:
-        YP_CHECK(built.h * in.h % max.h == 0 && built.w * in.w % max.w == 0);
-        return shape_make(in.n, built.c, built.h * in.h / max.h, built.w * in.w / max.w);
-    }
+    YP_CHECK(built.h * in.h % max.h == 0 && built.w * in.w % max.w == 0);
+    return shape_make(in.n, built.c, built.h * in.h / max.h, built.w * in.w / max.w);
 }
 
 static void graph_check_range(const Graph *g, int begin, int end) {

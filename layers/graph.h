@@ -56,6 +56,7 @@ struct Graph {
     BatchNormSettings batchnorm;
     int64_t strides[8];      // Detect's strides per level, when the model has a Detect
     int n_strides;
+    int64_t reg_max;         // box bins per side of the model's detection head (0 without one)
 
     // With a backend: contiguous storage; Tensor/Param views point into these. Owned, or the
     // share_weights graph's (then weights_owner is that graph).

@@ -30,6 +30,7 @@ typedef enum LayerKind {
     LAYER_KIND_UPSAMPLE,
     LAYER_KIND_CONCAT,
     LAYER_KIND_DETECT,
+    LAYER_KIND_V10DETECT,
     LAYER_KIND_CLASSIFY,
     LAYER_KIND_C3K2,
     LAYER_KIND_COUNT
@@ -51,6 +52,9 @@ typedef struct LayerKindOps {
     void (*backward)(Layer *layer, Backend *be);
     // Frees what build allocated in layer->state (not the tensors: the Builder owns those).
     void (*destroy_state)(Layer *layer);
+    // A detection head (Detect, v10Detect): output (N, 4 * reg_max + nc, anchors, 1), anchors = the
+    // cells of every input level; it sets the graph's strides and reg_max.
+    bool detect_head;
 } LayerKindOps;
 
 extern const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT];

@@ -15,7 +15,11 @@ enum { MODEL_MAX_REPEATS = 1000 };
 static const double max_multiple = 100.0;
 
 static const char *const known_keys[] = {"nc", "scales", "scale", "depth_multiple", "width_multiple",
-                                         "activation", "ch", "reg_max", "backbone", "head"};
+                                         "activation", "ch", "reg_max", "end2end", "backbone", "head"};
+
+// parse_model turns `legacy` off at the first row of one of these (tasks.py); the Detect rows after
+// it get the light class branch.
+static const char *const nonlegacy_modules[] = {"C3k2", "A2C2f", "C2fCIB"};
 
 bool model_spec_error_at(const ModelSpec *spec, const yaml_node_t *node, Error *err, const char *fmt, ...) {
     char text[sizeof err->message];
@@ -37,7 +41,7 @@ static bool check_keys(ModelSpec *spec, yaml_node_t *root, Error *err) {
         if (!known)
             return yaml_doc_error_at(yd, key, err,
                                      "unknown key '%s' in a model file (known: nc, scales, scale, depth_multiple, "
-                                     "width_multiple, activation, ch, reg_max, backbone, head)", k);
+                                     "width_multiple, activation, ch, reg_max, end2end, backbone, head)", k);
     }
     return true;
 }
@@ -244,11 +248,15 @@ static bool read_rows(ModelSpec *spec, yaml_node_t *root, Error *err) {
     if (yaml_seq_len(sections[0]) == 0)
         return yaml_doc_error_at(yd, sections[0], err, "'backbone' has no layers");
     spec->rows = yp_calloc((size_t)total, sizeof *spec->rows);
+    bool legacy = true;
     for (int s = 0; s < 2; s++) {
         for (int k = 0; k < yaml_seq_len(sections[s]); k++) {
             ModelRow *row = &spec->rows[spec->n_rows];
             row->index = spec->n_rows++;
             if (!read_row(spec, yaml_seq_at(yd, sections[s], k), row, err)) return false;
+            for (size_t m = 0; m < sizeof nonlegacy_modules / sizeof *nonlegacy_modules; m++)
+                legacy &= strcmp(row->module, nonlegacy_modules[m]) != 0;
+            row->legacy = legacy;
         }
     }
     return true;
@@ -263,6 +271,13 @@ static bool read_header(ModelSpec *spec, yaml_node_t *root, const ModelOptions *
     spec->reg_max = 16;
     yaml_node_t *reg_max = yaml_map_get(yd, root, "reg_max");
     if (reg_max && !read_positive_int(spec, reg_max, "reg_max", &spec->reg_max, err)) return false;
+    // Ultralytics passes d.get("end2end") to Detect: absent or null is off.
+    yaml_node_t *end2end = yaml_map_get(yd, root, "end2end");
+    const char *e2e_text = end2end ? yaml_node_text(end2end) : NULL;
+    if (end2end && !(e2e_text && yaml_node_is_plain(end2end) &&
+                     (yaml_text_is_null(e2e_text) || yaml_text_bool(e2e_text, &spec->end2end))))
+        return yaml_doc_error_at(yd, end2end, err, "end2end must be True or False, found %s",
+                                 yaml_node_describe(end2end));
     spec->ch = 3;
     yaml_node_t *ch = yaml_map_get(yd, root, "ch");
     if (ch && !read_positive_int(spec, ch, "ch", &spec->ch, err)) return false;
@@ -312,6 +327,14 @@ bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out,
     spec->scale_defaulted = *spec->scale && !requested_scale(opt) && !yaml_map_get(spec->yaml, root, "scale");
     *out = spec;
     return true;
+}
+
+int model_spec_end2end_row(const ModelSpec *spec) {
+    for (int i = 0; i < spec->n_rows; i++) {
+        LayerKind kind = layer_kind_find(spec->rows[i].module);
+        if (kind == LAYER_KIND_V10DETECT || (kind == LAYER_KIND_DETECT && spec->end2end)) return i;
+    }
+    return -1;
 }
 
 void model_spec_destroy(ModelSpec *spec) {

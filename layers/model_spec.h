@@ -37,6 +37,11 @@ typedef struct ModelRow {
     int n_args;
     Arg args[MODEL_MAX_ARGS];
     const yaml_node_t *node, *from_node, *repeats_node, *module_node, *args_node;
+    // Ultralytics' parse_model `legacy` as it stands when this row is built: true until a row (this
+    // one included) is C3k2, A2C2f or C2fCIB, the modules of YOLO10/11/12/26. A Detect built while it
+    // holds has the v8 class branch (Conv3x3, Conv3x3, Conv2d); otherwise the light one (DWConv3x3 +
+    // Conv1x1, twice, then Conv2d).
+    bool legacy;
 } ModelRow;
 
 typedef struct ModelSpec {
@@ -45,7 +50,8 @@ typedef struct ModelSpec {
     char scale[16];      // chosen scale, "" when the file has none
     bool scale_defaulted;  // the file has scales but none was chosen: the first one is used
     int64_t nc;          // number of classes (after an override)
-    int64_t reg_max;     // DFL bins per box side (Ultralytics' `reg_max`, default 16)
+    int64_t reg_max;     // DFL bins per box side (Ultralytics' `reg_max`, default 16; 1: no DFL)
+    bool end2end;        // Ultralytics' `end2end` (YOLO26): Detect adds the one-to-one branches
     int64_t ch;          // input channels (default 3)
     double depth, width, max_channels;  // max_channels is +inf without scales
     int n_rows;
@@ -60,6 +66,10 @@ typedef struct ModelOptions {
 // Loads `path`. The caller destroys *out with model_spec_destroy.
 bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out, Error *err);
 void model_spec_destroy(ModelSpec *spec);  // accepts NULL
+
+// The row of an end-to-end head (Detect under `end2end: True`, or v10Detect), or -1. Such a head has
+// one-to-one branches that yolopipe declares (parameters, FLOPs, state dict) but does not yet run.
+int model_spec_end2end_row(const ModelSpec *spec);
 
 // Reports an error at a row element (a YAML node of spec->yaml).
 bool model_spec_error_at(const ModelSpec *spec, const yaml_node_t *node, Error *err, const char *fmt, ...)

@@ -4,7 +4,7 @@
 #include "layers/layer.h"
 
 extern const LayerKindOps layer_kind_conv, layer_kind_bottleneck, layer_kind_c2f, layer_kind_c3, layer_kind_sppf,
-    layer_kind_upsample, layer_kind_concat, layer_kind_detect, layer_kind_classify,
+    layer_kind_upsample, layer_kind_concat, layer_kind_detect, layer_kind_v10detect, layer_kind_classify,
     layer_kind_c3k2;
 
 const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
@@ -16,6 +16,7 @@ const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_UPSAMPLE] = &layer_kind_upsample,
     [LAYER_KIND_CONCAT] = &layer_kind_concat,
     [LAYER_KIND_DETECT] = &layer_kind_detect,
+    [LAYER_KIND_V10DETECT] = &layer_kind_v10detect,
     [LAYER_KIND_CLASSIFY] = &layer_kind_classify,
     [LAYER_KIND_C3K2] = &layer_kind_c3k2,
 };

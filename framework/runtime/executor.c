@@ -256,7 +256,7 @@ int64_t executor_output_elems(Executor *ex, int64_t side) {
     const Graph *g = ex->chunks[ex->n_chunks - 1].graph;
     const Layer *out = &g->layers[g->n_layers - 1];
     int64_t per_image = shape_elems(out->out_shape) / out->out_shape.n;
-    if (out->kind != LAYER_KIND_DETECT) return per_image;  // Classify: (N, nc) whatever the size
+    if (!layer_kinds[out->kind]->detect_head) return per_image;  // Classify: (N, nc) whatever the size
     // Detect: (N, outputs per anchor, anchors), anchors = cells of every level.
     int64_t built = 0, now = 0;
     for (int i = 0; i < g->n_strides; i++) {

@@ -373,7 +373,30 @@ static void trainer_quiet_shared_error(const Trainer *t, Error *err, bool shared
     if (!t->lead && shared) err->message[0] = '\0';
 }
 
+// Until issue 18 runs the one-to-one branches and their loss, training an end-to-end head would
+// leave them untouched: refused before any data or memory, on every rank alike (the lead says it).
+// A model file that does not load is left to trainer_setup, which reports it in its usual order.
+static bool trainer_check_trainable(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *err) {
+    ModelSpec *spec = NULL;
+    Error load_err = {0};
+    // nc does not matter here; 1 keeps a file that leaves it to the dataset loadable.
+    if (!model_spec_load(cfg->model, &(ModelOptions){.scale = cfg->scale, .nc = 1}, &spec, &load_err)) return true;
+    int row = model_spec_end2end_row(spec), last = spec->n_rows - 1;
+    bool ok = row < 0 || model_spec_error_at(spec, spec->rows[row].module_node, err,
+                                             "end-to-end heads (end2end: True / v10Detect) cannot be trained yet; "
+                                             "info, plan and profile work");
+    // The detection loss has DFL only; reg_max 1 boxes need the L1 distance loss (issue 18).
+    if (ok && spec->reg_max < 2 && layer_kind_find(spec->rows[last].module) == LAYER_KIND_DETECT)
+        ok = model_spec_error_at(spec, spec->rows[last].module_node, err,
+                                 "Detect with reg_max 1 (no DFL) cannot be trained yet: its box loss is not "
+                                 "implemented; info, plan and profile work");
+    model_spec_destroy(spec);
+    if (!ok && opt->transport->topo.world_rank > 0) err->message[0] = '\0';
+    return ok;
+}
+
 bool trainer_run(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *err) {
+    if (!trainer_check_trainable(cfg, opt, err)) return false;
     Trainer t;
     bool ok = trainer_setup(&t, cfg, opt, err);
     if (ok) trainer_build_optimizer(&t);

@@ -213,7 +213,7 @@ bool trainer_validate(Trainer *t, ValResult *res, Error *err) {
             DetectLevelSize levels[DETECT_LOSS_MAX_LEVELS];
             for (int i = 0; i < g->n_strides; i++)
                 levels[i] = (DetectLevelSize){.h = side / g->strides[i], .w = side / g->strides[i], .stride = g->strides[i]};
-            t->decoder = detect_decoder_create(levels, g->n_strides, t->spec->nc, t->spec->reg_max);
+            t->decoder = detect_decoder_create(levels, g->n_strides, t->spec->nc, g->reg_max);
             t->detections = detections_create(t->micro, t->cfg->val.max_det);
             t->metrics = detect_metrics_create(t->spec->nc);
         }
