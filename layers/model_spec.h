@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kernels/backend.h"
 #include "framework/core/error.h"
 #include "framework/core/yaml_doc.h"
 
@@ -47,6 +48,7 @@ typedef struct ModelSpec {
     int64_t nc;          // number of classes (after an override)
     int64_t reg_max;     // DFL bins per box side (Ultralytics' `reg_max`, default 16)
     int64_t ch;          // input channels (default 3)
+    ActivationSpec activation;  // the `activation:` key, Ultralytics' Conv.default_act (default SiLU)
     double depth, width, max_channels;  // max_channels is +inf without scales
     int n_rows;
     ModelRow *rows;      // owned
@@ -60,6 +62,12 @@ typedef struct ModelOptions {
 // Loads `path`. The caller destroys *out with model_spec_destroy.
 bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out, Error *err);
 void model_spec_destroy(ModelSpec *spec);  // accepts NULL
+
+// Parses an `activation:` value as Ultralytics evaluates it: [torch.]nn.SiLU(), nn.ReLU(),
+// nn.LeakyReLU([negative_slope=]s) (default 0.01), nn.ReLU6(), nn.Hardswish(), nn.Sigmoid(),
+// nn.Tanh(), nn.Identity() (none), with inplace=True/False where PyTorch's module takes it.
+// False for anything else (*out untouched).
+bool model_activation_parse(const char *text, ActivationSpec *out);
 
 // Reports an error at a row element (a YAML node of spec->yaml).
 bool model_spec_error_at(const ModelSpec *spec, const yaml_node_t *node, Error *err, const char *fmt, ...)

@@ -251,7 +251,7 @@ static void test_conv(void **state) {
 
 // Each slot with `act` fused in; with SiLU the float32 kernel keeps z in float, so only y and dx
 // are rounded, as for the plain batch norm.
-static void test_batchnorm_case(BatchNormActivation act) {
+static void test_batchnorm_case(ActivationSpec act) {
     enum { N = 2, C = 6, HW = 40 * 40, ELEMS = N * C * HW };
     TestAct x = test_act_create(ELEMS, -3.0f, 5.0f, 20), y = test_act_create(ELEMS, -1.0f, 1.0f, 21);
     TestAct dy = test_act_create(ELEMS, -1.0f, 1.0f, 22), dx = test_act_create(ELEMS, -1.0f, 1.0f, 23);
@@ -316,8 +316,8 @@ static void test_batchnorm_case(BatchNormActivation act) {
 
 static void test_batchnorm(void **state) {
     (void)state;
-    test_batchnorm_case(BATCHNORM_ACT_NONE);
-    test_batchnorm_case(BATCHNORM_ACT_SILU);
+    test_batchnorm_case(ACTIVATION_SPEC_NONE);
+    test_batchnorm_case(ACTIVATION_SPEC_SILU);
 }
 
 // ---- element-wise ----------------------------------------------------------------------------------
@@ -328,11 +328,11 @@ static void test_elementwise(void **state) {
     TestAct x = test_act_create(N, -6.0f, 6.0f, 40), y = test_act_create(N, -1.0f, 1.0f, 41);
     TestAct dy = test_act_create(N, -1.0f, 1.0f, 42), dx = test_act_create(N, -1.0f, 1.0f, 43);
 
-    env.lp->ops->silu_forward(env.lp, x.lp, y.lp, N);
-    env.ref->ops->silu_forward(env.ref, x.ref, y.ref, N);
+    env.lp->ops->activation_forward(env.lp, ACTIVATION_SPEC_SILU, x.lp, y.lp, N);
+    env.ref->ops->activation_forward(env.ref, ACTIVATION_SPEC_SILU, x.ref, y.ref, N);
     test_act_expect("silu_forward y", &y);
-    env.lp->ops->silu_backward(env.lp, x.lp, dy.lp, dx.lp, N);
-    env.ref->ops->silu_backward(env.ref, x.ref, dy.ref, dx.ref, N);
+    env.lp->ops->activation_backward(env.lp, ACTIVATION_SPEC_SILU, x.lp, dy.lp, dx.lp, N);
+    env.ref->ops->activation_backward(env.ref, ACTIVATION_SPEC_SILU, x.ref, dy.ref, dx.ref, N);
     test_act_expect("silu_backward dx", &dx);
     env.lp->ops->add(env.lp, x.lp, dy.lp, y.lp, N);
     env.ref->ops->add(env.ref, x.ref, dy.ref, y.ref, N);
@@ -388,12 +388,16 @@ static void test_pooling(void **state) {
     env.ref->ops->upsample_nearest_backward(env.ref, N, C, H, W, F, dup.ref, dx.ref);
     test_act_expect("upsample_nearest_backward dx", &dx);
 
-    env.lp->ops->maxpool_forward(env.lp, N, C, H, W, K, x.lp, pooled.lp);
-    env.ref->ops->maxpool_forward(env.ref, N, C, H, W, K, x.ref, pooled.ref);
-    test_act_expect("maxpool_forward y", &pooled);
-    env.lp->ops->maxpool_backward(env.lp, N, C, H, W, K, x.lp, dpooled.lp, dx.lp);
-    env.ref->ops->maxpool_backward(env.ref, N, C, H, W, K, x.ref, dpooled.ref, dx.ref);
-    test_act_expect("maxpool_backward dx", &dx);
+    const Pool2dArgs sppf = pool2d_args_out(&(Pool2dArgs){.n = N, .c = C, .h = H, .w = W, .k = K, .stride = 1, .pad = K / 2});
+    Pool2dArgs lp = sppf, ref = sppf;
+    lp.x = x.lp, lp.y = pooled.lp, lp.dy = dpooled.lp, lp.dx = dx.lp;
+    ref.x = x.ref, ref.y = pooled.ref, ref.dy = dpooled.ref, ref.dx = dx.ref;
+    env.lp->ops->maxpool2d_forward(env.lp, &lp);
+    env.ref->ops->maxpool2d_forward(env.ref, &ref);
+    test_act_expect("maxpool2d_forward y", &pooled);
+    env.lp->ops->maxpool2d_backward(env.lp, &lp);
+    env.ref->ops->maxpool2d_backward(env.ref, &ref);
+    test_act_expect("maxpool2d_backward dx", &dx);
 
     env.lp->ops->avgpool_forward(env.lp, N, C, H * W, x.lp, avg.lp);
     env.ref->ops->avgpool_forward(env.ref, N, C, H * W, x.ref, avg.ref);
