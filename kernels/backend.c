@@ -30,3 +30,29 @@ void backend_copy_channels(Backend *be, const CopyChannelsArgs *a) {
                                          .dst_s = a->hw, .count_c = a->count, .count_s = a->hw,
                                          .accumulate = a->accumulate});
 }
+
+// The shape rules of Pool2dArgs that pool2d_args_out relies on: PyTorch refuses pad > k / 2 and
+// windows larger than the padded input.
+static void pool2d_args_check_shape(const Pool2dArgs *a) {
+    YP_CHECK(a->n >= 0 && a->c >= 0 && a->h >= 1 && a->w >= 1);
+    YP_CHECK(a->k >= 1 && a->stride >= 1 && a->pad >= 0 && a->pad <= a->k / 2);
+    YP_CHECK(a->h + 2 * a->pad >= a->k && a->w + 2 * a->pad >= a->k);
+}
+
+Pool2dArgs pool2d_args_out(const Pool2dArgs *a) {
+    pool2d_args_check_shape(a);
+    Pool2dArgs out = *a;
+    out.h_out = (a->h + 2 * a->pad - a->k) / a->stride + 1;
+    out.w_out = (a->w + 2 * a->pad - a->k) / a->stride + 1;
+    return out;
+}
+
+void pool2d_args_check(const Pool2dArgs *a) {
+    const Pool2dArgs want = pool2d_args_out(a);
+    YP_CHECK(a->h_out == want.h_out && a->w_out == want.w_out);
+}
+
+void pad2d_args_check(const Pad2dArgs *a) {
+    YP_CHECK(a->n >= 0 && a->c >= 0 && a->h >= 0 && a->w >= 0);
+    YP_CHECK(a->left >= 0 && a->right >= 0 && a->top >= 0 && a->bottom >= 0);
+}

@@ -67,12 +67,64 @@ static inline size_t conv_desc_w_elems(const ConvDesc *d) {
     return (size_t)(d->c_out * (d->c_in / d->groups) * d->kh * d->kw);
 }
 
-// The activation fused into the batch-norm slots (see batchnorm_forward_train).
-typedef enum BatchNormActivation {
-    BATCHNORM_ACT_NONE,  // the plain batch norm
-    BATCHNORM_ACT_SILU,  // y = silu(batch norm(x)), Ultralytics' Conv
-    BATCHNORM_ACT_COUNT
-} BatchNormActivation;
+// The element-wise activations (activation_forward, and fused into the batch-norm slots), as
+// PyTorch's nn modules compute them; kernels/activation_math.h holds their float operations.
+typedef enum Activation {
+    ACTIVATION_NONE,        // identity (nn.Identity; a plain batch norm)
+    ACTIVATION_SILU,        // x * sigmoid(x), Ultralytics' Conv default
+    ACTIVATION_RELU,        // max(x, 0); gradient 0 at 0
+    ACTIVATION_LEAKY_RELU,  // x > 0 ? x : negative_slope * x; gradient negative_slope at 0
+    ACTIVATION_RELU6,       // min(max(x, 0), 6); gradient 0 at 0 and at 6
+    ACTIVATION_HARDSWISH,   // x * relu6(x + 3) / 6; gradient 0 for x < -3, 1 for x > 3 (at ±3: the middle formula)
+    ACTIVATION_SIGMOID,     // 1 / (1 + exp(-x))
+    ACTIVATION_TANH,        // tanh(x)
+    ACTIVATION_COUNT
+} Activation;
+
+typedef struct ActivationSpec {
+    Activation kind;
+    float negative_slope;  // LeakyReLU only
+} ActivationSpec;
+
+// Ultralytics' Conv default, SiLU, and no activation (what a zero-initialised ActivationSpec is).
+#define ACTIVATION_SPEC_SILU ((ActivationSpec){.kind = ACTIVATION_SILU})
+#define ACTIVATION_SPEC_NONE ((ActivationSpec){.kind = ACTIVATION_NONE})
+
+// A pooling window over (N, C, H, W) planes: k x k windows every `stride` positions over the input
+// padded by `pad` on each side (PyTorch's ceil_mode=False): h_out = (h + 2 pad - k) / stride + 1,
+// which pool2d_args_out fills in. x and y are (N, C, H, W) and (N, C, H_out, W_out); dy has y's
+// shape and dx x's.
+typedef struct Pool2dArgs {
+    int64_t n, c, h, w;
+    int64_t k, stride, pad;
+    int64_t h_out, w_out;
+    const void *x;   // forward's input (max-pool backward reads it too)
+    void *y;         // forward: overwritten
+    const void *dy;  // backward: the gradient at y
+    void *dx;        // backward: +=
+} Pool2dArgs;
+
+// `a` with h_out and w_out filled in from the other fields, which the caller sets (k and stride at
+// least 1, pad at least 0 and at most k / 2 as PyTorch requires, h + 2 pad and w + 2 pad at least k).
+Pool2dArgs pool2d_args_out(const Pool2dArgs *a);
+
+// Aborts unless the fields agree with each other (pool2d_args_out's rules, h_out and w_out its
+// answer): the check that every backend's pooling kernels make first.
+void pool2d_args_check(const Pool2dArgs *a);
+
+// Zero padding of (N, C, H, W) planes (nn.ZeroPad2d): y is (N, C, top + H + bottom, left + W + right),
+// the input in the middle and zeros around it. Pads are not negative.
+typedef struct Pad2dArgs {
+    int64_t n, c, h, w;
+    int64_t left, right, top, bottom;
+    const void *x;   // forward's input
+    void *y;         // forward: overwritten, all of it
+    const void *dy;  // backward: the gradient at y
+    void *dx;        // backward: += the inner H x W part of dy
+} Pad2dArgs;
+
+// Aborts unless the sizes and pads are not negative: the check that every backend's pad kernels make first.
+void pad2d_args_check(const Pad2dArgs *a);
 
 // ---- fused optimizer and EMA updates ("multi-tensor apply") -------------------------------------
 // An optimizer (or EMA) packs its tensors' state one after another in one buffer per state kind and
@@ -145,7 +197,7 @@ typedef struct BatchNormTrainArgs {
     const float *gamma, *beta;
     float *running_mean, *running_var;  // updated with PyTorch's rule
     float momentum, eps;
-    BatchNormActivation act;
+    ActivationSpec act;
     void *y;                            // overwritten
     float *save_mean, *save_invstd;     // overwritten: the batch mean and 1 / sqrt(var + eps), for backward
 } BatchNormTrainArgs;
@@ -156,7 +208,7 @@ typedef struct BatchNormInferArgs {
     const float *gamma, *beta;
     const float *running_mean, *running_var;  // normalise with these
     float eps;
-    BatchNormActivation act;
+    ActivationSpec act;
     void *y;  // overwritten
 } BatchNormInferArgs;
 
@@ -166,7 +218,7 @@ typedef struct BatchNormBackwardArgs {
     const void *dy;  // the gradient at forward's output y
     const float *gamma, *beta;
     const float *save_mean, *save_invstd;  // forward_train's
-    BatchNormActivation act;               // forward_train's
+    ActivationSpec act;                    // forward_train's
     void *dx;                              // +=
     float *dgamma, *dbeta;                 // +=
 } BatchNormBackwardArgs;
@@ -245,25 +297,32 @@ typedef struct BackendOps {
     // is z = (x - save_mean) * (gamma * save_invstd) + beta, each operation rounded to float, so
     // that backward can recompute it from the saved statistics to the bit.
     //
-    // `act` fuses an activation into the slots (BatchNormActivation). With BATCHNORM_ACT_SILU,
-    // forward stores y = silu(z) and never z itself: z stays float32 in every activation type (with
-    // bf16/fp16 activations it is not rounded to 16 bits, unlike a batch norm followed by
-    // silu_forward). Backward recomputes z from x, the saved statistics, gamma and beta, turns dy
-    // into dz = dy·s·(1 + z·(1 − s)), s = sigmoid(z), with silu_backward's float operations, and
-    // runs the batch-norm backward on dz (its sums included). In float32 the fused slots give the
-    // bits of batch norm → silu_forward, and of silu_backward into a zeroed buffer → batch-norm
+    // `act` fuses an activation into the slots (ActivationSpec). With any kind but
+    // ACTIVATION_NONE, forward stores y = act(z) and never z itself: z stays float32 in every
+    // activation type (with bf16/fp16 activations it is not rounded to 16 bits, unlike a batch norm
+    // followed by activation_forward). Backward recomputes z from x, the saved statistics, gamma and
+    // beta, turns dy into dz = dy·act'(z) with activation_backward's float operations, and runs the
+    // batch-norm backward on dz (its sums included). In float32 the fused slots give the bits of
+    // batch norm → activation_forward, and of activation_backward into a zeroed buffer → batch-norm
     // backward. Nothing is kept between forward and backward but the statistics: the fusion saves
-    // the batch-norm output that SiLU's backward would read.
+    // the batch-norm output that the activation's backward would read.
     void (*batchnorm_forward_train)(Backend *be, const BatchNormTrainArgs *a);
     void (*batchnorm_forward_infer)(Backend *be, const BatchNormInferArgs *a);
     void (*batchnorm_backward)(Backend *be, const BatchNormBackwardArgs *a);
 
     // ---- element-wise -------------------------------------------------------------------------
-    void (*silu_forward)(Backend *be, const void *x, void *y, size_t n_elems);
-    void (*silu_backward)(Backend *be, const void *x, const void *dy, void *dx /* += */,
-                          size_t n_elems);
+    // y = act(x) (Activation says what each kind computes).
+    void (*activation_forward)(Backend *be, ActivationSpec act, const void *x, void *y, size_t n_elems);
+    // dx += dy · act'(x), from the forward INPUT x (PyTorch's gradients, their conventions at the
+    // kinks included: see Activation).
+    void (*activation_backward)(Backend *be, ActivationSpec act, const void *x, const void *dy, void *dx /* += */,
+                                size_t n_elems);
     void (*add)(Backend *be, const void *a, const void *b, void *y, size_t n_elems);  // y = a + b
     void (*accumulate)(Backend *be, const void *src, void *dst, size_t n_elems);      // dst += src
+    // Per-channel bias of (N, C, HW) activations: y[n, c, i] += b[c] (the stored value rounded once),
+    // and its gradient db[c] += Σ over n, i of dy[n, c, i], summed in float32 or wider.
+    void (*channel_bias_forward)(Backend *be, int64_t n, int64_t c, int64_t hw, const float *b, void *y /* += */);
+    void (*channel_bias_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, float *db /* += */);
 
     // ---- boxes of channels x positions (concat, split, Detect's level flattening) ---------------
     // Copies, or adds, the box that `a` describes (CopyBoxArgs).
@@ -275,14 +334,21 @@ typedef struct BackendOps {
                                      int64_t factor, const void *x, void *y);
     void (*upsample_nearest_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
                                       int64_t factor, const void *dy, void *dx /* += */);
-    // Max-pool with kernel k (odd), stride 1 and padding k / 2 (SPPF's pool): the shape is kept and
-    // padding never wins. Backward routes each gradient to the first maximum of its window in
-    // row-major order, as PyTorch does (a NaN wins, as there); it recomputes the maxima from x
+    // Max-pool (nn.MaxPool2d(k, stride, pad), ceil_mode False) over Pool2dArgs' windows: padding
+    // never wins (every window holds at least one input element, since pad <= k / 2). Backward
+    // routes each gradient to the first maximum of its window in row-major order, as PyTorch does
+    // (a NaN wins, as there), adding them up where windows overlap; it recomputes the maxima from x
     // instead of storing indices.
-    void (*maxpool_forward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                            const void *x, void *y);
-    void (*maxpool_backward)(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                             const void *x, const void *dy, void *dx /* += */);
+    void (*maxpool2d_forward)(Backend *be, const Pool2dArgs *a);
+    void (*maxpool2d_backward)(Backend *be, const Pool2dArgs *a);
+    // Average pool, F.avg_pool2d(x, k, stride, pad, ceil_mode=False, count_include_pad=True): the
+    // sum of the window's inputs (padding counting 0) divided by k·k. Backward adds dy / (k·k) to
+    // every input element of the window.
+    void (*avgpool2d_forward)(Backend *be, const Pool2dArgs *a);
+    void (*avgpool2d_backward)(Backend *be, const Pool2dArgs *a);
+    // Zero padding (Pad2dArgs): forward writes all of y; backward adds dy's inner part to dx.
+    void (*pad2d_forward)(Backend *be, const Pad2dArgs *a);
+    void (*pad2d_backward)(Backend *be, const Pad2dArgs *a);
     // Adaptive average pool to 1x1: (N, C, H, W) -> (N, C).
     void (*avgpool_forward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, void *y);
     void (*avgpool_backward)(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy,

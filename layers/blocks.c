@@ -86,7 +86,9 @@ void conv_block_build(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec) {
     const int64_t c_out = s.c_out;
     declare_conv(cb, b, &s, "conv.weight", 0, (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
     cb->batchnorm = true;
-    cb->act = s.act;
+    cb->act = !s.act ? (ActivationSpec){.kind = ACTIVATION_NONE}
+              : s.act_override ? *s.act_override
+                               : builder_spec(b)->activation;
     cb->bn = builder_batchnorm_settings(b);
     cb->bn_weight = declare_vector(b, "bn.weight", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
     cb->bn_bias = declare_vector(b, "bn.bias", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 0});
@@ -97,7 +99,11 @@ void conv_block_build(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec) {
     cb->save_invstd = builder_statistics(b, c_out);
     Shape out = cb->conv_out.shape;
     cb->out = builder_tensor(b, out);
-    if (s.act) builder_count_shared_activation(b);  // fused into the batch-norm slots: no tensor of its own
+    // Fused into the batch-norm slots: no tensor of its own. The model's default activation is one
+    // module that every Conv shares (counted once); act=False gives each Conv its own nn.Identity,
+    // and an override its own module.
+    if (s.act && !s.act_override) builder_count_shared_activation(b);
+    else builder_count_leaves(b, 1);
     // thop counts batch norm as 2 ops per element, doubled for the affine part.
     builder_count_ops(b, 4.0 * (double)out.c * (double)out.h * (double)out.w);
     builder_count_leaves(b, 1);
@@ -123,11 +129,6 @@ void conv2d_block_build_spec(ConvBlock *cb, Builder *b, const ConvBlockSpec *spe
 }
 
 void conv2d_block_set_bias(ConvBlock *cb, Builder *b, float value) { builder_param_fill(b, cb->bias, value); }
-
-// The activation that the batch-norm slots fuse in.
-static BatchNormActivation conv_block_bn_act(const ConvBlock *cb) {
-    return cb->act ? BATCHNORM_ACT_SILU : BATCHNORM_ACT_NONE;
-}
 
 // Shapes the block's tensors for input x (at most the built size).
 static ConvDesc conv_block_resize(ConvBlock *cb, const Tensor *x) {
@@ -155,7 +156,7 @@ void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train)
                                                                    .running_mean = cb->running_mean.value,
                                                                    .running_var = cb->running_var.value,
                                                                    .momentum = cb->bn.momentum, .eps = cb->bn.eps,
-                                                                   .act = conv_block_bn_act(cb), .y = cb->out.data,
+                                                                   .act = cb->act, .y = cb->out.data,
                                                                    .save_mean = cb->save_mean,
                                                                    .save_invstd = cb->save_invstd});
     else
@@ -164,7 +165,7 @@ void conv_block_forward(ConvBlock *cb, Backend *be, const Tensor *x, bool train)
                                                                    .beta = cb->bn_bias.value,
                                                                    .running_mean = cb->running_mean.value,
                                                                    .running_var = cb->running_var.value,
-                                                                   .eps = cb->bn.eps, .act = conv_block_bn_act(cb),
+                                                                   .eps = cb->bn.eps, .act = cb->act,
                                                                    .y = cb->out.data});
 }
 
@@ -182,7 +183,7 @@ void conv_block_backward(ConvBlock *cb, Backend *be, const Tensor *x, const void
                                                                  .gamma = cb->bn_weight.value,
                                                                  .beta = cb->bn_bias.value, .save_mean = cb->save_mean,
                                                                  .save_invstd = cb->save_invstd,
-                                                                 .act = conv_block_bn_act(cb), .dx = d_conv_out,
+                                                                 .act = cb->act, .dx = d_conv_out,
                                                                  .dgamma = cb->bn_weight.grad,
                                                                  .dbeta = cb->bn_bias.grad});
         grad = d_conv_out;

@@ -1,4 +1,4 @@
-// Building blocks shared by several modules: Ultralytics' Conv (conv + batch norm + SiLU), a plain
+// Building blocks shared by several modules: Ultralytics' Conv (conv + batch norm + activation), a plain
 // nn.Conv2d with bias, and the Bottleneck. Each block owns its activations (from the Builder) and
 // is driven by the module that contains it.
 #pragma once
@@ -30,7 +30,7 @@ void conv_weight_queue_run(ConvWeightQueue *q, Backend *be);
 struct ConvBlock {
     ConvDesc desc;       // at the built (largest) size; forward re-derives it from the input
     bool batchnorm;      // Conv: bias-free convolution followed by BatchNorm2d
-    bool act;            // SiLU after the batch norm, fused into its slots (BATCHNORM_ACT_SILU)
+    ActivationSpec act;  // after the batch norm, fused into its slots; ACTIVATION_NONE: none
     BatchNormSettings bn;
     Param weight;        // (C_out, C_in / g, k, k)
     Param bias;          // (C_out) for a plain Conv2d, else empty
@@ -59,7 +59,9 @@ typedef struct ConvBlockSpec {
     int64_t pad;       // on each side; CONV_PAD_AUTO: autopad
     int64_t groups;    // 0: 1
     int64_t dilation;  // 0: 1
-    bool act;          // SiLU after the batch norm
+    bool act;          // an activation after the batch norm (Ultralytics' act=True): the model's
+                       // (ModelSpec.activation, Conv.default_act) unless act_override says another
+    const ActivationSpec *act_override;  // with act: a module's own fixed activation; NULL: the model's
 } ConvBlockSpec;
 
 // Declares the Conv of `spec` at the current prefix ("conv.weight", "bn.weight", ...).

@@ -262,6 +262,80 @@ static bool read_rows(ModelSpec *spec, yaml_node_t *root, Error *err) {
     return true;
 }
 
+// The activation modules that the `activation:` key may name (Ultralytics evaluates it as Python),
+// and whether PyTorch's constructor takes `inplace`.
+static const struct {
+    const char *name;
+    Activation kind;
+    bool inplace;
+} model_activations[] = {
+    {"SiLU", ACTIVATION_SILU, true},       {"ReLU", ACTIVATION_RELU, true},
+    {"LeakyReLU", ACTIVATION_LEAKY_RELU, true}, {"ReLU6", ACTIVATION_RELU6, true},
+    {"Hardswish", ACTIVATION_HARDSWISH, true}, {"Sigmoid", ACTIVATION_SIGMOID, false},
+    {"Tanh", ACTIVATION_TANH, false},      {"Identity", ACTIVATION_NONE, false},
+};
+
+// Reads the keyword `key=` at *p (blanks skipped) and moves past it.
+static bool activation_keyword(const char **p, const char *key) {
+    size_t n = strlen(key);
+    if (strncmp(*p, key, n) != 0) return false;
+    const char *q = *p + n;
+    while (*q == ' ') q++;
+    if (*q != '=') return false;
+    for (q++; *q == ' '; q++) {}
+    *p = q;
+    return true;
+}
+
+// One argument of the call at *p: a LeakyReLU slope (positional first, or negative_slope=), or
+// inplace=True/False. Moves past it and its blanks.
+static bool activation_arg(const char **p, bool first, bool slope_ok, bool inplace_ok, ActivationSpec *out) {
+    if (inplace_ok && activation_keyword(p, "inplace")) {
+        if (!strncmp(*p, "True", 4)) *p += 4;
+        else if (!strncmp(*p, "False", 5)) *p += 5;
+        else return false;
+    } else if (slope_ok && (activation_keyword(p, "negative_slope") || first)) {
+        char *end;
+        double v = strtod(*p, &end);
+        if (end == *p || !isfinite(v)) return false;
+        out->negative_slope = (float)v;
+        *p = end;
+    } else {
+        return false;
+    }
+    while (**p == ' ') (*p)++;
+    return true;
+}
+
+bool model_activation_parse(const char *text, ActivationSpec *out) {
+    const char *p = text;
+    while (*p == ' ') p++;
+    if (!strncmp(p, "torch.", 6)) p += 6;
+    if (strncmp(p, "nn.", 3) != 0) return false;
+    p += 3;
+    size_t len = strcspn(p, "( ");
+    for (size_t i = 0; i < sizeof model_activations / sizeof *model_activations; i++) {
+        if (strlen(model_activations[i].name) != len || strncmp(p, model_activations[i].name, len) != 0) continue;
+        ActivationSpec a = {.kind = model_activations[i].kind};
+        const bool slope_ok = a.kind == ACTIVATION_LEAKY_RELU;
+        if (slope_ok) a.negative_slope = 0.01f;  // PyTorch's default
+        const char *q = p + len;
+        while (*q == ' ') q++;
+        if (*q++ != '(') return false;
+        while (*q == ' ') q++;
+        for (bool first = true; *q != ')'; first = false) {
+            if (!first && *q++ != ',') return false;
+            while (*q == ' ') q++;
+            if (!activation_arg(&q, first, slope_ok, model_activations[i].inplace, &a)) return false;
+        }
+        for (q++; *q == ' '; q++) {}
+        if (*q) return false;
+        *out = a;
+        return true;
+    }
+    return false;
+}
+
 static bool read_header(ModelSpec *spec, yaml_node_t *root, const ModelOptions *opt, Error *err) {
     YamlDoc *yd = spec->yaml;
     yaml_node_t *nc = yaml_map_get(yd, root, "nc");
@@ -281,11 +355,14 @@ static bool read_header(ModelSpec *spec, yaml_node_t *root, const ModelOptions *
     spec->ch = 3;
     yaml_node_t *ch = yaml_map_get(yd, root, "ch");
     if (ch && !read_positive_int(spec, ch, "ch", &spec->ch, err)) return false;
+    spec->activation = ACTIVATION_SPEC_SILU;
     yaml_node_t *act = yaml_map_get(yd, root, "activation");
     const char *act_text = NULL;
     if (act && !yaml_node_string(yd, act, "activation", &act_text, err)) return false;
-    if (act_text && strcmp(act_text, "nn.SiLU()") != 0 && strcmp(act_text, "torch.nn.SiLU()") != 0)
-        return yaml_doc_error_at(yd, act, err, "activation '%s' is not supported; yolopipe implements nn.SiLU()",
+    if (act_text && !model_activation_parse(act_text, &spec->activation))
+        return yaml_doc_error_at(yd, act, err,
+                                 "unsupported activation '%s' (supported: nn.SiLU(), nn.ReLU(), nn.LeakyReLU(0.1), "
+                                 "nn.ReLU6(), nn.Hardswish(), nn.Sigmoid(), nn.Tanh(), nn.Identity())",
                                  act_text);
     return read_scaling(spec, root, opt, err);
 }

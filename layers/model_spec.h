@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kernels/backend.h"
 #include "framework/core/error.h"
 #include "framework/core/yaml_doc.h"
 
@@ -53,6 +54,7 @@ typedef struct ModelSpec {
     int64_t reg_max;     // DFL bins per box side (Ultralytics' `reg_max`, default 16; 1: no DFL)
     bool end2end;        // Ultralytics' `end2end` (YOLO26): Detect adds the one-to-one branches
     int64_t ch;          // input channels (default 3)
+    ActivationSpec activation;  // the `activation:` key, Ultralytics' Conv.default_act (default SiLU)
     double depth, width, max_channels;  // max_channels is +inf without scales
     int n_rows;
     ModelRow *rows;      // owned
@@ -70,6 +72,12 @@ void model_spec_destroy(ModelSpec *spec);  // accepts NULL
 // The row of an end-to-end head (Detect under `end2end: True`, or v10Detect), or -1. Such a head has
 // one-to-one branches that yolopipe declares (parameters, FLOPs, state dict) but does not yet run.
 int model_spec_end2end_row(const ModelSpec *spec);
+
+// Parses an `activation:` value as Ultralytics evaluates it: [torch.]nn.SiLU(), nn.ReLU(),
+// nn.LeakyReLU([negative_slope=]s) (default 0.01), nn.ReLU6(), nn.Hardswish(), nn.Sigmoid(),
+// nn.Tanh(), nn.Identity() (none), with inplace=True/False where PyTorch's module takes it.
+// False for anything else (*out untouched).
+bool model_activation_parse(const char *text, ActivationSpec *out);
 
 // Reports an error at a row element (a YAML node of spec->yaml).
 bool model_spec_error_at(const ModelSpec *spec, const yaml_node_t *node, Error *err, const char *fmt, ...)

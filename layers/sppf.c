@@ -76,6 +76,11 @@ static bool sppf_build(Layer *layer, Builder *b, Error *err) {
     return true;
 }
 
+// SPPF's shape-keeping pool nn.MaxPool2d(k, stride=1, padding=k // 2) over c channels of shape s.
+static Pool2dArgs sppf_pool_args(Shape s, int64_t c, int64_t k) {
+    return pool2d_args_out(&(Pool2dArgs){.n = s.n, .c = c, .h = s.h, .w = s.w, .k = k, .stride = 1, .pad = k / 2});
+}
+
 static void sppf_forward(Layer *layer, Backend *be, bool train) {
     const SppfConfig *cfg = layer->config;
     SppfState *st = layer->state;
@@ -89,7 +94,10 @@ static void sppf_forward(Layer *layer, Backend *be, bool train) {
     const Tensor *prev = &st->cv1.out;
     for (int64_t j = 0; j < cfg->n; j++) {
         st->pooled[j].shape = prev->shape;
-        be->ops->maxpool_forward(be, s.n, c, s.h, s.w, cfg->k, prev->data, st->pooled[j].data);
+        Pool2dArgs pool = sppf_pool_args(s, c, cfg->k);
+        pool.x = prev->data;
+        pool.y = st->pooled[j].data;
+        be->ops->maxpool2d_forward(be, &pool);
         backend_copy_channels(be, &(CopyChannelsArgs){.n = s.n, .hw = hw, .src = st->pooled[j].data, .src_c = c,
                                                       .dst = st->cat.data, .dst_c = cat_c, .dst_c0 = (j + 1) * c,
                                                       .count = c});
@@ -116,7 +124,11 @@ static void sppf_backward(Layer *layer, Backend *be) {
                                                       .src_c0 = (j + 1) * c, .dst = d->data, .dst_c = c, .count = c});
         if (j + 1 < cfg->n) {
             const Tensor *pool_in = j >= 0 ? &st->pooled[j] : &st->cv1.out;
-            be->ops->maxpool_backward(be, s.n, c, s.h, s.w, cfg->k, pool_in->data, st->d_pooled[j + 1].data, d->data);
+            Pool2dArgs pool = sppf_pool_args(s, c, cfg->k);
+            pool.x = pool_in->data;
+            pool.dy = st->d_pooled[j + 1].data;
+            pool.dx = d->data;
+            be->ops->maxpool2d_backward(be, &pool);
         }
     }
     conv_block_backward(&st->cv1, be, x, st->d_cv1.data, dx);

@@ -3,6 +3,7 @@
 
 #include "framework/core/error.h"
 #include "framework/core/rng.h"
+#include "kernels/activation_math.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 void cpu_fill(Backend *be, float *dst, float value, size_t n_elems) {
@@ -29,21 +30,46 @@ void cpu_upload_images(Backend *be, void *dst, const uint8_t *host_src, int64_t 
         }
 }
 
-void cpu_silu_forward(Backend *be, const void *x_mem, void *y_mem, size_t n_elems) {
+void cpu_activation_forward(Backend *be, ActivationSpec act, const void *x_mem, void *y_mem, size_t n_elems) {
     const float *x = x_mem;
     float *y = y_mem;
     (void)be;
+    YP_CHECK(act.kind < ACTIVATION_COUNT);
 #pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
-    for (size_t i = 0; i < n_elems; i++) y[i] = cpu_silu(x[i]);
+    for (size_t i = 0; i < n_elems; i++) y[i] = activation_apply(act, x[i]);
 }
 
-void cpu_silu_backward(Backend *be, const void *x_mem, const void *dy_mem, void *dx_mem, size_t n_elems) {
+void cpu_activation_backward(Backend *be, ActivationSpec act, const void *x_mem, const void *dy_mem, void *dx_mem,
+                             size_t n_elems) {
     const float *x = x_mem;
     const float *dy = dy_mem;
     float *dx = dx_mem;
     (void)be;
+    YP_CHECK(act.kind < ACTIVATION_COUNT);
 #pragma omp parallel for if (n_elems >= CPU_PARALLEL_MIN_ELEMS)
-    for (size_t i = 0; i < n_elems; i++) dx[i] += cpu_silu_grad(x[i], dy[i]);
+    for (size_t i = 0; i < n_elems; i++) dx[i] += activation_grad(act, x[i], dy[i]);
+}
+
+void cpu_channel_bias_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *b, void *y_mem) {
+    float *y = y_mem;
+    (void)be;
+#pragma omp parallel for collapse(2) if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t img = 0; img < n; img++)
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t i = 0; i < hw; i++) y[(img * c + ch) * hw + i] += b[ch];
+}
+
+// In double, as batch norm's sums: a channel can hold millions of values.
+void cpu_channel_bias_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy_mem, float *db) {
+    const float *dy = dy_mem;
+    (void)be;
+#pragma omp parallel for if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t ch = 0; ch < c; ch++) {
+        double sum = 0.0;
+        for (int64_t img = 0; img < n; img++)
+            for (int64_t i = 0; i < hw; i++) sum += dy[(img * c + ch) * hw + i];
+        db[ch] += (float)sum;
+    }
 }
 
 void cpu_add(Backend *be, const void *a_mem, const void *b_mem, void *y_mem, size_t n_elems) {

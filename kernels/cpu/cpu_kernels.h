@@ -61,16 +61,6 @@ void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a);
 void cpu_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a);
 void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a);
 
-// SiLU's float operations, shared by the element-wise slots and batch norm's fused activation so
-// that both give the same bits. Full-precision expf and an IEEE division.
-static inline float cpu_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-static inline float cpu_silu(float x) { return x * cpu_sigmoid(x); }
-// dy · d silu(x) / dx = dy s (1 + x (1 - s)), s = sigmoid(x): s + x s (1 - s) factored.
-static inline float cpu_silu_grad(float x, float dy) {
-    const float s = cpu_sigmoid(x);
-    return dy * s * (1.0f + x * (1.0f - s));
-}
-
 // ---- cpu_elementwise.c -----------------------------------------------------------------------------
 void cpu_fill(Backend *be, float *dst, float value, size_t n_elems);
 void cpu_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
@@ -80,8 +70,10 @@ void cpu_upload_images(Backend *be, void *dst, const uint8_t *host_src, int64_t 
 void cpu_render_images(Backend *be, void *dst, const RenderRecipe *recipes, int64_t n, const uint8_t *host_arena,
                        int64_t side);
 void cpu_reserve_render(Backend *be, int64_t n, int64_t arena_bytes);
-void cpu_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
-void cpu_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
+void cpu_activation_forward(Backend *be, ActivationSpec act, const void *x, void *y, size_t n_elems);
+void cpu_activation_backward(Backend *be, ActivationSpec act, const void *x, const void *dy, void *dx, size_t n_elems);
+void cpu_channel_bias_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *b, void *y);
+void cpu_channel_bias_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, float *db);
 void cpu_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
 void cpu_accumulate(Backend *be, const void *src, void *dst, size_t n_elems);
 void cpu_copy_box(Backend *be, const CopyBoxArgs *a);
@@ -91,10 +83,12 @@ void cpu_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h, 
                                   int64_t factor, const void *x, void *y);
 void cpu_upsample_nearest_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w,
                                    int64_t factor, const void *dy, void *dx);
-void cpu_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                         const void *x, void *y);
-void cpu_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                          const void *x, const void *dy, void *dx);
+void cpu_maxpool2d_forward(Backend *be, const Pool2dArgs *a);
+void cpu_maxpool2d_backward(Backend *be, const Pool2dArgs *a);
+void cpu_avgpool2d_forward(Backend *be, const Pool2dArgs *a);
+void cpu_avgpool2d_backward(Backend *be, const Pool2dArgs *a);
+void cpu_pad2d_forward(Backend *be, const Pad2dArgs *a);
+void cpu_pad2d_backward(Backend *be, const Pad2dArgs *a);
 void cpu_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, void *y);
 void cpu_avgpool_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, void *dx);
 

@@ -16,7 +16,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 // The widened operands of one slot, side by side in the scratch (CpuContext.act_scratch). Three at
-// most: batch norm, SiLU and max-pool backward widen x, dy and dx at once.
+// most: batch norm, activation and pooling backward widen x, dy and dx at once.
 typedef enum CpuLowpOperand {
     CPU_LOWP_OPERAND_0,
     CPU_LOWP_OPERAND_1,
@@ -178,17 +178,29 @@ static void cpu_lowp_batchnorm_backward(Backend *be, const BatchNormBackwardArgs
 
 // ---- element-wise ----------------------------------------------------------------------------------
 
-static void cpu_lowp_silu_forward(Backend *be, const void *x, void *y, size_t n_elems) {
+static void cpu_lowp_activation_forward(Backend *be, ActivationSpec act, const void *x, void *y, size_t n_elems) {
     float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
-    cpu_silu_forward(be, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), y32, n_elems);
+    cpu_activation_forward(be, act, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), y32, n_elems);
     cpu_lowp_store(be, y32, y, n_elems);
 }
 
-static void cpu_lowp_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems) {
+static void cpu_lowp_activation_backward(Backend *be, ActivationSpec act, const void *x, const void *dy, void *dx,
+                                         size_t n_elems) {
     float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_elems);
-    cpu_silu_backward(be, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
-                      cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), dx32, n_elems);
+    cpu_activation_backward(be, act, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
+                            cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), dx32, n_elems);
     cpu_lowp_store(be, dx32, dx, n_elems);
+}
+
+static void cpu_lowp_channel_bias_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *b, void *y) {
+    const size_t n_elems = (size_t)(n * c * hw);
+    float *y32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, y, n_elems);
+    cpu_channel_bias_forward(be, n, c, hw, b, y32);
+    cpu_lowp_store(be, y32, y, n_elems);
+}
+
+static void cpu_lowp_channel_bias_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, float *db) {
+    cpu_channel_bias_backward(be, n, c, hw, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, dy, (size_t)(n * c * hw)), db);
 }
 
 static void cpu_lowp_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems) {
@@ -233,21 +245,62 @@ static void cpu_lowp_upsample_nearest_backward(Backend *be, int64_t n, int64_t c
     cpu_lowp_store(be, dx32, dx, n_x);
 }
 
-static void cpu_lowp_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                                     const void *x, void *y) {
-    const size_t n_elems = (size_t)(n * c * h * w);
-    float *y32 = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_elems);
-    cpu_maxpool_forward(be, n, c, h, w, k, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems), y32);
-    cpu_lowp_store(be, y32, y, n_elems);
+// The pooling and padding kernels on a copy of the arguments whose activations are the widened
+// operands: x (or dy) in operand 0, dy in operand 1, the output (y, or dx widened) in operand 2.
+static void cpu_lowp_pool2d_forward(Backend *be, const Pool2dArgs *a, void (*kernel)(Backend *, const Pool2dArgs *)) {
+    pool2d_args_check(a);
+    const size_t n_x = (size_t)(a->n * a->c * a->h * a->w), n_y = (size_t)(a->n * a->c * a->h_out * a->w_out);
+    Pool2dArgs wide = *a;
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_x);
+    wide.y = cpu_lowp_operand(be, CPU_LOWP_OPERAND_2, n_y);
+    kernel(be, &wide);
+    cpu_lowp_store(be, wide.y, a->y, n_y);
 }
 
-static void cpu_lowp_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                                      const void *x, const void *dy, void *dx) {
-    const size_t n_elems = (size_t)(n * c * h * w);
-    float *dx32 = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, dx, n_elems);
-    cpu_maxpool_backward(be, n, c, h, w, k, cpu_lowp_load(be, CPU_LOWP_OPERAND_0, x, n_elems),
-                         cpu_lowp_load(be, CPU_LOWP_OPERAND_1, dy, n_elems), dx32);
-    cpu_lowp_store(be, dx32, dx, n_elems);
+static void cpu_lowp_pool2d_backward(Backend *be, const Pool2dArgs *a, void (*kernel)(Backend *, const Pool2dArgs *)) {
+    pool2d_args_check(a);
+    const size_t n_x = (size_t)(a->n * a->c * a->h * a->w), n_y = (size_t)(a->n * a->c * a->h_out * a->w_out);
+    Pool2dArgs wide = *a;
+    wide.x = a->x ? cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_x) : NULL;  // average pool reads no x
+    wide.dy = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, a->dy, n_y);
+    wide.dx = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, a->dx, n_x);
+    kernel(be, &wide);
+    cpu_lowp_store(be, wide.dx, a->dx, n_x);
+}
+
+static void cpu_lowp_maxpool2d_forward(Backend *be, const Pool2dArgs *a) {
+    cpu_lowp_pool2d_forward(be, a, cpu_maxpool2d_forward);
+}
+static void cpu_lowp_maxpool2d_backward(Backend *be, const Pool2dArgs *a) {
+    cpu_lowp_pool2d_backward(be, a, cpu_maxpool2d_backward);
+}
+static void cpu_lowp_avgpool2d_forward(Backend *be, const Pool2dArgs *a) {
+    cpu_lowp_pool2d_forward(be, a, cpu_avgpool2d_forward);
+}
+static void cpu_lowp_avgpool2d_backward(Backend *be, const Pool2dArgs *a) {
+    cpu_lowp_pool2d_backward(be, a, cpu_avgpool2d_backward);
+}
+
+static void cpu_lowp_pad2d_forward(Backend *be, const Pad2dArgs *a) {
+    pad2d_args_check(a);
+    const size_t n_x = (size_t)(a->n * a->c * a->h * a->w);
+    const size_t n_y = (size_t)(a->n * a->c * (a->top + a->h + a->bottom) * (a->left + a->w + a->right));
+    Pad2dArgs wide = *a;
+    wide.x = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->x, n_x);
+    wide.y = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
+    cpu_pad2d_forward(be, &wide);
+    cpu_lowp_store(be, wide.y, a->y, n_y);
+}
+
+static void cpu_lowp_pad2d_backward(Backend *be, const Pad2dArgs *a) {
+    pad2d_args_check(a);
+    const size_t n_x = (size_t)(a->n * a->c * a->h * a->w);
+    const size_t n_y = (size_t)(a->n * a->c * (a->top + a->h + a->bottom) * (a->left + a->w + a->right));
+    Pad2dArgs wide = *a;
+    wide.dy = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->dy, n_y);
+    wide.dx = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, a->dx, n_x);
+    cpu_pad2d_backward(be, &wide);
+    cpu_lowp_store(be, wide.dx, a->dx, n_x);
 }
 
 static void cpu_lowp_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, void *y) {
@@ -300,15 +353,21 @@ const BackendOps cpu_lowp_ops = {
     .batchnorm_forward_train = cpu_lowp_batchnorm_forward_train,
     .batchnorm_forward_infer = cpu_lowp_batchnorm_forward_infer,
     .batchnorm_backward = cpu_lowp_batchnorm_backward,
-    .silu_forward = cpu_lowp_silu_forward,
-    .silu_backward = cpu_lowp_silu_backward,
+    .activation_forward = cpu_lowp_activation_forward,
+    .activation_backward = cpu_lowp_activation_backward,
     .add = cpu_lowp_add,
     .accumulate = cpu_lowp_accumulate,
+    .channel_bias_forward = cpu_lowp_channel_bias_forward,
+    .channel_bias_backward = cpu_lowp_channel_bias_backward,
     .copy_box = cpu_lowp_copy_box,
     .upsample_nearest_forward = cpu_lowp_upsample_nearest_forward,
     .upsample_nearest_backward = cpu_lowp_upsample_nearest_backward,
-    .maxpool_forward = cpu_lowp_maxpool_forward,
-    .maxpool_backward = cpu_lowp_maxpool_backward,
+    .maxpool2d_forward = cpu_lowp_maxpool2d_forward,
+    .maxpool2d_backward = cpu_lowp_maxpool2d_backward,
+    .avgpool2d_forward = cpu_lowp_avgpool2d_forward,
+    .avgpool2d_backward = cpu_lowp_avgpool2d_backward,
+    .pad2d_forward = cpu_lowp_pad2d_forward,
+    .pad2d_backward = cpu_lowp_pad2d_backward,
     .avgpool_forward = cpu_lowp_avgpool_forward,
     .avgpool_backward = cpu_lowp_avgpool_backward,
     .linear_forward = cpu_lowp_linear_forward,

@@ -1,20 +1,19 @@
 // Batch norm over (N, H, W) for each channel, as PyTorch's BatchNorm2d, optionally followed by a
-// fused SiLU (kernels/backend.h). Per-channel sums are taken in double: a channel can hold
+// fused activation (kernels/backend.h). Per-channel sums are taken in double: a channel can hold
 // millions of values, too many for a float accumulator.
 #include <math.h>
 
 #include "framework/core/error.h"
+#include "kernels/activation_math.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 // The slot's output from the normalised value z.
-static inline float bn_activate(BatchNormActivation act, float z) {
-    return act == BATCHNORM_ACT_SILU ? cpu_silu(z) : z;
-}
+static inline float bn_activate(ActivationSpec act, float z) { return activation_apply(act, z); }
 
 // The gradient at the normalised value from dy, the gradient at the slot's output: dy itself, or
-// through SiLU at z recomputed with forward_train's float operations (scale = gamma * invstd).
-static inline float bn_grad_in(BatchNormActivation act, float x, float dy, float mean, float scale, float shift) {
-    return act == BATCHNORM_ACT_SILU ? cpu_silu_grad((x - mean) * scale + shift, dy) : dy;
+// through the activation at z recomputed with forward_train's float operations (scale = gamma * invstd).
+static inline float bn_grad_in(ActivationSpec act, float x, float dy, float mean, float scale, float shift) {
+    return act.kind == ACTIVATION_NONE ? dy : activation_grad(act, (x - mean) * scale + shift, dy);
 }
 
 void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
@@ -23,10 +22,10 @@ void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
     float *y = a->y, *running_mean = a->running_mean, *running_var = a->running_var;
     float *save_mean = a->save_mean, *save_invstd = a->save_invstd;
     const float momentum = a->momentum, eps = a->eps;
-    const BatchNormActivation act = a->act;
+    const ActivationSpec act = a->act;
     (void)be;
     const int64_t m = n * hw;
-    YP_CHECK(m > 0 && act < BATCHNORM_ACT_COUNT);
+    YP_CHECK(m > 0 && act.kind < ACTIVATION_COUNT);
 #pragma omp parallel for if (m * c >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t ch = 0; ch < c; ch++) {
         double sum = 0.0;
@@ -69,9 +68,9 @@ void cpu_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a) {
     const float *running_mean = a->running_mean, *running_var = a->running_var;
     float *y = a->y;
     const float eps = a->eps;
-    const BatchNormActivation act = a->act;
+    const ActivationSpec act = a->act;
     (void)be;
-    YP_CHECK(act < BATCHNORM_ACT_COUNT);
+    YP_CHECK(act.kind < ACTIVATION_COUNT);
 #pragma omp parallel for collapse(2) if (n * c * hw >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t img = 0; img < n; img++) {
         for (int64_t ch = 0; ch < c; ch++) {
@@ -93,10 +92,10 @@ void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
     const float *x = a->x, *dy = a->dy, *gamma = a->gamma, *beta = a->beta;
     const float *save_mean = a->save_mean, *save_invstd = a->save_invstd;
     float *dx = a->dx, *dgamma = a->dgamma, *dbeta = a->dbeta;
-    const BatchNormActivation act = a->act;
+    const ActivationSpec act = a->act;
     (void)be;
     const int64_t m = n * hw;
-    YP_CHECK(m > 0 && act < BATCHNORM_ACT_COUNT);
+    YP_CHECK(m > 0 && act.kind < ACTIVATION_COUNT);
 #pragma omp parallel for if (m * c >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t ch = 0; ch < c; ch++) {
         const float mean = save_mean[ch], invstd = save_invstd[ch], scale = gamma[ch] * invstd, shift = beta[ch];

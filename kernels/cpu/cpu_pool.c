@@ -1,4 +1,4 @@
-// Nearest upsampling, SPPF's max-pool and global average pooling. Each parallel loop runs over whole
+// Nearest upsampling, max- and average pooling, zero padding and global average pooling. Each parallel loop runs over whole
 // (image, channel) planes, so backward kernels never have two threads adding to one element.
 #include <math.h>
 
@@ -49,56 +49,154 @@ void cpu_upsample_nearest_backward(Backend *be, int64_t n, int64_t c, int64_t h,
     }
 }
 
-// Index in plane (H, W) of the maximum of the k x k window centred on (oh, ow), clipped to the
-// plane (padding never wins). Like PyTorch: the first maximum in row-major order, and a NaN wins.
-static int64_t cpu_maxpool_argmax(const float *plane, int64_t h, int64_t w, int64_t r, int64_t oh,
-                                  int64_t ow) {
-    const int64_t h_lo = oh - r > 0 ? oh - r : 0, h_hi = oh + r < h - 1 ? oh + r : h - 1;
-    const int64_t w_lo = ow - r > 0 ? ow - r : 0, w_hi = ow + r < w - 1 ? ow + r : w - 1;
-    int64_t best = h_lo * w + w_lo;
+// The input rows or columns [lo, hi] that output position o's window covers, clipped to the
+// plane (padding never wins, and pad <= k / 2 leaves every window at least one element).
+static inline void cpu_pool_span(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t size, int64_t *lo,
+                                 int64_t *hi) {
+    const int64_t start = o * stride - pad, end = start + k - 1;
+    *lo = start > 0 ? start : 0;
+    *hi = end < size - 1 ? end : size - 1;
+}
+
+// Index in plane (H, W) of the maximum of output (oh, ow)'s window. Like PyTorch: the first maximum
+// in row-major order, and a NaN wins.
+static int64_t cpu_maxpool_argmax(const Pool2dArgs *a, const float *plane, int64_t oh, int64_t ow) {
+    int64_t h_lo, h_hi, w_lo, w_hi;
+    cpu_pool_span(oh, a->stride, a->pad, a->k, a->h, &h_lo, &h_hi);
+    cpu_pool_span(ow, a->stride, a->pad, a->k, a->w, &w_lo, &w_hi);
+    int64_t best = h_lo * a->w + w_lo;
     for (int64_t ih = h_lo; ih <= h_hi; ih++) {
         for (int64_t iw = w_lo; iw <= w_hi; iw++) {
-            const float v = plane[ih * w + iw];
-            if (v > plane[best] || isnan(v)) best = ih * w + iw;
+            const float v = plane[ih * a->w + iw];
+            if (v > plane[best] || isnan(v)) best = ih * a->w + iw;
         }
     }
     return best;
 }
 
-static void cpu_maxpool_check(int64_t k) { YP_CHECK(k > 0 && k % 2 == 1); }
+// Work of a pooling call, for the threading threshold.
+static int64_t cpu_pool_work(const Pool2dArgs *a) { return a->n * a->c * a->h_out * a->w_out * a->k * a->k; }
 
-void cpu_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                         const void *x_mem, void *y_mem) {
-    const float *x = x_mem;
-    float *y = y_mem;
+void cpu_maxpool2d_forward(Backend *be, const Pool2dArgs *a) {
+    const float *x = a->x;
+    float *y = a->y;
     (void)be;
-    cpu_maxpool_check(k);
-    const int64_t hw = h * w;
-#pragma omp parallel for if (n * c * hw * k >= CPU_PARALLEL_MIN_ELEMS)
-    for (int64_t p = 0; p < n * c; p++) {
+    pool2d_args_check(a);
+    const int64_t hw = a->h * a->w, hw_out = a->h_out * a->w_out;
+#pragma omp parallel for if (cpu_pool_work(a) >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t p = 0; p < a->n * a->c; p++) {
         const float *xp = x + p * hw;
-        float *yp = y + p * hw;
-        for (int64_t oh = 0; oh < h; oh++) {
-            for (int64_t ow = 0; ow < w; ow++) yp[oh * w + ow] = xp[cpu_maxpool_argmax(xp, h, w, k / 2, oh, ow)];
+        float *yp = y + p * hw_out;
+        for (int64_t oh = 0; oh < a->h_out; oh++) {
+            for (int64_t ow = 0; ow < a->w_out; ow++) yp[oh * a->w_out + ow] = xp[cpu_maxpool_argmax(a, xp, oh, ow)];
         }
     }
 }
 
-void cpu_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
-                          const void *x_mem, const void *dy_mem, void *dx_mem) {
-    const float *x = x_mem;
-    const float *dy = dy_mem;
-    float *dx = dx_mem;
+// Windows in row-major order, each adding its gradient to its maximum: where windows overlap, an
+// element's contributions arrive in that order (the CUDA kernel adds them in the same one).
+void cpu_maxpool2d_backward(Backend *be, const Pool2dArgs *a) {
+    const float *x = a->x, *dy = a->dy;
+    float *dx = a->dx;
     (void)be;
-    cpu_maxpool_check(k);
-    const int64_t hw = h * w;
-#pragma omp parallel for if (n * c * hw * k >= CPU_PARALLEL_MIN_ELEMS)
-    for (int64_t p = 0; p < n * c; p++) {
-        const float *xp = x + p * hw, *dyp = dy + p * hw;
+    pool2d_args_check(a);
+    const int64_t hw = a->h * a->w, hw_out = a->h_out * a->w_out;
+#pragma omp parallel for if (cpu_pool_work(a) >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t p = 0; p < a->n * a->c; p++) {
+        const float *xp = x + p * hw, *dyp = dy + p * hw_out;
         float *dxp = dx + p * hw;
-        for (int64_t oh = 0; oh < h; oh++) {
-            for (int64_t ow = 0; ow < w; ow++) dxp[cpu_maxpool_argmax(xp, h, w, k / 2, oh, ow)] += dyp[oh * w + ow];
+        for (int64_t oh = 0; oh < a->h_out; oh++) {
+            for (int64_t ow = 0; ow < a->w_out; ow++)
+                dxp[cpu_maxpool_argmax(a, xp, oh, ow)] += dyp[oh * a->w_out + ow];
         }
+    }
+}
+
+// The window's sum in float, row-major, divided by k·k (count_include_pad: padding adds 0 but counts).
+void cpu_avgpool2d_forward(Backend *be, const Pool2dArgs *a) {
+    const float *x = a->x;
+    float *y = a->y;
+    (void)be;
+    pool2d_args_check(a);
+    const int64_t hw = a->h * a->w, hw_out = a->h_out * a->w_out;
+    const float divisor = (float)(a->k * a->k);
+#pragma omp parallel for if (cpu_pool_work(a) >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t p = 0; p < a->n * a->c; p++) {
+        const float *xp = x + p * hw;
+        float *yp = y + p * hw_out;
+        for (int64_t oh = 0; oh < a->h_out; oh++) {
+            int64_t h_lo, h_hi;
+            cpu_pool_span(oh, a->stride, a->pad, a->k, a->h, &h_lo, &h_hi);
+            for (int64_t ow = 0; ow < a->w_out; ow++) {
+                int64_t w_lo, w_hi;
+                cpu_pool_span(ow, a->stride, a->pad, a->k, a->w, &w_lo, &w_hi);
+                float sum = 0.0f;
+                for (int64_t ih = h_lo; ih <= h_hi; ih++)
+                    for (int64_t iw = w_lo; iw <= w_hi; iw++) sum += xp[ih * a->w + iw];
+                yp[oh * a->w_out + ow] = sum / divisor;
+            }
+        }
+    }
+}
+
+// Each window adds dy / (k·k) to its input elements, windows in row-major order (as max-pool's).
+void cpu_avgpool2d_backward(Backend *be, const Pool2dArgs *a) {
+    const float *dy = a->dy;
+    float *dx = a->dx;
+    (void)be;
+    pool2d_args_check(a);
+    const int64_t hw = a->h * a->w, hw_out = a->h_out * a->w_out;
+    const float divisor = (float)(a->k * a->k);
+#pragma omp parallel for if (cpu_pool_work(a) >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t p = 0; p < a->n * a->c; p++) {
+        const float *dyp = dy + p * hw_out;
+        float *dxp = dx + p * hw;
+        for (int64_t oh = 0; oh < a->h_out; oh++) {
+            int64_t h_lo, h_hi;
+            cpu_pool_span(oh, a->stride, a->pad, a->k, a->h, &h_lo, &h_hi);
+            for (int64_t ow = 0; ow < a->w_out; ow++) {
+                int64_t w_lo, w_hi;
+                cpu_pool_span(ow, a->stride, a->pad, a->k, a->w, &w_lo, &w_hi);
+                const float g = dyp[oh * a->w_out + ow] / divisor;
+                for (int64_t ih = h_lo; ih <= h_hi; ih++)
+                    for (int64_t iw = w_lo; iw <= w_hi; iw++) dxp[ih * a->w + iw] += g;
+            }
+        }
+    }
+}
+
+void cpu_pad2d_forward(Backend *be, const Pad2dArgs *a) {
+    const float *x = a->x;
+    float *y = a->y;
+    (void)be;
+    pad2d_args_check(a);
+    const int64_t h_out = a->top + a->h + a->bottom, w_out = a->left + a->w + a->right;
+#pragma omp parallel for if (a->n * a->c * h_out * w_out >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t p = 0; p < a->n * a->c; p++) {
+        const float *xp = x + p * a->h * a->w;
+        float *yp = y + p * h_out * w_out;
+        for (int64_t oh = 0; oh < h_out; oh++) {
+            const int64_t ih = oh - a->top;
+            for (int64_t ow = 0; ow < w_out; ow++) {
+                const int64_t iw = ow - a->left;
+                yp[oh * w_out + ow] = ih >= 0 && ih < a->h && iw >= 0 && iw < a->w ? xp[ih * a->w + iw] : 0.0f;
+            }
+        }
+    }
+}
+
+void cpu_pad2d_backward(Backend *be, const Pad2dArgs *a) {
+    const float *dy = a->dy;
+    float *dx = a->dx;
+    (void)be;
+    pad2d_args_check(a);
+    const int64_t h_out = a->top + a->h + a->bottom, w_out = a->left + a->w + a->right;
+#pragma omp parallel for if (a->n * a->c * a->h * a->w >= CPU_PARALLEL_MIN_ELEMS)
+    for (int64_t p = 0; p < a->n * a->c; p++) {
+        const float *dyp = dy + p * h_out * w_out;
+        float *dxp = dx + p * a->h * a->w;
+        for (int64_t ih = 0; ih < a->h; ih++)
+            for (int64_t iw = 0; iw < a->w; iw++) dxp[ih * a->w + iw] += dyp[(ih + a->top) * w_out + iw + a->left];
     }
 }
 

@@ -9,13 +9,14 @@
 // elements as they are (no conversion), and adds like accumulate.
 //
 // Values match kernels/cpu/cpu_elementwise.c: where the CPU rounds a product before adding, so do
-// these (__fmul_rn is never fused into a multiply-add), so only expf may differ (by its 2 ulp).
-// silu_backward's formula turns a last-bit difference of the sigmoid into up to about 1e-6 * |dy|
+// these (__fmul_rn is never fused into a multiply-add; the activations' operations are
+// kernels/activation_math.h's, shared with the CPU), so only expf and tanhf may differ (by their
+// 2 ulp). SiLU's backward formula turns a last-bit difference of the sigmoid into up to about 1e-6 * |dy|
 // where 1 - s cancels (x around 5 to 10): compare it with an absolute tolerance of that size.
 #include "framework/core/rng.h"
+#include "kernels/activation_math.h"
 #include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
-#include "kernels/cuda/cuda_silu.h"
 
 static __global__ void fill_kernel(float *dst, float value, int64_t n) {
     for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) dst[i] = value;
@@ -41,34 +42,90 @@ void cuda_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float 
 }
 
 template <typename T>
-static __global__ void silu_forward_kernel(const T *x, T *y, int64_t n) {
+static __global__ void activation_forward_kernel(ActivationSpec act, const T *x, T *y, int64_t n) {
     for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) {
-        cuda_act_store(&y[i], cuda_silu(cuda_act_load(&x[i])));
+        cuda_act_store(&y[i], activation_apply(act, cuda_act_load(&x[i])));
     }
 }
 
-void cuda_silu_forward(Backend *be, const void *x, void *y, size_t n_elems) {
+void cuda_activation_forward(Backend *be, ActivationSpec act, const void *x, void *y, size_t n_elems) {
+    YP_CHECK(act.kind < ACTIVATION_COUNT);
+    if (!n_elems) return;
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
-        silu_forward_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
-            (const T *)x, (T *)y, (int64_t)n_elems);
+        activation_forward_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+            act, (const T *)x, (T *)y, (int64_t)n_elems);
     });
     CUDA_CHECK_LAUNCH();
 }
 
-// dx += dy s (1 + x (1 - s)).
+// dx += dy · act'(x).
 template <typename T>
-static __global__ void silu_backward_kernel(const T *x, const T *dy, T *dx, int64_t n) {
+static __global__ void activation_backward_kernel(ActivationSpec act, const T *x, const T *dy, T *dx, int64_t n) {
     for (int64_t i = cuda_loop_first(); i < n; i += cuda_loop_stride()) {
-        cuda_act_store(&dx[i], cuda_act_load(&dx[i]) + cuda_silu_grad(cuda_act_load(&x[i]), cuda_act_load(&dy[i])));
+        cuda_act_store(&dx[i], cuda_act_load(&dx[i]) +
+                                   activation_grad(act, cuda_act_load(&x[i]), cuda_act_load(&dy[i])));
     }
 }
 
-void cuda_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems) {
+void cuda_activation_backward(Backend *be, ActivationSpec act, const void *x, const void *dy, void *dx,
+                              size_t n_elems) {
+    YP_CHECK(act.kind < ACTIVATION_COUNT);
+    if (!n_elems) return;
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
-        silu_backward_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
-            (const T *)x, (const T *)dy, (T *)dx, (int64_t)n_elems);
+        activation_backward_kernel<<<cuda_blocks(n_elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+            act, (const T *)x, (const T *)dy, (T *)dx, (int64_t)n_elems);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+// Grid row (blockIdx.z, blockIdx.y) adds b[ch] to plane (img, ch).
+template <typename T>
+static __global__ void channel_bias_forward_kernel(int64_t n, int64_t c, int64_t hw, const float *b, T *y) {
+    for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
+        for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
+            T *yp = y + (img * c + ch) * hw;
+            for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride())
+                cuda_act_store(&yp[i], cuda_act_load(&yp[i]) + b[ch]);
+        }
+    }
+}
+
+void cuda_channel_bias_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *b, void *y) {
+    YP_CHECK(n >= 0 && c >= 0 && hw >= 0);
+    if (n == 0 || c == 0 || hw == 0) return;
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        channel_bias_forward_kernel<<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
+            n, c, hw, b, (T *)y);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+// Block ch sums channel ch of dy in double (each thread sequentially, then cuda_block_sum2's fixed
+// tree): the same bits on every run, no atomics.
+template <typename T>
+static __global__ void channel_bias_backward_kernel(int64_t n, int64_t c, int64_t hw, const T *dy, float *db) {
+    __shared__ double scratch[64];
+    for (int64_t ch = blockIdx.x; ch < c; ch += gridDim.x) {
+        double sum = 0.0, unused = 0.0;
+        for (int64_t img = 0; img < n; img++) {
+            const T *dyp = dy + (img * c + ch) * hw;
+            for (int64_t i = threadIdx.x; i < hw; i += blockDim.x) sum += cuda_act_load(&dyp[i]);
+        }
+        cuda_block_sum2(&sum, &unused, scratch);
+        if (threadIdx.x == 0) db[ch] += (float)sum;
+    }
+}
+
+void cuda_channel_bias_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, float *db) {
+    YP_CHECK(n >= 0 && c >= 0 && hw >= 0);
+    if (c == 0) return;
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        channel_bias_backward_kernel<<<cuda_grid_yz(c), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(n, c, hw,
+                                                                                                (const T *)dy, db);
     });
     CUDA_CHECK_LAUNCH();
 }

@@ -91,8 +91,11 @@ void cuda_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a);
 // ---- cuda_elementwise.cu -------------------------------------------------------------------------
 void cuda_fill(Backend *be, float *dst, float value, size_t n_elems);
 void cuda_fill_uniform(Backend *be, float *dst, size_t n_elems, float lo, float hi, uint64_t seed);
-void cuda_silu_forward(Backend *be, const void *x, void *y, size_t n_elems);
-void cuda_silu_backward(Backend *be, const void *x, const void *dy, void *dx, size_t n_elems);
+void cuda_activation_forward(Backend *be, ActivationSpec act, const void *x, void *y, size_t n_elems);
+void cuda_activation_backward(Backend *be, ActivationSpec act, const void *x, const void *dy, void *dx,
+                              size_t n_elems);
+void cuda_channel_bias_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const float *b, void *y);
+void cuda_channel_bias_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, float *db);
 void cuda_add(Backend *be, const void *a, const void *b, void *y, size_t n_elems);
 void cuda_accumulate(Backend *be, const void *src, void *dst, size_t n_elems);
 void cuda_copy_box(Backend *be, const CopyBoxArgs *a);
@@ -126,9 +129,11 @@ void cuda_upsample_nearest_forward(Backend *be, int64_t n, int64_t c, int64_t h,
                                    const void *x, void *y);
 void cuda_upsample_nearest_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t factor,
                                     const void *dy, void *dx);
-void cuda_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const void *x,
-                          void *y);
-void cuda_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const void *x,
-                           const void *dy, void *dx);
+void cuda_maxpool2d_forward(Backend *be, const Pool2dArgs *a);
+void cuda_maxpool2d_backward(Backend *be, const Pool2dArgs *a);
+void cuda_avgpool2d_forward(Backend *be, const Pool2dArgs *a);
+void cuda_avgpool2d_backward(Backend *be, const Pool2dArgs *a);
+void cuda_pad2d_forward(Backend *be, const Pad2dArgs *a);
+void cuda_pad2d_backward(Backend *be, const Pad2dArgs *a);
 void cuda_avgpool_forward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *x, void *y);
 void cuda_avgpool_backward(Backend *be, int64_t n, int64_t c, int64_t hw, const void *dy, void *dx);

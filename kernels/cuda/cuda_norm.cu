@@ -1,5 +1,6 @@
-// Batch norm over (N, H, W) for each channel, with the semantics of kernels/cpu/cpu_norm.c, SiLU
-// fused in or not (kSilu, a template parameter of the kernels that touch activations).
+// Batch norm over (N, H, W) for each channel, with the semantics of kernels/cpu/cpu_norm.c, an
+// activation fused in or not (kAct, a template parameter of the kernels that touch activations, which
+// then take the ActivationSpec and apply kernels/activation_math.h's float operations).
 //
 // Parallelisation: a channel's m = N * HW values are cut into `parts` contiguous chunks (bn_parts:
 // enough blocks to fill the GPU even when channels are few); block (part, channel) of
@@ -17,8 +18,8 @@
 //
 // x, y, dy and dx are in the activation type (templates on it, cuda_act.h): loaded widened to
 // float, the float and double arithmetic below, y and dx rounded once when stored. The statistics,
-// gamma, beta and their gradients are float32. With SiLU fused, the normalised value z and its
-// gradient dz live in float registers only: forward stores silu(z), backward recomputes z from x
+// gamma, beta and their gradients are float32. With an activation fused, the normalised value z and its
+// gradient dz live in float registers only: forward stores act(z), backward recomputes z from x
 // in both of its passes over x and dy.
 #include <math.h>
 
@@ -26,7 +27,7 @@
 
 #include "kernels/cuda/cuda_act.h"
 #include "kernels/cuda/cuda_loops.h"
-#include "kernels/cuda/cuda_silu.h"
+#include "kernels/activation_math.h"
 
 enum {
     BN_THREADS = 256,                // threads per block of bn_sums_kernel
@@ -50,30 +51,28 @@ static dim3 bn_sums_grid(int64_t c, int64_t parts) {
     return dim3((unsigned)parts, cuda_grid_yz(c), 1);
 }
 
-// Calls launch with std::true_type when `act` fuses SiLU, else std::false_type; the caller's
-// generic lambda names the kernels' kSilu with decltype(silu)::value.
+// Calls launch with std::true_type when `act` fuses an activation, else std::false_type; the
+// caller's generic lambda names the kernels' kAct with decltype(fused)::value.
 template <typename F>
-static inline void bn_act_dispatch(BatchNormActivation act, F &&launch) {
-    switch (act) {
-    case BATCHNORM_ACT_NONE: launch(std::false_type{}); return;
-    case BATCHNORM_ACT_SILU: launch(std::true_type{}); return;
-    case BATCHNORM_ACT_COUNT: break;
-    }
-    yp_fatal("unknown batch-norm activation %d", (int)act);
+static inline void bn_act_dispatch(ActivationSpec act, F &&launch) {
+    if (act.kind >= ACTIVATION_COUNT) yp_fatal("unknown batch-norm activation %d", (int)act.kind);
+    if (act.kind == ACTIVATION_NONE) launch(std::false_type{});
+    else launch(std::true_type{});
 }
 
 // The slot's output from the normalised value z.
-template <bool kSilu>
-static __device__ __forceinline__ float bn_activate(float z) {
-    if constexpr (kSilu) return cuda_silu(z);
+template <bool kAct>
+static __device__ __forceinline__ float bn_activate(ActivationSpec act, float z) {
+    if constexpr (kAct) return activation_apply(act, z);
     else return z;
 }
 
 // The gradient at the normalised value from dy, the gradient at the slot's output: dy itself, or
-// through SiLU at z recomputed with the forward's float operations (scale = gamma * invstd).
-template <bool kSilu>
-static __device__ __forceinline__ float bn_grad_in(float x, float dy, float mean, float scale, float shift) {
-    if constexpr (kSilu) return cuda_silu_grad(__fmul_rn(x - mean, scale) + shift, dy);
+// through the activation at z recomputed with the forward's float operations (scale = gamma * invstd).
+template <bool kAct>
+static __device__ __forceinline__ float bn_grad_in(ActivationSpec act, float x, float dy, float mean, float scale,
+                                                   float shift) {
+    if constexpr (kAct) return activation_grad(act, __fmul_rn(x - mean, scale) + shift, dy);
     else return dy;
 }
 
@@ -81,10 +80,11 @@ static __device__ __forceinline__ float bn_grad_in(float x, float dy, float mean
 // - forward (kGrad false): d = x - first and d^2, `first` being the channel's first value; shifting
 //   by a value of the channel keeps E[d^2] - E[d]^2 from cancelling when |mean| >> std, in one pass;
 // - backward (kGrad true): g and g * xhat, xhat = (x - mean) * invstd rounded to float as the CPU,
-//   g = bn_grad_in (dy, or dz through the fused SiLU).
-template <bool kGrad, bool kSilu, typename T>
+//   g = bn_grad_in (dy, or dz through the fused activation).
+template <bool kGrad, bool kAct, typename T>
 static __global__ void __launch_bounds__(BN_THREADS)
-    bn_sums_kernel(int64_t n, int64_t c, int64_t hw, int64_t parts, const T *x, const T *dy, const float *gamma,
+    bn_sums_kernel(int64_t n, int64_t c, int64_t hw, int64_t parts, ActivationSpec act, const T *x, const T *dy,
+                   const float *gamma,
                    const float *beta, const float *save_mean, const float *save_invstd, double *partials) {
     __shared__ double scratch[64];
     const int64_t m = n * hw, chunk = (m + parts - 1) / parts;
@@ -94,14 +94,14 @@ static __global__ void __launch_bounds__(BN_THREADS)
     for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
         const double first = cuda_act_load(&x[ch * hw]);
         const float mean = kGrad ? save_mean[ch] : 0.0f, invstd = kGrad ? save_invstd[ch] : 0.0f;
-        const float scale = kSilu ? gamma[ch] * invstd : 0.0f, shift = kSilu ? beta[ch] : 0.0f;
+        const float scale = kAct ? gamma[ch] * invstd : 0.0f, shift = kAct ? beta[ch] : 0.0f;
         double s1 = 0.0, s2 = 0.0;
         int64_t img = (begin + threadIdx.x) / hw, pos = (begin + threadIdx.x) % hw;
         for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
             const int64_t at = (img * c + ch) * hw + pos;
             if constexpr (kGrad) {
                 const float xv = cuda_act_load(&x[at]), xhat = (xv - mean) * invstd;
-                const float g = bn_grad_in<kSilu>(xv, cuda_act_load(&dy[at]), mean, scale, shift);
+                const float g = bn_grad_in<kAct>(act, xv, cuda_act_load(&dy[at]), mean, scale, shift);
                 s1 += g;
                 s2 += (double)g * xhat;
             } else {
@@ -171,8 +171,9 @@ static __global__ void bn_infer_scale_kernel(int64_t c, const float *gamma, cons
 }
 
 // y = act((x - mean) * scale + beta) per (image, channel) plane; the product rounded on its own.
-template <bool kSilu, typename T>
-static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, const T *x, const float *mean,
+template <bool kAct, typename T>
+static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, ActivationSpec act, const T *x,
+                                           const float *mean,
                                            const double *scale, const float *beta, T *y) {
     for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
         for (int64_t ch = blockIdx.y; ch < c; ch += gridDim.y) {
@@ -180,7 +181,7 @@ static __global__ void bn_normalise_kernel(int64_t n, int64_t c, int64_t hw, con
             const T *xp = x + (img * c + ch) * hw;
             T *yp = y + (img * c + ch) * hw;
             for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
-                cuda_act_store(&yp[i], bn_activate<kSilu>(__fmul_rn(cuda_act_load(&xp[i]) - mu, sc) + shift));
+                cuda_act_store(&yp[i], bn_activate<kAct>(act, __fmul_rn(cuda_act_load(&xp[i]) - mu, sc) + shift));
             }
         }
     }
@@ -197,15 +198,15 @@ void cuda_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
         using T = CudaAct<decltype(tag)>;
         const T *xt = (const T *)a->x;
         bn_sums_kernel<false, false><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(
-            n, c, hw, parts, xt, (const T *)NULL, NULL, NULL, NULL, NULL, partials);
+            n, c, hw, parts, a->act, xt, (const T *)NULL, NULL, NULL, NULL, NULL, partials);
         CUDA_CHECK_LAUNCH();
         bn_train_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
             c, hw, m, parts, xt, a->gamma, a->running_mean, a->running_var, a->momentum, a->eps, partials, scale,
             a->save_mean, a->save_invstd);
         CUDA_CHECK_LAUNCH();
-        bn_act_dispatch(a->act, [&](auto silu) {
-            bn_normalise_kernel<decltype(silu)::value><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-                n, c, hw, xt, a->save_mean, scale, a->beta, (T *)a->y);
+        bn_act_dispatch(a->act, [&](auto fused) {
+            bn_normalise_kernel<decltype(fused)::value><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+                n, c, hw, a->act, xt, a->save_mean, scale, a->beta, (T *)a->y);
         });
     });
     CUDA_CHECK_LAUNCH();
@@ -222,9 +223,9 @@ void cuda_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a) {
     CUDA_CHECK_LAUNCH();
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
-        bn_act_dispatch(a->act, [&](auto silu) {
-            bn_normalise_kernel<decltype(silu)::value><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-                n, c, hw, (const T *)a->x, a->running_mean, scale, a->beta, (T *)a->y);
+        bn_act_dispatch(a->act, [&](auto fused) {
+            bn_normalise_kernel<decltype(fused)::value><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+                n, c, hw, a->act, (const T *)a->x, a->running_mean, scale, a->beta, (T *)a->y);
         });
     });
     CUDA_CHECK_LAUNCH();
@@ -247,8 +248,9 @@ static __global__ void bn_backward_finish_kernel(int64_t c, int64_t m, int64_t p
 }
 
 // dx += gamma * invstd * (g - mean(g) - xhat * mean(g * xhat)) per (image, channel) plane.
-template <bool kSilu, typename T>
-static __global__ void bn_backward_dx_kernel(int64_t n, int64_t c, int64_t hw, const T *x, const T *dy,
+template <bool kAct, typename T>
+static __global__ void bn_backward_dx_kernel(int64_t n, int64_t c, int64_t hw, ActivationSpec act, const T *x,
+                                             const T *dy,
                                              const float *gamma, const float *beta, const float *save_mean,
                                              const float *save_invstd, const double *coef, T *dx) {
     for (int64_t img = blockIdx.z; img < n; img += gridDim.z) {
@@ -259,7 +261,7 @@ static __global__ void bn_backward_dx_kernel(int64_t n, int64_t c, int64_t hw, c
             T *dxp = dx + (img * c + ch) * hw;
             for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
                 const float xv = cuda_act_load(&xp[i]), xhat = (xv - mean) * invstd;
-                const float g = bn_grad_in<kSilu>(xv, cuda_act_load(&dyp[i]), mean, scale, shift);
+                const float g = bn_grad_in<kAct>(act, xv, cuda_act_load(&dyp[i]), mean, scale, shift);
                 cuda_act_store(&dxp[i],
                                cuda_act_load(&dxp[i]) + __fmul_rn(scale, g - mean_dy - __fmul_rn(xhat, mean_dy_xhat)));
             }
@@ -277,16 +279,16 @@ void cuda_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
     cuda_act_dispatch(be->act, [&](auto tag) {
         using T = CudaAct<decltype(tag)>;
         const T *xt = (const T *)a->x, *dyt = (const T *)a->dy;
-        bn_act_dispatch(a->act, [&](auto silu) {
-            constexpr bool kSilu = decltype(silu)::value;
-            bn_sums_kernel<true, kSilu><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(
-                n, c, hw, parts, xt, dyt, a->gamma, a->beta, a->save_mean, a->save_invstd, partials);
+        bn_act_dispatch(a->act, [&](auto fused) {
+            constexpr bool kAct = decltype(fused)::value;
+            bn_sums_kernel<true, kAct><<<bn_sums_grid(c, parts), BN_THREADS, 0, ctx->stream>>>(
+                n, c, hw, parts, a->act, xt, dyt, a->gamma, a->beta, a->save_mean, a->save_invstd, partials);
             CUDA_CHECK_LAUNCH();
             bn_backward_finish_kernel<<<cuda_blocks((size_t)c * 32), CUDA_THREADS, 0, ctx->stream>>>(
                 c, m, parts, partials, a->dgamma, a->dbeta, coef);
             CUDA_CHECK_LAUNCH();
-            bn_backward_dx_kernel<kSilu><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
-                n, c, hw, xt, dyt, a->gamma, a->beta, a->save_mean, a->save_invstd, coef, (T *)a->dx);
+            bn_backward_dx_kernel<kAct><<<cuda_plane_grid(n, c, hw), CUDA_THREADS, 0, ctx->stream>>>(
+                n, c, hw, a->act, xt, dyt, a->gamma, a->beta, a->save_mean, a->save_invstd, coef, (T *)a->dx);
         });
     });
     CUDA_CHECK_LAUNCH();

@@ -1,4 +1,4 @@
-// Nearest upsampling, SPPF's max-pool and global average pooling, with the results of
+// Nearest upsampling, max- and average pools, zero padding and global average pooling, with the results of
 // kernels/cpu/cpu_pool.c bit for bit (avgpool_forward: up to the order of a double sum).
 //
 // Parallelisation: one grid row per (image, channel) plane, its threads along the plane's elements
@@ -169,8 +169,8 @@ static __global__ void maxpool_forward_kernel(int64_t planes, int64_t h, int64_t
     }
 }
 
-void cuda_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const void *x,
-                          void *y) {
+static void maxpool_same_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const void *x,
+                                 void *y) {
     maxpool_check(n, c, h, w, k);
     if (n * c == 0 || h * w == 0) return;
     const size_t side = (size_t)(POOL_TILE + 2 * (k / 2));
@@ -184,7 +184,7 @@ void cuda_maxpool_forward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t 
 
 // A block first finds the maximum of every window that reaches its tile (once each, from shared
 // memory), then each input element of the tile gathers dy of the windows whose maximum it is, in
-// the row-major order of the windows: the order in which cpu_maxpool_backward adds them to dx.
+// the row-major order of the windows: the order in which cpu_maxpool2d_backward adds them to dx.
 template <typename T>
 static __global__ void maxpool_backward_kernel(int64_t planes, int64_t h, int64_t w, int64_t r, const T *x,
                                                const T *dy, T *dx) {
@@ -223,8 +223,8 @@ static __global__ void maxpool_backward_kernel(int64_t planes, int64_t h, int64_
     }
 }
 
-void cuda_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, const void *x,
-                           const void *dy, void *dx) {
+static void maxpool_same_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                                  const void *x, const void *dy, void *dx) {
     maxpool_check(n, c, h, w, k);
     if (n * c == 0 || h * w == 0) return;
     cuda_act_dispatch(be->act, [&](auto tag) {
@@ -234,6 +234,177 @@ void cuda_maxpool_backward(Backend *be, int64_t n, int64_t c, int64_t h, int64_t
     });
     CUDA_CHECK_LAUNCH();
 }
+
+// ---- general pools (Pool2dArgs) and zero padding: one thread per output element (forward) or per
+// input element (backward, a gather over the windows that cover it in row-major order, the order in
+// which cpu_pool.c's scatter adds them), over cuda_plane_grid(1, planes, elements).
+
+// SPPF's shape-keeping pool (odd k, stride 1, padding k / 2) takes the tiled kernels above.
+static bool pool2d_is_same(const Pool2dArgs *a) {
+    return a->k % 2 == 1 && a->stride == 1 && a->pad == a->k / 2 &&
+           maxpool_backward_shared_bytes(a->k / 2) <= POOL_MAX_SHARED_BYTES;
+}
+
+// Rows (or columns) [lo, hi] of the input that output position o's window covers, clipped to size.
+static __device__ __forceinline__ void pool2d_span(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t size,
+                                                   int64_t *lo, int64_t *hi) {
+    const int64_t start = o * stride - pad, end = start + k - 1;
+    *lo = start > 0 ? start : 0;
+    *hi = end < size - 1 ? end : size - 1;
+}
+
+// Outputs [lo, hi] whose windows cover input position i (empty when lo > hi).
+static __device__ __forceinline__ void pool2d_covering(int64_t i, int64_t stride, int64_t pad, int64_t k,
+                                                       int64_t size_out, int64_t *lo, int64_t *hi) {
+    const int64_t first = i + pad - k + 1;  // the lowest window start that still reaches i
+    *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+    const int64_t last = (i + pad) / stride;
+    *hi = last < size_out - 1 ? last : size_out - 1;
+}
+
+// The plane index of the maximum of output (oh, ow)'s window, as cpu_maxpool_argmax.
+template <typename T>
+static __device__ int64_t pool2d_argmax(const Pool2dArgs &a, const T *plane, int64_t oh, int64_t ow) {
+    int64_t h_lo, h_hi, w_lo, w_hi;
+    pool2d_span(oh, a.stride, a.pad, a.k, a.h, &h_lo, &h_hi);
+    pool2d_span(ow, a.stride, a.pad, a.k, a.w, &w_lo, &w_hi);
+    int64_t best = h_lo * a.w + w_lo;
+    float best_v = cuda_act_load(&plane[best]);
+    for (int64_t ih = h_lo; ih <= h_hi; ih++) {
+        for (int64_t iw = w_lo; iw <= w_hi; iw++) {
+            const float v = cuda_act_load(&plane[ih * a.w + iw]);
+            if (v > best_v || isnan(v)) {
+                best = ih * a.w + iw;
+                best_v = v;
+            }
+        }
+    }
+    return best;
+}
+
+template <bool kMax, typename T>
+static __global__ void pool2d_forward_kernel(Pool2dArgs a) {
+    const T *x = (const T *)a.x;
+    T *y = (T *)a.y;
+    const int64_t planes = a.n * a.c, hw = a.h * a.w, hw_out = a.h_out * a.w_out;
+    const float divisor = (float)(a.k * a.k);
+    for (int64_t p = blockIdx.y; p < planes; p += gridDim.y) {
+        const T *xp = x + p * hw;
+        for (int64_t o = cuda_loop_first(); o < hw_out; o += cuda_loop_stride()) {
+            const int64_t oh = o / a.w_out, ow = o % a.w_out;
+            if constexpr (kMax) {
+                cuda_act_store(&y[p * hw_out + o], cuda_act_load(&xp[pool2d_argmax(a, xp, oh, ow)]));
+            } else {
+                int64_t h_lo, h_hi, w_lo, w_hi;
+                pool2d_span(oh, a.stride, a.pad, a.k, a.h, &h_lo, &h_hi);
+                pool2d_span(ow, a.stride, a.pad, a.k, a.w, &w_lo, &w_hi);
+                float sum = 0.0f;
+                for (int64_t ih = h_lo; ih <= h_hi; ih++)
+                    for (int64_t iw = w_lo; iw <= w_hi; iw++) sum += cuda_act_load(&xp[ih * a.w + iw]);
+                cuda_act_store(&y[p * hw_out + o], sum / divisor);
+            }
+        }
+    }
+}
+
+template <bool kMax, typename T>
+static __global__ void pool2d_backward_kernel(Pool2dArgs a) {
+    const T *x = (const T *)a.x, *dy = (const T *)a.dy;
+    T *dx = (T *)a.dx;
+    const int64_t planes = a.n * a.c, hw = a.h * a.w, hw_out = a.h_out * a.w_out;
+    const float divisor = (float)(a.k * a.k);
+    for (int64_t p = blockIdx.y; p < planes; p += gridDim.y) {
+        const T *xp = kMax ? x + p * hw : NULL, *dyp = dy + p * hw_out;
+        for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
+            const int64_t ih = i / a.w, iw = i % a.w;
+            int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+            pool2d_covering(ih, a.stride, a.pad, a.k, a.h_out, &oh_lo, &oh_hi);
+            pool2d_covering(iw, a.stride, a.pad, a.k, a.w_out, &ow_lo, &ow_hi);
+            float acc = cuda_act_load(&dx[p * hw + i]);
+            for (int64_t oh = oh_lo; oh <= oh_hi; oh++) {
+                for (int64_t ow = ow_lo; ow <= ow_hi; ow++) {
+                    const float g = cuda_act_load(&dyp[oh * a.w_out + ow]);
+                    if constexpr (kMax) {
+                        if (pool2d_argmax(a, xp, oh, ow) == i) acc += g;
+                    } else {
+                        acc += g / divisor;
+                    }
+                }
+            }
+            cuda_act_store(&dx[p * hw + i], acc);
+        }
+    }
+}
+
+template <bool kMax>
+static void pool2d_launch(Backend *be, const Pool2dArgs *a, bool backward) {
+    pool2d_args_check(a);
+    const int64_t planes = a->n * a->c;
+    if (planes == 0) return;
+    const int64_t elems = backward ? a->h * a->w : a->h_out * a->w_out;
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        const dim3 grid = cuda_plane_grid(1, planes, elems);
+        if (backward) pool2d_backward_kernel<kMax, T><<<grid, CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(*a);
+        else pool2d_forward_kernel<kMax, T><<<grid, CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(*a);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void cuda_maxpool2d_forward(Backend *be, const Pool2dArgs *a) {
+    pool2d_args_check(a);
+    if (pool2d_is_same(a)) maxpool_same_forward(be, a->n, a->c, a->h, a->w, a->k, a->x, a->y);
+    else pool2d_launch<true>(be, a, false);
+}
+
+void cuda_maxpool2d_backward(Backend *be, const Pool2dArgs *a) {
+    pool2d_args_check(a);
+    if (pool2d_is_same(a)) maxpool_same_backward(be, a->n, a->c, a->h, a->w, a->k, a->x, a->dy, a->dx);
+    else pool2d_launch<true>(be, a, true);
+}
+
+void cuda_avgpool2d_forward(Backend *be, const Pool2dArgs *a) { pool2d_launch<false>(be, a, false); }
+void cuda_avgpool2d_backward(Backend *be, const Pool2dArgs *a) { pool2d_launch<false>(be, a, true); }
+
+// Forward writes every output element (the input's or 0); backward gathers each input element's dy.
+template <typename T>
+static __global__ void pad2d_kernel(Pad2dArgs a, bool backward) {
+    const int64_t planes = a.n * a.c, h_out = a.top + a.h + a.bottom, w_out = a.left + a.w + a.right;
+    const int64_t hw = a.h * a.w, hw_out = h_out * w_out;
+    for (int64_t p = blockIdx.y; p < planes; p += gridDim.y) {
+        if (backward) {
+            const T *dyp = (const T *)a.dy + p * hw_out;
+            T *dxp = (T *)a.dx + p * hw;
+            for (int64_t i = cuda_loop_first(); i < hw; i += cuda_loop_stride()) {
+                const int64_t o = (i / a.w + a.top) * w_out + i % a.w + a.left;
+                cuda_act_store(&dxp[i], cuda_act_load(&dxp[i]) + cuda_act_load(&dyp[o]));
+            }
+        } else {
+            const T *xp = (const T *)a.x + p * hw;
+            T *yp = (T *)a.y + p * hw_out;
+            for (int64_t o = cuda_loop_first(); o < hw_out; o += cuda_loop_stride()) {
+                const int64_t ih = o / w_out - a.top, iw = o % w_out - a.left;
+                if (ih >= 0 && ih < a.h && iw >= 0 && iw < a.w) yp[o] = xp[ih * a.w + iw];
+                else cuda_act_store(&yp[o], 0.0f);
+            }
+        }
+    }
+}
+
+static void pad2d_launch(Backend *be, const Pad2dArgs *a, bool backward) {
+    pad2d_args_check(a);
+    const int64_t planes = a->n * a->c;
+    const int64_t elems = backward ? a->h * a->w : (a->top + a->h + a->bottom) * (a->left + a->w + a->right);
+    if (planes == 0 || elems == 0) return;
+    cuda_act_dispatch(be->act, [&](auto tag) {
+        using T = CudaAct<decltype(tag)>;
+        pad2d_kernel<T><<<cuda_plane_grid(1, planes, elems), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(*a, backward);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void cuda_pad2d_forward(Backend *be, const Pad2dArgs *a) { pad2d_launch(be, a, false); }
+void cuda_pad2d_backward(Backend *be, const Pad2dArgs *a) { pad2d_launch(be, a, true); }
 
 // One warp per plane: its lanes sum in double, then a fixed shuffle tree.
 template <typename T>

@@ -852,10 +852,24 @@ static void bn_shift_all(Case *c, bool misaligned) {
     for (int k = 0; k < c->n_bufs; k++) c->bufs[k].shift = misaligned;
 }
 
-// The three slots with `act` fused in; the case names carry "+silu" when it is SiLU, so the plain
-// ones keep their names and random streams.
-static bool run_batchnorm_act(Harness *h, const BnCase *bc, BatchNormActivation act) {
-    const char *fused = act == BATCHNORM_ACT_SILU ? "+silu" : "";
+// The activations the cases run (kernels/backend.h's Activation), with the names that case labels
+// carry; LeakyReLU with YOLOv3's slope.
+static const struct {
+    const char *name;
+    ActivationSpec act;
+} act_cases[] = {
+    {"silu", {ACTIVATION_SILU, 0.0f}},       {"relu", {ACTIVATION_RELU, 0.0f}},
+    {"leaky_relu", {ACTIVATION_LEAKY_RELU, 0.1f}}, {"relu6", {ACTIVATION_RELU6, 0.0f}},
+    {"hardswish", {ACTIVATION_HARDSWISH, 0.0f}}, {"sigmoid", {ACTIVATION_SIGMOID, 0.0f}},
+    {"tanh", {ACTIVATION_TANH, 0.0f}},
+};
+enum { N_ACT_CASES = sizeof act_cases / sizeof *act_cases };
+
+// The three slots with `act` fused in; the case names carry "+<activation>" when there is one, so
+// the plain ones keep their names and random streams.
+static bool run_batchnorm_act(Harness *h, const BnCase *bc, ActivationSpec act, const char *act_name) {
+    char fused[32] = "";
+    if (act.kind != ACTIVATION_NONE) snprintf(fused, sizeof fused, "+%s", act_name);
     Shape xs = shape_make(bc->n, bc->c, 1, bc->hw), cs = shape_make(1, bc->c, 1, 1);
     char shape[48], name[96];
     snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)bc->n, (long long)bc->c, (long long)bc->hw);
@@ -966,12 +980,13 @@ static bool run_batchnorm_act(Harness *h, const BnCase *bc, BatchNormActivation 
     return ok;
 }
 
-// The plain slots, then with SiLU fused in: the same shapes and tolerances. The fused activation's
-// expf (2 ulp on the device) and its derivative's cancellation stay far below 1e-4 at |z| <~ 4.
+// The plain slots, then with each activation fused in: the same shapes and tolerances. The fused
+// activations' expf and tanhf (2 ulp on the device) and SiLU's derivative's cancellation stay far
+// below 1e-4 at |z| <~ 4; the others are the same float operations on both sides.
 static bool run_batchnorm(Harness *h, const void *params) {
     const BnCase *bc = params;
-    bool ok = run_batchnorm_act(h, bc, BATCHNORM_ACT_NONE);
-    ok &= run_batchnorm_act(h, bc, BATCHNORM_ACT_SILU);
+    bool ok = run_batchnorm_act(h, bc, ACTIVATION_SPEC_NONE, "");
+    for (int i = 0; i < N_ACT_CASES; i++) ok &= run_batchnorm_act(h, bc, act_cases[i].act, act_cases[i].name);
     return ok;
 }
 
@@ -996,35 +1011,39 @@ static bool run_elementwise(Harness *h, const void *params) {
     bool ok = true;
     Case c;
 
-    snprintf(name, sizeof name, "silu_forward %s", fc->name);
-    case_begin(&c, h, name, "%lld", (long long)fc->n);
-    Buf *x = case_add_flat(&c, "x", BUF_INPUT, fc->n), *y = case_add_flat(&c, "y", BUF_OUTPUT, fc->n);
-    case_fill_uniform(&c, x, -12.0f, 12.0f);  // both tails of the sigmoid
-    x->shift = y->shift = fc->misaligned;
-    case_ready(&c);
-    for (int side = 0; side < 2; side++)
-        h->be[side]->ops->silu_forward(h->be[side], buf_at(x, side), buf_at(y, side), (size_t)fc->n);
-    case_check(&c, y, tol_kernel);
-    ok &= case_end(&c);
+    // Every activation over both tails of the sigmoid, so each kink and saturation is crossed.
+    for (int a = 0; a < N_ACT_CASES; a++) {
+        const ActivationSpec act = act_cases[a].act;
+        snprintf(name, sizeof name, "activation_forward %s %s", act_cases[a].name, fc->name);
+        case_begin(&c, h, name, "%lld", (long long)fc->n);
+        Buf *x = case_add_flat(&c, "x", BUF_INPUT, fc->n), *y = case_add_flat(&c, "y", BUF_OUTPUT, fc->n);
+        case_fill_uniform(&c, x, -12.0f, 12.0f);
+        x->shift = y->shift = fc->misaligned;
+        case_ready(&c);
+        for (int side = 0; side < 2; side++)
+            h->be[side]->ops->activation_forward(h->be[side], act, buf_at(x, side), buf_at(y, side), (size_t)fc->n);
+        case_check(&c, y, tol_kernel);
+        ok &= case_end(&c);
 
-    snprintf(name, sizeof name, "silu_backward %s", fc->name);
-    case_begin(&c, h, name, "%lld", (long long)fc->n);
-    x = case_add_flat(&c, "x", BUF_INPUT, fc->n);
-    Buf *dy = case_add_flat(&c, "dy", BUF_INPUT, fc->n), *dx = case_add_flat(&c, "dx +=", BUF_ACCUM, fc->n);
-    case_fill_uniform(&c, x, -12.0f, 12.0f);
-    x->shift = dx->shift = fc->misaligned;
-    case_ready(&c);
-    for (int side = 0; side < 2; side++)
-        h->be[side]->ops->silu_backward(h->be[side], buf_at(x, side), buf_at(dy, side), buf_at(dx, side),
-                                        (size_t)fc->n);
-    case_check(&c, dx, tol_kernel);
-    ok &= case_end(&c);
+        snprintf(name, sizeof name, "activation_backward %s %s", act_cases[a].name, fc->name);
+        case_begin(&c, h, name, "%lld", (long long)fc->n);
+        x = case_add_flat(&c, "x", BUF_INPUT, fc->n);
+        Buf *dy = case_add_flat(&c, "dy", BUF_INPUT, fc->n), *dx = case_add_flat(&c, "dx +=", BUF_ACCUM, fc->n);
+        case_fill_uniform(&c, x, -12.0f, 12.0f);
+        x->shift = dx->shift = fc->misaligned;
+        case_ready(&c);
+        for (int side = 0; side < 2; side++)
+            h->be[side]->ops->activation_backward(h->be[side], act, buf_at(x, side), buf_at(dy, side),
+                                                  buf_at(dx, side), (size_t)fc->n);
+        case_check(&c, dx, tol_kernel);
+        ok &= case_end(&c);
+    }
 
     // One rounded addition per element: identical on both sides.
     snprintf(name, sizeof name, "add %s", fc->name);
     case_begin(&c, h, name, "%lld", (long long)fc->n);
     Buf *a = case_add_flat(&c, "a", BUF_INPUT, fc->n), *b = case_add_flat(&c, "b", BUF_INPUT, fc->n);
-    y = case_add_flat(&c, "y", BUF_OUTPUT, fc->n);
+    Buf *y = case_add_flat(&c, "y", BUF_OUTPUT, fc->n);
     a->shift = y->shift = fc->misaligned;
     case_ready(&c);
     for (int side = 0; side < 2; side++)
@@ -1141,20 +1160,29 @@ typedef enum PoolValues {
     POOL_VALUES_COUNT
 } PoolValues;
 
+// stride 0: SPPF's shape-keeping pool (stride 1, padding k / 2), which CUDA runs with tiled kernels;
+// the other cases take the general ones.
 typedef struct PoolCase {
     const char *name;
     int64_t n, c, h, w, k;
     PoolValues values;
+    int64_t stride, pad;
 } PoolCase;
 
 static const PoolCase pool_cases[] = {
-    {"k5 SPPF at 640", 8, 128, 20, 20, 5, POOL_CONTINUOUS},
-    {"k5 ties", 2, 32, 20, 20, 5, POOL_TIES},
-    {"k5 ties and NaN odd 13x17", 2, 16, 13, 17, 5, POOL_TIES_NAN},
-    {"k5 plane 2x2 < window", 2, 8, 2, 2, 5, POOL_TIES},
-    {"k5 plane 3x1", 2, 8, 3, 1, 5, POOL_CONTINUOUS},
-    {"k3 odd 13x17", 3, 4, 13, 17, 3, POOL_CONTINUOUS},
-    {"k9 ties", 1, 8, 15, 11, 9, POOL_TIES},
+    {"k5 SPPF at 640", 8, 128, 20, 20, 5, POOL_CONTINUOUS, 0, 0},
+    {"k5 ties", 2, 32, 20, 20, 5, POOL_TIES, 0, 0},
+    {"k5 ties and NaN odd 13x17", 2, 16, 13, 17, 5, POOL_TIES_NAN, 0, 0},
+    {"k5 plane 2x2 < window", 2, 8, 2, 2, 5, POOL_TIES, 0, 0},
+    {"k5 plane 3x1", 2, 8, 3, 1, 5, POOL_CONTINUOUS, 0, 0},
+    {"k3 odd 13x17", 3, 4, 13, 17, 3, POOL_CONTINUOUS, 0, 0},
+    {"k9 ties", 1, 8, 15, 11, 9, POOL_TIES, 0, 0},
+    {"k2 s2 yolov3-tiny at 640", 8, 32, 80, 80, 2, POOL_CONTINUOUS, 2, 0},
+    {"k2 s1 after ZeroPad2d 21x21", 2, 64, 21, 21, 2, POOL_TIES, 1, 0},
+    {"k3 s2 p1 ties and NaN odd 13x17", 2, 16, 13, 17, 3, POOL_TIES_NAN, 2, 1},
+    {"k3 s2 p1 odd 9x7", 3, 4, 9, 7, 3, POOL_CONTINUOUS, 2, 1},
+    {"k2 s2 odd 15x9", 2, 4, 15, 9, 2, POOL_TIES, 2, 0},
+    {"k5 s3 p2 ties", 1, 8, 17, 16, 5, POOL_TIES, 3, 2},
 };
 enum { N_POOL_CASES = sizeof pool_cases / sizeof *pool_cases };
 
@@ -1168,38 +1196,136 @@ static void pool_fill(Case *c, Buf *x, PoolValues values) {
     }
 }
 
-static bool run_maxpool(Harness *h, const void *params) {
+static Pool2dArgs pool_case_args(const PoolCase *pc) {
+    const int64_t stride = pc->stride ? pc->stride : 1, pad = pc->stride ? pc->pad : pc->k / 2;
+    return pool2d_args_out(&(Pool2dArgs){.n = pc->n, .c = pc->c, .h = pc->h, .w = pc->w, .k = pc->k,
+                                         .stride = stride, .pad = pad});
+}
+
+// Max-pool (exact: a selection, and eighths make the routed sums exact, so ties must route the same
+// way to pass), then average pool (the same float sums in the same order on both sides).
+static bool run_pool2d(Harness *h, const void *params) {
     const PoolCase *pc = params;
+    const Pool2dArgs shape = pool_case_args(pc);
+    Shape xs = shape_make(pc->n, pc->c, pc->h, pc->w), ys = shape_make(pc->n, pc->c, shape.h_out, shape.w_out);
+    char text[48], name[96];
+    shape_text(text, sizeof text, xs);
+    bool ok = true;
+    Case c;
+    for (int avg = 0; avg < 2; avg++) {
+        const char *kind = avg ? "avgpool2d" : "maxpool2d";
+        // The SPPF cases keep their old names and random streams.
+        snprintf(name, sizeof name, "%s_forward %s", avg ? "avgpool2d" : "maxpool", pc->name);
+        case_begin(&c, h, name, "%s", text);
+        Buf *x = case_add(&c, "x", BUF_INPUT, xs), *y = case_add(&c, "y", BUF_OUTPUT, ys);
+        pool_fill(&c, x, pc->values);
+        case_ready(&c);
+        for (int side = 0; side < 2; side++) {
+            Pool2dArgs a = shape;
+            a.x = buf_at(x, side);
+            a.y = buf_at(y, side);
+            if (avg) h->be[side]->ops->avgpool2d_forward(h->be[side], &a);
+            else h->be[side]->ops->maxpool2d_forward(h->be[side], &a);
+        }
+        case_check(&c, y, avg ? tol_kernel : tol_exact);
+        ok &= case_end(&c);
+
+        snprintf(name, sizeof name, "%s_backward %s", avg ? "avgpool2d" : "maxpool", pc->name);
+        case_begin(&c, h, name, "%s %s", kind, text);
+        x = case_add(&c, "x", BUF_INPUT, xs);
+        Buf *dy = case_add(&c, "dy", BUF_INPUT, ys), *dx = case_add(&c, "dx +=", BUF_ACCUM, xs);
+        pool_fill(&c, x, pc->values);
+        case_fill_eighths(&c, dy, 16);
+        case_fill_eighths(&c, dx, 16);
+        case_ready(&c);
+        for (int side = 0; side < 2; side++) {
+            Pool2dArgs a = shape;
+            a.x = buf_at(x, side);
+            a.dy = buf_at(dy, side);
+            a.dx = buf_at(dx, side);
+            if (avg) h->be[side]->ops->avgpool2d_backward(h->be[side], &a);
+            else h->be[side]->ops->maxpool2d_backward(h->be[side], &a);
+        }
+        case_check(&c, dx, avg ? tol_kernel : tol_exact);
+        ok &= case_end(&c);
+    }
+    return ok;
+}
+
+// ---- zero padding and the per-channel bias ----------------------------------------------------------------
+
+typedef struct PadCase {
+    const char *name;
+    int64_t n, c, h, w, left, right, top, bottom;
+} PadCase;
+
+static const PadCase pad_cases[] = {
+    {"yolov3-tiny [0, 1, 0, 1] at 640", 8, 256, 20, 20, 0, 1, 0, 1},
+    {"all sides odd 13x17", 2, 5, 13, 17, 2, 1, 3, 0},
+    {"none 3x3", 1, 3, 3, 3, 0, 0, 0, 0},
+};
+enum { N_PAD_CASES = sizeof pad_cases / sizeof *pad_cases };
+
+// Copies and single additions: exact. The per-channel bias adds one float each; its gradient is a
+// sum in double (the CPU) or a fixed tree in double (CUDA), rounded to float: a last bit apart.
+static bool run_pad2d(Harness *h, const void *params) {
+    const PadCase *pc = params;
+    const Pad2dArgs shape = {.n = pc->n, .c = pc->c, .h = pc->h, .w = pc->w, .left = pc->left, .right = pc->right,
+                             .top = pc->top, .bottom = pc->bottom};
     Shape xs = shape_make(pc->n, pc->c, pc->h, pc->w);
-    char shape[48], name[96];
-    shape_text(shape, sizeof shape, xs);
+    Shape ys = shape_make(pc->n, pc->c, pc->top + pc->h + pc->bottom, pc->left + pc->w + pc->right);
+    Shape cs = shape_make(1, pc->c, 1, 1);
+    char text[48], name[96];
+    shape_text(text, sizeof text, xs);
     bool ok = true;
     Case c;
 
-    snprintf(name, sizeof name, "maxpool_forward %s", pc->name);
-    case_begin(&c, h, name, "%s", shape);
-    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *y = case_add(&c, "y", BUF_OUTPUT, xs);
-    pool_fill(&c, x, pc->values);
+    snprintf(name, sizeof name, "pad2d_forward %s", pc->name);
+    case_begin(&c, h, name, "%s", text);
+    Buf *x = case_add(&c, "x", BUF_INPUT, xs), *y = case_add(&c, "y", BUF_OUTPUT, ys);
     case_ready(&c);
-    for (int side = 0; side < 2; side++)
-        h->be[side]->ops->maxpool_forward(h->be[side], pc->n, pc->c, pc->h, pc->w, pc->k, buf_at(x, side),
-                                          buf_at(y, side));
+    for (int side = 0; side < 2; side++) {
+        Pad2dArgs a = shape;
+        a.x = buf_at(x, side);
+        a.y = buf_at(y, side);
+        h->be[side]->ops->pad2d_forward(h->be[side], &a);
+    }
     case_check(&c, y, tol_exact);
     ok &= case_end(&c);
 
-    // Eighths make the routed sums exact, so ties must route the same way to pass.
-    snprintf(name, sizeof name, "maxpool_backward %s", pc->name);
-    case_begin(&c, h, name, "%s", shape);
-    x = case_add(&c, "x", BUF_INPUT, xs);
-    Buf *dy = case_add(&c, "dy", BUF_INPUT, xs), *dx = case_add(&c, "dx +=", BUF_ACCUM, xs);
-    pool_fill(&c, x, pc->values);
-    case_fill_eighths(&c, dy, 16);
-    case_fill_eighths(&c, dx, 16);
+    snprintf(name, sizeof name, "pad2d_backward %s", pc->name);
+    case_begin(&c, h, name, "%s", text);
+    Buf *dy = case_add(&c, "dy", BUF_INPUT, ys), *dx = case_add(&c, "dx +=", BUF_ACCUM, xs);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++) {
+        Pad2dArgs a = shape;
+        a.dy = buf_at(dy, side);
+        a.dx = buf_at(dx, side);
+        h->be[side]->ops->pad2d_backward(h->be[side], &a);
+    }
+    case_check(&c, dx, tol_exact);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "channel_bias_forward %s", pc->name);
+    case_begin(&c, h, name, "%s", text);
+    Buf *b = case_add_f32(&c, "b", BUF_INPUT, cs);
+    y = case_add(&c, "y +=", BUF_ACCUM, xs);
     case_ready(&c);
     for (int side = 0; side < 2; side++)
-        h->be[side]->ops->maxpool_backward(h->be[side], pc->n, pc->c, pc->h, pc->w, pc->k, buf_at(x, side),
-                                           buf_at(dy, side), buf_at(dx, side));
-    case_check(&c, dx, tol_exact);
+        h->be[side]->ops->channel_bias_forward(h->be[side], pc->n, pc->c, pc->h * pc->w, buf_at(b, side),
+                                               buf_at(y, side));
+    case_check(&c, y, tol_exact);
+    ok &= case_end(&c);
+
+    snprintf(name, sizeof name, "channel_bias_backward %s", pc->name);
+    case_begin(&c, h, name, "%s", text);
+    dy = case_add(&c, "dy", BUF_INPUT, xs);
+    Buf *db = case_add_f32(&c, "db +=", BUF_ACCUM, cs);
+    case_ready(&c);
+    for (int side = 0; side < 2; side++)
+        h->be[side]->ops->channel_bias_backward(h->be[side], pc->n, pc->c, pc->h * pc->w, buf_at(dy, side),
+                                                buf_at(db, side));
+    case_check(&c, db, tol_kernel);
     ok &= case_end(&c);
     return ok;
 }
@@ -1601,8 +1727,8 @@ static bool run_empty(Harness *h, const void *params) {
         be->ops->upload_images(be, d, (const uint8_t *)src->host, 0, 13, 17);
         be->ops->fill(be, buf_at(dst_f32, side), 1.0f, 0);
         be->ops->fill_uniform(be, buf_at(dst_f32, side), 0, -1.0f, 1.0f, 1);
-        be->ops->silu_forward(be, s, d, 0);
-        be->ops->silu_backward(be, s, s, d, 0);
+        be->ops->activation_forward(be, ACTIVATION_SPEC_SILU, s, d, 0);
+        be->ops->activation_backward(be, ACTIVATION_SPEC_SILU, s, s, d, 0);
         be->ops->add(be, s, s, d, 0);
         be->ops->accumulate(be, s, d, 0);
         be->ops->copy_box(be, &(CopyBoxArgs){.n = 2, .src = buf_at(box, side), .src_c = 3, .src_s = 5,
@@ -2117,8 +2243,8 @@ static uint64_t run_seed(void) {
 }
 
 enum {
-    N_ENTRIES = 2 + N_FLAT_CASES + N_BOX_CASES + N_UPSAMPLE_CASES + N_POOL_CASES + N_AVG_CASES + N_BN_CASES +
-                N_CONV_CASES + N_LINEAR_CASES + N_GEMM_CASES + N_LOSS_CASES + N_MODULE_CASES + N_MODEL_CASES + 1
+    N_ENTRIES = 2 + N_FLAT_CASES + N_BOX_CASES + N_UPSAMPLE_CASES + N_POOL_CASES + N_PAD_CASES + N_AVG_CASES +
+                N_BN_CASES + N_CONV_CASES + N_LINEAR_CASES + N_GEMM_CASES + N_LOSS_CASES + N_MODULE_CASES + N_MODEL_CASES + 1
 };
 
 static void entry_add(Entry *e, int *k, Harness *h, const char *prefix, const char *name, CaseRun run,
@@ -2141,7 +2267,9 @@ static int entries_fill(Entry *e, Harness *h) {
     for (int i = 0; i < N_UPSAMPLE_CASES; i++)
         entry_add(e, &k, h, "upsample ", upsample_cases[i].name, run_upsample, &upsample_cases[i]);
     for (int i = 0; i < N_POOL_CASES; i++)
-        entry_add(e, &k, h, "maxpool ", pool_cases[i].name, run_maxpool, &pool_cases[i]);
+        entry_add(e, &k, h, "pool2d ", pool_cases[i].name, run_pool2d, &pool_cases[i]);
+    for (int i = 0; i < N_PAD_CASES; i++)
+        entry_add(e, &k, h, "pad2d ", pad_cases[i].name, run_pad2d, &pad_cases[i]);
     for (int i = 0; i < N_AVG_CASES; i++)
         entry_add(e, &k, h, "avgpool ", avg_cases[i].name, run_avgpool, &avg_cases[i]);
     for (int i = 0; i < N_BN_CASES; i++)

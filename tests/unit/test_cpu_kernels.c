@@ -338,7 +338,7 @@ static void bn_probe_destroy(BnProbe *p) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) test_buf_destroy(bufs[i]);
 }
 
-static void bn_probe_train(BnProbe *p, BatchNormActivation act) {
+static void bn_probe_train(BnProbe *p, ActivationSpec act) {
     be->ops->batchnorm_forward_train(be, &(BatchNormTrainArgs){.n = p->n, .c = p->c, .hw = p->hw, .x = p->x.dev,
                                                                .gamma = p->gamma.dev, .beta = p->beta.dev,
                                                                .running_mean = p->rmean.dev, .running_var = p->rvar.dev,
@@ -353,7 +353,7 @@ static double bn_loss(void *ctx) {
     test_buf_push(&p->x);
     test_buf_push(&p->gamma);
     test_buf_push(&p->beta);
-    bn_probe_train(p, BATCHNORM_ACT_NONE);
+    bn_probe_train(p, ACTIVATION_SPEC_NONE);
     test_buf_pull(&p->y);
     return test_dot(p->y.host, p->r.host, p->y.n);
 }
@@ -383,7 +383,7 @@ static void bn_check_train(int64_t n, int64_t c, int64_t hw, uint64_t seed) {
         rmean[ch] = (1.0 - bn_momentum) * p.rmean.host[ch] + bn_momentum * mean[ch];
         rvar[ch] = (1.0 - bn_momentum) * p.rvar.host[ch] + bn_momentum * unbiased;
     }
-    bn_probe_train(&p, BATCHNORM_ACT_NONE);
+    bn_probe_train(&p, ACTIVATION_SPEC_NONE);
     TestBuf *outs[] = {&p.y, &p.smean, &p.sinvstd, &p.rmean, &p.rvar};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) test_buf_pull(outs[i]);
     // y: float32 rounding of (x - mean) * scale + shift, |y| <= ~4.
@@ -416,7 +416,7 @@ static void test_batchnorm_infer(void **state) {
     be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
                                                                .gamma = p.gamma.dev, .beta = p.beta.dev,
                                                                .running_mean = p.rmean.dev, .running_var = p.rvar.dev,
-                                                               .eps = bn_eps, .act = BATCHNORM_ACT_NONE, .y = p.y.dev});
+                                                               .eps = bn_eps, .act = ACTIVATION_SPEC_NONE, .y = p.y.dev});
     test_buf_pull(&p.y);
     double *want = malloc((size_t)p.y.n * sizeof(double));
     assert_non_null(want);
@@ -436,12 +436,12 @@ static void test_batchnorm_infer(void **state) {
 static void test_batchnorm_backward(void **state) {
     (void)state;
     BnProbe p = bn_probe_create(BN_N, BN_C, BN_HW, 330);
-    bn_probe_train(&p, BATCHNORM_ACT_NONE);
+    bn_probe_train(&p, ACTIVATION_SPEC_NONE);
     TestBuf dx = test_buf_create(p.x.n), dg = test_buf_create(p.c), db = test_buf_create(p.c);
     be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
                                                              .dy = p.r.dev, .gamma = p.gamma.dev, .beta = p.beta.dev,
                                                              .save_mean = p.smean.dev, .save_invstd = p.sinvstd.dev,
-                                                             .act = BATCHNORM_ACT_NONE, .dx = dx.dev, .dgamma = dg.dev,
+                                                             .act = ACTIVATION_SPEC_NONE, .dx = dx.dev, .dgamma = dg.dev,
                                                              .dbeta = db.dev});
     test_buf_pull(&dx);
     test_buf_pull(&dg);
@@ -464,7 +464,7 @@ static void test_batchnorm_backward(void **state) {
     be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = p.n, .c = p.c, .hw = p.hw, .x = p.x.dev,
                                                              .dy = p.r.dev, .gamma = p.gamma.dev, .beta = p.beta.dev,
                                                              .save_mean = p.smean.dev, .save_invstd = p.sinvstd.dev,
-                                                             .act = BATCHNORM_ACT_NONE, .dx = dx.dev, .dgamma = dg.dev,
+                                                             .act = ACTIVATION_SPEC_NONE, .dx = dx.dev, .dgamma = dg.dev,
                                                              .dbeta = db.dev});
     test_expect_doubled("bn dx", &dx, dx1);
     test_expect_doubled("bn dgamma", &dg, dg1);
@@ -496,9 +496,9 @@ static void bn_check_silu_fused(int64_t n, int64_t c, int64_t hw, uint64_t seed)
     TestBuf *outs[] = {&fused.y, &fused.rmean, &fused.rvar, &fused.smean, &fused.sinvstd,
                        &split.rmean, &split.rvar, &split.smean, &split.sinvstd, &y};
 
-    bn_probe_train(&fused, BATCHNORM_ACT_SILU);
-    bn_probe_train(&split, BATCHNORM_ACT_NONE);  // split.y = z
-    be->ops->silu_forward(be, split.y.dev, y.dev, (size_t)elems);
+    bn_probe_train(&fused, ACTIVATION_SPEC_SILU);
+    bn_probe_train(&split, ACTIVATION_SPEC_NONE);  // split.y = z
+    be->ops->activation_forward(be, ACTIVATION_SPEC_SILU, split.y.dev, y.dev, (size_t)elems);
     for (size_t i = 0; i < sizeof outs / sizeof *outs; i++) test_buf_pull(outs[i]);
     test_expect_bits("fused train y", fused.y.host, y.host, elems);
     test_expect_bits("fused running_mean", fused.rmean.host, split.rmean.host, c);
@@ -513,18 +513,18 @@ static void bn_check_silu_fused(int64_t n, int64_t c, int64_t hw, uint64_t seed)
         dg[k] = test_buf_random(c, -1.0f, 1.0f, seed + 11);
         db[k] = test_buf_random(c, -1.0f, 1.0f, seed + 12);
     }
-    be->ops->silu_backward(be, split.y.dev, split.r.dev, dz.dev, (size_t)elems);
+    be->ops->activation_backward(be, ACTIVATION_SPEC_SILU, split.y.dev, split.r.dev, dz.dev, (size_t)elems);
     be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = n, .c = c, .hw = hw, .x = split.x.dev, .dy = dz.dev,
                                                              .gamma = split.gamma.dev, .beta = split.beta.dev,
                                                              .save_mean = split.smean.dev,
                                                              .save_invstd = split.sinvstd.dev,
-                                                             .act = BATCHNORM_ACT_NONE, .dx = dx[1].dev,
+                                                             .act = ACTIVATION_SPEC_NONE, .dx = dx[1].dev,
                                                              .dgamma = dg[1].dev, .dbeta = db[1].dev});
     be->ops->batchnorm_backward(be, &(BatchNormBackwardArgs){.n = n, .c = c, .hw = hw, .x = fused.x.dev,
                                                              .dy = fused.r.dev, .gamma = fused.gamma.dev,
                                                              .beta = fused.beta.dev, .save_mean = fused.smean.dev,
                                                              .save_invstd = fused.sinvstd.dev,
-                                                             .act = BATCHNORM_ACT_SILU, .dx = dx[0].dev,
+                                                             .act = ACTIVATION_SPEC_SILU, .dx = dx[0].dev,
                                                              .dgamma = dg[0].dev, .dbeta = db[0].dev});
     for (int k = 0; k < 2; k++) {
         test_buf_pull(&dx[k]);
@@ -539,13 +539,13 @@ static void bn_check_silu_fused(int64_t n, int64_t c, int64_t hw, uint64_t seed)
                                                                .gamma = fused.gamma.dev, .beta = fused.beta.dev,
                                                                .running_mean = fused.rmean.dev,
                                                                .running_var = fused.rvar.dev, .eps = bn_eps,
-                                                               .act = BATCHNORM_ACT_SILU, .y = fused.y.dev});
+                                                               .act = ACTIVATION_SPEC_SILU, .y = fused.y.dev});
     be->ops->batchnorm_forward_infer(be, &(BatchNormInferArgs){.n = n, .c = c, .hw = hw, .x = split.x.dev,
                                                                .gamma = split.gamma.dev, .beta = split.beta.dev,
                                                                .running_mean = split.rmean.dev,
                                                                .running_var = split.rvar.dev, .eps = bn_eps,
-                                                               .act = BATCHNORM_ACT_NONE, .y = split.y.dev});
-    be->ops->silu_forward(be, split.y.dev, y.dev, (size_t)elems);
+                                                               .act = ACTIVATION_SPEC_NONE, .y = split.y.dev});
+    be->ops->activation_forward(be, ACTIVATION_SPEC_SILU, split.y.dev, y.dev, (size_t)elems);
     test_buf_pull(&fused.y);
     test_buf_pull(&y);
     test_expect_bits("fused infer y", fused.y.host, y.host, elems);
@@ -579,7 +579,7 @@ typedef struct UnaryProbe {
 static double silu_loss(void *ctx) {
     UnaryProbe *p = ctx;
     test_buf_push(&p->x);
-    be->ops->silu_forward(be, p->x.dev, p->y.dev, (size_t)p->x.n);
+    be->ops->activation_forward(be, ACTIVATION_SPEC_SILU, p->x.dev, p->y.dev, (size_t)p->x.n);
     test_buf_pull(&p->y);
     return test_dot(p->y.host, p->r.host, p->y.n);
 }
@@ -597,11 +597,11 @@ static void test_silu(void **state) {
         want[i] = x * s;
         dwant[i] = p.r.host[i] * s * (1.0 + x * (1.0 - s));
     }
-    be->ops->silu_forward(be, p.x.dev, p.y.dev, N);
+    be->ops->activation_forward(be, ACTIVATION_SPEC_SILU, p.x.dev, p.y.dev, N);
     test_buf_pull(&p.y);
     // expf and the division are each within a few ulps.
     assert_true(close_elements("silu forward", p.y.host, want, N, 1e-6, 1e-5));
-    be->ops->silu_backward(be, p.x.dev, p.r.dev, dx.dev, N);
+    be->ops->activation_backward(be, ACTIVATION_SPEC_SILU, p.x.dev, p.r.dev, dx.dev, N);
     test_buf_pull(&dx);
     assert_true(close_elements("silu backward", dx.host, dwant, N, 1e-6, 1e-5));
     // One output per probe; h = 1e-2 balances O(h^2) truncation against rounding / 2h.
@@ -610,7 +610,7 @@ static void test_silu(void **state) {
                                            .max_checks = 300}));
     silu_loss(&p);  // gradcheck restores only the host copy
     float *dx1 = test_copy_of(dx.host, N);
-    be->ops->silu_backward(be, p.x.dev, p.r.dev, dx.dev, N);
+    be->ops->activation_backward(be, ACTIVATION_SPEC_SILU, p.x.dev, p.r.dev, dx.dev, N);
     test_expect_doubled("silu dx", &dx, dx1);
     free(dx1);
     free(want);
@@ -712,6 +712,10 @@ static void test_upsample(void **state) {
 }
 
 enum { POOL_N = 2, POOL_C = 3, POOL_H = 25, POOL_W = 23, POOL_K = 5 };  // threaded
+// SPPF's shape-keeping pool (stride 1, padding k / 2) over the POOL_ planes, as Pool2dArgs fields.
+#define POOL_SPPF_ARGS                                                                                   \
+    .n = POOL_N, .c = POOL_C, .h = POOL_H, .w = POOL_W, .k = POOL_K, .stride = 1, .pad = POOL_K / 2, \
+    .h_out = POOL_H, .w_out = POOL_W
 
 // Naive SPPF max-pool: window clipped to the plane, first maximum in row-major order. Writes y and,
 // when dy is given, adds dy onto the argmax in dx.
@@ -740,7 +744,7 @@ typedef struct PoolProbe {
 static double maxpool_loss(void *ctx) {
     PoolProbe *p = ctx;
     test_buf_push(&p->x);
-    be->ops->maxpool_forward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p->x.dev, p->y.dev);
+    be->ops->maxpool2d_forward(be, &(Pool2dArgs){POOL_SPPF_ARGS, .x = p->x.dev, .y = p->y.dev});
     test_buf_pull(&p->y);
     return test_dot(p->y.host, p->r.host, p->y.n);
 }
@@ -756,11 +760,11 @@ static void test_maxpool(void **state) {
     // Distinct values 0.01 apart, all negative, so zero padding would win if it took part.
     test_fill_permutation(p.x.host, n, 0.01f, -0.01f * (float)n - 1.0f, 801);
     test_buf_push(&p.x);
-    be->ops->maxpool_forward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.y.dev);
+    be->ops->maxpool2d_forward(be, &(Pool2dArgs){POOL_SPPF_ARGS, .x = p.x.dev, .y = p.y.dev});
     test_buf_pull(&p.y);
     maxpool_reference(p.x.host, NULL, want, NULL);
     assert_memory_equal(p.y.host, want, (size_t)n * sizeof(float));  // a selection: exact
-    be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
+    be->ops->maxpool2d_backward(be, &(Pool2dArgs){POOL_SPPF_ARGS, .x = p.x.dev, .dy = p.r.dev, .dx = dx.dev});
     test_buf_pull(&dx);
     // L is piecewise linear and h = 1e-3 < half the spacing never crosses a kink: only rounding.
     assert_true(gradcheck(&(GradcheckSpec){.what = "maxpool dx", .x = p.x.host, .analytic = dx.host, .n = n,
@@ -768,7 +772,7 @@ static void test_maxpool(void **state) {
                                            .max_checks = 400}));
     maxpool_loss(&p);  // gradcheck restores only the host copy
     float *dx1 = test_copy_of(dx.host, n);
-    be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
+    be->ops->maxpool2d_backward(be, &(Pool2dArgs){POOL_SPPF_ARGS, .x = p.x.dev, .dy = p.r.dev, .dx = dx.dev});
     test_expect_doubled("maxpool dx", &dx, dx1);
     free(dx1);
 
@@ -778,8 +782,8 @@ static void test_maxpool(void **state) {
     test_buf_push(&p.x);
     test_buf_push(&p.r);
     test_buf_zero(&dx);
-    be->ops->maxpool_forward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.y.dev);
-    be->ops->maxpool_backward(be, POOL_N, POOL_C, POOL_H, POOL_W, POOL_K, p.x.dev, p.r.dev, dx.dev);
+    be->ops->maxpool2d_forward(be, &(Pool2dArgs){POOL_SPPF_ARGS, .x = p.x.dev, .y = p.y.dev});
+    be->ops->maxpool2d_backward(be, &(Pool2dArgs){POOL_SPPF_ARGS, .x = p.x.dev, .dy = p.r.dev, .dx = dx.dev});
     test_buf_pull(&p.y);
     test_buf_pull(&dx);
     double *want_dx = calloc((size_t)n, sizeof(double));

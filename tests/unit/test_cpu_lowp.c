@@ -251,7 +251,7 @@ static void test_conv(void **state) {
 
 // Each slot with `act` fused in; with SiLU the float32 kernel keeps z in float, so only y and dx
 // are rounded, as for the plain batch norm.
-static void test_batchnorm_case(BatchNormActivation act) {
+static void test_batchnorm_case(ActivationSpec act) {
     enum { N = 2, C = 6, HW = 40 * 40, ELEMS = N * C * HW };
     TestAct x = test_act_create(ELEMS, -3.0f, 5.0f, 20), y = test_act_create(ELEMS, -1.0f, 1.0f, 21);
     TestAct dy = test_act_create(ELEMS, -1.0f, 1.0f, 22), dx = test_act_create(ELEMS, -1.0f, 1.0f, 23);
@@ -316,8 +316,8 @@ static void test_batchnorm_case(BatchNormActivation act) {
 
 static void test_batchnorm(void **state) {
     (void)state;
-    test_batchnorm_case(BATCHNORM_ACT_NONE);
-    test_batchnorm_case(BATCHNORM_ACT_SILU);
+    test_batchnorm_case(ACTIVATION_SPEC_NONE);
+    test_batchnorm_case(ACTIVATION_SPEC_SILU);
 }
 
 // ---- element-wise ----------------------------------------------------------------------------------
@@ -328,12 +328,15 @@ static void test_elementwise(void **state) {
     TestAct x = test_act_create(N, -6.0f, 6.0f, 40), y = test_act_create(N, -1.0f, 1.0f, 41);
     TestAct dy = test_act_create(N, -1.0f, 1.0f, 42), dx = test_act_create(N, -1.0f, 1.0f, 43);
 
-    env.lp->ops->silu_forward(env.lp, x.lp, y.lp, N);
-    env.ref->ops->silu_forward(env.ref, x.ref, y.ref, N);
-    test_act_expect("silu_forward y", &y);
-    env.lp->ops->silu_backward(env.lp, x.lp, dy.lp, dx.lp, N);
-    env.ref->ops->silu_backward(env.ref, x.ref, dy.ref, dx.ref, N);
-    test_act_expect("silu_backward dx", &dx);
+    for (int k = 0; k < ACTIVATION_COUNT; k++) {
+        const ActivationSpec act = {.kind = (Activation)k, .negative_slope = 0.1f};
+        env.lp->ops->activation_forward(env.lp, act, x.lp, y.lp, N);
+        env.ref->ops->activation_forward(env.ref, act, x.ref, y.ref, N);
+        test_act_expect("activation_forward y", &y);
+        env.lp->ops->activation_backward(env.lp, act, x.lp, dy.lp, dx.lp, N);
+        env.ref->ops->activation_backward(env.ref, act, x.ref, dy.ref, dx.ref, N);
+        test_act_expect("activation_backward dx", &dx);
+    }
     env.lp->ops->add(env.lp, x.lp, dy.lp, y.lp, N);
     env.ref->ops->add(env.ref, x.ref, dy.ref, y.ref, N);
     test_act_expect("add y", &y);
@@ -388,12 +391,16 @@ static void test_pooling(void **state) {
     env.ref->ops->upsample_nearest_backward(env.ref, N, C, H, W, F, dup.ref, dx.ref);
     test_act_expect("upsample_nearest_backward dx", &dx);
 
-    env.lp->ops->maxpool_forward(env.lp, N, C, H, W, K, x.lp, pooled.lp);
-    env.ref->ops->maxpool_forward(env.ref, N, C, H, W, K, x.ref, pooled.ref);
-    test_act_expect("maxpool_forward y", &pooled);
-    env.lp->ops->maxpool_backward(env.lp, N, C, H, W, K, x.lp, dpooled.lp, dx.lp);
-    env.ref->ops->maxpool_backward(env.ref, N, C, H, W, K, x.ref, dpooled.ref, dx.ref);
-    test_act_expect("maxpool_backward dx", &dx);
+    const Pool2dArgs sppf = pool2d_args_out(&(Pool2dArgs){.n = N, .c = C, .h = H, .w = W, .k = K, .stride = 1, .pad = K / 2});
+    Pool2dArgs lp = sppf, ref = sppf;
+    lp.x = x.lp, lp.y = pooled.lp, lp.dy = dpooled.lp, lp.dx = dx.lp;
+    ref.x = x.ref, ref.y = pooled.ref, ref.dy = dpooled.ref, ref.dx = dx.ref;
+    env.lp->ops->maxpool2d_forward(env.lp, &lp);
+    env.ref->ops->maxpool2d_forward(env.ref, &ref);
+    test_act_expect("maxpool2d_forward y", &pooled);
+    env.lp->ops->maxpool2d_backward(env.lp, &lp);
+    env.ref->ops->maxpool2d_backward(env.ref, &ref);
+    test_act_expect("maxpool2d_backward dx", &dx);
 
     env.lp->ops->avgpool_forward(env.lp, N, C, H * W, x.lp, avg.lp);
     env.ref->ops->avgpool_forward(env.ref, N, C, H * W, x.ref, avg.ref);
@@ -401,6 +408,44 @@ static void test_pooling(void **state) {
     env.lp->ops->avgpool_backward(env.lp, N, C, H * W, davg.lp, dx.lp);
     env.ref->ops->avgpool_backward(env.ref, N, C, H * W, davg.ref, dx.ref);
     test_act_expect("avgpool_backward dx", &dx);
+
+    // The general pools (stride 2, padding 1) and zero padding, into the same buffers (smaller outputs).
+    const Pool2dArgs strided = pool2d_args_out(&(Pool2dArgs){.n = N, .c = C, .h = H, .w = W, .k = 3, .stride = 2, .pad = 1});
+    lp = strided, ref = strided;
+    lp.x = x.lp, lp.y = pooled.lp, lp.dy = dpooled.lp, lp.dx = dx.lp;
+    ref.x = x.ref, ref.y = pooled.ref, ref.dy = dpooled.ref, ref.dx = dx.ref;
+    env.lp->ops->maxpool2d_forward(env.lp, &lp);
+    env.ref->ops->maxpool2d_forward(env.ref, &ref);
+    test_act_expect("maxpool2d_forward strided y", &pooled);
+    env.lp->ops->maxpool2d_backward(env.lp, &lp);
+    env.ref->ops->maxpool2d_backward(env.ref, &ref);
+    test_act_expect("maxpool2d_backward strided dx", &dx);
+    env.lp->ops->avgpool2d_forward(env.lp, &lp);
+    env.ref->ops->avgpool2d_forward(env.ref, &ref);
+    test_act_expect("avgpool2d_forward y", &pooled);
+    env.lp->ops->avgpool2d_backward(env.lp, &lp);
+    env.ref->ops->avgpool2d_backward(env.ref, &ref);
+    test_act_expect("avgpool2d_backward dx", &dx);
+    // Pad (30, 40) to (31, 41) into up, which holds four times as many elements.
+    const Pad2dArgs pad = {.n = N, .c = C, .h = H, .w = W, .right = 1, .bottom = 1};
+    Pad2dArgs pad_lp = pad, pad_ref = pad;
+    pad_lp.x = x.lp, pad_lp.y = up.lp, pad_lp.dy = dup.lp, pad_lp.dx = dx.lp;
+    pad_ref.x = x.ref, pad_ref.y = up.ref, pad_ref.dy = dup.ref, pad_ref.dx = dx.ref;
+    env.lp->ops->pad2d_forward(env.lp, &pad_lp);
+    env.ref->ops->pad2d_forward(env.ref, &pad_ref);
+    test_act_expect("pad2d_forward y", &up);
+    env.lp->ops->pad2d_backward(env.lp, &pad_lp);
+    env.ref->ops->pad2d_backward(env.ref, &pad_ref);
+    test_act_expect("pad2d_backward dx", &dx);
+    TestParam bias = test_param_create(C, -1.0f, 1.0f, 68), dbias = test_param_create(C, -1.0f, 1.0f, 69);
+    env.lp->ops->channel_bias_forward(env.lp, N, C, H * W, bias.lp, dx.lp);
+    env.ref->ops->channel_bias_forward(env.ref, N, C, H * W, bias.ref, dx.ref);
+    test_act_expect("channel_bias_forward y", &dx);
+    env.lp->ops->channel_bias_backward(env.lp, N, C, H * W, x.lp, dbias.lp);
+    env.ref->ops->channel_bias_backward(env.ref, N, C, H * W, x.ref, dbias.ref);
+    test_param_expect("channel_bias_backward db", &dbias);
+    test_param_destroy(&bias);
+    test_param_destroy(&dbias);
 
     test_act_expect("pooling x", &x);
     test_act_expect("pooling dy", &dup);

@@ -19,8 +19,9 @@
 
 typedef struct GradCase {
     const char *name;
-    const char *rows;  // YAML rows after layer 0, a Conv(3 -> 8, k3, s1), then any top-level keys
+    const char *rows;  // YAML rows after layer 0, a Conv(3 -> 8, k3, s1)
     int64_t h, w;
+    const char *header;  // model keys before the rows ("activation: ..."); NULL: none
 } GradCase;
 
 // See run_case for why these values.
@@ -50,7 +51,7 @@ static Graph *build_case(const GradCase *c, bool non_legacy, ModelSpec **spec) {
     int fd = mkstemps(path, 5);
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "w");
-    fprintf(f, "nc: 3\nbackbone:\n  - [-1, 1, Conv, [8, 3, 1]]\nhead:\n%s", c->rows);
+    fprintf(f, "nc: 3\n%sbackbone:\n  - [-1, 1, Conv, [8, 3, 1]]\nhead:\n%s", c->header ? c->header : "", c->rows);
     fclose(f);
     Error err = {0};
     Graph *g = NULL;
@@ -128,50 +129,53 @@ static void run_case(const GradCase *c, bool non_legacy) {
 }
 
 static const GradCase cases[] = {
-    {"Conv k3 s2", "  - [-1, 1, Conv, [6, 3, 2]]\n", 13, 11},
-    {"Conv k1", "  - [-1, 1, Conv, [5, 1, 1]]\n", 9, 7},
-    {"Conv k6 s2 p2", "  - [-1, 1, Conv, [4, 6, 2, 2]]\n", 14, 12},
-    {"Conv groups act=False", "  - [-1, 1, Conv, [8, 3, 1, None, 2, 1, False]]\n", 9, 9},
-    {"Conv dilation 2", "  - [-1, 1, Conv, [6, 3, 1, None, 1, 2]]\n", 11, 9},
-    {"Conv repeated", "  - [-1, 2, Conv, [8, 3, 1]]\n", 7, 9},
-    {"Bottleneck residual", "  - [-1, 1, Bottleneck, [8]]\n", 9, 7},
-    {"Bottleneck no shortcut", "  - [-1, 1, Bottleneck, [8, False]]\n", 9, 7},
-    {"Bottleneck channel change", "  - [-1, 1, Bottleneck, [16]]\n", 7, 7},
-    {"Bottleneck repeated", "  - [-1, 2, Bottleneck, [8]]\n", 7, 5},
-    {"C2f shortcut n2", "  - [-1, 2, C2f, [8, True]]\n", 9, 7},
-    {"C2f n1", "  - [-1, 1, C2f, [16]]\n", 7, 9},
-    {"C3 n2", "  - [-1, 2, C3, [8]]\n", 9, 7},
-    {"C3 no shortcut", "  - [-1, 1, C3, [16, False]]\n", 7, 7},
-    {"C3k2 n2", "  - [-1, 2, C3k2, [8, False, 0.5]]\n", 9, 7},
-    {"C3k2 c3k no shortcut", "  - [-1, 1, C3k2, [16, True, 0.5, False, 1, False]]\n", 7, 9},
+    {"Conv k3 s2", "  - [-1, 1, Conv, [6, 3, 2]]\n", 13, 11, NULL},
+    {"Conv k1", "  - [-1, 1, Conv, [5, 1, 1]]\n", 9, 7, NULL},
+    // The model's activation (Conv.default_act) fused into every Conv, layer 0's included. Hardswish
+    // only: with ReLU or LeakyReLU, a probe moves batch-normalised values across the kink at 0 in
+    // many places within +/- h (as SPPF's pools do); their kernels are checked in test_cpu_slots.
+    {"Conv activation Hardswish", "  - [-1, 1, Conv, [6, 3, 2]]\n", 13, 11, "activation: nn.Hardswish()\n"},
+    {"Conv k6 s2 p2", "  - [-1, 1, Conv, [4, 6, 2, 2]]\n", 14, 12, NULL},
+    {"Conv groups act=False", "  - [-1, 1, Conv, [8, 3, 1, None, 2, 1, False]]\n", 9, 9, NULL},
+    {"Conv dilation 2", "  - [-1, 1, Conv, [6, 3, 1, None, 1, 2]]\n", 11, 9, NULL},
+    {"Conv repeated", "  - [-1, 2, Conv, [8, 3, 1]]\n", 7, 9, NULL},
+    {"Bottleneck residual", "  - [-1, 1, Bottleneck, [8]]\n", 9, 7, NULL},
+    {"Bottleneck no shortcut", "  - [-1, 1, Bottleneck, [8, False]]\n", 9, 7, NULL},
+    {"Bottleneck channel change", "  - [-1, 1, Bottleneck, [16]]\n", 7, 7, NULL},
+    {"Bottleneck repeated", "  - [-1, 2, Bottleneck, [8]]\n", 7, 5, NULL},
+    {"C2f shortcut n2", "  - [-1, 2, C2f, [8, True]]\n", 9, 7, NULL},
+    {"C2f n1", "  - [-1, 1, C2f, [16]]\n", 7, 9, NULL},
+    {"C3 n2", "  - [-1, 2, C3, [8]]\n", 9, 7, NULL},
+    {"C3 no shortcut", "  - [-1, 1, C3, [16, False]]\n", 7, 7, NULL},
+    {"C3k2 n2", "  - [-1, 2, C3k2, [8, False, 0.5]]\n", 9, 7, NULL},
+    {"C3k2 c3k no shortcut", "  - [-1, 1, C3k2, [16, True, 0.5, False, 1, False]]\n", 7, 9, NULL},
     // SPPF's wiring (concat of the chained pools, their backward chain, the shortcut) with k = 1
     // pools, which have no kinks: with k > 1, moving one cv1 weight shifts a whole map and switches
     // maxima in many windows within +/- h, so central differences measure an average slope. The
     // k > 1 max-pool backward itself is checked on tie-free data in test_cpu_kernels.
-    {"SPPF k1", "  - [-1, 1, SPPF, [8, 1]]\n", 9, 11},
-    {"SPPF k1 shortcut n2", "  - [-1, 1, SPPF, [8, 1, 2, True]]\n", 7, 7},
+    {"SPPF k1", "  - [-1, 1, SPPF, [8, 1]]\n", 9, 11, NULL},
+    {"SPPF k1 shortcut n2", "  - [-1, 1, SPPF, [8, 1, 2, True]]\n", 7, 7, NULL},
     {"Upsample and Concat",
      "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, nn.Upsample, [None, 2, 'nearest']]\n  - [[-1, 0], 1, Concat, [1]]\n"
      "  - [-1, 1, Conv, [4, 1, 1]]\n",
-     10, 14},
+     10, 14, NULL},
     {"Detect two levels",
-     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, Detect, [nc]]\n", 8, 8},
+     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, Detect, [nc]]\n", 8, 8, NULL},
     {"v10Detect",
-     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, v10Detect, [nc]]\n", 8, 8},
-    {"Classify", "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Classify, [5]]\n", 9, 11},
+     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, v10Detect, [nc]]\n", 8, 8, NULL},
+    {"Classify", "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Classify, [5]]\n", 9, 11, NULL},
 };
 
 // Detect built after a C3k2/A2C2f/C2fCIB row (YOLO11/12/26): the light class branch, depthwise 3x3
 // Convs between 1x1 ones.
 static const GradCase non_legacy_cases[] = {
     {"Detect non-legacy",
-     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, Detect, [nc]]\n", 8, 8},
+     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, Detect, [nc]]\n", 8, 8, NULL},
     // YOLO26's head: no DFL, and the one-to-one branches declared, whose gradients stay zero (forward
     // runs the one-to-many branches only), as the finite differences confirm.
     {"Detect non-legacy reg_max 1 end2end",
-     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, Detect, [nc]]\n"
-     "reg_max: 1\nend2end: True\n",
-     8, 8},
+     "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, Detect, [nc]]\n",
+     8, 8, "reg_max: 1\nend2end: True\n"},
 };
 
 static void test_case(void **state) { run_case(*state, false); }
