@@ -210,8 +210,13 @@ typedef struct AttentionArgs {
 // Aborts unless the sizes are positive (n at least 0), areas divides tokens and the channels lie as
 // AttentionArgs says: the check that every backend's attention slots make first.
 void attention_args_check(const AttentionArgs *a);
-// Na, the positions of one area; and the elements of probs, n·areas·heads·Na·Na.
+// Na, the positions of one area; the elements of qkv (and dqkv), of y (and dy), and of probs,
+// n·areas·heads·Na·Na.
 static inline int64_t attention_area_tokens(const AttentionArgs *a) { return a->tokens / a->areas; }
+static inline size_t attention_qkv_elems(const AttentionArgs *a) { return (size_t)(a->n * a->qkv_c * a->tokens); }
+static inline size_t attention_y_elems(const AttentionArgs *a) {
+    return (size_t)(a->n * a->heads * a->head_dim * a->tokens);
+}
 static inline size_t attention_probs_elems(const AttentionArgs *a) {
     const int64_t na = attention_area_tokens(a);
     return (size_t)(a->n * a->areas * a->heads * na * na);

@@ -59,9 +59,6 @@ static const TestCase *test_cases(int *count) {
 
 // ---- the float64 reference, straight from the formula ----------------------------------------------
 
-static size_t test_qkv_elems(const AttentionArgs *a) { return (size_t)(a->n * a->qkv_c * a->tokens); }
-static size_t test_y_elems(const AttentionArgs *a) { return (size_t)(a->n * a->heads * a->head_dim * a->tokens); }
-
 // qkv element of channel c0 + c of head h, image img, token `tok`.
 static size_t test_at(const AttentionArgs *a, int64_t img, int64_t h, int64_t c0, int64_t c, int64_t tok) {
     return (size_t)((img * a->qkv_c + h * a->head_stride + c0 + c) * a->tokens + tok);
@@ -73,7 +70,7 @@ static void test_reference(const AttentionArgs *a, const float *qkv, const float
     const int64_t na = attention_area_tokens(a);
     double *dp = malloc((size_t)(na * na) * sizeof(double));
     assert_non_null(dp);
-    if (dqkv) memset(dqkv, 0, test_qkv_elems(a) * sizeof(double));
+    if (dqkv) memset(dqkv, 0, attention_qkv_elems(a) * sizeof(double));
     for (int64_t img = 0; img < a->n; img++) {
         for (int64_t ar = 0; ar < a->areas; ar++) {
             for (int64_t h = 0; h < a->heads; h++) {
@@ -149,7 +146,7 @@ typedef struct TestTensors {
 
 static TestTensors test_tensors_create(const AttentionArgs *shape, uint64_t seed) {
     TestTensors t = {.a = *shape};
-    const size_t n_qkv = test_qkv_elems(shape), n_y = test_y_elems(shape), n_p = attention_probs_elems(shape);
+    const size_t n_qkv = attention_qkv_elems(shape), n_y = attention_y_elems(shape), n_p = attention_probs_elems(shape);
     t.qkv = be->ops->alloc(be, n_qkv * sizeof(float));
     t.probs = be->ops->alloc(be, n_p * sizeof(float));
     t.y = be->ops->alloc(be, n_y * sizeof(float));
@@ -187,7 +184,7 @@ static void test_against_reference(void **state) {
     for (int c = 0; c < count; c++) {
         const AttentionArgs *shape = &cases[c].shape;
         TestTensors t = test_tensors_create(shape, 100 + (uint64_t)c);
-        const size_t n_qkv = test_qkv_elems(shape), n_y = test_y_elems(shape), n_p = attention_probs_elems(shape);
+        const size_t n_qkv = attention_qkv_elems(shape), n_y = attention_y_elems(shape), n_p = attention_probs_elems(shape);
         double *p = malloc(n_p * sizeof(double)), *y = malloc(n_y * sizeof(double)),
                *dqkv = malloc(n_qkv * sizeof(double));
         assert_true(p && y && dqkv);
@@ -212,7 +209,7 @@ static void test_against_reference(void **state) {
 static double attention_loss(void *ctx) {
     TestTensors *t = ctx;
     be->ops->attention_forward(be, &t->a);
-    return test_dot(t->y, t->dy, (int64_t)test_y_elems(&t->a));
+    return test_dot(t->y, t->dy, (int64_t)attention_y_elems(&t->a));
 }
 
 // Backward against five-point differences of forward, for every case, every element of qkv (the
@@ -228,7 +225,7 @@ static void test_gradcheck(void **state) {
         attention_loss(&t);
         be->ops->attention_backward(be, &t.a);
         assert_true(gradcheck_five_point(&(GradcheckSpec){.what = cases[c].name, .x = t.qkv, .analytic = t.dqkv,
-                                                          .n = (int64_t)test_qkv_elems(&t.a), .loss = attention_loss,
+                                                          .n = (int64_t)attention_qkv_elems(&t.a), .loss = attention_loss,
                                                           .ctx = &t, .h = 1e-2f, .atol = 1e-3, .rtol = 5e-3,
                                                           .max_checks = 1000}));
         test_tensors_destroy(&t);
@@ -241,7 +238,7 @@ static void test_accumulates(void **state) {
     (void)state;
     const AttentionArgs shape = test_psa_shape(2, 12, 4, 2, 2, 5, 3);
     TestTensors t = test_tensors_create(&shape, 300);
-    const size_t n_qkv = test_qkv_elems(&shape);
+    const size_t n_qkv = attention_qkv_elems(&shape);
     const float marker = 0.625f;
     const int64_t first_extra = shape.heads * shape.head_stride;
     for (int64_t img = 0; img < shape.n; img++)
@@ -269,7 +266,7 @@ static void test_accumulates(void **state) {
 static void test_thread_count(void **state) {
     (void)state;
     const AttentionArgs shape = test_area_shape(2, 16, 4, 3, 4);
-    const size_t n_qkv = test_qkv_elems(&shape), n_y = test_y_elems(&shape), n_p = attention_probs_elems(&shape);
+    const size_t n_qkv = attention_qkv_elems(&shape), n_y = attention_y_elems(&shape), n_p = attention_probs_elems(&shape);
     const int saved = omp_get_max_threads();
     TestTensors runs[2];
     for (int r = 0; r < 2; r++) {
