@@ -91,81 +91,80 @@ __global__ static void cuda_attention_softmax_backward_kernel(const T *p, const 
     }
 }
 
-// One (image, area)'s views: the first head's q, k, v (qkv and dqkv), y (y and dy) and P, as element
-// offsets; head h adds h times the strides AttentionArgs implies.
+// One (image, area)'s views, each starting at its first head (head h adds h strides): q, k and v of
+// qkv, and as element offsets the same of dqkv, y's (and dy's) and P's.
 typedef struct CudaAttentionBlock {
-    int64_t q, k, v, y, p;
+    CudaBatchedOperand q, k, v;
+    int64_t q0, k0, v0, y0, p0;
 } CudaAttentionBlock;
 
-static CudaAttentionBlock cuda_attention_block(const AttentionArgs *a, int64_t img, int64_t area) {
-    const int64_t na = attention_area_tokens(a), t = a->tokens, token0 = area * na;
+static CudaAttentionBlock cuda_attention_block(Backend *be, const AttentionArgs *a, int64_t img, int64_t area) {
+    const int64_t na = attention_area_tokens(a), t = a->tokens, token0 = area * na, stride = a->head_stride * t;
+    const cudaDataType_t at = cuda_act_blas_type(be->act);
+    const int64_t q0 = (img * a->qkv_c + a->q_c0) * t + token0, k0 = (img * a->qkv_c + a->k_c0) * t + token0;
+    const int64_t v0 = (img * a->qkv_c + a->v_c0) * t + token0;
     return (CudaAttentionBlock){
-        .q = (img * a->qkv_c + a->q_c0) * t + token0,
-        .k = (img * a->qkv_c + a->k_c0) * t + token0,
-        .v = (img * a->qkv_c + a->v_c0) * t + token0,
-        .y = img * a->heads * a->head_dim * t + token0,
-        .p = (img * a->areas + area) * (int64_t)cuda_attention_block_elems(a),
+        .q = {backend_act_at(be, (void *)a->qkv, q0), at, t, stride},
+        .k = {backend_act_at(be, (void *)a->qkv, k0), at, t, stride},
+        .v = {backend_act_at(be, (void *)a->qkv, v0), at, t, stride},
+        .q0 = q0,
+        .k0 = k0,
+        .v0 = v0,
+        .y0 = img * a->heads * a->head_dim * t + token0,
+        .p0 = (img * a->areas + area) * (int64_t)cuda_attention_block_elems(a),
     };
 }
 
 void cuda_attention_forward(Backend *be, const AttentionArgs *a) {
     const int64_t na = attention_area_tokens(a), t = a->tokens, rows = a->heads * na;
-    const size_t n_bytes = cuda_attention_workspace_bytes(be, a);
-    float *scores = (float *)cuda_workspace_get(be, n_bytes);
+    float *scores = (float *)cuda_workspace_get(be, cuda_attention_workspace_bytes(be, a));
     const cudaDataType_t at = cuda_act_blas_type(be->act);
-    const int64_t qkv_stride = a->head_stride * t, y_stride = a->head_dim * t, p_stride = na * na;
     for (int64_t img = 0; img < a->n; img++) {
         for (int64_t area = 0; area < a->areas; area++) {
-            const CudaAttentionBlock blk = cuda_attention_block(a, img, area);
-            const CudaBatchedOperand q = {backend_act_at(be, (void *)a->qkv, blk.q), at, t, qkv_stride};
-            const CudaBatchedOperand k = {backend_act_at(be, (void *)a->qkv, blk.k), at, t, qkv_stride};
-            const CudaBatchedOperand v = {backend_act_at(be, (void *)a->qkv, blk.v), at, t, qkv_stride};
-            void *p = backend_act_at(be, a->probs, blk.p);
-            cuda_attention_gemm(be, true, false, na, na, a->key_dim, a->scale, q, k, 0.0f, scores, CUDA_R_32F, na,
-                                p_stride, a->heads);
+            const CudaAttentionBlock blk = cuda_attention_block(be, a, img, area);
+            void *p = backend_act_at(be, a->probs, blk.p0);
+            cuda_attention_gemm(be, true, false, na, na, a->key_dim, a->scale, blk.q, blk.k, 0.0f, scores, CUDA_R_32F,
+                                na, na * na, a->heads);
             cuda_act_dispatch(be->act, [&](auto tag) {
                 using T = CudaAct<decltype(tag)>;
                 cuda_attention_softmax_kernel<<<cuda_blocks((size_t)rows * 32), CUDA_THREADS, 0, cuda_ctx(be)->stream>>>(
                     scores, (T *)p, rows, na);
             });
             CUDA_CHECK_LAUNCH();
-            cuda_attention_gemm(be, false, true, a->head_dim, na, na, 1.0f, v, (CudaBatchedOperand){p, at, na, p_stride},
-                                0.0f, backend_act_at(be, a->y, blk.y), at, t, y_stride, a->heads);
+            cuda_attention_gemm(be, false, true, a->head_dim, na, na, 1.0f, blk.v,
+                                (CudaBatchedOperand){p, at, na, na * na}, 0.0f, backend_act_at(be, a->y, blk.y0), at, t,
+                                a->head_dim * t, a->heads);
         }
     }
 }
 
 void cuda_attention_backward(Backend *be, const AttentionArgs *a) {
     const int64_t na = attention_area_tokens(a), t = a->tokens, rows = a->heads * na;
-    const size_t n_bytes = cuda_attention_workspace_bytes(be, a);
-    char *work = (char *)cuda_workspace_get(be, n_bytes);
+    char *work = (char *)cuda_workspace_get(be, cuda_attention_workspace_bytes(be, a));
     float *dp = (float *)work;
     void *ds = work + cuda_attention_ds_offset(a);
     const cudaDataType_t at = cuda_act_blas_type(be->act);
-    const int64_t qkv_stride = a->head_stride * t, y_stride = a->head_dim * t, p_stride = na * na;
+    const int64_t qkv_stride = a->head_stride * t, p_stride = na * na;
+    const CudaBatchedOperand ds_op = {ds, at, na, p_stride};
     for (int64_t img = 0; img < a->n; img++) {
         for (int64_t area = 0; area < a->areas; area++) {
-            const CudaAttentionBlock blk = cuda_attention_block(a, img, area);
-            const CudaBatchedOperand q = {backend_act_at(be, (void *)a->qkv, blk.q), at, t, qkv_stride};
-            const CudaBatchedOperand k = {backend_act_at(be, (void *)a->qkv, blk.k), at, t, qkv_stride};
-            const CudaBatchedOperand v = {backend_act_at(be, (void *)a->qkv, blk.v), at, t, qkv_stride};
-            const CudaBatchedOperand dy = {backend_act_at(be, (void *)a->dy, blk.y), at, t, y_stride};
-            const CudaBatchedOperand p = {backend_act_at(be, a->probs, blk.p), at, na, p_stride};
-            const CudaBatchedOperand dsm = {ds, at, na, p_stride};
+            const CudaAttentionBlock blk = cuda_attention_block(be, a, img, area);
+            const CudaBatchedOperand dy = {backend_act_at(be, (void *)a->dy, blk.y0), at, t, a->head_dim * t};
+            const CudaBatchedOperand p = {backend_act_at(be, a->probs, blk.p0), at, na, p_stride};
             cuda_attention_gemm(be, false, false, a->head_dim, na, na, 1.0f, dy, p, 1.0f,
-                                backend_act_at(be, a->dqkv, blk.v), at, t, qkv_stride, a->heads);
-            cuda_attention_gemm(be, true, false, na, na, a->head_dim, 1.0f, dy, v, 0.0f, dp, CUDA_R_32F, na, p_stride,
-                                a->heads);
+                                backend_act_at(be, a->dqkv, blk.v0), at, t, qkv_stride, a->heads);
+            cuda_attention_gemm(be, true, false, na, na, a->head_dim, 1.0f, dy, blk.v, 0.0f, dp, CUDA_R_32F, na,
+                                p_stride, a->heads);
             cuda_act_dispatch(be->act, [&](auto tag) {
                 using T = CudaAct<decltype(tag)>;
                 cuda_attention_softmax_backward_kernel<<<cuda_blocks((size_t)rows * 32), CUDA_THREADS, 0,
                                                          cuda_ctx(be)->stream>>>((const T *)p.p, dp, (T *)ds, rows, na);
             });
             CUDA_CHECK_LAUNCH();
-            cuda_attention_gemm(be, false, true, a->key_dim, na, na, a->scale, k, dsm, 1.0f,
-                                backend_act_at(be, a->dqkv, blk.q), at, t, qkv_stride, a->heads);
-            cuda_attention_gemm(be, false, false, a->key_dim, na, na, a->scale, q, dsm, 1.0f,
-                                backend_act_at(be, a->dqkv, blk.k), at, t, qkv_stride, a->heads);
+            cuda_attention_gemm(be, false, true, a->key_dim, na, na, a->scale, blk.k, ds_op, 1.0f,
+                                backend_act_at(be, a->dqkv, blk.q0), at, t, qkv_stride, a->heads);
+            cuda_attention_gemm(be, false, false, a->key_dim, na, na, a->scale, blk.q, ds_op, 1.0f,
+                                backend_act_at(be, a->dqkv, blk.k0), at, t, qkv_stride, a->heads);
         }
     }
 }

@@ -282,18 +282,6 @@ static void test_thread_count(void **state) {
     for (int r = 0; r < 2; r++) test_tensors_destroy(&runs[r]);
 }
 
-static int group_setup(void **state) {
-    (void)state;
-    be = cpu_backend_create(DTYPE_F32);
-    return 0;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    backend_destroy(be);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_reference),
@@ -301,5 +289,8 @@ int main(void) {
         cmocka_unit_test(test_accumulates),
         cmocka_unit_test(test_thread_count),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    be = cpu_backend_create(DTYPE_F32);
+    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    backend_destroy(be);
+    return failed;
 }
