@@ -56,3 +56,17 @@ void pad2d_args_check(const Pad2dArgs *a) {
     YP_CHECK(a->n >= 0 && a->c >= 0 && a->h >= 0 && a->w >= 0);
     YP_CHECK(a->left >= 0 && a->right >= 0 && a->top >= 0 && a->bottom >= 0);
 }
+
+void attention_args_check(const AttentionArgs *a) {
+    YP_CHECK(a->n >= 0 && a->tokens >= 1 && a->areas >= 1 && a->tokens % a->areas == 0);
+    YP_CHECK(a->heads >= 1 && a->key_dim >= 1 && a->head_dim >= 1);
+    YP_CHECK(a->q_c0 >= 0 && a->k_c0 >= 0 && a->v_c0 >= 0);
+    const int64_t q_end = a->q_c0 + a->key_dim, k_end = a->k_c0 + a->key_dim, v_end = a->v_c0 + a->head_dim;
+    // Disjoint within a head, and inside its own head_stride channels, so no two heads share one:
+    // backward's threads and batched products then write disjoint channels of dqkv.
+    YP_CHECK(q_end <= a->k_c0 || k_end <= a->q_c0);
+    YP_CHECK(q_end <= a->v_c0 || v_end <= a->q_c0);
+    YP_CHECK(k_end <= a->v_c0 || v_end <= a->k_c0);
+    YP_CHECK(q_end <= a->head_stride && k_end <= a->head_stride && v_end <= a->head_stride);
+    YP_CHECK(a->heads * a->head_stride <= a->qkv_c);
+}

@@ -235,6 +235,45 @@ typedef struct LinearBackwardArgs {
     float *db;       // += ; NULL: no bias
 } LinearBackwardArgs;
 
+// Multi-head self-attention over the positions of a feature map: Ultralytics' Attention (C2PSA, PSA)
+// and YOLO12's area attention (AAttn) are both this one operation. Per image, the T = tokens positions
+// (H·W, row-major) split into `areas` consecutive runs of Na = T / areas positions that attend only
+// within their run; for run a, head h and positions i, j of the run (token a·Na + i):
+//   q_i = qkv[h·head_stride + q_c0 + (0..key_dim),  a·Na + i]   (k_j with k_c0, likewise)
+//   v_j = qkv[h·head_stride + v_c0 + (0..head_dim), a·Na + j]
+//   P[i, j] = softmax over j of (scale · q_i · k_j), max-subtracted, in float32
+//   y[h·head_dim + d, a·Na + i] = Σ_j P[i, j] · v_j[d]
+// Attention: head_stride = 2·key_dim + head_dim, q_c0 = 0, k_c0 = key_dim, v_c0 = 2·key_dim, areas 1;
+// AAttn: key_dim = head_dim, head_stride = 3·head_dim, offsets 0, head_dim, 2·head_dim, areas = area.
+// Each head's q, k and v channels are disjoint and lie in its own head_stride channels
+// [h·head_stride, (h+1)·head_stride), which lie in qkv's qkv_c (attention_args_check).
+typedef struct AttentionArgs {
+    int64_t n, tokens, areas;              // images, positions per image (H·W), runs that attend within themselves
+    int64_t heads, key_dim, head_dim;
+    int64_t qkv_c, head_stride, q_c0, k_c0, v_c0;  // qkv's channels and where each head's q, k, v start
+    float scale;
+    const void *qkv;   // (n, qkv_c, tokens) activations
+    void *probs;       // (n, areas, heads, Na, Na) activations: P, written by forward, read by backward
+    void *y;           // forward: (n, heads·head_dim, tokens), overwritten
+    const void *dy;    // backward: gradient at y
+    void *dqkv;        // backward: += the gradient at qkv (q, k and v channels; other channels untouched)
+} AttentionArgs;
+
+// Aborts unless the sizes are positive (n at least 0), areas divides tokens and the channels lie as
+// AttentionArgs says: the check that every backend's attention slots make first.
+void attention_args_check(const AttentionArgs *a);
+// Na, the positions of one area; the elements of qkv (and dqkv), of y (and dy), and of probs,
+// n·areas·heads·Na·Na.
+static inline int64_t attention_area_tokens(const AttentionArgs *a) { return a->tokens / a->areas; }
+static inline size_t attention_qkv_elems(const AttentionArgs *a) { return (size_t)(a->n * a->qkv_c * a->tokens); }
+static inline size_t attention_y_elems(const AttentionArgs *a) {
+    return (size_t)(a->n * a->heads * a->head_dim * a->tokens);
+}
+static inline size_t attention_probs_elems(const AttentionArgs *a) {
+    const int64_t na = attention_area_tokens(a);
+    return (size_t)(a->n * a->areas * a->heads * na * na);
+}
+
 typedef struct BackendOps {
     // ---- memory -------------------------------------------------------------------------------
     void *(*alloc)(Backend *be, size_t n_bytes);  // aborts on failure; contents undefined
@@ -365,6 +404,19 @@ typedef struct BackendOps {
     void (*gemm)(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                  int64_t ldc);
+
+    // ---- attention (AttentionArgs says what it computes) --------------------------------------
+    // Scratch that the two slots below need for `a`'s sizes (pointers not read): callers reserve it
+    // with reserve_workspace at creation, as for convolutions.
+    size_t (*attention_workspace_bytes)(Backend *be, const AttentionArgs *a);
+    // Writes probs (P, rounded once to the activation type) and y, from P as stored: with bf16/fp16
+    // activations y multiplies the rounded P, as tensor cores do.
+    void (*attention_forward)(Backend *be, const AttentionArgs *a);
+    // From qkv, forward's probs and dy, dqkv += the gradients at q, k and v:
+    //   dV = dY · P;  dP = dYᵀ · V;  dS = P ⊙ (dP − rowsum(dP ⊙ P));  dQ = scale·dS·K;  dK = scale·dSᵀ·Q
+    // (per area and head, dP and dS (Na, Na) in float32). With bf16/fp16 activations dS is rounded to
+    // the activation type before its two products, as tensor cores multiply 16-bit operands.
+    void (*attention_backward)(Backend *be, const AttentionArgs *a);
 
     // ---- optimizer and EMA over a chunk table (see MultiTensorChunk) ---------------------------
     // Every update below is element-wise and follows the float operations written beside it, in

@@ -109,6 +109,9 @@ static const BackendOps cpu_ops = {
     .avgpool_backward = cpu_avgpool_backward,
     .linear_forward = cpu_linear_forward,
     .linear_backward = cpu_linear_backward,
+    .attention_workspace_bytes = cpu_attention_workspace_bytes,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
 };
 
 Backend *cpu_backend_create(DType act) {

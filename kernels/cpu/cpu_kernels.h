@@ -104,6 +104,19 @@ void cpu_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const v
                         const float *w, const float *b, void *y);
 void cpu_linear_backward(Backend *be, const LinearBackwardArgs *a);
 
+// ---- cpu_attention.c -------------------------------------------------------------------------------
+size_t cpu_attention_workspace_bytes(Backend *be, const AttentionArgs *a);
+void cpu_attention_forward(Backend *be, const AttentionArgs *a);
+void cpu_attention_backward(Backend *be, const AttentionArgs *a);
+// The float32 kernels with the rounding of their 16-bit operands made explicit, for cpu_lowp.c: P
+// (forward) and dS (backward) rounded to `operand` (DTYPE_F32: kept), backward's dS blocks in `work`
+// (work_bytes, at least one block of Na x Na floats; cpu_attention_rows_bytes' size holds one per
+// thread).
+void cpu_attention_forward_rounded(Backend *be, const AttentionArgs *a, DType operand);
+void cpu_attention_backward_rounded(Backend *be, const AttentionArgs *a, DType operand, float *work,
+                                    size_t work_bytes);
+size_t cpu_attention_rows_bytes(const AttentionArgs *a);
+
 // ---- cpu_optim.c -----------------------------------------------------------------------------------
 MultiTensorTable *cpu_multi_tensor_prepare(Backend *be, const MultiTensorChunk *chunks, int n_chunks);
 void cpu_multi_tensor_release(Backend *be, MultiTensorTable *table);

@@ -6,6 +6,8 @@
 // float32 and pass straight through. Convolutions and dense layers multiply by their float32 weights
 // rounded to the activation type, and a convolution's weight gradient is rounded to it before it is
 // added to the float32 gradient: what the GPU's tensor-core kernels do (and PyTorch's autocast).
+// Attention's P is an activation (rounded when stored; y and backward multiply the stored P), and
+// backward rounds dS before its two products, for the same reason.
 //
 // Slots without arithmetic work on the stored elements: zero, copy and copy_box without
 // accumulation move bytes. add, accumulate and copy_box's accumulation add per element (one
@@ -342,6 +344,49 @@ static void cpu_lowp_linear_backward(Backend *be, const LinearBackwardArgs *a) {
     if (a->dx) cpu_lowp_store(be, wide.dx, a->dx, n_x);
 }
 
+// ---- attention -------------------------------------------------------------------------------------
+// qkv, y or dy, and dqkv take the three operands; P's float32 copy lies at the workspace's start
+// (rounded up to a cache line), followed by the float32 kernel's blocks for backward.
+
+static size_t cpu_lowp_attention_probs_bytes(const AttentionArgs *a) {
+    return (attention_probs_elems(a) + 15) / 16 * 16 * sizeof(float);
+}
+
+static size_t cpu_lowp_attention_workspace_bytes(Backend *be, const AttentionArgs *a) {
+    (void)be;
+    return cpu_lowp_attention_probs_bytes(a) + cpu_attention_rows_bytes(a);
+}
+
+// The float32 kernel rounds P to the activation type as it stores it, so y multiplies the stored P.
+static void cpu_lowp_attention_forward(Backend *be, const AttentionArgs *a) {
+    attention_args_check(a);
+    const size_t n_qkv = attention_qkv_elems(a), n_y = attention_y_elems(a);
+    AttentionArgs wide = *a;
+    wide.qkv = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->qkv, n_qkv);
+    wide.y = cpu_lowp_operand(be, CPU_LOWP_OPERAND_1, n_y);
+    wide.probs = cpu_workspace_get(be, cpu_lowp_attention_probs_bytes(a));
+    cpu_attention_forward_rounded(be, &wide, be->act);
+    cpu_lowp_store(be, wide.probs, a->probs, attention_probs_elems(a));
+    cpu_lowp_store(be, wide.y, a->y, n_y);
+}
+
+static void cpu_lowp_attention_backward(Backend *be, const AttentionArgs *a) {
+    attention_args_check(a);
+    const CpuContext *ctx = be->ctx;
+    const size_t n_qkv = attention_qkv_elems(a), n_y = attention_y_elems(a);
+    const size_t probs_bytes = cpu_lowp_attention_probs_bytes(a);
+    AttentionArgs wide = *a;
+    wide.dqkv = cpu_lowp_load(be, CPU_LOWP_OPERAND_2, a->dqkv, n_qkv);
+    wide.qkv = cpu_lowp_load(be, CPU_LOWP_OPERAND_0, a->qkv, n_qkv);
+    wide.dy = cpu_lowp_load(be, CPU_LOWP_OPERAND_1, a->dy, n_y);
+    float *probs = cpu_workspace_get(be, probs_bytes);
+    cpu_lowp_widen(be->act, a->probs, probs, attention_probs_elems(a));
+    wide.probs = probs;
+    cpu_attention_backward_rounded(be, &wide, be->act, probs + probs_bytes / sizeof(float),
+                                   ctx->workspace_bytes - probs_bytes);
+    cpu_lowp_store(be, wide.dqkv, a->dqkv, n_qkv);
+}
+
 const BackendOps cpu_lowp_ops = {
     CPU_OPS_SHARED_SLOTS,
     .upload_activation = cpu_lowp_upload_activation,
@@ -372,4 +417,7 @@ const BackendOps cpu_lowp_ops = {
     .avgpool_backward = cpu_lowp_avgpool_backward,
     .linear_forward = cpu_lowp_linear_forward,
     .linear_backward = cpu_lowp_linear_backward,
+    .attention_workspace_bytes = cpu_lowp_attention_workspace_bytes,
+    .attention_forward = cpu_lowp_attention_forward,
+    .attention_backward = cpu_lowp_attention_backward,
 };

@@ -13,7 +13,7 @@
 
 static int64_t cuda_max1(int64_t v) { return v > 1 ? v : 1; }
 
-static void cuda_gemm_check(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+void cuda_gemm_check(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
                             int64_t ldc) {
     YP_CHECK(m >= 0 && n >= 0 && k >= 0);
     YP_CHECK(m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX);
@@ -31,7 +31,7 @@ void cuda_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, in
                              (int)n, (int)m, (int)k, &alpha, b, (int)ldb, a, (int)lda, &beta, c, (int)ldc));
 }
 
-static cudaDataType_t cuda_act_blas_type(DType act) {
+cudaDataType_t cuda_act_blas_type(DType act) {
     return act == DTYPE_F32 ? CUDA_R_32F : act == DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
 }
 

@@ -77,11 +77,21 @@ void cuda_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, 
                                  float *dbias);
 
 // ---- cuda_dense.cu -------------------------------------------------------------------------------
+// Aborts unless a row-major GEMM's sizes and leading dimensions are valid and fit cuBLAS's ints.
+void cuda_gemm_check(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+                     int64_t ldc);
+// cuBLAS's name for the activation type.
+cudaDataType_t cuda_act_blas_type(DType act);
 void cuda_gemm(Backend *be, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 void cuda_linear_forward(Backend *be, int64_t n, int64_t in, int64_t out, const void *x, const float *w,
                          const float *b, void *y);
 void cuda_linear_backward(Backend *be, const LinearBackwardArgs *a);
+
+// ---- cuda_attention.cu ---------------------------------------------------------------------------
+size_t cuda_attention_workspace_bytes(Backend *be, const AttentionArgs *a);
+void cuda_attention_forward(Backend *be, const AttentionArgs *a);
+void cuda_attention_backward(Backend *be, const AttentionArgs *a);
 
 // ---- cuda_norm.cu --------------------------------------------------------------------------------
 void cuda_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a);

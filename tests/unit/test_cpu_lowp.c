@@ -23,6 +23,7 @@
 #include "kernels/backend.h"
 #include "framework/core/rng.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "layers/graph.h"
 #include "tests/common/assert_close.h"
 #include "tests/unit/gradcheck.h"
@@ -494,6 +495,63 @@ static void test_linear(void **state) {
     for (size_t i = 0; i < sizeof params / sizeof *params; i++) test_param_destroy(params[i]);
 }
 
+// ---- attention -------------------------------------------------------------------------------------
+
+// attention_forward stores P = round(the float32 backend's P) and y = round(V · Pᵀ) of the stored P,
+// computed here per (image, area, head) with the float32 gemm slot on the widened values;
+// attention_backward is the float32 kernel with dS rounded to the activation type
+// (cpu_attention_backward_rounded) on the widened qkv, stored P, dy and dqkv.
+static void test_attention_case(const AttentionArgs *shape, uint64_t seed) {
+    const int64_t na = attention_area_tokens(shape), t = shape->tokens;
+    const int64_t n_qkv = (int64_t)attention_qkv_elems(shape), n_y = (int64_t)attention_y_elems(shape);
+    TestAct qkv = test_act_create(n_qkv, -1.5f, 1.5f, seed), probs = test_act_create((int64_t)attention_probs_elems(shape), 0.0f, 1.0f, seed + 1);
+    TestAct y = test_act_create(n_y, -1.0f, 1.0f, seed + 2), dy = test_act_create(n_y, -1.0f, 1.0f, seed + 3);
+    TestAct dqkv = test_act_create(n_qkv, -1.0f, 1.0f, seed + 4);
+    AttentionArgs lp = *shape, ref = *shape;
+    lp.qkv = qkv.lp, lp.probs = probs.lp, lp.y = y.lp, lp.dy = dy.lp, lp.dqkv = dqkv.lp;
+    ref.qkv = qkv.ref, ref.probs = probs.ref, ref.y = y.ref, ref.dy = dy.ref, ref.dqkv = dqkv.ref;
+    env.lp->ops->reserve_workspace(env.lp, env.lp->ops->attention_workspace_bytes(env.lp, &lp));
+    env.ref->ops->reserve_workspace(env.ref, env.ref->ops->attention_workspace_bytes(env.ref, &ref));
+
+    env.lp->ops->attention_forward(env.lp, &lp);
+    env.ref->ops->attention_forward(env.ref, &ref);
+    test_act_expect("attention_forward probs", &probs);
+    for (int64_t item = 0; item < shape->n * shape->areas * shape->heads; item++) {
+        const int64_t h = item % shape->heads, area = item / shape->heads % shape->areas;
+        const int64_t img = item / (shape->heads * shape->areas);
+        const float *v = qkv.ref + (img * shape->qkv_c + h * shape->head_stride + shape->v_c0) * t + area * na;
+        float *yh = y.ref + (img * shape->heads + h) * shape->head_dim * t + area * na;
+        env.ref->ops->gemm(env.ref, false, true, shape->head_dim, na, na, 1.0f, v, t, probs.ref + item * na * na, na,
+                           0.0f, yh, t);
+    }
+    test_act_expect("attention_forward y", &y);
+
+    env.lp->ops->attention_backward(env.lp, &lp);
+    const size_t work_bytes = cpu_attention_rows_bytes(&ref);
+    float *work = malloc(work_bytes);
+    assert_non_null(work);
+    cpu_attention_backward_rounded(env.ref, &ref, env.t, work, work_bytes);
+    free(work);
+    test_act_expect("attention_backward dqkv", &dqkv);
+    test_act_expect("attention qkv", &qkv);
+    test_act_expect("attention dy", &dy);
+    TestAct *acts[] = {&qkv, &probs, &y, &dy, &dqkv};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) test_act_destroy(acts[i]);
+}
+
+// Attention's layout (key_dim 4 ≠ head_dim 6, 7 tokens, 3 channels past the heads) and AAttn's (4 areas).
+static void test_attention(void **state) {
+    (void)state;
+    test_attention_case(&(AttentionArgs){.n = 2, .tokens = 7, .areas = 1, .heads = 3, .key_dim = 4, .head_dim = 6,
+                                         .qkv_c = 45, .head_stride = 14, .q_c0 = 0, .k_c0 = 4, .v_c0 = 8,
+                                         .scale = 0.5f},
+                        80);
+    test_attention_case(&(AttentionArgs){.n = 2, .tokens = 16, .areas = 4, .heads = 3, .key_dim = 4, .head_dim = 4,
+                                         .qkv_c = 36, .head_stride = 12, .q_c0 = 0, .k_c0 = 4, .v_c0 = 8,
+                                         .scale = 0.5f},
+                        90);
+}
+
 // ---- a whole module --------------------------------------------------------------------------------
 
 static Graph *test_graph_create(Backend *be, const char *yaml_path, ModelSpec **spec) {
@@ -579,7 +637,7 @@ int main(void) {
     } checks[] = {{"transfers", test_transfers}, {"upload_images", test_upload_images}, {"conv", test_conv},
                   {"batchnorm", test_batchnorm},
                   {"elementwise", test_elementwise}, {"copy_box", test_copy_box}, {"pooling", test_pooling},
-                  {"linear", test_linear},       {"module", test_module}};
+                  {"linear", test_linear},       {"attention", test_attention}, {"module", test_module}};
     enum { N_TYPES = sizeof types / sizeof *types, N_CHECKS = sizeof checks / sizeof *checks };
     static char names[N_TYPES][N_CHECKS][32];
     struct CMUnitTest tests[N_TYPES * N_CHECKS];
