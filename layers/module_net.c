@@ -289,6 +289,117 @@ NetValue net_upsample(ModuleNet *net, Builder *b, NetValue x, int64_t factor) {
     return module_net_add(net, b, &upsample_ops, 1, &x, NULL, shape_make(s.n, s.c, s.h * factor, s.w * factor), st);
 }
 
+// ---- pools, padding, activations ---------------------------------------------------------------------
+
+typedef struct PoolState {
+    bool max;  // max-pool, else average pool
+    int64_t k, stride, pad;
+} PoolState;
+
+static Pool2dArgs pool_args(const PoolState *st, Shape in) {
+    return pool2d_args_out(&(Pool2dArgs){.n = in.n, .c = in.c, .h = in.h, .w = in.w, .k = st->k, .stride = st->stride,
+                                         .pad = st->pad});
+}
+
+static void pool_node_forward(NetNode *node, Backend *be, bool train) {
+    (void)train;
+    const PoolState *st = node->state;
+    Pool2dArgs a = pool_args(st, node->in[0]->shape);
+    node->out->shape = shape_make(a.n, a.c, a.h_out, a.w_out);
+    a.x = node->in[0]->data;
+    a.y = node->out->data;
+    if (st->max) be->ops->maxpool2d_forward(be, &a);
+    else be->ops->avgpool2d_forward(be, &a);
+}
+
+static void pool_node_backward(NetNode *node, Backend *be) {
+    const PoolState *st = node->state;
+    if (!node->din[0]) return;
+    Pool2dArgs a = pool_args(st, node->in[0]->shape);
+    a.x = node->in[0]->data;
+    a.dy = node->dout->data;
+    a.dx = node->din[0]->data;
+    if (st->max) be->ops->maxpool2d_backward(be, &a);
+    else be->ops->avgpool2d_backward(be, &a);
+}
+
+static const NetNodeOps pool_ops = {.forward = pool_node_forward, .backward = pool_node_backward};
+
+static NetValue net_pool(ModuleNet *net, Builder *b, NetValue x, bool max, int64_t k, int64_t stride, int64_t pad) {
+    PoolState *st = yp_calloc(1, sizeof *st);
+    *st = (PoolState){.max = max, .k = k, .stride = stride, .pad = pad};
+    Pool2dArgs a = pool_args(st, module_net_shape(net, x));
+    return module_net_add(net, b, &pool_ops, 1, &x, NULL, shape_make(a.n, a.c, a.h_out, a.w_out), st);
+}
+
+NetValue net_maxpool(ModuleNet *net, Builder *b, NetValue x, int64_t k, int64_t stride, int64_t pad) {
+    return net_pool(net, b, x, true, k, stride, pad);
+}
+
+NetValue net_avgpool(ModuleNet *net, Builder *b, NetValue x, int64_t k, int64_t stride, int64_t pad) {
+    return net_pool(net, b, x, false, k, stride, pad);
+}
+
+typedef struct PadState {
+    int64_t left, right, top, bottom;
+} PadState;
+
+static Pad2dArgs pad_args(const PadState *st, Shape in) {
+    return (Pad2dArgs){.n = in.n, .c = in.c, .h = in.h, .w = in.w, .left = st->left, .right = st->right,
+                       .top = st->top, .bottom = st->bottom};
+}
+
+static void pad_node_forward(NetNode *node, Backend *be, bool train) {
+    (void)train;
+    const PadState *st = node->state;
+    Shape s = node->in[0]->shape;
+    node->out->shape = shape_make(s.n, s.c, s.h + st->top + st->bottom, s.w + st->left + st->right);
+    Pad2dArgs a = pad_args(st, s);
+    a.x = node->in[0]->data;
+    a.y = node->out->data;
+    be->ops->pad2d_forward(be, &a);
+}
+
+static void pad_node_backward(NetNode *node, Backend *be) {
+    if (!node->din[0]) return;
+    Pad2dArgs a = pad_args(node->state, node->in[0]->shape);
+    a.dy = node->dout->data;
+    a.dx = node->din[0]->data;
+    be->ops->pad2d_backward(be, &a);
+}
+
+static const NetNodeOps pad_ops = {.forward = pad_node_forward, .backward = pad_node_backward};
+
+NetValue net_zeropad(ModuleNet *net, Builder *b, NetValue x, int64_t left, int64_t right, int64_t top, int64_t bottom) {
+    YP_CHECK(left >= 0 && right >= 0 && top >= 0 && bottom >= 0);
+    PadState *st = yp_calloc(1, sizeof *st);
+    *st = (PadState){.left = left, .right = right, .top = top, .bottom = bottom};
+    Shape s = module_net_shape(net, x);
+    return module_net_add(net, b, &pad_ops, 1, &x, NULL, shape_make(s.n, s.c, s.h + top + bottom, s.w + left + right), st);
+}
+
+static void activation_node_forward(NetNode *node, Backend *be, bool train) {
+    (void)train;
+    const ActivationSpec *act = node->state;
+    node->out->shape = node->in[0]->shape;
+    be->ops->activation_forward(be, *act, node->in[0]->data, node->out->data, (size_t)tensor_elems(node->out));
+}
+
+static void activation_node_backward(NetNode *node, Backend *be) {
+    const ActivationSpec *act = node->state;
+    if (node->din[0])
+        be->ops->activation_backward(be, *act, node->in[0]->data, node->dout->data, node->din[0]->data,
+                                     (size_t)tensor_elems(node->out));
+}
+
+static const NetNodeOps activation_ops = {.forward = activation_node_forward, .backward = activation_node_backward};
+
+NetValue net_activation(ModuleNet *net, Builder *b, NetValue x, ActivationSpec act) {
+    ActivationSpec *st = yp_calloc(1, sizeof *st);
+    *st = act;
+    return module_net_add(net, b, &activation_ops, 1, &x, NULL, module_net_shape(net, x), st);
+}
+
 // ---- composites -------------------------------------------------------------------------------------
 
 NetValue net_bottleneck(ModuleNet *net, Builder *b, const char *name, NetValue x, BottleneckSpec spec) {

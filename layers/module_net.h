@@ -96,6 +96,16 @@ static inline NetValue net_add(ModuleNet *net, Builder *b, NetValue x, NetValue 
 // Nearest-neighbour upsampling by an integer factor.
 NetValue net_upsample(ModuleNet *net, Builder *b, NetValue x, int64_t factor);
 
+// nn.MaxPool2d(k, stride, pad) / F.max_pool2d, and F.avg_pool2d(x, k, stride, pad) (count_include_pad,
+// no ceil mode): the module counts as no leaf and no ops here, as thop does for the functional forms;
+// a module that holds an nn.MaxPool2d counts its leaf itself (builder_count_leaves).
+NetValue net_maxpool(ModuleNet *net, Builder *b, NetValue x, int64_t k, int64_t stride, int64_t pad);
+NetValue net_avgpool(ModuleNet *net, Builder *b, NetValue x, int64_t k, int64_t stride, int64_t pad);
+// nn.ZeroPad2d((left, right, top, bottom)).
+NetValue net_zeropad(ModuleNet *net, Builder *b, NetValue x, int64_t left, int64_t right, int64_t top, int64_t bottom);
+// An activation on its own (after a sum, as in RepConvN and ResNetBlock); counts no leaf or ops.
+NetValue net_activation(ModuleNet *net, Builder *b, NetValue x, ActivationSpec act);
+
 // Ultralytics' Bottleneck(c1, c2, shortcut, g, k, e) at `name` (cv1, cv2, and x + cv2 when the
 // shortcut applies): spec.in is taken from x.
 NetValue net_bottleneck(ModuleNet *net, Builder *b, const char *name, NetValue x, BottleneckSpec spec);
