@@ -122,3 +122,6 @@ void builder_count_ops(Builder *b, double ops);
 void builder_count_leaves(Builder *b, int64_t n);
 // The activation module is one shared instance in Ultralytics (Conv.default_act): counted once.
 void builder_count_shared_activation(Builder *b);
+// RepConv's activation is its own class-level instance (RepConv.default_act, SiLU whatever the
+// model's activation): counted once per model too.
+void builder_count_repconv_activation(Builder *b);

@@ -22,6 +22,7 @@ struct Builder {
     int depth;
     int param_cursor;        // with memory: the next ParamInfo to bind
     bool shared_activation_counted;
+    bool repconv_activation_counted;
     bool too_large;          // a count passed BUILDER_MAX_ELEMS (builder_elems)
 };
 
@@ -193,6 +194,12 @@ void builder_count_shared_activation(Builder *b) {
     b->layer->leaf_modules++;
 }
 
+void builder_count_repconv_activation(Builder *b) {
+    if (b->be || b->repconv_activation_counted) return;
+    b->repconv_activation_counted = true;
+    b->layer->leaf_modules++;
+}
+
 void builder_set_stride(Builder *b, int level, int64_t stride) {
     YP_CHECK(level < (int)(sizeof b->g->strides / sizeof *b->g->strides));
     b->g->strides[level] = stride;
@@ -217,7 +224,7 @@ static bool graph_parse(Graph *g, Error *err) {
             layer->in_index[k] = row->from[k];
             c_in[k] = row->from[k] < 0 ? spec->ch : g->layers[row->from[k]].c_out;
         }
-        ParseContext ctx = {.spec = spec, .c_in = c_in};
+        ParseContext ctx = {.spec = spec, .c_in = c_in, .layers = g->layers};
         if (!layer_kinds[layer->kind]->parse(layer, &ctx, err)) return false;
     }
     return true;

@@ -33,6 +33,14 @@ typedef enum LayerKind {
     LAYER_KIND_V10DETECT,
     LAYER_KIND_CLASSIFY,
     LAYER_KIND_C3K2,
+    LAYER_KIND_REPNCSPELAN4,
+    LAYER_KIND_ELAN1,
+    LAYER_KIND_ADOWN,
+    LAYER_KIND_ACONV,
+    LAYER_KIND_SPPELAN,
+    LAYER_KIND_CBLINEAR,
+    LAYER_KIND_CBFUSE,
+    LAYER_KIND_IDENTITY,
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -40,6 +48,7 @@ typedef enum LayerKind {
 typedef struct ParseContext {
     const ModelSpec *spec;
     const int64_t *c_in;  // output channels of each input named in `from`, in order
+    const Layer *layers;  // the graph's layers, parsed up to this one (CBFuse reads its CBLinears')
 } ParseContext;
 
 typedef struct LayerKindOps {

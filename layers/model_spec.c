@@ -127,6 +127,7 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
 // (None, True, numbers) are evaluated, anything else stays a string.
 static bool read_arg(ModelSpec *spec, yaml_node_t *node, Arg *arg, Error *err) {
     *arg = (Arg){.node = node};
+    if (node->type == YAML_SEQUENCE_NODE) return arg->kind = ARG_KIND_LIST, true;
     const char *text = yaml_node_text(node);
     if (!text)
         return model_spec_error_at(spec, node, err, "module arguments must be plain values, found %s",

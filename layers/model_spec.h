@@ -14,7 +14,17 @@
 
 enum { MODEL_MAX_FROM = 8, MODEL_MAX_ARGS = 8 };
 
-typedef enum ArgKind { ARG_KIND_NONE, ARG_KIND_BOOL, ARG_KIND_INT, ARG_KIND_FLOAT, ARG_KIND_STRING, ARG_KIND_COUNT } ArgKind;
+// ARG_KIND_LIST: a flow list such as CBLinear's [64, 128]; its items are read by the module's parse
+// (module_arg_int_list), from the node.
+typedef enum ArgKind {
+    ARG_KIND_NONE,
+    ARG_KIND_BOOL,
+    ARG_KIND_INT,
+    ARG_KIND_FLOAT,
+    ARG_KIND_STRING,
+    ARG_KIND_LIST,
+    ARG_KIND_COUNT
+} ArgKind;
 
 // One constructor argument after Ultralytics' substitutions (`nc` -> its value, "None" -> None, ...).
 typedef struct Arg {

@@ -2,8 +2,11 @@
 
 #include <math.h>
 
+#include "framework/core/yaml_doc.h"
+
 static const char *arg_kind_name(ArgKind kind) {
-    static const char *const names[ARG_KIND_COUNT] = {"None", "a boolean", "an integer", "a number", "a string"};
+    static const char *const names[ARG_KIND_COUNT] = {"None", "a boolean", "an integer", "a number", "a string",
+                                                            "a list"};
     _Static_assert(sizeof names / sizeof *names == ARG_KIND_COUNT, "one name per ArgKind");
     return names[kind];
 }
@@ -21,6 +24,9 @@ bool module_args_count(const Layer *layer, const ParseContext *ctx, int min, int
 
 static bool wrong_type(const Layer *layer, const ParseContext *ctx, const Arg *a, const char *name, const char *want,
                        Error *err) {
+    if (a->kind == ARG_KIND_LIST)
+        return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be %s, found a list",
+                                   layer->row->module, name, want);
     return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be %s, found %s '%s'",
                                layer->row->module, name, want, arg_kind_name(a->kind), yaml_node_text(a->node));
 }
@@ -67,6 +73,29 @@ bool module_arg_number(const Layer *layer, const ParseContext *ctx, int k, const
         return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be a positive number, found %g",
                                    layer->row->module, name, a->f);
     *out = a->f;
+    return true;
+}
+
+bool module_arg_int_list(const Layer *layer, const ParseContext *ctx, int k, const char *name, int max_n, int64_t min,
+                         int64_t *out, int *n, Error *err) {
+    const Arg *a = &layer->row->args[k];
+    if (a->kind != ARG_KIND_LIST) return wrong_type(layer, ctx, a, name, "a list of integers", err);
+    int len = yaml_seq_len(a->node);
+    if (len < 1 || len > max_n)
+        return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must list 1 to %d integers, found %d",
+                                   layer->row->module, name, max_n, len);
+    for (int j = 0; j < len; j++) {
+        yaml_node_t *item = yaml_seq_at(ctx->spec->yaml, a->node, j);
+        const char *text = yaml_node_text(item);
+        char found[128];
+        if (!text || !yaml_node_is_plain(item) || !yaml_text_int(text, &out[j]))
+            return model_spec_error_at(ctx->spec, item, err, "%s argument '%s' must list integers, found %s",
+                                       layer->row->module, name, yaml_node_describe_found(item, found, sizeof found));
+        if (out[j] < min || out[j] > MODULE_ARG_INT_MAX)
+            return model_spec_error_at(ctx->spec, item, err, "%s argument '%s' must list integers from %lld to %d, found %lld",
+                                       layer->row->module, name, (long long)min, MODULE_ARG_INT_MAX, (long long)out[j]);
+    }
+    *n = len;
     return true;
 }
 
@@ -129,6 +158,7 @@ void module_set_args_text(Layer *layer, int n_values, const int64_t *values, int
         case ARG_KIND_INT: used += (size_t)snprintf(text + used, cap - used, "%s%lld", sep, (long long)a->i); break;
         case ARG_KIND_FLOAT: used += (size_t)snprintf(text + used, cap - used, "%s%g", sep, a->f); break;
         case ARG_KIND_STRING: used += (size_t)snprintf(text + used, cap - used, "%s'%s'", sep, a->s); break;
+        case ARG_KIND_LIST:  // the modules taking lists (CBLinear, CBFuse) write their own text
         case ARG_KIND_COUNT: break;
         }
     }

@@ -27,6 +27,11 @@ bool module_arg_bool(const Layer *layer, const ParseContext *ctx, int k, const c
 bool module_arg_number(const Layer *layer, const ParseContext *ctx, int k, const char *name, double fallback,
                        double *out, Error *err);
 
+// Argument k (which the row must have) as a list of 1 to max_n integers in [min, MODULE_ARG_INT_MAX],
+// into out[0..*n).
+bool module_arg_int_list(const Layer *layer, const ParseContext *ctx, int k, const char *name, int max_n, int64_t min,
+                         int64_t *out, int *n, Error *err);
+
 // Ultralytics' output channels for a module that scales by width: ceil(min(c2, max_channels) * width / 8) * 8.
 int64_t module_scale_channels(const ModelSpec *spec, int64_t c2);
 

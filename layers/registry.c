@@ -5,7 +5,8 @@
 
 extern const LayerKindOps layer_kind_conv, layer_kind_bottleneck, layer_kind_c2f, layer_kind_c3, layer_kind_sppf,
     layer_kind_upsample, layer_kind_concat, layer_kind_detect, layer_kind_v10detect, layer_kind_classify,
-    layer_kind_c3k2;
+    layer_kind_c3k2, layer_kind_repncspelan4, layer_kind_elan1, layer_kind_adown, layer_kind_aconv,
+    layer_kind_sppelan, layer_kind_cblinear, layer_kind_cbfuse, layer_kind_identity;
 
 const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_CONV] = &layer_kind_conv,
@@ -19,6 +20,14 @@ const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_V10DETECT] = &layer_kind_v10detect,
     [LAYER_KIND_CLASSIFY] = &layer_kind_classify,
     [LAYER_KIND_C3K2] = &layer_kind_c3k2,
+    [LAYER_KIND_REPNCSPELAN4] = &layer_kind_repncspelan4,
+    [LAYER_KIND_ELAN1] = &layer_kind_elan1,
+    [LAYER_KIND_ADOWN] = &layer_kind_adown,
+    [LAYER_KIND_ACONV] = &layer_kind_aconv,
+    [LAYER_KIND_SPPELAN] = &layer_kind_sppelan,
+    [LAYER_KIND_CBLINEAR] = &layer_kind_cblinear,
+    [LAYER_KIND_CBFUSE] = &layer_kind_cbfuse,
+    [LAYER_KIND_IDENTITY] = &layer_kind_identity,
 };
 _Static_assert(sizeof layer_kinds / sizeof *layer_kinds == LAYER_KIND_COUNT, "one entry per LayerKind");
 
