@@ -33,6 +33,7 @@ typedef enum LayerKind {
     LAYER_KIND_V10DETECT,
     LAYER_KIND_CLASSIFY,
     LAYER_KIND_C3K2,
+    LAYER_KIND_TORCHVISION,
     LAYER_KIND_COUNT
 } LayerKind;
 
