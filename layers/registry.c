@@ -5,7 +5,7 @@
 
 extern const LayerKindOps layer_kind_conv, layer_kind_bottleneck, layer_kind_c2f, layer_kind_c3, layer_kind_sppf,
     layer_kind_upsample, layer_kind_concat, layer_kind_detect, layer_kind_v10detect, layer_kind_classify,
-    layer_kind_c3k2, layer_kind_repncspelan4, layer_kind_elan1, layer_kind_adown, layer_kind_aconv,
+    layer_kind_c3k2, layer_kind_torchvision, layer_kind_repncspelan4, layer_kind_elan1, layer_kind_adown, layer_kind_aconv,
     layer_kind_sppelan, layer_kind_cblinear, layer_kind_cbfuse, layer_kind_identity;
 
 const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
@@ -20,6 +20,7 @@ const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_V10DETECT] = &layer_kind_v10detect,
     [LAYER_KIND_CLASSIFY] = &layer_kind_classify,
     [LAYER_KIND_C3K2] = &layer_kind_c3k2,
+    [LAYER_KIND_TORCHVISION] = &layer_kind_torchvision,
     [LAYER_KIND_REPNCSPELAN4] = &layer_kind_repncspelan4,
     [LAYER_KIND_ELAN1] = &layer_kind_elan1,
     [LAYER_KIND_ADOWN] = &layer_kind_adown,
