@@ -164,6 +164,22 @@ static const GradCase cases[] = {
     {"v10Detect",
      "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [[1, 2], 1, v10Detect, [nc]]\n", 8, 8, NULL},
     {"Classify", "  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Classify, [5]]\n", 9, 11, NULL},
+    // YOLOv9: RepNCSPELAN4's RepCSP branches (RepConv's summed 3x3 and 1x1, the residual), an odd c3
+    // (torch.chunk's larger first half), ELAN1, AConv, SPPELAN with kink-free k = 1
+    // pools (as SPPF), and YOLOv9e's auxiliary branch: nn.Identity, CBLinear chunks fused into finer
+    // levels by CBFuse (upsampled by 2 and summed). ADown's fixed 3x3 max pool has kinks that
+    // central differences straddle (see SPPF); its gradients are checked against PyTorch in float64
+    // by test_forward_reference's tiny-v9.
+    {"RepNCSPELAN4 n2", "  - [-1, 1, RepNCSPELAN4, [8, 8, 4, 2]]\n", 9, 7, NULL},
+    {"RepNCSPELAN4 odd c3", "  - [-1, 1, RepNCSPELAN4, [8, 7, 4, 1]]\n", 9, 7, NULL},
+    {"ELAN1", "  - [-1, 1, ELAN1, [8, 8, 4]]\n", 9, 7, NULL},
+    {"AConv", "  - [-1, 1, AConv, [8]]\n", 10, 9, NULL},
+    {"SPPELAN k1", "  - [-1, 1, SPPELAN, [8, 4, 1]]\n", 9, 7, NULL},
+    {"CBLinear and CBFuse",
+     "  - [-1, 1, nn.Identity, []]\n  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [8, 3, 2]]\n"
+     "  - [-1, 1, CBLinear, [[8, 16]]]\n  - [2, 1, Conv, [8, 1, 1]]\n  - [[4, -1], 1, CBFuse, [[0]]]\n"
+     "  - [2, 1, Conv, [16, 1, 1]]\n  - [[4, -1], 1, CBFuse, [[1]]]\n  - [[6, 8], 1, Concat, [1]]\n",
+     16, 12, NULL},
 };
 
 // Detect built after a C3k2/A2C2f/C2fCIB row (YOLO11/12/26): the light class branch, depthwise 3x3
