@@ -58,9 +58,10 @@ NetValue net_c3k(ModuleNet *net, Builder *b, const char *name, NetValue x, const
     NetValue y = a;
     for (int64_t i = 0; i < spec->n; i++) {
         builder_push(b, "m.%lld", (long long)i);
-        y = net_bottleneck(net, b, NULL, y,
-                           (BottleneckSpec){.c_out = c, .shortcut = spec->shortcut, .groups = spec->groups,
-                                            .k1 = spec->k, .k2 = spec->k, .expansion = 1.0});
+        y = spec->block ? spec->block(net, b, y, spec)
+                        : net_bottleneck(net, b, NULL, y,
+                                         (BottleneckSpec){.c_out = c, .shortcut = spec->shortcut, .groups = spec->groups,
+                                                          .k1 = spec->k, .k2 = spec->k, .expansion = 1.0});
         builder_pop(b);
     }
     NetValue out = net_conv_node(net, b, cv3, net_concat(net, b, 2, (NetValue[]){y, shortcut}));

@@ -127,6 +127,16 @@ static bool read_scaling(ModelSpec *spec, yaml_node_t *root, const ModelOptions 
 // (None, True, numbers) are evaluated, anything else stays a string.
 static bool read_arg(ModelSpec *spec, yaml_node_t *node, Arg *arg, Error *err) {
     *arg = (Arg){.node = node};
+    if (node->type == YAML_SEQUENCE_NODE) {
+        arg->kind = ARG_KIND_LIST;
+        arg->n_list = yaml_seq_len(node);
+        arg->list_ints = arg->n_list <= MODEL_MAX_LIST;
+        for (int k = 0; k < arg->n_list && arg->list_ints; k++) {
+            const yaml_node_t *item = yaml_seq_at(spec->yaml, node, k);
+            arg->list_ints = yaml_node_is_plain(item) && yaml_text_int(yaml_node_text(item), &arg->list[k]);
+        }
+        return true;
+    }
     const char *text = yaml_node_text(node);
     if (!text)
         return model_spec_error_at(spec, node, err, "module arguments must be plain values, found %s",

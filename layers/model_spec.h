@@ -12,9 +12,18 @@
 #include "framework/core/error.h"
 #include "framework/core/yaml_doc.h"
 
-enum { MODEL_MAX_FROM = 8, MODEL_MAX_ARGS = 8 };
+enum { MODEL_MAX_FROM = 8, MODEL_MAX_ARGS = 8, MODEL_MAX_LIST = 8 };
 
-typedef enum ArgKind { ARG_KIND_NONE, ARG_KIND_BOOL, ARG_KIND_INT, ARG_KIND_FLOAT, ARG_KIND_STRING, ARG_KIND_COUNT } ArgKind;
+// ARG_KIND_LIST: a flow sequence such as SPP's [5, 9, 13]; its items are read by the module (node).
+typedef enum ArgKind {
+    ARG_KIND_NONE,
+    ARG_KIND_BOOL,
+    ARG_KIND_INT,
+    ARG_KIND_FLOAT,
+    ARG_KIND_STRING,
+    ARG_KIND_LIST,
+    ARG_KIND_COUNT
+} ArgKind;
 
 // One constructor argument after Ultralytics' substitutions (`nc` -> its value, "None" -> None, ...).
 typedef struct Arg {
@@ -23,6 +32,11 @@ typedef struct Arg {
     int64_t i;
     double f;
     const char *s;           // ARG_KIND_STRING: points into the YAML document
+    // ARG_KIND_LIST: the items when all are integers and at most MODEL_MAX_LIST (list_ints), else
+    // list_ints is false and the module that reads the list reports it.
+    bool list_ints;
+    int n_list;
+    int64_t list[MODEL_MAX_LIST];
     const yaml_node_t *node; // where it was written
 } Arg;
 

@@ -3,7 +3,7 @@
 #include <math.h>
 
 static const char *arg_kind_name(ArgKind kind) {
-    static const char *const names[ARG_KIND_COUNT] = {"None", "a boolean", "an integer", "a number", "a string"};
+    static const char *const names[ARG_KIND_COUNT] = {"None", "a boolean", "an integer", "a number", "a string", "a list"};
     _Static_assert(sizeof names / sizeof *names == ARG_KIND_COUNT, "one name per ArgKind");
     return names[kind];
 }
@@ -47,6 +47,25 @@ bool module_arg_int_or_none(const Layer *layer, const ParseContext *ctx, int k, 
     const Arg *a = &layer->row->args[k];
     if (a->kind != ARG_KIND_INT) return wrong_type(layer, ctx, a, name, "an integer or None", err);
     return module_arg_int(layer, ctx, k, name, -1, min, out, err);
+}
+
+bool module_arg_int_list(const Layer *layer, const ParseContext *ctx, int k, const char *name, int min_len, int max_len,
+                         int64_t min, int64_t *out, int *n_out, Error *err) {
+    const Arg *a = &layer->row->args[k];
+    YP_CHECK(k < layer->row->n_args && max_len <= MODEL_MAX_LIST);
+    if (a->kind != ARG_KIND_LIST || !a->list_ints || a->n_list < min_len || a->n_list > max_len)
+        return model_spec_error_at(ctx->spec, a->node, err, "%s argument '%s' must be a list of %d to %d integers, found '%s'",
+                                   layer->row->module, name, min_len, max_len,
+                                   a->kind == ARG_KIND_LIST ? "a list" : yaml_node_text(a->node));
+    for (int j = 0; j < a->n_list; j++) {
+        if (a->list[j] < min || a->list[j] > MODULE_ARG_INT_MAX)
+            return model_spec_error_at(ctx->spec, yaml_seq_at(ctx->spec->yaml, a->node, j), err,
+                                       "%s argument '%s' items must be %lld to %d, found %lld", layer->row->module, name,
+                                       (long long)min, MODULE_ARG_INT_MAX, (long long)a->list[j]);
+        out[j] = a->list[j];
+    }
+    *n_out = a->n_list;
+    return true;
 }
 
 bool module_arg_bool(const Layer *layer, const ParseContext *ctx, int k, const char *name, bool fallback, bool *out,
@@ -129,6 +148,12 @@ void module_set_args_text(Layer *layer, int n_values, const int64_t *values, int
         case ARG_KIND_INT: used += (size_t)snprintf(text + used, cap - used, "%s%lld", sep, (long long)a->i); break;
         case ARG_KIND_FLOAT: used += (size_t)snprintf(text + used, cap - used, "%s%g", sep, a->f); break;
         case ARG_KIND_STRING: used += (size_t)snprintf(text + used, cap - used, "%s'%s'", sep, a->s); break;
+        case ARG_KIND_LIST:
+            used += (size_t)snprintf(text + used, cap - used, "%s[", sep);
+            for (int j = 0; j < a->n_list && used < cap; j++)
+                used += (size_t)snprintf(text + used, cap - used, "%s%lld", j ? ", " : "", (long long)a->list[j]);
+            if (used < cap) used += (size_t)snprintf(text + used, cap - used, "]");
+            break;
         case ARG_KIND_COUNT: break;
         }
     }

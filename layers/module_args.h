@@ -22,6 +22,10 @@ bool module_arg_int(const Layer *layer, const ParseContext *ctx, int k, const ch
 // Like module_arg_int, but None (or absence) gives -1.
 bool module_arg_int_or_none(const Layer *layer, const ParseContext *ctx, int k, const char *name, int64_t min,
                             int64_t *out, Error *err);
+// Argument k (which the row has) as a list of min_len to max_len integers, each in
+// [min, MODULE_ARG_INT_MAX], into out[0..*n_out); max_len is at most MODEL_MAX_LIST.
+bool module_arg_int_list(const Layer *layer, const ParseContext *ctx, int k, const char *name, int min_len, int max_len,
+                         int64_t min, int64_t *out, int *n_out, Error *err);
 bool module_arg_bool(const Layer *layer, const ParseContext *ctx, int k, const char *name, bool fallback, bool *out,
                      Error *err);
 bool module_arg_number(const Layer *layer, const ParseContext *ctx, int k, const char *name, double fallback,

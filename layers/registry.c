@@ -6,6 +6,9 @@
 extern const LayerKindOps layer_kind_conv, layer_kind_bottleneck, layer_kind_c2f, layer_kind_c3, layer_kind_sppf,
     layer_kind_upsample, layer_kind_concat, layer_kind_detect, layer_kind_v10detect, layer_kind_classify,
     layer_kind_c3k2;
+extern const LayerKindOps layer_kind_nn_maxpool2d, layer_kind_nn_zeropad2d, layer_kind_spp, layer_kind_c2,
+    layer_kind_ghostconv, layer_kind_dwconv, layer_kind_ghost_bottleneck, layer_kind_c3ghost, layer_kind_scdown,
+    layer_kind_c2fcib;
 
 const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_CONV] = &layer_kind_conv,
@@ -19,6 +22,16 @@ const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_V10DETECT] = &layer_kind_v10detect,
     [LAYER_KIND_CLASSIFY] = &layer_kind_classify,
     [LAYER_KIND_C3K2] = &layer_kind_c3k2,
+    [LAYER_KIND_NN_MAXPOOL2D] = &layer_kind_nn_maxpool2d,
+    [LAYER_KIND_NN_ZEROPAD2D] = &layer_kind_nn_zeropad2d,
+    [LAYER_KIND_SPP] = &layer_kind_spp,
+    [LAYER_KIND_C2] = &layer_kind_c2,
+    [LAYER_KIND_GHOSTCONV] = &layer_kind_ghostconv,
+    [LAYER_KIND_DWCONV] = &layer_kind_dwconv,
+    [LAYER_KIND_GHOST_BOTTLENECK] = &layer_kind_ghost_bottleneck,
+    [LAYER_KIND_C3GHOST] = &layer_kind_c3ghost,
+    [LAYER_KIND_SCDOWN] = &layer_kind_scdown,
+    [LAYER_KIND_C2FCIB] = &layer_kind_c2fcib,
 };
 _Static_assert(sizeof layer_kinds / sizeof *layer_kinds == LAYER_KIND_COUNT, "one entry per LayerKind");
 
