@@ -43,6 +43,7 @@ typedef enum LayerKind {
     LAYER_KIND_C3GHOST,
     LAYER_KIND_SCDOWN,
     LAYER_KIND_C2FCIB,
+    LAYER_KIND_RESNET_LAYER,
     LAYER_KIND_COUNT
 } LayerKind;
 
