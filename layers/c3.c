@@ -4,13 +4,8 @@
 #include <stdlib.h>
 
 #include "layers/blocks.h"
+#include "layers/c3.h"
 #include "layers/module_args.h"
-
-typedef struct C3Config {
-    int64_t c1, c2, n, g;
-    bool shortcut;
-    double e;
-} C3Config;
 
 typedef struct C3State {
     int64_t c;  // hidden channels c_ = int(c2 * e)
@@ -19,7 +14,7 @@ typedef struct C3State {
     Tensor cat, d_cat, d_m_out, d_cv1, d_cv2;
 } C3State;
 
-static bool c3_parse(Layer *layer, const ParseContext *ctx, Error *err) {
+bool c3_parse(Layer *layer, const ParseContext *ctx, Error *err) {
     C3Config *cfg = layer->config = yp_calloc(1, sizeof *cfg);
     cfg->c1 = ctx->c_in[0];
     cfg->n = layer->row->repeats;

@@ -402,9 +402,9 @@ bool graph_set_input_size(Graph *g, int64_t n, int64_t h, int64_t w, Error *err)
     return true;
 }
 
-// Every YOLO layer's output is (N, C, H / s, W / s) for a fixed stride s, so the built shape scales
-// with the input; Detect's anchors are the sum of its levels' positions, Classify's (N, nc, 1, 1)
-// depends on N only.
+// Almost every YOLO layer's output is (N, C, H / s, W / s) for a fixed stride s, so the built shape
+// scales with the input; Detect's anchors are the sum of its levels' positions, Classify's (N, nc, 1, 1)
+// depends on N only, and a kind with out_shape derives its own from its inputs'.
 Shape graph_layer_shape(const Graph *g, int layer) {
     YP_CHECK(-1 <= layer && layer < g->n_layers);
     Shape in = g->input.shape, max = g->built_input;
@@ -412,6 +412,11 @@ Shape graph_layer_shape(const Graph *g, int layer) {
     const Layer *l = &g->layers[layer];
     Shape built = l->out_shape;
     if (l->kind == LAYER_KIND_CLASSIFY) return shape_make(in.n, built.c, 1, 1);
+    if (layer_kinds[l->kind]->out_shape) {
+        Shape ins[MODEL_MAX_FROM];
+        for (int k = 0; k < l->n_in; k++) ins[k] = graph_layer_shape(g, l->in_index[k]);
+        return layer_kinds[l->kind]->out_shape(l, ins);
+    }
     if (layer_kinds[l->kind]->detect_head) {
         int64_t anchors = 0;
         for (int k = 0; k < l->n_in; k++) anchors += shape_hw(graph_layer_shape(g, l->in_index[k]));

@@ -42,6 +42,17 @@ typedef enum LayerKind {
     LAYER_KIND_CBLINEAR,
     LAYER_KIND_CBFUSE,
     LAYER_KIND_IDENTITY,
+    LAYER_KIND_NN_MAXPOOL2D,
+    LAYER_KIND_NN_ZEROPAD2D,
+    LAYER_KIND_SPP,
+    LAYER_KIND_C2,
+    LAYER_KIND_GHOSTCONV,
+    LAYER_KIND_DWCONV,
+    LAYER_KIND_GHOST_BOTTLENECK,
+    LAYER_KIND_C3GHOST,
+    LAYER_KIND_SCDOWN,
+    LAYER_KIND_C2FCIB,
+    LAYER_KIND_RESNET_LAYER,
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -65,6 +76,10 @@ typedef struct LayerKindOps {
     // A detection head (Detect, v10Detect): output (N, 4 * reg_max + nc, anchors, 1), anchors = the
     // cells of every input level; it sets the graph's strides and reg_max.
     bool detect_head;
+    // The output shape from the inputs' current shapes, for kinds whose output is not the built one
+    // scaled like the input (nn.ZeroPad2d, nn.MaxPool2d: at 640 a pad of 1 and a 2x2 pool of stride 1
+    // keep 20x20, at 320 10x10, not the scaled 10.5); NULL: scaled.
+    Shape (*out_shape)(const Layer *layer, const Shape *in);
 } LayerKindOps;
 
 extern const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT];

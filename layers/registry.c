@@ -7,6 +7,9 @@ extern const LayerKindOps layer_kind_conv, layer_kind_bottleneck, layer_kind_c2f
     layer_kind_upsample, layer_kind_concat, layer_kind_detect, layer_kind_v10detect, layer_kind_classify,
     layer_kind_c3k2, layer_kind_torchvision, layer_kind_repncspelan4, layer_kind_elan1, layer_kind_adown, layer_kind_aconv,
     layer_kind_sppelan, layer_kind_cblinear, layer_kind_cbfuse, layer_kind_identity;
+extern const LayerKindOps layer_kind_nn_maxpool2d, layer_kind_nn_zeropad2d, layer_kind_spp, layer_kind_c2,
+    layer_kind_ghostconv, layer_kind_dwconv, layer_kind_ghost_bottleneck, layer_kind_c3ghost, layer_kind_scdown,
+    layer_kind_c2fcib, layer_kind_resnet_layer;
 
 const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_CONV] = &layer_kind_conv,
@@ -29,6 +32,17 @@ const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_CBLINEAR] = &layer_kind_cblinear,
     [LAYER_KIND_CBFUSE] = &layer_kind_cbfuse,
     [LAYER_KIND_IDENTITY] = &layer_kind_identity,
+    [LAYER_KIND_NN_MAXPOOL2D] = &layer_kind_nn_maxpool2d,
+    [LAYER_KIND_NN_ZEROPAD2D] = &layer_kind_nn_zeropad2d,
+    [LAYER_KIND_SPP] = &layer_kind_spp,
+    [LAYER_KIND_C2] = &layer_kind_c2,
+    [LAYER_KIND_GHOSTCONV] = &layer_kind_ghostconv,
+    [LAYER_KIND_DWCONV] = &layer_kind_dwconv,
+    [LAYER_KIND_GHOST_BOTTLENECK] = &layer_kind_ghost_bottleneck,
+    [LAYER_KIND_C3GHOST] = &layer_kind_c3ghost,
+    [LAYER_KIND_SCDOWN] = &layer_kind_scdown,
+    [LAYER_KIND_C2FCIB] = &layer_kind_c2fcib,
+    [LAYER_KIND_RESNET_LAYER] = &layer_kind_resnet_layer,
 };
 _Static_assert(sizeof layer_kinds / sizeof *layer_kinds == LAYER_KIND_COUNT, "one entry per LayerKind");
 

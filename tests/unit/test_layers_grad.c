@@ -180,6 +180,25 @@ static const GradCase cases[] = {
      "  - [-1, 1, CBLinear, [[8, 16]]]\n  - [2, 1, Conv, [8, 1, 1]]\n  - [[4, -1], 1, CBFuse, [[0]]]\n"
      "  - [2, 1, Conv, [16, 1, 1]]\n  - [[4, -1], 1, CBFuse, [[1]]]\n  - [[6, 8], 1, Concat, [1]]\n",
      16, 12, NULL},
+    // nn.MaxPool2d and nn.ZeroPad2d as rows (YOLOv3-tiny's pad + 2x2 stride-1 pool keeps the size);
+    // the pools are 1x1 for SPPF's reason above, so the wiring is what these check.
+    {"nn.ZeroPad2d nn.MaxPool2d",
+     "  - [-1, 1, nn.ZeroPad2d, [[0, 1, 2, 1]]]\n  - [-1, 1, nn.MaxPool2d, [1, 1, 0]]\n  - [-1, 1, Conv, [4, 3, 2]]\n",
+     9, 7, NULL},
+    {"nn.MaxPool2d stride 2, nn.ZeroPad2d int", "  - [-1, 1, nn.MaxPool2d, [1, 2]]\n  - [-1, 1, nn.ZeroPad2d, [1]]\n", 9, 7, NULL},
+    {"SPP k1", "  - [-1, 1, SPP, [8, [1, 1]]]\n", 9, 7, NULL},
+    {"C2 n2", "  - [-1, 2, C2, [8]]\n", 9, 7, NULL},
+    {"C2 no shortcut g2", "  - [-1, 1, C2, [16, False, 2]]\n", 7, 7, NULL},
+    {"GhostConv k3 s2", "  - [-1, 1, GhostConv, [16, 3, 2]]\n", 11, 9, NULL},
+    {"GhostConv act=False g2", "  - [-1, 1, GhostConv, [8, 1, 1, 2, False]]\n", 9, 7, NULL},
+    {"DWConv k3 s2", "  - [-1, 1, DWConv, [16, 3, 2]]\n", 11, 9, NULL},
+    {"GhostBottleneck s1", "  - [-1, 1, GhostBottleneck, [8]]\n", 9, 7, NULL},
+    {"GhostBottleneck s2", "  - [-1, 1, GhostBottleneck, [16, 3, 2]]\n", 11, 9, NULL},
+    {"C3Ghost n2", "  - [-1, 2, C3Ghost, [8]]\n", 7, 7, NULL},
+    {"SCDown", "  - [-1, 1, SCDown, [16, 3, 2]]\n", 11, 9, NULL},
+    {"C2fCIB shortcut", "  - [-1, 2, C2fCIB, [8, True]]\n", 9, 7, NULL},
+    {"C2fCIB lk", "  - [-1, 1, C2fCIB, [16, False, True]]\n", 9, 9, NULL},
+    {"C2fCIB lk shortcut", "  - [-1, 1, C2fCIB, [8, True, True]]\n", 9, 9, NULL},
 };
 
 // Detect built after a C3k2/A2C2f/C2fCIB row (YOLO11/12/26): the light class branch, depthwise 3x3
