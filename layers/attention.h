@@ -7,8 +7,9 @@
 //   out  = proj(y + pe(v)),  pe = Conv(c, c, pe_k, 1, pe_k / 2, g=c, act=False), c = heads·head_dim,
 //          proj = Conv(c, dim, 1, act=False)
 //
-// with state-dict names qkv, proj, pe (Ultralytics' declaration order). The matmuls and the softmax
-// are functional calls that thop does not count; Layer.uncounted_ops carries them for the cost model.
+// with state-dict names qkv, proj, pe (Ultralytics' declaration order). thop counts the two matmuls
+// (its functional rule: output elements times the contracted size) but not the softmax, which
+// Layer.uncounted_ops carries for the cost model.
 #pragma once
 
 #include <stdbool.h>
@@ -50,4 +51,6 @@ typedef struct PsaBlockSpec {
     double attn_ratio;
     bool shortcut;
 } PsaBlockSpec;
+// PSABlock's heads inside C2PSA, PSA and C3k2(attn=True): max(c // 64, 1).
+static inline int64_t attention_psa_heads(int64_t c) { return c / 64 > 1 ? c / 64 : 1; }
 NetValue net_psa_block(ModuleNet *net, Builder *b, const char *name, NetValue x, const PsaBlockSpec *spec);
