@@ -35,13 +35,14 @@ static bool a2c2f_parse(Layer *layer, const ParseContext *ctx, Error *err) {
                            "[c2, a2=True, area=1, residual=False, mlp_ratio=2.0, e=0.5, g=1, shortcut=True]", err) ||
         !module_arg_int(layer, ctx, 0, "c2", 0, 1, &cfg->c2, err) ||
         !module_arg_bool(layer, ctx, 1, "a2", true, &cfg->a2, err) ||
-        !module_arg_int(layer, ctx, 2, "area", 1, 1, &cfg->area, err) ||
+        !module_arg_int(layer, ctx, 2, "area", 1, -MODULE_ARG_INT_MAX, &cfg->area, err) ||
         !module_arg_bool(layer, ctx, 3, "residual", appended, &cfg->residual, err) ||
         !module_arg_number(layer, ctx, 4, "mlp_ratio", appended ? 1.2 : 2.0, &cfg->mlp_ratio, err) ||
         !module_arg_number(layer, ctx, 5, "e", 0.5, &cfg->e, err) ||
         !module_arg_int(layer, ctx, 6, "g", 1, 1, &cfg->g, err) ||
         !module_arg_bool(layer, ctx, 7, "shortcut", true, &cfg->shortcut, err))
         return false;
+    if (cfg->area < 1) cfg->area = 1;  // AAttn splits only when area > 1 (YOLO12's C3k rows write -1)
     if (cfg->n + 1 > NET_MAX_IN)
         return model_spec_error_at(ctx->spec, row->repeats_node, err, "A2C2f takes at most %d repeats",
                                    NET_MAX_IN - 1);
