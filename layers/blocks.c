@@ -1,5 +1,6 @@
 #include "layers/blocks.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,26 +85,31 @@ void conv_block_build(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec) {
     memset(cb, 0, sizeof *cb);
     const ConvBlockSpec s = conv_spec_resolve(*spec);
     const int64_t c_out = s.c_out;
-    declare_conv(cb, b, &s, "conv.weight", 0, (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
+    char weight[PARAM_NAME_MAX];
+    snprintf(weight, sizeof weight, "%s.weight", s.conv_name ? s.conv_name : "conv");
+    declare_conv(cb, b, &s, weight, 0, (ParamInit){.kind = PARAM_INIT_FAN_IN_UNIFORM});
     cb->batchnorm = true;
     cb->act = !s.act ? (ActivationSpec){.kind = ACTIVATION_NONE}
               : s.act_override ? *s.act_override
                                : builder_spec(b)->activation;
     cb->bn = builder_batchnorm_settings(b);
-    cb->bn_weight = declare_vector(b, "bn.weight", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
-    cb->bn_bias = declare_vector(b, "bn.bias", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 0});
-    cb->running_mean = declare_vector(b, "bn.running_mean", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST});
-    cb->running_var =
-        declare_vector(b, "bn.running_var", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
+    builder_push(b, "%s", s.bn_name ? s.bn_name : "bn");
+    cb->bn_weight = declare_vector(b, "weight", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
+    cb->bn_bias = declare_vector(b, "bias", c_out, PARAM_NO_DECAY, (ParamInit){.kind = PARAM_INIT_CONST, .value = 0});
+    cb->running_mean = declare_vector(b, "running_mean", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST});
+    cb->running_var = declare_vector(b, "running_var", c_out, PARAM_BUFFER, (ParamInit){.kind = PARAM_INIT_CONST, .value = 1});
+    builder_pop(b);
     cb->save_mean = builder_statistics(b, c_out);
     cb->save_invstd = builder_statistics(b, c_out);
     Shape out = cb->conv_out.shape;
     cb->out = builder_tensor(b, out);
     // Fused into the batch-norm slots: no tensor of its own. The model's default activation is one
     // module that every Conv shares (counted once); act=False gives each Conv its own nn.Identity,
-    // and an override its own module.
-    if (s.act && !s.act_override) builder_count_shared_activation(b);
-    else builder_count_leaves(b, 1);
+    // and an override its own module. torchvision's blocks count theirs themselves.
+    if (!s.conv_name) {
+        if (s.act && !s.act_override) builder_count_shared_activation(b);
+        else builder_count_leaves(b, 1);
+    }
     // thop counts batch norm as 2 ops per element, doubled for the affine part.
     builder_count_ops(b, 4.0 * (double)out.c * (double)out.h * (double)out.w);
     builder_count_leaves(b, 1);

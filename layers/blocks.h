@@ -62,6 +62,10 @@ typedef struct ConvBlockSpec {
     bool act;          // an activation after the batch norm (Ultralytics' act=True): the model's
                        // (ModelSpec.activation, Conv.default_act) unless act_override says another
     const ActivationSpec *act_override;  // with act: a module's own fixed activation; NULL: the model's
+    // torchvision's separate nn.Conv2d and nn.BatchNorm2d modules, named e.g. "conv1" and "bn1" (NULL:
+    // Ultralytics' Conv, "conv" and "bn"); their activation is a module of the block that owns
+    // them, which counts its leaf.
+    const char *conv_name, *bn_name;
 } ConvBlockSpec;
 
 // Declares the Conv of `spec` at the current prefix ("conv.weight", "bn.weight", ...).

@@ -238,7 +238,7 @@ static bool graph_build(Graph *g, Builder *b, int begin, int end, Error *err) {
         for (int k = 0; k < layer->n_in; k++) {
             int from = layer->in_index[k];
             layer->in[k] = from < 0 ? &g->input : &g->layers[from].out;
-            layer->din[k] = from < 0 ? NULL : &g->layers[from].dout;
+            layer->din[k] = from >= 0 ? &g->layers[from].dout : g->dinput.data ? &g->dinput : NULL;
         }
         b->layer = layer;
         b->prefix[0] = '\0';
@@ -294,7 +294,7 @@ bool graph_layer_has_memory(const Graph *g, int layer) {
 
 // Everything but the range's layers: weights (owned or shared), the input and the external
 // producers' out and dout at their built shapes.
-static void graph_allocate(Graph *g, Backend *be, const Graph *owner) {
+static void graph_allocate(Graph *g, Backend *be, const Graph *owner, bool input_grad) {
     g->be = be;
     if (owner) {
         YP_CHECK(owner->be == be && owner->spec == g->spec && owner->layer_begin == g->layer_begin &&
@@ -314,6 +314,10 @@ static void graph_allocate(Graph *g, Backend *be, const Graph *owner) {
         be->ops->fill(be, g->grad_data, 0.0f, (size_t)g->param_elems);
     }
     if (graph_range_reads(g, -1)) g->input.data = graph_alloc_activation(g, g->input.capacity);
+    if (input_grad && g->input.data) {
+        g->dinput = g->input;
+        g->dinput.data = graph_alloc_activation(g, g->input.capacity);
+    }
     for (int i = 0; i < g->layer_begin; i++) {
         if (!graph_is_external_producer(g, i)) continue;
         Layer *layer = &g->layers[i];
@@ -357,7 +361,7 @@ bool graph_create(const ModelSpec *spec, const GraphOptions *opt, Graph **out, E
     if (ok) graph_sum_layers(g);
     if (ok && opt->be) {
         graph_destroy_states(g);
-        graph_allocate(g, opt->be, opt->share_weights);
+        graph_allocate(g, opt->be, opt->share_weights, opt->input_grad);
         b = (Builder){.g = g, .be = opt->be, .init_params = !opt->share_weights, .seed = opt->seed};
         ok = graph_build(g, &b, g->layer_begin, g->layer_end, err);
         YP_CHECK(!ok || b.param_cursor == g->n_params);
@@ -391,7 +395,7 @@ bool graph_set_input_size(Graph *g, int64_t n, int64_t h, int64_t w, Error *err)
                               "(sides must be multiples of %lld, at most the built size)",
                          (long long)n, (long long)h, (long long)w, (long long)max.n, (long long)max.h, (long long)max.w,
                          (long long)stride);
-    g->input.shape = shape_make(n, max.c, h, w);
+    g->input.shape = g->dinput.shape = shape_make(n, max.c, h, w);
     for (int i = 0; i < g->layer_begin; i++) {
         if (!graph_is_external_producer(g, i)) continue;
         g->layers[i].out.shape = g->layers[i].dout.shape = graph_layer_shape(g, i);
@@ -475,6 +479,7 @@ static void graph_zero_douts(Graph *g, int keep) {
         g->layers[i].dout.shape = g->layers[i].out.shape;
         be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
     }
+    if (g->dinput.data) be->ops->zero(be, g->dinput.data, backend_act_bytes(be, tensor_elems(&g->input)));
 }
 
 void graph_zero_activation_grads(Graph *g) { graph_zero_douts(g, -1); }

@@ -33,6 +33,9 @@ typedef struct GraphOptions {
     // Allows graph_backward_input_layers / graph_backward_weight: each convolution with weight
     // gradients keeps the gradient at its output between the two (one more activation per conv).
     bool split_backward;
+    // Also computes dL/d(network input) into Graph.dinput (for comparisons with a reference; training
+    // never needs it).
+    bool input_grad;
 } GraphOptions;
 
 // Fields marked [range] cover the layers [layer_begin, layer_end) only; the others the whole model.
@@ -70,6 +73,9 @@ struct Graph {
     // (N, ch, H, W), filled by the caller before graph_forward; its data is allocated only when a layer
     // of the range reads the network input.
     Tensor input;
+    // With GraphOptions.input_grad (and a layer of the range reading the input): dL/d input, shaped
+    // like input, zeroed and accumulated by graph_backward. Otherwise its data is NULL.
+    Tensor dinput;
     Shape built_input;       // the largest input the graph's memory holds
     ConvWeightQueue *weight_queue;  // owned; with split_backward only, else NULL
 };

@@ -5,7 +5,7 @@
 
 extern const LayerKindOps layer_kind_conv, layer_kind_bottleneck, layer_kind_c2f, layer_kind_c3, layer_kind_sppf,
     layer_kind_upsample, layer_kind_concat, layer_kind_detect, layer_kind_v10detect, layer_kind_classify,
-    layer_kind_c3k2;
+    layer_kind_c3k2, layer_kind_torchvision;
 extern const LayerKindOps layer_kind_c2psa, layer_kind_a2c2f;
 
 const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
@@ -20,6 +20,7 @@ const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_V10DETECT] = &layer_kind_v10detect,
     [LAYER_KIND_CLASSIFY] = &layer_kind_classify,
     [LAYER_KIND_C3K2] = &layer_kind_c3k2,
+    [LAYER_KIND_TORCHVISION] = &layer_kind_torchvision,
     [LAYER_KIND_C2PSA] = &layer_kind_c2psa,
     [LAYER_KIND_A2C2F] = &layer_kind_a2c2f,
 };

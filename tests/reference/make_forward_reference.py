@@ -17,17 +17,25 @@ float64 computed from those same float32 values:
                            Classify: logits (N, nc)
   grad:<name>              dL/d parameter
   buffer:<name>            batch-norm running statistics after the forward (momentum 0.03)
+  grad:input               dL/d input (written last, so the records before it do not move)
+Detect models take 2 x 3 x 32 x 64 images (feature maps of 4x8 and 2x4 at strides 8 and 16: area
+attention's 4 areas divide 8 tokens), small enough that input and grad:input stay ~150 KB.
 """
 import contextlib
 import io
 import struct
+import sys
 from pathlib import Path
 
 import torch
 import yaml
 from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 
-CASES = [("tiny-detect", DetectionModel, (2, 3, 64, 96)), ("tiny-classify", ClassificationModel, (2, 3, 48, 40))]
+CASES = [("tiny-detect", DetectionModel, (2, 3, 64, 96)), ("tiny-classify", ClassificationModel, (2, 3, 48, 40)),
+         ("tiny-yolo11", DetectionModel, (2, 3, 32, 64)), ("tiny-yolo12", DetectionModel, (2, 3, 32, 64)),
+         ("tiny-yolo26", DetectionModel, (2, 3, 32, 64)), ("tiny-v9", DetectionModel, (2, 3, 32, 64)),
+         ("tiny-v10", DetectionModel, (2, 3, 32, 64)), ("tiny-misc", DetectionModel, (2, 3, 32, 64)),
+         ("tiny-resnet-cls", ClassificationModel, (2, 3, 40, 56))]
 
 
 def record(f, name, tensor):
@@ -36,9 +44,11 @@ def record(f, name, tensor):
     f.write(struct.pack("<I", len(name)) + name.encode() + struct.pack("<IQ", data.element_size(), data.numel()) + raw)
 
 
-def main():
+def main(only=()):
     here = Path(__file__).parent
     for name, cls, shape in CASES:
+        if only and name not in only:
+            continue
         torch.manual_seed(0)
         with contextlib.redirect_stdout(io.StringIO()):
             model = cls(yaml.safe_load(open(here / "models" / f"{name}.yaml")), verbose=False)
@@ -50,7 +60,8 @@ def main():
         x = torch.rand(shape)
         params = {k: v.detach().clone() for k, v in model.named_parameters()}
         model = model.double().train()
-        out = model(x.double())
+        xd = x.double().requires_grad_()
+        out = model(xd)
         if isinstance(out, dict):  # Detect in training mode: named tensors
             out = torch.cat([out["boxes"], out["scores"]], 1)
         r = torch.rand(out.shape) * 2 - 1
@@ -67,7 +78,8 @@ def main():
             for k, b in model.named_buffers():
                 if k.endswith(("running_mean", "running_var")):
                     record(f, "buffer:" + k, b)
+            record(f, "grad:input", xd.grad)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])  # case names: only those (default: all)
