@@ -105,6 +105,8 @@ float *builder_statistics(Builder *b, int64_t n);
 void *builder_scratch(Builder *b, int64_t n_elems);
 // Reserves the backend's convolution workspace for d.
 void builder_conv_workspace(Builder *b, const ConvDesc *d);
+// Reserves the backend's attention workspace for a (pointers not read).
+void builder_attention_workspace(Builder *b, const AttentionArgs *a);
 
 // The most elements a parameter or tensor, a layer's parameters or activations, or a graph's, may
 // hold: 2^40 (4 TiB of float32), far beyond any model yolopipe can train, and small enough that
@@ -120,6 +122,9 @@ int64_t builder_elems(Builder *b, int n, const int64_t *factors);
 // Counts FLOPs the way Ultralytics' profiler (thop) does, and PyTorch leaf modules.
 void builder_count_ops(Builder *b, double ops);
 void builder_count_leaves(Builder *b, int64_t n);
+// Work that thop does not count (attention's matmuls and softmax, in multiply-adds per image), for
+// the cost model only (Layer.uncounted_ops).
+void builder_count_uncounted_ops(Builder *b, double ops);
 // The activation module is one shared instance in Ultralytics (Conv.default_act): counted once.
 void builder_count_shared_activation(Builder *b);
 // RepConv's activation is its own class-level instance (RepConv.default_act, SiLU whatever the

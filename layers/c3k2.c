@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/attention.h"
 #include "layers/c3k2.h"
 #include "layers/module_args.h"
 #include "layers/module_net.h"
@@ -30,8 +31,6 @@ static bool c3k2_parse(Layer *layer, const ParseContext *ctx, Error *err) {
         !module_arg_int(layer, ctx, 4, "g", 1, 1, &cfg->g, err) ||
         !module_arg_bool(layer, ctx, 5, "shortcut", true, &cfg->shortcut, err))
         return false;
-    if (cfg->attn)  // the attention block (PSABlock) lands with the attention modules
-        return model_spec_error_at(ctx->spec, layer->row->args[3].node, err, "C3k2 with attn=True is not supported yet");
     const char *scale = ctx->spec->scale;
     if (!strcmp(scale, "m") || !strcmp(scale, "l") || !strcmp(scale, "x")) cfg->c3k = true;  // parse_model's rule
     cfg->c2 = module_scale_channels(ctx->spec, cfg->c2);
@@ -41,6 +40,10 @@ static bool c3k2_parse(Layer *layer, const ParseContext *ctx, Error *err) {
         return model_spec_error_at(ctx->spec, layer->row->args_node, err,
                                    "C3k2's C3k blocks need their hidden channels %lld divisible by g = %lld",
                                    (long long)(c / 2), (long long)cfg->g);
+    if (cfg->attn) {
+        AttentionSpec attn = attention_spec_mhsa(c, attention_psa_heads(c), 0.5);
+        if (!attention_spec_check(layer, ctx, c, &attn, err)) return false;
+    }
     layer->c_out = cfg->c2;
     module_set_args_text(layer, 3, (int64_t[]){cfg->c1, cfg->c2, cfg->n}, 1);
     return true;
@@ -88,7 +91,15 @@ static bool c3k2_build(Layer *layer, Builder *b, Error *err) {
     NetValue y = pieces[1];
     for (int64_t i = 0; i < cfg->n; i++) {
         builder_push(b, "m.%lld", (long long)i);
-        if (cfg->c3k)
+        if (cfg->attn) {  // Sequential(Bottleneck(c, c, shortcut, g), PSABlock(c, 0.5, max(c // 64, 1)))
+            builder_push(b, "0");
+            y = net_bottleneck(net, b, NULL, y,
+                               (BottleneckSpec){.c_out = c, .shortcut = cfg->shortcut, .groups = cfg->g, .k1 = 3,
+                                                .k2 = 3, .expansion = 0.5});
+            builder_pop(b);
+            y = net_psa_block(net, b, "1", y,
+                              &(PsaBlockSpec){.heads = attention_psa_heads(c), .attn_ratio = 0.5, .shortcut = true});
+        } else if (cfg->c3k)
             y = net_c3k(net, b, NULL, y,
                         &(C3kSpec){.c_out = c, .n = 2, .shortcut = cfg->shortcut, .groups = cfg->g, .expansion = 0.5,
                                    .k = 3});

@@ -180,6 +180,14 @@ void builder_conv_workspace(Builder *b, const ConvDesc *d) {
     if (b->be) b->be->ops->reserve_workspace(b->be, b->be->ops->conv_workspace_bytes(b->be, d));
 }
 
+void builder_attention_workspace(Builder *b, const AttentionArgs *a) {
+    if (b->be) b->be->ops->reserve_workspace(b->be, b->be->ops->attention_workspace_bytes(b->be, a));
+}
+
+void builder_count_uncounted_ops(Builder *b, double ops) {
+    if (!b->be) b->layer->uncounted_ops += ops;
+}
+
 void builder_count_ops(Builder *b, double ops) {
     if (!b->be) b->layer->ops += ops;
 }

@@ -53,6 +53,8 @@ typedef enum LayerKind {
     LAYER_KIND_SCDOWN,
     LAYER_KIND_C2FCIB,
     LAYER_KIND_RESNET_LAYER,
+    LAYER_KIND_C2PSA,
+    LAYER_KIND_A2C2F,
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -101,6 +103,7 @@ struct Layer {
     Shape out_shape;                // per the batch size the graph was built for
     int64_t n_params, n_grads;      // parameter elements, and those that receive gradients
     double ops;                     // multiply-adds and other ops as Ultralytics' counter counts them
+    double uncounted_ops;           // work thop misses (attention's products and softmax), for the cost model
     int64_t leaf_modules;           // PyTorch leaf modules, as Ultralytics' summary counts layers
     int64_t activation_elems;       // activations and buffers allocated for forward/backward
     void *state;                    // kind-specific runtime state (owned)

@@ -77,7 +77,8 @@ static CostModel *cost_model_describe(const Graph *g, int64_t micro_batch) {
     for (int i = 0; i < g->n_layers; i++) {
         const Layer *l = &g->layers[i];
         LayerCost *c = &m->layers[i];
-        c->flops = 2.0 * l->ops * (double)micro_batch;
+        // thop's count plus what it misses (attention's softmax), so that attention layers weigh in.
+        c->flops = 2.0 * (l->ops + l->uncounted_ops) * (double)micro_batch;
         c->param_bytes = l->n_params * (int64_t)sizeof(float);
         c->activation_bytes = l->activation_elems * (int64_t)sizeof(float) * micro_batch / graph_batch;
         c->output_bytes = shape_elems(l->out_shape) / graph_batch * micro_batch * (int64_t)sizeof(float);

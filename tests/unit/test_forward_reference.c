@@ -71,6 +71,17 @@ static void run_reference(const char *model, int64_t h, int64_t w) {
     graph_zero_grads(g);
     graph_backward(g);
 
+    // A gradient that vanishes in float64 (a Conv's batch-norm bias feeding, through linear maps only,
+    // a training-mode batch norm that cancels any per-channel shift: Attention's proj and pe, the FFN's
+    // last Conv) is float32 rounding noise here, meaningless against its own ~1e-16 peak: such tensors
+    // (peak below 1e-9 of the model's largest gradient) are measured against the model's largest one.
+    double model_peak = 0.0;
+    for (int i = 0; i < g->n_params; i++) {
+        const ParamInfo *p = &g->params[i];
+        if (p->flags & (PARAM_BUFFER | PARAM_NO_GRAD)) continue;
+        const Record *r = reference_find(&ref, "grad:", p->name);
+        for (int64_t k = 0; r && k < r->count; k++) model_peak = fmax(model_peak, fabs(r->values[k]));
+    }
     double err_grad = 0.0, err_buffer = 0.0;
     const char *worst_grad = "";
     for (int i = 0; i < g->n_params; i++) {
@@ -80,7 +91,14 @@ static void run_reference(const char *model, int64_t h, int64_t w) {
         const Record *r = reference_find(&ref, buffer ? "buffer:" : "grad:", p->name);
         if (!r) fail_msg("%s: no reference for %s", model, p->name);
         assert_int_equal(r->count, p->n_elems);
-        double e = close_peak_error_f64((buffer ? g->buffer_data : g->grad_data) + p->offset, r->values, r->count);
+        const float *got = (buffer ? g->buffer_data : g->grad_data) + p->offset;
+        double e = close_peak_error_f64(got, r->values, r->count);
+        double peak = 0.0, diff = 0.0;
+        for (int64_t k = 0; k < r->count; k++) {
+            peak = fmax(peak, fabs(r->values[k]));
+            diff = fmax(diff, fabs((double)got[k] - r->values[k]));
+        }
+        if (!buffer && peak < 1e-9 * model_peak) e = diff / model_peak;
         if (buffer) err_buffer = fmax(err_buffer, e);
         else if (e > err_grad) err_grad = e, worst_grad = p->name;
     }

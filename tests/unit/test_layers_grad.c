@@ -149,6 +149,18 @@ static const GradCase cases[] = {
     {"C3 no shortcut", "  - [-1, 1, C3, [16, False]]\n", 7, 7, NULL},
     {"C3k2 n2", "  - [-1, 2, C3k2, [8, False, 0.5]]\n", 9, 7, NULL},
     {"C3k2 c3k no shortcut", "  - [-1, 1, C3k2, [16, True, 0.5, False, 1, False]]\n", 7, 9, NULL},
+    // The attention family: Attention's q·k softmax, v and the positional depthwise Conv on v, PSABlock's
+    // residuals; two heads (A2C2f's c // 32: C2PSA's c // 64 would need 128 channels, whose float32
+    // noise swamps the differences) interleave q, k, v per head; AAttn's areas split the positions
+    // into runs; A2C2f's gamma layer scale with its residual.
+    {"C2PSA n1", "  - [-1, 1, C2PSA, [8]]\n", 5, 7, NULL},
+    {"C2PSA n2", "  - [-1, 2, C2PSA, [8, 1.0]]\n", 4, 5, NULL},
+    {"C3k2 attn", "  - [-1, 1, C3k2, [16, False, 0.5, True]]\n", 6, 5, NULL},
+    {"C3k2 attn no shortcut", "  - [-1, 2, C3k2, [16, False, 0.5, True, 1, False]]\n", 5, 6, NULL},
+    {"A2C2f area 4 residual", "  - [-1, 1, Conv, [32, 1, 1]]\n  - [-1, 1, A2C2f, [32, True, 4, True, 1.2, 1.0]]\n", 4,
+     6, NULL},
+    {"A2C2f two heads", "  - [-1, 1, A2C2f, [64, True, 1, False, 1.0, 1.0]]\n", 5, 5, NULL},
+    {"A2C2f C3k blocks", "  - [-1, 2, A2C2f, [64, False, -1]]\n", 6, 7, NULL},
     // SPPF's wiring (concat of the chained pools, their backward chain, the shortcut) with k = 1
     // pools, which have no kinks: with k > 1, moving one cv1 weight shifts a whole map and switches
     // maxima in many windows within +/- h, so central differences measure an average slope. The

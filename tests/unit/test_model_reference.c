@@ -114,6 +114,13 @@ static void parse_shape(const char *text, int64_t *c, int64_t *h, int64_t *w) {
     while (*p) {
         const char *eq = strchr(p, '=');
         const char *semi = strchr(p, ';');
+        // An end-to-end head's dict: yolopipe's output is its one-to-many branch (the one-to-one
+        // branch's forward is issue 17's follow-up), so one2one.* entries are not part of it.
+        if (!strncmp(p, "one2one.", 8)) {
+            if (!semi) break;
+            p = semi + 1;
+            continue;
+        }
         if (eq && (!semi || eq < semi)) p = eq + 1;
         long long dims[3] = {0, 1, 1};
         int n = sscanf(p, "%lldx%lldx%lld", &dims[0], &dims[1], &dims[2]);

@@ -509,6 +509,20 @@ static void test_cost_model(void **state) {
     model_free(&m);
 }
 
+// Attention's softmax, which thop does not count, weighs in the cost model but not in Layer.ops:
+// yolo11n's C2PSA (layer 10) attends over 20x20 positions at 640 with 2 heads (c = 128, c // 64),
+// about two multiply-adds per score (2 heads x 400^2 scores); the matmuls are in thop's count.
+static void test_cost_model_attention(void **state) {
+    (void)state;
+    Model m = model_load("experiments/models/yolo11.yaml", "n", 640, 2);
+    const Layer *l = &m.g->layers[10];
+    assert_string_equal(l->row->module, "C2PSA");
+    assert_true(l->uncounted_ops == 2.0 * 2 * 400.0 * 400.0);
+    assert_close(m.cost->layers[10].flops, 2.0 * (l->ops + l->uncounted_ops) * 2, 0.0, 1e-15);
+    assert_true(m.g->layers[9].uncounted_ops == 0);  // SPPF: nothing thop misses
+    model_free(&m);
+}
+
 static const char *write_file(const char *name, const char *text) {
     static char path[600];
     snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
@@ -804,6 +818,7 @@ static void test_buckets(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cost_model),
+        cmocka_unit_test(test_cost_model_attention),
         cmocka_unit_test(test_cost_model_activation_type),
         cmocka_unit_test(test_dp_matches_brute_force),
         cmocka_unit_test(test_cut_tensors_yolov8n),
