@@ -2143,6 +2143,37 @@ static const ModuleCase module_cases[] = {
      "  - [[1, 2, 3], 1, Detect, [nc]]\n",
      32, 32},
     {"module Classify", "  - [-1, 1, Conv, [32, 3, 2]]\n  - [-1, 1, Classify, [10]]\n", 24, 20},
+    // Today's families (issue 17): every new module kind once, attention with one and two heads.
+    {"module C3k2 n2", "  - [-1, 2, C3k2, [32, False, 0.5]]\n", 24, 20},
+    {"module C3k2 c3k", "  - [-1, 1, C3k2, [32, True, 0.5]]\n", 24, 20},
+    {"module C3k2 attn", "  - [-1, 1, C3k2, [128, False, 0.5, True]]\n", 12, 10},
+    {"module C2PSA two heads", "  - [-1, 1, Conv, [128, 1, 1]]\n  - [-1, 1, C2PSA, [128]]\n", 12, 10},
+    {"module A2C2f area 4 residual", "  - [-1, 1, Conv, [64, 1, 1]]\n  - [-1, 1, A2C2f, [64, True, 4, True, 1.2]]\n", 16,
+     12},
+    {"module A2C2f C3k blocks", "  - [-1, 2, A2C2f, [64, False, -1]]\n", 16, 12},
+    {"module RepNCSPELAN4", "  - [-1, 1, RepNCSPELAN4, [32, 32, 16, 2]]\n", 24, 20},
+    {"module ELAN1", "  - [-1, 1, ELAN1, [32, 32, 16]]\n", 24, 20},
+    {"module ADown", "  - [-1, 1, ADown, [32]]\n", 24, 20},
+    {"module AConv", "  - [-1, 1, AConv, [32]]\n", 24, 20},
+    {"module SPPELAN", "  - [-1, 1, SPPELAN, [32, 16]]\n", 24, 20},
+    {"module SCDown", "  - [-1, 1, SCDown, [32, 3, 2]]\n", 24, 20},
+    {"module C2fCIB lk shortcut", "  - [-1, 2, C2fCIB, [32, True, True]]\n", 24, 20},
+    {"module PSA", "  - [-1, 1, Conv, [128, 1, 1]]\n  - [-1, 1, PSA, [128]]\n", 12, 10},
+    {"module GhostConv k3 s2", "  - [-1, 1, GhostConv, [32, 3, 2]]\n", 24, 20},
+    {"module GhostBottleneck s2", "  - [-1, 1, GhostBottleneck, [32, 3, 2]]\n", 24, 20},
+    {"module C3Ghost n2", "  - [-1, 2, C3Ghost, [32]]\n", 24, 20},
+    {"module C2 n2", "  - [-1, 2, C2, [32]]\n", 24, 20},
+    {"module SPP", "  - [-1, 1, SPP, [32, [5, 9, 13]]]\n", 24, 20},
+    {"module nn.ZeroPad2d nn.MaxPool2d",
+     "  - [-1, 1, nn.ZeroPad2d, [[0, 1, 0, 1]]]\n  - [-1, 1, nn.MaxPool2d, [2, 1, 0]]\n  - [-1, 1, nn.MaxPool2d, [2, 2, 0]]\n",
+     24, 20},
+    {"module nn.ConvTranspose2d", "  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, nn.ConvTranspose2d, [16, 2, 2, 0]]\n", 24,
+     20},
+    {"module ResNetLayer", "  - [-1, 1, ResNetLayer, [16, 8, 2, False, 2]]\n", 24, 20},
+    {"module Detect light branch",
+     "  - [-1, 1, C3k2, [32, False, 0.5]]\n  - [-1, 1, Conv, [64, 3, 2]]\n  - [-1, 1, Conv, [64, 3, 2]]\n"
+     "  - [[1, 2, 3], 1, Detect, [nc]]\n",
+     32, 32},
 };
 enum { N_MODULE_CASES = sizeof module_cases / sizeof *module_cases };
 
@@ -2178,6 +2209,17 @@ static const ModelCase model_cases[] = {
     {"model yolov8n 128 then 96", "experiments/models/yolov8.yaml", "n", 2, 128, 96, LOSS_DETECT},
     {"model yolov5n 128", "experiments/models/yolov5.yaml", "n", 2, 128, 0, LOSS_DETECT},
     {"model yolov8n-cls 64", "experiments/models/yolov8-cls.yaml", "n", 2, 64, 0, LOSS_CLASSIFY},
+    {"model tiny-yolo11 128", "tests/reference/models/tiny-yolo11.yaml", NULL, 2, 128, 0, LOSS_DETECT},
+    {"model tiny-yolo12 128", "tests/reference/models/tiny-yolo12.yaml", NULL, 2, 128, 0, LOSS_DETECT},
+    // reg_max 1 (YOLO26): no detection loss yet (issue 18), so the projection loss drives backward.
+    {"model tiny-yolo26 128", "tests/reference/models/tiny-yolo26.yaml", NULL, 2, 128, 0, LOSS_PROJECTION},
+    {"model tiny-v9 128", "tests/reference/models/tiny-v9.yaml", NULL, 2, 128, 0, LOSS_DETECT},
+    {"model tiny-v10 128", "tests/reference/models/tiny-v10.yaml", NULL, 2, 128, 0, LOSS_DETECT},
+    {"model tiny-misc 128", "tests/reference/models/tiny-misc.yaml", NULL, 2, 128, 0, LOSS_DETECT},
+    {"model tiny-resnet-cls 64", "tests/reference/models/tiny-resnet-cls.yaml", NULL, 2, 64, 0, LOSS_CLASSIFY},
+    {"model yolo11n 128 then 96", "experiments/models/yolo11.yaml", "n", 2, 128, 96, LOSS_DETECT},
+    {"model yolo12n 128", "experiments/models/yolo12.yaml", "n", 2, 128, 0, LOSS_DETECT},
+    {"model yolo11n-cls 64", "experiments/models/yolo11-cls.yaml", "n", 2, 64, 0, LOSS_CLASSIFY},
 };
 enum { N_MODEL_CASES = sizeof model_cases / sizeof *model_cases };
 
