@@ -1,9 +1,11 @@
-// compare_weights A B TOL [buffers]: compares the model's parameters ("model.*" tensors; not the
-// "ema.", "grad." or "optimizer." ones) of checkpoint directories A and B, which may come from
-// different partitionings; with `buffers`, the batch norms' running statistics too (equal only
+// compare_weights A B TOL [buffers] [floor=F]: compares the model's parameters ("model.*" tensors;
+// not the "ema.", "grad." or "optimizer." ones) of checkpoint directories A and B, which may come
+// from different partitionings; with `buffers`, the batch norms' running statistics too (equal only
 // without replicas: replicas average theirs). Prints the largest relative difference
-// max|a - b| / max|b| over the tensors and exits 1 when it exceeds TOL, a tensor is missing or a
-// value is not finite.
+// max|a - b| / max(max|b|, F) over the tensors (F = 0 unless given) and exits 1 when it exceeds TOL, a
+// tensor is missing or a value is not finite. The floor is for tensors whose exact gradient is 0
+// (a bias that a training-mode batch norm after it cancels), which hold float noise of ~1e-9 that
+// a change of summation order changes by a large fraction of itself.
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
@@ -45,8 +47,8 @@ static const SafetensorsTensor *find(SafetensorsFile **files, int n, const char 
 }
 
 // The comparison of the files of B with those of A (names for messages); returns the exit status.
-static int compare(SafetensorsFile **a, int na, SafetensorsFile **b, int nb, double tol, bool buffers, const char *prog,
-                   const char *a_dir) {
+static int compare(SafetensorsFile **a, int na, SafetensorsFile **b, int nb, double tol, bool buffers, double floor,
+                   const char *prog, const char *a_dir) {
     double worst = 0;
     const char *worst_name = "";
     int compared = 0;
@@ -61,7 +63,7 @@ static int compare(SafetensorsFile **a, int na, SafetensorsFile **b, int nb, dou
                 return 1;
             }
             const float *x = ta->data, *y = tb->data;
-            double diff = 0, scale = 1e-30;
+            double diff = 0, scale = floor > 1e-30 ? floor : 1e-30;
             for (size_t e = 0; e < tb->n_bytes / sizeof(float); e++) {
                 if (!isfinite(x[e]) || !isfinite(y[e])) {
                     fprintf(stderr, "%s: tensor %s has a non-finite value at %zu\n", prog, tb->name, e);
@@ -79,13 +81,21 @@ static int compare(SafetensorsFile **a, int na, SafetensorsFile **b, int nb, dou
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: compare_weights A B TOL [buffers]\n");
+    bool buffers = false;
+    double floor = 0;
+    bool usage_ok = argc >= 4;
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "buffers")) buffers = true;
+        else if (!strncmp(argv[i], "floor=", 6)) floor = atof(argv[i] + 6);
+        else usage_ok = false;
+    }
+    if (!usage_ok) {
+        fprintf(stderr, "usage: compare_weights A B TOL [buffers] [floor=F]\n");
         return 2;
     }
     SafetensorsFile *a[MAX_STAGES], *b[MAX_STAGES];
     int na = open_stages(argv[1], a), nb = open_stages(argv[2], b);
-    int rc = compare(a, na, b, nb, atof(argv[3]), argc == 5, argv[0], argv[1]);
+    int rc = compare(a, na, b, nb, atof(argv[3]), buffers, floor, argv[0], argv[1]);
     // Freed so that the sanitizer build's leak check passes (the quick suite runs this there too).
     for (int k = 0; k < na; k++) safetensors_file_destroy(a[k]);
     for (int k = 0; k < nb; k++) safetensors_file_destroy(b[k]);
