@@ -1,7 +1,8 @@
 // Attention, AAttn, PSABlock and the attention node of ModuleNet (layers/attention.h), and C2PSA:
 // Ultralytics' C2PSA(c1, c2, n=1, e=0.5): a 1x1 Conv to 2c (c = int(c1 · e)) split in halves, n
 // PSABlock(c, 0.5, max(c // 64, 1)) chained on the second half, both halves concatenated, a 1x1 Conv
-// back to c1 (Ultralytics asserts c1 == c2).
+// back to c1 (Ultralytics asserts c1 == c2). PSA(c1, c2, e=0.5) is C2PSA with one block, its attn and
+// ffn named at the module's top level (b = b + attn(b); b = b + ffn(b)), and no repeats.
 #include "layers/attention.h"
 
 #include <math.h>
@@ -197,27 +198,42 @@ NetValue net_psa_block(ModuleNet *net, Builder *b, const char *name, NetValue x,
 typedef struct C2psaConfig {
     int64_t c1, c2, n, c;
     double e;
+    bool psa;  // PSA: one block whose attn and ffn sit at the module's top level (no "m.<i>.")
 } C2psaConfig;
 
-static bool c2psa_parse(Layer *layer, const ParseContext *ctx, Error *err) {
+// C2PSA and PSA share their constructor, (c1, c2, e=0.5) with c1 == c2; only C2PSA takes repeats.
+static bool c2psa_parse_as(Layer *layer, const ParseContext *ctx, bool psa, Error *err) {
     C2psaConfig *cfg = layer->config = yp_calloc(1, sizeof *cfg);
     cfg->c1 = ctx->c_in[0];
-    cfg->n = layer->row->repeats;
-    if (!module_require_inputs(layer, ctx, 1, err) || !module_args_count(layer, ctx, 1, 2, "[c2, e=0.5]", err) ||
+    cfg->n = psa ? 1 : layer->row->repeats;
+    cfg->psa = psa;
+    if (!module_require_inputs(layer, ctx, 1, err) || (psa && !module_require_single(layer, ctx, err)) ||
+        !module_args_count(layer, ctx, 1, 2, "[c2, e=0.5]", err) ||
         !module_arg_int(layer, ctx, 0, "c2", 0, 1, &cfg->c2, err) ||
         !module_arg_number(layer, ctx, 1, "e", 0.5, &cfg->e, err))
         return false;
     cfg->c2 = module_scale_channels(ctx->spec, cfg->c2);
     if (cfg->c1 != cfg->c2)  // Ultralytics asserts c1 == c2
         return model_spec_error_at(ctx->spec, layer->row->args[0].node, err,
-                                   "C2PSA keeps its channels: c2 scales to %lld but its input has %lld",
-                                   (long long)cfg->c2, (long long)cfg->c1);
+                                   "%s keeps its channels: c2 scales to %lld but its input has %lld",
+                                   layer->row->module, (long long)cfg->c2, (long long)cfg->c1);
     if (!module_hidden_channels(layer, ctx, cfg->c1, cfg->e, 1, &cfg->c, err)) return false;
     AttentionSpec attn = attention_spec_mhsa(cfg->c, attention_psa_heads(cfg->c), 0.5);
     if (!attention_spec_check(layer, ctx, cfg->c, &attn, err)) return false;
     layer->c_out = cfg->c2;
-    module_set_args_text(layer, 3, (int64_t[]){cfg->c1, cfg->c2, cfg->n}, 1);
+    if (psa)
+        module_set_args_text(layer, 2, (int64_t[]){cfg->c1, cfg->c2}, 1);
+    else
+        module_set_args_text(layer, 3, (int64_t[]){cfg->c1, cfg->c2, cfg->n}, 1);
     return true;
+}
+
+static bool c2psa_parse(Layer *layer, const ParseContext *ctx, Error *err) {
+    return c2psa_parse_as(layer, ctx, false, err);
+}
+
+static bool psa_parse(Layer *layer, const ParseContext *ctx, Error *err) {
+    return c2psa_parse_as(layer, ctx, true, err);
 }
 
 static bool c2psa_build(Layer *layer, Builder *b, Error *err) {
@@ -233,10 +249,10 @@ static bool c2psa_build(Layer *layer, Builder *b, Error *err) {
     NetValue a = net_channels(net, b, cv1, 0, c);
     NetValue y = net_channels(net, b, cv1, c, c);
     for (int64_t i = 0; i < cfg->n; i++) {
-        builder_push(b, "m.%lld", (long long)i);
+        if (!cfg->psa) builder_push(b, "m.%lld", (long long)i);
         y = net_psa_block(net, b, NULL, y,
                           &(PsaBlockSpec){.heads = attention_psa_heads(c), .attn_ratio = 0.5, .shortcut = true});
-        builder_pop(b);
+        if (!cfg->psa) builder_pop(b);
     }
     module_net_end(net, b, net_conv_node(net, b, cv2, net_concat(net, b, 2, (NetValue[]){a, y})));
     return true;
@@ -244,5 +260,10 @@ static bool c2psa_build(Layer *layer, Builder *b, Error *err) {
 
 const LayerKindOps layer_kind_c2psa = {
     .name = "C2PSA", .parse = c2psa_parse, .build = c2psa_build, .forward = module_net_layer_forward,
+    .backward = module_net_layer_backward, .destroy_state = module_net_layer_destroy_state,
+};
+
+const LayerKindOps layer_kind_psa = {
+    .name = "PSA", .parse = psa_parse, .build = c2psa_build, .forward = module_net_layer_forward,
     .backward = module_net_layer_backward, .destroy_state = module_net_layer_destroy_state,
 };

@@ -11,6 +11,7 @@ extern const LayerKindOps layer_kind_nn_maxpool2d, layer_kind_nn_zeropad2d, laye
     layer_kind_ghostconv, layer_kind_dwconv, layer_kind_ghost_bottleneck, layer_kind_c3ghost, layer_kind_scdown,
     layer_kind_c2fcib, layer_kind_resnet_layer;
 extern const LayerKindOps layer_kind_c2psa, layer_kind_a2c2f;
+extern const LayerKindOps layer_kind_psa, layer_kind_nn_convtranspose2d;
 
 const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_CONV] = &layer_kind_conv,
@@ -46,6 +47,8 @@ const LayerKindOps *const layer_kinds[LAYER_KIND_COUNT] = {
     [LAYER_KIND_RESNET_LAYER] = &layer_kind_resnet_layer,
     [LAYER_KIND_C2PSA] = &layer_kind_c2psa,
     [LAYER_KIND_A2C2F] = &layer_kind_a2c2f,
+    [LAYER_KIND_PSA] = &layer_kind_psa,
+    [LAYER_KIND_NN_CONVTRANSPOSE2D] = &layer_kind_nn_convtranspose2d,
 };
 _Static_assert(sizeof layer_kinds / sizeof *layer_kinds == LAYER_KIND_COUNT, "one entry per LayerKind");
 

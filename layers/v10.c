@@ -53,7 +53,9 @@ static NetValue net_depthwise(ModuleNet *net, Builder *b, const char *name, NetV
 
 static NetValue net_repvggdw(ModuleNet *net, Builder *b, const char *name, NetValue x) {
     builder_push(b, "%s", name);
-    NetValue y = net_add(net, b, net_depthwise(net, b, "conv", x, 7, false), net_depthwise(net, b, "conv1", x, 3, false));
+    // Two statements: C leaves the order of a call's arguments open, and conv must be declared first.
+    NetValue large = net_depthwise(net, b, "conv", x, 7, false);
+    NetValue y = net_add(net, b, large, net_depthwise(net, b, "conv1", x, 3, false));
     builder_pop(b);
     builder_count_leaves(b, 1);  // RepVGGDW.act, an nn.SiLU of its own
     return net_activation(net, b, y, ACTIVATION_SPEC_SILU);

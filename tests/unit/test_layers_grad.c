@@ -211,6 +211,14 @@ static const GradCase cases[] = {
     {"C2fCIB shortcut", "  - [-1, 2, C2fCIB, [8, True]]\n", 9, 7, NULL},
     {"C2fCIB lk", "  - [-1, 1, C2fCIB, [16, False, True]]\n", 9, 9, NULL},
     {"C2fCIB lk shortcut", "  - [-1, 1, C2fCIB, [8, True, True]]\n", 9, 9, NULL},
+    // YOLOv10's PSA: C2PSA's block with its attn and ffn at the top level (one head, as C2PSA's cases).
+    {"PSA", "  - [-1, 1, PSA, [8]]\n", 5, 7, NULL},
+    {"PSA e=1.0", "  - [-1, 1, PSA, [8, 1.0]]\n", 4, 5, NULL},
+    // nn.ConvTranspose2d: YOLOv6's 2x2 stride-2 upsampling, a padded stride-1 one (the size kept), and
+    // a padded stride-2 one, whose output ((H - 1)·2 - 2 + 3) is odd.
+    {"nn.ConvTranspose2d k2 s2", "  - [-1, 1, nn.ConvTranspose2d, [6, 2, 2, 0]]\n", 5, 7, NULL},
+    {"nn.ConvTranspose2d k3 s1 p1", "  - [-1, 1, nn.ConvTranspose2d, [6, 3, 1, 1]]\n", 7, 5, NULL},
+    {"nn.ConvTranspose2d k3 s2 p1", "  - [-1, 1, nn.ConvTranspose2d, [4, 3, 2, 1]]\n", 5, 4, NULL},
 };
 
 // Detect built after a C3k2/A2C2f/C2fCIB row (YOLO11/12/26): the light class branch, depthwise 3x3
