@@ -59,30 +59,3 @@ const Record *reference_require(const Reference *ref, const char *name) {
     if (!r) fail_msg("no record %s in the reference file", name);
     return r;
 }
-
-void pending_models_load(const char *source_root, PendingModels *out) {
-    char path[1024], line[256];
-    snprintf(path, sizeof path, "%s/tests/reference/pending_models.txt", source_root);
-    FILE *f = fopen(path, "r");
-    if (!f) fail_msg("cannot open %s", path);
-    out->n = 0;
-    for (int lineno = 1; fgets(line, sizeof line, f); lineno++) {
-        size_t len = strcspn(line, "\r\n");
-        if (line[len] == '\0' && !feof(f)) fail_msg("%s:%d: line too long", path, lineno);
-        line[len] = '\0';
-        if (line[0] == '#' || len == 0) continue;
-        if (len >= PENDING_MAX_NAME || strcspn(line, " \t") != len)
-            fail_msg("%s:%d: '%s' is not a model name (one name a line, no spaces, under %d characters)", path, lineno,
-                     line, PENDING_MAX_NAME);
-        if (pending_models_has(out, line)) fail_msg("%s:%d: %s is listed twice", path, lineno, line);
-        if (out->n == PENDING_MAX_MODELS) fail_msg("%s:%d: more than %d models", path, lineno, PENDING_MAX_MODELS);
-        memcpy(out->names[out->n++], line, len + 1);
-    }
-    fclose(f);
-}
-
-bool pending_models_has(const PendingModels *p, const char *name) {
-    for (int i = 0; i < p->n; i++)
-        if (!strcmp(p->names[i], name)) return true;
-    return false;
-}

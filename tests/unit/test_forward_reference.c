@@ -2,8 +2,8 @@
 // through Ultralytics' own PyTorch modules in float64 (make_forward_reference.py) from float32
 // parameters and inputs. yolopipe loads the same parameters by state-dict name and must reproduce
 // the training-mode output, every parameter gradient of L = sum(output * R), the input gradient
-// dL/d input, and the batch-norm running statistics. Models on tests/reference/pending_models.txt
-// (modules not implemented yet) are skipped. This checks what finite differences cannot: that the forward pass computes
+// dL/d input, and the batch-norm running statistics.
+// This checks what finite differences cannot: that the forward pass computes
 // Ultralytics' function (concat orders, splits, residuals, Detect's layout, batch-norm details).
 #include <math.h>
 #include <setjmp.h>
@@ -36,12 +36,6 @@ static const double output_tol = 2e-5, grad_tol = 1e-3, buffer_tol = 1e-4, input
 
 static void run_reference(const char *model, int64_t h, int64_t w) {
     const char *root = getenv("YP_SOURCE_ROOT");
-    PendingModels pending;
-    pending_models_load(root ? root : ".", &pending);
-    if (pending_models_has(&pending, model)) {
-        printf("skipped %s: on tests/reference/pending_models.txt (modules not implemented yet)\n", model);
-        skip();
-    }
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/reference/%s.forward.bin", root ? root : ".", model);
     Reference ref = reference_load(path);

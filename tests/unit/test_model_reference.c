@@ -1,8 +1,7 @@
 // Model parsing against Ultralytics itself: for every reference model and scale, the parameter,
 // gradient and layer counts, GFLOPs, per-layer parameters and output shapes, and the state-dict
 // names and shapes must match the figures Ultralytics reported (tests/reference/*.tsv, written by
-// make_ultralytics_reference.py from the same YAML files). Models on tests/reference/pending_models.txt
-// (modules not implemented yet) are skipped, and must not load.
+// make_ultralytics_reference.py from the same YAML files).
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,15 +20,6 @@
 enum { MODEL_ROWS = 115 };
 
 static char source_root[512];
-
-// The pending list, read on first use (inside a test, so that a bad list fails that test).
-static bool pending_loaded;
-static PendingModels pending_list;
-static bool is_pending(const char *model) {
-    if (!pending_loaded) pending_models_load(source_root, &pending_list);
-    pending_loaded = true;
-    return pending_models_has(&pending_list, model);
-}
 
 static FILE *open_reference(const char *name) {
     char path[1024];
@@ -77,7 +67,6 @@ static void test_model_totals(void **state) {
                                 gflops_text[0], gflops_text[1], gflops_text[2]),
                          8);
         rows++;
-        if (is_pending(model)) continue;
         static const int64_t sizes[3] = {224, 320, 640};
         for (int s = 0; s < 3; s++) {
             // "-": the size is no multiple of the model's largest stride (a P6 model at 224).
@@ -146,7 +135,6 @@ static void test_layer_params_and_shapes(void **state) {
         int index;
         long long params;
         assert_int_equal(sscanf(line, "%63s %7s %d %lld %127s", model, scale, &index, &params, shape), 5);
-        if (is_pending(model)) continue;
         snprintf(key, sizeof key, "%s %s", model, scale);
         if (strcmp(key, current) != 0) {
             graph_destroy(g);
@@ -185,7 +173,7 @@ static void test_state_dict_names(void **state) {
         char model[64], scale[8], name[128], shape[64] = "", key[80];
         int n = sscanf(line, "%63s %7s %127s %63s", model, scale, name, shape);
         assert_true(n >= 3);
-        if (strstr(name, "num_batches_tracked") || is_pending(model)) continue;
+        if (strstr(name, "num_batches_tracked")) continue;
         snprintf(key, sizeof key, "%s %s", model, scale);
         if (strcmp(key, current) != 0) {
             if (g) assert_int_equal(cursor, g->n_params);
@@ -211,52 +199,10 @@ static void test_state_dict_names(void **state) {
     assert_true(checked > 5000);
 }
 
-static bool builds(const char *dir, const char *model, const char *scale) {
-    Graph *g;
-    ModelSpec *spec;
-    Error err = {0};
-    bool ok = try_describe(dir, model, scale, 640, &g, &spec, &err);
-    graph_destroy(g);
-    model_spec_destroy(spec);
-    return ok;
-}
-
-// Each pending model is skipped (one line says so) and must still fail to build: at every scale the
-// tables list for it, or, for a tiny forward-reference model, from tests/reference/models/. Once one
-// builds, it must come off the list so that its rows are checked.
-static void test_pending_models(void **state) {
-    (void)state;
-    is_pending("");
-    for (int i = 0; i < pending_list.n; i++) {
-        const char *name = pending_list.names[i];
-        printf("skipped %s: on tests/reference/pending_models.txt (modules not implemented yet)\n", name);
-        FILE *f = open_reference("models.tsv");
-        char line[512];
-        int scales = 0;
-        while (fgets(line, sizeof line, f)) {
-            char model[64], scale[8];
-            if (line[0] == '#' || sscanf(line, "%63s %7s", model, scale) != 2 || strcmp(model, name)) continue;
-            scales++;
-            if (builds("experiments/models", name, scale))
-                fail_msg("%s (scale %s) loads now: take it off tests/reference/pending_models.txt", name, scale);
-        }
-        fclose(f);
-        if (scales) continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/tests/reference/models/%s.yaml", source_root, name);
-        FILE *tiny = fopen(path, "r");
-        if (!tiny) fail_msg("pending model %s is neither in models.tsv nor tests/reference/models/", name);
-        fclose(tiny);
-        if (builds("tests/reference/models", name, "-"))
-            fail_msg("%s loads now: take it off tests/reference/pending_models.txt", name);
-    }
-}
-
 int main(void) {
     const char *root = getenv("YP_SOURCE_ROOT");
     snprintf(source_root, sizeof source_root, "%s", root ? root : ".");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pending_models),
         cmocka_unit_test(test_model_totals),
         cmocka_unit_test(test_layer_params_and_shapes),
         cmocka_unit_test(test_state_dict_names),
