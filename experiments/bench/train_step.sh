@@ -3,10 +3,14 @@
 # for each model, `yolopipe train experiments/bench/step-yolov8<m>.yaml` (one process, synthetic
 # shapes, stops at train.max_steps and prints its median batch time) and, for each precision,
 # step_pytorch.py (Ultralytics' DetectionModel, v8DetectionLoss, AdamW, EMA). Prints a table and
-# appends it to a CSV file. README.md beside this script says what the numbers mean.
+# appends it to a CSV file. --family swaps the model YAML on both sides (yolo11, yolo12, ...).
+# README.md beside this script says what the numbers mean.
 #
 # Usage: experiments/bench/train_step.sh [options]        (from anywhere; runs in the repository root)
-#   --models "n s"             YOLOv8 scales
+#   --models "n s"             scales of the family
+#   --family yolov8            the model YAML experiments/models/<family>.yaml both sides build (yolov8,
+#                              yolo11, yolo12, yolov5, ...: any detection file with scales whose head
+#                              yolopipe trains)
 #   --batch 16 --imgsz 640     images per step, input side
 #   --steps 50 --warmup 10     timed steps after untimed ones (yolopipe: max_steps = warmup + steps,
 #                              and its median covers every batch but the first)
@@ -20,12 +24,12 @@
 #   --yolopipe build/yolopipe  the binary
 #   --csv experiments/bench/results/train_step.csv
 #   --profiles DIR             keep each yolopipe run's per-layer profile.csv and log there, as
-#                              yolopipe-yolov8<m>-<precision>.{csv,log}
+#                              yolopipe-<family><m>-<precision>.{csv,log}
 # Exit status 1 when a run failed (its row says why; the other rows are still measured and written).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-models="n s" batch=16 imgsz=640 steps=50 warmup=10
+models="n s" family=yolov8 batch=16 imgsz=640 steps=50 warmup=10
 precisions="fp32 tf32 bf16" yp_precisions="tf32 bf16" frameworks="yolopipe pytorch"
 device=cuda gpu=0 python=${PYTHON:-python3} yolopipe=build/yolopipe
 csv=experiments/bench/results/train_step.csv profiles=
@@ -35,6 +39,7 @@ while (($#)); do
     (($# >= 2)) || { echo "train_step.sh: $1 needs a value" >&2; usage >&2; exit 2; }
     case $1 in
     --models) models=$2 ;;
+    --family) family=$2 ;;
     --batch) batch=$2 ;;
     --imgsz) imgsz=$2 ;;
     --steps) steps=$2 ;;
@@ -57,6 +62,8 @@ for v in batch imgsz steps warmup gpu; do
 done
 ((batch >= 1 && steps >= 1 && imgsz >= 32 && imgsz % 32 == 0)) ||
     { echo "train_step.sh: need --batch >= 1, --steps >= 1 and --imgsz a multiple of 32" >&2; exit 2; }
+[[ $family =~ ^[A-Za-z0-9._-]+$ && -f experiments/models/$family.yaml ]] ||
+    { echo "train_step.sh: --family must name a model YAML in experiments/models/, found '$family'" >&2; exit 2; }
 [[ $device == cuda || $device == cpu ]] || { echo "train_step.sh: --device must be cuda or cpu, found '$device'" >&2; exit 2; }
 [[ " $frameworks " == *" yolopipe "* ]] && run_yp=1 || run_yp=0
 [[ " $frameworks " == *" pytorch "* ]] && run_pt=1 || run_pt=0
@@ -148,7 +155,7 @@ run_yolopipe() {  # model precision
     # The step itself (forward, backward, loss, optimizer), without the wait for the data loader.
     local compute_re='measured compute time: median ([0-9.]+) ms per batch without waiting for data \(([0-9.]+) images/s\)'
     mem_start
-    if "$yolopipe" train "experiments/bench/step-yolov8$m.yaml" \
+    if "$yolopipe" train "experiments/bench/step-yolov8$m.yaml" --set "model=$PWD/experiments/models/$family.yaml" \
         --set "train.max_steps=$((warmup + steps))" --set "train.batch=$batch" --set "train.nbs=$batch" \
         --set "train.imgsz=$imgsz" --set "device.backend=$device" --set "device.precision=$p" \
         --set "output.dir=$tmp/runs" >"$log" 2>"$log.err"; then
@@ -161,27 +168,28 @@ run_yolopipe() {  # model precision
         [[ $(grep 'measured compute time:' "$log") =~ $compute_re ]] && median=${BASH_REMATCH[1]} ips=${BASH_REMATCH[2]}
         run_dir=$(sed -n 's/^run directory //p' "$log")
         layers=$(awk -F, 'NR > 1 { s += $3 + $4 } END { if (NR > 1) printf "%.1f", 1e3 * s }' "$run_dir/profile.csv")
-        [[ -n $profiles ]] && cp "$run_dir/profile.csv" "$profiles/yolopipe-yolov8$m-$p.csv"
+        [[ -n $profiles ]] && cp "$run_dir/profile.csv" "$profiles/yolopipe-$family$m-$p.csv"
         note=": its layers' forward + backward take $layers of the $median ms step; $batch_ms ms per batch with the waits for data"
     else
         failed=1
-        note=" $(failure "$log" "yolopipe yolov8$m $p")"
+        note=" $(failure "$log" "yolopipe $family$m $p")"
     fi
-    [[ -n $profiles ]] && cat "$log" "$log.err" >"$profiles/yolopipe-yolov8$m-$p.log"
+    [[ -n $profiles ]] && cat "$log" "$log.err" >"$profiles/yolopipe-$family$m-$p.log"
     printf '%s|yolopipe|%s|%s|%s|%s|%s|||%s|%s\n' "$m" "$p" "$n" "$median" "$ips" "$peak" "$layers" "$note" >>"$rows"
 }
 
 run_pytorch() {  # model precision
     local m=$1 p=$2 log=$tmp/pytorch-$1-$2.log out=$tmp/pytorch-$1-$2.csv note='' f=()
     mem_start
-    if PYTHONUNBUFFERED=1 "$python" experiments/bench/step_pytorch.py --model "$m" --batch "$batch" --imgsz "$imgsz" \
+    if PYTHONUNBUFFERED=1 "$python" experiments/bench/step_pytorch.py --model "$m" \
+        --model-yaml "experiments/models/$family.yaml" --batch "$batch" --imgsz "$imgsz" \
         --precision "$p" --steps "$steps" --warmup "$warmup" --device "$device" --csv "$out" >"$log" 2>"$log.err"; then
         # step_pytorch.py's columns: device model imgsz batch framework precision steps median_ms
         # images_per_s peak_allocated_mib peak_reserved_mib
         IFS=, read -r -a f < <(tail -1 "$out")
     else
         failed=1
-        note=" $(failure "$log" "pytorch yolov8$m $p")"
+        note=" $(failure "$log" "pytorch $family$m $p")"
     fi
     mem_stop
     printf '%s|pytorch|%s|%s|%s|%s|%s|%s|%s||%s\n' "$m" "$p" "${f[6]:-}" "${f[7]:-}" "${f[8]:-}" "$peak" \
@@ -215,12 +223,12 @@ echo "training step (forward + backward + optimizer step) on $device_name, commi
 table_row() { printf '%-8s %5s %5s  %-9s %-9s %10s %10s %9s %11s %10s %6s\n' "$@"; }
 table_row model imgsz batch framework precision "median ms" "images/s" "peak MiB" "torch alloc" "torch rsvd" "yp/pt"
 while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
-    table_row "yolov8$m" "$imgsz" "$batch" "$fw" "$p" "${median:--}" "${ips:--}" "${peak:--}" "${alloc:--}" \
+    table_row "$family$m" "$imgsz" "$batch" "$fw" "$p" "${median:--}" "${ips:--}" "${peak:--}" "${alloc:--}" \
         "${rsvd:--}" "${ratio:--}"
     if [[ -n $note ]]; then
-        echo "    $fw yolov8$m $p$note"
+        echo "    $fw $family$m $p$note"
     elif [[ -n $layers ]]; then
-        echo "    $fw yolov8$m $p: its layers' forward + backward take $layers of the $median ms"
+        echo "    $fw $family$m $p: its layers' forward + backward take $layers of the $median ms"
     fi
 done <"$tmp/table"
 echo "peak MiB: the GPU's used memory sampled by nvidia-smi (context and workspaces included) minus what was"
@@ -234,8 +242,8 @@ if [[ ! -s $csv ]]; then
 fi
 date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
-    printf '%s,%s,"%s",yolov8%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$date" "$commit" "${device_name//\"/\"\"}" \
-        "$m" "$imgsz" "$batch" "$fw" "$p" "$n" "$median" "$ips" "$peak" "$alloc" "$rsvd" "$layers" "$ratio" \
+    printf '%s,%s,"%s",%s%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$date" "$commit" "${device_name//\"/\"\"}" \
+        "$family" "$m" "$imgsz" "$batch" "$fw" "$p" "$n" "$median" "$ips" "$peak" "$alloc" "$rsvd" "$layers" "$ratio" \
         "${note//\"/\"\"}"
 done <"$tmp/table" >>"$csv"
 echo "appended to $csv"
