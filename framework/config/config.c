@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "framework/core/json.h"
+#include "framework/core/numfmt.h"
 #include "framework/core/path.h"
 #include "framework/core/yaml_doc.h"
 
@@ -485,9 +486,11 @@ static void write_value(const ConfigKey *key, const ExperimentConfig *cfg, FILE 
     case KEY_INT:
         fprintf(f, "%lld", (long long)*(const int64_t *)field);
         return;
-    case KEY_FLOAT:
-        fprintf(f, "%.17g", *(const double *)field);
+    case KEY_FLOAT: {
+        char number[32];
+        fputs(format_double_shortest(number, sizeof number, *(const double *)field), f);
         return;
+    }
     case KEY_BOOL:
         fprintf(f, "%s", *(const bool *)field ? "true" : "false");
         return;

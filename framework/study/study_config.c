@@ -15,6 +15,7 @@
 #include "framework/config/config.h"
 #include "framework/config/experiment_plan.h"
 #include "framework/core/json.h"
+#include "framework/core/numfmt.h"
 #include "framework/core/path.h"
 #include "framework/study/study_internal.h"
 
@@ -587,7 +588,11 @@ static void write_key_value(const StudyKey *k, const StudyConfig *s, FILE *f) {
     case STUDY_KEY_INT:
     case STUDY_KEY_GIB: fprintf(f, "%lld", (long long)*(const int64_t *)field); return;
     case STUDY_KEY_BOOL: fputs(*(const bool *)field ? "true" : "false", f); return;
-    case STUDY_KEY_NUMBER: fprintf(f, "%.17g", *(const double *)field); return;
+    case STUDY_KEY_NUMBER: {
+        char number[32];
+        fputs(format_double_shortest(number, sizeof number, *(const double *)field), f);
+        return;
+    }
     case STUDY_KEY_STRING:
     case STUDY_KEY_PATH: write_string(f, *(char *const *)field); return;
     case STUDY_KEY_MODE: fputs(study_mode_names[s->mode], f); return;

@@ -81,15 +81,17 @@ run_probe 2 user-error 1 2
 expect_line "probe.yaml:3:5: a user error only this rank found" user-error
 echo "ok user-error (exit $rc, ${elapsed}s)"
 
-# (5) Validation through 2 stages (yolopipe val, parallel.recv_timeout 2 s, 400 images: a few
-# seconds of validation) with one stage stopped by SIGSTOP a second in: stopping stage 0 leaves
+# (5) Validation through 2 stages (yolopipe val, parallel.recv_timeout 2 s, 4000 images: about
+# 10 s of validation on an idle 2-core machine, so that it is still running when one stage is
+# stopped; 400 images finished within the second before the stop when the machine was idle) with
+# one stage stopped by SIGSTOP a second in: stopping stage 0 leaves
 # stage 1 waiting for an activation, stopping stage 1 leaves stage 0's sends unreceived. Each wait
 # times out naming the stopped peer by pipeline rank, world rank and host.
 host=$(hostname)
 name=val-stop-$$
 exp=("$src/tests/mpi/tiny.yaml" --set "model=$src/experiments/models/yolov8.yaml" --set "data=$tmp/val/data.yaml"
      --set "output.dir=$tmp/runs" --set "name=$name" --set parallel.recv_timeout=2)
-"$yolopipe" synth --out "$tmp/val" --train 8 --val 400 --imgsz 64 --classes 3 --seed 1 > "$tmp/out" 2>&1 || fail "synth"
+"$yolopipe" synth --out "$tmp/val" --train 8 --val 4000 --imgsz 64 --classes 3 --seed 1 > "$tmp/out" 2>&1 || fail "synth"
 OMP_NUM_THREADS=1 "$yolopipe" train "${exp[@]}" --set train.max_steps=1 > "$tmp/out" 2>&1 || fail "val: training weights"
 
 # Runs the validation with world rank $1 stopped a second after setup (the "pipeline:" line).

@@ -235,6 +235,21 @@ static void test_resolved_round_trip(void **state) {
     config_destroy(cfg);
 }
 
+// Numbers in the resolved YAML are the shortest decimals that read back as the same double
+// (README's newcomer path: `momentum: 0.93700000000000006` was what 0.937 printed as).
+static void test_resolved_numbers_shortest(void **state) {
+    (void)state;
+    ExperimentConfig *cfg = load_ok("model: m.yaml\ndata: d.yaml\ntrain: {lr0: 0.1, momentum: 0.937}\n", 0, NULL);
+    char path[512];
+    ExperimentConfig *again = write_and_load(cfg, "resolved-numbers.yaml", path, sizeof path);
+    assert_true(again->train.momentum == 0.937 && again->train.lr0 == 0.1);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "grep -q '^  momentum: 0.937$' %s && grep -q '^  lr0: 0.1$' %s", path, path);
+    assert_int_equal(system(cmd), 0);
+    config_destroy(again);
+    config_destroy(cfg);
+}
+
 // What the fuzzer (tests/fuzz/fuzz_experiment.c) found in that round trip: -0.0 written as "-0" read
 // back as 0 (a resume then refused the "changed" key), and text YAML may not hold as it is (DEL, C1
 // controls, line and paragraph separators, BOM, non-characters) written unescaped, so that the
@@ -292,6 +307,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_name_and_tags),
         cmocka_unit_test(test_resolved_round_trip),
+        cmocka_unit_test(test_resolved_numbers_shortest),
         cmocka_unit_test(test_resolved_round_trip_special_values),
         cmocka_unit_test(test_schema_documents_every_key),
     };
