@@ -1,4 +1,4 @@
-// `yolopipe export RUN [--weights last|best] --out FILE`: a checkpoint's EMA weights as one
+// `yolopipe export RUN [--weights last|best] --out FILE.safetensors`: a checkpoint's EMA weights as one
 // safetensors file with Ultralytics' names.
 #include <errno.h>
 #include <stddef.h>
@@ -42,6 +42,13 @@ int cmd_export(int argc, char **argv) {
     const char *run = args.run, *out = args.out, *which = args.which;
     if (which && strcmp(which, "last") && strcmp(which, "best"))
         return cli_usage_error(&cmd_export_cli, "--weights must be last or best, found '%s'", which);
+    // The file is safetensors whatever its name: a .pt name would promise a PyTorch pickle.
+    size_t len = strlen(out), ext = strlen(".safetensors");
+    if (len <= ext || strcmp(out + len - ext, ".safetensors"))
+        return cli_usage_error(&cmd_export_cli,
+                               "--out must name a .safetensors file (the export is safetensors, which "
+                               "safetensors.torch.load_file reads), found '%s'",
+                               out);
     char dir[PATH_MAX];
     Error err = {0};
     struct stat st;

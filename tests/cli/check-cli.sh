@@ -80,6 +80,7 @@ expect_usage_error "yolopipe info: missing MODEL.yaml (see yolopipe info --help)
 expect_usage_error "yolopipe info: unexpected argument 'b.yaml' (see yolopipe info --help)" info a.yaml b.yaml
 expect_usage_error "yolopipe val: missing --weights DIR (see yolopipe val --help)" val "$exp"
 expect_usage_error "yolopipe export: missing --out FILE.safetensors (see yolopipe export --help)" export runs/x
+expect_usage_error "yolopipe export: --out must name a .safetensors file (the export is safetensors, which safetensors.torch.load_file reads), found 'm.pt'" export runs/x --out m.pt
 expect_usage_error "yolopipe synth: --task must be detect or classify, found 'segment'" synth --task=segment
 
 # ---- help as a command ---------------------------------------------------------------------------

@@ -57,12 +57,12 @@ expect_error "$tmp/huge.yaml: larger than the 16 MiB limit for YAML files" info 
 # ---- safe writes -------------------------------------------------------------------------------------
 "$yolopipe" train "$tmp/exp.yaml" --set train.max_steps=1 > "$tmp/out" 2>&1 || fail "the first run: $(cat "$tmp/out")"
 run=$tmp/runs/files
-mkfifo "$tmp/out.fifo"
-expect_error "$tmp/out.fifo: not a regular file (a device, FIFO or socket); refusing to replace it" \
-  export "$run" --out "$tmp/out.fifo"
-[[ -p $tmp/out.fifo ]] || fail "export --out a FIFO replaced it"
-mkdir "$tmp/out.d"
-expect_error "$tmp/out.d: is a directory; give the name of a file to write" export "$run" --out "$tmp/out.d"
+mkfifo "$tmp/out-fifo.safetensors"
+expect_error "$tmp/out-fifo.safetensors: not a regular file (a device, FIFO or socket); refusing to replace it" \
+  export "$run" --out "$tmp/out-fifo.safetensors"
+[[ -p $tmp/out-fifo.safetensors ]] || fail "export --out a FIFO replaced it"
+mkdir "$tmp/out-dir.safetensors"
+expect_error "$tmp/out-dir.safetensors: is a directory; give the name of a file to write" export "$run" --out "$tmp/out-dir.safetensors"
 
 # A process that has ended, for its id; this shell ($$) is alive.
 sleep 0 & dead=$!
