@@ -136,6 +136,9 @@ expect_ok profile "$tmp/exp.yaml" --out "$tmp/p2.csv" --repeats 1 --set train.se
 [[ -s $tmp/p1.csv && -s $tmp/p2.csv ]] || fail "profile: --out not written"
 expect_ok train "$tmp/exp.yaml" --set=train.max_steps=1 --set=output.dir="$tmp/r1"
 expect_ok train "$tmp/exp.yaml" --set train.max_steps=1 --set output.dir="$tmp/r2"
+# A model under 1 GFLOP prints two significant digits, not 0.0 (tiny-detect at 64 px: 0.014).
+grep -Eq '^tiny-detect: [0-9]+ parameters, 0\.0[1-9][0-9]? GFLOPs at 64;' "$tmp/out" ||
+  fail "train: GFLOPs below 1 not given to two significant digits: $(grep -m1 GFLOPs "$tmp/out")"
 [[ -d $tmp/r1/cli/weights/last && -d $tmp/r2/cli/weights/last ]] || fail "train: --set output.dir not applied"
 expect_ok val "$tmp/exp.yaml" --weights="$tmp/r1/cli/weights/last" --set=output.dir="$tmp/r1"
 expect_ok val "$tmp/exp.yaml" --set output.dir="$tmp/r1" --weights "$tmp/r1/cli/weights/last"
