@@ -12,4 +12,11 @@ if [[ -f "$dir/build.ninja" ]]; then
 else
   log=$(meson setup "$dir" "$@" 2>&1) || { echo "$log" >&2; exit 1; }
 fi
-ninja -C "$dir" >/dev/null
+# On a terminal ninja rewrites one progress line in place; in a log, one line to start and ninja's last.
+echo "building $dir (ninja)..."
+if [[ -t 1 ]]; then
+  ninja -C "$dir"
+else
+  out=$(ninja -C "$dir" 2>&1) || { echo "$out" >&2; exit 1; }
+  echo "${out##*$'\n'}"
+fi

@@ -21,4 +21,4 @@ ranks=$(./build/yolopipe plan "$experiment" "${sets[@]}" --json | grep -o '"worl
 flags=(-np "$ranks" --oversubscribe)            # more ranks than cores is fine: each gets a share
 if [[ $(id -u) == 0 ]]; then flags+=(--allow-run-as-root); fi
 export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers forbid Open MPI's cross-memory attach
-exec mpirun "${flags[@]}" ./build/yolopipe train "$experiment" "$@"
+exec mpirun "${flags[@]}" ./build/yolopipe train "$experiment" --trace "$@"  # trace.json in the run directory
