@@ -107,7 +107,7 @@ void conv_block_build(ConvBlock *cb, Builder *b, const ConvBlockSpec *spec) {
     // module that every Conv shares (counted once); act=False gives each Conv its own nn.Identity,
     // and an override its own module. torchvision's blocks count theirs themselves.
     if (!s.conv_name) {
-        if (s.act && !s.act_override) builder_count_shared_activation(b);
+        if (s.act && !s.act_override) builder_count_shared_module(b, SHARED_MODULE_CONV_ACT);
         else builder_count_leaves(b, 1);
     }
     // thop counts batch norm as 2 ops per element, doubled for the affine part.

@@ -122,11 +122,12 @@ int64_t builder_elems(Builder *b, int n, const int64_t *factors);
 // Counts FLOPs the way Ultralytics' profiler (thop) does, and PyTorch leaf modules.
 void builder_count_ops(Builder *b, double ops);
 void builder_count_leaves(Builder *b, int64_t n);
-// Work that thop does not count (attention's matmuls and softmax, in multiply-adds per image), for
-// the cost model only (Layer.uncounted_ops).
+// Work that thop does not count (attention's softmax, in multiply-adds per image), for the cost
+// model only (Layer.uncounted_ops).
 void builder_count_uncounted_ops(Builder *b, double ops);
-// The activation module is one shared instance in Ultralytics (Conv.default_act): counted once.
-void builder_count_shared_activation(Builder *b);
-// RepConv's activation is its own class-level instance (RepConv.default_act, SiLU whatever the
-// model's activation): counted once per model too.
-void builder_count_repconv_activation(Builder *b);
+// Module instances that Ultralytics shares across a whole model, so that its leaf-module count
+// holds each once: Conv.default_act (the model's activation) and RepConv.default_act (SiLU whatever
+// the model's activation, a class-level instance of its own).
+typedef enum SharedModule { SHARED_MODULE_CONV_ACT, SHARED_MODULE_REPCONV_ACT, SHARED_MODULE_COUNT } SharedModule;
+// Counts the shared instance `which` as a leaf the first time a layer of the model uses it.
+void builder_count_shared_module(Builder *b, SharedModule which);

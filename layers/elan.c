@@ -67,7 +67,7 @@ static bool elan1_parse(Layer *layer, const ParseContext *ctx, Error *err) {
 static NetValue net_repconv(ModuleNet *net, Builder *b, NetValue x, int64_t c_out) {
     NetValue a = net_conv(net, b, "conv1", x, (ConvBlockSpec){.c_out = c_out, .k = 3, .pad = 1});
     NetValue c = net_conv(net, b, "conv2", x, (ConvBlockSpec){.c_out = c_out, .k = 1, .pad = 0});
-    builder_count_repconv_activation(b);
+    builder_count_shared_module(b, SHARED_MODULE_REPCONV_ACT);
     return net_activation(net, b, net_add(net, b, a, c), ACTIVATION_SPEC_SILU);
 }
 

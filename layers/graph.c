@@ -21,8 +21,7 @@ struct Builder {
     size_t prefix_len[BUILDER_MAX_DEPTH];
     int depth;
     int param_cursor;        // with memory: the next ParamInfo to bind
-    bool shared_activation_counted;
-    bool repconv_activation_counted;
+    bool shared_counted[SHARED_MODULE_COUNT];  // builder_count_shared_module
     bool too_large;          // a count passed BUILDER_MAX_ELEMS (builder_elems)
 };
 
@@ -196,15 +195,10 @@ void builder_count_leaves(Builder *b, int64_t n) {
     if (!b->be) b->layer->leaf_modules += n;
 }
 
-void builder_count_shared_activation(Builder *b) {
-    if (b->be || b->shared_activation_counted) return;
-    b->shared_activation_counted = true;
-    b->layer->leaf_modules++;
-}
-
-void builder_count_repconv_activation(Builder *b) {
-    if (b->be || b->repconv_activation_counted) return;
-    b->repconv_activation_counted = true;
+void builder_count_shared_module(Builder *b, SharedModule which) {
+    YP_CHECK(which < SHARED_MODULE_COUNT);
+    if (b->be || b->shared_counted[which]) return;
+    b->shared_counted[which] = true;
     b->layer->leaf_modules++;
 }
 
