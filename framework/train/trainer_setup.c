@@ -64,10 +64,11 @@ static bool trainer_build_model(Trainer *t, Error *err) {
     // One decimal as Ultralytics prints, but two significant digits below 1 (a classifier at 64 px
     // is 0.034 GFLOPs, not 0.0).
     const double gflops = graph_gflops(t->ep.graph) * (double)t->ep.graph->input.shape.n / (double)t->micro;
-    fprintf(t->out, gflops >= 1 ? "%s: %lld parameters, %.1f GFLOPs at %lld; %lld images per forward pass, %lld per step\n"
-                                : "%s: %lld parameters, %.2g GFLOPs at %lld; %lld images per forward pass, %lld per step\n",
-            t->spec->name, (long long)t->ep.graph->param_elems, gflops, (long long)cfg->train.imgsz, (long long)t->micro,
-            (long long)cfg->train.batch);
+    char gflops_text[32];
+    snprintf(gflops_text, sizeof gflops_text, gflops >= 1 ? "%.1f" : "%.2g", gflops);
+    fprintf(t->out, "%s: %lld parameters, %s GFLOPs at %lld; %lld images per forward pass, %lld per step\n",
+            t->spec->name, (long long)t->ep.graph->param_elems, gflops_text, (long long)cfg->train.imgsz,
+            (long long)t->micro, (long long)cfg->train.batch);
     if (t->topo->world_size > 1 || pc->micro_batches > 1) {
         fprintf(t->out, "pipeline: %lld stage%s x %lld replica%s (%d ranks), %s, %lld micro-batches; stages:", (long long)pc->stages,
                 pc->stages == 1 ? "" : "s", (long long)pc->replicas, pc->replicas == 1 ? "" : "s", t->topo->world_size,
