@@ -114,6 +114,7 @@ static const ConfigKey config_keys[] = {
     BOOL("device.deterministic", device.deterministic),
     {"output.dir", KEY_STRING, OFF(output.dir), 0, 0, NULL, 0},
     BOOL("output.trace", output.trace),
+    BOOL("output.plots", output.plots),
 };
 enum { CONFIG_N_KEYS = sizeof config_keys / sizeof *config_keys };
 
@@ -137,6 +138,7 @@ static void config_set_defaults(ExperimentConfig *cfg) {
                                      .recv_timeout = 300};
     cfg->device = (DeviceConfig){.backend = CONFIG_BACKEND_AUTO, .precision = CONFIG_PRECISION_FP32, .deterministic = true};
     cfg->output.dir = yp_strdup("runs");
+    cfg->output.plots = true;
 }
 
 // Where relative paths are resolved: the experiment file's folder for values in the file, the

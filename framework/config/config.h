@@ -110,6 +110,7 @@ typedef struct DeviceConfig {
 typedef struct OutputConfig {
     char *dir;   // relative to the working directory, as Ultralytics' runs/
     bool trace;
+    bool plots;  // pictures in the run directory (Ultralytics' plots=True): images with boxes, curves
 } OutputConfig;
 
 // Where a key got its value: the file (or "--set <key>") and the 1-based position; line 0 while
