@@ -490,3 +490,27 @@ bool loader_next(Loader *ld, Batch *out, Error *err) {
     pthread_mutex_unlock(&ld->mutex);
     return ok;
 }
+
+bool loader_build_again(const Loader *ld, int64_t b, unsigned parts, Batch *out, Error *err) {
+    YP_CHECK(b >= 0 && b < ld->n_batches);
+    BatchRequest req = request_for(ld, b);
+    req.parts = parts;
+    return loader_build(ld->split, &ld->opt, ld->order, &req, out, err);
+}
+
+void loader_render_recipes(const Batch *batch, uint8_t *images) {
+    YP_CHECK(batch->recipes && batch->h == batch->w);
+    int sdiv[256], hdiv[256];
+    aug_hsv_tables(sdiv, hdiv);
+    const int side = (int)batch->w;
+    for (int64_t i = 0; i < batch->n; i++) {
+        const RenderRecipe *r = &batch->recipes[i];
+        uint8_t lut[3][256];
+        aug_hsv_luts(r->hsv_gain, lut);
+        const uint8_t *const luts[3] = {lut[0], lut[1], lut[2]};
+        uint8_t *dst = images + (size_t)i * (size_t)side * (size_t)side * 3;
+        for (int y = 0; y < side; y++)
+            for (int x = 0; x < side; x++)
+                render_pixel(r, batch->arena, side, x, y, sdiv, hdiv, luts, dst + ((size_t)y * side + x) * 3);
+    }
+}

@@ -119,3 +119,13 @@ void loader_start_epoch(Loader *ld, const LoaderEpoch *ep);
 // The epoch's next batch, in order (the caller frees it with loader_batch_free). False, with err
 // set, when it could not be built. Calling it after the epoch's last batch is a programming error.
 bool loader_next(Loader *ld, Batch *out, Error *err);
+
+// Batch b of the epoch loader_start_epoch last began, built again on the calling thread (the
+// consumer's) with `parts` instead of the share's: the same pure function, so the same bytes. The
+// pictures of the first training batches take from it the targets of a batch whose pixels this rank
+// loaded (a pipeline's first stage loads no targets).
+bool loader_build_again(const Loader *ld, int64_t b, unsigned parts, Batch *out, Error *err);
+
+// The bytes a backend renders from batch->recipes (kernels/augment_render.h's render_pixel, the
+// function the CPU and CUDA backends run), computed on the host into images (n, h, w, 3).
+void loader_render_recipes(const Batch *batch, uint8_t *images);

@@ -201,6 +201,7 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     double wait_start = clock_monotonic_s();
     if (t->train_loader && !loader_next(t->train_loader, &batch, err)) return false;
     *data_wait_s = clock_monotonic_s() - wait_start;
+    trainer_plot_train_batch(t, &batch);
     OptimIteration it = optim_schedule_at(&t->schedule, t->at.iteration, epoch);
     *hyper = it.hyper;
     bool step = t->at.iteration - t->at.last_step_iteration >= it.accumulate;
@@ -403,6 +404,7 @@ bool trainer_run(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *
     ok = ok && trainer_read_nan_hook(&t, err) && (opt->resume ? trainer_resume(&t, err) : trainer_pick_run_dir(&t, err));
     bool shared = !ok;
     if (ok && !opt->resume) ok = trainer_write_config(&t, err);
+    if (ok && !opt->resume) trainer_plot_labels(&t);
     ok = ok && trainer_loop(&t, err);
     if (!ok && !shared) shared = err->code == ERROR_CODE_PEER_FAILED || trainer_diverged(&t);
     trainer_quiet_shared_error(&t, err, shared);

@@ -6,6 +6,7 @@
 //   trainer_val.c      validation through the pipeline and the records its last stages send rank 0
 //   trainer_run_dir.c  the run directory: its name, config.yaml, results.csv, weights/, --resume
 //   trainer_measured.c the run's measured record, measured.json
+//   trainer_plots.c    the run directory's pictures: labels.jpg, train_batch*.jpg, val_batch*.jpg
 #pragma once
 
 #include <stdbool.h>
@@ -174,3 +175,16 @@ bool trainer_load(Trainer *t, const char *dir, bool resume, Error *err);
 // Writes <run_dir>/measured.json at world rank 0 from every rank's figures (collective: every rank
 // calls it once training has ended); every rank returns whether it was written.
 bool trainer_write_measured(Trainer *t, Error *err);
+
+// ---- trainer_plots.c ---------------------------------------------------------------------------------
+
+// World rank 0 with output.plots; each does nothing elsewhere, and a picture it cannot write is a
+// warning line. labels.jpg, once per new run (detection).
+void trainer_plot_labels(Trainer *t);
+// train_batch<i>.jpg for the run's iterations 0..2, from the batch this rank's loader gave it.
+void trainer_plot_train_batch(Trainer *t, const Batch *batch);
+// Whether validation batch b is pictured (trainer_score then loads its images too).
+bool trainer_plots_val_batch(const Trainer *t, int64_t b);
+// val_batch<b>_labels.jpg and _pred.jpg: batch with images and targets (or labels), the detections
+// in t->detections (detection) or class_scores (n, nc) logits (classification).
+void trainer_plot_val_batch(Trainer *t, int64_t b, const Batch *batch, const float *class_scores);

@@ -178,12 +178,14 @@ static bool trainer_score(Trainer *t, const int64_t *order, const char *all, siz
     for (int64_t b = 0; ok && b < n_batches; b++) {
         YP_CHECK(at[b]);
         Batch batch;
-        BatchRequest req = val_request(t, b, BATCH_PART_TARGETS);
+        bool plot = trainer_plots_val_batch(t, b);
+        BatchRequest req = val_request(t, b, BATCH_PART_TARGETS | (plot ? BATCH_PART_IMAGES : 0));
         if (!(ok = loader_build(split, &t->val_options, order, &req, &batch, err))) break;
         const char *p = at[b];
         const float *class_scores = NULL;
         ValRecordBatch rec = val_record_read(t, &p, t->classify ? NULL : t->detections, &class_scores);
         YP_CHECK(rec.n_images == req.n);
+        if (plot) trainer_plot_val_batch(t, b, &batch, class_scores);
         if (t->classify) classify_metrics_add(&res->classify, class_scores, batch.labels, req.n);
         else detect_metrics_add_batch(t->metrics, t->detections, batch.targets, batch.n_targets, batch.h, batch.w);
         loader_batch_free(&batch);

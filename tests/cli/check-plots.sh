@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The run directory's JPEGs (framework/train/trainer_plots.c), from one-epoch runs on tiny synthetic
+# sets at 64 px:
+#   - detection, one process: labels.jpg, train_batch0..2.jpg, val_batch0..2_labels.jpg and
+#     _pred.jpg, each a whole JPEG (decoded by image_read) of the size plot_images' grid gives
+#     (ceil(sqrt(4)) = 2 tiles of 64 px a side; labels.jpg 1600 px), and no other picture or
+#     temporary file;
+#   - augment.render=backend (recipes rendered by the backend) gives the same train_batch files;
+#   - output.plots=false writes none of them;
+#   - classification: the batch grids, no labels.jpg (Ultralytics plots labels for detection only);
+#   - two pipeline stages under mpirun: the same files, written once (by world rank 0).
+# Usage: check-plots.sh SOURCE_ROOT YOLOPIPE IMAGE_SIZE
+set -euo pipefail
+root=$1 yolopipe=$2 image_size=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+cat > "$tmp/detect.yaml" <<YAML
+name: det
+model: $root/tests/reference/models/tiny-detect.yaml
+data: data/det/data.yaml
+synth: {train: 12, val: 12, imgsz: 64, classes: 3, seed: 1}
+train: {epochs: 1, batch: 4, imgsz: 64, nbs: 4, warmup_epochs: 0, close_mosaic: 0, workers: 1}
+parallel: {micro_batches: 1}
+device: {backend: cpu}
+output: {dir: $tmp/runs}
+YAML
+cat > "$tmp/classify.yaml" <<YAML
+name: cls
+task: classify
+model: $root/tests/reference/models/tiny-classify.yaml
+data: data/cls
+synth: {task: classify, train: 12, val: 12, imgsz: 64, classes: 3, seed: 1}
+train: {epochs: 1, batch: 4, imgsz: 64, nbs: 4, warmup_epochs: 0, workers: 1}
+parallel: {micro_batches: 1}
+device: {backend: cpu}
+output: {dir: $tmp/runs}
+YAML
+
+batches="train_batch0.jpg train_batch1.jpg train_batch2.jpg"
+for b in 0 1 2; do batches+=" val_batch${b}_labels.jpg val_batch${b}_pred.jpg"; done
+
+# expect_pictures RUN_DIR NAMES: exactly these pictures (no other .jpg, no temporary file), each
+# decoding to its expected size (labels.jpg 1600 px; the grids 2 x 64 px a side: 4 images a batch).
+expect_pictures() {
+  local dir=$1 names=$2 got want f size
+  got=$(cd "$dir" && ls | { grep -E '\.jpg|\.tmp-' || true; } | sort | tr '\n' ' ')
+  want=$(tr ' ' '\n' <<< "$names" | { grep . || true; } | sort | tr '\n' ' ')
+  [[ $got == "$want" ]] || fail "$dir: pictures
+  expected: $want
+  got:      $got"
+  for f in $names; do
+    size=128x128
+    [[ $f == labels.jpg ]] && size=1600x1600
+    got=$("$image_size" "$dir/$f") || fail "$dir/$f does not decode: $got"
+    [[ $got == "$size" ]] || fail "$dir/$f: $got, expected $size"
+  done
+}
+
+# ---- detection, one process ----------------------------------------------------------------------
+"$yolopipe" train "$tmp/detect.yaml" > "$tmp/out" 2>&1 || fail "detection run: $(tail -5 "$tmp/out")"
+expect_pictures "$tmp/runs/det" "labels.jpg $batches"
+if grep -q "warning" "$tmp/out"; then fail "detection run warned: $(grep warning "$tmp/out")"; fi
+
+# A backend that renders the images itself (augment.render=backend: the batches hold recipes) gets
+# its pictures rendered on the host by the same per-pixel function: the same bytes, the same files.
+"$yolopipe" train "$tmp/detect.yaml" --set name=rendered --set augment.render=backend > "$tmp/out" 2>&1 ||
+  fail "augment.render=backend run: $(tail -5 "$tmp/out")"
+for b in 0 1 2; do
+  cmp -s "$tmp/runs/det/train_batch$b.jpg" "$tmp/runs/rendered/train_batch$b.jpg" ||
+    fail "train_batch$b.jpg differs between augment.render=host and backend"
+done
+
+# ---- output.plots=false ----------------------------------------------------------------------------
+"$yolopipe" train "$tmp/detect.yaml" --set name=off --set output.plots=false > "$tmp/out" 2>&1 ||
+  fail "plots=false run: $(tail -5 "$tmp/out")"
+[[ -f $tmp/runs/off/results.csv ]] || fail "plots=false run wrote no results.csv"
+expect_pictures "$tmp/runs/off" ""
+
+# ---- classification --------------------------------------------------------------------------------
+"$yolopipe" train "$tmp/classify.yaml" > "$tmp/out" 2>&1 || fail "classification run: $(tail -5 "$tmp/out")"
+expect_pictures "$tmp/runs/cls" "$batches"
+
+# ---- two stages under mpirun -------------------------------------------------------------------------
+MPIRUN_TIME_LIMIT=90 "$root/tests/mpi/mpirun.sh" 2 "$yolopipe" train "$tmp/detect.yaml" --set name=two \
+  --set parallel.stages=2 --set parallel.micro_batches=2 > "$tmp/out" 2>&1 ||
+  fail "2-stage run: $(tail -5 "$tmp/out")"
+expect_pictures "$tmp/runs/two" "labels.jpg $batches"
+echo "plots: ok"
