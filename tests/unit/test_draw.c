@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "framework/core/fsutil.h"
 #include "framework/eval/draw.h"
 
 enum { W = 200, H = 160, GREY = 100 };
@@ -23,6 +24,14 @@ static char temp_dir[256];
 static void fill_grey(Image *im, int w, int h) {
     image_alloc(im, w, h);
     memset(im->data, GREY, (size_t)w * h * 3);
+}
+
+// A grey W x H image with `boxes` drawn on it, labelled by class index.
+static Image grey_with(const DrawBox *boxes, int n) {
+    Image im;
+    fill_grey(&im, W, H);
+    draw_boxes(&im, boxes, n, NULL, 0);
+    return im;
 }
 
 static const uint8_t *px(const Image *im, int x, int y) {
@@ -100,10 +109,7 @@ static void test_box_edges_and_label(void **state) {
 // A box at the top of the image has no room above: the label goes inside, below its top edge.
 static void test_label_inside_when_no_room(void **state) {
     (void)state;
-    Image im;
-    fill_grey(&im, W, H);
-    DrawBox box = {.x1 = 40, .y1 = 3, .x2 = 160, .y2 = 100, .cls = 1, .conf = 0.87f};
-    draw_boxes(&im, &box, 1, NULL, 0);
+    Image im = grey_with(&(DrawBox){.x1 = 40, .y1 = 3, .x2 = 160, .y2 = 100, .cls = 1, .conf = 0.87f}, 1);
     assert_int_equal(count_changed(&im, 0, 0, W, 3), 0);
     assert_true(is_rgb(&im, 41, 10, 0x0b, 0xdb, 0xeb));  // label background inside the box
     assert_true(count_changed(&im, 52, 6, 148, 15) > 100);
@@ -114,17 +120,20 @@ static void test_label_inside_when_no_room(void **state) {
 // shifted left to stay inside.
 static void test_clipping_at_borders(void **state) {
     (void)state;
-    Image im;
-    fill_grey(&im, W, H);
-    DrawBox boxes[] = {
+    const DrawBox boxes[] = {
         {.x1 = -30, .y1 = 40, .x2 = 20, .y2 = 90, .cls = 2, .conf = -1},
         {.x1 = 170, .y1 = 60, .x2 = 400, .y2 = 500, .cls = 3, .conf = -1},
     };
-    draw_boxes(&im, boxes, 2, NULL, 0);
+    Image im = grey_with(boxes, 2);
     assert_true(is_rgb(&im, 0, 65, 0xf3, 0xf3, 0xf3) && is_rgb(&im, 1, 65, 0xf3, 0xf3, 0xf3));
     assert_true(is_rgb(&im, 20, 65, 0xf3, 0xf3, 0xf3) && is_grey(&im, 2, 65));
     assert_true(is_rgb(&im, W - 1, 100, 0x00, 0xdf, 0xb7) && is_rgb(&im, 185, H - 1, 0x00, 0xdf, 0xb7));
     assert_true(is_grey(&im, 185, 100));
+    // A long label at the right edge ends at the edge, its start moved left of the box.
+    fill_grey(&im, W, H);
+    const char *names[] = {"a-rather-long-name"};
+    draw_boxes(&im, &(DrawBox){.x1 = 190, .y1 = 120, .x2 = 199, .y2 = 150, .cls = 0, .conf = -1}, 1, names, 1);
+    assert_true(is_rgb(&im, W - 1, 110, 4, 42, 255) && !is_grey(&im, 120, 110));
     image_free(&im);
 }
 
@@ -155,9 +164,7 @@ static void test_null_names(void **state) {
 // Boxes entirely outside, inverted, non-finite or huge leave the image as it was (or clipped).
 static void test_outside_and_degenerate(void **state) {
     (void)state;
-    Image im;
-    fill_grey(&im, W, H);
-    DrawBox boxes[] = {
+    const DrawBox boxes[] = {
         {.x1 = 300, .y1 = 300, .x2 = 400, .y2 = 400, .cls = 0, .conf = -1},
         {.x1 = -50, .y1 = -50, .x2 = -10, .y2 = -10, .cls = 0, .conf = -1},
         {.x1 = 80, .y1 = 80, .x2 = 60, .y2 = 100, .cls = 0, .conf = -1},  // x2 < x1
@@ -165,7 +172,7 @@ static void test_outside_and_degenerate(void **state) {
         {.x1 = 10, .y1 = 10, .x2 = INFINITY, .y2 = 50, .cls = 0, .conf = -1},
         {.x1 = W, .y1 = 0, .x2 = W + 5, .y2 = H, .cls = 0, .conf = -1},  // just right of the image
     };
-    draw_boxes(&im, boxes, 6, NULL, 0);
+    Image im = grey_with(boxes, 6);
     assert_int_equal(count_changed(&im, 0, 0, W, H), 0);
     draw_boxes(&im, boxes, 0, NULL, 0);
     // A single-pixel box and one of astronomical size draw without trouble.
@@ -282,8 +289,7 @@ static void test_jpeg_unwritable(void **state) {
 }
 
 int main(void) {
-    snprintf(temp_dir, sizeof temp_dir, "/tmp/yp_draw_XXXXXX");
-    if (!mkdtemp(temp_dir)) return 1;
+    if (!mkdtemp(strcpy(temp_dir, "/tmp/yp_draw_XXXXXX"))) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_palette_and_style),   cmocka_unit_test(test_box_edges_and_label),
         cmocka_unit_test(test_label_inside_when_no_room), cmocka_unit_test(test_clipping_at_borders),
@@ -292,8 +298,6 @@ int main(void) {
         cmocka_unit_test(test_jpeg_unwritable),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    char command[512];
-    snprintf(command, sizeof command, "rm -rf '%s'", temp_dir);
-    if (system(command) != 0) failed = 1;
-    return failed;
+    Error err = {0};
+    return fs_remove_tree(temp_dir, &err) ? failed : 1;
 }
