@@ -181,7 +181,8 @@ bool trainer_write_measured(Trainer *t, Error *err);
 // World rank 0 with output.plots; each does nothing elsewhere, and a picture it cannot write is a
 // warning line. labels.jpg, once per new run (detection).
 void trainer_plot_labels(Trainer *t);
-// train_batch<i>.jpg for the run's iterations 0..2, from the batch this rank's loader gave it.
+// train_batch<i>.jpg for the run's iterations 0..2 (and the first three without mosaic), from the
+// batch this rank's loader gave it.
 void trainer_plot_train_batch(Trainer *t, const Batch *batch);
 // Whether validation batch b is pictured (trainer_score then loads its images too).
 bool trainer_plots_val_batch(const Trainer *t, int64_t b);

@@ -2,7 +2,9 @@
 // plot_images and plot_labels; engine/trainer.py and models/yolo/detect/{train,val}.py say when):
 //   labels.jpg                          once per new run, detection: what the training labels hold
 //   train_batch0.jpg .. train_batch2.jpg the run's first three training batches as the loader built
-//                                        them (augmented mosaics), with their boxes and class names
+//                                        them (augmented mosaics), with their boxes and class names;
+//                                        with close_mosaic, also the first three after it closes
+//                                        (train_batch<i>.jpg, i the iteration, as Ultralytics' plot_idx)
 //   val_batch<b>_labels.jpg, _pred.jpg  validation batches 0..2 at every validation (overwritten):
 //                                        ground truth, and detections above conf 0.25 (classification:
 //                                        the true class, and the top-1 class with its probability)
@@ -108,8 +110,15 @@ static void plot_batch(Trainer *t, const char *name, const DatasetSplit *split, 
     free(images);
 }
 
+// Whether iteration i is one of the first three of the run or of the epochs without mosaic.
+static bool plot_iteration(const Trainer *t, int64_t i) {
+    const TrainConfig *tc = &t->cfg->train;
+    int64_t closed = (tc->epochs - tc->close_mosaic) * t->batches_per_epoch;
+    return i < PLOT_BATCHES || (tc->close_mosaic > 0 && i >= closed && i < closed + PLOT_BATCHES);
+}
+
 void trainer_plot_train_batch(Trainer *t, const Batch *batch) {
-    if (!plots_on(t) || t->at.iteration >= PLOT_BATCHES || !t->train_loader) return;
+    if (!plots_on(t) || !plot_iteration(t, t->at.iteration) || !t->train_loader) return;
     // The targets of this very batch when the rank does not load them (see the top of the file).
     Batch again = {0};
     const Batch *labelled = batch;

@@ -5,6 +5,7 @@
 #     _pred.jpg, each a whole JPEG (decoded by image_read) of the size plot_images' grid gives
 #     (ceil(sqrt(4)) = 2 tiles of 64 px a side; labels.jpg 1600 px), and no other picture or
 #     temporary file;
+#   - close_mosaic adds the first three batches without mosaic (train_batch3..5 here);
 #   - augment.render=backend (recipes rendered by the backend) gives the same train_batch files;
 #   - output.plots=false writes none of them;
 #   - classification: the batch grids, no labels.jpg (Ultralytics plots labels for detection only);
@@ -72,6 +73,12 @@ for b in 0 1 2; do
   cmp -s "$tmp/runs/det/train_batch$b.jpg" "$tmp/runs/rendered/train_batch$b.jpg" ||
     fail "train_batch$b.jpg differs between augment.render=host and backend"
 done
+
+# close_mosaic: the first three batches without mosaic are pictured too, named by their iteration
+# (3 batches an epoch: 3..5), as Ultralytics' plot_idx; two validations overwrite the val pictures.
+"$yolopipe" train "$tmp/detect.yaml" --set name=closing --set train.epochs=2 --set train.close_mosaic=1 \
+  --set val.period=1 > "$tmp/out" 2>&1 || fail "close_mosaic run: $(tail -5 "$tmp/out")"
+expect_pictures "$tmp/runs/closing" "labels.jpg $batches train_batch3.jpg train_batch4.jpg train_batch5.jpg"
 
 # ---- output.plots=false ----------------------------------------------------------------------------
 "$yolopipe" train "$tmp/detect.yaml" --set name=off --set output.plots=false > "$tmp/out" 2>&1 ||
