@@ -92,7 +92,38 @@ void canvas_font(Canvas *c, double px) {
     cairo_set_font_size(c->cr, px);
 }
 
+// cairo refuses text that is not UTF-8 and then stops drawing altogether (the context keeps the
+// error). File names are any bytes and a name cut at 40 bytes may end inside a character, so each
+// byte that does not start a complete, valid UTF-8 sequence becomes '?'. Longer text is cut.
+enum { CANVAS_TEXT_MAX = 256 };
+
+static void canvas_clean_utf8(const char *text, char out[CANVAS_TEXT_MAX]) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t o = 0;
+    while (*s && o + 5 < CANVAS_TEXT_MAX) {
+        int len = *s < 0x80 ? 1 : (*s >> 5) == 0x6 ? 2 : (*s >> 4) == 0xe ? 3 : (*s >> 3) == 0x1e ? 4 : 0;
+        bool ok = len > 0;
+        for (int k = 1; ok && k < len; k++) ok = (s[k] & 0xc0) == 0x80;
+        // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
+        if (ok && len == 2) ok = *s >= 0xc2;
+        if (ok && len == 3) ok = !(*s == 0xe0 && s[1] < 0xa0) && !(*s == 0xed && s[1] >= 0xa0);
+        if (ok && len == 4) ok = !(*s == 0xf0 && s[1] < 0x90) && !(*s == 0xf4 && s[1] >= 0x90) && *s <= 0xf4;
+        if (!ok) {
+            out[o++] = '?';
+            s++;
+            continue;
+        }
+        memcpy(out + o, s, (size_t)len);
+        o += (size_t)len;
+        s += len;
+    }
+    out[o] = '\0';
+}
+
 CanvasTextSize canvas_text_size(Canvas *c, const char *text) {
+    char clean[CANVAS_TEXT_MAX];
+    canvas_clean_utf8(text, clean);
+    text = clean;
     cairo_font_extents_t font;
     cairo_text_extents_t ext;
     cairo_font_extents(c->cr, &font);
@@ -103,6 +134,9 @@ CanvasTextSize canvas_text_size(Canvas *c, const char *text) {
 }
 
 void canvas_text(Canvas *c, double x, double y, const char *text, CanvasColor color) {
+    char clean[CANVAS_TEXT_MAX];
+    canvas_clean_utf8(text, clean);
+    text = clean;
     cairo_font_extents_t font;
     cairo_font_extents(c->cr, &font);
     canvas_set_color(c, color);
@@ -112,6 +146,9 @@ void canvas_text(Canvas *c, double x, double y, const char *text, CanvasColor co
 }
 
 void canvas_text_up(Canvas *c, double x, double y, const char *text, CanvasColor color) {
+    char clean[CANVAS_TEXT_MAX];
+    canvas_clean_utf8(text, clean);
+    text = clean;
     cairo_font_extents_t font;
     cairo_font_extents(c->cr, &font);
     cairo_save(c->cr);

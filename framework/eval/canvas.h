@@ -37,6 +37,9 @@ void canvas_fill_rect(Canvas *c, int x, int y, int w, int h, CanvasColor color);
 // growing inwards as PIL's ImageDraw.rectangle does.
 void canvas_outline_rect(Canvas *c, int x1, int y1, int x2, int y2, int width, CanvasColor color);
 
+// Text is UTF-8; bytes that are not (a file name's, a character cut in two) are drawn as '?', and
+// text beyond 250 bytes is cut.
+
 // Sets the font size in pixels (the em size, as PIL's ImageFont.truetype size).
 void canvas_font(Canvas *c, double px);
 typedef struct CanvasTextSize {
