@@ -9,6 +9,7 @@
 #include "build_config.h"
 #include "framework/cli/cli.h"
 #include "framework/core/error.h"
+#include "framework/eval/canvas.h"
 #if YP_HAVE_CUDA
 #include "kernels/cuda/cuda_device.h"
 #endif
@@ -105,7 +106,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     const CliCommand *c = command_find(argv[1]);
-    if (c) return c->run(argc - 2, argv + 2);
+    if (c) {
+        int rc = c->run(argc - 2, argv + 2);
+        canvas_release_fonts();  // the pictures' font caches: a leak check at exit sees only our memory
+        return rc;
+    }
     fprintf(stderr, "yolopipe: unknown command '%s' (see yolopipe help)\n", argv[1]);
     return YP_EXIT_USAGE;
 }

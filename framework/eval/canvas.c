@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include <fontconfig/fontconfig.h>
+
 #include "framework/core/error.h"
 
 static void canvas_create(Canvas *c, int width, int height) {
@@ -159,4 +161,9 @@ void canvas_text_up(Canvas *c, double x, double y, const char *text, CanvasColor
     cairo_show_text(c->cr, text);
     cairo_new_path(c->cr);
     cairo_restore(c->cr);
+}
+
+void canvas_release_fonts(void) {
+    cairo_debug_reset_static_data();
+    FcFini();
 }

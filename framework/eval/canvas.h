@@ -51,3 +51,8 @@ CanvasTextSize canvas_text_size(Canvas *c, const char *text);
 void canvas_text(Canvas *c, double x, double y, const char *text, CanvasColor color);
 // The same, rotated by 90 degrees counter-clockwise; (x, y) is where the text's start and top meet.
 void canvas_text_up(Canvas *c, double x, double y, const char *text, CanvasColor color);
+
+// Frees cairo's and fontconfig's font caches, which they otherwise keep until the process ends, so
+// that the sanitizer build's leak check sees only yolopipe's own memory. Only when no canvas is
+// alive: the end of main, the end of a test program.
+void canvas_release_fonts(void);

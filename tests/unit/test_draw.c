@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "framework/core/fsutil.h"
+#include "framework/eval/canvas.h"
 #include "framework/eval/draw.h"
 
 enum { W = 200, H = 160, GREY = 100 };
@@ -130,6 +131,7 @@ static void test_clipping_at_borders(void **state) {
     assert_true(is_rgb(&im, W - 1, 100, 0x00, 0xdf, 0xb7) && is_rgb(&im, 185, H - 1, 0x00, 0xdf, 0xb7));
     assert_true(is_grey(&im, 185, 100));
     // A long label at the right edge ends at the edge, its start moved left of the box.
+    image_free(&im);
     fill_grey(&im, W, H);
     const char *names[] = {"a-rather-long-name"};
     draw_boxes(&im, &(DrawBox){.x1 = 190, .y1 = 120, .x2 = 199, .y2 = 150, .cls = 0, .conf = -1}, 1, names, 1);
@@ -320,6 +322,7 @@ int main(void) {
         cmocka_unit_test(test_jpeg_unwritable),     cmocka_unit_test(test_text_not_utf8),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    canvas_release_fonts();
     Error err = {0};
     return fs_remove_tree(temp_dir, &err) ? failed : 1;
 }
