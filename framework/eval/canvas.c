@@ -148,18 +148,11 @@ void canvas_text(Canvas *c, double x, double y, const char *text, CanvasColor co
 }
 
 void canvas_text_up(Canvas *c, double x, double y, const char *text, CanvasColor color) {
-    char clean[CANVAS_TEXT_MAX];
-    canvas_clean_utf8(text, clean);
-    text = clean;
-    cairo_font_extents_t font;
-    cairo_font_extents(c->cr, &font);
+    // Rotated by -90 degrees, text that runs along +x runs up the picture, its top facing left.
     cairo_save(c->cr);
     cairo_translate(c->cr, x, y);
     cairo_rotate(c->cr, -M_PI / 2);
-    canvas_set_color(c, color);
-    cairo_move_to(c->cr, 0, font.ascent);
-    cairo_show_text(c->cr, text);
-    cairo_new_path(c->cr);
+    canvas_text(c, 0, 0, text, color);
     cairo_restore(c->cr);
 }
 
