@@ -18,6 +18,7 @@
 #include "framework/core/fsutil.h"
 #include "framework/eval/canvas.h"
 #include "framework/eval/draw.h"
+#include "framework/eval/label_plot.h"
 
 enum { W = 200, H = 160, GREY = 100 };
 static char temp_dir[256];
@@ -258,6 +259,62 @@ static void test_text_not_utf8(void **state) {
     image_free(&b);
 }
 
+// labels.jpg's panels: 10 boxes of class 0 (0.5 x 0.1) and 5 of class 1 (0.3 x 0.2), all centred at
+// (0.25, 0.75). The bars have the palette colours and heights 2:1 (within 2 px of rounding); the full
+// histogram bins are pure blue (the most: all centres, class 0's size) and lie at the boxes' centre and size on their 0..1
+// axes; the top right panel holds the shapes' outlines in their class colours.
+static void test_label_plot(void **state) {
+    (void)state;
+    DatasetBox boxes[15];
+    for (int i = 0; i < 15; i++)
+        boxes[i] = i < 10 ? (DatasetBox){.cls = 0, .cx = 0.25f, .cy = 0.75f, .w = 0.5f, .h = 0.1f}
+                          : (DatasetBox){.cls = 1, .cx = 0.25f, .cy = 0.75f, .w = 0.3f, .h = 0.2f};
+    const char *names[] = {"zero", "one"};
+    Image im;
+    label_plot_draw(boxes, 15, names, 2, &im);
+    assert_int_equal(im.width, 1600);
+    assert_int_equal(im.height, 1600);
+    // Each bar's height: the longest vertical run of its colour in the top-left panel.
+    int height[2] = {0, 0};
+    const int rgb[2][3] = {{4, 42, 255}, {11, 219, 235}};
+    for (int k = 0; k < 2; k++)
+        for (int x = 0; x < 800; x += 3) {
+            int run = 0;
+            for (int y = 0; y < 800; y++) {
+                run = is_rgb(&im, x, y, rgb[k][0], rgb[k][1], rgb[k][2]) ? run + 1 : 0;
+                height[k] = run > height[k] ? run : height[k];
+            }
+        }
+    assert_true(height[0] > 200);
+    assert_in_range(height[1], height[0] / 2 - 2, height[0] / 2 + 2);
+    // The blue bins: (x, y) = (0.25, 0.75) of the bottom-left panel's axes, (w, h) = (0.5, 0.1) of
+    // the bottom-right's. Their centroids, relative to where the blue pixels of the two panels lie,
+    // are checked against each other: both panels share one layout, shifted by 800 px.
+    double sx[2] = {0, 0}, sy[2] = {0, 0};
+    int n[2] = {0, 0};
+    for (int y = 800; y < 1600; y++)
+        for (int x = 0; x < 1600; x++)
+            if (is_rgb(&im, x, y, 0, 0, 255)) {
+                int p = x >= 800;
+                sx[p] += x - 800 * p, sy[p] += y, n[p]++;
+            }
+    assert_true(n[0] > 20 && n[1] > 20);
+    // x 0.25 vs w 0.5: the first centroid lies left of the second by a quarter of the axis (>= 100 px);
+    // y 0.75 vs h 0.1 (y grows downwards): the first lies lower.
+    assert_true(sx[1] / n[1] - sx[0] / n[0] > 100);
+    assert_true(sy[0] / n[0] - sy[1] / n[1] > 200);
+    // Shapes: outlines of both classes in the top-right panel.
+    int outline[2] = {0, 0};
+    for (int y = 0; y < 800; y++)
+        for (int x = 800; x < 1600; x++)
+            for (int k = 0; k < 2; k++) outline[k] += is_rgb(&im, x, y, rgb[k][0], rgb[k][1], rgb[k][2]);
+    assert_true(outline[0] > 100 && outline[1] > 100);
+    image_free(&im);
+    // No boxes at all: empty panels, no failure.
+    label_plot_draw(boxes, 0, NULL, 2, &im);
+    image_free(&im);
+}
+
 // JPEG written and read back: same size, pixels within the quantisation error of quality 95 on a
 // smooth gradient (at most 12 levels anywhere, 2 on average).
 static void test_jpeg_round_trip(void **state) {
@@ -320,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_null_names),          cmocka_unit_test(test_outside_and_degenerate),
         cmocka_unit_test(test_grid_layout),         cmocka_unit_test(test_jpeg_round_trip),
         cmocka_unit_test(test_jpeg_unwritable),     cmocka_unit_test(test_text_not_utf8),
+        cmocka_unit_test(test_label_plot),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     canvas_release_fonts();
