@@ -9,7 +9,8 @@
 #   - augment.render=backend (recipes rendered by the backend) gives the same train_batch files;
 #   - output.plots=false writes none of them;
 #   - classification: the batch grids, no labels.jpg (Ultralytics plots labels for detection only);
-#   - two pipeline stages under mpirun: the same files, written once (by world rank 0).
+#   - two pipeline stages under mpirun: the same files, written once (by world rank 0), the
+#     training batches byte for byte those of the one-process run.
 # Usage: check-plots.sh SOURCE_ROOT YOLOPIPE IMAGE_SIZE
 set -euo pipefail
 root=$1 yolopipe=$2 image_size=$3
@@ -95,4 +96,9 @@ MPIRUN_TIME_LIMIT=90 "$root/tests/mpi/mpirun.sh" 2 "$yolopipe" train "$tmp/detec
   --set parallel.stages=2 --set parallel.micro_batches=2 > "$tmp/out" 2>&1 ||
   fail "2-stage run: $(tail -5 "$tmp/out")"
 expect_pictures "$tmp/runs/two" "labels.jpg $batches"
+# World rank 0 holds stage 0 (the pixels) but not the targets, which it builds again: the same
+# batches as the one-process run, so the same files.
+for f in labels.jpg train_batch0.jpg train_batch1.jpg train_batch2.jpg; do
+  cmp -s "$tmp/runs/det/$f" "$tmp/runs/two/$f" || fail "$f differs between one process and two stages"
+done
 echo "plots: ok"
