@@ -7,6 +7,8 @@
 #     temporary file;
 #   - close_mosaic adds the first three batches without mosaic (train_batch3..5 here);
 #   - augment.render=backend (recipes rendered by the backend) gives the same train_batch files;
+#   - a picture that cannot be written is one warning line, the run goes on (and --resume does not
+#     draw labels.jpg again);
 #   - output.plots=false writes none of them;
 #   - classification: the batch grids, no labels.jpg (Ultralytics plots labels for detection only);
 #   - two pipeline stages under mpirun: the same files, written once (by world rank 0), the
@@ -80,6 +82,22 @@ done
 "$yolopipe" train "$tmp/detect.yaml" --set name=closing --set train.epochs=2 --set train.close_mosaic=1 \
   --set val.period=1 > "$tmp/out" 2>&1 || fail "close_mosaic run: $(tail -5 "$tmp/out")"
 expect_pictures "$tmp/runs/closing" "labels.jpg $batches train_batch3.jpg train_batch4.jpg train_batch5.jpg"
+
+# A picture that cannot be written is one warning line and the run goes on: stopped after its first
+# step, the run gets a folder where train_batch1.jpg belongs, and the resumed run warns about it once,
+# finishes, and writes the others (labels.jpg is not drawn again on resume: it is the first run's).
+"$yolopipe" train "$tmp/detect.yaml" --set name=warn --set train.max_steps=1 > "$tmp/out" 2>&1 ||
+  fail "max_steps=1 run: $(tail -5 "$tmp/out")"
+mkdir "$tmp/runs/warn/train_batch1.jpg"
+touch -d '2000-01-01' "$tmp/runs/warn/labels.jpg"
+"$yolopipe" train "$tmp/detect.yaml" --set name=warn --resume > "$tmp/out" 2>&1 || fail "resumed run: $(tail -5 "$tmp/out")"
+[[ $(grep -c "warning" "$tmp/out") == 1 ]] || fail "resumed run: expected one warning: $(cat "$tmp/out")"
+grep -qx "warning: picture not written: $tmp/runs/warn/train_batch1.jpg: is a directory; give the name of a file to write" \
+  "$tmp/out" || fail "resumed run: $(grep warning "$tmp/out")"
+[[ -d $tmp/runs/warn/train_batch1.jpg && -f $tmp/runs/warn/results.csv ]] || fail "resumed run: folder replaced or no results"
+[[ $(stat -c %Y "$tmp/runs/warn/labels.jpg") == $(date -d '2000-01-01' +%s) ]] || fail "resume drew labels.jpg again"
+rmdir "$tmp/runs/warn/train_batch1.jpg"
+expect_pictures "$tmp/runs/warn" "labels.jpg ${batches/train_batch1.jpg /}"
 
 # ---- output.plots=false ----------------------------------------------------------------------------
 "$yolopipe" train "$tmp/detect.yaml" --set name=off --set output.plots=false > "$tmp/out" 2>&1 ||
