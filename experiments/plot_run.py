@@ -266,13 +266,15 @@ def plot_confusion(plt, task, names, matrix, normalize, out):
     plt.close(fig)
 
 
-def run(args, plt):
+def run(args, pyplot):
+    """Draws the figures; pyplot() gives matplotlib.pyplot (after the input is known good)."""
     d = args.run_dir
     if not os.path.isdir(d):
         raise UserError(f"{d}: not a run directory" if os.path.exists(d) else f"{d}: no such directory")
     header, columns = read_results(os.path.join(d, "results.csv"))
     task, names, matrix = read_confusion(os.path.join(d, "confusion_matrix.csv"))
     curves = read_curves(os.path.join(d, "curves.csv")) if task == "detect" else None
+    plt = pyplot()
     plt.rcParams.update({"font.size": 11})  # Ultralytics' plt_settings
     plot_results(plt, header, columns, os.path.join(d, "results.png"))
     if curves is not None:

@@ -355,6 +355,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
             trainer_print_validation(t, &val);
         }
         trainer_write_results_row(t, epoch, clock_monotonic_s() - run_start, &sums, &val, &hyper, images_per_s, skipped);
+        trainer_curves_after_validation(t, &val);
         bool best = val.loss.n && val.fitness > t->at.best_fitness;
         if (best) t->at.best_fitness = val.fitness;
         trainer_gather_replicas(t);
@@ -404,6 +405,7 @@ bool trainer_run(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *
     bool shared = !ok;
     if (ok && !opt->resume) ok = trainer_write_config(&t, err);
     ok = ok && trainer_loop(&t, err);
+    trainer_curves_finish(&t);
     if (!ok && !shared) shared = err->code == ERROR_CODE_PEER_FAILED || trainer_diverged(&t);
     trainer_quiet_shared_error(&t, err, shared);
     trainer_destroy(&t);

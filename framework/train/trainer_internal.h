@@ -6,6 +6,7 @@
 //   trainer_val.c      validation through the pipeline and the records its last stages send rank 0
 //   trainer_run_dir.c  the run directory: its name, config.yaml, results.csv, weights/, --resume
 //   trainer_measured.c the run's measured record, measured.json
+//   trainer_curves.c   curves.csv, confusion_matrix.csv and the plotting script that draws them
 #pragma once
 
 #include <stdbool.h>
@@ -41,6 +42,8 @@ typedef struct TrainerChunk {
     float *step_buffers;  // (buffer_elems) backend memory, owned: the running statistics as the current
                           // step's accumulation began, for a skipped step whose forward passes broke them
 } TrainerChunk;
+
+typedef struct TrainerCurves TrainerCurves;  // trainer_curves.c's state
 
 typedef struct Trainer {
     const ExperimentConfig *cfg;
@@ -87,6 +90,7 @@ typedef struct Trainer {
     double *compute_times;  // the same without the wait for the batch's data
     double *program_times;  // the executor's program alone (no loss all-reduce, no optimizer step)
     bool trace_written;     // <run_dir>/trace.json holds this run's recorded batch
+    TrainerCurves *curves;  // world rank 0, made at the first use; owned
 } Trainer;
 
 typedef struct ValResult {
@@ -174,3 +178,16 @@ bool trainer_load(Trainer *t, const char *dir, bool resume, Error *err);
 // Writes <run_dir>/measured.json at world rank 0 from every rank's figures (collective: every rank
 // calls it once training has ended); every rank returns whether it was written.
 bool trainer_write_measured(Trainer *t, Error *err);
+
+// ---- trainer_curves.c --------------------------------------------------------------------------------
+
+// Classification on world rank 0: the top-1 confusion matrix, reset, for trainer_score to fill (owned
+// by the trainer); NULL elsewhere.
+ConfusionMatrix *trainer_curves_classify_matrix(Trainer *t);
+// After the validation's results.csv row, on world rank 0 with output.plots: writes curves.csv
+// (detection) and confusion_matrix.csv, and starts yolopipe_plot.py run in the background (when the
+// previous drawing still runs, this one waits for trainer_curves_finish). Any other rank: nothing.
+void trainer_curves_after_validation(Trainer *t, const ValResult *val);
+// The end of the run: waits for the drawing, and draws once more when a validation was left waiting.
+void trainer_curves_finish(Trainer *t);
+void trainer_curves_destroy(Trainer *t);

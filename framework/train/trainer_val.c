@@ -201,7 +201,7 @@ static bool trainer_score(Trainer *t, const int64_t *order, const char *all, siz
 // weights, running statistics), the last stages gather their detections at world rank 0, which scores
 // them all. Every rank returns the same fitness.
 bool trainer_validate(Trainer *t, ValResult *res, Error *err) {
-    *res = (ValResult){.classify = {.nc = t->spec->nc}};
+    *res = (ValResult){.classify = {.nc = t->spec->nc, .confusion = trainer_curves_classify_matrix(t)}};
     const DatasetSplit *split = t->splits[DATASET_SPLIT_VAL];
     if (!t->val_ready) {
         t->val_ready = true;
