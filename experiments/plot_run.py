@@ -14,15 +14,12 @@ F1_curve.png, P_curve.png and R_curve.png; both confusion_matrix.png and
 confusion_matrix_normalized.png."""
 import csv
 import io
-import math
 import os
+
+from plot_study import UserError, parse_number
 
 CURVE_POINTS = 1000
 CURVE_KINDS = ("pr", "p", "r", "f1")
-
-
-class UserError(Exception):
-    """A message for the user, "file: what is wrong", printed as one line; exit code 2."""
 
 
 def add_arguments(parser):
@@ -40,13 +37,11 @@ def read_text(path):
         raise UserError(f"{path}: not a text file") from None
 
 
-def number(text, path, line, what):
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"{path}:{line}: {what}: '{text}' is not a number") from None
-    if not math.isfinite(value):
-        raise UserError(f"{path}:{line}: {what}: '{text}' is not a finite number")
+def number(text, path, line, column):
+    """The finite number in a field (plot_study's rule), which here must not be empty."""
+    value = parse_number(text, f"{path}:{line}", column)
+    if value is None:
+        raise UserError(f"{path}:{line}: column '{column}' is empty")
     return value
 
 
@@ -73,7 +68,7 @@ def read_results(path):
         if len(fields) != len(header):
             raise UserError(f"{path}:{line}: {len(fields)} fields, the header has {len(header)}")
         for c, text in enumerate(fields):
-            columns[c].append(number(text, path, line, f"column '{header[c]}'"))
+            columns[c].append(number(text, path, line, header[c]))
     if not columns[0]:
         raise UserError(f"{path}: a header and no epoch")
     return header, columns
@@ -82,15 +77,19 @@ def read_results(path):
 def read_curves(path):
     """curves.csv: {kind: [(class index, name, ap50, values)]}, rows in file order."""
     curves = {k: [] for k in CURVE_KINDS}
-    for line, fields in records(path)[1:]:  # the first record is the header
+    rows = records(path)
+    header = rows[0][1]
+    if len(header) != 4 + CURVE_POINTS:
+        raise UserError(f"{path}:{rows[0][0]}: {len(header)} columns in the header, expected {4 + CURVE_POINTS}")
+    for line, fields in rows[1:]:
         if len(fields) != 4 + CURVE_POINTS:
             raise UserError(f"{path}:{line}: {len(fields)} fields, expected {4 + CURVE_POINTS}")
         kind = fields[0]
         if kind not in curves:
             raise UserError(f"{path}:{line}: unknown curve '{kind}' (pr, p, r or f1)")
-        values = [number(v, path, line, f"curve {kind}") for v in fields[4:]]
-        curves[kind].append((int(number(fields[1], path, line, "class")), fields[2],
-                             number(fields[3], path, line, "ap50"), values))
+        values = [number(v, path, line, header[4 + i]) for i, v in enumerate(fields[4:])]
+        curves[kind].append((int(number(fields[1], path, line, header[1])), fields[2],
+                             number(fields[3], path, line, header[3]), values))
     n = len(curves["pr"])
     if any(len(rows) != n for rows in curves.values()):
         raise UserError(f"{path}: the pr, p, r and f1 curves have different numbers of rows")
@@ -113,7 +112,7 @@ def read_confusion(path):
     for line, fields in rows[1:]:
         if len(fields) != len(names) + 1:
             raise UserError(f"{path}:{line}: {len(fields)} fields, the header has {len(names) + 1}")
-        matrix.append([number(v, path, line, f"row '{fields[0]}'") for v in fields[1:]])
+        matrix.append([number(v, path, line, names[i]) for i, v in enumerate(fields[1:])])
     return task, names, matrix
 
 

@@ -39,7 +39,7 @@ CROWDED_LEGEND = 6  # more entries than this go outside the axes
 
 
 class UserError(Exception):
-    """A message for the user, printed as one line; exit code 2."""
+    """A message for the user, printed as one line; exit code 2 (every yolopipe_plot.py module raises it)."""
 
 
 class Skip(Exception):

@@ -3,12 +3,10 @@
 by kind."""
 import json
 
+from plot_study import UserError
+
 COLOURS = {"fwd": "#4c72b0", "bwd": "#dd8452", "wgrad": "#55a868", "send": "#8c8c8c", "recv": "#e5e5e5",
            "reduce": "#c44e52"}
-
-
-class UserError(Exception):
-    """A message for the user, "file: what is wrong", printed as one line; exit code 2."""
 
 
 def add_arguments(parser):

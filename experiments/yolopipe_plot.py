@@ -59,7 +59,7 @@ def main():
     module = COMMANDS[args.command][0]
     try:
         return module.run(args, pyplot)
-    except (plot_run.UserError, plot_study.UserError, plot_trace.UserError) as e:
+    except plot_study.UserError as e:
         # The study's messages already start with a position (file:line:col); the others name the file.
         print(str(e) if args.command == "study" else f"{PROG}: {e}", file=sys.stderr)
         return 2

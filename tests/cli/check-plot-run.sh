@@ -104,6 +104,17 @@ expect_error "$tmp/bad" "yolopipe_plot.py: $tmp/bad/curves.csv: cannot read: No 
 printf 'segment,"a"\n"a",1\n' > "$tmp/bad/confusion_matrix.csv"
 expect_error "$tmp/bad" "yolopipe_plot.py: $tmp/bad/confusion_matrix.csv:1: the header starts with 'segment', expected detect or classify"
 
+# The trace subcommand through the same entry: a two-track trace draws; a file that is no trace is one line.
+printf '{"traceEvents": [{"ph": "M", "name": "thread_name", "tid": 1, "args": {"name": "rank 0"}},
+  {"ph": "X", "tid": 1, "ts": 0, "dur": 500, "cat": "fwd"}, {"ph": "X", "tid": 2, "ts": 500, "dur": 800, "cat": "bwd"}]}' \
+  > "$tmp/trace.json"
+"$python" "$script" trace "$tmp/trace.json" "$tmp/trace.png" > /dev/null || fail "trace: not drawn"
+[[ $(head -c 8 "$tmp/trace.png" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] || fail "trace.png is not a PNG"
+rc=0
+"$python" "$script" trace "$tmp/det/results.csv" "$tmp/no.png" 2> "$tmp/bad.err" || rc=$?
+[[ $rc == 2 && $(wc -l < "$tmp/bad.err") == 1 ]] && grep -q "^yolopipe_plot.py: $tmp/det/results.csv: not JSON" "$tmp/bad.err" \
+  || fail "trace of a CSV: exit $rc: $(cat "$tmp/bad.err")"
+
 # yolopipe train writes the CSVs and draws them: a tiny detector on 8 generated images, 2 epochs
 # (output.dir is relative to the working directory).
 cd "$tmp"

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from ultralytics.models.yolo.classify import ClassificationValidator
-from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils.metrics import ConfusionMatrix
+
+from make_metrics_reference import detection_validator, validation_batch  # beside this file
 
 N, NC, IMG_H, IMG_W = 8, 5, 64, 96
 BATCHES = (3, 5)
@@ -77,28 +78,11 @@ def make_data(rng):
 
 
 def detection(f, targets, dets, save_dir):
-    names = {c: f"class{c}" for c in range(NC)}
-    v = DetectionValidator(save_dir=Path(save_dir), args=dict(plots=False, conf=0.001))
-    v.device = torch.device("cpu")
-    v.names, v.nc, v.seen, v.jdict, v.end2end = names, NC, 0, [], False
-    v.is_custom_json, v.build_gdict = False, False
-    v.metrics.names = names
-    v.metrics.clear_stats()
-    v.metrics.clear_image_metrics()
-    cm = ConfusionMatrix(names=names, task="detect")
+    v = detection_validator(save_dir, NC)
+    cm = ConfusionMatrix(names=v.names, task="detect")
     first = 0
     for n in BATCHES:
-        sel = (targets[:, 0] >= first) & (targets[:, 0] < first + n)
-        t = torch.from_numpy(targets[sel])
-        batch = {
-            "img": torch.zeros(n, 3, IMG_H, IMG_W),
-            "batch_idx": t[:, 0] - first,
-            "cls": t[:, 1:2],
-            "bboxes": t[:, 2:6],
-            "ori_shape": [(IMG_H, IMG_W)] * n,
-            "ratio_pad": [((1.0, 1.0), (0.0, 0.0))] * n,
-            "im_file": [f"im{first + k}.jpg" for k in range(n)],
-        }
+        batch = validation_batch(targets, first, n, IMG_H, IMG_W)
         preds = []
         for k in range(n):
             d = torch.from_numpy(dets[first + k])
