@@ -141,6 +141,25 @@ counted=$(grep -v '^#' "$run/confusion_matrix.csv" | tail -n +2 | awk -F, '{for 
 [[ $instances == "$counted" ]] || fail "train: the matrix counts $counted ground-truth boxes, validation saw $instances"
 grep -q "^plots:" "$tmp/train.out" && fail "train: a plots notice with the script present: $(grep '^plots:' "$tmp/train.out")"
 
+# Classification: the top-1 matrix (no curves); its counts add up to the validation images.
+cat > "$tmp/cls.yaml" <<EOF
+name: cls
+task: classify
+model: $root/tests/reference/models/tiny-classify.yaml
+data: data/cls
+synth: {task: classify, train: 16, val: 8, imgsz: 32, classes: 3, seed: 0}
+train: {epochs: 1, batch: 8, imgsz: 32, nbs: 8, warmup_epochs: 0, workers: 1}
+parallel: {micro_batches: 2}
+output: {dir: runs}
+EOF
+"$yolopipe" train "$tmp/cls.yaml" > "$tmp/cls-train.out" 2>&1 || fail "train cls: $(cat "$tmp/cls-train.out")"
+grep -q '^classify,"circle","square","triangle"$' "$tmp/runs/cls/confusion_matrix.csv" \
+  || fail "train cls: confusion_matrix.csv: $(cat "$tmp/runs/cls/confusion_matrix.csv")"
+counted=$(grep -v '^#' "$tmp/runs/cls/confusion_matrix.csv" | tail -n +2 | awk -F, '{for (i = 2; i <= NF; i++) s += $i} END {print s}')
+[[ $counted == 8 ]] || fail "train cls: the matrix counts $counted images, the validation has 8"
+[[ -s $tmp/runs/cls/results.png && -s $tmp/runs/cls/confusion_matrix.png && ! -e $tmp/runs/cls/curves.csv ]] \
+  || fail "train cls: $(ls "$tmp/runs/cls")"
+
 "$yolopipe" train "$tmp/exp.yaml" --set name=off --set output.plots=false > "$tmp/off.out" 2>&1 || fail "train off: $(cat "$tmp/off.out")"
 [[ -z $(cd "$tmp/runs/off" && ls -- *.png curves.csv confusion_matrix.csv 2> /dev/null) ]] \
   || fail "output.plots=false: $(ls "$tmp/runs/off")"
