@@ -32,7 +32,7 @@ static const CliCommand help_cli = {
 };
 
 static const CliCommand *const commands[] = {
-    &cmd_info_cli, &cmd_plan_cli, &cmd_profile_cli, &cmd_synth_cli, &cmd_train_cli, &cmd_val_cli, &cmd_export_cli, &cmd_study_cli,
+    &cmd_info_cli, &cmd_plan_cli, &cmd_profile_cli, &cmd_synth_cli, &cmd_train_cli, &cmd_val_cli, &cmd_export_cli, &cmd_predict_cli, &cmd_study_cli,
     &help_cli,
 };
 
