@@ -180,21 +180,53 @@ static void predict_image(PredictModel *m, const Image *im, const Letterbox *lb,
     scale_boxes_to_original(lb->out_w, lb->out_h, im->width, im->height, det->boxes, det->count[0]);
 }
 
+// What was skipped (sources that name nothing, images that do not decode): held back until the first
+// image is predicted, so that a run with nothing to predict prints one line, then reported as it
+// happens.
+typedef struct Skips {
+    char *held;
+    size_t held_len;
+    FILE *f;       // the held lines, until `shown`
+    bool shown;
+    int64_t n;
+} Skips;
+
+static void skips_show(Skips *s) {
+    if (s->shown) return;
+    fclose(s->f);
+    fputs(s->held, stderr);
+    s->f = stderr;
+    s->shown = true;
+}
+
+// The one line for a run that predicted nothing: the first reason held, and how many more there were.
+static bool skips_nothing_left(Skips *s, Error *err) {
+    fclose(s->f);
+    s->f = NULL;
+    const char *first = s->held;
+    size_t len = strcspn(first, "\n"), tail = strlen(", skipped");
+    if (len >= tail && !strncmp(first + len - tail, ", skipped", tail)) len -= tail;
+    int64_t lines = 0;
+    for (const char *p = s->held; *p; p++) lines += *p == '\n';
+    if (lines > 1) return error_set(err, "yolopipe predict: nothing to predict: %.*s (and %lld more skipped)", (int)len, first, (long long)(lines - 1));
+    return error_set(err, "yolopipe predict: nothing to predict: %.*s", (int)len, first);
+}
+
 static int predict_run(const PredictArgs *args, PredictDevice device) {
+    Skips skips = {0};
+    skips.f = open_memstream(&skips.held, &skips.held_len);
+    YP_CHECK(skips.f);
     SourceList src;
-    source_list_expand(args->sources.items, args->sources.n, stderr, &src);
-    if (!src.n) {
-        source_list_free(&src);
-        return cli_usage_error(&cmd_predict_cli, "nothing to predict: no SOURCE named a readable image");
-    }
+    source_list_expand(args->sources.items, args->sources.n, skips.f, &src);
     PredictModel *m = NULL;
     Error err = {0};
     char dir[PATH_MAX], sub[PATH_MAX];
     FsAtomicFile *json = NULL;
-    bool ok = predict_model_open(args->weights, device, args->imgsz, stdout, &m, &err) &&
-              path_increment(dir, sizeof dir, args->out ? args->out : "runs/predict", &err) &&
-              path_format(sub, sizeof sub, &err, "%s/labels", dir) && fs_mkdir_p(sub, &err) &&
-              path_format(sub, sizeof sub, &err, "%s/predictions.json", dir) && fs_atomic_file_open(sub, &json, &err);
+    bool ok = src.n > 0 || skips_nothing_left(&skips, &err);
+    ok = ok && predict_model_open(args->weights, device, args->imgsz, stdout, &m, &err) &&
+         path_increment(dir, sizeof dir, args->out ? args->out : "runs/predict", &err) &&
+         path_format(sub, sizeof sub, &err, "%s/labels", dir) && fs_mkdir_p(sub, &err) &&
+         path_format(sub, sizeof sub, &err, "%s/predictions.json", dir) && fs_atomic_file_open(sub, &json, &err);
     NmsConfig nms = nms_config_validation();
     nms.conf = (float)args->conf;
     nms.iou = args->iou;
@@ -215,9 +247,10 @@ static int predict_run(const PredictArgs *args, PredictDevice device) {
         Image im;
         Error read_err = {0};
         if (!image_read(path, &im, &read_err)) {
-            fprintf(stderr, "%s, skipped\n", read_err.message);
+            fprintf(skips.f, "%s, skipped\n", read_err.message);
             continue;
         }
+        skips_show(&skips);
         Letterbox lb = augment_letterbox_rect(im.width, im.height, (int)m->imgsz, (int)predict_model_stride(m));
         double t0 = clock_monotonic_s();
         predict_image(m, &im, &lb, &nms, raw, det);
@@ -229,13 +262,15 @@ static int predict_run(const PredictArgs *args, PredictDevice device) {
         image_free(&im);
         done++;
     }
+    if (ok && !done) ok = skips_nothing_left(&skips, &err);
     if (ok) {
-        fprintf(f, "%s]}\n", done ? "\n  " : "");
+        fprintf(f, "\n  ]}\n");
         ok = fs_atomic_file_commit(json, &err);
         json = NULL;
     }
     if (json) fs_atomic_file_abort(json);
-    if (ok && !done) ok = error_set(&err, "nothing to predict: none of the %lld images could be read", (long long)src.n);
+    if (skips.f && !skips.shown) fclose(skips.f);
+    free(skips.held);
     if (ok) printf("%lld image%s, results in %s (drawn images, labels/, predictions.json)\n", (long long)done,
                    done == 1 ? "" : "s", dir);
     else fprintf(stderr, "%s\n", err.message);
