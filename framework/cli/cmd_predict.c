@@ -48,12 +48,13 @@ static bool parse_fraction(void *args, const CliOption *option, const char *text
 
 static const CliOption predict_options[] = {
     {.name = "imgsz", .value = CLI_VALUE_POSITIVE, .offset = offsetof(PredictArgs, imgsz), .metavar = "N", .max = 8192,
-     .help = "the long side of the network input (default: the run's train.imgsz), rounded up to a multiple of\n"
-             "the model's largest stride"},
+     .help = "the long side of the network input (default: the run's train.imgsz),\n"
+             "rounded up to a multiple of the model's largest stride"},
     {.name = "conf", .value = CLI_VALUE_CUSTOM, .offset = offsetof(PredictArgs, conf), .metavar = "C",
      .parse = parse_fraction, .help = "keep boxes whose class score is above C (default 0.25)"},
     {.name = "iou", .value = CLI_VALUE_CUSTOM, .offset = offsetof(PredictArgs, iou), .metavar = "I",
-     .parse = parse_fraction, .help = "NMS: drop a box overlapping a better one of its class by more than I (default 0.7)"},
+     .parse = parse_fraction,
+     .help = "NMS: drop a box overlapping a better one of its class by more than I\n(default 0.7)"},
     {.name = "max-det", .value = CLI_VALUE_POSITIVE, .offset = offsetof(PredictArgs, max_det), .metavar = "K",
      .max = PREDICT_MAX_DET, .help = "at most K boxes per image (default 300)"},
     {.name = "device", .value = CLI_VALUE_STRING, .offset = offsetof(PredictArgs, device), .metavar = "cpu|cuda",
