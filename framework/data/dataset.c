@@ -98,7 +98,7 @@ static bool walk_images(const char *dir, int depth, StrList *out, Error *err) {
     for (struct dirent *e; (e = readdir(d));)
         if (e->d_name[0] != '.') strlist_push(&names, yp_strdup(e->d_name));
     closedir(d);
-    qsort(names.items, (size_t)names.n, sizeof *names.items, compare_strings);
+    if (names.n) qsort(names.items, (size_t)names.n, sizeof *names.items, compare_strings);  // items is NULL when empty
     bool ok = true;
     for (int64_t i = 0; ok && i < names.n; i++) {
         char *path = path_join(dir, names.items[i], PATH_CLEAN_DOT);
