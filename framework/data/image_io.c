@@ -249,3 +249,35 @@ bool image_write_png(const char *path, const Image *im, Error *err) {
     if (fclose(f)) return error_set(err, "%s: cannot write: %s", path, strerror(errno));
     return true;
 }
+
+bool image_write_jpeg(const char *path, const Image *im, int quality, Error *err) {
+    YP_CHECK(im->data && im->width > 0 && im->height > 0 && quality >= 1 && quality <= 100);
+    FsAtomicFile *af;
+    if (!fs_atomic_file_open(path, &af, err)) return false;
+    struct jpeg_compress_struct cinfo;
+    JpegErrors errors;
+    cinfo.err = jpeg_std_error(&errors.base);
+    errors.base.error_exit = jpeg_on_error;
+    errors.base.output_message = jpeg_on_output;
+    if (setjmp(errors.jump)) {
+        jpeg_destroy_compress(&cinfo);
+        fs_atomic_file_abort(af);
+        return error_set(err, "%s: cannot write the JPEG: %s", path, errors.message);
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_stdio_dest(&cinfo, fs_atomic_file_stream(af));
+    cinfo.image_width = (JDIMENSION)im->width;
+    cinfo.image_height = (JDIMENSION)im->height;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW row = im->data + (size_t)cinfo.next_scanline * (size_t)im->width * 3;
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    return fs_atomic_file_commit(af, err);
+}

@@ -36,3 +36,9 @@ bool image_decode(const uint8_t *bytes, size_t n_bytes, const char *name, Image 
 // Writes an 8-bit RGB PNG with fast, light compression (synthetic datasets, test data, debugging views).
 // libpng adds no time stamp, so equal pixels give equal files.
 bool image_write_png(const char *path, const Image *im, Error *err);
+
+// Writes a baseline JPEG (4:2:0, `quality` 1..100 as libjpeg's scale) for the pictures a run leaves
+// for people to look at. The file is written to a temporary name and renamed into place
+// (framework/core/fsutil's atomic file), so a reader never sees half a picture. On failure the old
+// file (if any) is untouched and err reads "path: what failed".
+bool image_write_jpeg(const char *path, const Image *im, int quality, Error *err);

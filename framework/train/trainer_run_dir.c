@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "framework/core/fsutil.h"
+#include "framework/core/path.h"
 #include "framework/train/trainer_internal.h"
 #include "layers/graph.h"
 
@@ -14,10 +15,9 @@ bool trainer_pick_run_dir(Trainer *t, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
     bool ok = true;
     if (t->lead) {
-        ok = path_format(t->run_dir, sizeof t->run_dir, err, "%s/%s", cfg->output.dir, cfg->name);
-        for (int k = 2; ok && path_exists(t->run_dir); k++)
-            ok = path_format(t->run_dir, sizeof t->run_dir, err, "%s/%s%d", cfg->output.dir, cfg->name, k);
-        ok = ok && fs_mkdir_p(t->run_dir, err);
+        char base[PATH_MAX];
+        ok = path_format(base, sizeof base, err, "%s/%s", cfg->output.dir, cfg->name) &&
+             path_increment(t->run_dir, sizeof t->run_dir, base, err) && fs_mkdir_p(t->run_dir, err);
     }
     if (!trainer_all_ranks_ok(t, ok, err)) return false;
     t->tr->ops->broadcast(t->tr, t->run_dir, sizeof t->run_dir, 0, TRANSPORT_WORLD);
