@@ -9,19 +9,9 @@
 
 #include "framework/cli/cli.h"
 #include "framework/config/config.h"
+#include "framework/core/launcher.h"
 #include "framework/runtime/failure.h"
 #include "framework/train/trainer.h"
-
-// The rank a launcher gave this process (mpirun, srun and other PMI launchers set these), or -1
-// when started without one.
-static int launcher_rank(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        const char *v = getenv(vars[i]);
-        if (v) return atoi(v);
-    }
-    return -1;
-}
 
 // The job's transport: MPI under a launcher, else one local rank (a pipeline needs a launcher).
 static bool open_transport(const ExperimentConfig *cfg, Transport **out, Error *err) {
