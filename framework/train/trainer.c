@@ -293,7 +293,8 @@ static bool trainer_finish(Trainer *t, double run_start, Error *err) {
         snprintf(label, sizeof label, "%s (best, epoch %lld/%lld)", best_dir, (long long)best_epoch,
                  (long long)t->cfg->train.epochs);
         trainer_print_validation(t, label, &val);
-        if (t->classify)
+        if (!t->lead) {  // world rank 0 alone scored them
+        } else if (t->classify)
             snprintf(metrics, sizeof metrics, "best epoch %lld: top-1 %.3f, top-5 %.3f", (long long)best_epoch,
                      classify_metrics_top1(&val.classify), classify_metrics_top5(&val.classify));
         else
