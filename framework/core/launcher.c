@@ -1,6 +1,7 @@
 #include "framework/core/launcher.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 int launcher_rank(void) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
@@ -10,3 +11,5 @@ int launcher_rank(void) {
     }
     return -1;
 }
+
+bool launcher_live_terminal(int fd) { return launcher_rank() < 0 && isatty(fd); }

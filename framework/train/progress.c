@@ -4,12 +4,8 @@
 
 #include "framework/core/launcher.h"
 
-// Open MPI gives every rank a pseudo-terminal even when mpirun's own output goes to a file, so
-// isatty() says yes and a log would get the rewritten line (`\r`, ESC[K) at every step: under a
-// launcher the output is taken for a log.
-bool progress_is_live(int fd) { return launcher_rank() < 0 && isatty(fd); }
-
-void progress_init(Progress *p, FILE *out) { *p = (Progress){.out = out, .live = progress_is_live(fileno(out))}; }
+// Under mpirun a log would otherwise get the rewritten line at every step (launcher.h says why).
+void progress_init(Progress *p, FILE *out) { *p = (Progress){.out = out, .live = launcher_live_terminal(fileno(out))}; }
 
 int64_t progress_resident_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");

@@ -28,10 +28,7 @@ typedef struct Progress {
     bool line_open;  // a live line is on screen without its newline
 } Progress;
 
-// Whether the line is rewritten in place on file descriptor fd: a terminal, and no launcher
-// (mpirun, srun, PMI) started this process (see progress.c).
-bool progress_is_live(int fd);
-// Live output when progress_is_live(fileno(out)).
+// Live output when launcher_live_terminal(fileno(out)): a terminal no launcher (mpirun, srun) started.
 void progress_init(Progress *p, FILE *out);
 void progress_step(Progress *p, const ProgressStep *s);
 // Ends the current live line (before printing anything else).

@@ -5,8 +5,8 @@
 # `$ `. A line whose trailing comment begins with `# slow` is left out (full trainings, studies,
 # benchmarks, builds, installs). The others run in order, each with `bash -c` and a time limit, in
 # a temporary copy of the work tree (tracked and untracked files that git does not ignore: no data,
-# runs or builds), where build/yolopipe is the build's binary; the first that needs the synthetic
-# data generates it, as for a user. Fails naming the README line of each command that exits
+# runs or builds), where build/yolopipe is the build's binary and data/ holds the synthetic datasets
+# the clone has (or the first command that needs one generates it, as for a user). Fails naming the README line of each command that exits
 # non-zero. The list of what ran is printed so that a skipped command shows.
 # Usage: check-readme.sh SOURCE_ROOT YOLOPIPE [README]
 set -uo pipefail
@@ -14,13 +14,18 @@ root=$(realpath "$1") yolopipe=$(realpath "$2") readme=${3:-$root/README.md}
 readme=$(realpath "$readme")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-limit=${README_COMMAND_LIMIT:-60}  # seconds per command
+limit=${README_COMMAND_LIMIT:-120}  # seconds per command
 
 # The work tree as a fresh clone has it (plus what is not committed yet), and the binary where
 # README says it is.
 (cd "$root" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) |
     tar -C "$tmp" -xf - 2>/dev/null
 mkdir -p "$tmp/build" && ln -s "$yolopipe" "$tmp/build/yolopipe"
+# The synthetic datasets the clone has generated already (read only by the commands), else the first
+# command that needs one generates it.
+for d in "$root"/data/*/; do
+    [[ -f $d/data.yaml ]] && mkdir -p "$tmp/data" && ln -s "$(realpath "$d")" "$tmp/data/$(basename "$d")"
+done
 # What README's mpirun lines say a user needs as root and in a container.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 
