@@ -63,7 +63,7 @@ failures=0 ran=0 skipped=0
 started=$(date +%s)
 while IFS=$'\t' read -r line cmd; do
     if [[ $cmd == "#slow "* ]]; then
-        echo "skip README.md:$line: ${cmd#\#slow }"
+        echo "skip $(basename "$readme"):$line: ${cmd#\#slow }"
         skipped=$((skipped + 1))
         continue
     fi
@@ -72,9 +72,9 @@ while IFS=$'\t' read -r line cmd; do
     (cd "$tmp" && timeout -k 5 "$limit" bash -c "$cmd") >"$tmp/.out" 2>&1 </dev/null
     rc=$?
     if [[ $rc == 0 ]]; then
-        echo "ok   README.md:$line: $cmd ($(($(date +%s) - t0)) s)"
+        echo "ok   $(basename "$readme"):$line: $cmd ($(($(date +%s) - t0)) s)"
     else
-        echo "FAIL README.md:$line: $cmd: exit $rc$([[ $rc == 124 ]] && echo " (over $limit s: mark it # slow?)")"
+        echo "FAIL $(basename "$readme"):$line: $cmd: exit $rc$([[ $rc == 124 ]] && echo " (over $limit s: mark it # slow?)")"
         tail -n 5 "$tmp/.out" | sed 's/^/     /'
         failures=$((failures + 1))
     fi
