@@ -42,10 +42,10 @@ static void share_cores(const Topology *topo) {
 }
 
 // Validation without a launcher runs in one process whatever parallel.* says (a checkpoint loads
-// under any partitioning): the experiment is loaded again as one stage and one replica, with the
-// micro-batches of its replicas in one, so that validation batches keep their size. The overrides
+// under any partitioning): the experiment is loaded again as one stage, replica and chunk (1f1b), with
+// the micro-batches of its replicas in one, so that validation batches keep their size. The overrides
 // go after the user's; their texts live in `texts`.
-enum { SINGLE_PROCESS_SETS = 5, SINGLE_PROCESS_TEXT = 64 };
+enum { SINGLE_PROCESS_SETS = 6, SINGLE_PROCESS_TEXT = 64 };
 
 static bool load_single_process(const char *path, char **set, int n_set, char (*texts)[SINGLE_PROCESS_TEXT],
                                 ExperimentConfig **cfg, Error *err) {
@@ -58,6 +58,7 @@ static bool load_single_process(const char *path, char **set, int n_set, char (*
     snprintf(texts[2], SINGLE_PROCESS_TEXT, "parallel.replicas=1");
     snprintf(texts[3], SINGLE_PROCESS_TEXT, "parallel.chunks=1");
     snprintf(texts[4], SINGLE_PROCESS_TEXT, "parallel.partition=auto");
+    snprintf(texts[5], SINGLE_PROCESS_TEXT, "parallel.schedule=1f1b");  // interleaved needs chunks
     for (int i = 0; i < SINGLE_PROCESS_SETS; i++) set[n_set + i] = texts[i];
     config_destroy(*cfg);
     *cfg = NULL;

@@ -33,6 +33,12 @@ grep -q "^run directory .*/runs/v: config.yaml, measured.json, profile.csv, resu
 grep -q "^val: validating in one process (the experiment's 2 stages x 2 replicas are for training)$" val.log ||
     fail "val does not say it validates in one process"
 single=$(table val.log "runs/v/weights/last (epoch 30/30) validation:")
+# Interleaved with 2 chunks and explicit ranges: one process all the same.
+"$yolopipe" val "$src/tests/mpi/tiny.yaml" "${common[@]}" "${run[@]}" "${layout[@]}" --set parallel.schedule=interleaved \
+    --set parallel.chunks=2 --set 'parallel.partition=[[0,5],[6,10],[11,15],[16,22]]' --weights runs/v/weights/last \
+    >val-interleaved.log 2>&1 || { fail "val of an interleaved experiment without mpirun: exit $?"; cat val-interleaved.log; }
+[ "$(table val-interleaved.log "runs/v/weights/last (epoch 30/30) validation:")" = "$single" ] ||
+    fail "val of the interleaved experiment differs from the 1f1b one"
 all=$(grep ' all ' <<<"$trained")
 if [ -z "$trained" ]; then fail "no epoch 30 table in the 2 x 2 log"; tail -n 20 pipe.log
 elif [ "$(awk '{print $NF}' <<<"$all")" = 0 ]; then fail "the model scores mAP50-95 0: nothing to compare ($all)"
