@@ -158,11 +158,14 @@ bool trainer_open_backend(Trainer *t, Error *err);
 void trainer_use_ema(Trainer *t, bool use);
 // Validation through the pipeline; every rank returns the same fitness.
 bool trainer_validate(Trainer *t, ValResult *res, Error *err);
-void trainer_print_validation(Trainer *t, const ValResult *res);
+// World rank 0 prints "<label> validation:" and the table.
+void trainer_print_validation(Trainer *t, const char *label, const ValResult *res);
 
 // ---- trainer_run_dir.c -------------------------------------------------------------------------------
 
 bool trainer_pick_run_dir(Trainer *t, Error *err);
+// World rank 0 prints what the run directory holds, one line: its files and weights/' checkpoints.
+void trainer_print_run_dir(Trainer *t);
 bool trainer_write_config(Trainer *t, Error *err);
 bool trainer_resume(Trainer *t, Error *err);
 void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const ExecutorLoss *train,

@@ -247,8 +247,9 @@ bool trainer_validate(Trainer *t, ValResult *res, Error *err) {
     return ok;
 }
 
-void trainer_print_validation(Trainer *t, const ValResult *res) {
+void trainer_print_validation(Trainer *t, const char *label, const ValResult *res) {
     if (!t->lead) return;
+    fprintf(t->out, "%s validation:\n", label);
     if (t->classify) classify_metrics_print(&res->classify, t->out);
     else detect_summary_print(res->detect, (const char *const *)t->dataset->names, t->out);
 }
