@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
-"""Draws a scaling study's figures from the points.csv that `yolopipe study` writes (columns in
-experiments/STUDY.md): scaling.png, bubble.png, fidelity.png, train_cost.png and input_size.png, each
+"""`yolopipe_plot.py study POINTS.csv`: a scaling study's figures from the points.csv that `yolopipe
+study` writes (columns in experiments/STUDY.md): scaling.png, bubble.png, fidelity.png, train_cost.png and input_size.png, each
 only when the study has the columns it needs; says which it skipped and why.
 
-Usage: plot_study.py POINTS.csv [--out DIR] [--title TITLE]
+Usage: yolopipe_plot.py study POINTS.csv [--out DIR] [--title TITLE]
 Exit codes: 0 done (some figures may be skipped), 2 bad input (one line "file:line:col: message"),
 3 matplotlib missing (Debian: apt-get install python3-matplotlib, run with /usr/bin/python3).
 
@@ -13,7 +12,6 @@ parallel.stages when the replicas are fixed); the scaling figure draws one line 
 the other keys against world. A *layout* key is a parallel.* key or nodes: train_cost.png keeps the
 fastest layout per world size, one line per combination of the keys that change what is trained
 (scale, model, train.*). Only rows with status ok are drawn; the others are counted and left out."""
-import argparse
 import collections
 import csv
 import io
@@ -41,7 +39,7 @@ CROWDED_LEGEND = 6  # more entries than this go outside the axes
 
 
 class UserError(Exception):
-    """A message for the user, printed as one line; exit code 2."""
+    """A message for the user, printed as one line; exit code 2 (every yolopipe_plot.py module raises it)."""
 
 
 class Skip(Exception):
@@ -637,34 +635,19 @@ FIGURES = (("scaling.png", plot_scaling), ("bubble.png", plot_bubble), ("fidelit
 
 # --- the command ---------------------------------------------------------------------------------
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2, as yolopipe's commands do
-        sys.stderr.write(f"{self.prog}: {message} (see {self.prog} --help)\n")
-        sys.exit(2)
-
-
-def main():
-    parser = Parser(prog="plot_study.py", description=__doc__.split("\n\n")[0])
+def add_arguments(parser):
     parser.add_argument("points", help="the study's points.csv")
     parser.add_argument("--out", help="folder for the PNGs (default: the CSV's folder)")
     parser.add_argument("--title", help="title prefix (default: the study's folder name)")
-    args = parser.parse_args()
-    try:
-        study = read_study(args.points)
-    except UserError as e:
-        print(e, file=sys.stderr)
-        return 2
+
+
+def run(args, pyplot):
+    """Draws the figures; pyplot() gives matplotlib.pyplot (after the input is known good)."""
+    study = read_study(args.points)
     folder = os.path.dirname(os.path.abspath(args.points))
     out = args.out if args.out is not None else os.path.dirname(args.points) or "."
     title = args.title if args.title is not None else os.path.basename(folder)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("plot_study.py: needs matplotlib (Debian: apt-get install python3-matplotlib; run with /usr/bin/python3)",
-              file=sys.stderr)
-        return 3
+    plt = pyplot()
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
@@ -696,6 +679,3 @@ def main():
         print(f"wrote {path}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -384,13 +384,10 @@ static char *model_name(const char *path, const char *scale) {
     return name;
 }
 
-bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out, Error *err) {
-    *out = NULL;
+// Builds the spec from a loaded document (owned by the spec from here on); path names the model.
+static bool model_spec_from_doc(YamlDoc *yd, const char *path, const ModelOptions *opt, ModelSpec **out, Error *err) {
     ModelSpec *spec = yp_calloc(1, sizeof *spec);
-    if (!yaml_doc_load(path, &spec->yaml, err)) {
-        free(spec);
-        return false;
-    }
+    spec->yaml = yd;
     yaml_node_t *root = yaml_doc_root(spec->yaml);
     bool ok = true;
     if (root->type != YAML_MAPPING_NODE)
@@ -405,6 +402,18 @@ bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out,
     spec->scale_defaulted = *spec->scale && !requested_scale(opt) && !yaml_map_get(spec->yaml, root, "scale");
     *out = spec;
     return true;
+}
+
+bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out, Error *err) {
+    *out = NULL;
+    YamlDoc *yd;
+    return yaml_doc_load(path, &yd, err) && model_spec_from_doc(yd, path, opt, out, err);
+}
+
+bool model_spec_parse_text(const char *label, const char *text, const ModelOptions *opt, ModelSpec **out, Error *err) {
+    *out = NULL;
+    YamlDoc *yd;
+    return yaml_doc_parse_text(label, text, &yd, err) && model_spec_from_doc(yd, label, opt, out, err);
 }
 
 int model_spec_end2end_row(const ModelSpec *spec) {

@@ -77,6 +77,9 @@ typedef struct ModelOptions {
 
 // Loads `path`. The caller destroys *out with model_spec_destroy.
 bool model_spec_load(const char *path, const ModelOptions *opt, ModelSpec **out, Error *err);
+// The same from the file's text (as an export records it); label stands for the path (the model's
+// name and error messages).
+bool model_spec_parse_text(const char *label, const char *text, const ModelOptions *opt, ModelSpec **out, Error *err);
 void model_spec_destroy(ModelSpec *spec);  // accepts NULL
 
 // The row of an end-to-end head (Detect under `end2end: True`, or v10Detect), or -1. Such a head has

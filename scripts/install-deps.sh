@@ -10,7 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libpng-dev libjpeg62-turbo-dev
   libcairo2-dev fontconfig fonts-dejavu-core  # boxes and text on the run's pictures (framework/eval/draw.c): cairo finds DejaVu Sans through fontconfig
-  python3-matplotlib            # yolopipe study's figures (experiments/plot_study.py)
+  python3-matplotlib            # the figures of runs, studies and traces (experiments/yolopipe_plot.py)
   slurmctld slurmd slurm-client munge   # tests/mpi/check-slurm.sh: srun on a one-node cluster
   clang libclang-rt-14-dev libomp-14-dev  # the fuzz targets (tests/fuzz): libFuzzer, and OpenMP under clang
 )

@@ -44,7 +44,7 @@ static void cli_print_usage_line(const CliCommand *cmd, FILE *f) {
         char word[160];
         if (i < cmd->n_positionals) {
             const CliPositional *p = &cmd->positionals[i];
-            snprintf(word, sizeof word, p->optional ? "[%s]" : "%s", p->metavar);
+            snprintf(word, sizeof word, p->optional ? "[%s]%s" : "%s%s", p->metavar, p->repeated ? "..." : "");
         } else {
             const CliOption *o = &cmd->options[i - cmd->n_positionals];
             char spec[128];
@@ -137,7 +137,20 @@ static int cli_store(const CliCommand *cmd, const CliOption *o, const char *text
     yp_fatal("yolopipe %s: option --%s has no value kind", cmd->name, o->name);
 }
 
+// The command's repeated last positional (a CliList), or NULL.
+static const CliPositional *cli_repeated_positional(const CliCommand *cmd) {
+    const CliPositional *last = cmd->n_positionals ? &cmd->positionals[cmd->n_positionals - 1] : NULL;
+    return last && last->repeated ? last : NULL;
+}
+
 static int cli_store_positional(const CliCommand *cmd, const char *text, int *n_taken, void *args) {
+    const CliPositional *rest = cli_repeated_positional(cmd);
+    if (rest && *n_taken >= cmd->n_positionals - 1) {
+        CliList *list = cli_field(args, rest->offset);
+        list->items[list->n++] = (char *)text;
+        *n_taken = cmd->n_positionals;
+        return CLI_PARSED;
+    }
     if (*n_taken == cmd->n_positionals)
         return cli_usage_error(cmd, "unexpected argument '%s' (see yolopipe %s --help)", text, cmd->name);
     *(const char **)cli_field(args, cmd->positionals[(*n_taken)++].offset) = text;
@@ -190,6 +203,8 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv, void *args) {
         if (o->value == CLI_VALUE_LIST)  // each value takes at least one word: argc entries suffice
             *(CliList *)cli_field(args, o->offset) = (CliList){.items = yp_calloc((size_t)argc + 1, sizeof(char *))};
     }
+    const CliPositional *rest = cli_repeated_positional(cmd);
+    if (rest) *(CliList *)cli_field(args, rest->offset) = (CliList){.items = yp_calloc((size_t)argc + 1, sizeof(char *))};
     longopts[n] = (struct option){"help", no_argument, NULL, 'h'};
     // getopt_long wants the program's name before the arguments and NULL after them.
     char **words = yp_calloc((size_t)argc + 2, sizeof *words);
@@ -225,6 +240,11 @@ int cli_parse(const CliCommand *cmd, int argc, char **argv, void *args) {
     }
 
     if (rc != CLI_PARSED) {
+        if (rest) {
+            CliList *list = cli_field(args, rest->offset);
+            free(list->items);
+            *list = (CliList){0};
+        }
         for (int i = 0; i < n; i++) {
             if (cmd->options[i].value != CLI_VALUE_LIST) continue;
             CliList *list = cli_field(args, cmd->options[i].offset);

@@ -62,11 +62,13 @@ struct CliOption {
     {.name = "set", .value = CLI_VALUE_LIST, .offset = offsetof(type, field), .metavar = "section.key=value", \
      .help = "override an experiment key (repeatable; keys in experiments/SCHEMA.md)"}
 
-// A positional argument: a const char * field, borrowed from argv.
+// A positional argument: a const char * field, borrowed from argv; or, `repeated` (the last one
+// only), a CliList field taking every remaining positional argument (owned as an option's list is).
 typedef struct CliPositional {
     const char *metavar;  // "EXP.yaml"
     size_t offset;
     bool optional;
+    bool repeated;
 } CliPositional;
 
 typedef struct CliCommand {
@@ -105,7 +107,7 @@ int cli_usage_error(const CliCommand *cmd, const char *fmt, ...) __attribute__((
 
 // The commands, one file each (cmd_<name>.c).
 extern const CliCommand cmd_info_cli, cmd_plan_cli, cmd_profile_cli, cmd_synth_cli, cmd_train_cli, cmd_val_cli,
-    cmd_export_cli, cmd_study_cli;
+    cmd_export_cli, cmd_predict_cli, cmd_study_cli;
 
 // What train and val take: the experiment file, its --set overrides and the command's own options.
 typedef struct ExperimentArgs {
@@ -129,4 +131,5 @@ int cmd_synth(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_val(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 int cmd_study(int argc, char **argv);

@@ -9,19 +9,9 @@
 
 #include "framework/cli/cli.h"
 #include "framework/config/config.h"
+#include "framework/core/launcher.h"
 #include "framework/runtime/failure.h"
 #include "framework/train/trainer.h"
-
-// The rank a launcher gave this process (mpirun, srun and other PMI launchers set these), or -1
-// when started without one.
-static int launcher_rank(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        const char *v = getenv(vars[i]);
-        if (v) return atoi(v);
-    }
-    return -1;
-}
 
 // The job's transport: MPI under a launcher, else one local rank (a pipeline needs a launcher).
 static bool open_transport(const ExperimentConfig *cfg, Transport **out, Error *err) {
@@ -51,16 +41,43 @@ static void share_cores(const Topology *topo) {
     omp_set_num_threads(threads);
 }
 
+// Validation without a launcher runs in one process whatever parallel.* says (a checkpoint loads
+// under any partitioning): the experiment is loaded again as one stage, replica and chunk (1f1b), with
+// the micro-batches of its replicas in one, so that validation batches keep their size. The overrides
+// go after the user's; their texts live in `texts`.
+enum { SINGLE_PROCESS_SETS = 6, SINGLE_PROCESS_TEXT = 64 };
+
+static bool load_single_process(const char *path, char **set, int n_set, char (*texts)[SINGLE_PROCESS_TEXT],
+                                ExperimentConfig **cfg, Error *err) {
+    const ParallelConfig *pc = &(*cfg)->parallel;
+    if (pc->stages * pc->replicas * pc->chunks == 1) return true;
+    printf("val: validating in one process (the experiment's %lld stages x %lld replicas are for training)\n",
+           (long long)pc->stages, (long long)pc->replicas);
+    snprintf(texts[0], SINGLE_PROCESS_TEXT, "parallel.micro_batches=%lld", (long long)(pc->micro_batches * pc->replicas));
+    snprintf(texts[1], SINGLE_PROCESS_TEXT, "parallel.stages=1");
+    snprintf(texts[2], SINGLE_PROCESS_TEXT, "parallel.replicas=1");
+    snprintf(texts[3], SINGLE_PROCESS_TEXT, "parallel.chunks=1");
+    snprintf(texts[4], SINGLE_PROCESS_TEXT, "parallel.partition=auto");
+    snprintf(texts[5], SINGLE_PROCESS_TEXT, "parallel.schedule=1f1b");  // interleaved needs chunks
+    for (int i = 0; i < SINGLE_PROCESS_SETS; i++) set[n_set + i] = texts[i];
+    config_destroy(*cfg);
+    *cfg = NULL;
+    return config_load(path, n_set + SINGLE_PROCESS_SETS, set, cfg, err);
+}
+
 int cmd_experiment_run(ExperimentArgs *args, bool validate_only) {
     Error err = {0};
     ExperimentConfig *cfg = NULL;
     Transport *tr = NULL;
     // --trace is the override output.trace=true, after the user's.
-    char **set = yp_calloc((size_t)args->set.n + 2, sizeof *set);
+    char **set = yp_calloc((size_t)args->set.n + 1 + SINGLE_PROCESS_SETS, sizeof *set);
+    char single[SINGLE_PROCESS_SETS][SINGLE_PROCESS_TEXT];
     int n_set = args->set.n;
     memcpy(set, args->set.items, (size_t)n_set * sizeof *set);
     if (args->trace) set[n_set++] = "output.trace=true";
-    bool ok = config_load(args->path, n_set, set, &cfg, &err) && open_transport(cfg, &tr, &err);
+    bool ok = config_load(args->path, n_set, set, &cfg, &err);
+    if (ok && validate_only && launcher_rank() < 0) ok = load_single_process(args->path, set, n_set, single, &cfg, &err);
+    ok = ok && open_transport(cfg, &tr, &err);
     if (ok) {
         failure_install(&tr->topo, tr);
         share_cores(&tr->topo);

@@ -14,7 +14,8 @@ static const CliPositional val_positionals[] = {{.metavar = "EXP.yaml", .offset 
 const CliCommand cmd_val_cli = {
     .name = "val",
     .summary = "validate a checkpoint",
-    .description = "Validates the EMA weights of checkpoint DIR on the experiment's validation split.\n",
+    .description = "Validates the EMA weights of checkpoint DIR on the experiment's validation split.\n"
+                   "Without mpirun it runs in one process whatever parallel.* says.\n",
     .positionals = val_positionals,
     .n_positionals = 1,
     .options = val_options,

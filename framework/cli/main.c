@@ -33,7 +33,7 @@ static const CliCommand help_cli = {
 };
 
 static const CliCommand *const commands[] = {
-    &cmd_info_cli, &cmd_plan_cli, &cmd_profile_cli, &cmd_synth_cli, &cmd_train_cli, &cmd_val_cli, &cmd_export_cli, &cmd_study_cli,
+    &cmd_info_cli, &cmd_plan_cli, &cmd_profile_cli, &cmd_synth_cli, &cmd_train_cli, &cmd_val_cli, &cmd_export_cli, &cmd_predict_cli, &cmd_study_cli,
     &help_cli,
 };
 
@@ -52,8 +52,8 @@ static void print_commands(FILE *f) {
         char synopsis[64];
         int used = snprintf(synopsis, sizeof synopsis, "%s", c->name);
         for (int k = 0; k < c->n_positionals && used > 0 && (size_t)used < sizeof synopsis; k++)
-            used += snprintf(synopsis + used, sizeof synopsis - (size_t)used, c->positionals[k].optional ? " [%s]" : " %s",
-                             c->positionals[k].metavar);
+            used += snprintf(synopsis + used, sizeof synopsis - (size_t)used, c->positionals[k].optional ? " [%s]%s" : " %s%s",
+                             c->positionals[k].metavar, c->positionals[k].repeated ? "..." : "");
         fprintf(f, "  %-20s %s\n", synopsis, c->summary);
     }
     fprintf(f, "\n`yolopipe help COMMAND` or `yolopipe COMMAND --help` shows a command's options.\n");

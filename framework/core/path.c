@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 char *path_join(const char *dir, const char *rel, PathClean clean) {
     size_t n = strlen(dir) + strlen(rel) + 2;
@@ -67,4 +68,11 @@ bool path_format(char *out, size_t cap, Error *err, const char *fmt, ...) {
     va_end(ap);
     if (n < 0 || (size_t)n >= cap) return error_set(err, "%.200s...: path too long", out);
     return true;
+}
+
+bool path_increment(char *out, size_t cap, const char *base, Error *err) {
+    struct stat st;
+    bool ok = path_format(out, cap, err, "%s", base);
+    for (int k = 2; ok && stat(out, &st) == 0; k++) ok = path_format(out, cap, err, "%s%d", base, k);
+    return ok;
 }

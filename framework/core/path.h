@@ -39,3 +39,7 @@ char *path_stem(const char *path);
 // Formats like snprintf(out, cap, fmt, ...); when the result does not fit, returns false with
 // "<its first 200 characters>...: path too long" in err.
 bool path_format(char *out, size_t cap, Error *err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+// Ultralytics' increment_path: base itself when nothing exists there, else the first of base2, base3,
+// ... that does not exist, into out (path_format's rules). Creates nothing.
+bool path_increment(char *out, size_t cap, const char *base, Error *err);

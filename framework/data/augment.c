@@ -5,6 +5,7 @@
 
 #include "kernels/augment_pixel.h"
 #include "framework/core/rng.h"
+#include "framework/data/resize_exact.h"
 
 AugmentSettings augment_settings_default(void) {
     return (AugmentSettings){
@@ -78,9 +79,21 @@ Letterbox augment_letterbox_fit(int width, int height, int out_w, int out_h, boo
     return lb;
 }
 
-void augment_letterbox_image(const Image *src, const Letterbox *lb, Image *out) {
+Letterbox augment_letterbox_rect(int width, int height, int imgsz, int stride) {
+    Letterbox lb = augment_letterbox_fit(width, height, imgsz, imgsz, true);
+    int dw = (imgsz - lb.new_w) % stride, dh = (imgsz - lb.new_h) % stride;  // both >= 0: new <= imgsz
+    lb.left = round_half_even(dw / 2.0 - 0.1);
+    lb.top = round_half_even(dh / 2.0 - 0.1);
+    // round(d - 0.1) + round(d + 0.1) = 2d for d a multiple of 1/2: the padding is dw and dh in all.
+    lb.out_w = lb.new_w + dw;
+    lb.out_h = lb.new_h + dh;
+    return lb;
+}
+
+void augment_letterbox_image(const Image *src, const Letterbox *lb, bool cv_exact, Image *out) {
     Image resized;
-    augment_resize(src, lb->new_w, lb->new_h, &resized);
+    if (cv_exact) resize_exact_linear(src, lb->new_w, lb->new_h, &resized);
+    else augment_resize(src, lb->new_w, lb->new_h, &resized);
     image_alloc(out, lb->out_w, lb->out_h);
     memset(out->data, AUG_PAD_VALUE, (size_t)lb->out_w * lb->out_h * 3);
     for (int y = 0; y < lb->new_h; y++)

@@ -68,7 +68,13 @@ typedef struct Letterbox {
 
 // scaleup false only shrinks (Ultralytics' validation setting).
 Letterbox augment_letterbox_fit(int width, int height, int out_w, int out_h, bool scaleup);
-void augment_letterbox_image(const Image *src, const Letterbox *lb, Image *out);  // allocates *out
+// Ultralytics' predictor on a .pt model (LetterBox auto=True, scaleup): the long side becomes imgsz,
+// then each side is padded only up to the next multiple of `stride`, centred (top/left round(d - 0.1),
+// bottom/right round(d + 0.1)).
+Letterbox augment_letterbox_rect(int width, int height, int imgsz, int stride);
+// Resizes (unless the size is unchanged) and pads with 114; allocates *out. cv_exact resizes with
+// OpenCV's 8-bit fixed-point arithmetic (framework/data/resize_exact.h), else augment_resize.
+void augment_letterbox_image(const Image *src, const Letterbox *lb, bool cv_exact, Image *out);
 void augment_letterbox_boxes(const Letterbox *lb, AugBox *boxes, int n);
 
 // ---- flip and colour ---------------------------------------------------------------------------------

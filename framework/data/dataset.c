@@ -98,7 +98,7 @@ static bool walk_images(const char *dir, int depth, StrList *out, Error *err) {
     for (struct dirent *e; (e = readdir(d));)
         if (e->d_name[0] != '.') strlist_push(&names, yp_strdup(e->d_name));
     closedir(d);
-    qsort(names.items, (size_t)names.n, sizeof *names.items, compare_strings);
+    if (names.n) qsort(names.items, (size_t)names.n, sizeof *names.items, compare_strings);  // items is NULL when empty
     bool ok = true;
     for (int64_t i = 0; ok && i < names.n; i++) {
         char *path = path_join(dir, names.items[i], PATH_CLEAN_DOT);
@@ -161,33 +161,46 @@ static char *format_where(YamlDoc *yd, const yaml_node_t *node) {
     return yp_strdup(buf);
 }
 
+// The images under a folder or in a .txt list, appended to out. A path that does not exist fails with
+// errno ENOENT and err empty (the caller says what was looked for); other failures fill err.
+static bool list_images(const char *path, StrList *out, Error *err) {
+    if (path_is_dir(path)) return walk_images(path, 0, out, err);
+    size_t n_bytes;
+    char *buf = read_text(path, FS_READ_IMAGE_LIST, &n_bytes, err);
+    if (!buf) {
+        if (errno == ENOENT) *err = (Error){0};
+        return false;
+    }
+    char *dir = path_dirname(path), *cursor = buf;
+    for (char *line; (line = next_line(&cursor));)
+        if (*line && path_is_image(line)) strlist_push(out, path_join(dir, line, PATH_CLEAN_DOT));
+    free(dir);
+    free(buf);
+    return true;
+}
+
+bool dataset_list_images(const char *path, int64_t *n_paths, char ***paths, Error *err) {
+    StrList list = {.items = *paths, .n = *n_paths, .cap = *n_paths};
+    errno = 0;
+    bool ok = list_images(path, &list, err);
+    if (!ok && !err->message[0]) error_set(err, "%s: no such file or folder", path);
+    *paths = list.items;
+    *n_paths = list.n;
+    return ok;
+}
+
 // Adds the images that one entry of train/val/test names (a folder or a .txt list) to out.
 static bool list_entry(YamlDoc *yd, const yaml_node_t *node, const char *root, const char *split, StrList *out,
                        Error *err) {
     const char *text;
     if (!yaml_node_string(yd, node, split, &text, err)) return false;
     char *path = path_join(root, text, PATH_CLEAN_DOT);
-    bool ok = true;
     Error inner = {0};
-    if (path_is_dir(path)) {
-        ok = walk_images(path, 0, out, &inner);
-    } else {
-        size_t n_bytes;
-        char *buf = read_text(path, FS_READ_IMAGE_LIST, &n_bytes, &inner);
-        if (buf) {
-            char *dir = path_dirname(path), *cursor = buf;
-            for (char *line; (line = next_line(&cursor));)
-                if (*line && path_is_image(line)) strlist_push(out, path_join(dir, line, PATH_CLEAN_DOT));
-            free(dir);
-            free(buf);
-        } else if (errno == ENOENT) {
-            inner = (Error){0};
-            ok = yaml_doc_error_at(yd, node, err, "%s: '%s' does not exist (no folder or image list at %s)", split, text, path);
-        } else {
-            ok = false;  // inner says why (a device, a FIFO, too large), below
-        }
-    }
-    if (!ok && inner.message[0]) yaml_doc_error_at(yd, node, err, "%s: %s", split, inner.message);
+    bool ok = list_images(path, out, &inner);
+    if (!ok && !inner.message[0])
+        yaml_doc_error_at(yd, node, err, "%s: '%s' does not exist (no folder or image list at %s)", split, text, path);
+    else if (!ok)
+        yaml_doc_error_at(yd, node, err, "%s: %s", split, inner.message);
     free(path);
     return ok;
 }

@@ -56,6 +56,12 @@ typedef struct Dataset {
 bool dataset_open(const char *data, DatasetTask task, Dataset **out, Error *err);
 void dataset_destroy(Dataset *ds);  // accepts NULL
 
+// Appends the image files that `path` names to (*paths, *n_paths) as dataset_open lists a split: a
+// folder's images (recursively, sorted, hidden entries skipped) or the image paths of a .txt list
+// (relative to its folder). *paths is grown with realloc (start from NULL, 0); the caller frees each
+// path and the array, on failure too. Fails with "path: message" (no such file or folder included).
+bool dataset_list_images(const char *path, int64_t *n_paths, char ***paths, Error *err);
+
 // ---- one split, verified -----------------------------------------------------------------------------
 
 typedef struct DatasetBox {

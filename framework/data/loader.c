@@ -219,7 +219,7 @@ static bool detect_val_sample(const DatasetSplit *split, int64_t index, const Ba
     if (!(req->parts & BATCH_PART_IMAGES)) return true;
     Image loaded;
     if (!load_image(split, index, req->imgsz, &loaded, err)) return false;
-    augment_letterbox_image(&loaded, &lb, &out->image);
+    augment_letterbox_image(&loaded, &lb, false, &out->image);
     image_free(&loaded);
     return true;
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "framework/core/launcher.h"
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
 #include "framework/core/rng.h"
@@ -511,7 +512,8 @@ static bool split_dirs_make(const SynthConfig *cfg, const char *root, SynthSplit
 static bool split_generate(const SynthConfig *cfg, const char *root, SynthSplit split, int64_t *n_boxes, Error *err) {
     if (!split_dirs_make(cfg, root, split, err)) return false;
     int64_t n = split == SYNTH_SPLIT_TRAIN ? cfg->n_train : cfg->n_val;
-    bool live = cfg->progress && isatty(fileno(cfg->progress));  // a line redrawn in place on a terminal
+    // A line redrawn in place on a terminal; plain lines in a log and under mpirun (launcher.h).
+    bool live = cfg->progress && launcher_live_terminal(fileno(cfg->progress));
     int64_t step = n / 100 > 0 ? n / 100 : 1, done = 0, boxes = 0, failed_at = n;
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 4) reduction(+ : boxes)

@@ -14,7 +14,7 @@ static const float detect_iou_thresholds[DETECT_METRICS_N_IOU] = {0.50f, 0.55f, 
 
 // ap_per_class' confidence axis (np.linspace(0, 1, 1000)) and smooth(·, 0.1) over it: a box filter of
 // round(1000 * 0.1 * 2) // 2 + 1 = 101 points, the ends padded with the end values.
-enum { CURVE_POINTS = 1000, SMOOTH_POINTS = 101, AP_POINTS = 101 };
+enum { CURVE_POINTS = DETECT_CURVE_POINTS, SMOOTH_POINTS = 101, AP_POINTS = 101 };
 
 // ap_per_class' eps: recall = tp / (n_labels + eps), F1 = 2pr / (p + r + eps).
 static const double AP_EPS = 1e-16;
@@ -26,6 +26,9 @@ struct DetectMetrics {
     float *conf;
     int32_t *cls;
     uint16_t *correct;            // bit t: true positive at detect_iou_thresholds[t]
+    ConfusionMatrix *confusion;
+    int64_t *curve_cls;           // (nc) DetectCurves.cls
+    double *p_curve, *r_curve, *f1_curve, *pr_curve;  // (nc, CURVE_POINTS), the first n_classes rows used
     DetectSummary summary;        // filled by finalize; summary.classes (nc) owned
 };
 
@@ -44,6 +47,12 @@ DetectMetrics *detect_metrics_create(int64_t nc) {
     m->instances = yp_calloc((size_t)nc, sizeof *m->instances);
     m->images = yp_calloc((size_t)nc, sizeof *m->images);
     m->summary.classes = yp_calloc((size_t)nc, sizeof *m->summary.classes);
+    m->confusion = confusion_create(nc, true);
+    m->curve_cls = yp_calloc((size_t)nc, sizeof *m->curve_cls);
+    m->p_curve = yp_calloc((size_t)nc * CURVE_POINTS, sizeof *m->p_curve);
+    m->r_curve = yp_calloc((size_t)nc * CURVE_POINTS, sizeof *m->r_curve);
+    m->f1_curve = yp_calloc((size_t)nc * CURVE_POINTS, sizeof *m->f1_curve);
+    m->pr_curve = yp_calloc((size_t)nc * CURVE_POINTS, sizeof *m->pr_curve);
     detect_metrics_reserve(m, 1024);  // never NULL, even before the first detection
     return m;
 }
@@ -56,6 +65,12 @@ void detect_metrics_destroy(DetectMetrics *m) {
     free(m->cls);
     free(m->correct);
     free(m->summary.classes);
+    confusion_destroy(m->confusion);
+    free(m->curve_cls);
+    free(m->p_curve);
+    free(m->r_curve);
+    free(m->f1_curve);
+    free(m->pr_curve);
     free(m);
 }
 
@@ -64,6 +79,7 @@ void detect_metrics_reset(DetectMetrics *m) {
     m->n_det = 0;
     memset(m->instances, 0, (size_t)m->nc * sizeof *m->instances);
     memset(m->images, 0, (size_t)m->nc * sizeof *m->images);
+    confusion_reset(m->confusion);
 }
 
 // Ultralytics' box_iou in float32: inter / (area1 + area2 - inter + 1e-7).
@@ -146,6 +162,8 @@ void detect_metrics_add_batch(DetectMetrics *m, const Detections *dets, const Ta
         memcpy(m->cls + m->n_det, dets->cls + slot0, (size_t)n_det * sizeof *m->cls);
         detect_match(dets->boxes + 4 * slot0, dets->cls + slot0, n_det, gt_boxes + 4 * start[i], gt_cls + start[i],
                      start[i + 1] - start[i], m->correct + m->n_det);
+        confusion_add_detections(m->confusion, dets->boxes + 4 * slot0, dets->scores + slot0, dets->cls + slot0, n_det,
+                                 gt_boxes + 4 * start[i], gt_cls + start[i], start[i + 1] - start[i]);
         m->n_det += n_det;
     }
     free(start);
@@ -171,10 +189,14 @@ static double interp(double x, const double *xp, const double *fp, int64_t n, do
     return slope * (x - xp[j]) + fp[j];
 }
 
+double detect_curve_x(int i) { return i == CURVE_POINTS - 1 ? 1.0 : i * (1.0 / (CURVE_POINTS - 1)); }
+
 // compute_ap: recall padded to 0 .. 1, the precision envelope, interpolated at 101 recall points and
-// integrated with the trapezoid rule (np.trapezoid, not COCO's mean of the 101 values).
+// integrated with the trapezoid rule (np.trapezoid, not COCO's mean of the 101 values). pr_curve:
+// NULL, or CURVE_POINTS doubles that get the envelope at px (ap_per_class' prec_values).
 // scratch: 2 (n + 3) doubles.
-static double compute_ap(const double *recall, const double *precision, int64_t n, double *scratch) {
+static double compute_ap(const double *recall, const double *precision, int64_t n, double *pr_curve,
+                         double *scratch) {
     double *mrec = scratch, *mpre = scratch + n + 3;
     mrec[0] = 0.0;
     mpre[0] = 1.0;
@@ -182,6 +204,8 @@ static double compute_ap(const double *recall, const double *precision, int64_t 
     mrec[n + 1] = recall[n - 1], mpre[n + 1] = 0.0;
     mrec[n + 2] = 1.0, mpre[n + 2] = 0.0;
     for (int64_t i = n + 1; i >= 0; i--) mpre[i] = mpre[i] > mpre[i + 1] ? mpre[i] : mpre[i + 1];
+    for (int x = 0; pr_curve && x < CURVE_POINTS; x++)
+        pr_curve[x] = interp(detect_curve_x(x), mrec, mpre, n + 3, mpre[0], mpre[n + 2]);
     double ap = 0.0, x_prev = 0.0, y_prev = 0.0;
     for (int k = 0; k < AP_POINTS; k++) {
         double x = k == AP_POINTS - 1 ? 1.0 : k * (1.0 / (AP_POINTS - 1));  // np.linspace(0, 1, 101)
@@ -192,12 +216,11 @@ static double compute_ap(const double *recall, const double *precision, int64_t 
     return ap;
 }
 
-static double curve_x(int i) { return i == CURVE_POINTS - 1 ? 1.0 : i * (1.0 / (CURVE_POINTS - 1)); }
-
-// One class's detections (conf descending): AP at every threshold and its precision and recall
-// curves over the confidence axis (at IoU 0.5). scratch: 5 n + 6 doubles.
+// One class's detections (conf descending): AP at every threshold, its precision and recall curves
+// over the confidence axis and its precision envelope over recall (at IoU 0.5). scratch: 5 n + 6 doubles.
 static void class_curves(const DetectMetrics *m, const int64_t *dets, int64_t n, int64_t n_labels,
-                         DetectClassMetrics *out, double *p_curve, double *r_curve, double *scratch) {
+                         DetectClassMetrics *out, double *p_curve, double *r_curve, double *pr_curve,
+                         double *scratch) {
     double *neg_conf = scratch, *recall = scratch + n, *precision = scratch + 2 * n, *ap_scratch = scratch + 3 * n;
     for (int64_t i = 0; i < n; i++) neg_conf[i] = -(double)m->conf[dets[i]];
     for (int t = 0; t < DETECT_METRICS_N_IOU; t++) {
@@ -209,10 +232,10 @@ static void class_curves(const DetectMetrics *m, const int64_t *dets, int64_t n,
         }
         if (t == 0)
             for (int x = 0; x < CURVE_POINTS; x++) {
-                r_curve[x] = interp(-curve_x(x), neg_conf, recall, n, 0.0, recall[n - 1]);
-                p_curve[x] = interp(-curve_x(x), neg_conf, precision, n, 1.0, precision[n - 1]);
+                r_curve[x] = interp(-detect_curve_x(x), neg_conf, recall, n, 0.0, recall[n - 1]);
+                p_curve[x] = interp(-detect_curve_x(x), neg_conf, precision, n, 1.0, precision[n - 1]);
             }
-        out->ap[t] = compute_ap(recall, precision, n, ap_scratch);
+        out->ap[t] = compute_ap(recall, precision, n, t == 0 ? pr_curve : NULL, ap_scratch);
     }
 }
 
@@ -252,8 +275,11 @@ const DetectSummary *detect_metrics_finalize(DetectMetrics *m) {
 
     int64_t n_classes = 0;
     for (int64_t c = 0; c < nc; c++) n_classes += m->instances[c] > 0;
-    double *p_curve = yp_calloc((size_t)n_classes * CURVE_POINTS, sizeof *p_curve);
-    double *r_curve = yp_calloc((size_t)n_classes * CURVE_POINTS, sizeof *r_curve);
+    double *p_curve = m->p_curve, *r_curve = m->r_curve, *f1_curve = m->f1_curve, *pr_curve = m->pr_curve;
+    size_t curve_bytes = (size_t)n_classes * CURVE_POINTS * sizeof(double);
+    memset(p_curve, 0, curve_bytes);
+    memset(r_curve, 0, curve_bytes);
+    memset(pr_curve, 0, curve_bytes);
     double *scratch = yp_malloc((size_t)(5 * n + 6) * sizeof *scratch);
     for (int64_t c = 0, ci = 0; c < nc; c++) {
         classes[c].images = m->images[c];
@@ -261,9 +287,10 @@ const DetectSummary *detect_metrics_finalize(DetectMetrics *m) {
         s->n_instances += m->instances[c];
         if (!m->instances[c]) continue;
         int64_t n_pred = start[c + 1] - start[c];
+        m->curve_cls[ci] = c;
         if (n_pred)  // a class that is never predicted keeps AP 0 and zero curves
             class_curves(m, by_class + start[c], n_pred, m->instances[c], &classes[c], p_curve + ci * CURVE_POINTS,
-                         r_curve + ci * CURVE_POINTS, scratch);
+                         r_curve + ci * CURVE_POINTS, pr_curve + ci * CURVE_POINTS, scratch);
         ci++;
     }
     // Precision and recall where the smoothed mean F1 over the classes with labels is highest.
@@ -271,7 +298,8 @@ const DetectSummary *detect_metrics_finalize(DetectMetrics *m) {
     for (int64_t ci = 0; ci < n_classes; ci++)
         for (int x = 0; x < CURVE_POINTS; x++) {
             double p = p_curve[ci * CURVE_POINTS + x], r = r_curve[ci * CURVE_POINTS + x];
-            mean_f1[x] += 2 * p * r / (p + r + AP_EPS);
+            f1_curve[ci * CURVE_POINTS + x] = 2 * p * r / (p + r + AP_EPS);
+            mean_f1[x] += f1_curve[ci * CURVE_POINTS + x];
         }
     for (int x = 0; x < CURVE_POINTS && n_classes; x++) mean_f1[x] /= (double)n_classes;
     int at = n_classes ? best_f1_index(mean_f1) : 0;
@@ -299,12 +327,13 @@ const DetectSummary *detect_metrics_finalize(DetectMetrics *m) {
         s->map50_95 = ap_sum / (double)(n_classes * DETECT_METRICS_N_IOU);
     }
     s->fitness = s->map50_95;
+    s->curves = (DetectCurves){.n_rows = n_classes, .cls = m->curve_cls, .p = p_curve, .r = r_curve, .f1 = f1_curve,
+                               .pr = pr_curve};
+    s->confusion = m->confusion;
     free(order);
     free(start);
     free(by_class);
     free(next);
-    free(p_curve);
-    free(r_curve);
     free(scratch);
     free(mean_f1);
     return s;
@@ -337,6 +366,7 @@ void classify_metrics_add(ClassifyMetrics *m, const float *scores, const int32_t
         int64_t rank = 0;
         for (int64_t c = 0; c < m->nc; c++) rank += row[c] > row[label] || (row[c] == row[label] && c < label);
         m->top1 += rank == 0;
+        if (m->confusion) confusion_add_top1(m->confusion, row, &label, 1);
         m->top5 += rank < top_k;
         m->n_images++;
     }
@@ -357,4 +387,86 @@ double classify_metrics_fitness(const ClassifyMetrics *m) {
 void classify_metrics_print(const ClassifyMetrics *m, FILE *f) {
     fprintf(f, "%22s%11s%11s\n", "classes", "top1_acc", "top5_acc");
     fprintf(f, "%22s%11.3g%11.3g\n", "all", classify_metrics_top1(m), classify_metrics_top5(m));
+}
+
+// ---- confusion matrix ------------------------------------------------------------------------------
+
+ConfusionMatrix *confusion_create(int64_t nc, bool detect) {
+    YP_CHECK(nc >= 1);
+    ConfusionMatrix *cm = yp_calloc(1, sizeof *cm);
+    *cm = (ConfusionMatrix){.nc = nc, .n = detect ? nc + 1 : nc, .conf = CONFUSION_DETECT_CONF,
+                            .iou = CONFUSION_DETECT_IOU};
+    cm->counts = yp_calloc((size_t)(cm->n * cm->n), sizeof *cm->counts);
+    return cm;
+}
+
+void confusion_destroy(ConfusionMatrix *cm) {
+    if (!cm) return;
+    free(cm->counts);
+    free(cm);
+}
+
+void confusion_reset(ConfusionMatrix *cm) { memset(cm->counts, 0, (size_t)(cm->n * cm->n) * sizeof *cm->counts); }
+
+void confusion_add_detections(ConfusionMatrix *cm, const float *det_boxes, const float *det_scores,
+                              const int32_t *det_cls, int64_t n_det, const float *gt_boxes, const int32_t *gt_cls,
+                              int64_t n_gt) {
+    YP_CHECK(cm->n == cm->nc + 1);
+    int64_t bg = cm->nc, n = cm->n;
+    if (n_gt && !n_det) {  // checked before the confidence cut, as process_batch does
+        for (int64_t k = 0; k < n_gt; k++) cm->counts[bg * n + gt_cls[k]]++;
+        return;
+    }
+    // The detections above the confidence cut, in their order.
+    int64_t *kept = yp_malloc((size_t)(n_det + 1) * sizeof *kept), n_kept = 0;
+    for (int64_t j = 0; j < n_det; j++)
+        if (det_scores[j] > cm->conf) kept[n_kept++] = j;
+    float *iou = yp_malloc((size_t)(n_gt * n_kept + 1) * sizeof *iou);  // (n_gt, n_kept)
+    for (int64_t k = 0; k < n_gt; k++)
+        for (int64_t j = 0; j < n_kept; j++) iou[k * n_kept + j] = box_iou(gt_boxes + 4 * k, det_boxes + 4 * kept[j]);
+    // Candidates (any IoU above the cut) by descending score, ties in index order (a stable argsort).
+    float *cand_score = yp_malloc((size_t)(n_kept + 1) * sizeof *cand_score);
+    int64_t *cand = yp_malloc((size_t)(n_kept + 1) * sizeof *cand), n_cand = 0;
+    for (int64_t j = 0; j < n_kept; j++) {
+        bool any = false;
+        for (int64_t k = 0; k < n_gt && !any; k++) any = iou[k * n_kept + j] > cm->iou;
+        if (any) cand[n_cand] = j, cand_score[n_cand++] = det_scores[kept[j]];
+    }
+    int64_t *order = yp_malloc((size_t)(n_cand + 1) * sizeof *order);
+    sort_order_descending(cand_score, n_cand, order);
+    int64_t *gt_match = yp_malloc((size_t)(n_gt + 1) * sizeof *gt_match);
+    bool *det_matched = yp_calloc((size_t)(n_kept + 1), sizeof *det_matched);
+    for (int64_t k = 0; k < n_gt; k++) gt_match[k] = -1;
+    for (int64_t q = 0; q < n_cand; q++) {
+        int64_t j = cand[order[q]], best = 0;  // numpy's argmax: the first largest
+        for (int64_t k = 1; k < n_gt; k++)
+            if (iou[k * n_kept + j] > iou[best * n_kept + j]) best = k;
+        if (!(iou[best * n_kept + j] > cm->iou)) continue;
+        gt_match[best] = j;
+        det_matched[j] = true;
+        for (int64_t i = 0; i < n_kept; i++) iou[best * n_kept + i] = 0.0f;  // the ground truth is claimed
+    }
+    for (int64_t k = 0; k < n_gt; k++)
+        cm->counts[(gt_match[k] >= 0 ? det_cls[kept[gt_match[k]]] : bg) * n + gt_cls[k]]++;
+    for (int64_t j = 0; j < n_kept; j++)
+        if (!det_matched[j]) cm->counts[det_cls[kept[j]] * n + bg]++;
+    free(kept);
+    free(iou);
+    free(cand_score);
+    free(cand);
+    free(order);
+    free(gt_match);
+    free(det_matched);
+}
+
+void confusion_add_top1(ConfusionMatrix *cm, const float *scores, const int32_t *labels, int64_t n) {
+    YP_CHECK(cm->n == cm->nc);
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = scores + i * cm->nc;
+        int64_t top = 0;
+        for (int64_t c = 1; c < cm->nc; c++)
+            if (row[c] > row[top]) top = c;
+        YP_CHECK(labels[i] >= 0 && labels[i] < cm->nc);
+        cm->counts[top * cm->n + labels[i]]++;
+    }
 }

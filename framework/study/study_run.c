@@ -10,6 +10,7 @@
 #include "framework/core/clock.h"
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
+#include "framework/core/plot_script.h"
 #include "framework/study/study_calibrate.h"
 #include "framework/study/study_internal.h"
 #include "framework/study/study_launch.h"
@@ -468,41 +469,28 @@ static void print_expected(const StudyRun *r, FILE *log) {
 }
 
 static bool run_plots(StudyRun *r) {
-    char exe_dir[PATH_MAX], script[PATH_MAX], log_path[PATH_MAX];
+    char log_path[PATH_MAX], notice[PATH_MAX + 128];
     Error err = {0};
-    char *dir = path_dirname(r->opt->self_exe);
-    bool ok = path_format(exe_dir, sizeof exe_dir, &err, "%s", dir) &&
-              path_format(script, sizeof script, &err, "%s/../experiments/plot_study.py", exe_dir) &&
-              path_format(log_path, sizeof log_path, &err, "%s/plots.log", r->out);
-    free(dir);
     FILE *log = r->opt->log;
-    if (!ok || access(script, R_OK) != 0) {
-        fprintf(log, "figures: experiments/plot_study.py is not next to this binary; draw them with\n"
-                     "  /usr/bin/python3 experiments/plot_study.py %s\n", r->csv);
+    PlotScript ps;
+    if (!path_format(log_path, sizeof log_path, &err, "%s/plots.log", r->out) ||
+        !plot_script_find(r->opt->self_exe, log_path, &ps, notice, sizeof notice)) {
+        fprintf(log, "figures: %s; then run\n  /usr/bin/python3 experiments/yolopipe_plot.py study %s\n",
+                err.message[0] ? err.message : notice, r->csv);
         return false;
     }
-    // Debian's python3 first: python3-matplotlib installs into it, whatever python3 PATH finds.
-    const char *pythons[] = {"/usr/bin/python3", "python3"};
-    for (int i = 0; i < 2; i++) {
-        char *check[] = {(char *)pythons[i], "-c", "import matplotlib", NULL};
-        LaunchResult lr;
-        if (!launch_run(check, log_path, 60, &lr, &err) || lr.outcome != LAUNCH_EXITED || lr.exit_code != 0) continue;
-        char *argv[] = {(char *)pythons[i], script, r->csv, "--title", r->s->name, NULL};
-        if (launch_run(argv, log_path, 300, &lr, &err) && lr.outcome == LAUNCH_EXITED && lr.exit_code == 0) {
-            char *text;
-            size_t n;
-            Error ignored;  // the figures are made; a log that cannot be copied loses nothing
-            if (fs_read_file(log_path, FS_READ_TEXT, &text, &n, &ignored)) {
-                fputs(text, log);
-                free(text);
-            }
-            return true;
+    const char *args[] = {"study", r->csv, "--title", r->s->name, NULL};
+    if (plot_script_start(&ps, args, &err) && plot_script_wait(&ps, 300)) {
+        char *text;
+        size_t n;
+        Error ignored;  // the figures are made; a log that cannot be copied loses nothing
+        if (fs_read_file(log_path, FS_READ_TEXT, &text, &n, &ignored)) {
+            fputs(text, log);
+            free(text);
         }
-        fprintf(log, "figures: %s %s failed (see %s)\n", pythons[i], script, log_path);
-        return false;
+        return true;
     }
-    fprintf(log, "figures: no python3 with matplotlib (Debian: apt-get install python3-matplotlib); then run\n"
-                 "  /usr/bin/python3 experiments/plot_study.py %s\n", r->csv);
+    fprintf(log, "figures: %s %s study failed (see %s)\n", ps.python, ps.script, log_path);
     return false;
 }
 

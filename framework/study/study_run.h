@@ -1,6 +1,6 @@
 // `yolopipe study`: runs a study's points (simulated with the planner's code, measured through the
 // launcher, or both), appends each finished point to <out>/points.csv, then writes summary.md and
-// draws the figures (experiments/plot_study.py). See experiments/STUDY.md.
+// draws the figures (yolopipe_plot.py study, framework/core/plot_script.h). See experiments/STUDY.md.
 #pragma once
 
 #include <stdbool.h>

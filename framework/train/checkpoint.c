@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "framework/config/experiment_data.h"
 #include "framework/core/fsutil.h"
+#include "framework/core/json.h"
 #include "framework/core/path.h"
 #include "framework/core/safetensors.h"
 #include "framework/core/yaml_doc.h"
@@ -591,6 +594,66 @@ static bool export_tensor_valid(const StageFiles *sf, const SafetensorsFile *f, 
     return at < 0 || non_finite_error(f->path, t->name, at, value, err);
 }
 
+// ---- export: what predict needs besides the weights --------------------------------------------------
+
+// The metadata values of an export, as text (all owned).
+typedef struct ExportInfo {
+    char *task, *model_file, *model_yaml, *scale, *nc, *names, *imgsz;
+} ExportInfo;
+
+static void export_info_free(ExportInfo *info) {
+    char **fields[] = {&info->task, &info->model_file, &info->model_yaml, &info->scale, &info->nc, &info->names,
+                       &info->imgsz};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) free(*fields[i]);
+    *info = (ExportInfo){0};
+}
+
+static char *text_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *text_printf(const char *fmt, ...) {
+    char *text = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    YP_CHECK(vasprintf(&text, fmt, ap) >= 0);
+    va_end(ap);
+    return text;
+}
+
+// From the checkpoint's config.yaml (absolute model and data paths): the model YAML's text, the scale
+// the model was built at, and the dataset's class names (a JSON list).
+static bool export_info_read(const char *dir, ExportInfo *info, Error *err) {
+    char path[PATH_MAX];
+    ExperimentConfig *cfg = NULL;
+    Dataset *ds = NULL;
+    ModelSpec *spec = NULL;
+    size_t n_bytes;
+    bool ok = path_format(path, sizeof path, err, "%s/config.yaml", dir) && config_load(path, 0, NULL, &cfg, err) &&
+              fs_read_file(cfg->model, FS_READ_YAML, &info->model_yaml, &n_bytes, err) &&
+              experiment_data_open(cfg, &ds, err) &&
+              model_spec_load(cfg->model, &(ModelOptions){.scale = cfg->scale, .nc = ds->nc}, &spec, err);
+    if (ok) {
+        const char *base = strrchr(cfg->model, '/');
+        info->task = yp_strdup(config_task_names[cfg->task]);
+        info->model_file = yp_strdup(base ? base + 1 : cfg->model);
+        info->scale = yp_strdup(spec->scale);
+        info->nc = text_printf("%d", ds->nc);
+        info->imgsz = text_printf("%lld", (long long)cfg->train.imgsz);
+        size_t cap = 0;
+        FILE *f = open_memstream(&info->names, &cap);
+        YP_CHECK(f);
+        fputc('[', f);
+        for (int i = 0; i < ds->nc; i++) {
+            if (i) fputs(", ", f);
+            json_write_string(f, ds->names[i]);
+        }
+        fputc(']', f);
+        fclose(f);
+    }
+    model_spec_destroy(spec);
+    dataset_destroy(ds);
+    config_destroy(cfg);
+    return ok;
+}
+
 bool checkpoint_export(const char *dir, const char *out_path, Error *err) {
     StageFiles sf;
     TrainProgress progress;
@@ -607,10 +670,41 @@ bool checkpoint_export(const char *dir, const char *out_path, Error *err) {
             ok = export_tensor_valid(&sf, sf.files[k], t, err);
             if (ok) list_add(&l, "", t->name + 4, t->dtype, t->ndim, t->shape, t->data, t->n_bytes);
         }
-    SafetensorsMetadata meta[] = {{"format", "pt"}, {"source", "yolopipe EMA weights"}};
-    if (ok) ok = l.n ? safetensors_write(out_path, l.tensors, l.n, meta, 2, err)
-                     : error_set(err, "%s: the checkpoint holds no EMA weights to export", dir);
+    ExportInfo info = {0};
+    if (ok && !l.n) ok = error_set(err, "%s: the checkpoint holds no EMA weights to export", dir);
+    if (ok) ok = export_info_read(dir, &info, err);
+    if (ok) {
+        SafetensorsMetadata meta[] = {{"format", "pt"},
+                                      {"source", "yolopipe EMA weights"},
+                                      {EXPORT_META_TASK, info.task},
+                                      {EXPORT_META_MODEL_FILE, info.model_file},
+                                      {EXPORT_META_MODEL_YAML, info.model_yaml},
+                                      {EXPORT_META_SCALE, info.scale},
+                                      {EXPORT_META_NC, info.nc},
+                                      {EXPORT_META_NAMES, info.names},
+                                      {EXPORT_META_IMGSZ, info.imgsz}};
+        ok = safetensors_write(out_path, l.tensors, l.n, meta, (int)(sizeof meta / sizeof *meta), err);
+    }
+    export_info_free(&info);
     list_free(&l);
     stage_files_close(&sf);
+    return ok;
+}
+
+bool checkpoint_load_export(const SafetensorsFile *file, Graph *g, Error *err) {
+    StageFiles sf = {.n = 1, .files = {(SafetensorsFile *)file}};  // read only: take_f32 copies out
+    float *params = yp_malloc((size_t)g->param_elems * sizeof(float) + 1);
+    float *buffers = yp_malloc((size_t)g->buffer_elems * sizeof(float) + 1);
+    bool ok = true;
+    for (int i = 0; ok && i < g->n_params; i++) {
+        const ParamInfo *p = &g->params[i];
+        ok = take_f32(&sf, p->name, p->ndim, p->dims, true, (p->flags & PARAM_BUFFER ? buffers : params) + p->offset, err);
+    }
+    if (ok) {
+        g->be->ops->upload(g->be, g->param_data, params, (size_t)g->param_elems * sizeof(float));
+        g->be->ops->upload(g->be, g->buffer_data, buffers, (size_t)g->buffer_elems * sizeof(float));
+    }
+    free(params);
+    free(buffers);
     return ok;
 }

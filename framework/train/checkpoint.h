@@ -19,6 +19,7 @@
 #include "framework/train/ema.h"
 #include "framework/core/error.h"
 #include "framework/core/fsutil.h"
+#include "framework/core/safetensors.h"
 #include "framework/train/loss_scale.h"
 #include "framework/train/optim.h"
 #include "layers/graph.h"
@@ -90,4 +91,21 @@ bool checkpoint_read_progress(const char *dir, const CheckpointResume *resume, T
 // state-dict names and shapes, loadable with safetensors.torch.load_file into the PyTorch model. The
 // manifest is checked as above; each EMA tensor must have the model's tensor of its name beside it,
 // with the same dtype and shape, and finite values.
+//
+// The file's metadata also records what running the model needs (`yolopipe predict`), read back by
+// framework/train/predict_model.h: the task, the model YAML's file name and text, the scale, nc, the
+// class names (a JSON list of strings) and train.imgsz, from the checkpoint's config.yaml.
 bool checkpoint_export(const char *dir, const char *out_path, Error *err);
+
+#define EXPORT_META_TASK "yolopipe.task"
+#define EXPORT_META_MODEL_FILE "yolopipe.model_file"
+#define EXPORT_META_MODEL_YAML "yolopipe.model_yaml"
+#define EXPORT_META_SCALE "yolopipe.scale"
+#define EXPORT_META_NC "yolopipe.nc"
+#define EXPORT_META_NAMES "yolopipe.names"
+#define EXPORT_META_IMGSZ "yolopipe.imgsz"
+
+// Loads an export's tensors (`file`, read with safetensors_read) into g's parameters and buffers by
+// name: each must be there as F32 of the model's shape with finite values (a user error naming the
+// file and tensor otherwise); other tensors (num_batches_tracked) are ignored.
+bool checkpoint_load_export(const SafetensorsFile *file, Graph *g, Error *err);

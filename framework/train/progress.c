@@ -2,9 +2,10 @@
 
 #include <unistd.h>
 
-void progress_init(Progress *p, FILE *out) {
-    *p = (Progress){.out = out, .live = isatty(fileno(out))};
-}
+#include "framework/core/launcher.h"
+
+// Under mpirun a log would otherwise get the rewritten line at every step (launcher.h says why).
+void progress_init(Progress *p, FILE *out) { *p = (Progress){.out = out, .live = launcher_live_terminal(fileno(out))}; }
 
 int64_t progress_resident_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -15,9 +16,16 @@ int64_t progress_resident_bytes(void) {
     return got == 2 ? pages_resident * (int64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
+// A plain line at the step that completes each quarter of the epoch (every step when there are
+// fewer steps than lines), so an epoch of any length logs PROGRESS_PLAIN_PER_EPOCH lines.
+static bool progress_plain_due(const ProgressStep *s) {
+    int64_t n = PROGRESS_PLAIN_PER_EPOCH;
+    return s->step == s->steps || s->step * n / s->steps > (s->step - 1) * n / s->steps;
+}
+
 void progress_step(Progress *p, const ProgressStep *s) {
     bool last = s->step == s->steps;
-    if (!p->live && !last && s->step % PROGRESS_PLAIN_EVERY) return;
+    if (!p->live && !progress_plain_due(s)) return;
     char losses[96];
     if (s->classify) snprintf(losses, sizeof losses, "loss %.4f", s->ce);
     else snprintf(losses, sizeof losses, "box %.4f  cls %.4f  dfl %.4f  inst %4lld", s->box, s->cls, s->dfl,

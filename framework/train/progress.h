@@ -1,13 +1,13 @@
-// Progress output of a training run: one line per step, rewritten in place on a terminal and
-// printed as plain lines (every PROGRESS_PLAIN_EVERY steps and at each epoch's end) otherwise, so
-// logs stay readable. Written to one stream (stdout on rank 0).
+// Progress output of a training run: one line per step, rewritten in place on a terminal that a
+// person watches, and plain lines (at each quarter of an epoch and its last step) otherwise, so
+// that logs stay readable. Written to one stream (stdout on rank 0).
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
-enum { PROGRESS_PLAIN_EVERY = 10 };
+enum { PROGRESS_PLAIN_PER_EPOCH = 4 };  // plain lines per epoch (the last step's among them)
 
 typedef struct ProgressStep {
     int64_t epoch, epochs;       // 1-based epoch of total
@@ -24,11 +24,11 @@ typedef struct ProgressStep {
 
 typedef struct Progress {
     FILE *out;
-    bool live;       // a terminal: rewrite the line in place
+    bool live;       // rewrite the line in place
     bool line_open;  // a live line is on screen without its newline
 } Progress;
 
-// Live output when `out` is a terminal.
+// Live output when launcher_live_terminal(fileno(out)): a terminal no launcher (mpirun, srun) started.
 void progress_init(Progress *p, FILE *out);
 void progress_step(Progress *p, const ProgressStep *s);
 // Ends the current live line (before printing anything else).

@@ -274,6 +274,40 @@ static bool trainer_write_profile(Trainer *t, Error *err) {
            executor_profile_write(t->ex, path, err);
 }
 
+// The run's end: the measured step times and records, then, as Ultralytics does, weights/best
+// validated again (labelled with its epoch) and a summary: the best epoch's metrics, the time the
+// loop took and what the run directory holds.
+static bool trainer_finish(Trainer *t, double run_start, Error *err) {
+    trainer_print_step_times(t);
+    if (!trainer_write_profile(t, err) || !trainer_write_measured(t, err)) return false;
+    double seconds = clock_monotonic_s() - run_start;
+    char best_dir[PATH_MAX], label[PATH_MAX + 64], metrics[160] = "no validation";
+    if (t->at.best_fitness >= 0) {
+        if (!path_format(best_dir, sizeof best_dir, err, "%s/weights/best", t->run_dir)) return false;
+        TrainProgress run_at = t->at;  // loading best reads its position into t->at
+        ValResult val;
+        bool ok = trainer_load(t, best_dir, false, err);
+        int64_t best_epoch = t->at.epoch;
+        t->at = run_at;
+        trainer_use_ema(t, true);
+        if (!ok || !trainer_validate(t, &val, err)) return false;
+        snprintf(label, sizeof label, "%s (best, epoch %lld/%lld)", best_dir, (long long)best_epoch,
+                 (long long)t->cfg->train.epochs);
+        trainer_print_validation(t, label, &val);
+        if (!t->lead) {  // world rank 0 alone scored them
+        } else if (t->classify)
+            snprintf(metrics, sizeof metrics, "best epoch %lld: top-1 %.3f, top-5 %.3f", (long long)best_epoch,
+                     classify_metrics_top1(&val.classify), classify_metrics_top5(&val.classify));
+        else
+            snprintf(metrics, sizeof metrics, "best epoch %lld: P %.3f, R %.3f, mAP50 %.3f, mAP50-95 %.3f",
+                     (long long)best_epoch, val.detect->p, val.detect->r, val.detect->map50, val.detect->map50_95);
+    }
+    fprintf(t->out, "done: %lld epochs, %lld optimizer steps in %.1f s; %s\n", (long long)t->at.epoch,
+            (long long)t->at.optimizer_steps, seconds, metrics);
+    trainer_print_run_dir(t);
+    return true;
+}
+
 static bool trainer_loop(Trainer *t, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
     const TrainConfig *tc = &cfg->train;
@@ -340,9 +374,8 @@ static bool trainer_loop(Trainer *t, Error *err) {
         double images_per_s = (double)images / (clock_monotonic_s() - epoch_start);
         if (stop && t->at.batch < t->batches_per_epoch) {
             fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
-            trainer_print_step_times(t);
             trainer_gather_replicas(t);
-            return trainer_write_profile(t, err) && trainer_save(t, "last", err) && trainer_write_measured(t, err);
+            return trainer_save(t, "last", err) && trainer_finish(t, run_start, err);
         }
         t->at.epoch++;
         t->at.batch = 0;
@@ -353,19 +386,19 @@ static bool trainer_loop(Trainer *t, Error *err) {
             bool ok = trainer_validate(t, &val, err);
             trainer_use_ema(t, false);
             if (!ok) return false;
-            trainer_print_validation(t, &val);
+            char label[64];
+            snprintf(label, sizeof label, "epoch %lld/%lld", (long long)t->at.epoch, (long long)tc->epochs);
+            trainer_print_validation(t, label, &val);
         }
         trainer_write_results_row(t, epoch, clock_monotonic_s() - run_start, &sums, &val, &hyper, images_per_s, skipped);
+        trainer_curves_after_validation(t, &val);
         bool best = val.loss.n && val.fitness > t->at.best_fitness;
         if (best) t->at.best_fitness = val.fitness;
         trainer_gather_replicas(t);
         if (!trainer_save(t, "last", err) || (best && !trainer_save(t, "best", err))) return false;
         if (stop) fprintf(t->out, "stopping after %lld optimizer steps (train.max_steps)\n", (long long)t->at.optimizer_steps);
     }
-    trainer_print_step_times(t);
-    fprintf(t->out, "results in %s (results.csv, weights/last, weights/best, profile.csv, measured.json)\n",
-            t->run_dir);
-    return trainer_write_profile(t, err) && trainer_write_measured(t, err);
+    return trainer_finish(t, run_start, err);
 }
 
 // Errors every rank meets alike (bad data, a model that does not fit) are reported by world rank 0
@@ -406,6 +439,7 @@ bool trainer_run(const ExperimentConfig *cfg, const TrainerOptions *opt, Error *
     if (ok && !opt->resume) ok = trainer_write_config(&t, err);
     if (ok && !opt->resume) trainer_plot_labels(&t);
     ok = ok && trainer_loop(&t, err);
+    trainer_curves_finish(&t);
     if (!ok && !shared) shared = err->code == ERROR_CODE_PEER_FAILED || trainer_diverged(&t);
     trainer_quiet_shared_error(&t, err, shared);
     trainer_destroy(&t);
@@ -421,7 +455,17 @@ bool trainer_validate_checkpoint(const ExperimentConfig *cfg, const char *weight
         trainer_use_ema(&t, true);
         ok = trainer_validate(&t, &val, err);
     }
-    if (ok) trainer_print_validation(&t, &val);
+    if (ok) {
+        char label[PATH_MAX + 64];
+        // A checkpoint at an epoch's end has done at.epoch epochs; one from a stop is inside epoch at.epoch + 1.
+        if (t.at.batch)
+            snprintf(label, sizeof label, "%s (epoch %lld/%lld, batch %lld)", weights_dir, (long long)t.at.epoch + 1,
+                     (long long)cfg->train.epochs, (long long)t.at.batch);
+        else
+            snprintf(label, sizeof label, "%s (epoch %lld/%lld)", weights_dir, (long long)t.at.epoch,
+                     (long long)cfg->train.epochs);
+        trainer_print_validation(&t, label, &val);
+    }
     trainer_quiet_shared_error(&t, err, true);
     trainer_destroy(&t);
     return ok;

@@ -7,6 +7,7 @@
 //   trainer_run_dir.c  the run directory: its name, config.yaml, results.csv, weights/, --resume
 //   trainer_measured.c the run's measured record, measured.json
 //   trainer_plots.c    the run directory's pictures: labels.jpg, train_batch*.jpg, val_batch*.jpg
+//   trainer_curves.c   curves.csv, confusion_matrix.csv and the plotting script that draws them
 #pragma once
 
 #include <stdbool.h>
@@ -42,6 +43,8 @@ typedef struct TrainerChunk {
     float *step_buffers;  // (buffer_elems) backend memory, owned: the running statistics as the current
                           // step's accumulation began, for a skipped step whose forward passes broke them
 } TrainerChunk;
+
+typedef struct TrainerCurves TrainerCurves;  // trainer_curves.c's state
 
 typedef struct Trainer {
     const ExperimentConfig *cfg;
@@ -88,6 +91,7 @@ typedef struct Trainer {
     double *compute_times;  // the same without the wait for the batch's data
     double *program_times;  // the executor's program alone (no loss all-reduce, no optimizer step)
     bool trace_written;     // <run_dir>/trace.json holds this run's recorded batch
+    TrainerCurves *curves;  // world rank 0, made at the first use; owned
 } Trainer;
 
 typedef struct ValResult {
@@ -155,11 +159,14 @@ bool trainer_open_backend(Trainer *t, Error *err);
 void trainer_use_ema(Trainer *t, bool use);
 // Validation through the pipeline; every rank returns the same fitness.
 bool trainer_validate(Trainer *t, ValResult *res, Error *err);
-void trainer_print_validation(Trainer *t, const ValResult *res);
+// World rank 0 prints "<label> validation:" and the table.
+void trainer_print_validation(Trainer *t, const char *label, const ValResult *res);
 
 // ---- trainer_run_dir.c -------------------------------------------------------------------------------
 
 bool trainer_pick_run_dir(Trainer *t, Error *err);
+// World rank 0 prints what the run directory holds, one line: its files and weights/' checkpoints.
+void trainer_print_run_dir(Trainer *t);
 bool trainer_write_config(Trainer *t, Error *err);
 bool trainer_resume(Trainer *t, Error *err);
 void trainer_write_results_row(Trainer *t, int64_t epoch, double seconds, const ExecutorLoss *train,
@@ -189,3 +196,16 @@ bool trainer_plots_val_batch(const Trainer *t, int64_t b);
 // val_batch<b>_labels.jpg and _pred.jpg: batch with images and targets (or labels), the detections
 // in t->detections (detection) or class_scores (n, nc) logits (classification).
 void trainer_plot_val_batch(Trainer *t, int64_t b, const Batch *batch, const float *class_scores);
+
+// ---- trainer_curves.c --------------------------------------------------------------------------------
+
+// Classification on world rank 0: the top-1 confusion matrix, reset, for trainer_score to fill (owned
+// by the trainer); NULL elsewhere.
+ConfusionMatrix *trainer_curves_classify_matrix(Trainer *t);
+// After the validation's results.csv row, on world rank 0 with output.plots: writes curves.csv
+// (detection) and confusion_matrix.csv, and starts yolopipe_plot.py run in the background (when the
+// previous drawing still runs, this one waits for trainer_curves_finish). Any other rank: nothing.
+void trainer_curves_after_validation(Trainer *t, const ValResult *val);
+// The end of the run: waits for the drawing, and draws once more when a validation was left waiting.
+void trainer_curves_finish(Trainer *t);
+void trainer_curves_destroy(Trainer *t);

@@ -1,10 +1,12 @@
 // The run directory <output.dir>/<name>/: its name, config.yaml, results.csv, the checkpoints under
 // weights/, and --resume from weights/last.
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "framework/core/fsutil.h"
+#include "framework/core/path.h"
 #include "framework/train/trainer_internal.h"
 #include "layers/graph.h"
 
@@ -14,14 +16,42 @@ bool trainer_pick_run_dir(Trainer *t, Error *err) {
     const ExperimentConfig *cfg = t->cfg;
     bool ok = true;
     if (t->lead) {
-        ok = path_format(t->run_dir, sizeof t->run_dir, err, "%s/%s", cfg->output.dir, cfg->name);
-        for (int k = 2; ok && path_exists(t->run_dir); k++)
-            ok = path_format(t->run_dir, sizeof t->run_dir, err, "%s/%s%d", cfg->output.dir, cfg->name, k);
-        ok = ok && fs_mkdir_p(t->run_dir, err);
+        char base[PATH_MAX];
+        ok = path_format(base, sizeof base, err, "%s/%s", cfg->output.dir, cfg->name) &&
+             path_increment(t->run_dir, sizeof t->run_dir, base, err) && fs_mkdir_p(t->run_dir, err);
     }
     if (!trainer_all_ranks_ok(t, ok, err)) return false;
     t->tr->ops->broadcast(t->tr, t->run_dir, sizeof t->run_dir, 0, TRANSPORT_WORLD);
     return true;
+}
+
+// Appends the names in `dir`, sorted and each after `prefix`, to the line on t->out; the top
+// folder's weights/ is listed by its checkpoints. Hidden names (atomic writes in progress) are left out.
+static void print_entries(Trainer *t, const char *dir, const char *prefix, bool *first) {
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort);
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        char child[PATH_MAX];
+        Error err = {0};
+        if (name[0] == '.') {
+        } else if (!*prefix && !strcmp(name, "weights")) {
+            if (path_format(child, sizeof child, &err, "%s/%s", dir, name)) print_entries(t, child, "weights/", first);
+        } else {
+            fprintf(t->out, "%s%s%s", *first ? "" : ", ", prefix, name);
+            *first = false;
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+void trainer_print_run_dir(Trainer *t) {
+    if (!t->lead) return;
+    fprintf(t->out, "run directory %s: ", t->run_dir);
+    bool first = true;
+    print_entries(t, t->run_dir, "", &first);
+    fputc('\n', t->out);
 }
 
 // World rank 0 writes the resolved configuration into a new run directory (the other ranks return true).

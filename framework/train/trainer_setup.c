@@ -175,6 +175,7 @@ bool trainer_setup(Trainer *t, const ExperimentConfig *cfg, const TrainerOptions
 }
 
 void trainer_destroy(Trainer *t) {
+    trainer_curves_destroy(t);
     loader_destroy(t->train_loader);
     detect_decoder_destroy(t->decoder);
     detections_destroy(t->detections);

@@ -203,7 +203,7 @@ static bool trainer_score(Trainer *t, const int64_t *order, const char *all, siz
 // weights, running statistics), the last stages gather their detections at world rank 0, which scores
 // them all. Every rank returns the same fitness.
 bool trainer_validate(Trainer *t, ValResult *res, Error *err) {
-    *res = (ValResult){.classify = {.nc = t->spec->nc}};
+    *res = (ValResult){.classify = {.nc = t->spec->nc, .confusion = trainer_curves_classify_matrix(t)}};
     const DatasetSplit *split = t->splits[DATASET_SPLIT_VAL];
     if (!t->val_ready) {
         t->val_ready = true;
@@ -249,8 +249,9 @@ bool trainer_validate(Trainer *t, ValResult *res, Error *err) {
     return ok;
 }
 
-void trainer_print_validation(Trainer *t, const ValResult *res) {
+void trainer_print_validation(Trainer *t, const char *label, const ValResult *res) {
     if (!t->lead) return;
+    fprintf(t->out, "%s validation:\n", label);
     if (t->classify) classify_metrics_print(&res->classify, t->out);
     else detect_summary_print(res->detect, (const char *const *)t->dataset->names, t->out);
 }

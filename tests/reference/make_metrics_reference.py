@@ -113,29 +113,40 @@ def detect_inference(raw):
         return head._inference({"boxes": x[:, : 4 * REG_MAX], "scores": x[:, 4 * REG_MAX :], "feats": feats})
 
 
-def detection_validation(f, pred, targets, save_dir):
-    """Runs DetectionValidator's postprocess, update_metrics and get_stats batch by batch."""
+def detection_validator(save_dir, nc):
+    """A DetectionValidator set up as its training-time validation is, without a model or a dataloader."""
     v = DetectionValidator(save_dir=Path(save_dir), args=dict(plots=False, conf=0.001))
     v.device = torch.device("cpu")
-    v.names = {c: f"class{c}" for c in range(NC)}
-    v.nc, v.seen, v.jdict, v.end2end = NC, 0, [], False
+    v.names = {c: f"class{c}" for c in range(nc)}
+    v.nc, v.seen, v.jdict, v.end2end = nc, 0, [], False
     v.is_custom_json, v.build_gdict = False, False
     v.metrics.names = v.names
     v.metrics.clear_stats()
     v.metrics.clear_image_metrics()
+    return v
+
+
+def validation_batch(targets, first, n, img_h, img_w):
+    """Images first .. first + n - 1 as a validation batch: their targets (image, class, cx, cy, w, h)."""
+    sel = (targets[:, 0] >= first) & (targets[:, 0] < first + n)
+    t = torch.from_numpy(targets[sel])
+    return {
+        "img": torch.zeros(n, 3, img_h, img_w),
+        "batch_idx": t[:, 0] - first,
+        "cls": t[:, 1:2],
+        "bboxes": t[:, 2:6],
+        "ori_shape": [(img_h, img_w)] * n,
+        "ratio_pad": [((1.0, 1.0), (0.0, 0.0))] * n,
+        "im_file": [f"im{first + k}.jpg" for k in range(n)],
+    }
+
+
+def detection_validation(f, pred, targets, save_dir):
+    """Runs DetectionValidator's postprocess, update_metrics and get_stats batch by batch."""
+    v = detection_validator(save_dir, NC)
     tps, first = [], 0
     for n in BATCHES:
-        sel = (targets[:, 0] >= first) & (targets[:, 0] < first + n)
-        t = torch.from_numpy(targets[sel])
-        batch = {
-            "img": torch.zeros(n, 3, IMG_H, IMG_W),
-            "batch_idx": t[:, 0] - first,
-            "cls": t[:, 1:2],
-            "bboxes": t[:, 2:6],
-            "ori_shape": [(IMG_H, IMG_W)] * n,
-            "ratio_pad": [((1.0, 1.0), (0.0, 0.0))] * n,
-            "im_file": [f"im{first + k}.jpg" for k in range(n)],
-        }
+        batch = validation_batch(targets, first, n, IMG_H, IMG_W)
         preds = v.postprocess(pred[first : first + n])
         for si, p in enumerate(preds):
             tps.append(v._process_batch(p, v._prepare_batch(si, batch))["tp"])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# experiments/plot_study.py on fabricated points.csv files: each study draws exactly the figures its
+# `experiments/yolopipe_plot.py study` on fabricated points.csv files: each study draws exactly the figures its
 # columns allow (valid PNG files), non-ok rows are left out and counted, a one-point study and a study
 # with no ok point still succeed, and bad input is one line with exit code 2. Skipped (77) when
 # Debian's python has no matplotlib. Set PLOT_STUDY_KEEP=DIR to keep the fabricated studies there.
@@ -7,7 +7,7 @@
 set -euo pipefail
 root=$1
 python=${PLOT_STUDY_PYTHON:-/usr/bin/python3}  # Debian's, with matplotlib
-script=$root/experiments/plot_study.py
+script=$root/experiments/yolopipe_plot.py
 if ! "$python" -c 'import matplotlib' 2> /dev/null; then
   echo "skipped: $python has no matplotlib (apt-get install python3-matplotlib)"
   exit 77
@@ -121,7 +121,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 # PNG file; the output is in $tmp/$1.out.
 expect_figures() {
   local study=$1 expected=$2 rc=0
-  "$python" "$script" "$tmp/$study/points.csv" > "$tmp/$study.out" 2>&1 || rc=$?
+  "$python" "$script" study "$tmp/$study/points.csv" > "$tmp/$study.out" 2>&1 || rc=$?
   [[ $rc == 0 ]] || fail "$study: exit $rc: $(cat "$tmp/$study.out")"
   local got
   got=$(cd "$tmp/$study" && ls -- *.png 2> /dev/null | sort | tr '\n' ' ' | sed 's/ $//') || true
@@ -152,7 +152,7 @@ expect_figures all-failed ""
 grep -qxF "skipped scaling.png: no ok point" "$tmp/all-failed.out" || fail "all-failed: no skip line"
 
 # --out and --title: the figures go to another folder, created when missing.
-"$python" "$script" "$tmp/input-size/points.csv" --out "$tmp/elsewhere/figs" --title "input sizes" > /dev/null
+"$python" "$script" study "$tmp/input-size/points.csv" --out "$tmp/elsewhere/figs" --title "input sizes" > /dev/null
 [[ -s $tmp/elsewhere/figs/input_size.png ]] || fail "--out: no input_size.png in $tmp/elsewhere/figs"
 
 # A last line cut short by a killed study is left out with a note; the rows before it are drawn.
@@ -164,7 +164,7 @@ grep -q "left out the last line, written only in part" "$tmp/cut.out" || fail "c
 # Bad input: one line on stderr, exit code 2.
 expect_error() {
   local csv=$1 expected=$2 rc=0
-  "$python" "$script" "$csv" --out "$tmp/bad-out" > "$tmp/bad.stdout" 2> "$tmp/bad.err" || rc=$?
+  "$python" "$script" study "$csv" --out "$tmp/bad-out" > "$tmp/bad.stdout" 2> "$tmp/bad.err" || rc=$?
   [[ $rc == 2 ]] || fail "$csv: exit $rc, expected 2; stderr: $(cat "$tmp/bad.err")"
   [[ $(wc -l < "$tmp/bad.err") == 1 ]] || fail "$csv: not one line: $(cat "$tmp/bad.err")"
   grep -qF -- "$expected" "$tmp/bad.err" || fail "$csv: expected '$expected', got: $(cat "$tmp/bad.err")"
@@ -184,8 +184,8 @@ expect_error "$tmp/broken/points.csv" "$tmp/broken/points.csv:3:1: 3 fields, the
 expect_error "$tmp/broken/points.csv" "$tmp/broken/points.csv:1:1: empty file"
 [[ ! -e $tmp/bad-out ]] || fail "bad input created the --out folder"
 rc=0
-"$python" "$script" > /dev/null 2> "$tmp/bad.err" || rc=$?
-[[ $rc == 2 ]] && grep -q "^plot_study.py: .*(see plot_study.py --help)$" "$tmp/bad.err" \
+"$python" "$script" study > /dev/null 2> "$tmp/bad.err" || rc=$?
+[[ $rc == 2 ]] && grep -q "^yolopipe_plot.py: .*(see yolopipe_plot.py study --help)$" "$tmp/bad.err" \
   || fail "no argument: exit $rc: $(cat "$tmp/bad.err")"
 
 echo "plot_study: all checks passed"

@@ -145,7 +145,7 @@ static void test_letterbox(void **state) {
     Image src, out;
     image_alloc(&src, 50, 30);
     fill(&src, 200, 10, 60);
-    augment_letterbox_image(&src, &lb, &out);
+    augment_letterbox_image(&src, &lb, false, &out);
     assert_int_equal(out.width, 64);
     assert_int_equal(out.height, 64);
     assert_int_equal(pixel(&out, 5, 12)[0], 114);  // above the image
