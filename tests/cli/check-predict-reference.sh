@@ -10,6 +10,7 @@
 # Weights: YOLOPIPE_PREDICT_RUN (a run directory, e.g. runs/default after training) when set, else a
 # one-epoch YOLOv8n run on 16 generated images, whose scores all sit near the initial class prior:
 # --conf 0.002 (YOLOPIPE_PREDICT_CONF overrides) keeps a few boxes on every image, photos included.
+# YOLOPIPE_PREDICT_IMGSZ overrides the input size (160).
 # Skipped (77) without Ultralytics in ${YOLOPIPE_REFERENCE_PYTHON:-python3}.
 # Usage: check-predict-reference.sh SOURCE_ROOT YOLOPIPE
 set -euo pipefail
@@ -23,7 +24,7 @@ assets=$("$py" -c 'import os, ultralytics; print(os.path.join(os.path.dirname(ul
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-conf=${YOLOPIPE_PREDICT_CONF:-0.002}
+conf=${YOLOPIPE_PREDICT_CONF:-0.002} imgsz=${YOLOPIPE_PREDICT_IMGSZ:-160}
 run=${YOLOPIPE_PREDICT_RUN:+$(realpath "$YOLOPIPE_PREDICT_RUN")}
 cd "$tmp"
 if [[ -z $run ]]; then
@@ -47,8 +48,8 @@ fi
 images=("$val"/*.png)
 images=("${images[@]:0:8}" "$assets/bus.jpg" "$assets/zidane.jpg")
 "$yolopipe" export "$run" --out m.safetensors > /dev/null || fail "export"
-"$yolopipe" predict m.safetensors "${images[@]}" --imgsz 160 --conf "$conf" --out ours > ours.out 2>&1 ||
+"$yolopipe" predict m.safetensors "${images[@]}" --imgsz "$imgsz" --conf "$conf" --out ours > ours.out 2>&1 ||
   fail "predict: $(tail -3 ours.out)"
-"$py" "$root/tests/reference/ultralytics_predict.py" m.safetensors "${images[@]}" --imgsz 160 --conf "$conf" \
+"$py" "$root/tests/reference/ultralytics_predict.py" m.safetensors "${images[@]}" --imgsz "$imgsz" --conf "$conf" \
   > ref.json 2> ref.err || fail "Ultralytics: $(tail -3 ref.err)"
 "$py" "$root/tests/reference/compare_predictions.py" ours/predictions.json ref.json

@@ -21,6 +21,8 @@ limit=${README_COMMAND_LIMIT:-120}  # seconds per command
 (cd "$root" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) |
     tar -C "$tmp" -xf - 2>/dev/null
 mkdir -p "$tmp/build" && ln -s "$yolopipe" "$tmp/build/yolopipe"
+# and the plotting script with its modules, which meson copies beside the binary
+for f in "$(dirname "$yolopipe")"/*.py; do [[ -f $f ]] && ln -s "$f" "$tmp/build/$(basename "$f")"; done
 # The synthetic datasets the clone has generated already (read only by the commands), else the first
 # command that needs one generates it.
 for d in "$root"/data/*/; do
