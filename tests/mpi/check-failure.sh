@@ -97,13 +97,20 @@ OMP_NUM_THREADS=1 "$yolopipe" train "${exp[@]}" --set train.max_steps=1 > "$tmp/
 # Runs the validation with world rank $1 stopped a second after setup (the "pipeline:" line).
 val_with_stopped_rank() {
   local stopped=$1 start=$SECONDS pid=
+  # The training's log must not be mistaken for this run's: the background job truncates "$tmp/out"
+  # only once it is scheduled, which under load comes after the first look for "pipeline:".
+  rm -f "$tmp/out"
   "$mpirun_sh" 2 "$yolopipe" val "${exp[@]}" --set parallel.stages=2 --weights "$tmp/runs/$name/weights/last" \
     > "$tmp/out" 2>&1 &
   job=$!
-  for _ in $(seq 600); do grep -q '^pipeline:' "$tmp/out" && break; sleep 0.1; done
+  for _ in $(seq 600); do grep -qs '^pipeline:' "$tmp/out" && break; sleep 0.1; done
   sleep 1
-  for p in $(pgrep -f -- "--set name=$name"); do
-    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$stopped" && pid=$p
+  for _ in $(seq 100); do
+    for p in $(pgrep -f -- "--set name=$name"); do
+      tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$stopped" && pid=$p
+    done
+    [[ -n $pid ]] && break
+    sleep 0.1
   done
   [[ -n $pid ]] || fail "val: world rank $stopped not found"
   kill -STOP "$pid"

@@ -25,8 +25,10 @@ grep -q "$(printf '\r')" pipe.log && fail "the mpirun log has carriage returns (
 [ "$(grep -c '^epoch 30/30  step' pipe.log)" = 4 ] || fail "the epoch of 4 steps logged $(grep -c '^epoch 30/30  step' pipe.log) progress lines, not 4"
 grep -q "/runs/v/weights/best (best, epoch [0-9]*/30) validation:$" pipe.log || fail "no validation of weights/best labelled with its epoch"
 grep -q "^done: 30 epochs, 120 optimizer steps in .* s; best epoch [0-9]*: P .*, R .*, mAP50 .*, mAP50-95 " pipe.log || fail "no summary line"
-grep -q "^run directory .*/runs/v: config.yaml, measured.json, profile.csv, results.csv, weights/best, weights/last$" pipe.log ||
-    fail "the summary does not list the run directory"
+listing=$(grep "^run directory .*/runs/v: " pipe.log)
+for f in config.yaml measured.json profile.csv results.csv labels.jpg train_batch0.jpg val_batch0_pred.jpg weights/best weights/last; do
+    [[ ", ${listing#*: }," == *", $f,"* ]] || fail "the summary's run directory line does not list $f: '$listing'"
+done
 
 "$yolopipe" val "$src/tests/mpi/tiny.yaml" "${common[@]}" "${run[@]}" "${layout[@]}" --weights runs/v/weights/last \
     >val.log 2>&1 || { fail "val without mpirun: exit $?"; cat val.log; }
