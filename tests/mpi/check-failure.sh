@@ -97,9 +97,7 @@ OMP_NUM_THREADS=1 "$yolopipe" train "${exp[@]}" --set train.max_steps=1 > "$tmp/
 # Runs the validation with world rank $1 stopped a second after setup (the "pipeline:" line).
 val_with_stopped_rank() {
   local stopped=$1 start=$SECONDS pid=
-  # The training's log must not be mistaken for this run's: the background job truncates "$tmp/out"
-  # only once it is scheduled, which under load comes after the first look for "pipeline:".
-  rm -f "$tmp/out"
+  rm -f "$tmp/out"  # the previous run's log must not be mistaken for this one's
   "$mpirun_sh" 2 "$yolopipe" val "${exp[@]}" --set parallel.stages=2 --weights "$tmp/runs/$name/weights/last" \
     > "$tmp/out" 2>&1 &
   job=$!
@@ -107,7 +105,9 @@ val_with_stopped_rank() {
   sleep 1
   for _ in $(seq 100); do
     for p in $(pgrep -f -- "--set name=$name"); do
-      tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$stopped" && pid=$p
+      # grep reads the whole environment (no -q): under pipefail, tr killed by SIGPIPE after an early
+      # match would fail the pipeline and the rank would go unseen.
+      tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -x "OMPI_COMM_WORLD_RANK=$stopped" > /dev/null && pid=$p
     done
     [[ -n $pid ]] && break
     sleep 0.1
