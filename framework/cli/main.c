@@ -47,15 +47,20 @@ static const CliCommand *command_find(const char *name) {
 static void print_commands(FILE *f) {
     fprintf(f, "yolopipe %s: pipeline- and data-parallel training for YOLO networks\n\n", YP_VERSION);
     fprintf(f, "usage: yolopipe COMMAND [ARGUMENTS] [OPTIONS]\n       yolopipe --version\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+    enum { N_COMMANDS = sizeof commands / sizeof *commands };
+    char synopses[N_COMMANDS][64];
+    int width = 0;  // the longest synopsis: every summary starts in the same column
+    for (size_t i = 0; i < N_COMMANDS; i++) {
         const CliCommand *c = commands[i];
-        char synopsis[64];
-        int used = snprintf(synopsis, sizeof synopsis, "%s", c->name);
-        for (int k = 0; k < c->n_positionals && used > 0 && (size_t)used < sizeof synopsis; k++)
-            used += snprintf(synopsis + used, sizeof synopsis - (size_t)used, c->positionals[k].optional ? " [%s]%s" : " %s%s",
+        char *synopsis = synopses[i];
+        int used = snprintf(synopsis, sizeof synopses[i], "%s", c->name);
+        for (int k = 0; k < c->n_positionals && used > 0 && (size_t)used < sizeof synopses[i]; k++)
+            used += snprintf(synopsis + used, sizeof synopses[i] - (size_t)used, c->positionals[k].optional ? " [%s]%s" : " %s%s",
                              c->positionals[k].metavar, c->positionals[k].repeated ? "..." : "");
-        fprintf(f, "  %-20s %s\n", synopsis, c->summary);
+        int len = (int)strlen(synopsis);
+        if (len > width) width = len;
     }
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-*s  %s\n", width, synopses[i], commands[i]->summary);
     fprintf(f, "\n`yolopipe help COMMAND` or `yolopipe COMMAND --help` shows a command's options.\n");
 }
 
