@@ -166,7 +166,8 @@ run_yolopipe() {  # model precision
         n=${BASH_REMATCH[2]}
         local batch_ms=${BASH_REMATCH[1]}
         [[ $(grep 'measured compute time:' "$log") =~ $compute_re ]] && median=${BASH_REMATCH[1]} ips=${BASH_REMATCH[2]}
-        run_dir=$(sed -n 's/^run directory //p' "$log")
+        # "run directory DIR" or "run directory DIR: file, file, ..." (the files it holds).
+        run_dir=$(sed -n 's/^run directory //; T; s/: [^:]*$//; p; q' "$log")
         layers=$(awk -F, 'NR > 1 { s += $3 + $4 } END { if (NR > 1) printf "%.1f", 1e3 * s }' "$run_dir/profile.csv")
         [[ -n $profiles ]] && cp "$run_dir/profile.csv" "$profiles/yolopipe-$family$m-$p.csv"
         note=": its layers' forward + backward take $layers of the $median ms step; $batch_ms ms per batch with the waits for data"
