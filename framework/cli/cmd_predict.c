@@ -172,10 +172,7 @@ static void predict_image(PredictModel *m, const Image *im, const Letterbox *lb,
     graph_forward(g, false);
     Layer *out = graph_output(g);
     be->ops->download_activation(be, raw, out->out.data, (size_t)tensor_elems(&out->out));
-    DetectLevelSize levels[8];
-    for (int i = 0; i < g->n_strides; i++)
-        levels[i] = (DetectLevelSize){.h = lb->out_h / g->strides[i], .w = lb->out_w / g->strides[i], .stride = g->strides[i]};
-    DetectDecoder *dec = detect_decoder_create(levels, g->n_strides, m->nc, g->reg_max);
+    DetectDecoder *dec = detect_decoder_for_graph(g, lb->out_h, lb->out_w, m->nc);
     det->n_images = 1;
     detect_decoder_nms(dec, raw, 1, nms, det);
     detect_decoder_destroy(dec);

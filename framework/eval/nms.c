@@ -324,6 +324,14 @@ DetectDecoder *detect_decoder_create(const DetectLevelSize *levels, int n_levels
     return dec;
 }
 
+DetectDecoder *detect_decoder_for_graph(const Graph *g, int64_t h, int64_t w, int64_t nc) {
+    DetectLevelSize levels[sizeof g->strides / sizeof g->strides[0]];
+    YP_CHECK(g->n_strides > 0 && g->n_strides <= (int)(sizeof levels / sizeof levels[0]));
+    for (int i = 0; i < g->n_strides; i++)
+        levels[i] = (DetectLevelSize){.h = h / g->strides[i], .w = w / g->strides[i], .stride = g->strides[i]};
+    return detect_decoder_create(levels, g->n_strides, nc, g->reg_max);
+}
+
 void detect_decoder_destroy(DetectDecoder *dec) {
     if (!dec) return;
     free(dec->anchor_xy);

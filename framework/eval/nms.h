@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "layers/graph.h"
+
 typedef struct NmsConfig {
     float conf;        // keep class scores > conf
     double iou;        // suppress a box whose IoU with a kept box of its class is > iou
@@ -57,6 +59,9 @@ typedef struct DetectDecoder DetectDecoder;
 
 // levels: n_levels sizes (copied). The caller owns the result (detect_decoder_destroy).
 DetectDecoder *detect_decoder_create(const DetectLevelSize *levels, int n_levels, int64_t nc, int64_t reg_max);
+
+// The decoder of graph g's Detect head at an input of h x w pixels (multiples of its largest stride).
+DetectDecoder *detect_decoder_for_graph(const Graph *g, int64_t h, int64_t w, int64_t nc);
 void detect_decoder_destroy(DetectDecoder *dec);
 int64_t detect_decoder_anchors(const DetectDecoder *dec);
 

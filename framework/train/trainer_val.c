@@ -4,7 +4,6 @@
 
 #include "framework/train/trainer_internal.h"
 #include "layers/graph.h"
-#include "layers/loss.h"
 
 // ---- the validation record ---------------------------------------------------------------------------
 //
@@ -211,11 +210,7 @@ bool trainer_validate(Trainer *t, ValResult *res, Error *err) {
         if (executor_loads_targets(t->ex))
             t->val_out = yp_malloc((size_t)(t->micro * executor_output_elems(t->ex, side)) * sizeof(float));
         if (!t->classify) {
-            const Graph *g = t->ep.graph;
-            DetectLevelSize levels[DETECT_LOSS_MAX_LEVELS];
-            for (int i = 0; i < g->n_strides; i++)
-                levels[i] = (DetectLevelSize){.h = side / g->strides[i], .w = side / g->strides[i], .stride = g->strides[i]};
-            t->decoder = detect_decoder_create(levels, g->n_strides, t->spec->nc, g->reg_max);
+            t->decoder = detect_decoder_for_graph(t->ep.graph, side, side, t->spec->nc);
             t->detections = detections_create(t->micro, t->cfg->val.max_det);
             t->metrics = detect_metrics_create(t->spec->nc);
         }
