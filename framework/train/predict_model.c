@@ -12,6 +12,7 @@
 #include "framework/core/safetensors.h"
 #include "framework/core/yaml_doc.h"
 #include "framework/train/checkpoint.h"
+#include "framework/train/trainer.h"
 #include "kernels/cpu/cpu_backend.h"
 #if YP_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
@@ -90,14 +91,8 @@ static bool meta_names(const SafetensorsFile *f, int64_t nc, char ***names, Erro
 }
 
 static bool open_backend(PredictDevice device, FILE *out, Backend **be, Error *err) {
-#if YP_HAVE_CUDA
-    int gpus = cuda_device_count();
-#else
-    int gpus = 0;
-#endif
-    if (device == PREDICT_DEVICE_CUDA && gpus == 0)
-        return error_set(err, "--device cuda, but %s", YP_HAVE_CUDA ? "this machine has no usable CUDA device"
-                                                                    : "this yolopipe was built without CUDA (no CUDA toolkit was found)");
+    int gpus = trainer_gpu_count();
+    if (device == PREDICT_DEVICE_CUDA && gpus == 0) return error_set(err, "--device cuda, but %s", trainer_no_gpu_reason());
     if (device == PREDICT_DEVICE_CPU || gpus == 0) {
         fprintf(out, "device: cpu, fp32\n");
         *be = cpu_backend_create(DTYPE_F32);

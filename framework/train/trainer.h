@@ -39,3 +39,8 @@ typedef struct TrainerOptimizerChoice {
 } TrainerOptimizerChoice;
 
 TrainerOptimizerChoice trainer_optimizer_choice(const ExperimentConfig *cfg, int64_t n_train_images, int64_t nc);
+
+// The GPUs this process can use (none in a build without CUDA), and why a CUDA backend cannot be
+// had when there are none; shared by training's device.backend and predict's --device.
+int trainer_gpu_count(void);
+const char *trainer_no_gpu_reason(void);

@@ -16,13 +16,16 @@
 #include "framework/runtime/transport_nccl.h"
 #endif
 
-// The GPUs this process can use (none in a build without CUDA).
-static int trainer_gpu_count(void) {
+int trainer_gpu_count(void) {
 #if YP_HAVE_CUDA
     return cuda_device_count();
 #else
     return 0;
 #endif
+}
+
+const char *trainer_no_gpu_reason(void) {
+    return YP_HAVE_CUDA ? "this machine has no usable CUDA device" : "this yolopipe was built without CUDA (no CUDA toolkit was found)";
 }
 
 #if YP_HAVE_CUDA
@@ -65,9 +68,7 @@ bool trainer_open_backend(Trainer *t, Error *err) {
     int gpus = trainer_gpu_count();
     bool cuda = cfg->device.backend == CONFIG_BACKEND_CUDA || (cfg->device.backend == CONFIG_BACKEND_AUTO && gpus > 0);
     if (cuda && gpus == 0)
-        return config_error_at(cfg, "device.backend", err, "device.backend: cuda, but %s",
-                               YP_HAVE_CUDA ? "this machine has no usable CUDA device"
-                                            : "this yolopipe was built without CUDA (no CUDA toolkit was found)");
+        return config_error_at(cfg, "device.backend", err, "device.backend: cuda, but %s", trainer_no_gpu_reason());
     ConfigPrecision precision = cfg->device.precision;
     if (precision == CONFIG_PRECISION_TF32 && !cuda)
         return config_error_at(cfg, "device.precision", err, "device.precision: tf32 needs the CUDA backend");
