@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config meson ninja-build python3
   libyaml-dev libopenblas-dev libcmocka-dev
+  libdnnl-dev                   # oneDNN: the CPU backend's convolutions (kernels/cpu/cpu_conv.c)
   libopenmpi-dev openmpi-bin
   libpng-dev libjpeg62-turbo-dev
   libcairo2-dev fontconfig fonts-dejavu-core  # boxes and text on the run's pictures (framework/eval/draw.c): cairo finds DejaVu Sans through fontconfig
