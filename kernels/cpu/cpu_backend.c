@@ -71,6 +71,7 @@ void cpu_synchronize(Backend *be) { (void)be; }
 
 void cpu_destroy(Backend *be) {
     CpuContext *ctx = be->ctx;
+    cpu_conv_cache_destroy(ctx->conv);
     free(ctx->workspace);
     free(ctx->act_scratch);
     free(ctx->weight_scratch);
@@ -120,6 +121,8 @@ Backend *cpu_backend_create(DType act) {
     be->name = "cpu";
     be->act = act;
     be->host_memory = true;
-    be->ctx = yp_calloc(1, sizeof(CpuContext));
+    CpuContext *ctx = yp_calloc(1, sizeof(CpuContext));
+    ctx->conv = cpu_conv_cache_create();
+    be->ctx = ctx;
     return be;
 }

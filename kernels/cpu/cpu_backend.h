@@ -1,4 +1,5 @@
-// The CPU backend: C kernels with OpenBLAS GEMMs and OpenMP loops (NCHW, computing in float32).
+// The CPU backend: C kernels with oneDNN convolutions, OpenBLAS GEMMs and OpenMP loops (NCHW,
+// computing in float32).
 #pragma once
 
 #include "kernels/backend.h"

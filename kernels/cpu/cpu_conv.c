@@ -1,17 +1,87 @@
-// Convolution as GEMM, one image at a time. im2col unrolls the image into a matrix col
-// (C_in * KH * KW, H_out * W_out) in the backend's workspace; then for each group g
-//   forward          Y_g  = W_g · col_g                 W_g (C_out/G, C_in/G * KH * KW)
-//   backward data    col_g = W_g^T · dY_g, then col2im adds col onto dX
-//   backward filter  dW_g += dY_g · col_g^T
-// A 1x1 convolution with stride 1 and no padding has col == X, so it skips im2col and the workspace.
+// Convolutions on oneDNN's C API (dnnl.h), float32, plain NCHW activations and OIHW (GOIHW with
+// groups) weights: the backend's layout, so no reorders.
+//
+// Every distinct ConvDesc gets one cache entry holding its three primitives (forward, backward data,
+// backward weights) and their memory objects. Layers ask conv_workspace_bytes for each convolution
+// when they are created; that is where the entry is made. A shape first seen inside a step (a
+// smaller last batch, a multi-scale size: always at most the built size) gets its entry on first use,
+// once, and must fit the workspace reserved for the built size.
+//
+// oneDNN's primitives overwrite their outputs; the slots' "+=" outputs and the bias are this file's:
+//   forward          y = conv(x, w), then y += bias (channel_bias_forward)
+//   backward data    tmp = conv_bwd_data(dy, w), then dx += tmp
+//   backward filter  tmp = conv_bwd_weights(x, dy), then dw += tmp; dbias += Σ dy (channel_bias_backward)
+// The bias stays out of the primitives because a ConvDesc does not say whether the layer has one.
+//
+// Workspace layout of one entry (the same for every pass, so conv_workspace_bytes is their maximum):
+// [0, tmp) the float32 temporary (x's or w's size, whichever is larger), then oneDNN's scratchpad
+// (dnnl_scratchpad_mode_user), the largest of the three primitives'.
+#include <stdlib.h>
 #include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
 
 #include "framework/core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
 
-// Dilation is irrelevant with a 1x1 kernel: there is only one tap.
-static bool cpu_conv_is_pointwise(const ConvDesc *d) {
-    return d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
+#define DNNL_CHECK(expr)                                                                              \
+    do {                                                                                              \
+        dnnl_status_t dnnl_check_status_ = (expr);                                                    \
+        if (dnnl_check_status_ != dnnl_success)                                                       \
+            yp_fatal("%s:%d: %s failed: oneDNN status %d", __FILE__, __LINE__, #expr,                 \
+                     (int)dnnl_check_status_);                                                        \
+    } while (0)
+
+// The passes of one convolution, indexing an entry's primitives.
+typedef enum CpuConvPass {
+    CPU_CONV_PASS_FORWARD,
+    CPU_CONV_PASS_BACKWARD_DATA,
+    CPU_CONV_PASS_BACKWARD_WEIGHTS,
+    CPU_CONV_PASS_COUNT
+} CpuConvPass;
+
+// The memory objects an entry's primitives read and write; their data handles are set per call.
+typedef enum CpuConvArg { CPU_CONV_ARG_X, CPU_CONV_ARG_W, CPU_CONV_ARG_Y, CPU_CONV_ARG_SCRATCH, CPU_CONV_ARG_COUNT } CpuConvArg;
+
+typedef struct CpuConvEntry {
+    ConvDesc desc;
+    dnnl_primitive_t prim[CPU_CONV_PASS_COUNT];  // owned
+    // x/dx, w/dw, y/dy share their descriptors across passes; one scratchpad memory per pass (the
+    // primitives' scratchpad descriptors differ).
+    dnnl_memory_t mem[CPU_CONV_ARG_SCRATCH];      // owned
+    dnnl_memory_t scratch[CPU_CONV_PASS_COUNT];   // owned
+    size_t tmp_bytes;        // the temporary at the start of the workspace, rounded to a cache line
+    size_t workspace_bytes;  // tmp_bytes + the largest scratchpad
+} CpuConvEntry;
+
+struct CpuConvCache {
+    dnnl_engine_t engine;  // owned; the CPU engine every primitive runs on
+    dnnl_stream_t stream;  // owned; in-order, blocking on the CPU runtime
+    CpuConvEntry *entries;  // owned; a model has a few hundred shapes at most, so a scan is cheap
+    int count, capacity;
+};
+
+CpuConvCache *cpu_conv_cache_create(void) {
+    CpuConvCache *cache = yp_calloc(1, sizeof *cache);
+    DNNL_CHECK(dnnl_engine_create(&cache->engine, dnnl_cpu, 0));
+    DNNL_CHECK(dnnl_stream_create(&cache->stream, cache->engine, dnnl_stream_default_flags));
+    return cache;
+}
+
+void cpu_conv_cache_destroy(CpuConvCache *cache) {
+    if (!cache) return;
+    for (int i = 0; i < cache->count; i++) {
+        CpuConvEntry *e = &cache->entries[i];
+        for (int p = 0; p < CPU_CONV_PASS_COUNT; p++) {
+            dnnl_primitive_destroy(e->prim[p]);
+            dnnl_memory_destroy(e->scratch[p]);
+        }
+        for (int a = 0; a < CPU_CONV_ARG_SCRATCH; a++) dnnl_memory_destroy(e->mem[a]);
+    }
+    free(cache->entries);
+    dnnl_stream_destroy(cache->stream);
+    dnnl_engine_destroy(cache->engine);
+    free(cache);
 }
 
 static int64_t cpu_conv_out_size(int64_t in, int64_t k, const ConvDesc *d) {
@@ -26,163 +96,149 @@ static void cpu_conv_check(const ConvDesc *d) {
     YP_CHECK(d->w_out > 0 && d->w_out == cpu_conv_out_size(d->w_in, d->kw, d));
 }
 
-// Rows of col: C_in * KH * KW; its columns are the H_out * W_out output positions.
-static int64_t cpu_conv_col_rows(const ConvDesc *d) { return d->c_in * d->kh * d->kw; }
+// ConvDesc is all int64_t, so memcmp compares exactly its fields.
+static bool cpu_conv_desc_equal(const ConvDesc *a, const ConvDesc *b) { return !memcmp(a, b, sizeof *a); }
+
+// The three memory descriptors of d in the backend's layout.
+static void cpu_conv_memory_descs(const ConvDesc *d, dnnl_memory_desc_t *x, dnnl_memory_desc_t *w,
+                                  dnnl_memory_desc_t *y) {
+    const dnnl_dims_t x_dims = {d->n, d->c_in, d->h_in, d->w_in};
+    const dnnl_dims_t y_dims = {d->n, d->c_out, d->h_out, d->w_out};
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(x, 4, x_dims, dnnl_f32, dnnl_nchw));
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(y, 4, y_dims, dnnl_f32, dnnl_nchw));
+    if (d->groups == 1) {
+        const dnnl_dims_t w_dims = {d->c_out, d->c_in, d->kh, d->kw};
+        DNNL_CHECK(dnnl_memory_desc_init_by_tag(w, 4, w_dims, dnnl_f32, dnnl_oihw));
+    } else {
+        // (G, C_out / G, C_in / G, KH, KW): the same bytes as (C_out, C_in / G, KH, KW).
+        const dnnl_dims_t w_dims = {d->groups, d->c_out / d->groups, d->c_in / d->groups, d->kh, d->kw};
+        DNNL_CHECK(dnnl_memory_desc_init_by_tag(w, 5, w_dims, dnnl_f32, dnnl_goihw));
+    }
+}
+
+// Makes the primitive of one pass from its operation descriptor (hint: the forward primitive
+// descriptor that the backward passes need), its scratchpad memory, and returns the scratchpad's
+// size.
+static size_t cpu_conv_make_pass(CpuConvCache *cache, CpuConvEntry *e, CpuConvPass pass,
+                                 const dnnl_convolution_desc_t *op, const_dnnl_primitive_attr_t attr,
+                                 const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd_out) {
+    dnnl_primitive_desc_t pd;
+    DNNL_CHECK(dnnl_primitive_desc_create(&pd, op, attr, cache->engine, hint));
+    DNNL_CHECK(dnnl_primitive_create(&e->prim[pass], pd));
+    const dnnl_memory_desc_t *scratch_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    YP_CHECK(scratch_md);
+    DNNL_CHECK(dnnl_memory_create(&e->scratch[pass], scratch_md, cache->engine, DNNL_MEMORY_NONE));
+    const size_t n_bytes = dnnl_memory_desc_get_size(scratch_md);
+    if (pd_out) *pd_out = pd;
+    else DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
+    return n_bytes;
+}
+
+// Fills e's primitives and memory objects for d (n > 0).
+static void cpu_conv_entry_make(CpuConvCache *cache, CpuConvEntry *e, const ConvDesc *d) {
+    memset(e, 0, sizeof *e);
+    e->desc = *d;
+    dnnl_memory_desc_t x_md, w_md, y_md;
+    cpu_conv_memory_descs(d, &x_md, &w_md, &y_md);
+    const dnnl_memory_desc_t *mds[CPU_CONV_ARG_SCRATCH] = {&x_md, &w_md, &y_md};
+    for (int a = 0; a < CPU_CONV_ARG_SCRATCH; a++)
+        DNNL_CHECK(dnnl_memory_create(&e->mem[a], mds[a], cache->engine, DNNL_MEMORY_NONE));
+
+    // oneDNN counts dilation from 0 (PyTorch's 1 is its 0); padding is symmetric.
+    const dnnl_dims_t strides = {d->stride, d->stride}, dilates = {d->dilation - 1, d->dilation - 1};
+    const dnnl_dims_t pad = {d->pad, d->pad};
+    dnnl_primitive_attr_t attr;
+    DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+    DNNL_CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+
+    dnnl_convolution_desc_t fwd, bwd_data, bwd_weights;
+    DNNL_CHECK(dnnl_dilated_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct,
+                                                          &x_md, &w_md, NULL, &y_md, strides, dilates, pad, pad));
+    DNNL_CHECK(dnnl_dilated_convolution_backward_data_desc_init(&bwd_data, dnnl_convolution_direct, &x_md, &w_md,
+                                                                &y_md, strides, dilates, pad, pad));
+    DNNL_CHECK(dnnl_dilated_convolution_backward_weights_desc_init(&bwd_weights, dnnl_convolution_direct, &x_md,
+                                                                   &w_md, NULL, &y_md, strides, dilates, pad, pad));
+    dnnl_primitive_desc_t fwd_pd;
+    size_t scratch = cpu_conv_make_pass(cache, e, CPU_CONV_PASS_FORWARD, &fwd, attr, NULL, &fwd_pd);
+    size_t data = cpu_conv_make_pass(cache, e, CPU_CONV_PASS_BACKWARD_DATA, &bwd_data, attr, fwd_pd, NULL);
+    size_t weights = cpu_conv_make_pass(cache, e, CPU_CONV_PASS_BACKWARD_WEIGHTS, &bwd_weights, attr, fwd_pd, NULL);
+    DNNL_CHECK(dnnl_primitive_desc_destroy(fwd_pd));
+    DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
+    if (data > scratch) scratch = data;
+    if (weights > scratch) scratch = weights;
+
+    const size_t x_elems = conv_desc_x_elems(d), w_elems = conv_desc_w_elems(d);
+    const size_t tmp_elems = x_elems > w_elems ? x_elems : w_elems;
+    // The scratchpad starts on a cache line, as cpu_alloc's buffers do.
+    e->tmp_bytes = (tmp_elems * sizeof(float) + 63) / 64 * 64;
+    e->workspace_bytes = e->tmp_bytes + scratch;
+}
+
+// The cache entry of d (n > 0), made on first use.
+static CpuConvEntry *cpu_conv_entry(Backend *be, const ConvDesc *d) {
+    CpuContext *ctx = be->ctx;
+    CpuConvCache *cache = ctx->conv;
+    cpu_conv_check(d);
+    for (int i = 0; i < cache->count; i++)
+        if (cpu_conv_desc_equal(&cache->entries[i].desc, d)) return &cache->entries[i];
+    if (cache->count == cache->capacity) {
+        cache->capacity = cache->capacity ? 2 * cache->capacity : 64;
+        cache->entries = yp_realloc(cache->entries, (size_t)cache->capacity * sizeof(CpuConvEntry));
+    }
+    CpuConvEntry *e = &cache->entries[cache->count++];
+    cpu_conv_entry_make(cache, e, d);
+    return e;
+}
 
 size_t cpu_conv_workspace_bytes(Backend *be, const ConvDesc *d) {
-    (void)be;
     cpu_conv_check(d);
-    if (cpu_conv_is_pointwise(d)) return 0;
-    return (size_t)(cpu_conv_col_rows(d) * d->h_out * d->w_out) * sizeof(float);
+    return d->n ? cpu_conv_entry(be, d)->workspace_bytes : 0;
 }
 
-// The output indices o in [0, n_out) whose input index o * stride + offset lies in [0, size), as
-// [*lo, *hi); empty when *lo == *hi.
-static void cpu_conv_valid_range(int64_t offset, int64_t stride, int64_t size, int64_t n_out,
-                                 int64_t *lo, int64_t *hi) {
-    int64_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-    int64_t end = size - offset <= 0 ? 0 : (size - offset + stride - 1) / stride;
-    *lo = first < n_out ? first : n_out;
-    *hi = end < *lo ? *lo : end < n_out ? end : n_out;
+// Runs one pass of e with the three operands (x or dx, w or dw, y or dy) at the given addresses and
+// the scratchpad from the workspace.
+static void cpu_conv_execute(Backend *be, CpuConvEntry *e, CpuConvPass pass, const void *x, const void *w,
+                             const void *y) {
+    CpuContext *ctx = be->ctx;
+    char *workspace = (char *)cpu_workspace_get(be, e->workspace_bytes);
+    void *handles[CPU_CONV_ARG_SCRATCH] = {(void *)x, (void *)w, (void *)y};
+    for (int a = 0; a < CPU_CONV_ARG_SCRATCH; a++) DNNL_CHECK(dnnl_memory_set_data_handle(e->mem[a], handles[a]));
+    DNNL_CHECK(dnnl_memory_set_data_handle(e->scratch[pass], workspace + e->tmp_bytes));
+    static const int arg_ids[CPU_CONV_PASS_COUNT][CPU_CONV_ARG_SCRATCH] = {
+        [CPU_CONV_PASS_FORWARD] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+        [CPU_CONV_PASS_BACKWARD_DATA] = {DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST},
+        [CPU_CONV_PASS_BACKWARD_WEIGHTS] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST},
+    };
+    dnnl_exec_arg_t args[CPU_CONV_ARG_COUNT];
+    for (int a = 0; a < CPU_CONV_ARG_SCRATCH; a++) args[a] = (dnnl_exec_arg_t){arg_ids[pass][a], e->mem[a]};
+    args[CPU_CONV_ARG_SCRATCH] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->scratch[pass]};
+    DNNL_CHECK(dnnl_primitive_execute(e->prim[pass], ctx->conv->stream, CPU_CONV_ARG_COUNT, args));
+    DNNL_CHECK(dnnl_stream_wait(ctx->conv->stream));
 }
 
-// Fills col (C_in * KH * KW, H_out * W_out) from one image x (C_in, H_in, W_in): row (c, i, j) holds
-// the pixel under kernel tap (i, j) at every output position, zero where the tap is in the padding.
-static void cpu_im2col(const ConvDesc *d, const float *x, float *col) {
-    const int64_t n_rows = cpu_conv_col_rows(d), hw_out = d->h_out * d->w_out;
-    const int64_t s = d->stride;
-#pragma omp parallel for if (n_rows * hw_out >= CPU_PARALLEL_MIN_ELEMS)
-    for (int64_t r = 0; r < n_rows; r++) {
-        const int64_t c = r / (d->kh * d->kw), i = r / d->kw % d->kh, j = r % d->kw;
-        const int64_t off_h = i * d->dilation - d->pad, off_w = j * d->dilation - d->pad;
-        const float *xc = x + c * d->h_in * d->w_in;
-        float *row = col + r * hw_out;
-        int64_t oh_lo, oh_hi, ow_lo, ow_hi;
-        cpu_conv_valid_range(off_h, s, d->h_in, d->h_out, &oh_lo, &oh_hi);
-        cpu_conv_valid_range(off_w, s, d->w_in, d->w_out, &ow_lo, &ow_hi);
-        memset(row, 0, (size_t)(oh_lo * d->w_out) * sizeof(float));
-        for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-            const float *xr = xc + (oh * s + off_h) * d->w_in + off_w;  // xr[ow * s] is the tap
-            float *dst = row + oh * d->w_out;
-            for (int64_t ow = 0; ow < ow_lo; ow++) dst[ow] = 0.0f;
-            if (s == 1) {
-                memcpy(dst + ow_lo, xr + ow_lo, (size_t)(ow_hi - ow_lo) * sizeof(float));
-            } else {
-                for (int64_t ow = ow_lo; ow < ow_hi; ow++) dst[ow] = xr[ow * s];
-            }
-            for (int64_t ow = ow_hi; ow < d->w_out; ow++) dst[ow] = 0.0f;
-        }
-        memset(row + oh_hi * d->w_out, 0, (size_t)((d->h_out - oh_hi) * d->w_out) * sizeof(float));
-    }
+// The float32 temporary at the start of e's workspace.
+static float *cpu_conv_tmp(Backend *be, const CpuConvEntry *e) { return cpu_workspace_get(be, e->workspace_bytes); }
+
+void cpu_conv2d_forward(Backend *be, const ConvDesc *d, const void *x, const float *w, const float *bias, void *y) {
+    if (!d->n) return;
+    cpu_conv_execute(be, cpu_conv_entry(be, d), CPU_CONV_PASS_FORWARD, x, w, y);
+    if (bias) cpu_channel_bias_forward(be, d->n, d->c_out, d->h_out * d->w_out, bias, y);
 }
 
-// dx (C_in, H_in, W_in) += the adjoint of cpu_im2col applied to col. Threads split the channels, so
-// no two of them write the same pixel.
-static void cpu_col2im_add(const ConvDesc *d, const float *col, float *dx) {
-    const int64_t hw_out = d->h_out * d->w_out, s = d->stride;
-#pragma omp parallel for if (cpu_conv_col_rows(d) * hw_out >= CPU_PARALLEL_MIN_ELEMS)
-    for (int64_t c = 0; c < d->c_in; c++) {
-        float *dxc = dx + c * d->h_in * d->w_in;
-        for (int64_t i = 0; i < d->kh; i++) {
-            for (int64_t j = 0; j < d->kw; j++) {
-                const int64_t off_h = i * d->dilation - d->pad, off_w = j * d->dilation - d->pad;
-                const float *row = col + ((c * d->kh + i) * d->kw + j) * hw_out;
-                int64_t oh_lo, oh_hi, ow_lo, ow_hi;
-                cpu_conv_valid_range(off_h, s, d->h_in, d->h_out, &oh_lo, &oh_hi);
-                cpu_conv_valid_range(off_w, s, d->w_in, d->w_out, &ow_lo, &ow_hi);
-                for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                    float *dr = dxc + (oh * s + off_h) * d->w_in + off_w;
-                    const float *src = row + oh * d->w_out;
-                    for (int64_t ow = ow_lo; ow < ow_hi; ow++) dr[ow * s] += src[ow];
-                }
-            }
-        }
-    }
+void cpu_conv2d_backward_data(Backend *be, const ConvDesc *d, const void *dy, const float *w, void *dx) {
+    if (!d->n) return;
+    CpuConvEntry *e = cpu_conv_entry(be, d);
+    float *tmp = cpu_conv_tmp(be, e);  // (N, C_in, H_in, W_in)
+    cpu_conv_execute(be, e, CPU_CONV_PASS_BACKWARD_DATA, tmp, w, dy);
+    cpu_accumulate(be, tmp, dx, conv_desc_x_elems(d));
 }
 
-void cpu_conv2d_forward(Backend *be, const ConvDesc *d, const void *x_mem, const float *w,
-                        const float *bias, void *y_mem) {
-    const float *x = x_mem;
-    float *y = y_mem;
-    const bool pointwise = cpu_conv_is_pointwise(d);
-    float *col = pointwise ? NULL : cpu_workspace_get(be, cpu_conv_workspace_bytes(be, d));
-    const int64_t hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out;
-    const int64_t m_g = d->c_out / d->groups, k_g = cpu_conv_col_rows(d) / d->groups;
-    for (int64_t img = 0; img < d->n; img++) {
-        const float *xn = x + img * d->c_in * hw_in;
-        float *yn = y + img * d->c_out * hw_out;
-        // With a bias, the GEMM adds onto rows preset to it.
-        float beta = 0.0f;
-        if (bias) {
-            beta = 1.0f;
-#pragma omp parallel for if (d->c_out * hw_out >= CPU_PARALLEL_MIN_ELEMS)
-            for (int64_t co = 0; co < d->c_out; co++) {
-                for (int64_t p = 0; p < hw_out; p++) yn[co * hw_out + p] = bias[co];
-            }
-        }
-        const float *src = xn;  // (C_in * KH * KW, H_out * W_out)
-        if (!pointwise) {
-            cpu_im2col(d, xn, col);
-            src = col;
-        }
-        for (int64_t g = 0; g < d->groups; g++) {
-            cpu_sgemm(false, false, m_g, hw_out, k_g, 1.0f, w + g * m_g * k_g, k_g,
-                      src + g * k_g * hw_out, hw_out, beta, yn + g * m_g * hw_out, hw_out);
-        }
-    }
-}
-
-void cpu_conv2d_backward_data(Backend *be, const ConvDesc *d, const void *dy_mem, const float *w,
-                              void *dx_mem) {
-    const float *dy = dy_mem;
-    float *dx = dx_mem;
-    const bool pointwise = cpu_conv_is_pointwise(d);
-    float *col = pointwise ? NULL : cpu_workspace_get(be, cpu_conv_workspace_bytes(be, d));
-    const int64_t hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out;
-    const int64_t m_g = d->c_out / d->groups, k_g = cpu_conv_col_rows(d) / d->groups;
-    for (int64_t img = 0; img < d->n; img++) {
-        const float *dyn = dy + img * d->c_out * hw_out;
-        float *dxn = dx + img * d->c_in * hw_in;
-        // Pointwise: col is dX itself, so the GEMM accumulates straight into it (beta = 1).
-        float *dst = pointwise ? dxn : col;
-        const float beta = pointwise ? 1.0f : 0.0f;
-        for (int64_t g = 0; g < d->groups; g++) {
-            cpu_sgemm(true, false, k_g, hw_out, m_g, 1.0f, w + g * m_g * k_g, k_g,
-                      dyn + g * m_g * hw_out, hw_out, beta, dst + g * k_g * hw_out, hw_out);
-        }
-        if (!pointwise) cpu_col2im_add(d, col, dxn);
-    }
-}
-
-void cpu_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x_mem, const void *dy_mem,
-                                float *dw, float *dbias) {
-    const float *x = x_mem;
-    const float *dy = dy_mem;
-    const bool pointwise = cpu_conv_is_pointwise(d);
-    float *col = pointwise ? NULL : cpu_workspace_get(be, cpu_conv_workspace_bytes(be, d));
-    const int64_t hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out;
-    const int64_t m_g = d->c_out / d->groups, k_g = cpu_conv_col_rows(d) / d->groups;
-    for (int64_t img = 0; img < d->n; img++) {
-        const float *xn = x + img * d->c_in * hw_in;
-        const float *dyn = dy + img * d->c_out * hw_out;
-        const float *src = xn;  // (C_in * KH * KW, H_out * W_out)
-        if (!pointwise) {
-            cpu_im2col(d, xn, col);
-            src = col;
-        }
-        for (int64_t g = 0; g < d->groups; g++) {
-            cpu_sgemm(false, true, m_g, k_g, hw_out, 1.0f, dyn + g * m_g * hw_out, hw_out,
-                      src + g * k_g * hw_out, hw_out, 1.0f, dw + g * m_g * k_g, k_g);
-        }
-    }
-    if (!dbias) return;
-#pragma omp parallel for if (d->n * d->c_out * hw_out >= CPU_PARALLEL_MIN_ELEMS)
-    for (int64_t co = 0; co < d->c_out; co++) {
-        double sum = 0.0;
-        for (int64_t img = 0; img < d->n; img++) {
-            const float *p = dy + (img * d->c_out + co) * hw_out;
-            for (int64_t i = 0; i < hw_out; i++) sum += p[i];
-        }
-        dbias[co] += (float)sum;
-    }
+void cpu_conv2d_backward_filter(Backend *be, const ConvDesc *d, const void *x, const void *dy, float *dw,
+                                float *dbias) {
+    if (!d->n) return;
+    CpuConvEntry *e = cpu_conv_entry(be, d);
+    float *tmp = cpu_conv_tmp(be, e);  // (C_out, C_in / G, KH, KW)
+    cpu_conv_execute(be, e, CPU_CONV_PASS_BACKWARD_WEIGHTS, x, tmp, dy);
+    cpu_accumulate(be, tmp, dw, conv_desc_w_elems(d));
+    if (dbias) cpu_channel_bias_backward(be, d->n, d->c_out, d->h_out * d->w_out, dy, dbias);
 }

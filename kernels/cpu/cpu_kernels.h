@@ -15,7 +15,11 @@
 // Loops over fewer elements than this run on one thread: starting the team costs more than the work.
 enum { CPU_PARALLEL_MIN_ELEMS = 16384 };
 
+// The convolutions' oneDNN engine, stream and primitives (cpu_conv.c).
+typedef struct CpuConvCache CpuConvCache;
+
 typedef struct CpuContext {
+    CpuConvCache *conv;      // owned
     float *workspace;        // convolution scratch, owned; only reserve_workspace grows it
     size_t workspace_bytes;  // its size
     // Reduced-precision activations only: the conversion scratch, owned, that reserve_activations
@@ -48,6 +52,8 @@ void cpu_destroy(Backend *be);
 float *cpu_workspace_get(Backend *be, size_t n_bytes);
 
 // ---- cpu_conv.c ------------------------------------------------------------------------------------
+CpuConvCache *cpu_conv_cache_create(void);
+void cpu_conv_cache_destroy(CpuConvCache *cache);  // accepts NULL
 size_t cpu_conv_workspace_bytes(Backend *be, const ConvDesc *d);
 void cpu_conv2d_forward(Backend *be, const ConvDesc *d, const void *x, const float *w,
                         const float *bias, void *y);
