@@ -132,22 +132,21 @@ static void test_conv_repeat_and_fresh_backend(void **state) {
     (void)state;
     Backend *be = cpu_backend_create(DTYPE_F32);
     for (int c = 0; c < CONV_SHAPES; c++) {
-        ConvRun first = conv_run_create(&conv_shapes[c], 10 + (uint64_t)c);
-        ConvRun again = conv_run_create(&conv_shapes[c], 10 + (uint64_t)c);
-        ConvRun fresh = conv_run_create(&conv_shapes[c], 10 + (uint64_t)c);
-        conv_run_passes(be, &first, &first.d, 0);
-        conv_run_passes(be, &again, &again.d, 0);
+        enum { FIRST, AGAIN, FRESH, RUNS };
+        ConvRun runs[RUNS];
+        for (int i = 0; i < RUNS; i++) runs[i] = conv_run_create(&conv_shapes[c], 10 + (uint64_t)c);
+        conv_run_passes(be, &runs[FIRST], &runs[FIRST].d, 0);
+        conv_run_passes(be, &runs[AGAIN], &runs[AGAIN].d, 0);
         Backend *be2 = cpu_backend_create(DTYPE_F32);
-        conv_run_passes(be2, &fresh, &fresh.d, 0);
+        conv_run_passes(be2, &runs[FRESH], &runs[FRESH].d, 0);
         backend_destroy(be2);
-        const ConvDesc *d = &first.d;
-        assert_true(any_nonzero(first.y, conv_desc_y_elems(d)) && any_nonzero(first.dx, conv_desc_x_elems(d)) &&
-                    any_nonzero(first.dw, conv_desc_w_elems(d)) && any_nonzero(first.dbias, (size_t)d->c_out));
-        assert_true(same_results("run twice", &first, &again, true));
-        assert_true(same_results("fresh backend", &first, &fresh, true));
-        conv_run_destroy(&first);
-        conv_run_destroy(&again);
-        conv_run_destroy(&fresh);
+        const ConvRun *first = &runs[FIRST];
+        const ConvDesc *d = &first->d;
+        assert_true(any_nonzero(first->y, conv_desc_y_elems(d)) && any_nonzero(first->dx, conv_desc_x_elems(d)) &&
+                    any_nonzero(first->dw, conv_desc_w_elems(d)) && any_nonzero(first->dbias, (size_t)d->c_out));
+        assert_true(same_results("run twice", first, &runs[AGAIN], true));
+        assert_true(same_results("fresh backend", first, &runs[FRESH], true));
+        for (int i = 0; i < RUNS; i++) conv_run_destroy(&runs[i]);
     }
     backend_destroy(be);
 }

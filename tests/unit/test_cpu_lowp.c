@@ -239,7 +239,7 @@ static void test_conv_case(const ConvDesc *d, bool with_bias) {
 
 static void test_conv(void **state) {
     (void)state;
-    // Strided, padded, grouped, with a bias (im2col and col2im); then pointwise without (no workspace).
+    // Strided, padded, grouped, with a bias; then pointwise without.
     ConvDesc strided = conv_desc_make(&(ConvDesc){.n = 2, .c_in = 8, .h_in = 40, .w_in = 36, .c_out = 12, .kh = 3,
                                                   .kw = 3, .stride = 2, .pad = 1, .dilation = 1, .groups = 2});
     ConvDesc pointwise = conv_desc_make(&(ConvDesc){.n = 2, .c_in = 16, .h_in = 24, .w_in = 24, .c_out = 8, .kh = 1,
