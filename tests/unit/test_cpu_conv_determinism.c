@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/common/assert_close.h"
@@ -137,9 +139,15 @@ static void test_conv_repeat_and_fresh_backend(void **state) {
         for (int i = 0; i < RUNS; i++) runs[i] = conv_run_create(&conv_shapes[c], 10 + (uint64_t)c);
         conv_run_passes(be, &runs[FIRST], &runs[FIRST].d, 0);
         conv_run_passes(be, &runs[AGAIN], &runs[AGAIN].d, 0);
+        // oneDNN keeps made primitives in a process-wide cache: off, so the fresh backend's are
+        // generated anew, as in another process.
+        int capacity = 0;
+        assert_int_equal(dnnl_get_primitive_cache_capacity(&capacity), dnnl_success);
+        assert_int_equal(dnnl_set_primitive_cache_capacity(0), dnnl_success);
         Backend *be2 = cpu_backend_create(DTYPE_F32);
         conv_run_passes(be2, &runs[FRESH], &runs[FRESH].d, 0);
         backend_destroy(be2);
+        assert_int_equal(dnnl_set_primitive_cache_capacity(capacity), dnnl_success);
         const ConvRun *first = &runs[FIRST];
         const ConvDesc *d = &first->d;
         assert_true(any_nonzero(first->y, conv_desc_y_elems(d)) && any_nonzero(first->dx, conv_desc_x_elems(d)) &&
