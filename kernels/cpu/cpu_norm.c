@@ -1,20 +1,64 @@
 // Batch norm over (N, H, W) for each channel, as PyTorch's BatchNorm2d, optionally followed by a
-// fused activation (kernels/backend.h). Per-channel sums are taken in double: a channel can hold
-// millions of values, too many for a float accumulator.
+// fused activation (kernels/backend.h).
+//
+// A channel can hold millions of values, too many for one float accumulator, and a double chain is
+// serial. So the per-channel sums run over chunks of BN_CHUNK values, in BN_LANES float partial sums
+// the compiler vectorizes, and each chunk's total is added in double. The order is fixed by the
+// shape alone, so results do not depend on the thread count.
 #include <math.h>
 
 #include "framework/core/error.h"
 #include "kernels/activation_math.h"
 #include "kernels/cpu/cpu_kernels.h"
 
-// The slot's output from the normalised value z.
-static inline float bn_activate(ActivationSpec act, float z) { return activation_apply(act, z); }
+enum { BN_LANES = 16, BN_CHUNK = 1024 };
 
-// The gradient at the normalised value from dy, the gradient at the slot's output: dy itself, or
-// through the activation at z recomputed with forward_train's float operations (scale = gamma * invstd).
-static inline float bn_grad_in(ActivationSpec act, float x, float dy, float mean, float scale, float shift) {
-    return act.kind == ACTIVATION_NONE ? dy : activation_grad(act, (x - mean) * scale + shift, dy);
+// y = act((x - mean) * scale + shift) over len values. A switch on the kind inside the loop keeps the
+// compiler from vectorizing it, so SiLU (every YOLO Conv's) and no activation get loops of their own.
+static void bn_apply(ActivationSpec act, const float *x, int64_t len, float mean, float scale, float shift, float *y) {
+    static const ActivationSpec silu = {.kind = ACTIVATION_SILU}, none = {.kind = ACTIVATION_NONE};
+    if (act.kind == ACTIVATION_SILU)
+        for (int64_t i = 0; i < len; i++) y[i] = activation_apply(silu, (x[i] - mean) * scale + shift);
+    else if (act.kind == ACTIVATION_NONE)
+        for (int64_t i = 0; i < len; i++) y[i] = activation_apply(none, (x[i] - mean) * scale + shift);
+    else
+        for (int64_t i = 0; i < len; i++) y[i] = activation_apply(act, (x[i] - mean) * scale + shift);
 }
+
+// The gradient at the normalised value from dy, the gradient at the slot's output, for the len
+// values of one chunk: dy itself without an activation, else through the activation at z
+// recomputed with forward_train's float operations (scale = gamma * invstd), written to buf.
+static const float *bn_grad_chunk(ActivationSpec act, const float *x, const float *dy, int64_t len, float mean,
+                                  float scale, float shift, float *buf) {
+    static const ActivationSpec silu = {.kind = ACTIVATION_SILU};
+    if (act.kind == ACTIVATION_NONE) return dy;
+    if (act.kind == ACTIVATION_SILU)
+        for (int64_t i = 0; i < len; i++) buf[i] = activation_grad(silu, (x[i] - mean) * scale + shift, dy[i]);
+    else
+        for (int64_t i = 0; i < len; i++) buf[i] = activation_grad(act, (x[i] - mean) * scale + shift, dy[i]);
+    return buf;
+}
+
+// Σ (a[i] - shift) * (b[i] - shift_b) over one chunk, with b == NULL meaning 1: Σ (a - shift) and
+// Σ (a - shift)² (b == a) as one vectorized loop.
+static double bn_chunk_dot(const float *a, float a_shift, const float *b, float b_shift, int64_t len) {
+    float lane[BN_LANES] = {0};
+    int64_t i = 0;
+    if (b) {
+        for (; i + BN_LANES <= len; i += BN_LANES)
+            for (int j = 0; j < BN_LANES; j++) lane[j] += (a[i + j] - a_shift) * (b[i + j] - b_shift);
+    } else {
+        for (; i + BN_LANES <= len; i += BN_LANES)
+            for (int j = 0; j < BN_LANES; j++) lane[j] += a[i + j] - a_shift;
+    }
+    double sum = 0.0;
+    for (; i < len; i++) sum += b ? (double)((a[i] - a_shift) * (b[i] - b_shift)) : (double)(a[i] - a_shift);
+    for (int j = 0; j < BN_LANES; j++) sum += lane[j];
+    return sum;
+}
+
+// The chunk [start, end) of a plane of hw values.
+static inline int64_t bn_chunk_end(int64_t start, int64_t hw) { return start + BN_CHUNK < hw ? start + BN_CHUNK : hw; }
 
 void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
     const int64_t n = a->n, c = a->c, hw = a->hw;
@@ -31,27 +75,28 @@ void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
         double sum = 0.0;
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw;
-            for (int64_t i = 0; i < hw; i++) sum += xp[i];
+            for (int64_t s = 0; s < hw; s += BN_CHUNK) sum += bn_chunk_dot(xp + s, 0.0f, NULL, 0.0f, bn_chunk_end(s, hw) - s);
         }
         const double mean = sum / (double)m;
+        const float mean_f = (float)mean;
         // Two passes: E[x^2] - mean^2 cancels badly when |mean| >> std.
         double sq = 0.0;
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw;
-            for (int64_t i = 0; i < hw; i++) {
-                const double dev = xp[i] - mean;
-                sq += dev * dev;
+            for (int64_t s = 0; s < hw; s += BN_CHUNK) {
+                const int64_t len = bn_chunk_end(s, hw) - s;
+                sq += bn_chunk_dot(xp + s, mean_f, xp + s, mean_f, len);
             }
         }
         const double var = sq / (double)m;
         const double invstd = 1.0 / sqrt(var + (double)eps);
         // The scale from the saved float invstd, as backward forms it: a fused backward recomputes z
         // to the bit.
-        const float mean_f = (float)mean, invstd_f = (float)invstd, scale = gamma[ch] * invstd_f, shift = beta[ch];
+        const float invstd_f = (float)invstd, scale = gamma[ch] * invstd_f, shift = beta[ch];
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw;
             float *yp = y + (img * c + ch) * hw;
-            for (int64_t i = 0; i < hw; i++) yp[i] = bn_activate(act, (xp[i] - mean_f) * scale + shift);
+            bn_apply(act, xp, hw, mean_f, scale, shift, yp);
         }
         // PyTorch keeps the biased variance for normalising but the unbiased one as running stat.
         const double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
@@ -78,13 +123,13 @@ void cpu_batchnorm_forward_infer(Backend *be, const BatchNormInferArgs *a) {
             const float mean = running_mean[ch], shift = beta[ch];
             const float *xp = x + (img * c + ch) * hw;
             float *yp = y + (img * c + ch) * hw;
-            for (int64_t i = 0; i < hw; i++) yp[i] = bn_activate(act, (xp[i] - mean) * scale + shift);
+            bn_apply(act, xp, hw, mean, scale, shift, yp);
         }
     }
 }
 
 // With xhat = (x - mean) * invstd, m = N * H * W and g the gradient at the normalised value (dy, or
-// dz through the fused SiLU, recomputed in each of the two passes rather than stored):
+// dz through the fused activation, recomputed in each of the two passes rather than stored):
 //   dbeta = sum(g), dgamma = sum(g * xhat),
 //   dx = gamma * invstd * (g - sum(g) / m - xhat * sum(g * xhat) / m).
 void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
@@ -99,25 +144,29 @@ void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
 #pragma omp parallel for if (m * c >= CPU_PARALLEL_MIN_ELEMS)
     for (int64_t ch = 0; ch < c; ch++) {
         const float mean = save_mean[ch], invstd = save_invstd[ch], scale = gamma[ch] * invstd, shift = beta[ch];
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        float g_chunk[BN_CHUNK];
+        double sum_g = 0.0, sum_g_dev = 0.0;  // Σ g, Σ g (x - mean)
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
-            for (int64_t i = 0; i < hw; i++) {
-                const float g = bn_grad_in(act, xp[i], dyp[i], mean, scale, shift);
-                sum_dy += g;
-                sum_dy_xhat += (double)g * ((xp[i] - mean) * invstd);
+            for (int64_t s = 0; s < hw; s += BN_CHUNK) {
+                const int64_t len = bn_chunk_end(s, hw) - s;
+                const float *g = bn_grad_chunk(act, xp + s, dyp + s, len, mean, scale, shift, g_chunk);
+                sum_g += bn_chunk_dot(g, 0.0f, NULL, 0.0f, len);
+                sum_g_dev += bn_chunk_dot(g, 0.0f, xp + s, mean, len);
             }
         }
-        dbeta[ch] += (float)sum_dy;
-        dgamma[ch] += (float)sum_dy_xhat;
-        const float mean_dy = (float)(sum_dy / (double)m), mean_dy_xhat = (float)(sum_dy_xhat / (double)m);
+        const double sum_g_xhat = sum_g_dev * (double)invstd;
+        dbeta[ch] += (float)sum_g;
+        dgamma[ch] += (float)sum_g_xhat;
+        const float mean_g = (float)(sum_g / (double)m), mean_g_xhat = (float)(sum_g_xhat / (double)m);
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
             float *dxp = dx + (img * c + ch) * hw;
-            for (int64_t i = 0; i < hw; i++) {
-                const float g = bn_grad_in(act, xp[i], dyp[i], mean, scale, shift);
-                const float xhat = (xp[i] - mean) * invstd;
-                dxp[i] += scale * (g - mean_dy - xhat * mean_dy_xhat);
+            for (int64_t s = 0; s < hw; s += BN_CHUNK) {
+                const int64_t len = bn_chunk_end(s, hw) - s;
+                const float *g = bn_grad_chunk(act, xp + s, dyp + s, len, mean, scale, shift, g_chunk), *xs = xp + s;
+                float *dxs = dxp + s;
+                for (int64_t i = 0; i < len; i++) dxs[i] += scale * (g[i] - mean_g - (xs[i] - mean) * invstd * mean_g_xhat);
             }
         }
     }
