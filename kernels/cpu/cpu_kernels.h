@@ -15,6 +15,16 @@
 // Loops over fewer elements than this run on one thread: starting the team costs more than the work.
 enum { CPU_PARALLEL_MIN_ELEMS = 16384 };
 
+// Marks a hot loop's function to be compiled for AVX-512, AVX2 and baseline x86-64, the best picked
+// when the program loads (GCC's function multiversioning), so that a build runs on any x86-64 and
+// still uses the wide vectors where they exist. The pick never changes results: every version runs
+// the same operations in the same order, and ISO C mode contracts nothing into FMAs.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CPU_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CPU_VECTOR_CLONES
+#endif
+
 // The convolutions' oneDNN engine, stream and primitives (cpu_conv.c).
 typedef struct CpuConvCache CpuConvCache;
 

@@ -15,7 +15,7 @@ enum { BN_LANES = 16, BN_CHUNK = 1024 };
 
 // y = act((x - mean) * scale + shift) over len values. A switch on the kind inside the loop keeps the
 // compiler from vectorizing it, so SiLU (every YOLO Conv's) and no activation get loops of their own.
-static void bn_apply(ActivationSpec act, const float *x, int64_t len, float mean, float scale, float shift, float *y) {
+CPU_VECTOR_CLONES static void bn_apply(ActivationSpec act, const float *x, int64_t len, float mean, float scale, float shift, float *y) {
     static const ActivationSpec silu = {.kind = ACTIVATION_SILU}, none = {.kind = ACTIVATION_NONE};
     if (act.kind == ACTIVATION_SILU)
         for (int64_t i = 0; i < len; i++) y[i] = activation_apply(silu, (x[i] - mean) * scale + shift);
@@ -28,7 +28,7 @@ static void bn_apply(ActivationSpec act, const float *x, int64_t len, float mean
 // The gradient at the normalised value from dy, the gradient at the slot's output, for the len
 // values of one chunk: dy itself without an activation, else through the activation at z
 // recomputed with forward_train's float operations (scale = gamma * invstd), written to buf.
-static const float *bn_grad_chunk(ActivationSpec act, const float *x, const float *dy, int64_t len, float mean,
+CPU_VECTOR_CLONES static const float *bn_grad_chunk(ActivationSpec act, const float *x, const float *dy, int64_t len, float mean,
                                   float scale, float shift, float *buf) {
     static const ActivationSpec silu = {.kind = ACTIVATION_SILU};
     if (act.kind == ACTIVATION_NONE) return dy;
@@ -41,7 +41,7 @@ static const float *bn_grad_chunk(ActivationSpec act, const float *x, const floa
 
 // Σ (a[i] - shift) * (b[i] - shift_b) over one chunk, with b == NULL meaning 1: Σ (a - shift) and
 // Σ (a - shift)² (b == a) as one vectorized loop.
-static double bn_chunk_dot(const float *a, float a_shift, const float *b, float b_shift, int64_t len) {
+CPU_VECTOR_CLONES static double bn_chunk_dot(const float *a, float a_shift, const float *b, float b_shift, int64_t len) {
     float lane[BN_LANES] = {0};
     int64_t i = 0;
     if (b) {
@@ -55,6 +55,12 @@ static double bn_chunk_dot(const float *a, float a_shift, const float *b, float 
     for (; i < len; i++) sum += b ? (double)((a[i] - a_shift) * (b[i] - b_shift)) : (double)(a[i] - a_shift);
     for (int j = 0; j < BN_LANES; j++) sum += lane[j];
     return sum;
+}
+
+// dx += scale * (g - mean_g - xhat * mean_g_xhat) over one chunk, xhat = (x - mean) * invstd.
+CPU_VECTOR_CLONES static void bn_dx_chunk(const float *g, const float *x, int64_t len, float mean, float invstd,
+                                          float scale, float mean_g, float mean_g_xhat, float *dx) {
+    for (int64_t i = 0; i < len; i++) dx[i] += scale * (g[i] - mean_g - (x[i] - mean) * invstd * mean_g_xhat);
 }
 
 // The chunk [start, end) of a plane of hw values.
@@ -164,9 +170,8 @@ void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
             float *dxp = dx + (img * c + ch) * hw;
             for (int64_t s = 0; s < hw; s += BN_CHUNK) {
                 const int64_t len = bn_chunk_end(s, hw) - s;
-                const float *g = bn_grad_chunk(act, xp + s, dyp + s, len, mean, scale, shift, g_chunk), *xs = xp + s;
-                float *dxs = dxp + s;
-                for (int64_t i = 0; i < len; i++) dxs[i] += scale * (g[i] - mean_g - (xs[i] - mean) * invstd * mean_g_xhat);
+                const float *g = bn_grad_chunk(act, xp + s, dyp + s, len, mean, scale, shift, g_chunk);
+                bn_dx_chunk(g, xp + s, len, mean, invstd, scale, mean_g, mean_g_xhat, dxp + s);
             }
         }
     }
