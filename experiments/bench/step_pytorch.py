@@ -8,10 +8,14 @@ clipping at norm 10, the optimizer step (AdamW built by Ultralytics' own build_o
 CUDA), zero_grad and the EMA update. The model is channels-last on CUDA. The batch is synthetic and
 fixed: B images in [0, 1] and the same random boxes every step, so no data loading is timed.
 
-Prints one line per run and, with --csv, appends one row (header first when the file is new).
+Prints one line per run and, with --csv, appends one row (header first when the file is new). With
+--layers-csv it then profiles a few more steps with PyTorch's autograd profiler and writes each layer's
+forward and backward time in the columns of yolopipe's profile.csv (train_step.sh --profiles sets the two
+side by side).
 """
 
 import argparse
+import collections
 import csv
 import os
 import statistics
@@ -60,10 +64,13 @@ def parse_args(argv):
                         "without it cuDNN autotunes (cudnn.benchmark), the fastest eager PyTorch")
     p.add_argument("--seed", type=int, default=0, help="seeds weights and the synthetic batch (default 0)")
     p.add_argument("--csv", type=Path, help="append the result to this CSV file")
+    p.add_argument("--layers-csv", type=Path,
+                   help="profile --profile-steps more steps and write per-layer forward and backward seconds here")
+    p.add_argument("--profile-steps", type=int, default=3, help="steps the per-layer profile averages (default 3)")
     a = p.parse_args(argv)
     if a.imgsz % 32 or a.imgsz < 32:
         p.error(f"--imgsz must be a positive multiple of 32, found {a.imgsz}")
-    for name in ("batch", "steps", "boxes", "nc"):
+    for name in ("batch", "steps", "boxes", "nc", "profile_steps"):
         if getattr(a, name) < 1:
             p.error(f"--{name} must be at least 1, found {getattr(a, name)}")
     if a.warmup < 0:
@@ -108,6 +115,68 @@ def synthetic_batch(a, device):
         "bboxes": torch.cat([xy, wh], 1).to(device),  # normalized xywh
     }
     return batch
+
+
+def layer_times(model, step, steps):
+    """Per top-level layer (model.model[i]) forward and backward seconds per step, from PyTorch's autograd
+    profiler: each layer's forward runs inside record_function("layer:i"), and a backward node is charged
+    to the layer whose forward op recorded it (the profiler gives both the same sequence number). The loss,
+    the optimizer and the EMA are no layer's. Also returns the profiled step's mean seconds: the profiler
+    slows the step, so its per-layer times are above an unprofiled step's."""
+    scopes = {}
+
+    def enter(i):
+        def hook(module, inputs):
+            scopes[i] = torch.autograd.profiler.record_function(f"layer:{i}")
+            scopes[i].__enter__()
+        return hook
+
+    def leave(i):
+        def hook(module, inputs, output):
+            scopes.pop(i).__exit__(None, None, None)
+        return hook
+
+    handles = []
+    for i, m in enumerate(model.model):
+        handles += [m.register_forward_pre_hook(enter(i)), m.register_forward_hook(leave(i))]
+    t0 = time.perf_counter()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    step_s = (time.perf_counter() - t0) / steps
+    for h in handles:
+        h.remove()
+
+    def layer_of_scope(event):  # the index of the innermost "layer:i" scope around event, else None
+        while event is not None and not event.name.startswith("layer:"):
+            event = event.cpu_parent
+        return None if event is None else int(event.name[6:])
+
+    events = prof.events()
+    fwd_us, bwd_us, layer_of_seq = collections.Counter(), collections.Counter(), {}
+    for e in events:
+        if e.name.startswith("layer:"):
+            fwd_us[int(e.name[6:])] += e.cpu_time_total
+        elif e.sequence_nr >= 0 and not e.name.startswith("autograd::"):
+            i = layer_of_scope(e)
+            if i is not None:
+                layer_of_seq[e.sequence_nr] = i
+    for e in events:
+        if e.name.startswith("autograd::engine::evaluate_function") and e.sequence_nr in layer_of_seq:
+            bwd_us[layer_of_seq[e.sequence_nr]] += e.cpu_time_total
+    return [(fwd_us[i] / 1e6 / steps, bwd_us[i] / 1e6 / steps) for i in range(len(model.model))], step_s
+
+
+def write_layers_csv(path, a, times, step_s):
+    """The columns of yolopipe's profile.csv (layer, module, fwd_s, bwd_s, batch, imgsz), then the profiled step."""
+    cfg = yaml.safe_load(a.model_yaml.read_text())
+    rows = cfg["backbone"] + cfg["head"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["layer", "module", "fwd_s", "bwd_s", "batch", "imgsz", "profiled_step_s"])
+        for i, (fwd, bwd) in enumerate(times):
+            w.writerow([i, rows[i][2], f"{fwd:.9f}", f"{bwd:.9f}", a.batch, a.imgsz, f"{step_s:.6f}"])
 
 
 def main(argv):
@@ -179,6 +248,11 @@ def main(argv):
           f"median {row['median_ms']} ms over {a.steps} steps ({row['images_per_s']} images/s), "
           f"min {min(times_ms):.2f} ms, max {max(times_ms):.2f} ms; peak allocated "
           f"{row['peak_allocated_mib'] or '-'} MiB, reserved {row['peak_reserved_mib'] or '-'} MiB")
+    if a.layers_csv:
+        times, step_s = layer_times(model, step, a.profile_steps)
+        write_layers_csv(a.layers_csv, a, times, step_s)
+        print(f"per-layer times of {a.profile_steps} profiled steps ({1e3 * step_s:.1f} ms each under the profiler) "
+              f"written to {a.layers_csv}")
     if a.csv:
         new = not a.csv.exists() or a.csv.stat().st_size == 0
         a.csv.parent.mkdir(parents=True, exist_ok=True)

@@ -17,14 +17,20 @@
 #   --precisions "fp32 tf32 bf16"   PyTorch's modes (step_pytorch.py --precision)
 #   --yolopipe-precisions "tf32 bf16"  yolopipe's device.precision values (also fp32, fp16)
 #   --frameworks "yolopipe pytorch" which sides to run
-#   --device cuda|cpu          cpu: yolopipe's CPU backend and PyTorch on the CPU (smoke test), e.g.
-#                              --device cpu --imgsz 64 --batch 2 --steps 2 --warmup 1 --precisions fp32
+#   --device cuda|cpu          cpu: yolopipe's CPU backend and PyTorch on the CPU, e.g.
+#                              --device cpu --imgsz 320 --batch 8 --steps 6 --warmup 2 --precisions fp32
+#                              --yolopipe-precisions fp32 --threads "1 2"
+#   --threads "1 2"            run everything once per CPU thread count (OMP_NUM_THREADS for both sides:
+#                              yolopipe's kernels and oneDNN, PyTorch's intra-op pool); default: each
+#                              side's own default (all cores)
 #   --gpu 0                    the GPU both sides use (CUDA_VISIBLE_DEVICES) and nvidia-smi samples
 #   --python python3           the Python with torch and ultralytics (default $PYTHON, else python3)
 #   --yolopipe build/yolopipe  the binary
 #   --csv experiments/bench/results/train_step.csv
-#   --profiles DIR             keep each yolopipe run's per-layer profile.csv and log there, as
-#                              yolopipe-<family><m>-<precision>.{csv,log}
+#   --profiles DIR             per-layer times: keep each yolopipe run's profile.csv and log there, as
+#                              yolopipe-<family><m>-<precision>[-t<threads>].{csv,log}, profile PyTorch's
+#                              layers with its autograd profiler into pytorch-<...>.csv
+#                              (step_pytorch.py --layers-csv), and print the two side by side
 # Exit status 1 when a run failed (its row says why; the other rows are still measured and written).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,7 +38,7 @@ cd "$(dirname "$0")/../.."
 models="n s" family=yolov8 batch=16 imgsz=640 steps=50 warmup=10
 precisions="fp32 tf32 bf16" yp_precisions="tf32 bf16" frameworks="yolopipe pytorch"
 device=cuda gpu=0 python=${PYTHON:-python3} yolopipe=build/yolopipe
-csv=experiments/bench/results/train_step.csv profiles=
+csv=experiments/bench/results/train_step.csv profiles= threads=
 usage() { sed -n '/^# Usage/,/^# Exit/s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
     [[ $1 == -h || $1 == --help ]] && { usage; exit 0; }
@@ -53,6 +59,7 @@ while (($#)); do
     --yolopipe) yolopipe=$2 ;;
     --csv) csv=$2 ;;
     --profiles) profiles=$2 ;;
+    --threads) threads=$2 ;;
     *) echo "train_step.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
     shift 2
@@ -60,6 +67,10 @@ done
 for v in batch imgsz steps warmup gpu; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "train_step.sh: --$v must be a whole number, found '${!v}'" >&2; exit 2; }
 done
+for t in $threads; do
+    [[ $t =~ ^[1-9][0-9]*$ ]] || { echo "train_step.sh: --threads must list whole numbers >= 1, found '$t'" >&2; exit 2; }
+done
+[[ -z $profiles ]] || mkdir -p "$profiles" || exit 2
 ((batch >= 1 && steps >= 1 && imgsz >= 32 && imgsz % 32 == 0)) ||
     { echo "train_step.sh: need --batch >= 1, --steps >= 1 and --imgsz a multiple of 32" >&2; exit 2; }
 [[ $family =~ ^[A-Za-z0-9._-]+$ && -f experiments/models/$family.yaml ]] ||
@@ -84,7 +95,8 @@ if ((smi)); then
 elif [[ $device == cuda ]]; then
     device_name="GPU $gpu (nvidia-smi not found: no memory figures)"
 else
-    device_name="cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) threads"
+    cpu_name="cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    device_name="$cpu_name, $(nproc) threads"
 fi
 # YP_COMMIT names the commit where the checkout has no current .git (the GPU machine's copy).
 commit=${YP_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
@@ -132,13 +144,6 @@ mem_stop() {  # sets peak (MiB; empty without nvidia-smi)
     peak=$(awk -v base="$mem_base" '$1 + 0 > max { max = $1 + 0 } END { if (max) print max - base }' "$tmp/mem.log")
 }
 
-# One row per run, fields separated by '|' (not a tab: read would merge empty fields): model framework
-# precision steps median_ms images_per_s peak_gpu_mib torch_allocated_mib torch_reserved_mib layers_ms
-# note. layers_ms (yolopipe): its layers' forward + backward per batch, from the run's profile.csv; the
-# rest of the batch time is the loss, the optimizer, the EMA and any wait for the data loader.
-rows=$tmp/rows
-: >"$rows"
-failed=0
 # A failed run's message: the last line it wrote to stderr (yolopipe's "file:line:col: ...", Python's
 # exception), else to stdout. $1: the log without its .err suffix.
 failure() {
@@ -169,22 +174,23 @@ run_yolopipe() {  # model precision
         # "run directory DIR" or "run directory DIR: file, file, ..." (the files it holds).
         run_dir=$(sed -n 's/^run directory //; T; s/: [^:]*$//; p; q' "$log")
         layers=$(awk -F, 'NR > 1 { s += $3 + $4 } END { if (NR > 1) printf "%.1f", 1e3 * s }' "$run_dir/profile.csv")
-        [[ -n $profiles ]] && cp "$run_dir/profile.csv" "$profiles/yolopipe-$family$m-$p.csv"
+        [[ -n $profiles ]] && cp "$run_dir/profile.csv" "$profiles/yolopipe-$family$m-$p$tag.csv"
         note=": its layers' forward + backward take $layers of the $median ms step; $batch_ms ms per batch with the waits for data"
     else
         failed=1
         note=" $(failure "$log" "yolopipe $family$m $p")"
     fi
-    [[ -n $profiles ]] && cat "$log" "$log.err" >"$profiles/yolopipe-$family$m-$p.log"
+    [[ -n $profiles ]] && cat "$log" "$log.err" >"$profiles/yolopipe-$family$m-$p$tag.log"
     printf '%s|yolopipe|%s|%s|%s|%s|%s|||%s|%s\n' "$m" "$p" "$n" "$median" "$ips" "$peak" "$layers" "$note" >>"$rows"
 }
 
 run_pytorch() {  # model precision
-    local m=$1 p=$2 log=$tmp/pytorch-$1-$2.log out=$tmp/pytorch-$1-$2.csv note='' f=()
+    local m=$1 p=$2 log=$tmp/pytorch-$1-$2.log out=$tmp/pytorch-$1-$2.csv note='' f=() layers=()
+    [[ -n $profiles ]] && layers=(--layers-csv "$profiles/pytorch-$family$m-$p$tag.csv")
     mem_start
     if PYTHONUNBUFFERED=1 "$python" experiments/bench/step_pytorch.py --model "$m" \
-        --model-yaml "experiments/models/$family.yaml" --batch "$batch" --imgsz "$imgsz" \
-        --precision "$p" --steps "$steps" --warmup "$warmup" --device "$device" --csv "$out" >"$log" 2>"$log.err"; then
+        --model-yaml "experiments/models/$family.yaml" --batch "$batch" --imgsz "$imgsz" --precision "$p" \
+        --steps "$steps" --warmup "$warmup" --device "$device" --csv "$out" "${layers[@]}" >"$log" 2>"$log.err"; then
         # step_pytorch.py's columns: device model imgsz batch framework precision steps median_ms
         # images_per_s peak_allocated_mib peak_reserved_mib
         IFS=, read -r -a f < <(tail -1 "$out")
@@ -197,55 +203,106 @@ run_pytorch() {  # model precision
         "${f[9]:-}" "${f[10]:-}" "$note" >>"$rows"
 }
 
-((run_yp)) && ensure_data
-for m in $models; do
-    if ((run_yp)); then for p in $yp_precisions; do run_yolopipe "$m" "$p"; done; fi
-    if ((run_pt)); then for p in $precisions; do run_pytorch "$m" "$p"; done; fi
-done
+# yolopipe's and PyTorch's per-layer forward + backward ms side by side (profile.csv rows; PyTorch's
+# from its autograd profiler, which slows it: its profiled step is printed beside), slowest first.
+# $1 $2: the two CSV files.
+layer_table() {
+    echo "    per layer, slowest of yolopipe's first (ms forward + backward; PyTorch under its profiler):"
+    awk -F, 'FNR == 1 { f++; next }
+        f == 1 { yp[$1] = 1e3 * ($3 + $4); name[$1] = $2 }
+        f == 2 { pt[$1] = 1e3 * ($3 + $4); step = 1e3 * $7; if (!($1 in name)) name[$1] = $2 }
+        END {
+            for (l in name) printf "%s %s %.1f %s %s\n", l, name[l], (l in yp) ? yp[l] : -1,
+                (l in pt) ? sprintf("%.1f", pt[l]) : "-", ((l in yp) && pt[l] > 0) ? sprintf("%.2f", pt[l] / yp[l]) : "-"
+            printf "step - -1 %.1f -\n", step
+        }' "$1" "$2" | sort -k3,3nr |
+        awk '{ if ($1 == "step") printf "      %-24s %10s %10s\n", "PyTorch step (profiled)", "", $4
+               else printf "      %-5s %-18s %10.1f %10s %6s\n", $1, $2, $3, $4, $5 }' |
+        { printf '      %-5s %-18s %10s %10s %6s\n' layer module yolopipe pytorch pt/yp; cat; }
+}
 
-# The ratio, on each PyTorch row: yolopipe's images/s for the same model and precision (its fp32 when it
-# did not run that precision: tf32 is an fp32 mode) over PyTorch's. Above 1: yolopipe is faster.
-awk -F'|' -v OFS='|' '
-    { row[NR] = $0; m[NR] = $1; fw[NR] = $2; p[NR] = $3; ips[NR] = $6
-      if ($2 == "yolopipe" && $6 != "") yp[$1, $3] = $6 }
-    END {
-        for (i = 1; i <= NR; i++) {
-            ratio = ""
-            if (fw[i] == "pytorch" && ips[i] > 0) {
-                ref = ((m[i], p[i]) in yp) ? yp[m[i], p[i]] : (((m[i], "fp32") in yp) ? yp[m[i], "fp32"] : "")
-                if (ref != "") ratio = sprintf("%.2f", ref / ips[i])
+# Every model and precision on both sides at the current thread count; prints the table, appends the CSV.
+measure() {
+    # One row per run, fields separated by '|' (not a tab: read would merge empty fields): model framework
+    # precision steps median_ms images_per_s peak_gpu_mib torch_allocated_mib torch_reserved_mib layers_ms
+    # note. layers_ms (yolopipe): its layers' forward + backward per batch, from the run's profile.csv; the
+    # rest of the batch time is the loss, the optimizer, the EMA and any wait for the data loader.
+    rows=$tmp/rows
+    : >"$rows"
+    for m in $models; do
+        if ((run_yp)); then for p in $yp_precisions; do run_yolopipe "$m" "$p"; done; fi
+        if ((run_pt)); then for p in $precisions; do run_pytorch "$m" "$p"; done; fi
+    done
+
+    # The ratio, on each PyTorch row: yolopipe's images/s for the same model and precision (its fp32 when it
+    # did not run that precision: tf32 is an fp32 mode) over PyTorch's. Above 1: yolopipe is faster.
+    awk -F'|' -v OFS='|' '
+        { row[NR] = $0; m[NR] = $1; fw[NR] = $2; p[NR] = $3; ips[NR] = $6
+          if ($2 == "yolopipe" && $6 != "") yp[$1, $3] = $6 }
+        END {
+            for (i = 1; i <= NR; i++) {
+                ratio = ""
+                if (fw[i] == "pytorch" && ips[i] > 0) {
+                    ref = ((m[i], p[i]) in yp) ? yp[m[i], p[i]] : (((m[i], "fp32") in yp) ? yp[m[i], "fp32"] : "")
+                    if (ref != "") ratio = sprintf("%.2f", ref / ips[i])
+                }
+                print row[i], ratio
             }
-            print row[i], ratio
-        }
-    }' "$rows" >"$tmp/table"
+        }' "$rows" >"$tmp/table"
 
-echo
-echo "training step (forward + backward + optimizer step) on $device_name, commit $commit"
-table_row() { printf '%-8s %5s %5s  %-9s %-9s %10s %10s %9s %11s %10s %6s\n' "$@"; }
-table_row model imgsz batch framework precision "median ms" "images/s" "peak MiB" "torch alloc" "torch rsvd" "yp/pt"
-while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
-    table_row "$family$m" "$imgsz" "$batch" "$fw" "$p" "${median:--}" "${ips:--}" "${peak:--}" "${alloc:--}" \
-        "${rsvd:--}" "${ratio:--}"
-    if [[ -n $note ]]; then
-        echo "    $fw $family$m $p$note"
-    elif [[ -n $layers ]]; then
-        echo "    $fw $family$m $p: its layers' forward + backward take $layers of the $median ms"
+    echo
+    echo "training step (forward + backward + optimizer step) on $device_name, commit $commit"
+    table_row() { printf '%-8s %5s %5s  %-9s %-9s %10s %10s %9s %11s %10s %6s\n' "$@"; }
+    table_row model imgsz batch framework precision "median ms" "images/s" "peak MiB" "torch alloc" "torch rsvd" "yp/pt"
+    while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
+        table_row "$family$m" "$imgsz" "$batch" "$fw" "$p" "${median:--}" "${ips:--}" "${peak:--}" "${alloc:--}" \
+            "${rsvd:--}" "${ratio:--}"
+        if [[ -n $note ]]; then
+            echo "    $fw $family$m $p$note"
+        elif [[ -n $layers ]]; then
+            echo "    $fw $family$m $p: its layers' forward + backward take $layers of the $median ms"
+        fi
+    done <"$tmp/table"
+    echo "peak MiB: the GPU's used memory sampled by nvidia-smi (context and workspaces included) minus what was"
+    echo "used before the run; torch alloc/rsvd: torch.cuda.max_memory_allocated/reserved; yp/pt: yolopipe's"
+    echo "images/s over PyTorch's (same precision, else yolopipe's fp32). Beside each yolopipe row: its layers'"
+    echo "time (profile.csv); the rest of its batch is loss, optimizer, EMA and any wait for the data loader"
+
+    mkdir -p "$(dirname "$csv")"
+    if [[ ! -s $csv ]]; then
+        echo "date,commit,device,model,imgsz,batch,framework,precision,steps,median_ms,images_per_s,peak_gpu_mib,torch_allocated_mib,torch_reserved_mib,yolopipe_layers_ms,yolopipe_over_pytorch,note" >"$csv"
     fi
-done <"$tmp/table"
-echo "peak MiB: the GPU's used memory sampled by nvidia-smi (context and workspaces included) minus what was"
-echo "used before the run; torch alloc/rsvd: torch.cuda.max_memory_allocated/reserved; yp/pt: yolopipe's"
-echo "images/s over PyTorch's (same precision, else yolopipe's fp32). Beside each yolopipe row: its layers'"
-echo "time (profile.csv); the rest of its batch is loss, optimizer, EMA and any wait for the data loader"
+    date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
+        printf '%s,%s,"%s",%s%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$date" "$commit" "${device_name//\"/\"\"}" \
+            "$family" "$m" "$imgsz" "$batch" "$fw" "$p" "$n" "$median" "$ips" "$peak" "$alloc" "$rsvd" "$layers" "$ratio" \
+            "${note//\"/\"\"}"
+    done <"$tmp/table" >>"$csv"
+    echo "appended to $csv"
+    if [[ -n $profiles ]] && ((run_yp && run_pt)); then
+        for m in $models; do
+            for p in $yp_precisions; do
+                local yp_csv=$profiles/yolopipe-$family$m-$p$tag.csv pt_csv=$profiles/pytorch-$family$m-$p$tag.csv
+                [[ -f $pt_csv ]] || pt_csv=$profiles/pytorch-$family$m-fp32$tag.csv
+                [[ -f $yp_csv && -f $pt_csv ]] || continue
+                echo "$family$m $p$tag:"
+                layer_table "$yp_csv" "$pt_csv"
+            done
+        done
+    fi
+}
 
-mkdir -p "$(dirname "$csv")"
-if [[ ! -s $csv ]]; then
-    echo "date,commit,device,model,imgsz,batch,framework,precision,steps,median_ms,images_per_s,peak_gpu_mib,torch_allocated_mib,torch_reserved_mib,yolopipe_layers_ms,yolopipe_over_pytorch,note" >"$csv"
+((run_yp)) && ensure_data
+failed=0
+if [[ -z $threads ]]; then
+    tag=
+    measure
+else
+    for t in $threads; do
+        export OMP_NUM_THREADS=$t
+        tag=-t$t
+        [[ $device == cpu ]] && device_name="$cpu_name, $t of $(nproc) threads"
+        measure
+    done
 fi
-date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-while IFS='|' read -r m fw p n median ips peak alloc rsvd layers note ratio; do
-    printf '%s,%s,"%s",%s%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$date" "$commit" "${device_name//\"/\"\"}" \
-        "$family" "$m" "$imgsz" "$batch" "$fw" "$p" "$n" "$median" "$ips" "$peak" "$alloc" "$rsvd" "$layers" "$ratio" \
-        "${note//\"/\"\"}"
-done <"$tmp/table" >>"$csv"
-echo "appended to $csv"
 exit "$failed"
