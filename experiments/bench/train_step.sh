@@ -95,8 +95,9 @@ if ((smi)); then
 elif [[ $device == cuda ]]; then
     device_name="GPU $gpu (nvidia-smi not found: no memory figures)"
 else
-    cpu_name="cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
-    device_name="$cpu_name, $(nproc) threads"
+    # nproc counts OMP_NUM_THREADS, so the cores are counted here, before --threads sets it.
+    cpu_name="cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" cpu_cores=$(nproc)
+    device_name="$cpu_name, $cpu_cores threads"
 fi
 # YP_COMMIT names the commit where the checkout has no current .git (the GPU machine's copy).
 commit=${YP_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
@@ -301,7 +302,7 @@ else
     for t in $threads; do
         export OMP_NUM_THREADS=$t
         tag=-t$t
-        [[ $device == cpu ]] && device_name="$cpu_name, $t of $(nproc) threads"
+        [[ $device == cpu ]] && device_name="$cpu_name, $t of $cpu_cores threads"
         measure
     done
 fi
