@@ -236,16 +236,18 @@ measure() {
     done
 
     # The ratio, on each PyTorch row: yolopipe's images/s for the same model and precision (its fp32 when it
-    # did not run that precision: tf32 is an fp32 mode) over PyTorch's. Above 1: yolopipe is faster.
+    # did not run that precision: tf32 is an fp32 mode) over PyTorch's. Above 1: yolopipe is faster. Both
+    # sides run the same batch, so it is PyTorch's median step over yolopipe's (the images/s columns are
+    # rounded to 0.1, too coarse for a ratio at a few images/s).
     awk -F'|' -v OFS='|' '
-        { row[NR] = $0; m[NR] = $1; fw[NR] = $2; p[NR] = $3; ips[NR] = $6
-          if ($2 == "yolopipe" && $6 != "") yp[$1, $3] = $6 }
+        { row[NR] = $0; m[NR] = $1; fw[NR] = $2; p[NR] = $3; ms[NR] = $5
+          if ($2 == "yolopipe" && $5 > 0) yp[$1, $3] = $5 }
         END {
             for (i = 1; i <= NR; i++) {
                 ratio = ""
-                if (fw[i] == "pytorch" && ips[i] > 0) {
+                if (fw[i] == "pytorch" && ms[i] > 0) {
                     ref = ((m[i], p[i]) in yp) ? yp[m[i], p[i]] : (((m[i], "fp32") in yp) ? yp[m[i], "fp32"] : "")
-                    if (ref != "") ratio = sprintf("%.2f", ref / ips[i])
+                    if (ref != "") ratio = sprintf("%.2f", ms[i] / ref)
                 }
                 print row[i], ratio
             }
