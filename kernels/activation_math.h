@@ -9,9 +9,8 @@
 #pragma once
 
 #include <math.h>
-#include <stdint.h>
-#include <string.h>
 
+#include "framework/core/exp_poly.h"
 #include "framework/core/host_device.h"
 #include "kernels/backend.h"
 
@@ -21,35 +20,13 @@
 #define ACT_MUL(a, b) ((a) * (b))
 #endif
 
-// e^x. On the host: Cephes' expf (round x / ln 2 to n, a degree-6 polynomial in the remainder, times
-// 2^n), within 1 ulp of the correctly rounded value, +inf above 88.376, 0 below -87.337, NaN for NaN.
-// Unlike glibc's expf it is no call, so the CPU kernels' loops over it vectorize (with
-// -fno-trapping-math, meson.build). CUDA keeps its expf.
+// e^x: CUDA's expf on the device, exp_poly on the host (within 1 ulp; unlike glibc's expf no call,
+// so the CPU kernels' loops over it vectorize).
 YP_HOST_DEVICE static inline float activation_expf(float x) {
 #ifdef __CUDA_ARCH__
     return expf(x);
 #else
-    const float lo = -87.33654f, hi = 88.37626f, magic = 12582912.0f;  // magic: 1.5 * 2^23
-    float xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;
-    // Adding the magic number rounds x / ln 2 to an integer n held in the sum's low mantissa bits.
-    const float shifted = xc * 1.44269504088896341f + magic, n = shifted - magic;
-    uint32_t n_bits;
-    memcpy(&n_bits, &shifted, sizeof n_bits);
-    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts: r exact
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const uint32_t scale_bits = (n_bits - 0x4B400000u + 127u) << 23;  // 2^n, n in [-126, 127]
-    float scale;
-    memcpy(&scale, &scale_bits, sizeof scale);
-    float e = x > hi ? INFINITY : p * scale;
-    e = x < lo ? 0.0f : e;
-    return e;
+    return exp_poly(x);
 #endif
 }
 

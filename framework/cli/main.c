@@ -79,11 +79,14 @@ static int cmd_help(int argc, char **argv) {
 }
 
 // OpenMP threads that spin while idle steal the cores that OpenBLAS and the data loader need (a
-// training step ran 4x slower). libgomp reads OMP_WAIT_POLICY once, when it loads, so when the user
-// has not chosen a policy the process sets "passive" and executes itself again.
+// training step ran 4x slower), and threads that sleep at once pay a wake-up for every parallel
+// region (oneDNN runs one per reorder and per convolution: the tests' small convolutions ran 10x
+// slower). So when the user has chosen neither, the process sets the passive policy with a short
+// spin first (libgomp's GOMP_SPINCOUNT) and executes itself again: libgomp reads both when it loads.
 static void ensure_passive_openmp(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv("GOMP_SPINCOUNT", "1000", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: then carry on with spinning threads
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "framework/core/error.h"
+#include "framework/core/exp_poly.h"
 #include "framework/core/sort.h"
 
 NmsConfig nms_config_validation(void) {
@@ -341,32 +342,6 @@ void detect_decoder_destroy(DetectDecoder *dec) {
 
 int64_t detect_decoder_anchors(const DetectDecoder *dec) { return dec->n_anchors; }
 
-// exp(x) for x <= 0 (softmax's shifted logits) in arithmetic the compiler vectorises, unlike calls
-// to expf, which dominated decoding: Cephes' expf (x = n ln 2 + r, degree-6 polynomial in r, 2^n
-// from the exponent bits), within 1 ulp of glibc's expf over [-87, 0]. Comparisons are done on the
-// bit patterns and rounding with the 1.5 * 2^23 trick so that no float comparison (which may trap)
-// stops vectorisation. x below -87 counts as -87: exp(-87) ~ 1.6e-38 is nothing beside the 1 that
-// the largest logit contributes to the sum.
-static inline float exp_nonpositive(float x) {
-    uint32_t bits, limit = 0xc2ae0000u;  // -87.0f
-    memcpy(&bits, &x, sizeof bits);
-    bits = bits > limit ? limit : bits;  // for x <= 0, a larger pattern is a more negative value
-    memcpy(&x, &bits, sizeof x);
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;                // x - n ln 2, ln 2 in two parts
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t scale_bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &scale_bits, sizeof scale);
-    return p * scale;
-}
-
 // Boxes of n anchors of one image (anchors[i], or i itself when anchors is NULL) into xywh (4, n)
 // pixels: DFL's softmax expectation per side (ltrb, grid units), dist2bbox, x stride.
 static void decoder_boxes(const DetectDecoder *dec, const float *raw, const int64_t *anchors, int64_t n,
@@ -392,7 +367,7 @@ static void decoder_boxes(const DetectDecoder *dec, const float *raw, const int6
         memset(sum, 0, (size_t)n * 2 * sizeof *sum);
         for (int64_t k = 0; k < R; k++)
             for (int64_t i = 0; i < n; i++) {
-                float e = exp_nonpositive(logits[k * n + i] - dist[i]);
+                float e = exp_poly(logits[k * n + i] - dist[i]);  // vectorizes, unlike expf
                 sum[i] += e;
                 weighted[i] += (float)k * e;
             }

@@ -28,7 +28,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
 fi
-export YP_SOURCE_ROOT=$src OMP_WAIT_POLICY=passive
+export YP_SOURCE_ROOT=$src OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=1000
 # The machine's copy of the checkout may carry an older .git: the caller names the commit (YP_COMMIT).
 export YP_COMMIT=${YP_COMMIT:-unknown}
 
