@@ -31,6 +31,11 @@ static bool c3k2_parse(Layer *layer, const ParseContext *ctx, Error *err) {
         !module_arg_int(layer, ctx, 4, "g", 1, 1, &cfg->g, err) ||
         !module_arg_bool(layer, ctx, 5, "shortcut", true, &cfg->shortcut, err))
         return false;
+    // cv2 concatenates cv1's two halves and every repeat's output: a ModuleNet node's inputs.
+    if (cfg->n + 2 > NET_MAX_IN)
+        return model_spec_error_at(ctx->spec, layer->row->repeats_node, err,
+                                   "C3k2 takes at most %d repeats (after the scale's depth multiple), found %lld",
+                                   NET_MAX_IN - 2, (long long)cfg->n);
     const char *scale = ctx->spec->scale;
     if (!strcmp(scale, "m") || !strcmp(scale, "l") || !strcmp(scale, "x")) cfg->c3k = true;  // parse_model's rule
     cfg->c2 = module_scale_channels(ctx->spec, cfg->c2);
