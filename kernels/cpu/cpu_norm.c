@@ -15,7 +15,8 @@ enum { BN_LANES = 16, BN_CHUNK = 1024 };
 
 // y = act((x - mean) * scale + shift) over len values. A switch on the kind inside the loop keeps the
 // compiler from vectorizing it, so SiLU (every YOLO Conv's) and no activation get loops of their own.
-CPU_VECTOR_CLONES static void bn_apply(ActivationSpec act, const float *x, int64_t len, float mean, float scale, float shift, float *y) {
+CPU_VECTOR_CLONES static void bn_apply(ActivationSpec act, const float *x, int64_t len, float mean, float scale,
+                                       float shift, float *y) {
     static const ActivationSpec silu = {.kind = ACTIVATION_SILU}, none = {.kind = ACTIVATION_NONE};
     if (act.kind == ACTIVATION_SILU)
         for (int64_t i = 0; i < len; i++) y[i] = activation_apply(silu, (x[i] - mean) * scale + shift);
@@ -28,8 +29,8 @@ CPU_VECTOR_CLONES static void bn_apply(ActivationSpec act, const float *x, int64
 // The gradient at the normalised value from dy, the gradient at the slot's output, for the len
 // values of one chunk: dy itself without an activation, else through the activation at z
 // recomputed with forward_train's float operations (scale = gamma * invstd), written to buf.
-CPU_VECTOR_CLONES static const float *bn_grad_chunk(ActivationSpec act, const float *x, const float *dy, int64_t len, float mean,
-                                  float scale, float shift, float *buf) {
+CPU_VECTOR_CLONES static const float *bn_grad_chunk(ActivationSpec act, const float *x, const float *dy, int64_t len,
+                                                     float mean, float scale, float shift, float *buf) {
     static const ActivationSpec silu = {.kind = ACTIVATION_SILU};
     if (act.kind == ACTIVATION_NONE) return dy;
     if (act.kind == ACTIVATION_SILU)
@@ -39,9 +40,10 @@ CPU_VECTOR_CLONES static const float *bn_grad_chunk(ActivationSpec act, const fl
     return buf;
 }
 
-// Σ (a[i] - shift) * (b[i] - shift_b) over one chunk, with b == NULL meaning 1: Σ (a - shift) and
-// Σ (a - shift)² (b == a) as one vectorized loop.
-CPU_VECTOR_CLONES static double bn_chunk_dot(const float *a, float a_shift, const float *b, float b_shift, int64_t len) {
+// Σ (a[i] - a_shift) * (b[i] - b_shift) over one chunk of len values, b == NULL standing for 1:
+// Σ (a - shift) and Σ (a - shift)² (b == a) in one vectorized loop.
+CPU_VECTOR_CLONES static double bn_chunk_dot(const float *a, float a_shift, const float *b, float b_shift,
+                                             int64_t len) {
     float lane[BN_LANES] = {0};
     int64_t i = 0;
     if (b) {
@@ -63,8 +65,8 @@ CPU_VECTOR_CLONES static void bn_dx_chunk(const float *g, const float *x, int64_
     for (int64_t i = 0; i < len; i++) dx[i] += scale * (g[i] - mean_g - (x[i] - mean) * invstd * mean_g_xhat);
 }
 
-// The chunk [start, end) of a plane of hw values.
-static inline int64_t bn_chunk_end(int64_t start, int64_t hw) { return start + BN_CHUNK < hw ? start + BN_CHUNK : hw; }
+// The length of the chunk that starts at start in a plane of hw values.
+static inline int64_t bn_chunk_len(int64_t start, int64_t hw) { return start + BN_CHUNK < hw ? BN_CHUNK : hw - start; }
 
 void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
     const int64_t n = a->n, c = a->c, hw = a->hw;
@@ -81,7 +83,8 @@ void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
         double sum = 0.0;
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw;
-            for (int64_t s = 0; s < hw; s += BN_CHUNK) sum += bn_chunk_dot(xp + s, 0.0f, NULL, 0.0f, bn_chunk_end(s, hw) - s);
+            for (int64_t s = 0; s < hw; s += BN_CHUNK)
+                sum += bn_chunk_dot(xp + s, 0.0f, NULL, 0.0f, bn_chunk_len(s, hw));
         }
         const double mean = sum / (double)m;
         const float mean_f = (float)mean;
@@ -89,10 +92,8 @@ void cpu_batchnorm_forward_train(Backend *be, const BatchNormTrainArgs *a) {
         double sq = 0.0;
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw;
-            for (int64_t s = 0; s < hw; s += BN_CHUNK) {
-                const int64_t len = bn_chunk_end(s, hw) - s;
-                sq += bn_chunk_dot(xp + s, mean_f, xp + s, mean_f, len);
-            }
+            for (int64_t s = 0; s < hw; s += BN_CHUNK)
+                sq += bn_chunk_dot(xp + s, mean_f, xp + s, mean_f, bn_chunk_len(s, hw));
         }
         const double var = sq / (double)m;
         const double invstd = 1.0 / sqrt(var + (double)eps);
@@ -155,7 +156,7 @@ void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
         for (int64_t img = 0; img < n; img++) {
             const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
             for (int64_t s = 0; s < hw; s += BN_CHUNK) {
-                const int64_t len = bn_chunk_end(s, hw) - s;
+                const int64_t len = bn_chunk_len(s, hw);
                 const float *g = bn_grad_chunk(act, xp + s, dyp + s, len, mean, scale, shift, g_chunk);
                 sum_g += bn_chunk_dot(g, 0.0f, NULL, 0.0f, len);
                 sum_g_dev += bn_chunk_dot(g, 0.0f, xp + s, mean, len);
@@ -169,7 +170,7 @@ void cpu_batchnorm_backward(Backend *be, const BatchNormBackwardArgs *a) {
             const float *xp = x + (img * c + ch) * hw, *dyp = dy + (img * c + ch) * hw;
             float *dxp = dx + (img * c + ch) * hw;
             for (int64_t s = 0; s < hw; s += BN_CHUNK) {
-                const int64_t len = bn_chunk_end(s, hw) - s;
+                const int64_t len = bn_chunk_len(s, hw);
                 const float *g = bn_grad_chunk(act, xp + s, dyp + s, len, mean, scale, shift, g_chunk);
                 bn_dx_chunk(g, xp + s, len, mean, invstd, scale, mean_g, mean_g_xhat, dxp + s);
             }
