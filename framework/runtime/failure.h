@@ -5,7 +5,9 @@
 // - a rank dies (crash, OOM kill): the launcher (mpirun, srun) sends SIGTERM/SIGINT/SIGHUP to the
 //   others, which print "stopped by signal N ... while <activity>" and exit with 128 + N;
 // - an internal error (yp_fatal, YP_CHECK, a failed library call) ends the whole job through the
-//   transport's abort instead of abort(), so that no other rank waits for this one.
+//   transport's abort instead of abort(), so that no other rank waits for this one;
+// - a crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL; not under a sanitizer) prints "crashed by signal N
+//   while <activity>" and a backtrace, then dies of the signal, and the launcher ends the others.
 //
 // Process-wide state: a signal handler cannot be handed a context, so failure.c keeps the
 // installed transport, this rank's prebuilt message prefix and the activity text in one static
