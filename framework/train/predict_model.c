@@ -92,7 +92,8 @@ static bool meta_names(const SafetensorsFile *f, int64_t nc, char ***names, Erro
 
 static bool open_backend(PredictDevice device, FILE *out, Backend **be, Error *err) {
     int gpus = trainer_gpu_count();
-    if (device == PREDICT_DEVICE_CUDA && gpus == 0) return error_set(err, "--device cuda, but %s", trainer_no_gpu_reason());
+    if (device == PREDICT_DEVICE_CUDA && gpus == 0)
+        return error_set(err, "--device cuda, but %s", trainer_no_gpu_reason());
     if (device == PREDICT_DEVICE_CPU || gpus == 0) {
         fprintf(out, "device: cpu, fp32\n");
         *be = cpu_backend_create(DTYPE_F32);

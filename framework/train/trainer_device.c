@@ -25,7 +25,8 @@ int trainer_gpu_count(void) {
 }
 
 const char *trainer_no_gpu_reason(void) {
-    return YP_HAVE_CUDA ? "this machine has no usable CUDA device" : "this yolopipe was built without CUDA (no CUDA toolkit was found)";
+    return YP_HAVE_CUDA ? "this machine has no usable CUDA device"
+                        : "this yolopipe was built without CUDA (no CUDA toolkit was found)";
 }
 
 #if YP_HAVE_CUDA

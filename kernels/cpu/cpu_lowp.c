@@ -87,8 +87,8 @@ static const float *cpu_lowp_weights(Backend *be, const float *w, size_t n_elems
 // ---- memory ----------------------------------------------------------------------------------------
 
 // Sizing: CPU_LOWP_OPERAND_COUNT operands of the largest activation each, 12 bytes per element. The
-// float32 convolution's temporary and oneDNN scratchpad are in the separate workspace, which it uses
-// at the same time.
+// float32 convolution's reorder buffers and oneDNN scratchpads are in the separate workspace, which it
+// uses at the same time.
 static void cpu_lowp_reserve_activations(Backend *be, size_t largest_elems) {
     CpuContext *ctx = be->ctx;
     if (largest_elems <= ctx->act_elems) return;

@@ -161,7 +161,7 @@ static const ConvCase conv_cases[] = {
     {"3x3 dilation 2 p2", 2, 3, 9, 8, 2, 3, 3, 1, 2, 2, 1, false},
     {"depthwise 3x3 s2 p1 x2", 2, 4, 7, 8, 8, 3, 3, 2, 1, 1, 4, true},
     {"1x3 p1", 1, 2, 5, 6, 3, 1, 3, 1, 1, 1, 1, true},
-    // Large enough for oneDNN and the accumulations after it to use several threads.
+    // Large enough for oneDNN's convolutions and reorders to use several threads.
     {"3x3 s1 p1 24x20 threaded", 2, 8, 24, 20, 8, 3, 3, 1, 1, 1, 1, true},
 };
 enum { CONV_CASES = sizeof conv_cases / sizeof conv_cases[0] };
