@@ -63,11 +63,11 @@ typedef struct ClusterModel {
     int nics_per_node;            // >= 1 when ranks span nodes
     RankOrder rank_order;         // how world ranks map to (pipeline rank, replica)
     double loader_images_per_s;   // the data loader's ceiling per node; 0: no ceiling
-    // Processor sharing (CPU ranks oversubscribing cores): with cores_per_node > 0, k ranks of a node
-    // computing at once with k x threads_per_rank > cores_per_node each run at
-    // cores_per_node / (k x threads_per_rank) of their profiled speed. 0: every rank has its own cores.
-    // Fractional: what the node's cores do together in units of one computing alone (cores that slow
-    // each other down through shared caches and memory count for less; a study calibrates it).
+    // CPU ranks oversubscribing cores (schedule/sharing.h): with cores_per_node > 0, ranks of a node
+    // computing at once share its cores, one core per single-threaded rank (time slices), processor
+    // sharing for ranks of several threads. 0: every rank has its own cores. Fractional: what the
+    // node's cores do together in units of one computing alone (cores that slow each other down
+    // through shared caches and memory count for less; a study calibrates it).
     double cores_per_node;
     int threads_per_rank;         // compute threads of one rank (>= 1 with cores_per_node)
     // A message moves only when its sender calls the transport after the receiver has answered its

@@ -5,11 +5,12 @@
 // receive whose message is not sent yet), BARRIER (at STEP, waiting for every rank) or DONE. The loop
 // takes the earliest time at which something happens, finishes what ends then, lets every rank that
 // can run do so until it starts a computation or waits, and recomputes the compute rates (they only
-// change with processor sharing).
+// change with shared cores).
 #include <math.h>
 #include <stdlib.h>
 
 #include "partition/placement.h"
+#include "schedule/sharing.h"
 #include "schedule/simulate.h"
 
 typedef struct Arrivals {  // one directed channel's messages, in send order
@@ -55,11 +56,8 @@ typedef struct Sim {
     LinkModel *links;         // (p x p): what a message from src to dst sees
     PlacementGroup *groups;   // (p): each pipeline rank's data-parallel group
     int *last_weight;         // (p x chunks): index of each chunk's last weight pass in the program, or -1
-    // Processor sharing: distinct node compositions, copies[c * p + r] = copies of pipeline rank r on
-    // a node of composition c.
-    bool sharing;
-    int n_compositions;
-    int *copies;
+    CoreSharing *sharing;     // ranks sharing cores (NULL: each has its own)
+    bool *computing;          // (p) scratch: which ranks compute now
     int n_barrier;
     double optimizer_rate;    // seconds per parameter byte
     bool steps;               // the batch ends an accumulation: reduce, step, average the statistics
@@ -84,45 +82,14 @@ static bool op_computes(SchedOp op) {
 
 // ---- set-up ----------------------------------------------------------------------------------------
 
-// The distinct nodes' compositions (copies of each pipeline rank), for processor sharing.
-static void sim_compositions(Sim *x) {
-    const ClusterModel *c = &x->plan->cluster;
-    int p = x->p, D = x->plan->replicas, world = p * D, n_nodes = placement_nodes(c, world);
-    int *rows = yp_calloc((size_t)n_nodes * (size_t)p, sizeof *rows);
-    for (int w = 0; w < world; w++) {
-        int r, d;
-        placement_locate(c->rank_order, p, D, w, &r, &d);
-        rows[placement_node(c, w) * p + r]++;
-    }
-    x->copies = yp_calloc((size_t)n_nodes * (size_t)p, sizeof *x->copies);
-    for (int n = 0; n < n_nodes; n++) {
-        bool seen = false;
-        for (int k = 0; k < x->n_compositions && !seen; k++) {
-            seen = true;
-            for (int r = 0; r < p && seen; r++) seen = x->copies[k * p + r] == rows[n * p + r];
-        }
-        if (seen) continue;
-        for (int r = 0; r < p; r++) x->copies[x->n_compositions * p + r] = rows[n * p + r];
-        x->n_compositions++;
-    }
-    free(rows);
+// Which ranks compute now, into x->computing.
+static const bool *sim_computing(const Sim *x) {
+    for (int r = 0; r < x->p; r++) x->computing[r] = x->ranks[r].phase == PHASE_COMPUTE;
+    return x->computing;
 }
 
-// The rate a rank computes at now: that of its most loaded node.
-static double sim_rate(const Sim *x, int r) {
-    if (!x->sharing) return 1.0;
-    const ClusterModel *c = &x->plan->cluster;
-    double rate = 1.0;
-    for (int k = 0; k < x->n_compositions; k++) {
-        const int *row = &x->copies[k * x->p];
-        if (!row[r]) continue;
-        int busy = 0;
-        for (int q = 0; q < x->p; q++) busy += x->ranks[q].phase == PHASE_COMPUTE ? row[q] : 0;
-        double demand = (double)busy * c->threads_per_rank;
-        if (demand > c->cores_per_node) rate = min_d(rate, c->cores_per_node / demand);
-    }
-    return rate;
-}
+// The rate rank r computes at now (or would, starting now).
+static double sim_rate(const Sim *x, int r) { return x->sharing ? sharing_rate(x->sharing, r, sim_computing(x)) : 1.0; }
 
 // ---- compute segments ------------------------------------------------------------------------------
 
@@ -138,6 +105,7 @@ static void segment_start(Sim *x, int r, Segment kind, double work_s, double t) 
 
 static void sim_update_rates(Sim *x, double t) {
     if (!x->sharing) return;
+    sharing_update(x->sharing, sim_computing(x));
     for (int r = 0; r < x->p; r++) {
         RankSim *rk = &x->ranks[r];
         if (rk->phase != PHASE_COMPUTE) continue;
@@ -466,11 +434,8 @@ static void sim_setup(Sim *x) {
         if (linked[k] && k / p != k % p) x->links[k] = placement_p2p_link(c, p, plan->replicas, k / p, k % p).link;
     }
     free(linked);
-    x->sharing = c->cores_per_node > 0;
-    if (x->sharing) {
-        YP_CHECK(c->threads_per_rank >= 1);
-        sim_compositions(x);
-    }
+    if (c->cores_per_node > 0) x->sharing = sharing_create(c, p, plan->replicas);
+    x->computing = yp_calloc((size_t)p, sizeof *x->computing);
     x->optimizer_rate = plan->optimizer_s_per_byte;
 }
 
@@ -484,7 +449,8 @@ static void sim_teardown(Sim *x) {
     free(x->links);
     free(x->groups);
     free(x->last_weight);
-    free(x->copies);
+    sharing_destroy(x->sharing);
+    free(x->computing);
     free(x->ranks);
 }
 

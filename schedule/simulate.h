@@ -24,12 +24,12 @@
 // (plan->optimizer_s_per_byte x the param_bytes of its stages) and averages its stages' running
 // statistics over its replicas (an all-reduce of their buffer_bytes).
 //
-// Processor sharing (ClusterModel.cores_per_node > 0): the simulation advances in global time order;
-// whenever k ranks of a node compute at once (passes, loss, optimizer) and k x threads_per_rank >
-// cores_per_node, each progresses at cores_per_node / (k x threads_per_rank) of its profiled speed,
-// recomputed at every start and end. A node holds copies of several pipeline ranks (replicas); a
-// pipeline rank runs at the rate of its most loaded node. Without it every rate is 1 and times are
-// exact sums of the plan's costs.
+// Shared cores (ClusterModel.cores_per_node > 0): the simulation advances in global time order;
+// whenever ranks of a node compute at once (passes, loss, optimizer, inline loading) they share its
+// cores as schedule/sharing.h models it (one core per single-threaded rank, else processor
+// sharing), the rates recomputed at every start and end. A node holds copies of several pipeline
+// ranks (replicas); a pipeline rank runs at the rate of its slowest copy. Without it every rate is 1
+// and times are exact sums of the plan's costs.
 //
 // With gradient accumulation (plan->accumulate > 1) the batches that do not step are simulated too,
 // without gradient reductions, optimizer and statistics average (the loss all-reduce stays).

@@ -56,12 +56,12 @@ const CliCommand cmd_profile_cli = {
     .run = cmd_profile,
 };
 
-// One training pass, layer by layer: times[i] and times[n + i] get layer i's forward and backward.
-// One timed pass: the forward of each layer into times[0, n), the backward of each into [n, 2n),
-// and the backward again split into its input pass (B) and weight pass (W, run right after each
-// layer's B so that it holds that layer's deferred gradients only), W into [2n, 3n) and B + W into
-// [3n, 4n). The input and the output gradient are random; the other output gradients start at zero,
-// as in graph_backward.
+// One timed training pass, layer by layer: the forward of each layer into times[0, n), the backward
+// of each into [n, 2n), and the backward again split into its input pass (B) and weight pass (W,
+// run right after each layer's B so that it holds that layer's deferred gradients only), W into
+// [2n, 3n) and B + W into [3n, 4n). A layer's backward includes zeroing its output gradient, which
+// the executor does before each backward. The input and the output gradient are random; the other
+// output gradients start at zero, as in graph_backward.
 static void profile_pass(Graph *g, uint64_t seed, double *times) {
     Backend *be = g->be;
     int n = g->n_layers;
@@ -72,23 +72,29 @@ static void profile_pass(Graph *g, uint64_t seed, double *times) {
         times[i] = clock_monotonic_s() - t0;
     }
     for (int split = 0; split < 2; split++) {
-        for (int i = 0; i + 1 < n; i++)
+        // The executor zeroes every output gradient before a backward: each layer is charged its own.
+        double *zero_s = split ? times + 2 * n : times + n;
+        for (int i = 0; i + 1 < n; i++) {
+            double t0 = clock_monotonic_s();
             be->ops->zero(be, g->layers[i].dout.data, backend_act_bytes(be, tensor_elems(&g->layers[i].out)));
+            zero_s[i] = clock_monotonic_s() - t0;
+        }
+        zero_s[n - 1] = 0;
         Layer *out = graph_output(g);
         be->ops->fill_uniform(be, out->dout.data, (size_t)tensor_elems(&out->out), -1.0f, 1.0f, seed + 1);
         for (int i = n - 1; i >= 0; i--) {
             double t0 = clock_monotonic_s();
             if (!split) {
                 graph_backward_layers(g, i, i + 1);
-                times[n + i] = clock_monotonic_s() - t0;
+                times[n + i] += clock_monotonic_s() - t0;
                 continue;
             }
             graph_backward_input_layers(g, i, i + 1);
             double t1 = clock_monotonic_s();
             graph_backward_weight(g);
             double t2 = clock_monotonic_s();
+            times[3 * n + i] = times[2 * n + i] + (t2 - t0);
             times[2 * n + i] = t2 - t1;
-            times[3 * n + i] = t2 - t0;
         }
     }
 }

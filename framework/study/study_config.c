@@ -42,6 +42,7 @@ static const StudyKey main_keys[] = {
     OF_TYPE("mode", STUDY_KEY_MODE, mode),
     INT("measure.steps", measure.steps, 1, 1e6),
     INT("measure.warmup", measure.warmup, 0, 1e6),
+    INT("measure.takes", measure.takes, 1, 100),
     OF_TYPE("measure.launcher", STUDY_KEY_STRING, measure.launcher),
     {.name = "measure.time_limit", .type = STUDY_KEY_NUMBER, .offset = OFF(measure.time_limit_s), .max = 1e7,
      .min_open = true, .resume_free = true},
@@ -502,7 +503,7 @@ static bool check_train_for(const StudyLoad *ld, Error *err) {
 
 static void set_defaults(StudyConfig *s) {
     s->mode = STUDY_MODE_SIMULATE;
-    s->measure = (StudyMeasure){.steps = 6, .warmup = 2, .launcher = yp_strdup("mpirun -np {world} --oversubscribe"),
+    s->measure = (StudyMeasure){.steps = 6, .warmup = 2, .takes = 1, .launcher = yp_strdup("mpirun -np {world} --oversubscribe"),
                                 .time_limit_s = 600};
     s->cluster = (StudyCluster){.gpus_per_node = 8, .nics_per_node = 1};
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "framework/config/experiment_plan.h"
+#include "framework/core/fsutil.h"
 #include "framework/core/sort.h"
 #include "framework/core/yaml_doc.h"
 #include "framework/study/study_internal.h"
@@ -48,6 +49,13 @@ static bool study_target(const StudyConfig *s, CostDevice *dev, ClusterModel *cl
     }
     *t = (PlanTarget){.device = dev, .profile_path = sd->profile, .cluster = cl};
     return true;
+}
+
+static bool trace_write(const char *path, const PipelinePlan *plan, const Schedule *s, const SchedSim *sim, Error *err) {
+    FsAtomicFile *af;
+    if (!fs_atomic_file_open(path, &af, err)) return false;
+    sched_trace_write(fs_atomic_file_stream(af), plan, s, sim);
+    return fs_atomic_file_commit(af, err);
 }
 
 bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const StudyCosts *costs, StudyPrediction *out,
@@ -95,6 +103,7 @@ bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const Study
         terms[STUDY_TERM_OPTIMIZER] = t->optimizer_s;
         terms[STUDY_TERM_LOSS] = t->loss_s;
         terms[STUDY_TERM_LOADER] = t->loader_s;
+        if (costs->trace) ok = trace_write(costs->trace, plan, ep.schedule, sim, err);
         sched_sim_destroy(sim);
     }
     experiment_plan_clear(&ep);

@@ -78,28 +78,29 @@ static void write_best_table(const StudyConfig *s, const StudyTable *t, FILE *f)
     free(worlds);
 }
 
-// Median and largest |error| over the rows whose `key` column equals `value` (every row when key is
-// NULL); false when no row has both numbers.
-static bool error_stats(const StudyTable *t, const char *key, const char *value, double *median, double *max, int *n) {
-    double *errs = yp_malloc((size_t)(t->n_rows + 1) * sizeof *errs);
+// Median and largest of a column's numbers (their magnitudes) over the rows that ran whose `key`
+// column equals `value` (every row when key is NULL); false when no row has a number there.
+static bool column_stats(const StudyTable *t, const char *column, const char *key, const char *value, double *median,
+                         double *max, int *n) {
+    double *v = yp_malloc((size_t)(t->n_rows + 1) * sizeof *v);
     *n = 0;
     *max = 0;
     for (int r = 0; r < t->n_rows; r++) {
-        double e;
-        if (!row_ok(t, r) || !study_table_number(t, r, "error_pct", &e)) continue;
+        double x;
+        if (!row_ok(t, r) || !study_table_number(t, r, column, &x)) continue;
         if (key && strcmp(study_table_cell(t, r, key), value)) continue;
-        errs[(*n)++] = fabs(e);
-        if (fabs(e) > *max) *max = fabs(e);
+        v[(*n)++] = fabs(x);
+        if (fabs(x) > *max) *max = fabs(x);
     }
-    if (*n) *median = sort_median(errs, *n);
-    free(errs);
+    if (*n) *median = sort_median(v, *n);
+    free(v);
     return *n > 0;
 }
 
 static void write_error_table(const StudyConfig *s, const StudyTable *t, FILE *f) {
     double median, max;
     int n;
-    if (!error_stats(t, NULL, NULL, &median, &max, &n)) return;
+    if (!column_stats(t, "error_pct", NULL, NULL, &median, &max, &n)) return;
     fprintf(f, "## Predicted against measured\n\nerror = (predicted − measured) / measured of the step time.\n\n");
     fprintf(f, "| points | median abs(error) | max abs(error) |\n|---|---:|---:|\n| all (%d) | %.1f %% | %.1f %% |\n", n,
             median, max);
@@ -107,10 +108,19 @@ static void write_error_table(const StudyConfig *s, const StudyTable *t, FILE *f
     const char *key = s->n_axes ? s->axes[0].key : NULL;
     for (int a = 0; key && a < s->axes[0].n_values; a++) {
         const char *v = s->axes[0].values[a].value;
-        if (error_stats(t, key, v, &median, &max, &n))
+        if (column_stats(t, "error_pct", key, v, &median, &max, &n))
             fprintf(f, "| %s=%s (%d) | %.1f %% | %.1f %% |\n", key, v, n, median, max);
     }
     fputc('\n', f);
+}
+
+// How much a point's takes differed (measure.takes > 1): the machine's noise.
+static void write_noise(const StudyConfig *s, const StudyTable *t, FILE *f) {
+    double median, max;
+    int n;
+    if (column_stats(t, "measured_spread_pct", NULL, NULL, &median, &max, &n))
+        fprintf(f, "Noise: the slowest of a point's %lld takes was %.1f %% (median over %d points) and at most %.1f %% "
+                   "slower than the fastest, the one kept.\n\n", (long long)s->measure.takes, median, n, max);
 }
 
 static void write_terms(const StudyTable *t, FILE *f) {
@@ -155,6 +165,7 @@ bool study_report_write(const StudyConfig *s, const StudyTable *t, const char *p
             study_mode_names[s->mode], s->experiment, t->n_rows, ok_rows);
     write_best_table(s, t, f);
     write_error_table(s, t, f);
+    write_noise(s, t, f);
     write_terms(t, f);
     write_failures(t, f);
     return fs_atomic_file_commit(af, err);
@@ -178,6 +189,6 @@ void study_report_print_best(const StudyTable *t, FILE *f) {
     fputc('\n', f);
     double median, max;
     int n;
-    if (error_stats(t, NULL, NULL, &median, &max, &n))
+    if (column_stats(t, "error_pct", NULL, NULL, &median, &max, &n))
         fprintf(f, "prediction error over %d measured points: median %.1f %%, max %.1f %%\n", n, median, max);
 }

@@ -25,6 +25,7 @@ static const double LAUNCH_OVERHEAD_GUESS_S = 10.0;
 // then these.
 static const char *const fixed_columns[] = {
     "world", "nodes_used", "status", "reason", "run_dir", "predicted_step_ms", "measured_step_ms", "error_pct",
+    "measured_spread_pct",
     "predicted_images_per_s", "measured_images_per_s", "images_per_s", "images_per_s_per_gpu", "scaling_efficiency",
     "bubble_fraction", "predicted_peak_activation_bytes", "measured_peak_activation_bytes", "measured_peak_rss_bytes",
     "predicted_memory_bytes", "memory_bytes_per_gpu", "fits_memory", "p2p_bytes_per_step", "allreduce_bytes_per_step",
@@ -35,6 +36,7 @@ typedef struct StudyRun {
     const StudyConfig *s;
     const StudyRunOptions *opt;
     char out[PATH_MAX], csv[PATH_MAX];
+    char traces[PATH_MAX];  // where each point's simulated timeline goes ("" in a dry run: nowhere)
     int n_swept;
     char **swept;         // the swept keys: axes, explicit points' keys, "nodes" for a cluster's node list
     StudyTable table;     // what points.csv holds: rows from an earlier run (--resume), then this one's
@@ -191,6 +193,7 @@ typedef struct PointResult {
     bool predicted, measured;
     StudyPrediction pred;
     StudyMeasurement meas;
+    double takes_spread;  // (slowest - fastest) / fastest take with measure.takes > 1, else -1
     int64_t epochs;  // the point's train.epochs, for time to train
 } PointResult;
 
@@ -235,6 +238,7 @@ static void row_fill(StudyRun *r, int index, const StudyPoint *p, const PointRes
         if (m->peak_activation_bytes >= 0) cell_set(row, "measured_peak_activation_bytes", "%lld", (long long)m->peak_activation_bytes);
         if (m->peak_rss_bytes >= 0) cell_set(row, "measured_peak_rss_bytes", "%lld", (long long)m->peak_rss_bytes);
         if (res->predicted) cell_number(row, "error_pct", 100.0 * (pr->step_s - m->step_s) / m->step_s);
+        if (res->takes_spread >= 0) cell_number(row, "measured_spread_pct", 100.0 * res->takes_spread);
     }
     cell_number(row, "images_per_s", images_per_s);
     cell_number(row, "images_per_s_per_gpu", images_per_s / (double)p->world);
@@ -262,18 +266,20 @@ static void classify_failure(const char *log_path, const LaunchResult *lr, Point
     }
 }
 
-static void point_measure(StudyRun *r, int index, const StudyPoint *p, PointResult *res, double *wall_s) {
+// One run of point p as runs/<name>: its measurement into *meas and its folder into run_dir, or false
+// with res's status and reason set.
+static bool point_take(StudyRun *r, const StudyPoint *p, const char *name, StudyMeasurement *meas, char *run_dir,
+                       PointResult *res, double *wall_s) {
     const StudyConfig *s = r->s;
-    char name[64], runs[PATH_MAX], log_path[PATH_MAX], json[PATH_MAX];
+    char runs[PATH_MAX], log_path[PATH_MAX], json[PATH_MAX];
     Error err = {0};
-    snprintf(name, sizeof name, "point-%d", index);
     if (!path_format(runs, sizeof runs, &err, "%s/runs", r->out) || !fs_mkdir_p(runs, &err) ||
         !path_format(log_path, sizeof log_path, &err, "%s/%s.log", runs, name) ||
-        !path_format(res->run_dir, sizeof res->run_dir, &err, "%s/%s", runs, name) ||
-        !path_format(json, sizeof json, &err, "%s/measured.json", res->run_dir)) {
+        !path_format(run_dir, PATH_MAX, &err, "%s/%s", runs, name) ||
+        !path_format(json, sizeof json, &err, "%s/measured.json", run_dir)) {
         res->status = STATUS_FAILED;
         snprintf(res->reason, sizeof res->reason, "%s", err.message);
-        return;
+        return false;
     }
     int n_words;
     char **words;
@@ -301,23 +307,49 @@ static void point_measure(StudyRun *r, int index, const StudyPoint *p, PointResu
         argv[a++] = sets[i];
     }
     LaunchResult lr = {0};
+    bool ok = false;
     remove(json);  // a stale record from an earlier, killed study must not pass for this run's
     if (!launch_run(argv, log_path, s->measure.time_limit_s, &lr, &err)) {
         res->status = STATUS_FAILED;
         snprintf(res->reason, sizeof res->reason, "%s", err.message);
     } else if (lr.outcome != LAUNCH_EXITED || lr.exit_code != 0) {
         classify_failure(log_path, &lr, res);
-    } else if (!study_point_read_measured(json, s->measure.warmup, &res->meas, &err)) {
+    } else if (!study_point_read_measured(json, s->measure.warmup, meas, &err)) {
         res->status = STATUS_FAILED;
         snprintf(res->reason, sizeof res->reason, "%s", err.message);
     } else {
-        res->measured = true;
+        ok = true;
     }
-    *wall_s = lr.seconds;
+    *wall_s += lr.seconds;
     for (int i = 0; i < n_sets; i++) free(sets[i]);
     free(sets);
     free(argv);
     launch_words_free(n_words, words);
+    return ok;
+}
+
+// Runs point p measure.takes times, one after the other, and keeps the fastest take (a shared
+// machine only slows a run down, as with the calibration profiles); the spread between the takes
+// says how noisy the machine was. A take that fails fails the point.
+static void point_measure(StudyRun *r, int index, const StudyPoint *p, PointResult *res, double *wall_s) {
+    double slowest_s = 0;
+    for (int t = 0; t < r->s->measure.takes; t++) {
+        char name[64], run_dir[PATH_MAX];
+        if (t == 0) snprintf(name, sizeof name, "point-%d", index);
+        else snprintf(name, sizeof name, "point-%d-take-%d", index, t + 1);
+        StudyMeasurement meas;
+        if (!point_take(r, p, name, &meas, run_dir, res, wall_s)) {
+            res->measured = false;
+            return;
+        }
+        if (!res->measured || meas.step_s < res->meas.step_s) {
+            res->meas = meas;
+            snprintf(res->run_dir, sizeof res->run_dir, "%s", run_dir);
+        }
+        if (meas.step_s > slowest_s) slowest_s = meas.step_s;
+        res->measured = true;
+    }
+    res->takes_spread = r->s->measure.takes > 1 ? slowest_s / res->meas.step_s - 1.0 : -1.0;
 }
 
 // Finishes a point whose prediction predict_all made (*res holds it): measures it when the study
@@ -433,13 +465,17 @@ static void predict_all(StudyRun *r, char *const *profiles, double cores_per_nod
         Error err = {0};
         PointResult *res = &results[i];
         *res = (PointResult){.status = STATUS_OK};
-        StudyCosts costs = {.profile = profiles ? profiles[i] : NULL, .cores_per_node = cores_per_node};
+        char trace[PATH_MAX];
+        bool traced = r->traces[0] && path_format(trace, sizeof trace, &err, "%s/point-%d.json", r->traces, i);
+        StudyCosts costs = {.profile = profiles ? profiles[i] : NULL, .cores_per_node = cores_per_node,
+                            .trace = traced ? trace : NULL};
         if (!study_point_simulate(r->s, &r->points.points[i], &costs, &res->pred, &err)) {
             res->status = err.code == ERROR_CODE_NO_FIT ? STATUS_OOM : STATUS_INVALID;
             snprintf(res->reason, sizeof res->reason, "%s", err.message);
         }
         if (r->s->mode != STUDY_MODE_SIMULATE && res->status == STATUS_OK)
-            r->point_expected_s[i] = LAUNCH_OVERHEAD_GUESS_S + (double)(m->warmup + m->steps + 1) * res->pred.step_s;
+            r->point_expected_s[i] =
+                (double)m->takes * (LAUNCH_OVERHEAD_GUESS_S + (double)(m->warmup + m->steps + 1) * res->pred.step_s);
         r->expected_s += r->point_expected_s[i];
     }
 }
@@ -464,8 +500,10 @@ static void print_expected(const StudyRun *r, FILE *log) {
     if (r->s->mode == STUDY_MODE_SIMULATE) return;
     char expected[32];
     format_duration(r->expected_s, expected, sizeof expected);
-    fprintf(log, "expected time: about %s (measuring %lld + %lld warm-up steps a point)\n", expected,
+    fprintf(log, "expected time: about %s (measuring %lld + %lld warm-up steps a point", expected,
             (long long)r->s->measure.steps, (long long)r->s->measure.warmup);
+    if (r->s->measure.takes > 1) fprintf(log, ", %lld takes", (long long)r->s->measure.takes);
+    fputs(")\n", log);
 }
 
 static bool run_plots(StudyRun *r) {
@@ -506,6 +544,9 @@ static void progress_line(StudyRun *r, int k, const StudyPoint *p, const PointRe
             fprintf(log, "%smeasured %.1f ms", res->predicted ? ", " : "", 1e3 * res->meas.step_s);
             if (res->predicted)
                 fprintf(log, " (%+.1f %%)", 100.0 * (res->pred.step_s - res->meas.step_s) / res->meas.step_s);
+            if (res->takes_spread >= 0)
+                fprintf(log, ", the fastest of %lld takes (the slowest %+.1f %%)", (long long)r->s->measure.takes,
+                        100.0 * res->takes_spread);
         }
         fprintf(log, ", %.1f images/s", res->measured ? res->meas.images_per_s : res->pred.images_per_s);
         if (wall_s > 0) fprintf(log, " [%.0f s]", wall_s);
@@ -564,7 +605,8 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
     int n_cols;
     char **cols;
     columns_build(&r, &n_cols, &cols);
-    bool ok = output_open(&r, n_cols, cols, err);
+    bool ok = output_open(&r, n_cols, cols, err) && path_format(r.traces, sizeof r.traces, err, "%s/predicted", r.out) &&
+              fs_mkdir_p(r.traces, err);
     // Profiles and measured ranks get the threads the simulation gives a rank.
     char threads[24];
     snprintf(threads, sizeof threads, "%lld", (long long)s->cluster.threads_per_rank);

@@ -12,7 +12,9 @@
 //   loader     the training loader as the trainer configures it (augment: section, mosaic while
 //              close_mosaic has not closed it), with one worker thread building one replica's share
 //              of each batch as stage 0 requests it (pixels); the consumer takes batches at once, so
-//              each wait is one batch's build time.
+//              each wait is one batch's build time. A batch's build time varies with the images it
+//              draws (a mosaic tiles four), so the loader is timed over at least
+//              STEP_PROFILE_LOADER_BATCHES batches, more than `repeats` usually asks.
 #include "framework/train/step_profile.h"
 
 #include <stdlib.h>
@@ -155,6 +157,8 @@ static bool step_profile_loss(const StepProfileInput *in, const int64_t *order, 
 
 // ---- loader --------------------------------------------------------------------------------------
 
+enum { STEP_PROFILE_LOADER_BATCHES = 16 };
+
 static bool step_profile_loader(const StepProfileInput *in, StepProfileReport *report, Error *err) {
     const ExperimentConfig *cfg = in->cfg;
     const TrainConfig *tc = &cfg->train;
@@ -163,9 +167,10 @@ static bool step_profile_loader(const StepProfileInput *in, StepProfileReport *r
     lo.share = (LoaderShare){.first = 0, .n = tc->batch / cfg->parallel.replicas, .parts = BATCH_PART_IMAGES};
     Loader *ld = loader_create(in->train, &lo);
     int64_t per_epoch = loader_batches(ld);
-    double *waits = yp_malloc((size_t)in->repeats * sizeof *waits);
+    int n = in->repeats > STEP_PROFILE_LOADER_BATCHES ? in->repeats : STEP_PROFILE_LOADER_BATCHES;
+    double *waits = yp_malloc((size_t)n * sizeof *waits);
     bool ok = true;
-    for (int k = 0; ok && k <= in->repeats; k++) {
+    for (int k = 0; ok && k <= n; k++) {
         if (k % per_epoch == 0) {
             int64_t epoch = k / per_epoch;
             loader_start_epoch(ld, &(LoaderEpoch){.epoch = epoch, .mosaic = epoch < tc->epochs - tc->close_mosaic,
@@ -178,7 +183,7 @@ static bool step_profile_loader(const StepProfileInput *in, StepProfileReport *r
         loader_batch_free(&b);
     }
     if (ok) {
-        report->loader_batch_s = sort_median(waits, in->repeats);
+        report->loader_batch_s = sort_median(waits, n);
         report->loader_images = lo.share.n;
     }
     free(waits);

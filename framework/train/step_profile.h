@@ -20,7 +20,7 @@ typedef struct StepProfileInput {
     // after a training pass: the loss reads its output. Its gradients are overwritten. Borrowed.
     Graph *graph;
     const DatasetSplit *train;  // the experiment's training split (borrowed), or NULL: loss and loader untimed
-    int repeats;                // timed runs of each after one warm-up; the median is kept
+    int repeats;                // timed runs of each after one warm-up (the loader: at least 16); the median is kept
 } StepProfileInput;
 
 // What was timed, for the printout (the per-byte and per-image figures go into the profile).

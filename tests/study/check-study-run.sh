@@ -3,7 +3,8 @@
 # the tiny experiment under mpirun), its points.csv columns and rows, summary.md, and the study's
 # crash safety: a rerun without --resume is refused, --resume redoes nothing, --resume against a
 # changed study is refused naming the key, a study killed with SIGKILL after its first point finishes
-# the rest on --resume without redoing it, and a point past its time limit is a `timeout` row.
+# the rest on --resume without redoing it, a point past its time limit is a `timeout` row, and
+# measure.takes runs a point more than once and keeps the fastest take.
 #
 # usage: check-study-run.sh SOURCE_ROOT YOLOPIPE
 set -u
@@ -46,7 +47,7 @@ $python - out/points.csv <<'PY' || fail "points.csv"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 want = ["index", "label", "parallel.stages", "world", "nodes_used", "status", "reason", "run_dir",
-        "predicted_step_ms", "measured_step_ms", "error_pct", "predicted_images_per_s", "measured_images_per_s",
+        "predicted_step_ms", "measured_step_ms", "error_pct", "measured_spread_pct", "predicted_images_per_s", "measured_images_per_s",
         "images_per_s", "images_per_s_per_gpu", "scaling_efficiency", "bubble_fraction",
         "predicted_peak_activation_bytes", "measured_peak_activation_bytes", "measured_peak_rss_bytes",
         "predicted_memory_bytes", "memory_bytes_per_gpu", "fits_memory", "p2p_bytes_per_step",
@@ -65,7 +66,11 @@ for r in rows:
     assert r["world"] == r["parallel.stages"]
 assert float(rows[0]["scaling_efficiency"]) == 1.0
 assert float(rows[1]["p2p_bytes_per_step"]) > 0 and float(rows[0]["p2p_bytes_per_step"]) == 0
+assert all(r["measured_spread_pct"] == "" for r in rows), "a spread with one take"
 PY
+for i in 0 1; do
+    $python -c "import json, sys; json.load(open(sys.argv[1]))" out/predicted/point-$i.json || fail "no simulated timeline for point $i"
+done
 echo "first run: $(grep -c '' out/points.csv) lines in points.csv"
 
 # The same folder again: refused without --resume; with it, nothing is redone.
@@ -100,6 +105,22 @@ echo "killed after $rows_at_kill point(s); --resume finished the rest"
 STAGES="1" LIMIT=0.2 study slow
 "$yolopipe" study slow.yaml --out slow >slow.log 2>&1 || fail "a timed-out point failed the study"
 grep -q ",timeout," slow/points.csv || fail "no timeout row: $(cat slow/points.csv)"
+
+# Two takes of a point: both run, the faster is kept, and the spread says by how much they differ.
+STAGES="1" study takes
+"$yolopipe" study takes.yaml --out takes --set measure.takes=2 >takes.log 2>&1 || fail "measure.takes=2: $(tail -5 takes.log)"
+grep -q "the fastest of 2 takes" takes.log || fail "no takes in the progress line: $(cat takes.log)"
+$python - takes <<'PY' || fail "measure.takes=2"
+import csv, json, statistics, sys
+row = next(csv.DictReader(open(sys.argv[1] + "/points.csv")))
+def median_ms(run):  # the study's measured step: the median batch after the warm-up batch
+    return 1e3 * statistics.median(json.load(open(run + "/measured.json"))["batch_s"][1:])
+takes = [median_ms(sys.argv[1] + "/runs/point-0"), median_ms(sys.argv[1] + "/runs/point-0-take-2")]
+assert abs(float(row["measured_step_ms"]) - min(takes)) < 1e-3 * min(takes), (row["measured_step_ms"], takes)
+assert abs(float(row["measured_spread_pct"]) - 100 * (max(takes) / min(takes) - 1)) < 0.01, (row["measured_spread_pct"], takes)
+assert row["run_dir"].endswith("point-0" if takes[0] <= takes[1] else "point-0-take-2"), row["run_dir"]
+PY
+grep -q "^Noise: the slowest of a point's 2 takes" takes/summary.md || fail "summary.md says nothing of the takes"
 
 if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
 echo "study run checks passed"

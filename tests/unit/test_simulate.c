@@ -200,8 +200,28 @@ static void test_processor_sharing(void **state) {
     sim = simulate(&dp, SCHED_KIND_1F1B);
     assert_close(sim->step_s, 2 * 2 * 3.0, 0.0, 0.0);
     sched_sim_destroy(sim);
+    // Three replicas on two cores, one thread each: the OS runs one rank per core, so one core runs
+    // two of them at half speed and the step waits for those (12 s), where processor sharing (two
+    // threads each on four cores) gives every rank 4/6 of its speed (9 s).
+    PipelinePlan dp3 = chain(1, 2, 3);
+    dp3.cluster.cores_per_node = 2;
+    dp3.cluster.threads_per_rank = 1;
+    sim = simulate(&dp3, SCHED_KIND_1F1B);
+    assert_close(sim->step_s, 2 * 2 * 3.0, 0.0, 0.0);
+    sched_sim_destroy(sim);
+    dp3.cluster.cores_per_node = 4;
+    dp3.cluster.threads_per_rank = 2;
+    sim = simulate(&dp3, SCHED_KIND_1F1B);
+    assert_close(sim->step_s, 1.5 * 2 * 3.0, 0.0, 1e-12);
+    sched_sim_destroy(sim);
+    // Cores worth 1.5 together (calibrated): two replicas on two cores each run at 0.75.
+    dp.cluster.cores_per_node = 1.5;
+    sim = simulate(&dp, SCHED_KIND_1F1B);
+    assert_close(sim->step_s, 2 * 3.0 / 0.75, 0.0, 1e-12);
+    sched_sim_destroy(sim);
     free(plan.cuts);
     free(dp.cuts);
+    free(dp3.cuts);
 }
 
 // ---- weak scaling ----------------------------------------------------------------------------------
