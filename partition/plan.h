@@ -70,6 +70,9 @@ typedef struct ClusterModel {
     // through shared caches and memory count for less; a study calibrates it).
     double cores_per_node;
     int threads_per_rank;         // compute threads of one rank (>= 1 with cores_per_node)
+    // With cores_per_node: what a rank that waits (polls the transport, framework/core/poll_sleep.h)
+    // takes from the computing ones when no core is idle, as a fraction of one core's speed.
+    double wait_cost;
     // A message moves only when its sender calls the transport after the receiver has answered its
     // header (a rendezvous without a progress thread): the executor tests what is in flight between
     // layers, so a message sent before a pass leaves when that pass's first layer ends, and at once

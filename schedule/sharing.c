@@ -22,6 +22,7 @@ struct CoreSharing {
     int p;
     double worth;  // ClusterModel.cores_per_node
     int threads;   // ClusterModel.threads_per_rank
+    double wait_cost;
     int n_cores;   // ceil(worth)
     int n_nodes;   // distinct ones
     NodeCores *nodes;
@@ -67,6 +68,7 @@ CoreSharing *sharing_create(const ClusterModel *c, int p, int replicas) {
     s->p = p;
     s->worth = c->cores_per_node;
     s->threads = c->threads_per_rank;
+    s->wait_cost = c->wait_cost;
     s->n_cores = (int)ceil(c->cores_per_node);
     sharing_nodes(s, c, replicas);
     return s;
@@ -129,11 +131,23 @@ void sharing_update(CoreSharing *s, const bool *computing) {
     }
 }
 
-// Each busy core's speed when `busy` of them compute.
-static double core_speed(const CoreSharing *s, int busy) { return busy > s->worth ? s->worth / busy : 1.0; }
+// Each busy core's speed when `busy` of them compute (the cores' worth shared out), times what the
+// `waiting` copies' wakes leave of it when no core is idle for them.
+static double core_speed(const CoreSharing *s, double busy, int waiting) {
+    double speed = busy > s->worth ? s->worth / busy : 1.0;
+    if (busy >= s->n_cores && waiting > 0) speed *= fmax(0.1, 1.0 - s->wait_cost * waiting / s->n_cores);
+    return speed;
+}
 
-static double queue_rate(const CoreSharing *s, const NodeCores *node, int r) {
-    int busy = 0;
+// Copies on the node of the ranks that do not compute (r counts as computing: it asks its rate).
+static int waiting_copies(const CoreSharing *s, const NodeCores *node, int r, const bool *computing) {
+    int w = 0;
+    for (int q = 0; q < s->p; q++) w += computing[q] || q == r ? 0 : node->copies[q];
+    return w;
+}
+
+static double queue_rate(const CoreSharing *s, const NodeCores *node, int r, const bool *computing) {
+    int busy = 0, waiting = waiting_copies(s, node, r, computing);
     for (int q = 0; q < s->n_cores; q++) busy += node->load[q] > 0;
     double rate = 1.0;
     for (int i = 0; i < node->n_instances; i++) {
@@ -144,16 +158,16 @@ static double queue_rate(const CoreSharing *s, const NodeCores *node, int r) {
             sharing = node->load[core] + 1;
             cores += node->load[core] == 0;
         }
-        rate = min_d(rate, core_speed(s, cores) / sharing);
+        rate = min_d(rate, core_speed(s, cores, waiting) / sharing);
     }
     return rate;
 }
 
+// Processor sharing: the computing copies' threads spread evenly over the cores.
 static double processor_sharing_rate(const CoreSharing *s, const NodeCores *node, int r, const bool *computing) {
     int busy = 0;
     for (int q = 0; q < s->p; q++) busy += computing[q] || q == r ? node->copies[q] : 0;
-    double demand = (double)busy * s->threads;
-    return demand > s->worth ? s->worth / demand : 1.0;
+    return core_speed(s, (double)busy * s->threads, waiting_copies(s, node, r, computing));
 }
 
 double sharing_rate(const CoreSharing *s, int r, const bool *computing) {
@@ -161,7 +175,8 @@ double sharing_rate(const CoreSharing *s, int r, const bool *computing) {
     for (int k = 0; k < s->n_nodes; k++) {
         const NodeCores *node = &s->nodes[k];
         if (!node->copies[r]) continue;
-        rate = min_d(rate, s->threads > 1 ? processor_sharing_rate(s, node, r, computing) : queue_rate(s, node, r));
+        rate = min_d(rate, s->threads > 1 ? processor_sharing_rate(s, node, r, computing)
+                                          : queue_rate(s, node, r, computing));
     }
     return rate;
 }

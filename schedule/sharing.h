@@ -13,6 +13,9 @@
 //     are busy;
 //   - several threads per rank (OpenMP teams spread over the cores): processor sharing, k ranks
 //     computing at once with k x threads_per_rank > c each run at c / (k x threads_per_rank).
+// Ranks that do not compute wait, polling the transport: while a core is idle their wakes land there
+// and cost nothing; when none is, w waiting copies slow every busy core by wait_cost x w / cores
+// (measured here: two computing ranks on two cores ran 1.25x slower beside two waiting ones).
 #pragma once
 
 #include <stdbool.h>

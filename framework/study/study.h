@@ -92,6 +92,8 @@ typedef struct StudyCluster {
     double loader_images_per_s;  // per node; 0: the loader never limits
     double cores_per_node;       // > 0: ranks of a node share this many cores (processor sharing); calibrate:
                                  // measures what they are worth when all compute at once
+    double wait_cost;            // what a waiting rank takes from busy cores (ClusterModel.wait_cost); calibrate
+                                 // measures it
     int64_t threads_per_rank;    // compute threads of a rank (OMP_NUM_THREADS of measured ranks); 0: unset
     bool calibrate;              // profile this machine before the points (study_calibrate.h)
     StudyPos pos;

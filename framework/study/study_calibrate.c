@@ -1,15 +1,21 @@
 // cluster.calibrate: the per-layer and step costs the simulator plans with, measured on this machine
 // by `yolopipe profile` before the points run, one profile per distinct (model, scale, input size,
 // micro-batch, classes) among them, with the threads each rank will have.
+#include <errno.h>
 #include <limits.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "framework/config/config.h"
 #include "framework/core/fsutil.h"
 #include "framework/core/path.h"
+#include "framework/core/poll_sleep.h"
 #include "framework/study/study_calibrate.h"
 #include "framework/study/study_internal.h"
 #include "framework/study/study_launch.h"
@@ -73,51 +79,83 @@ static bool profile_total_s(const char *path, double *total, Error *err) {
     return true;
 }
 
-// C copies of point p's profile at once against the one alone (solo_path): the cores' worth.
-static bool measure_sharing(const StudyConfig *s, const StudyPoint *p, const char *dir, const char *solo_path,
-                            const char *self_exe, FILE *log, double *cores_out, Error *err) {
-    int c = (int)s->cluster.cores_per_node;
+// A process that waits as a rank does, until poller_stop; it dies with the study.
+static pid_t poller_start(void) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        poll_sleep_forever();
+    }
+    return pid;
+}
+
+static void poller_stop(pid_t pid) {
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+}
+
+// C copies of point p's profile at once, beside `pollers` waiting processes, into <dir>/<name>-K.csv
+// (taken before by a resumed study: read again); *mean_s gets their mean layer time.
+static bool profiles_at_once(const StudyConfig *s, const StudyPoint *p, const char *dir, const char *name, int c,
+                             int pollers, const char *self_exe, FILE *log, double *mean_s, Error *err) {
     char path[PATH_MAX], log_path[PATH_MAX];
     LaunchJob *jobs = yp_calloc((size_t)c, sizeof *jobs);
-    bool ok = true;
+    pid_t *waiting = yp_calloc((size_t)pollers + 1, sizeof *waiting);
+    bool ok = true, measured_before = true;
     int started = 0;
-    bool measured_before = true;  // by an earlier run of this study (--resume)
     for (int k = 0; measured_before && k < c; k++)
-        measured_before = path_format(path, sizeof path, err, "%s/shared-%d.csv", dir, k) && access(path, R_OK) == 0;
+        measured_before = path_format(path, sizeof path, err, "%s/%s-%d.csv", dir, name, k) && access(path, R_OK) == 0;
     if (!measured_before) {
-        fprintf(log, "calibration: %d profiles at once, to see how much %d computing ranks slow each other ...\n", c, c);
+        fprintf(log, "calibration: %d profiles at once%s ...\n", c, pollers ? ", beside ranks that wait" : "");
         fflush(log);
+        for (int k = 0; k < pollers; k++) waiting[k] = poller_start();
     }
     for (; ok && !measured_before && started < c; started++) {
-        ok = path_format(path, sizeof path, err, "%s/shared-%d.csv", dir, started) &&
-             path_format(log_path, sizeof log_path, err, "%s/shared-%d.log", dir, started);
+        ok = path_format(path, sizeof path, err, "%s/%s-%d.csv", dir, name, started) &&
+             path_format(log_path, sizeof log_path, err, "%s/%s-%d.log", dir, name, started);
         if (!ok) break;
         char **argv = profile_argv(s, p, self_exe, path, "15");
         ok = launch_start(argv, log_path, &jobs[started], err);
         argv_free(argv);
         if (!ok) break;
     }
-    double shared = 0, solo = 0;
+    *mean_s = 0;
     for (int k = 0; k < (measured_before ? c : started); k++) {
         LaunchResult lr;
         Error job_err = {0};
-        bool job_ok = measured_before || (path_format(log_path, sizeof log_path, &job_err, "%s/shared-%d.log", dir, k) &&
+        bool job_ok = measured_before || (path_format(log_path, sizeof log_path, &job_err, "%s/%s-%d.log", dir, name, k) &&
                                           profile_finish(&jobs[k], s, p, log_path, &lr, &job_err));
         double t = 0;
-        job_ok = job_ok && path_format(path, sizeof path, &job_err, "%s/shared-%d.csv", dir, k) &&
+        job_ok = job_ok && path_format(path, sizeof path, &job_err, "%s/%s-%d.csv", dir, name, k) &&
                  profile_total_s(path, &t, &job_err);
         if (ok && !job_ok) ok = error_set(err, "%s", job_err.message);
-        shared += t / c;
+        *mean_s += t / c;
     }
+    for (int k = 0; k < pollers; k++) poller_stop(waiting[k]);
+    free(waiting);
     free(jobs);
-    ok = ok && profile_total_s(solo_path, &solo, err);
-    if (ok) {
-        double slowdown = shared / solo, cores = (double)c / slowdown;
-        *cores_out = cores < 1 ? 1 : cores > c ? c : cores;
-        fprintf(log, "calibration: %d ranks computing at once each run %.2fx slower than one alone: the %d cores are "
-                     "worth %.2f (cluster.cores_per_node)\n", c, slowdown, c, *cores_out);
-    }
     return ok;
+}
+
+// C copies of point p's profile at once against the one alone (solo_path): the cores' worth; then
+// beside C waiting processes: what a waiting rank takes from a busy core.
+static bool measure_sharing(const StudyConfig *s, const StudyPoint *p, const char *dir, const char *solo_path,
+                            const char *self_exe, FILE *log, StudySharing *out, Error *err) {
+    int c = (int)s->cluster.cores_per_node;
+    double solo = 0, shared = 0, beside_waiting = 0;
+    bool ok = profile_total_s(solo_path, &solo, err) &&
+              profiles_at_once(s, p, dir, "shared", c, 0, self_exe, log, &shared, err) &&
+              profiles_at_once(s, p, dir, "beside-waiting", c, c, self_exe, log, &beside_waiting, err);
+    if (!ok) return false;
+    double slowdown = shared / solo, cores = (double)c / slowdown, waited = beside_waiting / shared;
+    out->cores_per_node = cores < 1 ? 1 : cores > c ? c : cores;
+    out->wait_cost = fmin(0.9, fmax(0.0, 1.0 - 1.0 / waited));
+    fprintf(log, "calibration: %d ranks computing at once each run %.2fx slower than one alone: the %d cores are "
+                 "worth %.2f (cluster.cores_per_node)\n", c, slowdown, c, out->cores_per_node);
+    fprintf(log, "calibration: beside %d ranks that wait they run %.2fx slower again: a waiting rank takes %.2f of a "
+                 "busy core (cluster.wait_cost)\n", c, waited, out->wait_cost);
+    return true;
 }
 
 // Takes one profile into `path` unless an earlier run of this study did (--resume).
@@ -141,8 +179,8 @@ static bool take_profile(const StudyConfig *s, const StudyPoint *p, const char *
 enum { CALIBRATION_TAKES = 2 };
 
 bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char *out_dir, const char *self_exe,
-                     FILE *log, char ***profiles_out, double *cores_per_node, Error *err) {
-    *cores_per_node = 0;
+                     FILE *log, char ***profiles_out, StudySharing *sharing, Error *err) {
+    *sharing = (StudySharing){.wait_cost = -1};
     char dir[PATH_MAX];
     if (!path_format(dir, sizeof dir, err, "%s/profiles", out_dir) || !fs_mkdir_p(dir, err)) return false;
     char **profiles = yp_calloc((size_t)points->n + 1, sizeof *profiles);
@@ -182,7 +220,7 @@ bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char
     for (int i = 0; ok && i < points->n; i++)
         if (profile_of[i] >= 0) profiles[i] = yp_strdup(chosen[profile_of[i]]);
     if (ok && n_distinct > 0 && s->cluster.cores_per_node >= 2)
-        ok = measure_sharing(s, &points->points[distinct[0]], dir, chosen[0], self_exe, log, cores_per_node, err);
+        ok = measure_sharing(s, &points->points[distinct[0]], dir, chosen[0], self_exe, log, sharing, err);
     free(chosen);
     free(first_total);
     free(profile_of);

@@ -14,7 +14,13 @@
 //
 // With cluster.cores_per_node C >= 2 it also runs C copies of the first profile at once: if each is
 // f times slower than alone, the node's cores are worth C / f cores that never slow each other (at
-// least 1, at most C), which *cores_per_node receives (0 without the measurement).
+// least 1, at most C), which sharing->cores_per_node receives. Then C copies again beside C processes
+// that wait as a rank does (framework/core/poll_sleep.h): if each is g times slower than the C alone,
+// a waiting rank takes 1 - 1 / g of a busy core, sharing->wait_cost (at most 0.9). Without the
+// measurements: 0 and -1 (the study's figures).
+typedef struct StudySharing {
+    double cores_per_node, wait_cost;
+} StudySharing;
 bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char *out_dir, const char *self_exe,
-                     FILE *log, char ***profiles, double *cores_per_node, Error *err);
+                     FILE *log, char ***profiles, StudySharing *sharing, Error *err);
 void study_calibrate_free(int n, char **profiles);

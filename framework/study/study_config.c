@@ -57,6 +57,7 @@ static const StudyKey main_keys[] = {
     INT("cluster.nics_per_node", cluster.nics_per_node, 1, 64),
     RATE("cluster.loader_images_per_s", cluster.loader_images_per_s, 1e9, 1),
     NUMBER("cluster.cores_per_node", cluster.cores_per_node, 0, 1 << 20, 1),
+    NUMBER("cluster.wait_cost", cluster.wait_cost, 0, 0.9, 1),
     INT("cluster.threads_per_rank", cluster.threads_per_rank, 1, 4096),
     OF_TYPE("cluster.calibrate", STUDY_KEY_BOOL, cluster.calibrate),
     INT("train_for.epochs", train_for.epochs, 1, 100000),

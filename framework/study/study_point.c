@@ -45,6 +45,7 @@ static bool study_target(const StudyConfig *s, CostDevice *dev, ClusterModel *cl
         if (c->nics_per_node > 0) cl->nics_per_node = (int)c->nics_per_node;
         cl->loader_images_per_s = c->loader_images_per_s;
         cl->cores_per_node = c->cores_per_node;
+        cl->wait_cost = c->wait_cost;
         cl->threads_per_rank = (int)c->threads_per_rank;
     }
     *t = (PlanTarget){.device = dev, .profile_path = sd->profile, .cluster = cl};
@@ -71,6 +72,7 @@ bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const Study
               experiment_model_load(cfg, &spec, err) && study_target(s, &dev, &cluster, &target, err);
     if (ok && costs->profile) target.profile_path = costs->profile;
     if (ok && costs->cores_per_node > 0) cluster.cores_per_node = costs->cores_per_node;
+    if (ok && costs->wait_cost >= 0) cluster.wait_cost = costs->wait_cost;
     ok = ok && experiment_plan_build(cfg, spec, &target, &ep, err);
     if (ok) {
         SchedSim *sim = sched_simulate(&ep.plan, ep.schedule);

@@ -43,6 +43,7 @@ typedef struct StudyPrediction {
 typedef struct StudyCosts {
     const char *profile;    // per-layer and step costs measured here (cluster.calibrate), or NULL
     double cores_per_node;  // the calibrated worth of the node's cores, or 0 for the study's figure
+    double wait_cost;       // the calibrated ClusterModel.wait_cost, or < 0 for the study's figure
     const char *trace;      // where to write the simulated timeline (a Chrome trace), or NULL
 } StudyCosts;
 bool study_point_simulate(const StudyConfig *s, const StudyPoint *p, const StudyCosts *costs, StudyPrediction *out,

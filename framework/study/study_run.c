@@ -458,7 +458,7 @@ static bool output_open(StudyRun *r, int n_cols, char **cols, Error *err) {
 }
 
 // Plans every point (fast) so that the study can say how long measuring will take.
-static void predict_all(StudyRun *r, char *const *profiles, double cores_per_node, PointResult *results) {
+static void predict_all(StudyRun *r, char *const *profiles, const StudySharing *calibrated, PointResult *results) {
     const StudyMeasure *m = &r->s->measure;
     r->point_expected_s = yp_calloc((size_t)r->points.n, sizeof *r->point_expected_s);
     for (int i = 0; i < r->points.n; i++) {
@@ -467,7 +467,8 @@ static void predict_all(StudyRun *r, char *const *profiles, double cores_per_nod
         *res = (PointResult){.status = STATUS_OK};
         char trace[PATH_MAX];
         bool traced = r->traces[0] && path_format(trace, sizeof trace, &err, "%s/point-%d.json", r->traces, i);
-        StudyCosts costs = {.profile = profiles ? profiles[i] : NULL, .cores_per_node = cores_per_node,
+        StudyCosts costs = {.profile = profiles ? profiles[i] : NULL, .cores_per_node = calibrated->cores_per_node,
+                            .wait_cost = calibrated->wait_cost,
                             .trace = traced ? trace : NULL};
         if (!study_point_simulate(r->s, &r->points.points[i], &costs, &res->pred, &err)) {
             res->status = err.code == ERROR_CODE_NO_FIT ? STATUS_OOM : STATUS_INVALID;
@@ -587,7 +588,7 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
 
     PointResult *predicted = yp_calloc((size_t)r.points.n + 1, sizeof *predicted);
     if (opt->dry_run) {
-        predict_all(&r, NULL, 0, predicted);
+        predict_all(&r, NULL, &(StudySharing){.wait_cost = -1}, predicted);
         print_expected(&r, log);
         if (s->cluster.calibrate) fprintf(log, "(planned with the FLOP estimate: the calibration profiles run only in the study)\n");
         for (int k = 0; k < r.points.n; k++) {
@@ -616,9 +617,9 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
     }
     if (ok && s->mode != STUDY_MODE_SIMULATE) mpirun_environment(s, log);
     char **profiles = NULL;
-    double cores = 0;
-    if (ok && s->cluster.calibrate) ok = study_calibrate(s, &r.points, r.out, opt->self_exe, log, &profiles, &cores, err);
-    if (ok) predict_all(&r, profiles, cores, predicted);
+    StudySharing calibrated = {.wait_cost = -1};
+    if (ok && s->cluster.calibrate) ok = study_calibrate(s, &r.points, r.out, opt->self_exe, log, &profiles, &calibrated, err);
+    if (ok) predict_all(&r, profiles, &calibrated, predicted);
     study_calibrate_free(r.points.n, profiles);
     if (ok) print_expected(&r, log);
     double done_expected = 0, done_actual = 0, remaining = r.expected_s;

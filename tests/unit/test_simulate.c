@@ -219,9 +219,24 @@ static void test_processor_sharing(void **state) {
     sim = simulate(&dp, SCHED_KIND_1F1B);
     assert_close(sim->step_s, 2 * 3.0 / 0.75, 0.0, 1e-12);
     sched_sim_destroy(sim);
+    // Waiting ranks' wakes cost the busy cores when none is idle: gpipe over 2 ranks with one
+    // micro-batch never computes on both, so on one core every pass runs beside a waiting rank at
+    // 1 - 0.5 of its speed (6 s of work in 12 s); on two cores the idle one takes the wakes.
+    PipelinePlan two = chain(2, 1, 1);
+    two.cluster.cores_per_node = 1;
+    two.cluster.threads_per_rank = 1;
+    two.cluster.wait_cost = 0.5;
+    sim = simulate(&two, SCHED_KIND_GPIPE);
+    assert_close(sim->step_s, 12.0, 0.0, 1e-12);
+    sched_sim_destroy(sim);
+    two.cluster.cores_per_node = 2;
+    sim = simulate(&two, SCHED_KIND_GPIPE);
+    assert_close(sim->step_s, 6.0, 0.0, 1e-12);
+    sched_sim_destroy(sim);
     free(plan.cuts);
     free(dp.cuts);
     free(dp3.cuts);
+    free(two.cuts);
 }
 
 // ---- weak scaling ----------------------------------------------------------------------------------
