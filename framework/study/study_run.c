@@ -193,6 +193,7 @@ typedef struct PointResult {
     bool predicted, measured;
     StudyPrediction pred;
     StudyMeasurement meas;
+    double slowest_s;     // the slowest take's step
     double takes_spread;  // (slowest - fastest) / fastest take with measure.takes > 1, else -1
     int64_t epochs;  // the point's train.epochs, for time to train
 } PointResult;
@@ -328,37 +329,31 @@ static bool point_take(StudyRun *r, const StudyPoint *p, const char *name, Study
     return ok;
 }
 
-// Runs point p measure.takes times, one after the other, and keeps the fastest take (a shared
-// machine only slows a run down, as with the calibration profiles); the spread between the takes
-// says how noisy the machine was. A take that fails fails the point.
-static void point_measure(StudyRun *r, int index, const StudyPoint *p, PointResult *res, double *wall_s) {
-    double slowest_s = 0;
-    for (int t = 0; t < r->s->measure.takes; t++) {
-        char name[64], run_dir[PATH_MAX];
-        if (t == 0) snprintf(name, sizeof name, "point-%d", index);
-        else snprintf(name, sizeof name, "point-%d-take-%d", index, t + 1);
-        StudyMeasurement meas;
-        if (!point_take(r, p, name, &meas, run_dir, res, wall_s)) {
-            res->measured = false;
-            return;
-        }
-        if (!res->measured || meas.step_s < res->meas.step_s) {
-            res->meas = meas;
-            snprintf(res->run_dir, sizeof res->run_dir, "%s", run_dir);
-        }
-        if (meas.step_s > slowest_s) slowest_s = meas.step_s;
-        res->measured = true;
+// Take `take` (from 0) of point p, merged into res: the fastest take is the measurement, and the
+// slowest says how noisy the machine was. A resumed study reads a take that finished before (its
+// measured.json is written whole at the run's end) instead of running it again. A take that fails
+// fails the point.
+static void point_measure_take(StudyRun *r, int index, const StudyPoint *p, int take, PointResult *res,
+                               double *wall_s) {
+    char name[64], run_dir[PATH_MAX], json[PATH_MAX];
+    if (take == 0) snprintf(name, sizeof name, "point-%d", index);
+    else snprintf(name, sizeof name, "point-%d-take-%d", index, take + 1);
+    StudyMeasurement meas;
+    Error ignored;
+    bool earlier = r->opt->resume && path_format(run_dir, sizeof run_dir, &ignored, "%s/runs/%s", r->out, name) &&
+                   path_format(json, sizeof json, &ignored, "%s/measured.json", run_dir) &&
+                   study_point_read_measured(json, r->s->measure.warmup, &meas, &ignored);
+    if (!earlier && !point_take(r, p, name, &meas, run_dir, res, wall_s)) {
+        res->measured = false;
+        return;
     }
-    res->takes_spread = r->s->measure.takes > 1 ? slowest_s / res->meas.step_s - 1.0 : -1.0;
-}
-
-// Finishes a point whose prediction predict_all made (*res holds it): measures it when the study
-// measures.
-static void point_run(StudyRun *r, int index, const StudyPoint *p, PointResult *res, double *wall_s) {
-    *wall_s = 0;
-    res->epochs = r->s->train_for.epochs > 0 ? r->s->train_for.epochs : res->pred.train_epochs;
-    res->predicted = r->s->mode != STUDY_MODE_MEASURE;
-    if (r->s->mode != STUDY_MODE_SIMULATE) point_measure(r, index, p, res, wall_s);
+    if (!res->measured || meas.step_s < res->meas.step_s) {
+        res->meas = meas;
+        snprintf(res->run_dir, sizeof res->run_dir, "%s", run_dir);
+    }
+    if (meas.step_s > res->slowest_s) res->slowest_s = meas.step_s;
+    res->measured = true;
+    res->takes_spread = r->s->measure.takes > 1 ? res->slowest_s / res->meas.step_s - 1.0 : -1.0;
 }
 
 // ---- --resume: what a study's results depend on, written when it begins ----------------------------
@@ -447,6 +442,8 @@ static bool output_open(StudyRun *r, int n_cols, char **cols, Error *err) {
         if (!same) return error_set(err, "--resume: %s has other columns than this study writes (use another --out)", r->csv);
         return true;
     }
+    // Killed before its first row: the takes it finished are reused only by the same study.
+    if (r->opt->resume && access(fingerprint, R_OK) == 0 && !fingerprint_check(r->s, fingerprint, err)) return false;
     study_table_clear(&r->table);
     study_table_init(&r->table, n_cols, cols);
     if (r->opt->resume) fprintf(r->opt->log, "--resume: %s has no points yet; starting the study\n", r->csv);
@@ -561,6 +558,31 @@ static void progress_line(StudyRun *r, int k, const StudyPoint *p, const PointRe
     fflush(log);
 }
 
+// A take before the last round: what it measured, or why the point failed.
+static void take_line(StudyRun *r, int k, const StudyPoint *p, int round, const PointResult *res, double wall_s,
+                      double eta_s) {
+    FILE *log = r->opt->log;
+    char eta[32];
+    format_duration(eta_s, eta, sizeof eta);
+    fprintf(log, "[%d/%d] %s: take %d: ", k + 1, r->points.n, p->label, round + 1);
+    if (res->status != STATUS_OK) fprintf(log, "%s: %s", status_names[res->status], res->reason);
+    else fprintf(log, "measured %.1f ms [%.0f s]", 1e3 * res->meas.step_s, wall_s);
+    fprintf(log, "; ETA %s\n", eta);
+    fflush(log);
+}
+
+// Appends point i's row to the table and to points.csv.
+static bool row_write(StudyRun *r, int i, const StudyPoint *p, const PointResult *res, int n_cols, Error *err) {
+    RowCells row = {.n = n_cols, .cells = yp_calloc((size_t)n_cols, sizeof(char *)), .t = &r->table};
+    for (int c = 0; c < n_cols; c++) row.cells[c] = yp_strdup("");
+    row_fill(r, i, p, res, &row);
+    study_table_add(&r->table, row.cells);
+    row_set_efficiency(r, (res->measured ? res->meas.images_per_s : res->pred.images_per_s) / (double)p->world);
+    for (int c = 0; c < n_cols; c++) free(row.cells[c]);
+    free(row.cells);
+    return study_table_append_file(&r->table, r->table.n_rows - 1, r->csv, err);
+}
+
 static void study_run_free(StudyRun *r) {
     study_table_clear(&r->table);
     study_points_clear(&r->points);
@@ -622,32 +644,41 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
     if (ok) predict_all(&r, profiles, &calibrated, predicted);
     study_calibrate_free(r.points.n, profiles);
     if (ok) print_expected(&r, log);
+    // measure.takes rounds over the points, so that a noisy spell slows one take of a point, not all:
+    // each round runs one take of every point; the last writes the rows.
+    int rounds = s->mode == STUDY_MODE_SIMULATE ? 1 : (int)s->measure.takes;
     double done_expected = 0, done_actual = 0, remaining = r.expected_s;
-    for (int k = 0; ok && k < r.points.n; k++) {
-        int i = r.order[k];
-        const StudyPoint *p = &r.points.points[i];
-        remaining -= r.point_expected_s[i];
-        if (row_done(&r.table, p->label)) {
-            progress_line(&r, k, p, NULL, 0, 0, true);
-            continue;
+    for (int round = 0; ok && round < rounds; round++) {
+        bool last = round == rounds - 1;
+        if (rounds > 1) fprintf(log, "round %d of %d: take %d of every point\n", round + 1, rounds, round + 1);
+        for (int k = 0; ok && k < r.points.n; k++) {
+            int i = r.order[k];
+            const StudyPoint *p = &r.points.points[i];
+            PointResult *res = &predicted[i];
+            double expected = r.point_expected_s[i] / rounds;
+            remaining -= expected;
+            if (row_done(&r.table, p->label)) {
+                if (last) progress_line(&r, k, p, NULL, 0, 0, true);
+                continue;
+            }
+            if (round == 0) {
+                res->epochs = s->train_for.epochs > 0 ? s->train_for.epochs : res->pred.train_epochs;
+                res->predicted = s->mode != STUDY_MODE_MEASURE;
+            }
+            double wall_s = 0, start = clock_monotonic_s();
+            // Every point is planned first: measuring needs a layout the planner accepts.
+            if (res->status == STATUS_OK && s->mode != STUDY_MODE_SIMULATE)
+                point_measure_take(&r, i, p, round, res, &wall_s);
+            done_actual += clock_monotonic_s() - start;
+            done_expected += expected;
+            double eta = done_expected > 0 ? remaining * done_actual / done_expected : remaining;
+            if (!last) {
+                take_line(&r, k, p, round, res, wall_s, eta);
+                continue;
+            }
+            ok = row_write(&r, i, p, res, n_cols, err);
+            progress_line(&r, k, p, res, wall_s, s->mode == STUDY_MODE_SIMULATE ? 0 : eta, false);
         }
-        PointResult res = predicted[i];
-        double wall_s = 0;
-        double start = clock_monotonic_s();
-        // Every point is planned first: measuring needs a layout the planner accepts.
-        if (res.status == STATUS_OK) point_run(&r, i, p, &res, &wall_s);
-        done_actual += clock_monotonic_s() - start;
-        done_expected += r.point_expected_s[i];
-        RowCells row = {.n = n_cols, .cells = yp_calloc((size_t)n_cols, sizeof(char *)), .t = &r.table};
-        for (int c = 0; c < n_cols; c++) row.cells[c] = yp_strdup("");
-        row_fill(&r, i, p, &res, &row);
-        study_table_add(&r.table, row.cells);
-        row_set_efficiency(&r, (res.measured ? res.meas.images_per_s : res.pred.images_per_s) / (double)p->world);
-        for (int c = 0; c < n_cols; c++) free(row.cells[c]);
-        free(row.cells);
-        ok = study_table_append_file(&r.table, r.table.n_rows - 1, r.csv, err);
-        double eta = done_expected > 0 ? remaining * done_actual / done_expected : remaining;
-        progress_line(&r, k, p, &res, wall_s, s->mode == STUDY_MODE_SIMULATE ? 0 : eta, false);
     }
     for (int c = 0; c < n_cols; c++) free(cols[c]);
     free(cols);

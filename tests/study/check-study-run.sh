@@ -121,6 +121,13 @@ assert abs(float(row["measured_spread_pct"]) - 100 * (max(takes) / min(takes) - 
 assert row["run_dir"].endswith("point-0" if takes[0] <= takes[1] else "point-0-take-2"), row["run_dir"]
 PY
 grep -q "^Noise: the slowest of a point's 2 takes" takes/summary.md || fail "summary.md says nothing of the takes"
+grep -q "take 1: measured" takes.log || fail "no line for the first round's take: $(cat takes.log)"
+# Killed before its first row: --resume reads the takes that finished instead of running them again.
+rm takes/points.csv
+before=$(stat -c %Y takes/runs/point-0-take-2/measured.json)
+"$yolopipe" study takes.yaml --out takes --set measure.takes=2 --resume >takes-resume.log 2>&1 || fail "--resume of takes: $(tail -5 takes-resume.log)"
+[[ $(stat -c %Y takes/runs/point-0-take-2/measured.json) == "$before" && $(grep -c '' takes/points.csv) == 2 ]] ||
+    fail "--resume ran a finished take again: $(cat takes-resume.log)"
 
 if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
 echo "study run checks passed"
