@@ -172,7 +172,8 @@ for r in 0 1 2 3; do echo "  rank $r: $(rank_line down $r)"; done
 for r in 0 1 2 3; do
     line=$(rank_line down $r)
     echo "$line" | grep -qE "(timed out after $recv_timeout s waiting for|stopped by signal 15 .*, waiting for) .* on ($hostA|$hostB)" ||
-        fail "link down: rank $r does not name what it waited for and where: '$line'"
+        fail "link down: rank $r does not name what it waited for and where: '$line' (its stderr ends:" \
+            "$(tail -n 5 "out/down/1/rank.$r/stderr" 2>/dev/null | tr '\n' '|'))"
 done
 for r in 2 3; do  # B cannot hear from mpirun: its ranks end by their own timeout
     rank_line down $r | grep -q "timed out after $recv_timeout s" || fail "link down: rank $r (host B) did not time out"
