@@ -89,7 +89,9 @@ static const bool *sim_computing(const Sim *x) {
 }
 
 // The rate rank r computes at now (or would, starting now).
-static double sim_rate(const Sim *x, int r) { return x->sharing ? sharing_rate(x->sharing, r, sim_computing(x)) : 1.0; }
+static double sim_rate(const Sim *x, int r) {
+    return x->sharing ? sharing_rate(x->sharing, r, sim_computing(x)) : 1.0;
+}
 
 // ---- compute segments ------------------------------------------------------------------------------
 

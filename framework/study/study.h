@@ -56,7 +56,7 @@ typedef struct StudyConstraint {
 typedef struct StudyMeasure {
     int64_t steps;         // timed optimizer steps per point (default 6)
     int64_t warmup;        // untimed steps before them (default 2)
-    int64_t takes;         // runs of each point, one after the other; the fastest is kept (default 1)
+    int64_t takes;         // runs of each point, in rounds over the points; the fastest is kept (default 1)
     char *launcher;        // template with {world} (and optionally {nodes}); default "mpirun -np {world} --oversubscribe"
     double time_limit_s;   // per point, then the launched job is killed and the point recorded (default 600)
 } StudyMeasure;

@@ -193,10 +193,14 @@ typedef struct PointResult {
     bool predicted, measured;
     StudyPrediction pred;
     StudyMeasurement meas;
-    double slowest_s;     // the slowest take's step
-    double takes_spread;  // (slowest - fastest) / fastest take with measure.takes > 1, else -1
+    double slowest_s;     // the slowest take's step (meas has the fastest's)
     int64_t epochs;  // the point's train.epochs, for time to train
 } PointResult;
+
+// How much slower the slowest take of a measured point was than the fastest; -1 with one take.
+static double takes_spread(const StudyRun *r, const PointResult *res) {
+    return r->s->measure.takes > 1 ? res->slowest_s / res->meas.step_s - 1.0 : -1.0;
+}
 
 static void row_fill(StudyRun *r, int index, const StudyPoint *p, const PointResult *res, RowCells *row) {
     cell_set(row, "index", "%d", index);
@@ -239,7 +243,7 @@ static void row_fill(StudyRun *r, int index, const StudyPoint *p, const PointRes
         if (m->peak_activation_bytes >= 0) cell_set(row, "measured_peak_activation_bytes", "%lld", (long long)m->peak_activation_bytes);
         if (m->peak_rss_bytes >= 0) cell_set(row, "measured_peak_rss_bytes", "%lld", (long long)m->peak_rss_bytes);
         if (res->predicted) cell_number(row, "error_pct", 100.0 * (pr->step_s - m->step_s) / m->step_s);
-        if (res->takes_spread >= 0) cell_number(row, "measured_spread_pct", 100.0 * res->takes_spread);
+        if (takes_spread(r, res) >= 0) cell_number(row, "measured_spread_pct", 100.0 * takes_spread(r, res));
     }
     cell_number(row, "images_per_s", images_per_s);
     cell_number(row, "images_per_s_per_gpu", images_per_s / (double)p->world);
@@ -332,9 +336,9 @@ static bool point_take(StudyRun *r, const StudyPoint *p, const char *name, Study
 // Take `take` (from 0) of point p, merged into res: the fastest take is the measurement, and the
 // slowest says how noisy the machine was. A resumed study reads a take that finished before (its
 // measured.json is written whole at the run's end) instead of running it again. A take that fails
-// fails the point.
+// fails the point. *take_s gets this take's step.
 static void point_measure_take(StudyRun *r, int index, const StudyPoint *p, int take, PointResult *res,
-                               double *wall_s) {
+                               double *take_s, double *wall_s) {
     char name[64], run_dir[PATH_MAX], json[PATH_MAX];
     if (take == 0) snprintf(name, sizeof name, "point-%d", index);
     else snprintf(name, sizeof name, "point-%d-take-%d", index, take + 1);
@@ -353,7 +357,7 @@ static void point_measure_take(StudyRun *r, int index, const StudyPoint *p, int 
     }
     if (meas.step_s > res->slowest_s) res->slowest_s = meas.step_s;
     res->measured = true;
-    res->takes_spread = r->s->measure.takes > 1 ? res->slowest_s / res->meas.step_s - 1.0 : -1.0;
+    *take_s = meas.step_s;
 }
 
 // ---- --resume: what a study's results depend on, written when it begins ----------------------------
@@ -542,9 +546,9 @@ static void progress_line(StudyRun *r, int k, const StudyPoint *p, const PointRe
             fprintf(log, "%smeasured %.1f ms", res->predicted ? ", " : "", 1e3 * res->meas.step_s);
             if (res->predicted)
                 fprintf(log, " (%+.1f %%)", 100.0 * (res->pred.step_s - res->meas.step_s) / res->meas.step_s);
-            if (res->takes_spread >= 0)
+            if (takes_spread(r, res) >= 0)
                 fprintf(log, ", the fastest of %lld takes (the slowest %+.1f %%)", (long long)r->s->measure.takes,
-                        100.0 * res->takes_spread);
+                        100.0 * takes_spread(r, res));
         }
         fprintf(log, ", %.1f images/s", res->measured ? res->meas.images_per_s : res->pred.images_per_s);
         if (wall_s > 0) fprintf(log, " [%.0f s]", wall_s);
@@ -558,15 +562,15 @@ static void progress_line(StudyRun *r, int k, const StudyPoint *p, const PointRe
     fflush(log);
 }
 
-// A take before the last round: what it measured, or why the point failed.
-static void take_line(StudyRun *r, int k, const StudyPoint *p, int round, const PointResult *res, double wall_s,
-                      double eta_s) {
+// A take before the last round: what it measured (take_s), or why the point failed.
+static void take_line(StudyRun *r, int k, const StudyPoint *p, int round, const PointResult *res, double take_s,
+                      double wall_s, double eta_s) {
     FILE *log = r->opt->log;
     char eta[32];
     format_duration(eta_s, eta, sizeof eta);
     fprintf(log, "[%d/%d] %s: take %d: ", k + 1, r->points.n, p->label, round + 1);
     if (res->status != STATUS_OK) fprintf(log, "%s: %s", status_names[res->status], res->reason);
-    else fprintf(log, "measured %.1f ms [%.0f s]", 1e3 * res->meas.step_s, wall_s);
+    else fprintf(log, "measured %.1f ms [%.0f s]", 1e3 * take_s, wall_s);
     fprintf(log, "; ETA %s\n", eta);
     fflush(log);
 }
@@ -665,15 +669,15 @@ bool study_run(const StudyConfig *s, const StudyRunOptions *opt, Error *err) {
                 res->epochs = s->train_for.epochs > 0 ? s->train_for.epochs : res->pred.train_epochs;
                 res->predicted = s->mode != STUDY_MODE_MEASURE;
             }
-            double wall_s = 0, start = clock_monotonic_s();
+            double take_s = 0, wall_s = 0, start = clock_monotonic_s();
             // Every point is planned first: measuring needs a layout the planner accepts.
             if (res->status == STATUS_OK && s->mode != STUDY_MODE_SIMULATE)
-                point_measure_take(&r, i, p, round, res, &wall_s);
+                point_measure_take(&r, i, p, round, res, &take_s, &wall_s);
             done_actual += clock_monotonic_s() - start;
             done_expected += expected;
             double eta = done_expected > 0 ? remaining * done_actual / done_expected : remaining;
             if (!last) {
-                take_line(&r, k, p, round, res, wall_s, eta);
+                take_line(&r, k, p, round, res, take_s, wall_s, eta);
                 continue;
             }
             ok = row_write(&r, i, p, res, n_cols, err);
