@@ -37,7 +37,7 @@
 //
 // Failures: every `test` of an operation in flight asks NCCL for asynchronous errors
 // (ncclCommGetAsyncError); on one, and on transport_wait's timeout, the transport prints which rank
-// failed at what, aborts its communicators (ncclCommAbort) and ends the job through MPI_Abort, like
+// failed at what, aborts its communicators (ncclCommAbort) and ends the job through the MPI transport, like
 // the MPI transport. Internal errors (a failed CUDA, NCCL or MPI call) take the same way once
 // failure_install has this transport.
 #pragma once

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The NCCL transport ends the job with a message instead of hanging: on a receive that times out
-# (through ncclCommAbort and MPI_Abort) and on a message whose size differs from its receive's (an
+# (through ncclCommAbort and the MPI transport's abort) and on a message whose size differs from its receive's (an
 # internal error, through failure_install's hook). One rank on GPU 0; exits 77 (skipped) without one.
 # Usage: check-nccl-failure.sh MPIRUN_SH TEST_TRANSPORT_NCCL
 # The 30 s bound is a behaviour bound (the job ends instead of hanging), not a performance check.

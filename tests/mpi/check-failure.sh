@@ -66,7 +66,7 @@ grep -qE "process rank 2 .*(signal 9|Killed)" "$tmp/out" || fail "kill: no launc
 expect_line "stopped by signal 15 (the launcher ends the job after another rank failed) while step 3, RECV_ACT micro-batch 1 of cut 0 from pipeline rank" kill
 echo "ok kill (exit $rc, ${elapsed}s)"
 
-# (3) An internal error on one rank ends the job through MPI_Abort, the message naming rank and activity.
+# (3) An internal error on one rank ends the job (the MPI transport's abort), the message naming rank and activity.
 run_probe 2 fatal 2 1
 [[ $rc != 0 ]] || fail "fatal: job exited 0"
 ((elapsed < bound_s)) || fail "fatal: job took ${elapsed}s"
