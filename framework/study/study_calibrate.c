@@ -1,6 +1,7 @@
 // cluster.calibrate: the per-layer and step costs the simulator plans with, measured on this machine
-// by `yolopipe profile` before the points run, one profile per distinct (model, scale, input size,
-// micro-batch, classes) among them, with the threads each rank will have.
+// before the points run by `yolopipe profile` and by one-rank training runs, for each distinct
+// (model, scale, data, input size, micro-batch, precision) among them, with the threads each rank
+// will have; then how ranks sharing the cores slow each other (study_calibrate.h).
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 #include "framework/study/study_calibrate.h"
 #include "framework/study/study_internal.h"
 #include "framework/study/study_launch.h"
+#include "framework/study/study_point.h"
 #include "partition/cost.h"
 
 // What a profile depends on, as text: two points with the same key share a profile.
@@ -178,6 +180,164 @@ static bool take_profile(const StudyConfig *s, const StudyPoint *p, const char *
 
 enum { CALIBRATION_TAKES = 2 };
 
+// ---- the layers timed inside training steps -----------------------------------------------------
+
+// `self_exe train EXP` of point p's model, input size, precision and micro-batch on one rank (one
+// stage, one replica, gpipe over the point's micro-batches), warm-up + steps batches, into
+// <runs>/<name>; the executor writes each layer's mean time over the batches after the first to
+// <runs>/<name>/profile.csv. Free with argv_free.
+static char **in_steps_argv(const StudyConfig *s, const StudyPoint *p, const ExperimentConfig *cfg, const char *self_exe,
+                            const char *runs, const char *name) {
+    int64_t micro_batches = cfg->parallel.micro_batches;
+    int64_t batch = cfg->train.batch / cfg->parallel.replicas;
+    char *sets[] = {
+        study_printf("parallel.stages=1"), study_printf("parallel.chunks=1"), study_printf("parallel.replicas=1"),
+        study_printf("parallel.schedule=gpipe"), study_printf("parallel.partition=auto"),
+        study_printf("parallel.micro_batches=%lld", (long long)micro_batches),
+        study_printf("train.batch=%lld", (long long)batch), study_printf("train.nbs=%lld", (long long)batch),
+        study_printf("train.max_steps=%lld", (long long)(s->measure.warmup + s->measure.steps)),
+        study_printf("output.dir=%s", runs), study_printf("name=%s", name), study_printf("output.plots=false"),
+    };
+    size_t n_sets = sizeof sets / sizeof sets[0];
+    char **argv = yp_calloc(3 + 2 * ((size_t)p->n_settings + n_sets) + 1, sizeof *argv);
+    int a = 0;
+    argv[a++] = yp_strdup(self_exe);
+    argv[a++] = yp_strdup("train");
+    argv[a++] = yp_strdup(s->experiment);
+    for (int k = 0; k < p->n_settings; k++) {
+        argv[a++] = yp_strdup("--set");
+        argv[a++] = study_setting_arg(&p->settings[k]);
+    }
+    for (size_t k = 0; k < n_sets; k++) {  // after the point's own: the last --set of a key wins
+        argv[a++] = yp_strdup("--set");
+        argv[a++] = sets[k];
+    }
+    return argv;
+}
+
+// One take of the layers inside steps for point p into <runs>/<name>/profile.csv (*path) and its
+// measured.json (*run), unless an earlier run of this study finished it (--resume). False with *err on
+// a failed run.
+static bool take_in_steps(const StudyConfig *s, const StudyPoint *p, const char *runs, const char *name,
+                          const char *self_exe, FILE *log, char *path, StudyMeasurement *run, Error *err) {
+    char log_path[PATH_MAX], measured[PATH_MAX];
+    if (!path_format(path, PATH_MAX, err, "%s/%s/profile.csv", runs, name) ||
+        !path_format(measured, sizeof measured, err, "%s/%s/measured.json", runs, name) ||
+        !path_format(log_path, sizeof log_path, err, "%s/%s.log", runs, name))
+        return false;
+    if (access(measured, R_OK) == 0 && access(path, R_OK) == 0)  // measured.json comes last
+        return study_point_read_measured(measured, s->measure.warmup, run, err);
+    ExperimentConfig *cfg = NULL;
+    if (!study_point_config_load(s, p, &cfg, err)) return false;
+    fprintf(log, "calibration: timing the layers inside training steps on one rank for %s ...\n", p->label);
+    fflush(log);
+    char **argv = in_steps_argv(s, p, cfg, self_exe, runs, name);
+    config_destroy(cfg);
+    LaunchJob job;
+    LaunchResult lr;
+    bool ok = launch_start(argv, log_path, &job, err) && launch_wait(&job, s->measure.time_limit_s, &lr, err);
+    argv_free(argv);
+    if (ok && (lr.outcome != LAUNCH_EXITED || lr.exit_code != 0)) {
+        char last[400];
+        launch_log_last_line(log_path, last, sizeof last);
+        ok = error_set(err, "yolopipe train failed: %s (log: %s)", last, log_path);
+    }
+    return ok && study_point_read_measured(measured, s->measure.warmup, run, err);
+}
+
+// The profile alone with each layer's forward and backward replaced by the times inside steps, and
+// its optimizer and EMA per parameter byte scaled to the optimizer step measured there (`run`, of
+// run->param_bytes; unscaled when the run has none); the weight-gradient share of each backward
+// (zb-h1's W), the loss and the loader stay the profile's. Written to out_path; *alone_s and *steps_s
+// get the layers' totals, *optimizer_scale the optimizer's factor.
+static bool profile_in_steps_merge(const char *alone_path, const char *steps_path, const StudyMeasurement *run,
+                                   const char *out_path, double *alone_s, double *steps_s, double *optimizer_scale,
+                                   Error *err) {
+    CostProfile *alone = NULL, *steps = NULL;
+    bool ok = cost_profile_load(alone_path, &alone, err) && cost_profile_load(steps_path, &steps, err);
+    if (ok && (steps->n_layers != alone->n_layers || steps->batch != alone->batch || steps->imgsz != alone->imgsz))
+        ok = error_set(err, "%s: %d layers of %lld images at %lld px, the profile %s %d of %lld at %lld", steps_path,
+                       steps->n_layers, (long long)steps->batch, (long long)steps->imgsz, alone_path, alone->n_layers,
+                       (long long)alone->batch, (long long)alone->imgsz);
+    *alone_s = *steps_s = 0;
+    for (int i = 0; ok && i < alone->n_layers; i++) {
+        CostProfileRow *row = &alone->rows[i];
+        const CostProfileRow *in_step = &steps->rows[i];
+        double weight_share = row->bwd_s > 0 ? row->bwd_weight_s / row->bwd_s : 0;
+        *alone_s += row->fwd_s + row->bwd_s;
+        *steps_s += in_step->fwd_s + in_step->bwd_s;
+        row->fwd_s = in_step->fwd_s;
+        row->bwd_s = in_step->bwd_s;
+        row->bwd_weight_s = weight_share * in_step->bwd_s;
+    }
+    double alone_optimizer_s = ok ? (alone->optimizer_s_per_param_byte + alone->ema_s_per_param_byte) * (double)run->param_bytes : 0;
+    *optimizer_scale = run->optimizer_s > 0 && run->param_bytes > 0 && alone_optimizer_s > 0 ? run->optimizer_s / alone_optimizer_s : 1;
+    if (ok) {
+        alone->optimizer_s_per_param_byte *= *optimizer_scale;
+        alone->ema_s_per_param_byte *= *optimizer_scale;
+    }
+    FsAtomicFile *af = NULL;
+    if (ok && (ok = fs_atomic_file_open(out_path, &af, err))) {
+        cost_profile_write(alone, fs_atomic_file_stream(af));
+        ok = fs_atomic_file_commit(af, err);
+    }
+    cost_profile_destroy(alone);
+    cost_profile_destroy(steps);
+    return ok;
+}
+
+// Profile d's layers timed inside steps, two takes one round after the other (the faster kept), merged
+// into <dir>/profile-d-in-steps.csv, which planned[d] then names. A run that fails leaves planned[d]
+// at the profile alone and says so: the points can still be planned.
+static bool calibrate_in_steps(const StudyConfig *s, const StudyPoints *points, const int *distinct, int n_distinct,
+                               const char *dir, const char *self_exe, FILE *log, const char (*alone)[PATH_MAX],
+                               char (*planned)[PATH_MAX], Error *err) {
+    char runs[PATH_MAX];
+    if (!path_format(runs, sizeof runs, err, "%s/in-steps", dir) || !fs_mkdir_p(runs, err)) return false;
+    char (*fastest)[PATH_MAX] = yp_calloc((size_t)n_distinct + 1, sizeof *fastest);
+    StudyMeasurement *fastest_run = yp_calloc((size_t)n_distinct + 1, sizeof *fastest_run);
+    double *fastest_s = yp_calloc((size_t)n_distinct + 1, sizeof *fastest_s);
+    bool *failed = yp_calloc((size_t)n_distinct + 1, sizeof *failed);
+    bool ok = true;
+    for (int take = 0; ok && take < CALIBRATION_TAKES; take++)
+        for (int d = 0; ok && d < n_distinct; d++) {
+            char name[64], path[PATH_MAX];
+            snprintf(name, sizeof name, "profile-%d%s", d, take ? "-again" : "");
+            Error run_err = {0};
+            double total = 0;
+            StudyMeasurement run;
+            if (failed[d]) continue;
+            if (!take_in_steps(s, &points->points[distinct[d]], runs, name, self_exe, log, path, &run, &run_err) ||
+                !profile_total_s(path, &total, &run_err)) {
+                failed[d] = true;
+                fprintf(log, "calibration: the layers inside steps for %s: %s; planning with the profile alone\n",
+                        points->points[distinct[d]].label, run_err.message);
+                continue;
+            }
+            if (!take || total < fastest_s[d]) {
+                fastest_s[d] = total;
+                fastest_run[d] = run;
+                snprintf(fastest[d], sizeof fastest[d], "%s", path);
+            }
+        }
+    for (int d = 0; ok && d < n_distinct; d++) {
+        double alone_s, steps_s, optimizer_scale;
+        if (failed[d]) continue;
+        ok = path_format(planned[d], sizeof planned[d], err, "%s/profile-%d-in-steps.csv", dir, d) &&
+             profile_in_steps_merge(alone[d], fastest[d], &fastest_run[d], planned[d], &alone_s, &steps_s,
+                                    &optimizer_scale, err);
+        if (ok)
+            fprintf(log, "calibration: inside training steps the layers take %.1f ms a micro-batch, alone %.1f ms "
+                         "(%.2fx), the optimizer step %.1f ms (%.2fx): planning with %s\n", 1e3 * steps_s, 1e3 * alone_s,
+                    steps_s / alone_s, 1e3 * fastest_run[d].optimizer_s, optimizer_scale, planned[d]);
+    }
+    free(failed);
+    free(fastest_s);
+    free(fastest_run);
+    free(fastest);
+    return ok;
+}
+
 bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char *out_dir, const char *self_exe,
                      FILE *log, char ***profiles_out, StudySharing *sharing, Error *err) {
     *sharing = (StudySharing){.wait_cost = -1};
@@ -214,13 +374,17 @@ bool study_calibrate(const StudyConfig *s, const StudyPoints *points, const char
             if (ok && (!take || total < first_total[d])) snprintf(chosen[d], sizeof chosen[d], "%s", path);
             if (ok && !take) first_total[d] = total;
             if (ok && take)
-                fprintf(log, "calibration: the layers take %.1f ms, then %.1f ms a micro-batch: planning with %s\n",
+                fprintf(log, "calibration: the layers take %.1f ms, then %.1f ms a micro-batch: keeping %s\n",
                         1e3 * first_total[d], 1e3 * total, chosen[d]);
         }
+    char (*planned)[PATH_MAX] = yp_calloc((size_t)n_distinct + 1, sizeof *planned);
+    for (int d = 0; d < n_distinct; d++) snprintf(planned[d], sizeof planned[d], "%s", chosen[d]);
+    ok = ok && calibrate_in_steps(s, points, distinct, n_distinct, dir, self_exe, log, chosen, planned, err);
     for (int i = 0; ok && i < points->n; i++)
-        if (profile_of[i] >= 0) profiles[i] = yp_strdup(chosen[profile_of[i]]);
+        if (profile_of[i] >= 0) profiles[i] = yp_strdup(planned[profile_of[i]]);
     if (ok && n_distinct > 0 && s->cluster.cores_per_node >= 2)
         ok = measure_sharing(s, &points->points[distinct[0]], dir, chosen[0], self_exe, log, sharing, err);
+    free(planned);
     free(chosen);
     free(first_total);
     free(profile_of);

@@ -7,10 +7,16 @@
 #include "framework/core/error.h"
 #include "framework/study/study.h"
 
-// Runs `self_exe profile` once per distinct (model, scale, data, input size, micro-batch, precision)
-// among the points, into <out_dir>/profiles/profile-K.csv (kept: a resumed study reuses them), and
-// fills (*profiles)[i] with point i's profile path (NULL for a point the experiment rejects). The
-// threads are the process's OMP_NUM_THREADS, which the study sets to cluster.threads_per_rank.
+// Runs `self_exe profile` twice per distinct (model, scale, data, input size, micro-batch, precision)
+// among the points, into <out_dir>/profiles/profile-K.csv and profile-K-again.csv (kept: a resumed
+// study reuses them), then times the same layers inside training steps: `self_exe train` on one rank
+// (one stage, gpipe over the point's micro-batches), twice, into profiles/in-steps/. A profile runs its
+// passes back to back; a training step runs them between the loader and the optimizer, and they took
+// 4-16 % longer there on the 2-core VM. profiles/profile-K-in-steps.csv is the faster profile with the
+// faster in-step forward and backward of each layer (its W share of the backward and its step costs
+// kept), and (*profiles)[i] names point i's (NULL for a point the experiment rejects; the profile
+// alone where the in-step run failed, which the log says). The threads are the process's
+// OMP_NUM_THREADS, which the study sets to cluster.threads_per_rank.
 //
 // With cluster.cores_per_node C >= 2 it also runs C copies of the first profile at once: if each is
 // f times slower than alone, the node's cores are worth C / f cores that never slow each other (at

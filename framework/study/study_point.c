@@ -145,6 +145,15 @@ bool study_point_read_measured(const char *path, int64_t warmup, StudyMeasuremen
     double *times = yp_malloc((size_t)(n + 1) * sizeof *times);
     int m = 0;
     for (int i = skip; ok && i < n; i++) ok = yaml_node_number(doc, yaml_seq_at(doc, batches, i), "batch_s", &times[m++], err);
+    // Rank 0's optimizer step per batch (0 where a batch only accumulates); absent in older records.
+    const yaml_node_t *steps = yaml_map_get(doc, root, "optimizer_s");
+    double *optimizer = yp_malloc((size_t)(n + 1) * sizeof *optimizer);
+    int n_steps = 0;
+    for (int i = skip; ok && steps && steps->type == YAML_SEQUENCE_NODE && i < n && i < yaml_seq_len(steps); i++) {
+        double v = 0;
+        ok = yaml_node_number(doc, yaml_seq_at(doc, steps, i), "optimizer_s", &v, err);
+        if (v > 0) optimizer[n_steps++] = v;
+    }
     double per_batch = 0;
     ok = ok && yaml_node_number(doc, images, "images_per_batch", &per_batch, err);
     if (ok && m == 0) ok = error_set(err, "%s: no batch was timed", path);
@@ -154,7 +163,10 @@ bool study_point_read_measured(const char *path, int64_t warmup, StudyMeasuremen
         out->images_per_s = out->step_s > 0 ? per_batch / out->step_s : 0;
         out->peak_activation_bytes = list_max(doc, root, "peak_activation_bytes");
         out->peak_rss_bytes = list_max(doc, root, "peak_rss_bytes");
+        out->param_bytes = list_max(doc, root, "param_bytes");
+        out->optimizer_s = n_steps ? sort_median(optimizer, n_steps) : 0;
     }
+    free(optimizer);
     free(times);
     yaml_doc_destroy(doc);
     return ok;

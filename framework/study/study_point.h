@@ -55,6 +55,8 @@ typedef struct StudyMeasurement {
     int n_timed;                    // batches the median is over
     int64_t peak_activation_bytes;  // the most any rank held
     int64_t peak_rss_bytes;         // the largest resident set of any rank
+    int64_t param_bytes;            // the most parameter bytes any rank holds (-1: not recorded)
+    double optimizer_s;             // median optimizer step of the timed batches that step (0: none)
 } StudyMeasurement;
 
 // Reads a run's measured.json (written by `yolopipe train`), skipping `warmup` batches (at least

@@ -196,7 +196,7 @@ static void batch_wire_read(const BatchWire *wire, ExecutorLoss *loss, double *g
 // One training batch on this rank, and the optimizer step when it ends an accumulation.
 // *data_wait_s gets the time spent waiting for the loader.
 static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHyper *hyper, int64_t *instances,
-                          double *data_wait_s, double *program_s, Error *err) {
+                          double *data_wait_s, double *program_s, double *optimizer_s, Error *err) {
     Batch batch = {0};
     double wait_start = clock_monotonic_s();
     if (t->train_loader && !loader_next(t->train_loader, &batch, err)) return false;
@@ -215,10 +215,11 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     loader_batch_free(&batch);
     // One collective per batch: the loss parts (from the last stages) and, before a step, the squared
     // gradient norm of every stage (replica 0's: the replicas' gradients are equal after the reduction).
-    double sumsq = 0;
+    double sumsq = 0, norm_start = clock_monotonic_s();
     if (step) trainer_poison_grads(t);
     if (step && t->topo->replica == 0)
         for (int c = 0; c < t->n_chunks; c++) sumsq += optim_grad_sumsq(t->chunks[c].optimizer);
+    *optimizer_s = clock_monotonic_s() - norm_start;
     BatchWire wire = batch_wire_write(&loss, sumsq);
     t->tr->ops->allreduce_sum_f64(t->tr, (double *)&wire, BATCH_WIRE_DOUBLES, TRANSPORT_WORLD);
     ExecutorLoss all;
@@ -229,7 +230,9 @@ static bool trainer_batch(Trainer *t, int64_t epoch, ExecutorLoss *sums, OptimHy
     t->at.bn_batches += t->topo->replicas * t->cfg->parallel.micro_batches;
     if (step) {
         t->at.last_step_iteration = t->at.iteration;
+        double step_start = clock_monotonic_s();
         if (!trainer_optimizer_step(t, &it.hyper, sumsq, err)) return false;
+        *optimizer_s += clock_monotonic_s() - step_start;
     }
     if (record) {
         char path[PATH_MAX];
@@ -318,6 +321,7 @@ static bool trainer_loop(Trainer *t, Error *err) {
     t->step_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->step_times);
     t->compute_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->compute_times);
     t->program_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->program_times);
+    t->optimizer_times = yp_malloc((size_t)(t->batches_per_epoch * tc->epochs + 1) * sizeof *t->optimizer_times);
     while (t->at.epoch < tc->epochs && !stop) {
         int64_t epoch = t->at.epoch;
         bool mosaic = epoch < tc->epochs - tc->close_mosaic;
@@ -338,14 +342,15 @@ static bool trainer_loop(Trainer *t, Error *err) {
         while (!stop && t->at.batch < t->batches_per_epoch) {
             double batch_start = clock_monotonic_s();
             int64_t instances = 0;
-            double data_wait_s = 0, program_s = 0;
-            if (!trainer_batch(t, epoch, &sums, &hyper, &instances, &data_wait_s, &program_s, err)) {
+            double data_wait_s = 0, program_s = 0, optimizer_s = 0;
+            if (!trainer_batch(t, epoch, &sums, &hyper, &instances, &data_wait_s, &program_s, &optimizer_s, err)) {
                 progress_end_line(&t->progress_line);
                 return false;
             }
             double batch_s = clock_monotonic_s() - batch_start;
             t->step_times[t->n_step_times] = batch_s;
             t->program_times[t->n_step_times] = program_s;
+            t->optimizer_times[t->n_step_times] = optimizer_s;
             t->compute_times[t->n_step_times++] = batch_s - data_wait_s;
             stop = tc->max_steps > 0 && t->at.optimizer_steps >= tc->max_steps;
             int side = t->step_sides[t->at.batch];

@@ -90,6 +90,7 @@ typedef struct Trainer {
     double *step_times;     // seconds of each training batch of the run (rank 0), for the summary
     double *compute_times;  // the same without the wait for the batch's data
     double *program_times;  // the executor's program alone (no loss all-reduce, no optimizer step)
+    double *optimizer_times;  // the optimizer step alone (gradient norm, clipping, update, EMA); 0 without one
     bool trace_written;     // <run_dir>/trace.json holds this run's recorded batch
     TrainerCurves *curves;  // world rank 0, made at the first use; owned
 } Trainer;

@@ -17,6 +17,7 @@ typedef struct MeasuredRank {
     int32_t pipeline_rank, replica;
     int32_t local_rank, local_size;  // on its host, as the transport found them
     int64_t peak_rss_bytes;
+    int64_t param_bytes;  // its stages' parameters (PlanStage.param_bytes summed over its chunks)
     ExecutorStats stats;
 } MeasuredRank;
 
@@ -27,9 +28,13 @@ static int64_t measured_peak_rss_bytes(void) {
 }
 
 static MeasuredRank measured_rank_make(const Trainer *t) {
+    const PipelinePlan *plan = &t->ep.plan;
+    int64_t param_bytes = 0;
+    for (int c = 0; c < plan->chunks; c++) param_bytes += plan->stages[c * plan->n_ranks + t->topo->pipeline_rank].param_bytes;
     return (MeasuredRank){.pipeline_rank = t->topo->pipeline_rank, .replica = t->topo->replica,
                           .local_rank = t->topo->local_rank, .local_size = t->topo->local_size,
-                          .peak_rss_bytes = measured_peak_rss_bytes(), .stats = executor_stats(t->ex)};
+                          .peak_rss_bytes = measured_peak_rss_bytes(), .param_bytes = param_bytes,
+                          .stats = executor_stats(t->ex)};
 }
 
 static double per(int64_t bytes, int64_t count) { return count > 0 ? (double)bytes / (double)count : 0.0; }
@@ -50,6 +55,7 @@ typedef enum MeasuredRankField {
     MEASURED_LOCAL_RANK,
     MEASURED_LOCAL_SIZE,
     MEASURED_PEAK_RSS,
+    MEASURED_PARAM_BYTES,
     MEASURED_PEAK_ACTIVATIONS,
     MEASURED_P2P_PER_BATCH,
     MEASURED_ALLREDUCE_PER_BATCH,
@@ -58,7 +64,7 @@ typedef enum MeasuredRankField {
 } MeasuredRankField;
 
 static const char *const measured_rank_keys[MEASURED_RANK_FIELD_COUNT] = {
-    "pipeline_rank", "replica", "local_rank", "local_size", "peak_rss_bytes", "peak_activation_bytes", "p2p_bytes_per_batch",
+    "pipeline_rank", "replica", "local_rank", "local_size", "peak_rss_bytes", "param_bytes", "peak_activation_bytes", "p2p_bytes_per_batch",
     "allreduce_bytes_per_batch", "allreduce_bytes_per_step"};
 
 static double measured_rank_value(const MeasuredRank *r, MeasuredRankField field) {
@@ -69,6 +75,7 @@ static double measured_rank_value(const MeasuredRank *r, MeasuredRankField field
     case MEASURED_LOCAL_RANK: return r->local_rank;
     case MEASURED_LOCAL_SIZE: return r->local_size;
     case MEASURED_PEAK_RSS: return (double)r->peak_rss_bytes;
+    case MEASURED_PARAM_BYTES: return (double)r->param_bytes;
     case MEASURED_PEAK_ACTIVATIONS: return (double)s->peak_activation_bytes;
     case MEASURED_P2P_PER_BATCH: return per(s->p2p_bytes, s->batches);
     case MEASURED_ALLREDUCE_PER_BATCH: return per(s->allreduce_bytes, s->batches);
@@ -97,6 +104,7 @@ static void measured_write(Trainer *t, FILE *f, const MeasuredRank *ranks, bool 
     measured_write_doubles(f, "batch_s", t->step_times, n);
     measured_write_doubles(f, "compute_s", t->compute_times, n);
     measured_write_doubles(f, "program_s", t->program_times, n);
+    measured_write_doubles(f, "optimizer_s", t->optimizer_times, n);
     fputs(",\n  \"median_batch_s_after_first\": ", f);
     json_write_number(f, median_batch);
     fputs(",\n  \"median_compute_s_after_first\": ", f);

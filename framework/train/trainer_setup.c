@@ -206,5 +206,6 @@ void trainer_destroy(Trainer *t) {
     free(t->step_times);
     free(t->compute_times);
     free(t->program_times);
+    free(t->optimizer_times);
     if (t->sink) fclose(t->sink);
 }

@@ -48,12 +48,15 @@ expect(m["images_per_batch"] == m["replicas"] * m["micro_batches"] * m["micro_ba
 expect(m["batches"] == 3 and m["optimizer_steps"] == 3, f"batches {m['batches']}, steps {m['optimizer_steps']}")
 expect(len(m["batch_s"]) == 3 and len(m["compute_s"]) == 3, "one batch_s and compute_s entry per batch")
 expect(all(0 < c <= b for b, c in zip(m["batch_s"], m["compute_s"])), "0 < compute_s <= batch_s")
+expect(len(m["program_s"]) == 3 and len(m["optimizer_s"]) == 3, "one program_s and optimizer_s entry per batch")
+expect(all(0 < o <= c - p for c, p, o in zip(m["compute_s"], m["program_s"], m["optimizer_s"])),
+       "0 < optimizer_s <= compute_s - program_s (a step every batch)")
 # Printed with 10 significant digits: equal to 1e-9 relative.
 expect(abs(m["median_batch_s_after_first"] - statistics.median(m["batch_s"][1:])) <= 1e-9 * m["median_batch_s_after_first"],
        "median_batch_s_after_first is the median of batch_s[1:]")
 expect(abs(m["images_per_s"] * m["median_batch_s_after_first"] - m["images_per_batch"]) < 1e-6 * m["images_per_batch"],
        "images_per_s = images_per_batch / median")
-per_rank = ["pipeline_rank", "replica", "local_rank", "local_size", "host", "peak_rss_bytes", "peak_activation_bytes", "p2p_bytes_per_batch",
+per_rank = ["pipeline_rank", "replica", "local_rank", "local_size", "host", "peak_rss_bytes", "param_bytes", "peak_activation_bytes", "p2p_bytes_per_batch",
             "allreduce_bytes_per_batch", "allreduce_bytes_per_step"]
 for key in per_rank:
     expect(len(m[key]) == W, f"{key} has one entry per rank")
@@ -66,6 +69,7 @@ stages = plan["stages"]
 mb = m["micro_batches"]
 for r in range(W):
     p = m["pipeline_rank"][r]
+    expect(m["param_bytes"][r] == stages[p]["params"] * 4, f"rank {r}: param_bytes {m['param_bytes'][r]}, plan {stages[p]['params'] * 4}")
     want = plan["schedule"]["peak_activation_bytes"][p]
     expect(m["peak_activation_bytes"][r] == want, f"rank {r}: peak_activation_bytes {m['peak_activation_bytes'][r]}, plan {want}")
     if m["stages"] == 2:

@@ -3,8 +3,9 @@
 # the tiny experiment under mpirun), its points.csv columns and rows, summary.md, and the study's
 # crash safety: a rerun without --resume is refused, --resume redoes nothing, --resume against a
 # changed study is refused naming the key, a study killed with SIGKILL after its first point finishes
-# the rest on --resume without redoing it, a point past its time limit is a `timeout` row, and
-# measure.takes runs a point more than once and keeps the fastest take.
+# the rest on --resume without redoing it, a point past its time limit is a `timeout` row,
+# measure.takes runs a point more than once and keeps the fastest take, and cluster.calibrate plans
+# with the layers timed inside training steps.
 #
 # usage: check-study-run.sh SOURCE_ROOT YOLOPIPE
 set -u
@@ -128,6 +129,44 @@ before=$(stat -c %Y takes/runs/point-0-take-2/measured.json)
 "$yolopipe" study takes.yaml --out takes --set measure.takes=2 --resume >takes-resume.log 2>&1 || fail "--resume of takes: $(tail -5 takes-resume.log)"
 [[ $(stat -c %Y takes/runs/point-0-take-2/measured.json) == "$before" && $(grep -c '' takes/points.csv) == 2 ]] ||
     fail "--resume ran a finished take again: $(cat takes-resume.log)"
+
+# cluster.calibrate: the layers are timed alone (yolopipe profile) and inside training steps on one
+# rank; the point is planned with the in-step times and optimizer step, the profile's W shares, loss
+# and loader.
+STAGES="2" study cal
+echo "  calibrate: true" >>cal.yaml
+"$yolopipe" study cal.yaml --out cal >cal.log 2>&1 || fail "cluster.calibrate: $(tail -5 cal.log)"
+grep -q "calibration: inside training steps the layers take .* planning with .*profile-0-in-steps.csv" cal.log ||
+    fail "no in-step calibration line: $(grep calibration cal.log)"
+$python - cal/profiles <<'PY' || fail "the in-step profile"
+import csv, json, statistics, sys
+d = sys.argv[1]
+def read(path):
+    layers, steps = {}, {}
+    for row in csv.reader(open(path)):
+        if row[0].isdigit(): layers[int(row[0])] = [float(x) if x else 0.0 for x in row[2:4] + row[6:7]]
+        elif row[0] == "step": steps[row[1]] = float(row[2])
+    return layers, steps
+def total(layers): return sum(f + b for f, b, _ in layers.values())
+merged, merged_steps = read(f"{d}/profile-0-in-steps.csv")
+runs = {n: read(f"{d}/in-steps/{n}/profile.csv")[0] for n in ("profile-0", "profile-0-again")}
+faster = min(runs, key=lambda n: total(runs[n]))
+inside = runs[faster]
+alone = [read(f"{d}/{n}.csv") for n in ("profile-0", "profile-0-again")]
+alone_layers, alone_steps = min(alone, key=lambda a: total(a[0]))
+m = json.load(open(f"{d}/in-steps/{faster}/measured.json"))
+optimizer_s = statistics.median([v for v in m["optimizer_s"][1:] if v > 0])  # after the warm-up batch
+scale = optimizer_s / ((alone_steps["optimizer"] + alone_steps["ema"]) * m["param_bytes"][0])
+for key in ("loss", "loader"):
+    assert merged_steps[key] == alone_steps[key], (key, merged_steps, alone_steps)
+for key in ("optimizer", "ema"):
+    assert abs(merged_steps[key] - scale * alone_steps[key]) <= 1e-6 * merged_steps[key], (key, scale, merged_steps, alone_steps)
+assert len(merged) == len(inside) == len(alone_layers) > 0
+for i, (f, b, w) in merged.items():
+    assert abs(f - inside[i][0]) <= 1e-6 * f and abs(b - inside[i][1]) <= 1e-6 * b, (i, merged[i], inside[i])
+    share = alone_layers[i][2] / alone_layers[i][1] if alone_layers[i][1] > 0 else 0
+    assert abs(w - share * b) <= 1e-6 * b + 1e-15, (i, w, share, b)
+PY
 
 if [[ $failures -gt 0 ]]; then echo "$failures check(s) failed"; exit 1; fi
 echo "study run checks passed"
