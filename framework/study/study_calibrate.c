@@ -37,18 +37,28 @@ static bool profile_key(const StudyConfig *s, const StudyPoint *p, char *key, si
     return ok;
 }
 
-// `self_exe profile EXP --set <point's settings>... --out path --repeats N`; free with argv_free.
-static char **profile_argv(const StudyConfig *s, const StudyPoint *p, const char *self_exe, const char *path,
-                           const char *repeats) {
-    char **argv = yp_calloc((size_t)(4 + 2 * p->n_settings + 4) + 1, sizeof *argv);
+// `self_exe COMMAND EXP --set <point's settings>...` with room for n_more words after them, which
+// go from *used on; free with argv_free.
+static char **point_argv(const char *self_exe, const char *command, const StudyConfig *s, const StudyPoint *p,
+                         size_t n_more, int *used) {
+    char **argv = yp_calloc(3 + 2 * (size_t)p->n_settings + n_more + 1, sizeof *argv);
     int a = 0;
     argv[a++] = yp_strdup(self_exe);
-    argv[a++] = yp_strdup("profile");
+    argv[a++] = yp_strdup(command);
     argv[a++] = yp_strdup(s->experiment);
     for (int k = 0; k < p->n_settings; k++) {
         argv[a++] = yp_strdup("--set");
         argv[a++] = study_setting_arg(&p->settings[k]);
     }
+    *used = a;
+    return argv;
+}
+
+// `self_exe profile EXP --set <point's settings>... --out path --repeats N`; free with argv_free.
+static char **profile_argv(const StudyConfig *s, const StudyPoint *p, const char *self_exe, const char *path,
+                           const char *repeats) {
+    int a;
+    char **argv = point_argv(self_exe, "profile", s, p, 4, &a);
     argv[a++] = yp_strdup("--out");
     argv[a++] = yp_strdup(path);
     argv[a++] = yp_strdup("--repeats");
@@ -199,15 +209,8 @@ static char **in_steps_argv(const StudyConfig *s, const StudyPoint *p, const Exp
         study_printf("output.dir=%s", runs), study_printf("name=%s", name), study_printf("output.plots=false"),
     };
     size_t n_sets = sizeof sets / sizeof sets[0];
-    char **argv = yp_calloc(3 + 2 * ((size_t)p->n_settings + n_sets) + 1, sizeof *argv);
-    int a = 0;
-    argv[a++] = yp_strdup(self_exe);
-    argv[a++] = yp_strdup("train");
-    argv[a++] = yp_strdup(s->experiment);
-    for (int k = 0; k < p->n_settings; k++) {
-        argv[a++] = yp_strdup("--set");
-        argv[a++] = study_setting_arg(&p->settings[k]);
-    }
+    int a;
+    char **argv = point_argv(self_exe, "train", s, p, 2 * n_sets, &a);
     for (size_t k = 0; k < n_sets; k++) {  // after the point's own: the last --set of a key wins
         argv[a++] = yp_strdup("--set");
         argv[a++] = sets[k];
