@@ -150,17 +150,31 @@ static bool profiles_at_once(const StudyConfig *s, const StudyPoint *p, const ch
     return ok;
 }
 
+enum { CALIBRATION_TAKES = 2 };  // of every measurement, one round after the other; the faster is kept
+
 // C copies of point p's profile at once against the one alone (solo_path): the cores' worth; then
-// beside C waiting processes: what a waiting rank takes from a busy core.
+// beside C waiting processes: what a waiting rank takes from a busy core. Both twice, in turn (a
+// single take's noise went into every point): of the copies at once the faster take is kept, as for
+// the profiles; of the slowdown beside waiting processes the mean, since where their wakes land (one
+// core or both) varies from take to take, and the faster take would keep the lucky one.
 static bool measure_sharing(const StudyConfig *s, const StudyPoint *p, const char *dir, const char *solo_path,
                             const char *self_exe, FILE *log, StudySharing *out, Error *err) {
     int c = (int)s->cluster.cores_per_node;
-    double solo = 0, shared = 0, beside_waiting = 0;
-    bool ok = profile_total_s(solo_path, &solo, err) &&
-              profiles_at_once(s, p, dir, "shared", c, 0, self_exe, log, &shared, err) &&
-              profiles_at_once(s, p, dir, "beside-waiting", c, c, self_exe, log, &beside_waiting, err);
+    double solo = 0, shared = INFINITY, waited = 0;
+    bool ok = profile_total_s(solo_path, &solo, err);
+    for (int take = 0; ok && take < CALIBRATION_TAKES; take++) {
+        double shared_take = 0, beside_take = 0;
+        const char *suffix = take ? "-again" : "";
+        char shared_name[32], beside_name[32];
+        snprintf(shared_name, sizeof shared_name, "shared%s", suffix);
+        snprintf(beside_name, sizeof beside_name, "beside-waiting%s", suffix);
+        ok = profiles_at_once(s, p, dir, shared_name, c, 0, self_exe, log, &shared_take, err) &&
+             profiles_at_once(s, p, dir, beside_name, c, c, self_exe, log, &beside_take, err);
+        shared = fmin(shared, shared_take);
+        waited += ok ? beside_take / shared_take / CALIBRATION_TAKES : 0;
+    }
     if (!ok) return false;
-    double slowdown = shared / solo, cores = (double)c / slowdown, waited = beside_waiting / shared;
+    double slowdown = shared / solo, cores = (double)c / slowdown;
     out->cores_per_node = cores < 1 ? 1 : cores > c ? c : cores;
     out->wait_cost = fmin(0.9, fmax(0.0, 1.0 - 1.0 / waited));
     fprintf(log, "calibration: %d ranks computing at once each run %.2fx slower than one alone: the %d cores are "
@@ -187,8 +201,6 @@ static bool take_profile(const StudyConfig *s, const StudyPoint *p, const char *
     if (ok) fprintf(log, "calibration: %s in %.0f s\n", path, lr.seconds);
     return ok;
 }
-
-enum { CALIBRATION_TAKES = 2 };
 
 // ---- the layers timed inside training steps -----------------------------------------------------
 

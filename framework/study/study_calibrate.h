@@ -22,8 +22,9 @@
 // f times slower than alone, the node's cores are worth C / f cores that never slow each other (at
 // least 1, at most C), which sharing->cores_per_node receives. Then C copies again beside C processes
 // that wait as a rank does (framework/core/poll_sleep.h): if each is g times slower than the C alone,
-// a waiting rank takes 1 - 1 / g of a busy core, sharing->wait_cost (at most 0.9). Without the
-// measurements: 0 and -1 (the study's figures).
+// a waiting rank takes 1 - 1 / g of a busy core, sharing->wait_cost (at most 0.9). Both are taken
+// twice, in turn (profiles/shared[-again]-K.csv, beside-waiting[-again]-K.csv): f from the faster
+// take, g the mean of the two. Without the measurements: 0 and -1 (the study's figures).
 typedef struct StudySharing {
     double cores_per_node, wait_cost;
 } StudySharing;
