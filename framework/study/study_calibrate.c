@@ -150,7 +150,7 @@ static bool profiles_at_once(const StudyConfig *s, const StudyPoint *p, const ch
     return ok;
 }
 
-enum { CALIBRATION_TAKES = 2 };  // of every measurement, one round after the other; the faster is kept
+enum { CALIBRATION_TAKES = 2 };  // of every calibration measurement, one round after the other
 
 // C copies of point p's profile at once against the one alone (solo_path): the cores' worth; then
 // beside C waiting processes: what a waiting rank takes from a busy core. Both twice, in turn (a
@@ -208,17 +208,23 @@ static bool take_profile(const StudyConfig *s, const StudyPoint *p, const char *
 // stage, one replica, gpipe over the point's micro-batches), warm-up + steps batches, into
 // <runs>/<name>; the executor writes each layer's mean time over the batches after the first to
 // <runs>/<name>/profile.csv. Free with argv_free.
-static char **in_steps_argv(const StudyConfig *s, const StudyPoint *p, const ExperimentConfig *cfg, const char *self_exe,
-                            const char *runs, const char *name) {
+static char **in_steps_argv(const StudyConfig *s, const StudyPoint *p, const ExperimentConfig *cfg,
+                            const char *self_exe, const char *runs, const char *name) {
     int64_t micro_batches = cfg->parallel.micro_batches;
     int64_t batch = cfg->train.batch / cfg->parallel.replicas;
     char *sets[] = {
-        study_printf("parallel.stages=1"), study_printf("parallel.chunks=1"), study_printf("parallel.replicas=1"),
-        study_printf("parallel.schedule=gpipe"), study_printf("parallel.partition=auto"),
+        study_printf("parallel.stages=1"),
+        study_printf("parallel.chunks=1"),
+        study_printf("parallel.replicas=1"),
+        study_printf("parallel.schedule=gpipe"),
+        study_printf("parallel.partition=auto"),
         study_printf("parallel.micro_batches=%lld", (long long)micro_batches),
-        study_printf("train.batch=%lld", (long long)batch), study_printf("train.nbs=%lld", (long long)batch),
+        study_printf("train.batch=%lld", (long long)batch),
+        study_printf("train.nbs=%lld", (long long)batch),
         study_printf("train.max_steps=%lld", (long long)(s->measure.warmup + s->measure.steps)),
-        study_printf("output.dir=%s", runs), study_printf("name=%s", name), study_printf("output.plots=false"),
+        study_printf("output.dir=%s", runs),
+        study_printf("name=%s", name),
+        study_printf("output.plots=false"),
     };
     size_t n_sets = sizeof sets / sizeof sets[0];
     int a;
@@ -285,8 +291,11 @@ static bool profile_in_steps_merge(const char *alone_path, const char *steps_pat
         row->bwd_s = in_step->bwd_s;
         row->bwd_weight_s = weight_share * in_step->bwd_s;
     }
-    double alone_optimizer_s = ok ? (alone->optimizer_s_per_param_byte + alone->ema_s_per_param_byte) * (double)run->param_bytes : 0;
-    *optimizer_scale = run->optimizer_s > 0 && run->param_bytes > 0 && alone_optimizer_s > 0 ? run->optimizer_s / alone_optimizer_s : 1;
+    double alone_optimizer_s =
+        ok ? (alone->optimizer_s_per_param_byte + alone->ema_s_per_param_byte) * (double)run->param_bytes : 0;
+    *optimizer_scale = run->optimizer_s > 0 && run->param_bytes > 0 && alone_optimizer_s > 0
+                           ? run->optimizer_s / alone_optimizer_s
+                           : 1;
     if (ok) {
         alone->optimizer_s_per_param_byte *= *optimizer_scale;
         alone->ema_s_per_param_byte *= *optimizer_scale;
@@ -342,9 +351,11 @@ static bool calibrate_in_steps(const StudyConfig *s, const StudyPoints *points, 
              profile_in_steps_merge(alone[d], fastest[d], &fastest_run[d], planned[d], &alone_s, &steps_s,
                                     &optimizer_scale, err);
         if (ok)
-            fprintf(log, "calibration: inside training steps the layers take %.1f ms a micro-batch, alone %.1f ms "
-                         "(%.2fx), the optimizer step %.1f ms (%.2fx): planning with %s\n", 1e3 * steps_s, 1e3 * alone_s,
-                    steps_s / alone_s, 1e3 * fastest_run[d].optimizer_s, optimizer_scale, planned[d]);
+            fprintf(log,
+                    "calibration: inside training steps the layers take %.1f ms a micro-batch, alone %.1f ms "
+                    "(%.2fx), the optimizer step %.1f ms (%.2fx): planning with %s\n",
+                    1e3 * steps_s, 1e3 * alone_s, steps_s / alone_s, 1e3 * fastest_run[d].optimizer_s, optimizer_scale,
+                    planned[d]);
     }
     free(failed);
     free(fastest_s);

@@ -144,12 +144,14 @@ bool study_point_read_measured(const char *path, int64_t warmup, StudyMeasuremen
     if (skip >= n) skip = n > 1 ? 1 : 0;  // a short run: keep what there is past the first batch
     double *times = yp_malloc((size_t)(n + 1) * sizeof *times);
     int m = 0;
-    for (int i = skip; ok && i < n; i++) ok = yaml_node_number(doc, yaml_seq_at(doc, batches, i), "batch_s", &times[m++], err);
+    for (int i = skip; ok && i < n; i++)
+        ok = yaml_node_number(doc, yaml_seq_at(doc, batches, i), "batch_s", &times[m++], err);
     // Rank 0's optimizer step per batch (0 where a batch only accumulates); absent in older records.
     const yaml_node_t *steps = yaml_map_get(doc, root, "optimizer_s");
+    int n_listed = steps && steps->type == YAML_SEQUENCE_NODE ? yaml_seq_len(steps) : 0;
     double *optimizer = yp_malloc((size_t)(n + 1) * sizeof *optimizer);
     int n_steps = 0;
-    for (int i = skip; ok && steps && steps->type == YAML_SEQUENCE_NODE && i < n && i < yaml_seq_len(steps); i++) {
+    for (int i = skip; ok && i < n && i < n_listed; i++) {
         double v = 0;
         ok = yaml_node_number(doc, yaml_seq_at(doc, steps, i), "optimizer_s", &v, err);
         if (v > 0) optimizer[n_steps++] = v;
